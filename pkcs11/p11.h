@@ -1,0 +1,139 @@
+/*
+ * p11.h - keywarden's only door to a PKCS#11 token.
+ *
+ * Nothing outside pkcs11/ includes pkcs11.h or calls the module.  This layer
+ * loads a module, finds the token, logs in, keeps a pool of sessions, and
+ * offers message-shaped operations on opaque keys: create/list/destroy the
+ * versioned master keys of a vault, wrap/unwrap data keys under them, the
+ * audit HMAC, and the token's RNG.  It could run in a process of its own.
+ *
+ * Errors: 0 or a negative code of kw_error.h.  On failure a sentence naming
+ * the PKCS#11 function, the CKR_ name and what to do is left in
+ * kw_errdetail().  This layer never logs.  All functions are thread-safe;
+ * each uses a pooled session exclusively for the length of one call.
+ */
+#ifndef KW_P11_H
+#define KW_P11_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct p11_ctx p11_ctx;
+
+/* How a data key is wrapped.  The value is stored inside every wrapped
+ * blob, so a later change of mechanism still unwraps old blobs. */
+enum p11_wrap_mech {
+	P11_WRAP_AUTO = 0,      /* best the token offers, probed at open */
+	P11_WRAP_AES_GCM = 1,   /* C_Encrypt CKM_AES_GCM, AAD bound */
+	P11_WRAP_AES_KWP = 2,   /* CKM_AES_KEY_WRAP_PAD (RFC 5649), AAD digest wrapped in */
+	P11_WRAP_ECB_HMAC = 3,  /* CKM_AES_ECB + CKM_SHA256_HMAC with a companion key */
+};
+
+struct p11_options {
+	const char *module;     /* path of the PKCS#11 module (required) */
+	const char *token;      /* token label, serial number, or RFC 7512 "pkcs11:" URI */
+	const char *pin_file;   /* file holding the user PIN; must not be group/world accessible */
+	unsigned sessions;      /* size of the session pool; 0 = 4 */
+	enum p11_wrap_mech wrap;/* P11_WRAP_AUTO, or a mechanism to require */
+};
+
+struct p11_token_info {
+	char label[33];
+	char serial[17];
+	char manufacturer[33];
+	char model[17];
+	enum p11_wrap_mech wrap;   /* mechanism used for new wraps */
+	unsigned sessions;
+};
+
+/* Load the module, find the token, read the PIN (wiped at once), log in,
+ * open the pool and probe mechanisms.  *out is written only on success. */
+int p11_open(const struct p11_options *opt, p11_ctx **out);
+
+/* Log out, close sessions, finalize (unless the module was already
+ * initialized by someone else), unload.  Accepts NULL. */
+void p11_close(p11_ctx *ctx);
+
+int p11_token_info(p11_ctx *ctx, struct p11_token_info *out);
+
+/* Cheap liveness check of the token and login (for health).  May reopen. */
+int p11_ping(p11_ctx *ctx);
+
+/* Fill buf with len bytes from the token's RNG. */
+int p11_random(p11_ctx *ctx, void *buf, size_t len);
+
+const char *p11_wrap_mech_name(enum p11_wrap_mech m);
+
+/* ---- master keys ------------------------------------------------------- */
+
+#define P11_VAULT_MAX 64        /* bytes of a vault name */
+#define P11_ID_LEN 16           /* bytes of the random CKA_ID */
+
+struct p11_mkey {
+	unsigned version;
+	uint8_t id[P11_ID_LEN];
+	char label[96];          /* "keywarden/<vault>/v<N>" */
+};
+
+/* Create version `version` (>= 1) of the vault's master key: AES-256,
+ * token, private, sensitive, non-extractable, non-modifiable where allowed,
+ * a random CKA_ID; plus whatever companion key the wrap mechanism needs.
+ * KW_E_KEY_EXISTS when that version exists. */
+int p11_mkey_create(p11_ctx *ctx, const char *vault, unsigned version,
+    struct p11_mkey *out);
+
+/* All versions present in the token for the vault, sorted by version.
+ * *out is malloc'd (caller frees with free()); *n may be 0. */
+int p11_mkey_list(p11_ctx *ctx, const char *vault, struct p11_mkey **out,
+    size_t *n);
+
+/* Destroy a version's objects in the token.  KW_E_KEY_NOT_FOUND if absent. */
+int p11_mkey_destroy(p11_ctx *ctx, const char *vault, unsigned version);
+
+/* ---- wrapping data keys ------------------------------------------------ */
+
+#define P11_DEK_MAX 64          /* largest data key accepted */
+#define P11_WRAPPED_MAX 160     /* largest wrapped blob produced */
+
+/* Wrap dek (1..P11_DEK_MAX bytes) under the vault's master key `version`,
+ * binding aad (may be empty).  out holds at least P11_WRAPPED_MAX bytes;
+ * *outlen receives the blob length.  The blob names its format, mechanism
+ * and master-key version; its header is authenticated with the AAD. */
+int p11_wrap(p11_ctx *ctx, const char *vault, unsigned version,
+    const uint8_t *dek, size_t deklen, const void *aad, size_t aadlen,
+    uint8_t *out, size_t *outlen);
+
+/* Unwrap a blob of p11_wrap().  dek holds at least P11_DEK_MAX bytes (use
+ * kw_secalloc memory).  A changed byte, another AAD or another vault gives
+ * KW_E_AUTH; an unknown version KW_E_KEY_NOT_FOUND. */
+int p11_unwrap(p11_ctx *ctx, const char *vault, const uint8_t *blob,
+    size_t bloblen, const void *aad, size_t aadlen, uint8_t *dek,
+    size_t *deklen);
+
+/* Read a blob's header without the token. */
+int p11_blob_info(const uint8_t *blob, size_t bloblen, unsigned *version,
+    enum p11_wrap_mech *mech);
+
+/* ---- audit key ---------------------------------------------------------- */
+
+#define P11_MAC_LEN 32
+
+/* Find the audit HMAC key ("keywarden/audit"), creating it when absent. */
+int p11_audit_key_ensure(p11_ctx *ctx);
+
+/* HMAC-SHA256 by the token's audit key. */
+int p11_audit_hmac(p11_ctx *ctx, const void *data, size_t len,
+    uint8_t mac[P11_MAC_LEN]);
+
+/* 0 when mac is right, KW_E_AUTH when not (compared in constant time). */
+int p11_audit_hmac_verify(p11_ctx *ctx, const void *data, size_t len,
+    const uint8_t mac[P11_MAC_LEN]);
+
+/* ---- PIN file ----------------------------------------------------------- */
+
+/* Read a PIN from path into secure memory (trailing newline stripped).
+ * Refuses a file that is not a regular file, is group/world accessible, or
+ * is owned by another user than the caller or root.  Free with kw_secfree. */
+int p11_pin_read(const char *path, char **pin, size_t *pinlen);
+
+#endif
