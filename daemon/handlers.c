@@ -1,0 +1,1200 @@
+/*
+ * handlers.c - routing and the request handlers of the secrets API.
+ * kwd_route() runs on the loop; every h_*() runs on a worker and may call
+ * the token and the store.  See docs/api.md.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <openssl/evp.h>
+
+#include "kw_error.h"
+#include "kw_secmem.h"
+#include "pkcs11/p11.h"
+#include "daemon/audit_glue.h"
+#include "daemon/kwd.h"
+#include "daemon/log.h"
+#include "daemon/seal.h"
+#include "daemon/store.h"
+
+#define DEK_LEN 32
+#define PUT_RETRIES 16
+
+const char *
+kwd_action_name(enum kwd_action a)
+{
+	switch (a) {
+	case KWD_A_SECRET_GET: return "secret.get";
+	case KWD_A_SECRET_LIST: return "secret.list";
+	case KWD_A_SECRET_SET: return "secret.set";
+	case KWD_A_SECRET_UPDATE: return "secret.update";
+	case KWD_A_SECRET_DELETE: return "secret.delete";
+	case KWD_A_SECRET_RECOVER: return "secret.recover";
+	case KWD_A_SECRET_PURGE: return "secret.purge";
+	case KWD_A_SECRET_BACKUP: return "secret.backup";
+	case KWD_A_SECRET_RESTORE: return "secret.restore";
+	case KWD_A_VAULT_STATUS: return "vault.status";
+	case KWD_A_SERVICE: return "service";
+	case KWD_A_NONE: break;
+	}
+	return "none";
+}
+
+/* ---- names ------------------------------------------------------------------ */
+
+static int
+name_char_ok(int c)
+{
+	return isalnum(c) || c == '.' || c == '_' || c == '-';
+}
+
+/* 0 or a reason. */
+static const char *
+name_check(const char *name, size_t len)
+{
+	size_t seg = 0;
+	const char *s = name, *last = name, *prev = NULL;
+
+	if (len == 0)
+		return "the name is empty";
+	if (len > 256)
+		return "the name is longer than 256 bytes";
+	for (size_t i = 0; i <= len; i++) {
+		if (i == len || name[i] == '/') {
+			size_t sl = (size_t)(name + i - s);
+			if (sl == 0)
+				return "the name has an empty segment (// or a leading or trailing /)";
+			if ((sl == 1 && s[0] == '.') || (sl == 2 && s[0] == '.' && s[1] == '.'))
+				return "a name segment may not be . or ..";
+			prev = last;
+			last = s;
+			s = name + i + 1;
+			seg++;
+			continue;
+		}
+		if (!name_char_ok((unsigned char)name[i]))
+			return "a name may hold only A-Z a-z 0-9 . _ - and / between segments";
+	}
+	if (strcmp(last, "versions") == 0)
+		return "a name may not end in the segment 'versions' (it addresses versions)";
+	if (seg >= 2 && strncmp(prev, "versions/", 9) == 0 && strspn(last, "0123456789") == strlen(last))
+		return "a name may not end in 'versions/<number>' (it addresses a version)";
+	return NULL;
+}
+
+static int
+vault_check(const char *v, size_t len)
+{
+	if (len == 0 || len > CONFIG_VAULT_MAX)
+		return -1;
+	for (size_t i = 0; i < len; i++)
+		if (!name_char_ok((unsigned char)v[i]))
+			return -1;
+	return 0;
+}
+
+static int
+parse_u64(const char *s, size_t len, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (len == 0 || len > 19)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/* Split "name[/versions[/N]]" into name and version; also "name/recover". */
+static int
+split_name(struct kwd_req *r, const char *rest, int allow_versions, int *versions_list)
+{
+	size_t len = strlen(rest);
+	const char *why;
+
+	*versions_list = 0;
+	if (allow_versions) {
+		const char *vs = NULL;
+		/* ".../versions" */
+		if (len > 9 && strcmp(rest + len - 9, "/versions") == 0) {
+			*versions_list = 1;
+			len -= 9;
+		} else if ((vs = strstr(rest, "/versions/")) != NULL) {
+			const char *num;
+			/* the last occurrence followed only by digits */
+			for (const char *p = vs; p != NULL; p = strstr(p + 1, "/versions/"))
+				vs = p;
+			num = vs + 10;
+			if (*num != '\0' && strspn(num, "0123456789") == strlen(num)) {
+				if (parse_u64(num, strlen(num), &r->version) != 0 || r->version == 0) {
+					kwd_reply_error(r, 400, "invalid_parameter", "version \"%.20s\" is not a number from 1", num);
+					return -1;
+				}
+				r->has_version = 1;
+				len = (size_t)(vs - rest);
+			}
+		}
+	}
+	if ((why = name_check(rest, len)) != NULL) {
+		kwd_reply_error(r, 400, "invalid_name", "%s", why);
+		return -1;
+	}
+	memcpy(r->name, rest, len);
+	r->name[len] = '\0';
+	return 0;
+}
+
+static void
+route_method_error(struct kwd_req *r, const char *allowed)
+{
+	if (r->http != NULL)
+		evhttp_add_header(evhttp_request_get_output_headers(r->http), "Allow", allowed);
+	kwd_reply_error(r, 405, "method_not_allowed", "this resource allows %s", allowed);
+}
+
+void
+kwd_route(struct kwd_req *r, const char *path)
+{
+	const char *p, *slash;
+	int m = r->method;
+	size_t vlen;
+
+	if (strcmp(path, "/v1/health") == 0 || strcmp(path, "/v1/whoami") == 0 ||
+	    strcmp(path, "/v1/metrics") == 0) {
+		if (m != EVHTTP_REQ_GET && m != EVHTTP_REQ_HEAD) {
+			route_method_error(r, "GET");
+			return;
+		}
+		r->action = KWD_A_SERVICE;
+		r->handler = path[4] == 'h' ? h_health : path[4] == 'w' ? h_whoami : h_metrics;
+		return;
+	}
+	if (strcmp(path, "/v1/vaults") == 0) {
+		if (m != EVHTTP_REQ_GET) {
+			route_method_error(r, "GET");
+			return;
+		}
+		r->action = KWD_A_VAULT_STATUS;
+		r->handler = h_vault_list;
+		return;
+	}
+	if (strncmp(path, "/v1/vaults/", 11) != 0) {
+		kwd_reply_error(r, 404, "not_found", "no such resource: %.100s", path);
+		return;
+	}
+	p = path + 11;
+	slash = strchr(p, '/');
+	vlen = slash ? (size_t)(slash - p) : strlen(p);
+	if (vault_check(p, vlen) != 0) {
+		kwd_reply_error(r, 400, "invalid_name", "a vault name is 1 to %d characters of A-Z a-z 0-9 . _ -", CONFIG_VAULT_MAX);
+		return;
+	}
+	memcpy(r->vault, p, vlen);
+	r->vault[vlen] = '\0';
+	if (config_vault_find(r->d->cfg, r->vault) == NULL) {
+		r->action = KWD_A_VAULT_STATUS;
+		kwd_reply_error(r, 404, "vault_not_found", "no vault named '%s'", r->vault);
+		return;
+	}
+	if (slash == NULL) {
+		kwd_reply_error(r, 404, "not_found", "no such resource under vault '%s'", r->vault);
+		return;
+	}
+	p = slash + 1;
+	if (strcmp(p, "secrets") == 0) {
+		if (m != EVHTTP_REQ_GET) {
+			route_method_error(r, "GET");
+			return;
+		}
+		r->action = KWD_A_SECRET_LIST;
+		r->handler = h_secret_list;
+		return;
+	}
+	if (strncmp(p, "secrets/", 8) == 0) {
+		int vl;
+		if (split_name(r, p + 8, 1, &vl) != 0)
+			return;
+		if (vl) {
+			if (m != EVHTTP_REQ_GET) {
+				route_method_error(r, "GET");
+				return;
+			}
+			r->action = KWD_A_SECRET_LIST;
+			r->handler = h_secret_versions;
+			return;
+		}
+		switch (m) {
+		case EVHTTP_REQ_GET:
+			r->action = KWD_A_SECRET_GET;
+			r->handler = h_secret_get;
+			return;
+		case EVHTTP_REQ_PUT:
+			if (r->has_version)
+				break;
+			r->action = KWD_A_SECRET_SET;
+			r->handler = h_secret_put;
+			return;
+		case EVHTTP_REQ_PATCH:
+			r->action = KWD_A_SECRET_UPDATE;
+			r->handler = h_secret_patch;
+			return;
+		case EVHTTP_REQ_DELETE:
+			if (r->has_version)
+				break;
+			r->action = KWD_A_SECRET_DELETE;
+			r->handler = h_secret_delete;
+			return;
+		}
+		route_method_error(r, r->has_version ? "GET, PATCH" : "GET, PUT, PATCH, DELETE");
+		return;
+	}
+	if (strcmp(p, "deleted") == 0) {
+		if (m != EVHTTP_REQ_GET) {
+			route_method_error(r, "GET");
+			return;
+		}
+		r->action = KWD_A_SECRET_LIST;
+		r->handler = h_deleted_list;
+		return;
+	}
+	if (strncmp(p, "deleted/", 8) == 0) {
+		char rest[300];
+		size_t len = strlen(p + 8);
+		int vl;
+		if (len >= sizeof(rest)) {
+			kwd_reply_error(r, 400, "invalid_name", "the name is longer than 256 bytes");
+			return;
+		}
+		memcpy(rest, p + 8, len + 1);
+		if (len > 8 && strcmp(rest + len - 8, "/recover") == 0) {
+			rest[len - 8] = '\0';
+			if (split_name(r, rest, 0, &vl) != 0)
+				return;
+			if (m != EVHTTP_REQ_POST) {
+				route_method_error(r, "POST");
+				return;
+			}
+			r->action = KWD_A_SECRET_RECOVER;
+			r->handler = h_deleted_recover;
+			return;
+		}
+		if (split_name(r, rest, 0, &vl) != 0)
+			return;
+		if (m != EVHTTP_REQ_DELETE) {
+			route_method_error(r, "DELETE");
+			return;
+		}
+		r->action = KWD_A_SECRET_PURGE;
+		r->handler = h_deleted_purge;
+		return;
+	}
+	if (strcmp(p, "backup") == 0) {
+		if (m != EVHTTP_REQ_GET) {
+			route_method_error(r, "GET");
+			return;
+		}
+		r->action = KWD_A_SECRET_BACKUP;
+		r->handler = h_vault_backup;
+		return;
+	}
+	if (strcmp(p, "restore") == 0) {
+		if (m != EVHTTP_REQ_POST) {
+			route_method_error(r, "POST");
+			return;
+		}
+		r->action = KWD_A_SECRET_RESTORE;
+		r->handler = h_vault_restore;
+		return;
+	}
+	kwd_reply_error(r, 404, "not_found", "no such resource under vault '%s'", r->vault);
+}
+
+/* ---- JSON helpers -------------------------------------------------------------- */
+
+static json_t *
+time_json(int64_t us)
+{
+	char buf[40];
+	if (us == 0)
+		return json_null();
+	return json_string(kwd_time_str(buf, sizeof(buf), us));
+}
+
+static json_t *
+meta_json(const char *vault, const struct store_meta *m)
+{
+	json_t *tags = json_loads(m->tags[0] ? m->tags : "{}", 0, NULL);
+	json_t *o = json_pack("{s:s,s:s,s:I,s:o,s:o,s:b,s:o,s:o,s:s,s:o,s:I}",
+	    "vault", vault, "name", m->name, "version", (json_int_t)m->version,
+	    "created", time_json(m->created), "updated", time_json(m->updated),
+	    "enabled", m->enabled, "not_before", time_json(m->not_before),
+	    "expires", time_json(m->expires), "content_type", m->content_type,
+	    "tags", tags ? tags : json_object(), "key_version", (json_int_t)m->key_version);
+	if (o != NULL && m->deleted != 0) {
+		json_object_set_new(o, "deleted", time_json(m->deleted));
+		json_object_set_new(o, "scheduled_purge", time_json(m->scheduled_purge));
+	}
+	return o;
+}
+
+static int
+query_u64(struct kwd_req *r, const char *key, uint64_t *out, int *present)
+{
+	json_t *v = json_object_get(r->query, key);
+	const char *s;
+
+	*present = 0;
+	if (v == NULL)
+		return 0;
+	s = json_string_value(v);
+	if (s == NULL || parse_u64(s, strlen(s), out) != 0) {
+		kwd_reply_error(r, 400, "invalid_parameter", "query parameter %s must be a whole number", key);
+		return -1;
+	}
+	*present = 1;
+	return 0;
+}
+
+/* Parse the attributes a PUT or PATCH may carry into m, noting which were
+ * given in *mask.  Replies 400 and returns -1 on a bad one. */
+static int
+parse_attrs(struct kwd_req *r, struct store_meta *m, unsigned *mask)
+{
+	json_t *v;
+	const char *key;
+
+	*mask = 0;
+	json_object_foreach(r->body, key, v) {
+		if (strcmp(key, "value") == 0 || strcmp(key, "encoding") == 0)
+			continue;
+		if (strcmp(key, "enabled") == 0) {
+			if (!json_is_boolean(v))
+				goto type;
+			m->enabled = json_is_true(v);
+			*mask |= STORE_ATTR_ENABLED;
+		} else if (strcmp(key, "not_before") == 0 || strcmp(key, "expires") == 0) {
+			int64_t t = 0;
+			if (!json_is_null(v)) {
+				if (!json_is_string(v) || kwd_time_parse(json_string_value(v), &t) != 0) {
+					kwd_reply_error(r, 400, "invalid_value",
+					    "%s must be an RFC 3339 time such as 2026-01-02T03:04:05Z, or null", key);
+					return -1;
+				}
+			}
+			if (key[0] == 'n') {
+				m->not_before = t;
+				*mask |= STORE_ATTR_NOT_BEFORE;
+			} else {
+				m->expires = t;
+				*mask |= STORE_ATTR_EXPIRES;
+			}
+		} else if (strcmp(key, "content_type") == 0) {
+			const char *s = json_string_value(v);
+			if (s == NULL)
+				goto type;
+			if (strlen(s) > STORE_CTYPE_MAX) {
+				kwd_reply_error(r, 400, "invalid_value", "content_type is longer than %d bytes", STORE_CTYPE_MAX);
+				return -1;
+			}
+			snprintf(m->content_type, sizeof(m->content_type), "%s", s);
+			*mask |= STORE_ATTR_CONTENT_TYPE;
+		} else if (strcmp(key, "tags") == 0) {
+			const char *tk;
+			json_t *tv;
+			char *txt;
+			if (!json_is_object(v))
+				goto type;
+			if (json_object_size(v) > 64) {
+				kwd_reply_error(r, 400, "invalid_value", "at most 64 tags");
+				return -1;
+			}
+			json_object_foreach(v, tk, tv) {
+				if (!json_is_string(tv) || strlen(tk) == 0 || strlen(tk) > 128 ||
+				    json_string_length(tv) > 256) {
+					kwd_reply_error(r, 400, "invalid_value",
+					    "tags must map names of 1 to 128 bytes to strings of at most 256 bytes");
+					return -1;
+				}
+			}
+			txt = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+			if (txt == NULL || strlen(txt) > STORE_TAGS_MAX) {
+				free(txt);
+				kwd_reply_error(r, 400, "invalid_value", "tags are too large");
+				return -1;
+			}
+			snprintf(m->tags, sizeof(m->tags), "%s", txt);
+			free(txt);
+			*mask |= STORE_ATTR_TAGS;
+		} else {
+			kwd_reply_error(r, 400, "invalid_value",
+			    "unknown field \"%.64s\" (known: value, encoding, content_type, tags, enabled, not_before, expires)", key);
+			return -1;
+		}
+		continue;
+type:
+		kwd_reply_error(r, 400, "invalid_value", "field %s has the wrong type", key);
+		return -1;
+	}
+	return 0;
+}
+
+/* Is a version readable now?  0, or replies 403. */
+static int
+check_validity(struct kwd_req *r, const struct store_meta *m)
+{
+	int64_t now = (int64_t)kwd_now_us();
+	char t[40];
+
+	if (!m->enabled) {
+		kwd_reply_error(r, 403, "secret_disabled", "version %llu of '%s' is disabled",
+		    (unsigned long long)m->version, m->name);
+		return -1;
+	}
+	if (m->not_before != 0 && now < m->not_before) {
+		kwd_reply_error(r, 403, "secret_not_yet_valid", "version %llu of '%s' is not valid before %s",
+		    (unsigned long long)m->version, m->name, kwd_time_str(t, sizeof(t), m->not_before));
+		return -1;
+	}
+	if (m->expires != 0 && now >= m->expires) {
+		kwd_reply_error(r, 403, "secret_expired", "version %llu of '%s' expired at %s",
+		    (unsigned long long)m->version, m->name, kwd_time_str(t, sizeof(t), m->expires));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+is_utf8(const uint8_t *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		uint8_t c = s[i];
+		size_t k;
+		uint32_t cp;
+		if (c < 0x80) {
+			if (c == 0)
+				return 0;
+			i++;
+			continue;
+		}
+		if ((c & 0xe0) == 0xc0) { k = 1; cp = c & 0x1f; }
+		else if ((c & 0xf0) == 0xe0) { k = 2; cp = c & 0x0f; }
+		else if ((c & 0xf8) == 0xf0) { k = 3; cp = c & 0x07; }
+		else return 0;
+		for (size_t j = 1; j <= k; j++) {
+			if (i + j >= n || (s[i + j] & 0xc0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (s[i + j] & 0x3f);
+		}
+		if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
+		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		i += k + 1;
+	}
+	return 1;
+}
+
+/* Append s as a JSON string (quotes and escapes) to out at *o. */
+static size_t
+json_escaped_len(const uint8_t *s, size_t n)
+{
+	size_t len = 2;
+	for (size_t i = 0; i < n; i++)
+		len += (s[i] == '"' || s[i] == '\\') ? 2 : (s[i] < 0x20 ? 6 : 1);
+	return len;
+}
+
+static void
+json_escape_into(uint8_t *out, size_t *o, const uint8_t *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	out[(*o)++] = '"';
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = s[i];
+		if (c == '"' || c == '\\') {
+			out[(*o)++] = '\\';
+			out[(*o)++] = c;
+		} else if (c < 0x20) {
+			out[(*o)++] = '\\';
+			out[(*o)++] = 'u';
+			out[(*o)++] = '0';
+			out[(*o)++] = '0';
+			out[(*o)++] = (uint8_t)hex[c >> 4];
+			out[(*o)++] = (uint8_t)hex[c & 15];
+		} else {
+			out[(*o)++] = c;
+		}
+	}
+	out[(*o)++] = '"';
+}
+
+/* ---- secrets -------------------------------------------------------------------- */
+
+static int
+vault_key_version(struct kwd_req *r, uint32_t *kv)
+{
+	struct store_vault v;
+	int e = store_vault_get(r->d->store, r->vault, &v);
+
+	if (e != 0)
+		return e;
+	if (v.key_version == 0)
+		return kw_fail(KW_E_KEY_NOT_FOUND, "vault '%s' has no master key yet", r->vault);
+	*kv = v.key_version;
+	return 0;
+}
+
+/* Is the key version a record uses allowed to unwrap? */
+static int
+key_usable(struct kwd_req *r, uint32_t version)
+{
+	struct store_key *keys = NULL;
+	size_t n = 0;
+	int e = store_key_list(r->d->store, r->vault, &keys, &n);
+
+	if (e != 0)
+		return e;
+	e = kw_fail(KW_E_KEY_NOT_FOUND, "master key version %u of vault '%s' is not recorded", version, r->vault);
+	for (size_t i = 0; i < n; i++)
+		if (keys[i].version == version) {
+			e = keys[i].state == STORE_KEY_ACTIVE ? 0 :
+			    kw_fail(KW_E_RETIRED, "master key version %u of vault '%s' is retired", version, r->vault);
+			break;
+		}
+	free(keys);
+	return e;
+}
+
+void
+h_secret_get(struct kwd_req *r)
+{
+	struct store_record rec;
+	uint8_t *dek = NULL, *pt = NULL, *out = NULL;
+	size_t deklen = 0, ptlen, outlen, o = 0;
+	char aad[400];
+	int aadlen, e, utf8;
+	json_t *meta = NULL;
+	char *metatxt = NULL;
+
+	memset(&rec, 0, sizeof(rec));
+	e = store_secret_get(r->d->store, r->vault, r->name, r->has_version ? r->version : 0, &rec);
+	if (e == KW_E_NOT_FOUND) {
+		if (r->has_version)
+			kwd_reply_error(r, 404, "version_not_found", "secret '%s' has no version %llu in vault '%s'",
+			    r->name, (unsigned long long)r->version, r->vault);
+		else
+			kwd_reply_error(r, 404, "secret_not_found", "no secret '%s' in vault '%s'", r->name, r->vault);
+		goto out;
+	}
+	if (e != 0) {
+		kwd_reply_kwerr(r, e, "read");
+		goto out;
+	}
+	r->version = rec.meta.version;
+	r->key_version = rec.meta.key_version;
+	if (check_validity(r, &rec.meta) != 0)
+		goto out;
+	if ((e = key_usable(r, rec.meta.key_version)) != 0) {
+		kwd_reply_kwerr(r, e, "read");
+		goto out;
+	}
+	aadlen = seal_aad(aad, sizeof(aad), r->vault, rec.meta.name, rec.meta.version);
+	if (aadlen < 0 || rec.body_len < SEAL_TAG_LEN) {
+		kwd_reply_kwerr(r, KW_E_FORMAT, "read");
+		goto out;
+	}
+	if ((dek = kw_secalloc(P11_DEK_MAX)) == NULL || (pt = kw_secalloc(rec.body_len)) == NULL) {
+		kwd_reply_error(r, 503, "unavailable", "out of secure memory");
+		goto out;
+	}
+	e = p11_unwrap(r->d->p11, r->vault, rec.wrapped, rec.wrapped_len, aad, (size_t)aadlen, dek, &deklen);
+	if (e == 0 && deklen != DEK_LEN)
+		e = kw_fail(KW_E_FORMAT, "data key of unexpected length %zu", deklen);
+	if (e == 0)
+		e = seal_decrypt(dek, aad, (size_t)aadlen, rec.nonce, rec.body, rec.body_len, pt);
+	if (e != 0) {
+		kwd_reply_kwerr(r, e, "read");
+		goto out;
+	}
+	ptlen = rec.body_len - SEAL_TAG_LEN;
+	utf8 = is_utf8(pt, ptlen);
+
+	/* The reply: metadata by jansson, the value spliced in by hand so it
+	 * lives only in locked memory. */
+	meta = meta_json(r->vault, &rec.meta);
+	json_object_set_new(meta, "encoding", json_string(utf8 ? "utf-8" : "base64"));
+	metatxt = json_dumps(meta, JSON_COMPACT);
+	if (metatxt == NULL) {
+		kwd_reply_error(r, 500, "internal", "cannot encode the reply");
+		goto out;
+	}
+	{
+		size_t mlen = strlen(metatxt);
+		size_t vlen = utf8 ? json_escaped_len(pt, ptlen) : 2 + 4 * ((ptlen + 2) / 3) + 1;
+		outlen = mlen + 10 + vlen + 2;
+		if ((out = kw_secalloc(outlen)) == NULL) {
+			kwd_reply_error(r, 503, "unavailable", "out of secure memory");
+			goto out;
+		}
+		memcpy(out, metatxt, mlen - 1);      /* without the closing '}' */
+		o = mlen - 1;
+		memcpy(out + o, ",\"value\":", 9);
+		o += 9;
+		if (utf8) {
+			json_escape_into(out, &o, pt, ptlen);
+		} else {
+			out[o++] = '"';
+			o += (size_t)EVP_EncodeBlock(out + o, pt, (int)ptlen);
+			out[o++] = '"';
+		}
+		out[o++] = '}';
+		out[o++] = '\n';
+	}
+	kw_secret_clear(&r->reply_secret);
+	r->reply_secret.data = out;
+	r->reply_secret.len = o;
+	out = NULL;   /* owned by the request now */
+	r->status = 200;
+	r->content_type = "application/json";
+	atomic_fetch_add(&r->d->m.secret_reads, 1);
+out:
+	kw_secfree(out);
+	kw_secfree(pt);
+	kw_secfree(dek);
+	free(metatxt);
+	json_decref(meta);
+	store_record_clear(&rec);
+}
+
+/* The value of a PUT, decoded into locked memory; the JSON copy is wiped. */
+static int
+take_value(struct kwd_req *r, kw_secret *val)
+{
+	json_t *v = json_object_get(r->body, "value");
+	json_t *enc = json_object_get(r->body, "encoding");
+	const char *encs = "utf-8";
+	char *s;
+	size_t len;
+	int e = -1;
+
+	if (enc != NULL) {
+		encs = json_string_value(enc);
+		if (encs == NULL || (strcmp(encs, "utf-8") != 0 && strcmp(encs, "base64") != 0)) {
+			kwd_reply_error(r, 400, "invalid_value", "encoding must be \"utf-8\" or \"base64\"");
+			goto wipe;
+		}
+	}
+	if (v == NULL || !json_is_string(v)) {
+		kwd_reply_error(r, 400, "invalid_value", "the body needs \"value\", a string");
+		goto wipe;
+	}
+	s = (char *)(uintptr_t)json_string_value(v);
+	len = json_string_length(v);
+	if (strcmp(encs, "base64") == 0) {
+		uint8_t *tmp;
+		int n;
+		size_t pad = 0;
+		if (len % 4 != 0) {
+			kwd_reply_error(r, 400, "invalid_value", "the value is not valid base64 (length not a multiple of 4)");
+			goto wipe;
+		}
+		if (len > 0 && s[len - 1] == '=')
+			pad++;
+		if (len > 1 && s[len - 2] == '=')
+			pad++;
+		if ((tmp = kw_secalloc(len / 4 * 3 + 3)) == NULL)
+			goto oom;
+		n = EVP_DecodeBlock(tmp, (const unsigned char *)s, (int)len);
+		if (n < 0 || (size_t)n < pad) {
+			kw_secfree(tmp);
+			kwd_reply_error(r, 400, "invalid_value", "the value is not valid base64");
+			goto wipe;
+		}
+		val->data = tmp;
+		val->len = (size_t)n - pad;
+	} else {
+		if (kw_secret_dup(val, s, len) != 0)
+			goto oom;
+	}
+	if (val->len > r->d->cfg->max_value) {
+		kw_secret_clear(val);
+		kwd_reply_error(r, 413, "too_large", "the value is %zu bytes; the limit is %llu", val->len,
+		    (unsigned long long)r->d->cfg->max_value);
+		goto wipe;
+	}
+	e = 0;
+	goto wipe;
+oom:
+	kwd_reply_error(r, 503, "unavailable", "out of secure memory");
+wipe:
+	if (v != NULL && json_is_string(v))
+		kw_wipe((void *)(uintptr_t)json_string_value(v), json_string_length(v));
+	return e;
+}
+
+void
+h_secret_put(struct kwd_req *r)
+{
+	struct store_record rec;
+	kw_secret val = { 0 };
+	uint8_t *dek = NULL;
+	uint64_t cas = 0, cur = 0;
+	int has_cas = 0, e, tries;
+	unsigned mask;
+	char aad[400];
+	int aadlen;
+	int64_t now = (int64_t)kwd_now_us();
+
+	memset(&rec, 0, sizeof(rec));
+	if (r->body == NULL) {
+		kwd_reply_error(r, 400, "invalid_json", "the request needs a JSON body with \"value\"");
+		goto out;
+	}
+	if (take_value(r, &val) != 0)
+		goto out;
+	if (query_u64(r, "cas", &cas, &has_cas) != 0)
+		goto out;
+	rec.meta.enabled = 1;
+	snprintf(rec.meta.tags, sizeof(rec.meta.tags), "{}");
+	if (parse_attrs(r, &rec.meta, &mask) != 0)
+		goto out;
+	snprintf(rec.meta.name, sizeof(rec.meta.name), "%s", r->name);
+	rec.meta.created = rec.meta.updated = now;
+	if ((e = vault_key_version(r, &rec.meta.key_version)) != 0) {
+		kwd_reply_kwerr(r, e, "write");
+		goto out;
+	}
+	r->key_version = rec.meta.key_version;
+	if ((dek = kw_secalloc(DEK_LEN)) == NULL ||
+	    (rec.body = malloc(val.len + SEAL_TAG_LEN)) == NULL) {
+		kwd_reply_error(r, 503, "unavailable", "out of memory");
+		goto out;
+	}
+	rec.body_len = val.len + SEAL_TAG_LEN;
+
+	if ((e = audit_glue_intent(r)) != 0) {
+		kwd_reply_error(r, 503, "unavailable", "the audit log cannot record the intent to write, so nothing was written");
+		goto out;
+	}
+	for (tries = 0;; tries++) {
+		if ((e = store_secret_current(r->d->store, r->vault, r->name, &cur)) != 0) {
+			kwd_reply_kwerr(r, e, "write");
+			goto out;
+		}
+		if (has_cas && cur != cas) {
+			kwd_reply_error(r, 409, "conflict",
+			    "check-and-set failed: the current version of '%s' is %llu, not %llu",
+			    r->name, (unsigned long long)cur, (unsigned long long)cas);
+			goto out;
+		}
+		rec.meta.version = cur + 1;
+		r->version = rec.meta.version;
+		aadlen = seal_aad(aad, sizeof(aad), r->vault, r->name, rec.meta.version);
+		/* A fresh data key from the token for every version. */
+		if ((e = p11_random(r->d->p11, dek, DEK_LEN)) != 0 ||
+		    (e = p11_wrap(r->d->p11, r->vault, rec.meta.key_version, dek, DEK_LEN, aad,
+			(size_t)aadlen, rec.wrapped, &rec.wrapped_len)) != 0 ||
+		    (e = seal_encrypt(dek, aad, (size_t)aadlen, val.data, val.len, rec.nonce, rec.body)) != 0) {
+			kwd_reply_kwerr(r, e, "write");
+			goto out;
+		}
+		kw_wipe(dek, DEK_LEN);
+		e = store_secret_put(r->d->store, r->vault, &rec, &cur);
+		if (e == KW_E_CONFLICT && !has_cas && tries < PUT_RETRIES)
+			continue;
+		if (e == KW_E_CONFLICT) {
+			kwd_reply_error(r, 409, "conflict", has_cas ?
+			    "check-and-set failed: the current version of '%s' is %llu, not %llu" :
+			    "'%s' changed under this write too often (now version %llu); try again",
+			    r->name, (unsigned long long)cur, (unsigned long long)cas);
+			goto out;
+		}
+		if (e != 0) {
+			kwd_reply_kwerr(r, e, "write");
+			goto out;
+		}
+		break;
+	}
+	atomic_fetch_add(&r->d->m.secret_writes, 1);
+	kwd_reply_json(r, 201, meta_json(r->vault, &rec.meta));
+out:
+	kw_secfree(dek);
+	kw_secret_clear(&val);
+	store_record_clear(&rec);
+}
+
+void
+h_secret_list(struct kwd_req *r)
+{
+	struct store_meta *ms = NULL;
+	size_t n = 0;
+	const char *prefix = json_string_value(json_object_get(r->query, "prefix"));
+	json_t *arr;
+	int e;
+
+	e = store_secret_list(r->d->store, r->vault, prefix, NULL, 100000, &ms, &n);
+	if (e != 0) {
+		kwd_reply_kwerr(r, e, "list");
+		return;
+	}
+	arr = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, meta_json(r->vault, &ms[i]));
+	free(ms);
+	kwd_reply_json(r, 200, json_pack("{s:o}", "secrets", arr));
+}
+
+void
+h_secret_versions(struct kwd_req *r)
+{
+	struct store_meta *ms = NULL;
+	size_t n = 0;
+	json_t *arr;
+	int e = store_secret_versions(r->d->store, r->vault, r->name, &ms, &n);
+
+	if (e == KW_E_NOT_FOUND || (e == 0 && n == 0)) {
+		free(ms);
+		kwd_reply_error(r, 404, "secret_not_found", "no secret '%s' in vault '%s'", r->name, r->vault);
+		return;
+	}
+	if (e != 0) {
+		kwd_reply_kwerr(r, e, "versions");
+		return;
+	}
+	arr = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, meta_json(r->vault, &ms[i]));
+	free(ms);
+	kwd_reply_json(r, 200, json_pack("{s:o}", "versions", arr));
+}
+
+void
+h_secret_patch(struct kwd_req *r)
+{
+	struct store_meta attrs, out;
+	unsigned mask;
+	int e;
+
+	memset(&attrs, 0, sizeof(attrs));
+	if (r->body == NULL || json_object_get(r->body, "value") != NULL ||
+	    json_object_get(r->body, "encoding") != NULL) {
+		json_t *v = r->body ? json_object_get(r->body, "value") : NULL;
+		if (json_is_string(v))   /* a value sent here by mistake: wipe it */
+			kw_wipe((void *)(uintptr_t)json_string_value(v), json_string_length(v));
+		kwd_reply_error(r, 400, "invalid_value", r->body == NULL ?
+		    "the request needs a JSON body with attributes to change" :
+		    "PATCH changes attributes only; write a new value with PUT");
+		return;
+	}
+	if (parse_attrs(r, &attrs, &mask) != 0)
+		return;
+	if (mask == 0) {
+		kwd_reply_error(r, 400, "invalid_value", "nothing to change");
+		return;
+	}
+	if ((e = audit_glue_intent(r)) != 0) {
+		kwd_reply_error(r, 503, "unavailable", "the audit log cannot record the intent, so nothing was changed");
+		return;
+	}
+	e = store_secret_update(r->d->store, r->vault, r->name, r->has_version ? r->version : 0,
+	    mask, &attrs, (int64_t)kwd_now_us(), &out);
+	if (e == KW_E_NOT_FOUND) {
+		kwd_reply_error(r, 404, r->has_version ? "version_not_found" : "secret_not_found",
+		    "no secret '%s'%s in vault '%s'", r->name, r->has_version ? " at that version" : "", r->vault);
+		return;
+	}
+	if (e != 0) {
+		kwd_reply_kwerr(r, e, "update");
+		return;
+	}
+	r->version = out.version;
+	kwd_reply_json(r, 200, meta_json(r->vault, &out));
+}
+
+void
+h_secret_delete(struct kwd_req *r)
+{
+	const struct config_vault *cv = config_vault_find(r->d->cfg, r->vault);
+	struct store_meta out;
+	int64_t now = (int64_t)kwd_now_us();
+	int e;
+
+	if ((e = audit_glue_intent(r)) != 0) {
+		kwd_reply_error(r, 503, "unavailable", "the audit log cannot record the intent, so nothing was deleted");
+		return;
+	}
+	e = store_secret_delete(r->d->store, r->vault, r->name, now,
+	    now + (int64_t)cv->retention_days * 86400 * 1000000, &out);
+	if (e == KW_E_NOT_FOUND) {
+		kwd_reply_error(r, 404, "secret_not_found", "no secret '%s' in vault '%s'", r->name, r->vault);
+		return;
+	}
+	if (e != 0) {
+		kwd_reply_kwerr(r, e, "delete");
+		return;
+	}
+	kwd_reply_json(r, 200, json_pack("{s:s,s:s,s:o,s:o}", "vault", r->vault, "name", r->name,
+	    "deleted", time_json(out.deleted), "scheduled_purge", time_json(out.scheduled_purge)));
+}
+
+void
+h_deleted_list(struct kwd_req *r)
+{
+	struct store_meta *ms = NULL;
+	size_t n = 0;
+	json_t *arr;
+	int e = store_deleted_list(r->d->store, r->vault, &ms, &n);
+
+	if (e != 0) {
+		kwd_reply_kwerr(r, e, "list deleted");
+		return;
+	}
+	arr = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, json_pack("{s:s,s:I,s:o,s:o}", "name", ms[i].name,
+		    "version", (json_int_t)ms[i].version, "deleted", time_json(ms[i].deleted),
+		    "scheduled_purge", time_json(ms[i].scheduled_purge)));
+	free(ms);
+	kwd_reply_json(r, 200, json_pack("{s:o}", "deleted", arr));
+}
+
+void
+h_deleted_recover(struct kwd_req *r)
+{
+	struct store_meta out;
+	int e;
+
+	if ((e = audit_glue_intent(r)) != 0) {
+		kwd_reply_error(r, 503, "unavailable", "the audit log cannot record the intent, so nothing was recovered");
+		return;
+	}
+	e = store_secret_recover(r->d->store, r->vault, r->name, &out);
+	if (e == KW_E_NOT_FOUND) {
+		kwd_reply_error(r, 404, "secret_not_found", "no deleted secret '%s' in vault '%s'", r->name, r->vault);
+		return;
+	}
+	if (e != 0) {
+		kwd_reply_kwerr(r, e, "recover");
+		return;
+	}
+	r->version = out.version;
+	kwd_reply_json(r, 200, meta_json(r->vault, &out));
+}
+
+void
+h_deleted_purge(struct kwd_req *r)
+{
+	const struct config_vault *cv = config_vault_find(r->d->cfg, r->vault);
+	struct store_meta m;
+	char t[40];
+	int e = store_deleted_get(r->d->store, r->vault, r->name, &m);
+
+	if (e == KW_E_NOT_FOUND) {
+		kwd_reply_error(r, 404, "secret_not_found", "no deleted secret '%s' in vault '%s'", r->name, r->vault);
+		return;
+	}
+	if (e != 0) {
+		kwd_reply_kwerr(r, e, "purge");
+		return;
+	}
+	if (cv->purge_protection && (int64_t)kwd_now_us() < m.scheduled_purge) {
+		kwd_reply_error(r, 403, "purge_protected",
+		    "vault '%s' has purge protection: '%s' can be purged from %s on", r->vault, r->name,
+		    kwd_time_str(t, sizeof(t), m.scheduled_purge));
+		return;
+	}
+	if ((e = audit_glue_intent(r)) != 0) {
+		kwd_reply_error(r, 503, "unavailable", "the audit log cannot record the intent, so nothing was purged");
+		return;
+	}
+	if ((e = store_secret_purge(r->d->store, r->vault, r->name)) != 0) {
+		kwd_reply_kwerr(r, e, "purge");
+		return;
+	}
+	kwd_reply_json(r, 200, json_pack("{s:s,s:s,s:b}", "vault", r->vault, "name", r->name, "purged", 1));
+}
+
+/* ---- vaults and service ------------------------------------------------------------ */
+
+void
+h_vault_list(struct kwd_req *r)
+{
+	struct store_vault *vs = NULL;
+	size_t n = 0;
+	json_t *arr;
+	int e = store_vault_list(r->d->store, &vs, &n);
+
+	if (e != 0) {
+		kwd_reply_kwerr(r, e, "list vaults");
+		return;
+	}
+	arr = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, json_pack("{s:s,s:I,s:b,s:I}", "name", vs[i].name,
+		    "key_version", (json_int_t)vs[i].key_version, "purge_protection", vs[i].purge_protection,
+		    "retention_days", (json_int_t)vs[i].retention_days));
+	free(vs);
+	kwd_reply_json(r, 200, json_pack("{s:o}", "vaults", arr));
+}
+
+static int
+b64_json(json_t *o, const char *key, const uint8_t *d, size_t n)
+{
+	char *buf = malloc(4 * ((n + 2) / 3) + 1);
+	if (buf == NULL)
+		return -ENOMEM;
+	EVP_EncodeBlock((unsigned char *)buf, d, (int)n);
+	json_object_set_new(o, key, json_string(buf));
+	free(buf);
+	return 0;
+}
+
+static int
+b64_take(json_t *o, const char *key, uint8_t *out, size_t max, size_t *len)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+	size_t sl, pad = 0;
+	uint8_t *tmp;
+	int n;
+
+	if (s == NULL || (sl = strlen(s)) % 4 != 0)
+		return -EINVAL;
+	if (sl > 0 && s[sl - 1] == '=') pad++;
+	if (sl > 1 && s[sl - 2] == '=') pad++;
+	if ((tmp = malloc(sl / 4 * 3 + 1)) == NULL)
+		return -ENOMEM;
+	n = EVP_DecodeBlock(tmp, (const unsigned char *)s, (int)sl);
+	if (n < 0 || (size_t)n - pad > max) {
+		free(tmp);
+		return -EINVAL;
+	}
+	memcpy(out, tmp, (size_t)n - pad);
+	*len = (size_t)n - pad;
+	free(tmp);
+	return 0;
+}
+
+static int
+backup_one(void *arg, const struct store_record *rec)
+{
+	json_t *arr = arg, *o = meta_json("", &rec->meta);
+
+	json_object_del(o, "vault");
+	json_object_set_new(o, "deleted", time_json(rec->meta.deleted));
+	json_object_set_new(o, "scheduled_purge", time_json(rec->meta.scheduled_purge));
+	if (b64_json(o, "wrapped_key", rec->wrapped, rec->wrapped_len) != 0 ||
+	    b64_json(o, "nonce", rec->nonce, sizeof(rec->nonce)) != 0 ||
+	    b64_json(o, "body", rec->body, rec->body_len) != 0) {
+		json_decref(o);
+		return -ENOMEM;
+	}
+	return json_array_append_new(arr, o) == 0 ? 0 : -ENOMEM;
+}
+
+void
+h_vault_backup(struct kwd_req *r)
+{
+	json_t *arr = json_array();
+	char t[40];
+	int e = store_vault_export(r->d->store, r->vault, backup_one, arr);
+
+	if (e != 0) {
+		json_decref(arr);
+		kwd_reply_kwerr(r, e, "backup");
+		return;
+	}
+	kwd_reply_json(r, 200, json_pack("{s:s,s:i,s:s,s:s,s:o}", "keywarden_backup", "1",
+	    "format", 1, "vault", r->vault, "created", kwd_time_str(t, sizeof(t), (int64_t)kwd_now_us()),
+	    "records", arr));
+}
+
+void
+h_vault_restore(struct kwd_req *r)
+{
+	json_t *recs = r->body ? json_object_get(r->body, "records") : NULL;
+	struct store_record *rv = NULL;
+	size_t n, i;
+	int e;
+
+	if (!json_is_array(recs) || json_integer_value(json_object_get(r->body, "format")) != 1) {
+		kwd_reply_error(r, 400, "invalid_value", "the body is not a keywarden backup of format 1");
+		return;
+	}
+	n = json_array_size(recs);
+	if ((rv = calloc(n ? n : 1, sizeof(*rv))) == NULL) {
+		kwd_reply_error(r, 503, "unavailable", "out of memory");
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		json_t *o = json_array_get(recs, i);
+		struct store_record *x = &rv[i];
+		const char *name = json_string_value(json_object_get(o, "name"));
+		const char *body = json_string_value(json_object_get(o, "body"));
+		const char *why;
+		size_t nl, bl;
+		unsigned mask;
+		json_t *saved = r->body;
+		json_t *attrs;
+
+		if (name == NULL || (why = name_check(name, strlen(name))) != NULL || body == NULL) {
+			kwd_reply_error(r, 400, "invalid_value", "record %zu: a bad or missing name or body", i);
+			goto out;
+		}
+		snprintf(x->meta.name, sizeof(x->meta.name), "%s", name);
+		x->meta.version = (uint64_t)json_integer_value(json_object_get(o, "version"));
+		x->meta.key_version = (uint32_t)json_integer_value(json_object_get(o, "key_version"));
+		x->meta.enabled = 1;
+		snprintf(x->meta.tags, sizeof(x->meta.tags), "{}");
+		attrs = json_pack("{s:O?,s:O?,s:O?,s:O?,s:O?}", "enabled", json_object_get(o, "enabled"),
+		    "not_before", json_object_get(o, "not_before"), "expires", json_object_get(o, "expires"),
+		    "content_type", json_object_get(o, "content_type"), "tags", json_object_get(o, "tags"));
+		r->body = attrs;
+		e = parse_attrs(r, &x->meta, &mask);
+		r->body = saved;
+		json_decref(attrs);
+		if (e != 0)
+			goto out;
+		kwd_time_parse(json_string_value(json_object_get(o, "created")) ?: "", &x->meta.created);
+		kwd_time_parse(json_string_value(json_object_get(o, "updated")) ?: "", &x->meta.updated);
+		if (json_is_string(json_object_get(o, "deleted"))) {
+			kwd_time_parse(json_string_value(json_object_get(o, "deleted")), &x->meta.deleted);
+			kwd_time_parse(json_string_value(json_object_get(o, "scheduled_purge")) ?: "",
+			    &x->meta.scheduled_purge);
+		}
+		bl = strlen(body) / 4 * 3 + 3;
+		if ((x->body = malloc(bl)) == NULL ||
+		    b64_take(o, "body", x->body, bl, &x->body_len) != 0 ||
+		    b64_take(o, "wrapped_key", x->wrapped, sizeof(x->wrapped), &x->wrapped_len) != 0 ||
+		    b64_take(o, "nonce", x->nonce, sizeof(x->nonce), &nl) != 0 || nl != sizeof(x->nonce) ||
+		    x->meta.version == 0 || x->meta.key_version == 0 || x->body_len < SEAL_TAG_LEN) {
+			kwd_reply_error(r, 400, "invalid_value", "record %zu ('%s'): malformed", i, name);
+			goto out;
+		}
+	}
+	if ((e = audit_glue_intent(r)) != 0) {
+		kwd_reply_error(r, 503, "unavailable", "the audit log cannot record the intent, so nothing was restored");
+		goto out;
+	}
+	e = store_vault_import(r->d->store, r->vault, rv, n);
+	if (e != 0) {
+		kwd_reply_kwerr(r, e, "restore");
+		goto out;
+	}
+	kwd_reply_json(r, 200, json_pack("{s:s,s:I}", "vault", r->vault, "restored", (json_int_t)n));
+out:
+	for (i = 0; i < n; i++)
+		store_record_clear(&rv[i]);
+	free(rv);
+}

@@ -1,0 +1,126 @@
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <systemd/sd-login.h>
+
+#include "daemon/identity.h"
+
+uint64_t
+identity_now_ticks(void)
+{
+	struct timespec ts;
+	long hz = sysconf(_SC_CLK_TCK);
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (uint64_t)ts.tv_sec * (uint64_t)hz +
+	    (uint64_t)ts.tv_nsec / (1000000000ULL / (uint64_t)hz);
+}
+
+/* Field 22 of /proc/<pid>/stat, parsed after the last ')' since the command
+ * name may hold spaces and parentheses. */
+static int
+identity_start_ticks(pid_t pid, uint64_t *out)
+{
+	char path[64], buf[1024], *p;
+	int fd, field;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	buf[n] = '\0';
+	if ((p = strrchr(buf, ')')) == NULL)
+		return -EIO;
+	/* after ") " comes field 3 (state) */
+	for (field = 3, p += 2; *p != '\0' && field < 22; p++)
+		if (*p == ' ')
+			field++;
+	if (field != 22)
+		return -EIO;
+	*out = strtoull(p, NULL, 10);
+	return 0;
+}
+
+static void
+identity_names(struct peer_identity *id)
+{
+	struct passwd pw, *pwp = NULL;
+	struct group gr, *grp = NULL;
+	char buf[4096];
+
+	if (getpwuid_r(id->uid, &pw, buf, sizeof(buf), &pwp) == 0 && pwp != NULL)
+		snprintf(id->user, sizeof(id->user), "%s", pw.pw_name);
+	if (getgrgid_r(id->gid, &gr, buf, sizeof(buf), &grp) == 0 && grp != NULL)
+		snprintf(id->group, sizeof(id->group), "%s", gr.gr_name);
+}
+
+int
+identity_from_socket(int fd, uint64_t seen_ticks, struct peer_identity *out)
+{
+	struct peer_identity id;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	gid_t groups[IDENTITY_MAX_GROUPS];
+	socklen_t glen = sizeof(groups);
+	uint64_t t0 = 0, t1 = 0;
+	char path[64];
+	ssize_t n;
+
+	memset(&id, 0, sizeof(id));
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+		return -errno;
+	id.pid = cred.pid;
+	id.uid = cred.uid;
+	id.gid = cred.gid;
+	id.ngroups = -1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) == 0) {
+		id.ngroups = (int)(glen / sizeof(gid_t));
+		memcpy(id.groups, groups, glen);
+	}
+	identity_names(&id);
+
+	/* The /proc facts, only for a process that existed when we first saw
+	 * the connection and did not change under us while we read. */
+	if (id.pid > 0 && identity_start_ticks(id.pid, &t0) == 0 && t0 <= seen_ticks + 1) {
+		char exe[sizeof(id.exe)];
+		char *unit = NULL;
+
+		snprintf(path, sizeof(path), "/proc/%d/exe", (int)id.pid);
+		n = readlink(path, exe, sizeof(exe) - 1);
+		if (n > 0) {
+			exe[n] = '\0';
+			/* A replaced or deleted binary is not the one a rule names. */
+			if (strstr(exe, " (deleted)") != NULL)
+				n = 0;
+		}
+		if (sd_pid_get_unit(id.pid, &unit) < 0) {
+			free(unit);
+			unit = NULL;
+			(void)sd_pid_get_user_unit(id.pid, &unit);
+		}
+		if (identity_start_ticks(id.pid, &t1) == 0 && t1 == t0) {
+			if (n > 0)
+				memcpy(id.exe, exe, (size_t)n + 1);
+			if (unit != NULL)
+				snprintf(id.unit, sizeof(id.unit), "%s", unit);
+			id.start_ticks = t0;
+		}
+		free(unit);
+	}
+	*out = id;
+	return 0;
+}

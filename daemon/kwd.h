@@ -1,0 +1,172 @@
+/*
+ * kwd.h - the daemon's shared state and the life of one request.
+ *
+ * Threads: one libevent loop thread owns HTTP, connections and replies; a
+ * fixed pool of workers does token and store work (kwd_job_run); the audit
+ * writer makes events durable.  A request travels:
+ *
+ *   loop: parse, identify, authorize --> worker: store + token + crypto
+ *     --> audit: event durable --> loop: reply
+ *
+ * and a denial goes straight from the loop to the audit writer and back.
+ * No reply leaves before its audit event is durable (fail closed).
+ */
+#ifndef KW_KWD_H
+#define KW_KWD_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "kw_secmem.h"
+#include "daemon/cfg.h"
+#include "daemon/identity.h"
+
+struct event_base;
+struct evhttp;
+struct evhttp_request;
+struct evbuffer;
+struct p11_ctx;
+struct store;
+struct kwd;
+struct kwd_req;
+
+/* Actions a request asks for (the same words as the policy's). */
+enum kwd_action {
+	KWD_A_NONE = 0,
+	KWD_A_SECRET_GET, KWD_A_SECRET_LIST, KWD_A_SECRET_SET, KWD_A_SECRET_UPDATE,
+	KWD_A_SECRET_DELETE, KWD_A_SECRET_RECOVER, KWD_A_SECRET_PURGE,
+	KWD_A_SECRET_BACKUP, KWD_A_SECRET_RESTORE,
+	KWD_A_VAULT_STATUS,
+	KWD_A_SERVICE,       /* health, whoami, metrics: open to every caller */
+};
+const char *kwd_action_name(enum kwd_action a);
+
+typedef void (*kwd_handler_fn)(struct kwd_req *r);
+
+/* One HTTP request in flight.  Owned by the loop until submitted; then by
+ * the worker; then by the audit writer; then by the loop again, which
+ * replies and frees it. */
+struct kwd_req {
+	struct kwd *d;
+	struct evhttp_request *http;   /* NULL-ed if the client went away */
+	uint64_t id;                   /* request id, also in the audit event */
+	struct peer_identity who;
+	int method;                    /* EVHTTP_REQ_* */
+	enum kwd_action action;
+	char vault[CONFIG_VAULT_MAX + 1];
+	char name[257];
+	uint64_t version;              /* from the path, 0 if none */
+	int has_version;
+	json_t *query;                 /* query parameters, object of strings */
+	json_t *body;                  /* parsed JSON body or NULL */
+	kwd_handler_fn handler;        /* runs on a worker */
+	char decided_by[256];          /* policy rule sentence */
+
+	/* results, written by the handler */
+	int status;                    /* HTTP status */
+	struct evbuffer *reply;        /* JSON body (or text) */
+	const char *content_type;
+	kw_secret reply_secret;        /* a reply that holds a value: wiped after send */
+	json_t *extra;                 /* extra audit fields set by the handler, or NULL */
+	int allowed;                   /* the policy's word */
+	char err_code[32];             /* set by kwd_reply_error, for the audit */
+	char err_msg[256];
+	uint32_t key_version;          /* master-key version used, for the audit */
+	uint64_t t_start_us;
+
+	struct kwd_req *next;          /* queue links */
+};
+
+struct kwd_metrics {
+	atomic_uint_fast64_t requests;
+	atomic_uint_fast64_t responses_2xx, responses_4xx, responses_5xx;
+	atomic_uint_fast64_t denied;
+	atomic_uint_fast64_t token_errors, store_errors, audit_errors;
+	atomic_uint_fast64_t connections_open, connections_total, connections_refused;
+	atomic_uint_fast64_t latency_us_sum;
+	atomic_uint_fast64_t secret_reads, secret_writes;
+};
+
+struct kwd {
+	struct config *cfg;
+	struct event_base *base;
+	struct evhttp *http;
+	struct p11_ctx *p11;
+	struct store *store;
+	struct audit_log *audit;
+	struct kwd_policy *policy;     /* current policy (swapped on reload) */
+	pthread_rwlock_t policy_lock;
+	uint64_t next_req_id;
+	int listen_fd;
+	int stopping;
+	struct kwd_metrics m;
+	uint64_t started_us;
+
+	/* worker pool */
+	pthread_t *workers;
+	unsigned nworkers;
+	pthread_mutex_t q_lock;
+	pthread_cond_t q_cond;
+	struct kwd_req *q_head, *q_tail;
+	int q_stop;
+
+	/* completions back to the loop */
+	pthread_mutex_t c_lock;
+	struct kwd_req *c_head, *c_tail;
+	struct event *c_event;
+	unsigned inflight;
+};
+
+uint64_t kwd_now_us(void);
+/* RFC 3339 UTC with microseconds into buf (>= 32 bytes). */
+const char *kwd_time_str(char *buf, size_t len, int64_t us);
+/* Parse RFC 3339 ("2026-01-02T03:04:05Z", fractions, offsets). */
+int kwd_time_parse(const char *s, int64_t *us);
+
+/* --- replies (any thread, into r) --- */
+void kwd_reply_json(struct kwd_req *r, int status, json_t *obj);   /* steals obj */
+void kwd_reply_error(struct kwd_req *r, int status, const char *code,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Map a kw_error code from a lower layer to a reply; logs it. */
+void kwd_reply_kwerr(struct kwd_req *r, int err, const char *what);
+
+/* --- queues --- */
+int kwd_workers_start(struct kwd *d, unsigned n);
+void kwd_workers_stop(struct kwd *d);
+void kwd_submit(struct kwd_req *r);            /* loop -> worker */
+void kwd_complete(struct kwd_req *r);          /* any thread -> loop (reply) */
+void kwd_finish(struct kwd_req *r);            /* after handler: audit, then complete */
+
+/* --- handlers (daemon/handlers.c) --- */
+void kwd_route(struct kwd_req *r, const char *path);   /* sets action, handler, or replies */
+void h_secret_get(struct kwd_req *r);
+void h_secret_put(struct kwd_req *r);
+void h_secret_list(struct kwd_req *r);
+void h_secret_versions(struct kwd_req *r);
+void h_secret_patch(struct kwd_req *r);
+void h_secret_delete(struct kwd_req *r);
+void h_deleted_list(struct kwd_req *r);
+void h_deleted_recover(struct kwd_req *r);
+void h_deleted_purge(struct kwd_req *r);
+void h_vault_list(struct kwd_req *r);
+void h_vault_backup(struct kwd_req *r);
+void h_vault_restore(struct kwd_req *r);
+void h_health(struct kwd_req *r);
+void h_whoami(struct kwd_req *r);
+void h_metrics(struct kwd_req *r);
+
+/* --- vault keys (daemon/vaults.c) --- */
+int kwd_vaults_init(struct kwd *d);
+
+/* --- authorization (daemon/authz.c) --- */
+struct kwd_decision {
+	int allow;
+	char reason[256];
+};
+void kwd_authorize(struct kwd *d, const struct kwd_req *r, struct kwd_decision *out);
+
+#endif

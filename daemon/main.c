@@ -1,0 +1,257 @@
+/*
+ * keywardend - the keywarden key vault daemon.  See keywardend(8).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <systemd/sd-daemon.h>
+
+#include "kw_error.h"
+#include "kw_secmem.h"
+#include "pkcs11/p11.h"
+#include "daemon/audit_glue.h"
+#include "daemon/cfg.h"
+#include "daemon/kwd.h"
+#include "daemon/log.h"
+#include "daemon/server.h"
+#include "daemon/store.h"
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: keywardend --config FILE       run the daemon in the foreground\n"
+	    "       keywardend --check-config FILE validate a configuration and exit\n"
+	    "       keywardend --version\n");
+}
+
+static int
+print_config_errors(const char *path)
+{
+	struct config *c = NULL;
+	struct config_errors errs;
+	int r = config_load(path, &c, &errs);
+
+	if (r == 0) {
+		printf("%s: ok\n", path);
+		config_free(c);
+		return 0;
+	}
+	for (size_t i = 0; i < errs.n; i++)
+		fprintf(stderr, "%s\n", errs.lines[i]);
+	if (errs.n == 0)
+		fprintf(stderr, "%s: %s\n", path, kw_strerror(r));
+	else
+		fprintf(stderr, "%zu error%s\n", errs.n, errs.n == 1 ? "" : "s");
+	config_errors_free(&errs);
+	return 1;
+}
+
+static void
+on_stop(evutil_socket_t sig, short what, void *arg)
+{
+	struct kwd *d = arg;
+	(void)what;
+	if (d->stopping)
+		return;
+	log_notice("signal %d: finishing requests in flight, then stopping", (int)sig);
+	sd_notify(0, "STOPPING=1");
+	server_stop_accepting(d);
+}
+
+static void
+on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	struct kwd *d = arg;
+	(void)sig; (void)what;
+	sd_notify(0, "RELOADING=1");
+	log_notice("SIGHUP: reloading");
+	audit_glue_admin(d, "reload", json_pack("{s:s}", "result", "ok"));
+	sd_notify(0, "READY=1");
+}
+
+static int
+make_dir(const char *path, mode_t mode)
+{
+	struct stat st;
+
+	if (mkdir(path, mode) == 0)
+		return 0;
+	if (errno != EEXIST)
+		return kw_fail(-errno, "cannot create directory %s: %s", path, strerror(errno));
+	if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+		return kw_fail(KW_E_CONFIG, "%s exists and is not a directory", path);
+	if (st.st_mode & 0022)
+		return kw_fail(KW_E_CONFIG, "%s is writable by group or others (mode %04o): chmod go-w %s",
+		    path, (unsigned)(st.st_mode & 07777), path);
+	return 0;
+}
+
+static enum p11_wrap_mech
+wrap_from_config(const char *s)
+{
+	if (strcmp(s, "aes-gcm") == 0) return P11_WRAP_AES_GCM;
+	if (strcmp(s, "aes-kwp") == 0) return P11_WRAP_AES_KWP;
+	if (strcmp(s, "aes-ecb-hmac") == 0) return P11_WRAP_ECB_HMAC;
+	return P11_WRAP_AUTO;
+}
+
+static int
+run(struct config *cfg)
+{
+	struct kwd d;
+	struct p11_options po;
+	struct store_options so;
+	struct event *ev_term = NULL, *ev_int = NULL, *ev_hup = NULL;
+	int e, rc = 1;
+
+	memset(&d, 0, sizeof(d));
+	d.cfg = cfg;
+	d.listen_fd = -1;
+	d.started_us = kwd_now_us();
+	pthread_mutex_init(&d.q_lock, NULL);
+	pthread_cond_init(&d.q_cond, NULL);
+	pthread_mutex_init(&d.c_lock, NULL);
+	pthread_rwlock_init(&d.policy_lock, NULL);
+
+	if ((e = kw_secmem_harden_process()) != 0)
+		log_warn("cannot disable core dumps: %s", kw_strerror(e));
+	if ((e = make_dir(cfg->state_dir, 0700)) != 0) {
+		log_err("state directory: %s", kw_errdetail(e));
+		goto out;
+	}
+
+	memset(&po, 0, sizeof(po));
+	po.module = cfg->token_module;
+	po.token = cfg->token;
+	po.pin_file = cfg->pin_file;
+	po.sessions = cfg->token_sessions ? cfg->token_sessions : cfg->workers + 3;
+	po.wrap = wrap_from_config(cfg->wrap);
+	if ((e = p11_open(&po, &d.p11)) != 0) {
+		log_err("token: %s", kw_errdetail(e));
+		goto out;
+	}
+	if ((e = p11_audit_key_ensure(d.p11)) != 0) {
+		log_err("token: audit key: %s", kw_errdetail(e));
+		goto out;
+	}
+	memset(&so, 0, sizeof(so));
+	so.url = cfg->store_url;
+	so.connections = cfg->workers + 2;
+	if ((e = store_open(&so, &d.store)) != 0) {
+		log_err("store: %s", kw_errdetail(e));
+		goto out;
+	}
+	if ((e = audit_glue_open(&d)) != 0) {
+		log_err("audit log: %s", kw_errdetail(e));
+		goto out;
+	}
+	if ((e = kwd_vaults_init(&d)) != 0)
+		goto out;
+
+	evthread_use_pthreads();
+	if ((d.base = event_base_new()) == NULL) {
+		log_err("cannot create the event loop");
+		goto out;
+	}
+	if ((e = server_start(&d)) != 0) {
+		log_err("socket: %s", kw_errdetail(e));
+		goto out;
+	}
+	if ((e = kwd_workers_start(&d, cfg->workers)) != 0) {
+		log_err("workers: %s", kw_strerror(e));
+		goto out;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	ev_term = evsignal_new(d.base, SIGTERM, on_stop, &d);
+	ev_int = evsignal_new(d.base, SIGINT, on_stop, &d);
+	ev_hup = evsignal_new(d.base, SIGHUP, on_hup, &d);
+	event_add(ev_term, NULL);
+	event_add(ev_int, NULL);
+	event_add(ev_hup, NULL);
+
+	audit_glue_admin(&d, "start", json_pack("{s:s,s:i}", "version", PACKAGE_VERSION,
+	    "pid", (int)getpid()));
+	log_notice("keywardend %s ready on %s (%u workers, %zu vault%s)", PACKAGE_VERSION,
+	    cfg->socket_path, cfg->workers, cfg->nvaults, cfg->nvaults == 1 ? "" : "s");
+	sd_notify(0, "READY=1");
+	event_base_dispatch(d.base);
+	rc = 0;
+	log_notice("stopping");
+out:
+	if (d.workers != NULL)
+		kwd_workers_stop(&d);
+	if (ev_term) event_free(ev_term);
+	if (ev_int) event_free(ev_int);
+	if (ev_hup) event_free(ev_hup);
+	server_free(&d);
+	if (d.audit != NULL && rc == 0)
+		audit_glue_admin(&d, "stop", json_pack("{s:i}", "pid", (int)getpid()));
+	audit_glue_close(&d);
+	store_close(d.store);
+	p11_close(d.p11);
+	if (d.base != NULL)
+		event_base_free(d.base);
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", required_argument, NULL, 'C' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *cfgpath = NULL;
+	struct config *cfg = NULL;
+	struct config_errors errs;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			cfgpath = optarg;
+			break;
+		case 'C':
+			return print_config_errors(optarg);
+		case 'V':
+			printf("keywardend %s\n", PACKAGE_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (cfgpath == NULL || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if ((r = config_load(cfgpath, &cfg, &errs)) != 0) {
+		for (size_t i = 0; i < errs.n; i++)
+			fprintf(stderr, "keywardend: %s\n", errs.lines[i]);
+		if (errs.n == 0)
+			fprintf(stderr, "keywardend: %s: %s\n", cfgpath, kw_strerror(r));
+		config_errors_free(&errs);
+		return 1;
+	}
+	log_setup(cfg->log_level, cfg->log_syslog, "keywardend");
+	r = run(cfg);
+	config_free(cfg);
+	return r;
+}

@@ -1,0 +1,701 @@
+/*
+ * server.c - the loop thread: the Unix socket, HTTP, peer identity per
+ * connection, authorization, and replies; the worker pool and the queue of
+ * completions that brings finished requests back to the loop.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <sys/queue.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <systemd/sd-daemon.h>
+
+#include "kw_error.h"
+#include "daemon/audit_glue.h"
+#include "daemon/kwd.h"
+#include "daemon/log.h"
+#include "daemon/server.h"
+
+/* ---- time ------------------------------------------------------------------- */
+
+uint64_t
+kwd_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
+}
+
+const char *
+kwd_time_str(char *buf, size_t len, int64_t us)
+{
+	time_t s = (time_t)(us / 1000000);
+	struct tm tm;
+
+	gmtime_r(&s, &tm);
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
+	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	    (long)(us % 1000000));
+	return buf;
+}
+
+int
+kwd_time_parse(const char *s, int64_t *us)
+{
+	struct tm tm;
+	const char *p;
+	int64_t frac = 0, scale = 1000000, off = 0, secs;
+	int year, mon, day, hh, mm, ss, n = 0;
+
+	memset(&tm, 0, sizeof(tm));
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &year, &mon, &day, &hh, &mm, &ss, &n) != 6 ||
+	    n != 19)
+		return -EINVAL;
+	if (mon < 1 || mon > 12 || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60 ||
+	    year < 1970 || year > 9999)
+		return -EINVAL;
+	p = s + n;
+	if (*p == '.') {
+		p++;
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		while (*p >= '0' && *p <= '9') {
+			if (scale > 1) {
+				scale /= 10;
+				frac += (*p - '0') * scale;
+			}
+			p++;
+		}
+	}
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		int oh, om;
+		if (sscanf(p + 1, "%2d:%2d", &oh, &om) != 2 || strlen(p) != 6 || oh > 23 || om > 59)
+			return -EINVAL;
+		off = (int64_t)(oh * 3600 + om * 60) * (*p == '+' ? 1 : -1);
+		p += 6;
+	} else {
+		return -EINVAL;
+	}
+	if (*p != '\0')
+		return -EINVAL;
+	tm.tm_year = year - 1900;
+	tm.tm_mon = mon - 1;
+	tm.tm_mday = day;
+	tm.tm_hour = hh;
+	tm.tm_min = mm;
+	tm.tm_sec = ss;
+	secs = (int64_t)timegm(&tm) - off;
+	*us = secs * 1000000 + frac;
+	return 0;
+}
+
+/* ---- replies ------------------------------------------------------------------- */
+
+void
+kwd_reply_json(struct kwd_req *r, int status, json_t *obj)
+{
+	char *s;
+
+	r->status = status;
+	r->content_type = "application/json";
+	if (r->reply == NULL)
+		r->reply = evbuffer_new();
+	else
+		evbuffer_drain(r->reply, evbuffer_get_length(r->reply));
+	s = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+	if (s != NULL) {
+		evbuffer_add(r->reply, s, strlen(s));
+		evbuffer_add(r->reply, "\n", 1);
+		free(s);
+	}
+	json_decref(obj);
+}
+
+void
+kwd_reply_error(struct kwd_req *r, int status, const char *code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	kw_secret_clear(&r->reply_secret);
+	kwd_reply_json(r, status, json_pack("{s:{s:s,s:s}}", "error", "code", code,
+	    "message", msg));
+	snprintf(r->err_code, sizeof(r->err_code), "%s", code);
+	snprintf(r->err_msg, sizeof(r->err_msg), "%s", msg);
+}
+
+void
+kwd_reply_kwerr(struct kwd_req *r, int err, const char *what)
+{
+	const char *detail = kw_errdetail(err);
+
+	switch (err) {
+	case KW_E_NOT_FOUND:
+		kwd_reply_error(r, 404, "not_found", "%s: %s", what, detail);
+		return;
+	case KW_E_CONFLICT:
+		kwd_reply_error(r, 409, "conflict", "%s: %s", what, detail);
+		return;
+	case KW_E_TOO_LARGE:
+		kwd_reply_error(r, 413, "too_large", "%s: %s", what, detail);
+		return;
+	case KW_E_FORMAT:
+		kwd_reply_error(r, 400, "bad_request", "%s: %s", what, detail);
+		return;
+	case KW_E_RETIRED:
+		kwd_reply_error(r, 403, "key_retired", "%s: %s", what, detail);
+		return;
+	case KW_E_AUTH:
+		/* A record that does not authenticate: tampering or a wrong
+		 * token.  Never guess: refuse, and say so loudly. */
+		log_err("request %llu: %s: %s", (unsigned long long)r->id, what, detail);
+		kwd_reply_error(r, 500, "integrity", "%s: the stored record failed authentication", what);
+		return;
+	case KW_E_P11: case KW_E_TOKEN: case KW_E_PIN: case KW_E_MECHANISM:
+	case KW_E_KEY_NOT_FOUND:
+		atomic_fetch_add(&r->d->m.token_errors, 1);
+		log_err("request %llu: %s: token: %s", (unsigned long long)r->id, what, detail);
+		kwd_reply_error(r, 503, "unavailable", "%s: the token cannot serve the request; nothing was released", what);
+		return;
+	case KW_E_STORE: case KW_E_UNAVAILABLE:
+		atomic_fetch_add(&r->d->m.store_errors, 1);
+		log_err("request %llu: %s: store: %s", (unsigned long long)r->id, what, detail);
+		kwd_reply_error(r, 503, "unavailable", "%s: the store cannot serve the request", what);
+		return;
+	default:
+		log_err("request %llu: %s: %s", (unsigned long long)r->id, what, detail);
+		kwd_reply_error(r, 500, "internal", "%s: internal error", what);
+		return;
+	}
+}
+
+/* ---- per-connection state ----------------------------------------------------- */
+
+struct conn_slot {
+	struct evhttp_connection *evcon;
+	struct peer_identity who;
+	int over_limit;
+};
+
+static struct conn_slot *conns;
+static size_t nconns;
+
+static void
+conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+	struct kwd *d = arg;
+
+	for (size_t i = 0; i < nconns; i++)
+		if (conns[i].evcon == evcon) {
+			conns[i].evcon = NULL;
+			if (!conns[i].over_limit)
+				atomic_fetch_sub(&d->m.connections_open, 1);
+			break;
+		}
+}
+
+/* The identity of the connection a request came on, computed at its first
+ * request and kept for the connection's life: the peer of a connected Unix
+ * socket never changes. */
+static struct conn_slot *
+conn_lookup(struct kwd *d, struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev;
+	int fd;
+	struct conn_slot *s;
+
+	if (evcon == NULL || (bev = evhttp_connection_get_bufferevent(evcon)) == NULL)
+		return NULL;
+	fd = (int)bufferevent_getfd(bev);
+	if (fd < 0)
+		return NULL;
+	if ((size_t)fd >= nconns) {
+		size_t n = (size_t)fd + 64;
+		struct conn_slot *ns = realloc(conns, n * sizeof(*ns));
+		if (ns == NULL)
+			return NULL;
+		memset(ns + nconns, 0, (n - nconns) * sizeof(*ns));
+		conns = ns;
+		nconns = n;
+	}
+	s = &conns[fd];
+	if (s->evcon == evcon)
+		return s;
+	memset(s, 0, sizeof(*s));
+	if (identity_from_socket(fd, identity_now_ticks(), &s->who) != 0)
+		return NULL;
+	s->evcon = evcon;
+	atomic_fetch_add(&d->m.connections_total, 1);
+	if (atomic_load(&d->m.connections_open) >= d->cfg->max_connections) {
+		s->over_limit = 1;
+		atomic_fetch_add(&d->m.connections_refused, 1);
+	} else {
+		atomic_fetch_add(&d->m.connections_open, 1);
+	}
+	evhttp_connection_set_closecb(evcon, conn_closed, d);
+	return s;
+}
+
+/* ---- request entry --------------------------------------------------------------- */
+
+static void kwd_req_free(struct kwd_req *r);
+
+static void
+send_now(struct kwd_req *r)
+{
+	struct evkeyvalq *h;
+	int status = r->status ? r->status : 500;
+	uint64_t dt = kwd_now_us() - r->t_start_us;
+
+	atomic_fetch_add(&r->d->m.latency_us_sum, dt);
+	if (status < 300)
+		atomic_fetch_add(&r->d->m.responses_2xx, 1);
+	else if (status < 500)
+		atomic_fetch_add(&r->d->m.responses_4xx, 1);
+	else
+		atomic_fetch_add(&r->d->m.responses_5xx, 1);
+	if (r->http != NULL) {
+		h = evhttp_request_get_output_headers(r->http);
+		evhttp_add_header(h, "Content-Type", r->content_type ? r->content_type : "application/json");
+		evhttp_add_header(h, "Cache-Control", "no-store");
+		if (r->reply_secret.data != NULL) {
+			/* The body holds a secret: hand libevent a reference to
+			 * our locked buffer, wiped when libevent is done with it. */
+			struct evbuffer *b = evbuffer_new();
+			kw_secret *keep = malloc(sizeof(*keep));
+			if (b == NULL || keep == NULL) {
+				free(keep);
+				if (b) evbuffer_free(b);
+				evhttp_send_error(r->http, 500, "Internal Server Error");
+			} else {
+				*keep = r->reply_secret;
+				r->reply_secret.data = NULL;
+				r->reply_secret.len = 0;
+				evbuffer_add_reference(b, keep->data, keep->len,
+				    server_secret_cleanup, keep);
+				evhttp_send_reply(r->http, status, NULL, b);
+				evbuffer_free(b);
+			}
+		} else {
+			evhttp_send_reply(r->http, status, NULL, r->reply);
+		}
+		r->http = NULL;
+	}
+	kwd_req_free(r);
+}
+
+void
+server_secret_cleanup(const void *data, size_t len, void *arg)
+{
+	kw_secret *s = arg;
+	(void)data; (void)len;
+	kw_secret_clear(s);
+	free(s);
+}
+
+static void
+kwd_req_free(struct kwd_req *r)
+{
+	if (r == NULL)
+		return;
+	if (r->reply != NULL)
+		evbuffer_free(r->reply);
+	kw_secret_clear(&r->reply_secret);
+	json_decref(r->query);
+	json_decref(r->body);
+	json_decref(r->extra);
+	free(r);
+}
+
+/* Completions: from workers and the audit writer back to the loop. */
+void
+kwd_complete(struct kwd_req *r)
+{
+	struct kwd *d = r->d;
+
+	r->next = NULL;
+	pthread_mutex_lock(&d->c_lock);
+	if (d->c_tail)
+		d->c_tail->next = r;
+	else
+		d->c_head = r;
+	d->c_tail = r;
+	pthread_mutex_unlock(&d->c_lock);
+	event_active(d->c_event, EV_READ, 0);
+}
+
+static void
+completions_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct kwd *d = arg;
+	struct kwd_req *r, *next;
+
+	(void)fd; (void)what;
+	pthread_mutex_lock(&d->c_lock);
+	r = d->c_head;
+	d->c_head = d->c_tail = NULL;
+	pthread_mutex_unlock(&d->c_lock);
+	for (; r != NULL; r = next) {
+		next = r->next;
+		d->inflight--;
+		send_now(r);
+	}
+	if (d->stopping && d->inflight == 0)
+		event_base_loopexit(d->base, NULL);
+}
+
+/* After a handler: make the audit event durable, then reply.  When the
+ * audit log refuses, the reply becomes 503 and whatever the handler put in
+ * it (a secret value) is wiped: no audit, no secret. */
+static void
+audit_done(void *arg, int status)
+{
+	struct kwd_req *r = arg;
+
+	if (status != 0) {
+		atomic_fetch_add(&r->d->m.audit_errors, 1);
+		kwd_reply_error(r, 503, "unavailable",
+		    "the audit log cannot record this request, so it was refused: %s",
+		    kw_strerror(status));
+	}
+	kwd_complete(r);
+}
+
+void
+kwd_finish(struct kwd_req *r)
+{
+	if (r->action == KWD_A_SERVICE) {
+		kwd_complete(r);
+		return;
+	}
+	audit_glue_submit(r, audit_done, r);
+}
+
+/* ---- workers ---------------------------------------------------------------------- */
+
+static void *
+worker_main(void *arg)
+{
+	struct kwd *d = arg;
+	struct kwd_req *r;
+
+	for (;;) {
+		pthread_mutex_lock(&d->q_lock);
+		while (d->q_head == NULL && !d->q_stop)
+			pthread_cond_wait(&d->q_cond, &d->q_lock);
+		if (d->q_head == NULL) {
+			pthread_mutex_unlock(&d->q_lock);
+			return NULL;
+		}
+		r = d->q_head;
+		d->q_head = r->next;
+		if (d->q_head == NULL)
+			d->q_tail = NULL;
+		pthread_mutex_unlock(&d->q_lock);
+		kw_errclear();
+		r->handler(r);
+		kwd_finish(r);
+	}
+}
+
+int
+kwd_workers_start(struct kwd *d, unsigned n)
+{
+	d->workers = calloc(n, sizeof(*d->workers));
+	if (d->workers == NULL)
+		return -ENOMEM;
+	for (d->nworkers = 0; d->nworkers < n; d->nworkers++) {
+		int e = pthread_create(&d->workers[d->nworkers], NULL, worker_main, d);
+		if (e != 0)
+			return -e;
+	}
+	return 0;
+}
+
+void
+kwd_workers_stop(struct kwd *d)
+{
+	pthread_mutex_lock(&d->q_lock);
+	d->q_stop = 1;
+	pthread_cond_broadcast(&d->q_cond);
+	pthread_mutex_unlock(&d->q_lock);
+	for (unsigned i = 0; i < d->nworkers; i++)
+		pthread_join(d->workers[i], NULL);
+	free(d->workers);
+	d->workers = NULL;
+	d->nworkers = 0;
+}
+
+void
+kwd_submit(struct kwd_req *r)
+{
+	struct kwd *d = r->d;
+
+	r->next = NULL;
+	pthread_mutex_lock(&d->q_lock);
+	if (d->q_tail)
+		d->q_tail->next = r;
+	else
+		d->q_head = r;
+	d->q_tail = r;
+	pthread_cond_signal(&d->q_cond);
+	pthread_mutex_unlock(&d->q_lock);
+}
+
+/* ---- the HTTP callback ------------------------------------------------------------- */
+
+static void
+parse_query(struct kwd_req *r, const struct evhttp_uri *uri)
+{
+	const char *q = evhttp_uri_get_query(uri);
+	struct evkeyvalq kv;
+	struct evkeyval *e;
+
+	r->query = json_object();
+	if (q == NULL || *q == '\0')
+		return;
+	TAILQ_INIT(&kv);
+	if (evhttp_parse_query_str(q, &kv) != 0)
+		return;
+	TAILQ_FOREACH(e, &kv, next)
+		json_object_set_new(r->query, e->key, json_string(e->value));
+	evhttp_clear_headers(&kv);
+}
+
+static void
+http_cb(struct evhttp_request *req, void *arg)
+{
+	struct kwd *d = arg;
+	struct kwd_req *r;
+	struct conn_slot *slot;
+	const struct evhttp_uri *uri;
+	const char *path;
+	struct evbuffer *in;
+	size_t blen;
+
+	atomic_fetch_add(&d->m.requests, 1);
+	if ((r = calloc(1, sizeof(*r))) == NULL) {
+		evhttp_send_error(req, 503, "Service Unavailable");
+		return;
+	}
+	r->d = d;
+	r->http = req;
+	r->id = ++d->next_req_id;
+	r->method = (int)evhttp_request_get_command(req);
+	r->t_start_us = kwd_now_us();
+	d->inflight++;
+
+	if (d->stopping) {
+		kwd_reply_error(r, 503, "unavailable", "the daemon is shutting down");
+		kwd_complete(r);
+		return;
+	}
+	slot = conn_lookup(d, req);
+	if (slot == NULL) {
+		kwd_reply_error(r, 500, "internal", "cannot determine the caller's identity");
+		kwd_complete(r);
+		return;
+	}
+	r->who = slot->who;
+	if (slot->over_limit) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+		kwd_reply_error(r, 503, "unavailable", "too many connections (limit %u)",
+		    d->cfg->max_connections);
+		kwd_complete(r);
+		return;
+	}
+	uri = evhttp_request_get_evhttp_uri(req);
+	path = uri ? evhttp_uri_get_path(uri) : NULL;
+	if (path == NULL) {
+		kwd_reply_error(r, 400, "bad_request", "the request has no path");
+		kwd_complete(r);
+		return;
+	}
+	parse_query(r, uri);
+
+	in = evhttp_request_get_input_buffer(req);
+	blen = evbuffer_get_length(in);
+	if (blen > 0) {
+		json_error_t je;
+		const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)blen);
+		r->body = json_loadb(data, blen, JSON_REJECT_DUPLICATES, &je);
+		/* The body may hold a value in clear: wipe libevent's copy. */
+		kw_wipe((void *)(uintptr_t)data, blen);
+		evbuffer_drain(in, blen);
+		if (r->body == NULL || !json_is_object(r->body)) {
+			kwd_reply_error(r, 400, "invalid_json",
+			    "the body is not a JSON object (line %d, column %d: %s)",
+			    je.line, je.column, r->body ? "expected an object" : je.text);
+			kwd_complete(r);
+			return;
+		}
+	}
+
+	kwd_route(r, path);   /* replies itself on a bad route */
+	if (r->status != 0) {
+		kwd_finish(r);
+		return;
+	}
+	if (r->action != KWD_A_SERVICE) {
+		struct kwd_decision dec;
+		kwd_authorize(d, r, &dec);
+		snprintf(r->decided_by, sizeof(r->decided_by), "%s", dec.reason);
+		r->allowed = dec.allow;
+		if (!dec.allow) {
+			atomic_fetch_add(&d->m.denied, 1);
+			kwd_reply_error(r, 403, "forbidden", "%s may not %s in vault '%s': %s",
+			    r->who.user[0] ? r->who.user : "this caller",
+			    kwd_action_name(r->action), r->vault[0] ? r->vault : "*", dec.reason);
+			kwd_finish(r);
+			return;
+		}
+	}
+	kwd_submit(r);
+}
+
+/* ---- the socket --------------------------------------------------------------------- */
+
+static int
+socket_listen(const struct config *c, int *out)
+{
+	struct sockaddr_un sa;
+	mode_t old;
+	int fd, r;
+	struct stat st;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (strlen(c->socket_path) >= sizeof(sa.sun_path))
+		return kw_fail(KW_E_CONFIG, "socket path %s is too long", c->socket_path);
+	strcpy(sa.sun_path, c->socket_path);
+	/* Remove a stale socket, never anything else. */
+	if (lstat(c->socket_path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return kw_fail(KW_E_CONFIG, "%s exists and is not a socket: refusing to remove it",
+			    c->socket_path);
+		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			close(probe);
+			return kw_fail(KW_E_CONFIG, "another daemon is listening on %s", c->socket_path);
+		}
+		if (probe >= 0)
+			close(probe);
+		unlink(c->socket_path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return kw_fail(-errno, "socket: %s", strerror(errno));
+	/* Bind under a tight umask, then give the socket its mode and group. */
+	old = umask(0177);
+	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (r != 0) {
+		r = kw_fail(-errno, "bind %s: %s", c->socket_path, strerror(errno));
+		close(fd);
+		return r;
+	}
+	if (c->socket_group != NULL) {
+		struct group *g = getgrnam(c->socket_group);
+		if (g == NULL || chown(c->socket_path, (uid_t)-1, g->gr_gid) != 0) {
+			r = kw_fail(KW_E_CONFIG, "cannot give %s to group %s: %s", c->socket_path,
+			    c->socket_group, g ? strerror(errno) : "no such group");
+			close(fd);
+			return r;
+		}
+	}
+	if (chmod(c->socket_path, c->socket_mode) != 0 || listen(fd, 1024) != 0) {
+		r = kw_fail(-errno, "chmod/listen %s: %s", c->socket_path, strerror(errno));
+		close(fd);
+		return r;
+	}
+	*out = fd;
+	return 0;
+}
+
+int
+server_start(struct kwd *d)
+{
+	struct timeval tv = { 0, 0 };
+	int fd = -1, n, r;
+
+	d->c_event = event_new(d->base, -1, EV_PERSIST, completions_cb, d);
+	if (d->c_event == NULL)
+		return -ENOMEM;
+	d->http = evhttp_new(d->base);
+	if (d->http == NULL)
+		return -ENOMEM;
+	evhttp_set_max_body_size(d->http, (ev_ssize_t)d->cfg->max_body);
+	evhttp_set_max_headers_size(d->http, 16384);
+	tv.tv_sec = d->cfg->header_timeout_s;
+	evhttp_set_timeout_tv(d->http, &tv);
+	evhttp_set_allowed_methods(d->http, EVHTTP_REQ_GET | EVHTTP_REQ_PUT |
+	    EVHTTP_REQ_POST | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD);
+	evhttp_set_gencb(d->http, http_cb, d);
+
+	n = sd_listen_fds(1);
+	if (n > 1)
+		return kw_fail(KW_E_CONFIG, "systemd passed %d sockets; expected one", n);
+	if (n == 1) {
+		fd = SD_LISTEN_FDS_START;
+		evutil_make_socket_nonblocking(fd);
+		log_info("using the socket passed by systemd");
+	} else if ((r = socket_listen(d->cfg, &fd)) != 0) {
+		return r;
+	}
+	d->listen_fd = fd;
+	if (evhttp_accept_socket(d->http, fd) != 0)
+		return kw_fail(KW_E_INTERNAL, "evhttp_accept_socket failed");
+	return 0;
+}
+
+void
+server_stop_accepting(struct kwd *d)
+{
+	d->stopping = 1;
+	if (d->http != NULL && d->listen_fd >= 0) {
+		/* evhttp has no way to drop one listener without freeing: stop
+		 * the loop from accepting by shutting the listening socket. */
+		shutdown(d->listen_fd, SHUT_RDWR);
+	}
+	if (d->inflight == 0)
+		event_base_loopexit(d->base, NULL);
+}
+
+void
+server_free(struct kwd *d)
+{
+	if (d->http != NULL)
+		evhttp_free(d->http);
+	d->http = NULL;
+	if (d->c_event != NULL)
+		event_free(d->c_event);
+	d->c_event = NULL;
+	if (d->cfg != NULL && sd_listen_fds(0) <= 0)
+		unlink(d->cfg->socket_path);
+	free(conns);
+	conns = NULL;
+	nconns = 0;
+}

@@ -1,0 +1,97 @@
+/* service.c - /v1/health, /v1/whoami, /v1/metrics. */
+#include "config.h"
+
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "kw_error.h"
+#include "pkcs11/p11.h"
+#include "daemon/audit_glue.h"
+#include "daemon/kwd.h"
+#include "daemon/store.h"
+
+void
+h_health(struct kwd_req *r)
+{
+	struct p11_token_info ti;
+	int te, se, ok;
+	json_t *tok, *st, *au;
+
+	te = p11_ping(r->d->p11);
+	if (te == 0)
+		te = p11_token_info(r->d->p11, &ti);
+	tok = te == 0 ?
+	    json_pack("{s:b,s:s,s:s,s:s}", "ok", 1, "label", ti.label, "serial", ti.serial,
+		"wrap", p11_wrap_mech_name(ti.wrap)) :
+	    json_pack("{s:b,s:s}", "ok", 0, "error", kw_errdetail(te));
+	se = store_ping(r->d->store);
+	st = se == 0 ? json_pack("{s:b}", "ok", 1) :
+	    json_pack("{s:b,s:s}", "ok", 0, "error", kw_errdetail(se));
+	au = audit_glue_health(r->d);
+	ok = te == 0 && se == 0 && json_is_true(json_object_get(au, "ok"));
+	kwd_reply_json(r, ok ? 200 : 503, json_pack("{s:s,s:o,s:o,s:o,s:I}",
+	    "status", ok ? "ok" : "degraded", "token", tok, "store", st, "audit", au,
+	    "uptime_s", (json_int_t)((kwd_now_us() - r->d->started_us) / 1000000)));
+}
+
+void
+h_whoami(struct kwd_req *r)
+{
+	const struct peer_identity *w = &r->who;
+	json_t *groups = json_null();
+
+	if (w->ngroups >= 0) {
+		groups = json_array();
+		for (int i = 0; i < w->ngroups; i++) {
+			struct group gr, *grp = NULL;
+			char buf[4096];
+			if (getgrgid_r(w->groups[i], &gr, buf, sizeof(buf), &grp) == 0 && grp != NULL)
+				json_array_append_new(groups, json_string(gr.gr_name));
+			else
+				json_array_append_new(groups, json_integer(w->groups[i]));
+		}
+	}
+	kwd_reply_json(r, 200, json_pack("{s:i,s:o,s:i,s:o,s:o,s:i,s:o,s:o}",
+	    "uid", (int)w->uid, "user", w->user[0] ? json_string(w->user) : json_null(),
+	    "gid", (int)w->gid, "group", w->group[0] ? json_string(w->group) : json_null(),
+	    "groups", groups, "pid", (int)w->pid,
+	    "exe", w->exe[0] ? json_string(w->exe) : json_null(),
+	    "unit", w->unit[0] ? json_string(w->unit) : json_null()));
+}
+
+void
+h_metrics(struct kwd_req *r)
+{
+	struct kwd_metrics *m = &r->d->m;
+	struct evbuffer *b;
+
+	r->status = 200;
+	r->content_type = "text/plain; version=0.0.4";
+	if (r->reply == NULL)
+		r->reply = evbuffer_new();
+	b = r->reply;
+#define C(name, help, v) evbuffer_add_printf(b, "# HELP keywarden_" name " " help "\n# TYPE keywarden_" name " counter\nkeywarden_" name " %llu\n", (unsigned long long)atomic_load(&(v)))
+#define G(name, help, v) evbuffer_add_printf(b, "# HELP keywarden_" name " " help "\n# TYPE keywarden_" name " gauge\nkeywarden_" name " %llu\n", (unsigned long long)(v))
+	C("requests_total", "HTTP requests received.", m->requests);
+	evbuffer_add_printf(b, "# HELP keywarden_responses_total HTTP responses by class.\n# TYPE keywarden_responses_total counter\n");
+	evbuffer_add_printf(b, "keywarden_responses_total{class=\"2xx\"} %llu\n", (unsigned long long)atomic_load(&m->responses_2xx));
+	evbuffer_add_printf(b, "keywarden_responses_total{class=\"4xx\"} %llu\n", (unsigned long long)atomic_load(&m->responses_4xx));
+	evbuffer_add_printf(b, "keywarden_responses_total{class=\"5xx\"} %llu\n", (unsigned long long)atomic_load(&m->responses_5xx));
+	C("denied_total", "Requests denied by policy.", m->denied);
+	C("secret_reads_total", "Secret values released.", m->secret_reads);
+	C("secret_writes_total", "Secret versions written.", m->secret_writes);
+	C("token_errors_total", "Requests failed by the token.", m->token_errors);
+	C("store_errors_total", "Requests failed by the store.", m->store_errors);
+	C("audit_errors_total", "Requests refused because the audit log failed.", m->audit_errors);
+	C("connections_total", "Connections accepted.", m->connections_total);
+	C("connections_refused_total", "Connections over the limit.", m->connections_refused);
+	G("connections_open", "Connections open.", atomic_load(&m->connections_open));
+	C("request_duration_microseconds_sum", "Sum of request latencies.", m->latency_us_sum);
+	G("uptime_seconds", "Seconds since start.", (kwd_now_us() - r->d->started_us) / 1000000);
+#undef C
+#undef G
+}
