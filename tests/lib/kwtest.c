@@ -1,7 +1,10 @@
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <time.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +12,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <curl/curl.h>
 
 #include "tests/lib/kwtest.h"
 
@@ -187,4 +192,223 @@ kwt_token_free(struct kwt_token *t)
 		return;
 	kwt_rmtree(t->dir);
 	t->dir[0] = '\0';
+}
+
+/* ---- the real daemon ------------------------------------------------------ */
+
+static int
+kwt_daemon_spawn(struct kwt_daemon *d)
+{
+	int logfd;
+	struct timespec ts = { 0, 50 * 1000 * 1000 };
+
+	logfd = open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (logfd < 0)
+		return -1;
+	d->pid = fork();
+	if (d->pid < 0) {
+		close(logfd);
+		return -1;
+	}
+	if (d->pid == 0) {
+		dup2(logfd, 2);
+		dup2(logfd, 1);
+		execl(d->exe, d->exe, "--config", d->conf, (char *)NULL);
+		fprintf(stderr, "exec %s: %s\n", d->exe, strerror(errno));
+		_exit(127);
+	}
+	close(logfd);
+	for (int i = 0; i < 600; i++) {   /* 30 s */
+		int status;
+		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+			fprintf(stderr, "keywardend exited during start (status %d); log %s\n",
+			    status, d->log);
+			d->pid = 0;
+			return -1;
+		}
+		if (kwt_http(d->sock, "GET", "/v1/health", NULL, NULL) == 200)
+			return 0;
+		nanosleep(&ts, NULL);
+	}
+	fprintf(stderr, "keywardend did not become ready; log %s\n", d->log);
+	return -1;
+}
+
+int
+kwt_daemon_start(struct kwt_daemon *d, const struct kwt_token *t, const char *extra)
+{
+	const char *top = kwt_require("KW_TOP_BUILDDIR");
+	char conf[4096];
+
+	memset(d, 0, sizeof(*d));
+	if (kwt_tmpdir(d->dir, sizeof(d->dir), "kwtest-daemon") != 0)
+		return -1;
+	snprintf(d->conf, sizeof(d->conf), "%s/keywarden.yaml", d->dir);
+	snprintf(d->sock, sizeof(d->sock), "%s/kw.sock", d->dir);
+	snprintf(d->state, sizeof(d->state), "%s/state", d->dir);
+	snprintf(d->audit, sizeof(d->audit), "%s/audit", d->dir);
+	snprintf(d->log, sizeof(d->log), "%s/keywardend.log", d->dir);
+	snprintf(d->exe, sizeof(d->exe), "%s/daemon/keywardend", top);
+	snprintf(conf, sizeof(conf),
+	    "socket:\n  path: %s\n  mode: \"0660\"\n"
+	    "token:\n  module: %s\n  token: %s\n  pin_file: %s\n"
+	    "state_dir: %s\n"
+	    "audit:\n  dir: %s\n"
+	    "limits:\n  workers: 2\n  client_timeout: 2s\n"
+	    "log:\n  level: info\n"
+	    "%s",
+	    d->sock, t->module, t->label, t->pin_file, d->state, d->audit,
+	    extra ? extra :
+	    "vaults:\n  - name: prod\n    purge_protection: true\n    retention_days: 1\n"
+	    "  - name: dev\n    retention_days: 0\n");
+	if (kwt_write_file(d->conf, conf, 0600) != 0)
+		return -1;
+	return kwt_daemon_spawn(d);
+}
+
+int
+kwt_daemon_restart(struct kwt_daemon *d)
+{
+	return kwt_daemon_spawn(d);
+}
+
+int
+kwt_daemon_stop(struct kwt_daemon *d)
+{
+	int status;
+
+	if (d->pid <= 0)
+		return -1;
+	kill(d->pid, SIGTERM);
+	while (waitpid(d->pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	d->pid = 0;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void
+kwt_daemon_kill9(struct kwt_daemon *d)
+{
+	if (d->pid <= 0)
+		return;
+	kill(d->pid, SIGKILL);
+	while (waitpid(d->pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	d->pid = 0;
+}
+
+void
+kwt_daemon_free(struct kwt_daemon *d)
+{
+	if (d->pid > 0)
+		kwt_daemon_stop(d);
+	if (d->dir[0] != '\0')
+		kwt_rmtree(d->dir);
+	d->dir[0] = '\0';
+}
+
+struct kwt_buf {
+	char *p;
+	size_t n;
+};
+
+static size_t
+kwt_curl_write(char *data, size_t sz, size_t nm, void *arg)
+{
+	struct kwt_buf *b = arg;
+	size_t len = sz * nm;
+	char *np = realloc(b->p, b->n + len + 1);
+
+	if (np == NULL)
+		return 0;
+	memcpy(np + b->n, data, len);
+	b->p = np;
+	b->n += len;
+	b->p[b->n] = '\0';
+	return len;
+}
+
+long
+kwt_http(const char *sock, const char *method, const char *path,
+    const char *body, char **resp)
+{
+	CURL *c = curl_easy_init();
+	struct curl_slist *h = NULL;
+	struct kwt_buf b = { NULL, 0 };
+	char url[2048];
+	long status = -1;
+
+	if (c == NULL)
+		return -1;
+	snprintf(url, sizeof(url), "http://localhost%s", path);
+	curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, sock);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, kwt_curl_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+	if (body != NULL) {
+		h = curl_slist_append(h, "Content-Type: application/json");
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	}
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	if (resp != NULL)
+		*resp = b.p ? b.p : strdup("");
+	else
+		free(b.p);
+	return status;
+}
+
+static int
+kwt_file_contains(const char *path, const void *needle, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char buf[65536 + 256];
+	size_t keep = 0;
+	ssize_t n;
+	int found = 0;
+
+	if (fd < 0)
+		return 0;
+	while (!found && (n = read(fd, buf + keep, sizeof(buf) - keep)) > 0) {
+		size_t have = keep + (size_t)n;
+		if (memmem(buf, have, needle, len) != NULL)
+			found = 1;
+		keep = have < len ? have : len - 1;
+		memmove(buf, buf + have - keep, keep);
+	}
+	close(fd);
+	return found;
+}
+
+int
+kwt_tree_contains(const char *dir, const void *needle, size_t len)
+{
+	DIR *dp = opendir(dir);
+	struct dirent *e;
+	int found = 0;
+
+	if (dp == NULL)
+		return kwt_file_contains(dir, needle, len);
+	while (!found && (e = readdir(dp)) != NULL) {
+		char p[1024];
+		struct stat st;
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+		if (lstat(p, &st) != 0)
+			continue;
+		if (S_ISDIR(st.st_mode))
+			found = kwt_tree_contains(p, needle, len);
+		else if (S_ISREG(st.st_mode))
+			found = kwt_file_contains(p, needle, len);
+	}
+	closedir(dp);
+	return found;
 }

@@ -50,3 +50,41 @@ void kwt_rmtree(const char *path);
 int kwt_write_file(const char *path, const char *content, int mode);
 
 #endif
+
+/* ---- the real daemon ------------------------------------------------------ */
+
+#include <sys/types.h>
+
+struct kwt_daemon {
+	char dir[256];          /* temporary directory: config, state, audit, log */
+	char conf[320];
+	char sock[320];
+	char state[320];
+	char audit[320];
+	char log[320];
+	char exe[512];          /* keywardend */
+	pid_t pid;
+};
+
+/* Write a configuration for token t into a fresh directory and start
+ * keywardend on it; wait until /v1/health answers.  extra is YAML appended
+ * to the generated file (it must declare `vaults:`), or NULL for the
+ * default vaults "prod" (purge protection, 1 day) and "dev".  0 or -1. */
+int kwt_daemon_start(struct kwt_daemon *d, const struct kwt_token *t, const char *extra);
+/* Start again with the same configuration and state. */
+int kwt_daemon_restart(struct kwt_daemon *d);
+/* SIGTERM and wait; returns the exit status (or -1). */
+int kwt_daemon_stop(struct kwt_daemon *d);
+/* SIGKILL and reap. */
+void kwt_daemon_kill9(struct kwt_daemon *d);
+/* Stop if running and remove the directory. */
+void kwt_daemon_free(struct kwt_daemon *d);
+
+/* One HTTP request over the socket (libcurl).  *resp (may be NULL) gets a
+ * malloc'd NUL-terminated body.  Returns the HTTP status, or -1 if the
+ * exchange failed. */
+long kwt_http(const char *sock, const char *method, const char *path,
+    const char *body, char **resp);
+
+/* Does any file under dir contain the bytes needle?  1 yes, 0 no. */
+int kwt_tree_contains(const char *dir, const void *needle, size_t len);

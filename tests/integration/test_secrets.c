@@ -1,0 +1,659 @@
+/*
+ * The secrets service end to end: the real keywardend, a real SoftHSM token
+ * made for this run, a real SQLite file, over the real Unix socket.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <CUnit/Basic.h>
+#include <jansson.h>
+
+#include "tests/lib/kwtest.h"
+
+static struct kwt_token tok;
+static struct kwt_daemon dmn;
+
+static json_t *
+req(const char *method, const char *path, const char *body, long *status)
+{
+	char *resp = NULL;
+	json_t *j;
+
+	*status = kwt_http(dmn.sock, method, path, body, &resp);
+	j = json_loads(resp ? resp : "", 0, NULL);
+	free(resp);
+	return j;
+}
+
+static const char *
+err_code(json_t *j)
+{
+	return json_string_value(json_object_get(json_object_get(j, "error"), "code"));
+}
+
+static int
+suite_init(void)
+{
+	if (kwt_token_new(&tok, "kw-int") != 0)
+		return -1;
+	return kwt_daemon_start(&dmn, &tok, NULL);
+}
+
+static int
+suite_clean(void)
+{
+	kwt_daemon_free(&dmn);
+	kwt_token_free(&tok);
+	return 0;
+}
+
+static void
+test_health_whoami(void)
+{
+	long st;
+	json_t *j = req("GET", "/v1/health", NULL, &st);
+
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "status")), "ok");
+	CU_ASSERT(json_is_true(json_object_get(json_object_get(j, "token"), "ok")));
+	json_decref(j);
+	j = req("GET", "/v1/whoami", NULL, &st);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "uid")), (json_int_t)getuid());
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "pid")), (json_int_t)getpid());
+	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(j, "exe")) ?: "", "test_secrets"));
+	json_decref(j);
+	j = req("GET", "/v1/vaults", NULL, &st);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(j, "vaults")), 2);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_array_get(json_object_get(j, "vaults"), 0), "key_version")), 1);
+	json_decref(j);
+}
+
+static void
+test_set_get_versions(void)
+{
+	long st;
+	json_t *j;
+
+	j = req("PUT", "/v1/vaults/prod/secrets/db/password", "{\"value\":\"first-secret\",\"content_type\":\"text/plain\",\"tags\":{\"team\":\"core\"}}", &st);
+	CU_ASSERT_EQUAL(st, 201);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "version")), 1);
+	CU_ASSERT_PTR_NULL(json_object_get(j, "value"));
+	json_decref(j);
+	j = req("PUT", "/v1/vaults/prod/secrets/db/password", "{\"value\":\"second-secret\"}", &st);
+	CU_ASSERT_EQUAL(st, 201);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "version")), 2);
+	json_decref(j);
+
+	j = req("GET", "/v1/vaults/prod/secrets/db/password", NULL, &st);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "value")), "second-secret");
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "version")), 2);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "encoding")), "utf-8");
+	json_decref(j);
+	j = req("GET", "/v1/vaults/prod/secrets/db/password/versions/1", NULL, &st);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "value")), "first-secret");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(j, "tags"), "team")), "core");
+	json_decref(j);
+	j = req("GET", "/v1/vaults/prod/secrets/db/password/versions/9", NULL, &st);
+	CU_ASSERT_EQUAL(st, 404);
+	CU_ASSERT_STRING_EQUAL(err_code(j), "version_not_found");
+	json_decref(j);
+	j = req("GET", "/v1/vaults/prod/secrets/db/password/versions", NULL, &st);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(j, "versions")), 2);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_array_get(json_object_get(j, "versions"), 0), "version")), 2);
+	json_decref(j);
+	j = req("GET", "/v1/vaults/prod/secrets?prefix=db/", NULL, &st);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(j, "secrets")), 1);
+	CU_ASSERT_PTR_NULL(strstr(json_dumps(j, 0) ?: "", "second-secret"));
+	json_decref(j);
+}
+
+static void
+test_binary_and_unicode(void)
+{
+	long st;
+	json_t *j;
+
+	/* bytes 00 ff 10 */
+	j = req("PUT", "/v1/vaults/dev/secrets/bin", "{\"value\":\"AP8Q\",\"encoding\":\"base64\"}", &st);
+	CU_ASSERT_EQUAL(st, 201);
+	json_decref(j);
+	j = req("GET", "/v1/vaults/dev/secrets/bin", NULL, &st);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "encoding")), "base64");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "value")), "AP8Q");
+	json_decref(j);
+	j = req("PUT", "/v1/vaults/dev/secrets/uni", "{\"value\":\"p\\u00e4ss \\\"q\\\" \\\\ \\n\"}", &st);
+	CU_ASSERT_EQUAL(st, 201);
+	json_decref(j);
+	j = req("GET", "/v1/vaults/dev/secrets/uni", NULL, &st);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "value")), "p\xc3\xa4ss \"q\" \\ \n");
+	json_decref(j);
+}
+
+static void
+test_cas(void)
+{
+	long st;
+	json_t *j;
+
+	j = req("PUT", "/v1/vaults/dev/secrets/cas/x?cas=0", "{\"value\":\"a\"}", &st);
+	CU_ASSERT_EQUAL(st, 201);
+	json_decref(j);
+	j = req("PUT", "/v1/vaults/dev/secrets/cas/x?cas=0", "{\"value\":\"b\"}", &st);
+	CU_ASSERT_EQUAL(st, 409);
+	CU_ASSERT_STRING_EQUAL(err_code(j), "conflict");
+	json_decref(j);
+	j = req("PUT", "/v1/vaults/dev/secrets/cas/x?cas=1", "{\"value\":\"c\"}", &st);
+	CU_ASSERT_EQUAL(st, 201);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "version")), 2);
+	json_decref(j);
+	j = req("PUT", "/v1/vaults/dev/secrets/cas/x?cas=1", "{\"value\":\"d\"}", &st);
+	CU_ASSERT_EQUAL(st, 409);
+	json_decref(j);
+}
+
+static void
+test_attributes(void)
+{
+	long st;
+	json_t *j;
+
+	j = req("PUT", "/v1/vaults/dev/secrets/attr", "{\"value\":\"v\",\"enabled\":false}", &st);
+	CU_ASSERT_EQUAL(st, 201);
+	json_decref(j);
+	j = req("GET", "/v1/vaults/dev/secrets/attr", NULL, &st);
+	CU_ASSERT_EQUAL(st, 403);
+	CU_ASSERT_STRING_EQUAL(err_code(j), "secret_disabled");
+	json_decref(j);
+	j = req("PATCH", "/v1/vaults/dev/secrets/attr", "{\"enabled\":true,\"expires\":\"2001-01-01T00:00:00Z\"}", &st);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT(json_is_true(json_object_get(j, "enabled")));
+	json_decref(j);
+	j = req("GET", "/v1/vaults/dev/secrets/attr", NULL, &st);
+	CU_ASSERT_EQUAL(st, 403);
+	CU_ASSERT_STRING_EQUAL(err_code(j), "secret_expired");
+	json_decref(j);
+	j = req("PATCH", "/v1/vaults/dev/secrets/attr", "{\"expires\":null,\"not_before\":\"2999-01-01T00:00:00Z\"}", &st);
+	CU_ASSERT_EQUAL(st, 200);
+	json_decref(j);
+	j = req("GET", "/v1/vaults/dev/secrets/attr", NULL, &st);
+	CU_ASSERT_EQUAL(st, 403);
+	CU_ASSERT_STRING_EQUAL(err_code(j), "secret_not_yet_valid");
+	json_decref(j);
+	j = req("PATCH", "/v1/vaults/dev/secrets/attr", "{\"not_before\":null,\"tags\":{\"a\":\"b\"}}", &st);
+	CU_ASSERT_EQUAL(st, 200);
+	json_decref(j);
+	j = req("GET", "/v1/vaults/dev/secrets/attr", NULL, &st);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "value")), "v");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(j, "tags"), "a")), "b");
+	json_decref(j);
+	j = req("PATCH", "/v1/vaults/dev/secrets/attr", "{\"value\":\"sneaky\"}", &st);
+	CU_ASSERT_EQUAL(st, 400);
+	json_decref(j);
+}
+
+static void
+test_delete_recover_purge(void)
+{
+	long st;
+	json_t *j;
+
+	j = req("PUT", "/v1/vaults/prod/secrets/gone", "{\"value\":\"bye\"}", &st);
+	CU_ASSERT_EQUAL(st, 201);
+	json_decref(j);
+	j = req("DELETE", "/v1/vaults/prod/secrets/gone", NULL, &st);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT(json_is_string(json_object_get(j, "scheduled_purge")));
+	json_decref(j);
+	j = req("GET", "/v1/vaults/prod/secrets/gone", NULL, &st);
+	CU_ASSERT_EQUAL(st, 404);
+	json_decref(j);
+	j = req("PUT", "/v1/vaults/prod/secrets/gone", "{\"value\":\"again\"}", &st);
+	CU_ASSERT_EQUAL(st, 409);   /* a deleted name is not silently reused */
+	json_decref(j);
+	j = req("GET", "/v1/vaults/prod/deleted", NULL, &st);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(j, "deleted")), 1);
+	json_decref(j);
+	/* purge protection: refused before the window ends */
+	j = req("DELETE", "/v1/vaults/prod/deleted/gone", NULL, &st);
+	CU_ASSERT_EQUAL(st, 403);
+	CU_ASSERT_STRING_EQUAL(err_code(j), "purge_protected");
+	json_decref(j);
+	j = req("POST", "/v1/vaults/prod/deleted/gone/recover", NULL, &st);
+	CU_ASSERT_EQUAL(st, 200);
+	json_decref(j);
+	j = req("GET", "/v1/vaults/prod/secrets/gone", NULL, &st);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "value")), "bye");
+	json_decref(j);
+
+	/* dev has no purge protection */
+	j = req("PUT", "/v1/vaults/dev/secrets/tmp", "{\"value\":\"x\"}", &st);
+	json_decref(j);
+	j = req("DELETE", "/v1/vaults/dev/secrets/tmp", NULL, &st);
+	CU_ASSERT_EQUAL(st, 200);
+	json_decref(j);
+	j = req("DELETE", "/v1/vaults/dev/deleted/tmp", NULL, &st);
+	CU_ASSERT_EQUAL(st, 200);
+	json_decref(j);
+	j = req("POST", "/v1/vaults/dev/deleted/tmp/recover", NULL, &st);
+	CU_ASSERT_EQUAL(st, 404);
+	json_decref(j);
+	j = req("PUT", "/v1/vaults/dev/secrets/tmp?cas=0", "{\"value\":\"new life\"}", &st);
+	CU_ASSERT_EQUAL(st, 201);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "version")), 1);
+	json_decref(j);
+}
+
+static void
+test_bad_input(void)
+{
+	static const struct {
+		const char *method, *path, *body;
+		long status;
+		const char *code;
+	} cases[] = {
+		{ "PUT", "/v1/vaults/dev/secrets/a", "{not json", 400, "invalid_json" },
+		{ "PUT", "/v1/vaults/dev/secrets/a", "[1,2]", 400, "invalid_json" },
+		{ "PUT", "/v1/vaults/dev/secrets/a", "{\"value\":42}", 400, "invalid_value" },
+		{ "PUT", "/v1/vaults/dev/secrets/a", "{}", 400, "invalid_value" },
+		{ "PUT", "/v1/vaults/dev/secrets/a", "{\"value\":\"x\",\"enabled\":\"yes\"}", 400, "invalid_value" },
+		{ "PUT", "/v1/vaults/dev/secrets/a", "{\"value\":\"x\",\"expires\":\"tomorrow\"}", 400, "invalid_value" },
+		{ "PUT", "/v1/vaults/dev/secrets/a", "{\"value\":\"x\",\"colour\":\"red\"}", 400, "invalid_value" },
+		{ "PUT", "/v1/vaults/dev/secrets/a", "{\"value\":\"***\",\"encoding\":\"base64\"}", 400, "invalid_value" },
+		{ "PUT", "/v1/vaults/dev/secrets/a", "{\"value\":\"x\",\"value\":\"y\"}", 400, "invalid_json" },
+		{ "PUT", "/v1/vaults/nope/secrets/a", "{\"value\":\"x\"}", 404, "vault_not_found" },
+		{ "PUT", "/v1/vaults/dev/secrets/a/../b", "{\"value\":\"x\"}", 400, "invalid_name" },
+		{ "PUT", "/v1/vaults/dev/secrets/a//b", "{\"value\":\"x\"}", 400, "invalid_name" },
+		{ "PUT", "/v1/vaults/dev/secrets/a%00b", "{\"value\":\"x\"}", 400, "invalid_name" },
+		{ "PUT", "/v1/vaults/dev/secrets/a/", "{\"value\":\"x\"}", 400, "invalid_name" },
+		{ "PUT", "/v1/vaults/dev/secrets/x/versions", "{\"value\":\"x\"}", 405, "method_not_allowed" },
+		{ "PUT", "/v1/vaults/dev/secrets/a?cas=x", "{\"value\":\"x\"}", 400, "invalid_parameter" },
+		{ "GET", "/v1/vaults/dev/secrets/never", NULL, 404, "secret_not_found" },
+		{ "GET", "/v1/nothing", NULL, 404, "not_found" },
+		{ "POST", "/v1/vaults/dev/secrets/a", "{}", 405, "method_not_allowed" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		long st;
+		json_t *j = req(cases[i].method, cases[i].path, cases[i].body, &st);
+		if (st != cases[i].status || err_code(j) == NULL || strcmp(err_code(j), cases[i].code) != 0)
+			fprintf(stderr, "case %zu %s %s: status %ld code %s\n", i, cases[i].method,
+			    cases[i].path, st, err_code(j) ? err_code(j) : "(none)");
+		CU_ASSERT_EQUAL(st, cases[i].status);
+		CU_ASSERT_PTR_NOT_NULL(err_code(j));
+		if (err_code(j) != NULL)
+			CU_ASSERT_STRING_EQUAL(err_code(j), cases[i].code);
+		CU_ASSERT_PTR_NOT_NULL(json_string_value(json_object_get(json_object_get(j, "error"), "message")));
+		json_decref(j);
+	}
+	{
+		/* A name of 257 bytes. */
+		char path[400], *name = path + 26;
+		long st;
+		json_t *j;
+		strcpy(path, "/v1/vaults/dev/secrets/");
+		name = path + strlen(path);
+		memset(name, 'n', 257);
+		name[257] = '\0';
+		j = req("PUT", path, "{\"value\":\"x\"}", &st);
+		CU_ASSERT_EQUAL(st, 400);
+		json_decref(j);
+	}
+}
+
+static void
+test_large_body(void)
+{
+	size_t n = 10u << 20;
+	char *body = malloc(n + 32);
+	long st;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(body);
+	strcpy(body, "{\"value\":\"");
+	memset(body + 10, 'a', n);
+	strcpy(body + 10 + n, "\"}");
+	st = kwt_http(dmn.sock, "PUT", "/v1/vaults/dev/secrets/huge", body, NULL);
+	CU_ASSERT(st == 413 || st == -1);   /* refused, or cut */
+	free(body);
+	/* and over the value limit but under the body limit */
+	n = 300 * 1024;
+	body = malloc(n + 32);
+	strcpy(body, "{\"value\":\"");
+	memset(body + 10, 'a', n);
+	strcpy(body + 10 + n, "\"}");
+	{
+		json_t *j = req("PUT", "/v1/vaults/dev/secrets/big", body, &st);
+		CU_ASSERT_EQUAL(st, 413);
+		CU_ASSERT_STRING_EQUAL(err_code(j) ?: "", "too_large");
+		json_decref(j);
+	}
+	free(body);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/health", NULL, NULL), 200);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/vaults/dev/secrets/big", NULL, NULL), 404);
+}
+
+static int
+raw_connect(void)
+{
+	struct sockaddr_un sa;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", dmn.sock);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void
+test_slow_and_vanishing_clients(void)
+{
+	const char *partial = "PUT /v1/vaults/dev/secrets/half HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"value\":\"ha";
+	int slow = raw_connect(), gone = raw_connect();
+	char buf[256];
+	ssize_t n;
+	struct timeval tv = { 10, 0 };
+	time_t t0 = time(NULL);
+
+	CU_ASSERT_FATAL(slow >= 0 && gone >= 0);
+	/* A client that sends half a body and vanishes. */
+	CU_ASSERT(write(gone, partial, strlen(partial)) > 0);
+	close(gone);
+	/* A client that sends a partial header and never finishes. */
+	CU_ASSERT(write(slow, "GET /v1/health HTTP/1.1\r\nHo", 27) == 27);
+	/* Meanwhile others are served. */
+	for (int i = 0; i < 20; i++)
+		CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/health", NULL, NULL), 200);
+	/* The slow one is cut off after the client timeout (2 s). */
+	setsockopt(slow, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	n = read(slow, buf, sizeof(buf));
+	CU_ASSERT(n <= 0 || strncmp(buf, "HTTP/1.1 4", 10) == 0);
+	CU_ASSERT(time(NULL) - t0 < 9);
+	close(slow);
+	/* Nothing half-written. */
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/vaults/dev/secrets/half", NULL, NULL), 404);
+}
+
+struct mix_arg {
+	int id;
+	int errors;
+	int lost;
+};
+
+/* Each client owns some names and shares one hot name with everybody. */
+static void *
+mix_client(void *p)
+{
+	struct mix_arg *a = p;
+	char path[128], body[128], *resp;
+	uint64_t last[4] = { 0, 0, 0, 0 };
+	unsigned seed = (unsigned)a->id * 7919u;
+
+	for (int i = 0; i < 1000; i++) {
+		int k = (int)(rand_r(&seed) % 4);
+		int op = (int)(rand_r(&seed) % 10);
+		long st;
+		json_t *j;
+		snprintf(path, sizeof(path), "/v1/vaults/dev/secrets/mix/c%d/k%d", a->id, k);
+		if (op < 3) {
+			snprintf(body, sizeof(body), "{\"value\":\"c%d-k%d-v%llu\"}", a->id, k,
+			    (unsigned long long)last[k] + 1);
+			st = kwt_http(dmn.sock, "PUT", path, body, &resp);
+			j = json_loads(resp, 0, NULL);
+			if (st != 201 || (uint64_t)json_integer_value(json_object_get(j, "version")) != last[k] + 1)
+				a->errors++;
+			else
+				last[k]++;
+			json_decref(j);
+			free(resp);
+		} else if (op < 9) {
+			char want[64];
+			st = kwt_http(dmn.sock, "GET", path, NULL, &resp);
+			j = json_loads(resp, 0, NULL);
+			snprintf(want, sizeof(want), "c%d-k%d-v%llu", a->id, k, (unsigned long long)last[k]);
+			if (last[k] == 0 ? st != 404 :
+			    (st != 200 || strcmp(json_string_value(json_object_get(j, "value")) ?: "", want) != 0))
+				a->lost++;
+			json_decref(j);
+			free(resp);
+		} else {
+			snprintf(body, sizeof(body), "{\"value\":\"hot-%d-%d\"}", a->id, i);
+			st = kwt_http(dmn.sock, "PUT", "/v1/vaults/dev/secrets/mix/hot", body, NULL);
+			if (st != 201)
+				a->errors++;
+		}
+	}
+	return NULL;
+}
+
+static void
+test_concurrent_mixed(void)
+{
+	enum { N = 32 };
+	pthread_t th[N];
+	struct mix_arg args[N];
+	int errors = 0, lost = 0;
+	long st;
+	json_t *j;
+
+	for (int i = 0; i < N; i++) {
+		args[i] = (struct mix_arg){ .id = i };
+		CU_ASSERT_EQUAL_FATAL(pthread_create(&th[i], NULL, mix_client, &args[i]), 0);
+	}
+	for (int i = 0; i < N; i++) {
+		pthread_join(th[i], NULL);
+		errors += args[i].errors;
+		lost += args[i].lost;
+	}
+	CU_ASSERT_EQUAL(errors, 0);
+	CU_ASSERT_EQUAL(lost, 0);
+	/* The hot name: versions 1..n with no gap. */
+	j = req("GET", "/v1/vaults/dev/secrets/mix/hot/versions", NULL, &st);
+	CU_ASSERT_EQUAL(st, 200);
+	{
+		json_t *vs = json_object_get(j, "versions");
+		size_t n = json_array_size(vs);
+		CU_ASSERT(n > 0);
+		for (size_t i = 0; i < n; i++)
+			CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_array_get(vs, i), "version")),
+			    (json_int_t)(n - i));
+	}
+	json_decref(j);
+}
+
+static void
+test_plaintext_nowhere(void)
+{
+	static const char marker[] = "PLAINTEXT-MARKER-7d1f0c2e9a";
+	char body[128];
+	long st;
+
+	snprintf(body, sizeof(body), "{\"value\":\"%s\"}", marker);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "PUT", "/v1/vaults/prod/secrets/marker", body, NULL), 201);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/vaults/prod/secrets/marker", NULL, NULL), 200);
+	json_decref(req("GET", "/v1/vaults/prod/secrets/marker/versions/1", NULL, &st));
+	/* Stop the daemon so every file is flushed, then search every byte
+	 * under its directory: state, WAL, audit log, daemon log, token. */
+	CU_ASSERT_EQUAL(kwt_daemon_stop(&dmn), 0);
+	CU_ASSERT_EQUAL(kwt_tree_contains(dmn.dir, marker, strlen(marker)), 0);
+	CU_ASSERT_EQUAL(kwt_tree_contains(tok.dir, marker, strlen(marker)), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_restart(&dmn), 0);
+	/* and it survived the restart */
+	{
+		json_t *j = req("GET", "/v1/vaults/prod/secrets/marker", NULL, &st);
+		CU_ASSERT_EQUAL(st, 200);
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "value")) ?: "", marker);
+		json_decref(j);
+	}
+}
+
+struct acked {
+	char name[64];
+	char value[64];
+};
+
+struct writer_arg {
+	struct acked *acks;
+	int n;
+	volatile int stop;
+};
+
+static void *
+writer(void *p)
+{
+	struct writer_arg *w = p;
+
+	for (int i = 0; !w->stop && i < 100000; i++) {
+		char path[128], body[128];
+		struct acked a;
+		snprintf(a.name, sizeof(a.name), "crash/w%d", i);
+		snprintf(a.value, sizeof(a.value), "value-%d", i);
+		snprintf(path, sizeof(path), "/v1/vaults/dev/secrets/%s", a.name);
+		snprintf(body, sizeof(body), "{\"value\":\"%s\"}", a.value);
+		if (kwt_http(dmn.sock, "PUT", path, body, NULL) != 201)
+			break;
+		w->acks[w->n] = a;   /* acknowledged */
+		__atomic_store_n(&w->n, w->n + 1, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+static void
+test_kill9_keeps_acknowledged(void)
+{
+	struct writer_arg w = { .acks = calloc(100000, sizeof(struct acked)) };
+	pthread_t th;
+	struct timespec ts = { 0, 700 * 1000 * 1000 };
+	int lost = 0;
+
+	CU_ASSERT_FATAL(w.acks != NULL);
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, writer, &w), 0);
+	nanosleep(&ts, NULL);
+	kwt_daemon_kill9(&dmn);
+	w.stop = 1;
+	pthread_join(th, NULL);
+	CU_ASSERT(w.n > 10);
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_restart(&dmn), 0);
+	for (int i = 0; i < w.n; i++) {
+		char path[128];
+		long st;
+		json_t *j;
+		snprintf(path, sizeof(path), "/v1/vaults/dev/secrets/%s", w.acks[i].name);
+		j = req("GET", path, NULL, &st);
+		if (st != 200 || strcmp(json_string_value(json_object_get(j, "value")) ?: "", w.acks[i].value) != 0)
+			lost++;
+		json_decref(j);
+	}
+	CU_ASSERT_EQUAL(lost, 0);
+	printf("\n  kill -9 after %d acknowledged writes: %d lost\n", w.n, lost);
+	free(w.acks);
+}
+
+static void
+test_backup_restore(void)
+{
+	char *doc = NULL;
+	long st = kwt_http(dmn.sock, "GET", "/v1/vaults/prod/backup", NULL, &doc);
+	json_t *j;
+
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_PTR_NULL(strstr(doc, "second-secret"));
+	/* Restoring over existing names conflicts and writes nothing. */
+	j = req("POST", "/v1/vaults/prod/restore", doc, &st);
+	CU_ASSERT_EQUAL(st, 409);
+	json_decref(j);
+	/* Purge-free path: restore into a fresh daemon on the same token. */
+	{
+		struct kwt_daemon d2;
+		char *resp = NULL;
+		CU_ASSERT_EQUAL_FATAL(kwt_daemon_start(&d2, &tok, NULL), 0);
+		st = kwt_http(d2.sock, "POST", "/v1/vaults/prod/restore", doc, &resp);
+		CU_ASSERT_EQUAL(st, 200);
+		free(resp);
+		st = kwt_http(d2.sock, "GET", "/v1/vaults/prod/secrets/db/password", NULL, &resp);
+		CU_ASSERT_EQUAL(st, 200);
+		CU_ASSERT_PTR_NOT_NULL(strstr(resp ?: "", "second-secret"));
+		free(resp);
+		kwt_daemon_free(&d2);
+	}
+	free(doc);
+}
+
+static void
+test_curl_cli(void)
+{
+	const char *curl = kwt_require("CURL");
+	char out[4096];
+	char *argv[] = { (char *)curl, "-s", "--unix-socket", dmn.sock,
+	    "http://localhost/v1/vaults/prod/secrets/db/password", NULL };
+
+	CU_ASSERT_EQUAL(kwt_run(argv, out, sizeof(out)), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"value\":\"second-secret\""));
+}
+
+static void
+test_sigterm_clean(void)
+{
+	CU_ASSERT_EQUAL(kwt_daemon_stop(&dmn), 0);
+	CU_ASSERT_EQUAL(access(dmn.sock, F_OK), -1);   /* socket removed */
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_restart(&dmn), 0);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/vaults/prod/secrets/db/password", NULL, NULL), 200);
+}
+
+int
+main(void)
+{
+	CU_pSuite s;
+	unsigned failed;
+
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 99;
+	s = CU_add_suite("secrets service end to end", suite_init, suite_clean);
+	CU_add_test(s, "health, whoami, vaults", test_health_whoami);
+	CU_add_test(s, "set, get, versions, list", test_set_get_versions);
+	CU_add_test(s, "binary and unicode values", test_binary_and_unicode);
+	CU_add_test(s, "check-and-set", test_cas);
+	CU_add_test(s, "attributes: disabled, expired, not yet valid", test_attributes);
+	CU_add_test(s, "soft delete, recover, purge, purge protection", test_delete_recover_purge);
+	CU_add_test(s, "bad input gets a clear error", test_bad_input);
+	CU_add_test(s, "a 10 MiB body and an over-limit value", test_large_body);
+	CU_add_test(s, "slow and vanishing clients", test_slow_and_vanishing_clients);
+	CU_add_test(s, "32 clients x 1000 mixed operations", test_concurrent_mixed);
+	CU_add_test(s, "curl --unix-socket", test_curl_cli);
+	CU_add_test(s, "backup and restore", test_backup_restore);
+	CU_add_test(s, "plaintext in no file; survives restart", test_plaintext_nowhere);
+	CU_add_test(s, "kill -9 loses no acknowledged write", test_kill9_keeps_acknowledged);
+	CU_add_test(s, "SIGTERM stops cleanly", test_sigterm_clean);
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+	if (CU_get_number_of_suites_failed() > 0)
+		failed++;
+	CU_cleanup_registry();
+	return failed ? 1 : 0;
+}
