@@ -94,6 +94,8 @@ struct store_options {
 	const char *url;        /* "sqlite:/path/to/keywarden.db" or a plain path */
 	unsigned connections;   /* pool size, >= number of threads that call; 0 = 8 */
 	unsigned busy_timeout_ms; /* wait for a lock at most this long; 0 = 5000 */
+	uint64_t max_bytes;     /* 0: no limit; a write that would grow the
+	                           database beyond it fails as on a full disk */
 };
 
 /* Open (creating and migrating the schema as needed).  *out on success. */
@@ -155,7 +157,7 @@ int store_secret_versions(struct store *s, const char *vault, const char *name,
 
 /* Current-version metadata of every live name starting with prefix (NULL or
  * "" for all), sorted by name, at most limit entries after the name `after`
- * (NULL: from the start).  *out malloc'd. */
+ * (NULL: from the start); limit 0: no limit.  *out malloc'd. */
 int store_secret_list(struct store *s, const char *vault, const char *prefix,
     const char *after, size_t limit, struct store_meta **out, size_t *n);
 
