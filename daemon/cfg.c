@@ -84,6 +84,7 @@ struct cfg_ctx {
 	yaml_document_t *doc;
 	struct config_errors *errs;
 	struct config *c;
+	struct config_vault *cur_vault;   /* the vault being read */
 };
 
 __attribute__((format(printf, 4, 5)))
@@ -259,11 +260,15 @@ cfg_string(struct cfg_ctx *x, const yaml_node_t *n, const char *ypath, char **ou
 {
 	char *v = cfg_expand(x, n, ypath);
 
-	if (v == NULL)
-		return -1;
-	if (*v == '\0') {
+	if (v != NULL && *v == '\0') {
 		cfg_err(x, n, ypath, "must not be empty");
 		free(v);
+		v = NULL;
+	}
+	if (v == NULL) {
+		/* Given but bad: already reported; keep "is required" quiet. */
+		if (*out == NULL)
+			*out = strdup("");
 		return -1;
 	}
 	free(*out);
@@ -514,7 +519,6 @@ k_audit(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *yp)
 }
 
 /* vaults: */
-static struct config_vault *cfg_cur_vault;
 
 static void
 k_vault_name(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *yp)
@@ -528,13 +532,13 @@ k_vault_name(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *yp)
 		cfg_err(x, v, yp, "a vault name is 1 to %d characters of A-Z a-z 0-9 . _ -", CONFIG_VAULT_MAX);
 		return;
 	}
-	memcpy(cfg_cur_vault->name, s, len + 1);
+	memcpy(x->cur_vault->name, s, len + 1);
 }
 
 static void
 k_vault_purge(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *yp)
 {
-	cfg_bool(x, v, yp, &cfg_cur_vault->purge_protection);
+	cfg_bool(x, v, yp, &x->cur_vault->purge_protection);
 }
 
 static void
@@ -542,7 +546,7 @@ k_vault_retention(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *
 {
 	unsigned long long n;
 	if (cfg_uint(x, v, yp, 0, 3650, &n) == 0)
-		cfg_cur_vault->retention_days = (unsigned)n;
+		x->cur_vault->retention_days = (unsigned)n;
 }
 
 static void
@@ -550,7 +554,7 @@ k_vault_rotation(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *y
 {
 	unsigned long long n;
 	if (cfg_uint(x, v, yp, 0, 3650, &n) == 0)
-		cfg_cur_vault->rotation_days = (unsigned)n;
+		x->cur_vault->rotation_days = (unsigned)n;
 }
 
 static const struct cfg_key vault_keys[] = {
@@ -582,9 +586,9 @@ k_vaults(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *yp)
 		snprintf(sub, sizeof(sub), "%s[%zu]", yp, i);
 		cv->retention_days = 7;
 		cv->line = (int)item->start_mark.line + 1;
-		cfg_cur_vault = cv;
+		x->cur_vault = cv;
 		cfg_walk_map(x, item, sub, vault_keys, sizeof(vault_keys) / sizeof(vault_keys[0]), "a vault");
-		cfg_cur_vault = NULL;
+		x->cur_vault = NULL;
 		if (cv->name[0] == '\0') {
 			cfg_err(x, item, sub, "a vault needs a name");
 			continue;

@@ -29,6 +29,7 @@ struct event_base;
 struct evhttp;
 struct evhttp_request;
 struct evbuffer;
+struct evhttp_bound_socket;
 struct p11_ctx;
 struct store;
 struct kwd;
@@ -102,6 +103,7 @@ struct kwd {
 	pthread_rwlock_t policy_lock;
 	uint64_t next_req_id;
 	int listen_fd;
+	struct evhttp_bound_socket *bound;
 	int stopping;
 	struct kwd_metrics m;
 	uint64_t started_us;

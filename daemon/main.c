@@ -194,10 +194,10 @@ out:
 	if (ev_term) event_free(ev_term);
 	if (ev_int) event_free(ev_int);
 	if (ev_hup) event_free(ev_hup);
-	server_free(&d);
 	if (d.audit != NULL && rc == 0)
 		audit_glue_admin(&d, "stop", json_pack("{s:i}", "pid", (int)getpid()));
-	audit_glue_close(&d);
+	audit_glue_close(&d);   /* completes every pending event */
+	server_free(&d);
 	store_close(d.store);
 	p11_close(d.p11);
 	if (d.base != NULL)

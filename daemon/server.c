@@ -666,7 +666,7 @@ server_start(struct kwd *d)
 		return r;
 	}
 	d->listen_fd = fd;
-	if (evhttp_accept_socket(d->http, fd) != 0)
+	if ((d->bound = evhttp_accept_socket_with_handle(d->http, fd)) == NULL)
 		return kw_fail(KW_E_INTERNAL, "evhttp_accept_socket failed");
 	return 0;
 }
@@ -675,18 +675,29 @@ void
 server_stop_accepting(struct kwd *d)
 {
 	d->stopping = 1;
-	if (d->http != NULL && d->listen_fd >= 0) {
-		/* evhttp has no way to drop one listener without freeing: stop
-		 * the loop from accepting by shutting the listening socket. */
-		shutdown(d->listen_fd, SHUT_RDWR);
+	if (d->http != NULL && d->bound != NULL) {
+		/* Stop accepting; connections already open finish what they
+		 * sent.  This closes the listening socket. */
+		evhttp_del_accept_socket(d->http, d->bound);
+		d->bound = NULL;
+		d->listen_fd = -1;
 	}
-	if (d->inflight == 0)
+	if (d->inflight == 0) {
 		event_base_loopexit(d->base, NULL);
+	} else {
+		/* Do not wait for ever on a request stuck in the token. */
+		struct timeval tv = { 10, 0 };
+		event_base_loopexit(d->base, &tv);
+	}
 }
 
 void
 server_free(struct kwd *d)
 {
+	/* Requests finished after the loop stopped: hand their replies to
+	 * libevent (freed with the connections below) and free them. */
+	if (d->c_event != NULL)
+		completions_cb(-1, 0, d);
 	if (d->http != NULL)
 		evhttp_free(d->http);
 	d->http = NULL;
