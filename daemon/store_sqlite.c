@@ -170,8 +170,8 @@ static const char *const st_sql[ST__N] = {
 	[ST_RECOVER] = "UPDATE names SET deleted = NULL, scheduled_purge = NULL "
 	    "WHERE vault = ?1 AND name = ?2 AND deleted IS NOT NULL",
 	[ST_PURGE] = "DELETE FROM names WHERE vault = ?1 AND name = ?2 AND deleted IS NOT NULL",
-	[ST_DELETED_LIST] = "SELECT " META_COLS NAMES_SECRETS
-	    "WHERE n.vault = ?1 AND n.deleted IS NOT NULL AND s.version = n.current ORDER BY n.name",
+	[ST_DELETED_LIST] = "SELECT " META_COLS " FROM names n INDEXED BY names_deleted "
+	    "JOIN secrets s ON s.vault = n.vault AND s.name = n.name WHERE n.vault = ?1 AND n.deleted IS NOT NULL AND s.version = n.current ORDER BY n.name",
 
 	[ST_REWRAP_SCAN] = "SELECT " META_COLS ", s.wrapped, s.nonce" SECRETS_NAMES
 	    "WHERE s.vault = ?1 AND s.key_version <> ?2 AND (s.name, s.version) > (?3, ?4) "
@@ -1368,6 +1368,7 @@ sq_secret_list(struct store_engine *e, const char *vault, const char *prefix, co
 	struct conn *c = NULL;
 	char upper[STORE_NAME_MAX + 1];
 	size_t ulen = prefix_successor(prefix, upper, sizeof(upper));
+	const char *lower = strcmp(after, prefix) > 0 ? after : prefix;
 	sqlite3_stmt *st = NULL;
 	int r;
 
@@ -1376,9 +1377,10 @@ sq_secret_list(struct store_engine *e, const char *vault, const char *prefix, co
 	if ((r = st_get(e, c, ST_LIST, &st)) != 0)
 		goto out;
 	/* A range on the name, never LIKE: '%' and '_' in a prefix are
-	 * ordinary characters.  No upper bound: an empty blob, which sorts
-	 * after every text. */
-	if ((bind_text(st, 1, vault) | bind_text(st, 2, prefix) |
+	 * ordinary characters.  The lower bound is the greater of the prefix
+	 * and the cursor, so that the index search starts at the page.  No
+	 * upper bound: an empty blob, which sorts after every text. */
+	if ((bind_text(st, 1, vault) | bind_text(st, 2, lower) |
 	    (ulen > 0 ? sqlite3_bind_text(st, 3, upper, (int)ulen, SQLITE_STATIC) :
 	    sqlite3_bind_zeroblob(st, 3, 0)) | bind_text(st, 4, after) |
 	    sqlite3_bind_int64(st, 5, limit == 0 || limit > INT64_MAX ? -1 : (sqlite3_int64)limit)) !=
