@@ -19,12 +19,14 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/resource.h>
 
 #include "kw_error.h"
 #include "daemon/store.h"
 
 static double seconds = 2.0;
 static atomic_int stop;
+static double last_cpu;         /* CPUs busy during the last run() */
 
 static double
 now(void)
@@ -33,6 +35,17 @@ now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Process CPU seconds, user + system. */
+static double
+cpu(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 static long
@@ -132,10 +145,11 @@ run(struct store *s, size_t count, int threads, void *(*fn)(void *), uint64_t *c
 	struct bench b[64];
 	pthread_t t[64];
 	uint64_t ops = 0;
-	double t0, t1;
+	double t0, t1, c0;
 
 	atomic_store(&stop, 0);
 	t0 = now();
+	c0 = cpu();
 	for (int i = 0; i < threads; i++) {
 		b[i] = (struct bench){ .s = s, .count = count, .seed = 77u * (unsigned)i + 1 };
 		pthread_create(&t[i], NULL, fn, &b[i]);
@@ -145,6 +159,7 @@ run(struct store *s, size_t count, int threads, void *(*fn)(void *), uint64_t *c
 	for (int i = 0; i < threads; i++)
 		pthread_join(t[i], NULL);
 	t1 = now();
+	last_cpu = (cpu() - c0) / (t1 - t0);
 	*conflicts = 0;
 	for (int i = 0; i < threads; i++) {
 		ops += b[i].ops;
@@ -206,6 +221,8 @@ bench_one(const char *dir, size_t count, int readers, int writers)
 		}
 	}
 	tfill = now() - t0;
+	free(batch);
+	batch = NULL;
 	store_close(s);
 	s = NULL;
 
@@ -227,10 +244,11 @@ bench_one(const char *dir, size_t count, int readers, int writers)
 	printf("%zu records: filled in %.2f s; open + first get %.1f ms; RSS after open %ld KiB\n",
 	    count, tfill, topen * 1000, rss_kib());
 	gets = run(s, count, readers, reader, &conflicts);
-	printf("  gets: %.0f/s with %d threads; RSS %ld KiB\n", gets, readers, rss_kib());
+	printf("  gets: %.0f/s with %d threads, %.2f CPUs busy; RSS %ld KiB\n", gets, readers,
+	    last_cpu, rss_kib());
 	puts = run(s, count, writers, writer, &conflicts);
-	printf("  durable puts: %.0f/s with %d threads (%llu conflicts retried); RSS %ld KiB\n",
-	    puts, writers, (unsigned long long)conflicts, rss_kib());
+	printf("  durable puts: %.0f/s with %d threads, %.2f CPUs busy (%llu conflicts retried); "
+	    "RSS %ld KiB\n", puts, writers, last_cpu, (unsigned long long)conflicts, rss_kib());
 	e = gets < 0 || puts < 0 ? KW_E_STORE : 0;
 out:
 	free(batch);

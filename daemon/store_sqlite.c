@@ -199,6 +199,23 @@ struct store_engine {
 	struct conn *idle;
 	unsigned nconns;        /* open connections, idle or in use */
 	pthread_mutex_t wlock;  /* one writer of this process at a time */
+	/* Group commit of puts: waiting puts queue here; one of them, the
+	 * leader, writes all it finds in one transaction and one fsync. */
+	pthread_mutex_t qlock;
+	pthread_cond_t qcond;
+	struct put_req *qhead, **qtail;
+	int leading;            /* a leader is at work */
+};
+
+struct put_req {
+	const char *vault;
+	const struct store_record *rec;
+	struct put_req *next;
+	int taken;              /* a leader has it */
+	int done;               /* r, cur and why are final */
+	int r;
+	uint64_t cur;           /* the current version, on a conflict */
+	char why[512];          /* the detail of r: kw_fail() is per thread */
 };
 
 /* ---- errors ------------------------------------------------------------------------ */
@@ -484,8 +501,9 @@ tx_begin(struct store_engine *e, struct conn *c, int write)
 	return 0;
 }
 
+/* Roll back the SQL transaction only (the write lock stays held). */
 static void
-tx_rollback(struct store_engine *e, struct conn *c)
+tx_abort(struct conn *c)
 {
 	if (!sqlite3_get_autocommit(c->db)) {
 		sqlite3_stmt *st = c->st[ST_ROLLBACK];
@@ -497,6 +515,12 @@ tx_rollback(struct store_engine *e, struct conn *c)
 			sqlite3_reset(st);
 		}
 	}
+}
+
+static void
+tx_rollback(struct store_engine *e, struct conn *c)
+{
+	tx_abort(c);
 	if (c->writing) {
 		c->writing = 0;
 		/* The lock's owner is this thread: it began the transaction. */
@@ -703,6 +727,8 @@ sq_close(struct store_engine *e)
 	pthread_mutex_destroy(&e->lock);
 	pthread_cond_destroy(&e->cond);
 	pthread_mutex_destroy(&e->wlock);
+	pthread_mutex_destroy(&e->qlock);
+	pthread_cond_destroy(&e->qcond);
 	free(e->path);
 	free(e);
 }
@@ -726,6 +752,9 @@ sq_open(const char *location, const struct store_options *opt, struct store_engi
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->cond, NULL);
 	pthread_mutex_init(&e->wlock, NULL);
+	pthread_mutex_init(&e->qlock, NULL);
+	pthread_cond_init(&e->qcond, NULL);
+	e->qtail = &e->qhead;
 
 	/* Create the file ourselves so that it is private from the start;
 	 * SQLite gives its -wal and -shm files the same mode. */
@@ -1190,56 +1219,190 @@ name_state(struct store_engine *e, struct conn *c, const char *vault, const char
 	return r;
 }
 
+/* One put inside the leader's transaction.  *wrote says whether it
+ * changed anything before failing (then the transaction must go). */
 static int
-sq_secret_put(struct store_engine *e, const char *vault, const struct store_record *rec,
-    uint64_t *current)
+put_one(struct store_engine *e, struct conn *c, const char *vault,
+    const struct store_record *rec, uint64_t *current, int *wrote)
 {
 	const char *name = rec->meta.name;
-	struct conn *c = NULL;
 	sqlite3_stmt *st = NULL;
 	uint64_t cur = 0;
 	int r, deleted = 0;
 
-	if ((r = conn_get(e, &c)) != 0)
-		return r;
-	if ((r = tx_begin(e, c, 1)) != 0)
-		goto out;
+	*wrote = 0;
 	/* The version check, inside the write transaction. */
 	if ((r = name_state(e, c, vault, name, &cur, &deleted)) != 0)
-		goto end;
+		return r;
 	if (deleted) {
-		cur = 0;
-		r = kw_fail(KW_E_CONFLICT, "'%s' is deleted in vault '%s': recover or purge it "
+		*current = 0;
+		return kw_fail(KW_E_CONFLICT, "'%s' is deleted in vault '%s': recover or purge it "
 		    "before writing it again", name, vault);
-		goto end;
 	}
 	if (rec->meta.version != cur + 1) {
-		r = kw_fail(KW_E_CONFLICT, "'%s' in vault '%s' is at version %llu: version %llu "
+		*current = cur;
+		return kw_fail(KW_E_CONFLICT, "'%s' in vault '%s' is at version %llu: version %llu "
 		    "cannot be written", name, vault, (unsigned long long)cur,
 		    (unsigned long long)rec->meta.version);
-		goto end;
 	}
 	if (cur == 0) {
 		if ((r = vault_read(e, c, vault, NULL)) != 0 ||
 		    (r = st_get(e, c, ST_NAME_NEW, &st)) != 0)
-			goto end;
+			return r;
 	} else if ((r = st_get(e, c, ST_NAME_SET_CURRENT, &st)) != 0) {
-		goto end;
+		return r;
 	}
+	*wrote = 1;
 	if ((bind_text(st, 1, vault) | bind_text(st, 2, name) |
 	    sqlite3_bind_int64(st, 3, (sqlite3_int64)rec->meta.version)) != SQLITE_OK)
-		r = bind_fail(e, c, st, "writing a secret version");
-	else
-		r = st_exec(e, c, st, "writing a secret version");
-	if (r == 0)
-		r = secret_insert(e, c, vault, rec);
-end:
-	r = tx_end(e, c, r);
-out:
+		return bind_fail(e, c, st, "writing a secret version");
+	if ((r = st_exec(e, c, st, "writing a secret version")) != 0)
+		return r;
+	return secret_insert(e, c, vault, rec);
+}
+
+static void
+put_finish(struct put_req *q, int r)
+{
+	q->r = r;
+	if (r != 0)
+		snprintf(q->why, sizeof(q->why), "%s", kw_errdetail(r));
+}
+
+/* The leader: write a batch of puts in as few transactions as it can (one,
+ * unless a put fails half-way: that one alone is dropped and the others
+ * are written again). */
+static void
+put_batch(struct store_engine *e, struct put_req *list)
+{
+	struct conn *c = NULL;
+	struct put_req *q;
+	struct timespec ts;
+	sqlite3_stmt *st = NULL;
+	size_t left = 0;
+	int r, wrote;
+
+	for (q = list; q != NULL; q = q->next) {
+		q->r = 1;       /* not final */
+		left++;
+	}
+	if ((r = conn_get(e, &c)) != 0)
+		goto fail;
+	deadline(&ts, e->busy_ms);
+	if (pthread_mutex_timedlock(&e->wlock, &ts) != 0) {
+		r = kw_fail(KW_E_UNAVAILABLE, "store: another write to %s took longer than %u ms: "
+		    "try again", e->path, e->busy_ms);
+		goto fail;
+	}
+	c->writing = 1;
+	while (left > 0) {
+		struct put_req *hard = NULL;
+		if ((r = st_get(e, c, ST_BEGIN_WRITE, &st)) != 0 ||
+		    (r = st_exec(e, c, st, "starting a transaction")) != 0)
+			goto fail;
+		for (q = list; q != NULL && hard == NULL; q = q->next) {
+			if (q->r != 1)
+				continue;
+			r = put_one(e, c, q->vault, q->rec, &q->cur, &wrote);
+			if (r != 0 && (wrote || (r != KW_E_CONFLICT && r != KW_E_NOT_FOUND)))
+				hard = q;
+			else if (r != 0)
+				put_finish(q, r), left--;
+			else
+				q->r = 2;       /* written, not yet committed */
+		}
+		if (hard != NULL) {
+			/* Drop the transaction and the put that broke it; write
+			 * the others again. */
+			put_finish(hard, r);
+			left--;
+			tx_abort(c);
+			for (q = list; q != NULL; q = q->next)
+				if (q->r == 2)
+					q->r = 1;
+			continue;
+		}
+		if ((r = st_get(e, c, ST_COMMIT, &st)) == 0)
+			r = st_exec(e, c, st, "committing");
+		if (r != 0)
+			tx_abort(c);
+		for (q = list; q != NULL; q = q->next)
+			if (q->r == 2)
+				put_finish(q, r), left--;
+	}
+	r = 0;
+fail:
+	for (q = list; q != NULL; q = q->next)
+		if (q->r == 1 || q->r == 2)
+			put_finish(q, r);
+	if (c != NULL && c->writing) {
+		tx_abort(c);
+		c->writing = 0;
+		pthread_mutex_unlock(&e->wlock);
+	}
 	conn_put(e, c);
-	if (r == KW_E_CONFLICT && current != NULL)
-		*current = cur;
-	return r;
+}
+
+/* Queue the put; the first waiting thread to find no leader at work leads
+ * and writes every queued put with one commit, so concurrent writers share
+ * an fsync. */
+static int
+sq_secret_put(struct store_engine *e, const char *vault, const struct store_record *rec,
+    uint64_t *current)
+{
+	struct put_req me, *list, *q;
+	struct timespec ts;
+	int timedout = 0;
+
+	memset(&me, 0, sizeof(me));
+	me.vault = vault;
+	me.rec = rec;
+	deadline(&ts, e->busy_ms);
+	pthread_mutex_lock(&e->qlock);
+	*e->qtail = &me;
+	e->qtail = &me.next;
+	while (!me.done) {
+		if (!e->leading) {
+			e->leading = 1;
+			list = e->qhead;
+			e->qhead = NULL;
+			e->qtail = &e->qhead;
+			for (q = list; q != NULL; q = q->next)
+				q->taken = 1;
+			pthread_mutex_unlock(&e->qlock);
+
+			put_batch(e, list);
+
+			pthread_mutex_lock(&e->qlock);
+			for (q = list; q != NULL; q = q->next)
+				q->done = 1;
+			e->leading = 0;
+			pthread_cond_broadcast(&e->qcond);
+			continue;
+		}
+		if (timedout && !me.taken) {
+			/* Still queued after the timeout: leave the queue. */
+			struct put_req **pp = &e->qhead;
+			while (*pp != &me)
+				pp = &(*pp)->next;
+			*pp = me.next;
+			if (e->qtail == &me.next)
+				e->qtail = pp;
+			pthread_mutex_unlock(&e->qlock);
+			return kw_fail(KW_E_UNAVAILABLE, "store: writes to %s stayed queued for more "
+			    "than %u ms: try again", e->path, e->busy_ms);
+		}
+		if (timedout)   /* a leader has it: it will finish */
+			pthread_cond_wait(&e->qcond, &e->qlock);
+		else if (pthread_cond_timedwait(&e->qcond, &e->qlock, &ts) == ETIMEDOUT)
+			timedout = 1;
+	}
+	pthread_mutex_unlock(&e->qlock);
+	if (me.r == 0)
+		return 0;
+	if (me.r == KW_E_CONFLICT && current != NULL)
+		*current = me.cur;
+	return kw_fail(me.r, "%s", me.why);
 }
 
 static int

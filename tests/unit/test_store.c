@@ -1051,6 +1051,80 @@ test_full(void)
 	store_close(s);
 }
 
+struct filler {
+	struct store *s;
+	int id;
+	int ok, full, other;
+};
+
+static void *
+filler_run(void *arg)
+{
+	struct filler *f = arg;
+	char name[16], body[2000];
+
+	memset(body, 'f', sizeof(body) - 1);
+	body[sizeof(body) - 1] = '\0';
+	for (int i = 0; i < 400; i++) {
+		/* Small and large puts mixed: a large one that does not fit
+		 * must not take the small ones of its group commit with it. */
+		snprintf(name, sizeof(name), "g%d-%03d", f->id, i);
+		int e = put(f->s, "v", name, 1, 1, (i % 2) ? "small" : body, NULL);
+		if (e == 0)
+			f->ok++;
+		else if (e == KW_E_STORE && strstr(kw_errdetail(e), "full") != NULL)
+			f->full++;
+		else
+			f->other++;
+	}
+	return NULL;
+}
+
+/* Four writers into a database that fills up: every put either is whole
+ * and readable or failed as "full"; none is half-written. */
+static void
+test_full_threads(void)
+{
+	char path[300], name[16];
+	struct store *s = fresh(path, sizeof(path));
+	struct filler f[4];
+	pthread_t t[4];
+	int ok = 0, full = 0, other = 0, found = 0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	store_close(s);
+	s = open_at(path, 512 * 1024, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	for (int i = 0; i < 4; i++) {
+		f[i] = (struct filler){ .s = s, .id = i };
+		CU_ASSERT_EQUAL_FATAL(pthread_create(&t[i], NULL, filler_run, &f[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		ok += f[i].ok;
+		full += f[i].full;
+		other += f[i].other;
+	}
+	CU_ASSERT_EQUAL(other, 0);
+	if (getenv("KW_TEST_VERBOSE") != NULL)
+		fprintf(stderr, "\n  %d puts written, %d refused as full\n", ok, full);
+	CU_ASSERT(full > 0);
+	CU_ASSERT(ok > 0);
+	for (int i = 0; i < 4; i++)
+		for (int j = 0; j < 400; j++) {
+			struct store_record r;
+			memset(&r, 0, sizeof(r));
+			snprintf(name, sizeof(name), "g%d-%03d", i, j);
+			if (store_secret_get(s, "v", name, 0, &r) == 0) {
+				found++;
+				CU_ASSERT_EQUAL(r.body_len, (j % 2) ? 5u : 1999u);
+			}
+			store_record_clear(&r);
+		}
+	CU_ASSERT_EQUAL(found, ok);
+	store_close(s);
+}
+
 int
 main(void)
 {
@@ -1079,6 +1153,7 @@ main(void)
 	CU_add_test(su, "8 threads of mixed puts and gets", test_threads);
 	CU_add_test(su, "busy beyond the timeout is unavailable", test_busy);
 	CU_add_test(su, "a full database is a clear store error", test_full);
+	CU_add_test(su, "a full database under concurrent writers", test_full_threads);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
