@@ -12,8 +12,9 @@
  *
  * Threads: a struct store is shared by every thread.  Each call runs on a
  * connection that belongs to the calling thread for the length of the call
- * (the engine keeps a pool).  A call that returns 0 for a write has made the
- * write durable.
+ * (the engine keeps a pool: opts.connections should be at least the number
+ * of threads that call).  A call that returns 0 for a write has made the
+ * write durable.  Concurrent puts may share one commit.
  *
  * Errors: 0 or a negative kw_error code, with a detail in kw_errdetail():
  * KW_E_NOT_FOUND (no such vault / secret / version), KW_E_CONFLICT (version
@@ -117,11 +118,16 @@ int store_vault_set_attrs(struct store *s, const struct store_vault *v);
 /* *out malloc'd array sorted by name (free()); *n may be 0. */
 int store_vault_list(struct store *s, struct store_vault **out, size_t *n);
 
-/* Record a master-key version for the vault (state ACTIVE).
- * KW_E_CONFLICT if the version exists. */
+/* Record a master-key version for the vault (state ACTIVE, whatever
+ * k->state says).  KW_E_CONFLICT if the version exists, KW_E_NOT_FOUND if
+ * the vault does not. */
 int store_key_add(struct store *s, const char *vault, const struct store_key *k);
-/* Make version current for new writes (must exist and be ACTIVE). */
+/* Make version current for new writes: KW_E_NOT_FOUND if it is not
+ * recorded, KW_E_RETIRED if it is not ACTIVE. */
 int store_key_set_current(struct store *s, const char *vault, uint32_t version);
+/* Change a version's state; `retired` becomes `when` on leaving ACTIVE (and
+ * is kept from RETIRED to DESTROYED).  KW_E_CONFLICT for the vault's current
+ * version (make another current first) or for leaving DESTROYED. */
 int store_key_set_state(struct store *s, const char *vault, uint32_t version,
     enum store_key_state state, int64_t when);
 /* *out malloc'd, sorted by version. */
@@ -137,7 +143,9 @@ int store_key_usage(struct store *s, const char *vault, uint32_t version,
  * The write happens only if the name's current version is exactly
  * rec->meta.version - 1 (0: the name has no version yet) and the name is not
  * deleted; else KW_E_CONFLICT with the current version in *current (may be
- * NULL).  The caller picks the version before encrypting because it is part
+ * NULL; 0 for a deleted name, with a detail that says it is deleted).
+ * KW_E_NOT_FOUND if the vault does not exist; KW_E_FORMAT if the tags are
+ * not a JSON object of strings.  The caller picks the version before encrypting because it is part
  * of the body's AAD, and retries on a conflict it did not ask for. */
 int store_secret_put(struct store *s, const char *vault,
     const struct store_record *rec, uint64_t *current);
@@ -209,7 +217,9 @@ struct store_rewrap {
 	const uint8_t *wrapped;
 	size_t wrapped_len;
 };
-/* Apply a batch in one transaction.  *applied = rows changed. */
+/* Apply a batch in one transaction.  *applied = rows changed (a row whose
+ * key version is no longer old_key_version is left alone).  limit 0 in
+ * store_rewrap_scan: no limit. */
 int store_rewrap_apply(struct store *s, const char *vault,
     const struct store_rewrap *batch, size_t n, size_t *applied);
 
@@ -217,11 +227,15 @@ int store_rewrap_apply(struct store *s, const char *vault,
 
 /* Call fn for every record (live and deleted, with body) of the vault inside
  * one read transaction, so the copy is consistent while writes go on.  A
- * non-zero return from fn stops the scan and is returned. */
+ * non-zero return from fn stops the scan and is returned.  rec->body is lent
+ * for the call.  fn runs on the caller's thread, which holds one of the
+ * pool's connections meanwhile.  KW_E_NOT_FOUND if the vault does not exist. */
 int store_vault_export(struct store *s, const char *vault,
     int (*fn)(void *arg, const struct store_record *rec), void *arg);
 /* Insert records in one transaction; KW_E_CONFLICT (nothing written) if any
- * name already exists in the vault, with its name in kw_errdetail(). */
+ * name already exists in the vault (live or deleted) or a (name, version)
+ * appears twice, with the name in kw_errdetail().  A record with
+ * meta.deleted set restores its name as deleted.  The vault must exist. */
 int store_vault_import(struct store *s, const char *vault,
     const struct store_record *recs, size_t n);
 

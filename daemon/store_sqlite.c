@@ -15,7 +15,9 @@
  * one call, each with its statements prepared once on first use and reused.
  * Writers of this process take a mutex before BEGIN IMMEDIATE, so they queue
  * in the process instead of polling SQLite's busy handler; another process
- * (a backup, a second daemon) is waited for up to busy_timeout_ms.
+ * (a backup, a second daemon) is waited for up to busy_timeout_ms.  Puts,
+ * the frequent write, are group-committed: concurrent puts share one
+ * transaction and one fsync (see sq_secret_put()).
  */
 #include "config.h"
 

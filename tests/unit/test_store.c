@@ -1,5 +1,4 @@
 /* Unit tests for the store (daemon/store.h) on real SQLite files. */
-#define _GNU_SOURCE
 #include "config.h"
 
 #include <errno.h>
