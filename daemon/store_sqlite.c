@@ -761,8 +761,9 @@ sq_open(const char *location, const struct store_options *opt, struct store_engi
 	/* Create the file ourselves so that it is private from the start;
 	 * SQLite gives its -wal and -shm files the same mode. */
 	if ((fd = open(e->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
-		r = kw_fail(KW_E_STORE, "cannot open or create the database %s: %s: check that its "
-		    "directory exists and that the daemon may write there", e->path, strerror(errno));
+		r = kw_fail(KW_E_STORE, "cannot open or create the database %s for writing: %s: check "
+		    "that its directory exists and that the daemon may write the file and the "
+		    "directory", e->path, strerror(errno));
 		goto out;
 	}
 	close(fd);

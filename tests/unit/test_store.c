@@ -4,6 +4,9 @@
 #include <errno.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1050,6 +1053,118 @@ test_full(void)
 	store_close(s);
 }
 
+/* A writer killed with SIGKILL in the middle: every put it was told had
+ * succeeded is there after reopening, and the versions have no gap. */
+static void
+test_crash(void)
+{
+	char path[300], body[32];
+	struct store *s = fresh(path, sizeof(path));
+	uint64_t acked = 0, v, cur = 0;
+	int fds[2];
+	pid_t pid;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	store_close(s);
+	CU_ASSERT_EQUAL_FATAL(pipe(fds), 0);
+	pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		s = open_at(path, 0, 0);
+		for (v = 1; s != NULL; v++) {
+			snprintf(body, sizeof(body), "body-%llu", (unsigned long long)v);
+			if (put(s, "v", "c", v, 1, body, NULL) != 0)
+				break;
+			if (write(fds[1], &v, sizeof(v)) != sizeof(v))
+				break;
+		}
+		_exit(1);
+	}
+	close(fds[1]);
+	while (acked < 300 && read(fds[0], &v, sizeof(v)) == sizeof(v))
+		acked = v;
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	while (read(fds[0], &v, sizeof(v)) == sizeof(v))
+		acked = v;
+	close(fds[0]);
+	CU_ASSERT(acked >= 300);
+
+	s = open_at(path, 0, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	CU_ASSERT_EQUAL(store_secret_current(s, "v", "c", &cur), 0);
+	CU_ASSERT(cur >= acked);
+	CU_ASSERT(cur <= acked + 1);    /* at most the one not yet acknowledged */
+	for (v = 1; v <= cur; v++) {
+		snprintf(body, sizeof(body), "body-%llu", (unsigned long long)v);
+		CU_ASSERT(body_is(s, "c", v, body));
+	}
+	store_close(s);
+}
+
+/* In a child without root's override: a read-only file, then a read-only
+ * directory.  0 when both fail as they should. */
+static int
+readonly_child(const char *sub, const char *path)
+{
+	struct store_options o;
+	struct store *s = NULL;
+	int e;
+
+	if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+		return 3;
+	memset(&o, 0, sizeof(o));
+	o.url = path;
+	if (chmod(path, 0400) != 0)
+		return 4;
+	e = store_open(&o, &s);
+	if (e != KW_E_STORE || strstr(kw_errdetail(e), "Permission denied") == NULL ||
+	    strstr(kw_errdetail(e), path) == NULL) {
+		fprintf(stderr, "read-only file: %d %s\n", e, kw_errdetail(e));
+		return 5;
+	}
+	if (chmod(path, 0600) != 0 || chmod(sub, 0500) != 0)
+		return 6;
+	e = store_open(&o, &s);
+	chmod(sub, 0700);
+	if (e != KW_E_STORE || strstr(kw_errdetail(e), "cannot be written") == NULL) {
+		fprintf(stderr, "read-only directory: %d %s\n", e, kw_errdetail(e));
+		return 7;
+	}
+	return 0;
+}
+
+static void
+test_readonly(void)
+{
+	char sub[300], path[320];
+	struct store *s;
+	int st = -1;
+	pid_t pid;
+
+	snprintf(sub, sizeof(sub), "%s/ro", dir);
+	CU_ASSERT_EQUAL_FATAL(mkdir(sub, 0700), 0);
+	snprintf(path, sizeof(path), "%s/kw.db", sub);
+	s = open_at(path, 0, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	store_close(s);
+	if (geteuid() == 0) {
+		/* The child runs as nobody: let it through the test directory. */
+		CU_ASSERT_EQUAL_FATAL(chmod(dir, 0711), 0);
+		CU_ASSERT_EQUAL_FATAL(chown(sub, 65534, 65534), 0);
+		CU_ASSERT_EQUAL_FATAL(chown(path, 65534, 65534), 0);
+	}
+	pid = fork();
+	CU_ASSERT_FATAL(pid >= 0);
+	if (pid == 0)
+		_exit(readonly_child(sub, path));
+	waitpid(pid, &st, 0);
+	chmod(dir, 0700);
+	CU_ASSERT(WIFEXITED(st));
+	CU_ASSERT_EQUAL(WEXITSTATUS(st), 0);
+}
+
 struct filler {
 	struct store *s;
 	int id;
@@ -1153,6 +1268,8 @@ main(void)
 	CU_add_test(su, "busy beyond the timeout is unavailable", test_busy);
 	CU_add_test(su, "a full database is a clear store error", test_full);
 	CU_add_test(su, "a full database under concurrent writers", test_full_threads);
+	CU_add_test(su, "a writer killed mid-way loses no acknowledged put", test_crash);
+	CU_add_test(su, "a read-only file or directory is a clear store error", test_readonly);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
