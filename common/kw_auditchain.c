@@ -1,0 +1,803 @@
+/*
+ * kw_auditchain.c - the audit log's line format, hash chain and seals, and
+ * the verifier.  See kw_auditchain.h for the format.
+ */
+#include "config.h"
+
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/sha.h>
+
+#include "kw_auditchain.h"
+#include "kw_error.h"
+#include "kw_secmem.h"
+
+static const uint8_t zero_hash[KWAC_HASH_LEN];
+
+void
+kwac_hash(const void *line, size_t len, uint8_t out[KWAC_HASH_LEN])
+{
+	SHA256(line, len, out);
+}
+
+void
+kwac_hex(const uint8_t in[KWAC_HASH_LEN], char out[KWAC_HEX_LEN + 1])
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < KWAC_HASH_LEN; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[KWAC_HEX_LEN] = '\0';
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+int
+kwac_unhex(const char *hex, uint8_t out[KWAC_HASH_LEN])
+{
+	uint8_t tmp[KWAC_HASH_LEN];
+
+	if (hex == NULL || strlen(hex) != KWAC_HEX_LEN)
+		return KW_E_FORMAT;
+	for (size_t i = 0; i < KWAC_HASH_LEN; i++) {
+		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return KW_E_FORMAT;
+		tmp[i] = (uint8_t)(hi << 4 | lo);
+	}
+	memcpy(out, tmp, sizeof(tmp));
+	return 0;
+}
+
+int
+kwac_seal_input(uint64_t seq, const uint8_t hash[KWAC_HASH_LEN], char *buf,
+    size_t buflen)
+{
+	char hex[KWAC_HEX_LEN + 1];
+	int n;
+
+	kwac_hex(hash, hex);
+	n = snprintf(buf, buflen, "%s %" PRIu64 " %s", KWAC_SEAL_CONTEXT, seq, hex);
+	if (n < 0 || (size_t)n >= buflen)
+		return -ENOBUFS;
+	return n;
+}
+
+int
+kwac_segment_name(unsigned index, char *buf, size_t buflen)
+{
+	int n = snprintf(buf, buflen, KWAC_SEGMENT_PREFIX "%010u" KWAC_SEGMENT_SUFFIX, index);
+
+	if (n < 0 || (size_t)n >= buflen)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+int
+kwac_segment_index(const char *name, unsigned *index)
+{
+	size_t plen = strlen(KWAC_SEGMENT_PREFIX), slen = strlen(KWAC_SEGMENT_SUFFIX);
+	unsigned long v = 0;
+
+	if (strlen(name) != plen + 10 + slen ||
+	    strncmp(name, KWAC_SEGMENT_PREFIX, plen) != 0 ||
+	    strcmp(name + plen + 10, KWAC_SEGMENT_SUFFIX) != 0)
+		return -EINVAL;
+	for (size_t i = plen; i < plen + 10; i++) {
+		if (name[i] < '0' || name[i] > '9')
+			return -EINVAL;
+		v = v * 10 + (unsigned long)(name[i] - '0');
+	}
+	if (v == 0 || v > 0xffffffffUL)
+		return -EINVAL;
+	*index = (unsigned)v;
+	return 0;
+}
+
+static int
+cmp_unsigned(const void *a, const void *b)
+{
+	unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int
+kwac_segments_list(const char *dir, unsigned **idx, size_t *n)
+{
+	DIR *d;
+	struct dirent *de;
+	unsigned *v = NULL, *nv, ix;
+	size_t cnt = 0, cap = 0;
+	int r;
+
+	if ((d = opendir(dir)) == NULL)
+		return kw_fail(-errno, "cannot list the audit directory %s: %s", dir,
+		    strerror(errno));
+	while ((errno = 0, de = readdir(d)) != NULL) {
+		if (kwac_segment_index(de->d_name, &ix) != 0)
+			continue;
+		if (cnt == cap) {
+			cap = cap ? cap * 2 : 16;
+			if ((nv = reallocarray(v, cap, sizeof(*v))) == NULL) {
+				r = -ENOMEM;
+				goto out;
+			}
+			v = nv;
+		}
+		v[cnt++] = ix;
+	}
+	if (errno != 0) {
+		r = kw_fail(-errno, "cannot list the audit directory %s: %s", dir,
+		    strerror(errno));
+		goto out;
+	}
+	if (cnt > 1)
+		qsort(v, cnt, sizeof(*v), cmp_unsigned);
+	*idx = v;
+	*n = cnt;
+	v = NULL;
+	r = 0;
+out:
+	free(v);
+	closedir(d);
+	return r;
+}
+
+/* ---- one line ------------------------------------------------------------ */
+
+static int
+why_set(char *why, size_t whylen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int
+why_set(char *why, size_t whylen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (why != NULL && whylen > 0) {
+		va_start(ap, fmt);
+		vsnprintf(why, whylen, fmt, ap);
+		va_end(ap);
+	}
+	return KW_E_FORMAT;
+}
+
+static int
+get_seq(json_t *o, const char *key, uint64_t *v)
+{
+	json_t *j = json_object_get(o, key);
+
+	if (!json_is_integer(j) || json_integer_value(j) < 0)
+		return -1;
+	*v = (uint64_t)json_integer_value(j);
+	return 0;
+}
+
+static int
+get_hash(json_t *o, const char *key, uint8_t out[KWAC_HASH_LEN])
+{
+	return kwac_unhex(json_string_value(json_object_get(o, key)), out);
+}
+
+static void
+get_str(json_t *o, const char *key, char *buf, size_t len)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	snprintf(buf, len, "%s", s ? s : "");
+}
+
+int
+kwac_line_parse(const char *line, size_t len, struct kwac_line *out,
+    char *why, size_t whylen)
+{
+	struct kwac_line l;
+	json_error_t jerr;
+	json_t *o;
+	const char *type;
+	uint64_t v;
+	int r = KW_E_FORMAT;
+
+	memset(&l, 0, sizeof(l));
+	if ((o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr)) == NULL)
+		return why_set(why, whylen, "not valid JSON (column %d: %s)", jerr.column, jerr.text);
+	if (!json_is_object(o)) {
+		why_set(why, whylen, "not a JSON object");
+		goto out;
+	}
+	type = json_string_value(json_object_get(o, "type"));
+	if (type != NULL && strcmp(type, "segment") == 0) {
+		l.type = KWAC_LINE_HEADER;
+		if (get_seq(o, "segment", &v) != 0 || v == 0 || v > 0xffffffffULL) {
+			why_set(why, whylen, "segment header without a valid \"segment\" index");
+			goto out;
+		}
+		l.segment = (unsigned)v;
+		if (get_seq(o, "first_seq", &l.seq) != 0 || l.seq == 0) {
+			why_set(why, whylen, "segment header without a valid \"first_seq\"");
+			goto out;
+		}
+		if (get_hash(o, "prev", l.prev) != 0) {
+			why_set(why, whylen, "segment header without a valid \"prev\" hash");
+			goto out;
+		}
+		get_str(o, "time", l.time, sizeof(l.time));
+	} else if (type != NULL && strcmp(type, "seal") == 0) {
+		l.type = KWAC_LINE_SEAL;
+		if (get_seq(o, "seq", &l.seq) != 0 || l.seq == 0) {
+			why_set(why, whylen, "seal without a valid \"seq\"");
+			goto out;
+		}
+		if (get_hash(o, "hash", l.hash) != 0) {
+			why_set(why, whylen, "seal without a valid \"hash\"");
+			goto out;
+		}
+		if (get_hash(o, "hmac", l.mac) != 0) {
+			why_set(why, whylen, "seal without a valid \"hmac\"");
+			goto out;
+		}
+	} else {
+		l.type = KWAC_LINE_EVENT;
+		if (get_seq(o, "seq", &l.seq) != 0 || l.seq == 0) {
+			why_set(why, whylen, "event without a valid \"seq\"");
+			goto out;
+		}
+		if (get_hash(o, "prev", l.prev) != 0) {
+			why_set(why, whylen, "event without a valid \"prev\" hash");
+			goto out;
+		}
+		get_str(o, "time", l.time, sizeof(l.time));
+		if (l.time[0] == '\0') {
+			why_set(why, whylen, "event without a \"time\"");
+			goto out;
+		}
+		get_str(o, "type", l.event, sizeof(l.event));
+	}
+	*out = l;
+	r = 0;
+out:
+	json_decref(o);
+	return r;
+}
+
+/* ---- lines of a file ----------------------------------------------------- */
+
+int
+kwac_lines_open(struct kwac_lines *r, const char *path)
+{
+	int fd;
+
+	memset(r, 0, sizeof(*r));
+	r->fd = -1;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return kw_fail(-errno, "cannot open %s: %s", path, strerror(errno));
+	r->fd = fd;
+	return 0;
+}
+
+int
+kwac_lines_next(struct kwac_lines *r, const char **line, size_t *len,
+    uint64_t *off)
+{
+	char *nl, *nb;
+	ssize_t n;
+
+	for (;;) {
+		if (r->end > r->start &&
+		    (nl = memchr(r->buf + r->start, '\n', r->end - r->start)) != NULL) {
+			size_t l = (size_t)(nl - (r->buf + r->start));
+			*line = r->buf + r->start;
+			*len = l;
+			*off = r->off;
+			r->start += l + 1;
+			r->off += l + 1;
+			return 1;
+		}
+		if (r->end - r->start > KWAC_LINE_MAX)
+			return kw_fail(KW_E_TOO_LARGE, "a line of the audit log is longer than %d bytes",
+			    KWAC_LINE_MAX);
+		/* Make room: move the partial line to the front, grow if full. */
+		if (r->start > 0) {
+			memmove(r->buf, r->buf + r->start, r->end - r->start);
+			r->end -= r->start;
+			r->start = 0;
+		}
+		if (r->cap - r->end < 4096) {
+			size_t ncap = r->cap ? r->cap * 2 : 65536;
+			if ((nb = realloc(r->buf, ncap)) == NULL)
+				return -ENOMEM;
+			r->buf = nb;
+			r->cap = ncap;
+		}
+		do
+			n = read(r->fd, r->buf + r->end, r->cap - r->end);
+		while (n < 0 && errno == EINTR);
+		if (n < 0)
+			return kw_fail(-errno, "cannot read the audit log: %s", strerror(errno));
+		if (n == 0) {
+			r->eof = 1;
+			return 0;
+		}
+		r->end += (size_t)n;
+	}
+}
+
+size_t
+kwac_lines_partial(const struct kwac_lines *r)
+{
+	return r->end - r->start;
+}
+
+void
+kwac_lines_close(struct kwac_lines *r)
+{
+	if (r == NULL)
+		return;
+	if (r->fd >= 0)
+		close(r->fd);
+	free(r->buf);
+	memset(r, 0, sizeof(*r));
+	r->fd = -1;
+}
+
+/* ---- the chain ----------------------------------------------------------- */
+
+/* Where a line is, for reports. */
+struct where {
+	char file[512];
+	unsigned long line;
+	uint64_t seq;
+	int header;
+};
+
+struct chain {
+	const struct kwac_verify_opts *opt;
+	struct kwac_result *res;
+	int started;
+	int anywhere;            /* accept the first header's prev and first_seq */
+	uint8_t last[KWAC_HASH_LEN];
+	uint64_t last_seq;       /* seq of the last event (first_seq - 1 before any) */
+	struct where last_at;    /* the last chained line */
+	const char *file;        /* current file */
+	unsigned index;          /* current segment (0: any) */
+};
+
+static int
+broke(struct chain *c, enum kwac_problem p, const char *file, unsigned long line,
+    uint64_t seq, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+
+static int
+broke(struct chain *c, enum kwac_problem p, const char *file, unsigned long line,
+    uint64_t seq, const char *fmt, ...)
+{
+	struct kwac_result *res = c->res;
+	va_list ap;
+
+	res->ok = 0;
+	res->problem = p;
+	snprintf(res->file, sizeof(res->file), "%s", file);
+	res->line = line;
+	res->seq = seq;
+	va_start(ap, fmt);
+	vsnprintf(res->what, sizeof(res->what), fmt, ap);
+	va_end(ap);
+	return KW_E_AUTH;
+}
+
+static void
+chained(struct chain *c, const uint8_t hash[KWAC_HASH_LEN], unsigned long lineno,
+    uint64_t seq, int header)
+{
+	memcpy(c->last, hash, KWAC_HASH_LEN);
+	snprintf(c->last_at.file, sizeof(c->last_at.file), "%s", c->file);
+	c->last_at.line = lineno;
+	c->last_at.seq = seq;
+	c->last_at.header = header;
+}
+
+/* Check one whole line against the chain so far.  0, or KW_E_AUTH with the
+ * break recorded in c->res. */
+static int
+chain_step(struct chain *c, const char *text, size_t len, unsigned long lineno)
+{
+	struct kwac_result *res = c->res;
+	struct kwac_line l;
+	uint8_t h[KWAC_HASH_LEN];
+	char why[200], in[128];
+	uint64_t expect = c->last_seq + 1;
+	int n, r;
+
+	if (kwac_line_parse(text, len, &l, why, sizeof(why)) != 0)
+		return broke(c, KWAC_P_JSON, c->file, lineno, c->started ? expect : 0,
+		    "%s", why);
+	if (lineno == 1 && l.type != KWAC_LINE_HEADER)
+		return broke(c, KWAC_P_HEADER, c->file, lineno, l.type == KWAC_LINE_EVENT ? l.seq : 0,
+		    "the segment does not start with its header line");
+	kwac_hash(text, len, h);
+	res->lines++;
+
+	switch (l.type) {
+	case KWAC_LINE_HEADER:
+		if (lineno != 1)
+			return broke(c, KWAC_P_HEADER, c->file, lineno, expect,
+			    "a segment header in the middle of a segment: lines were moved here from another segment");
+		if (c->index != 0 && l.segment != c->index)
+			return broke(c, KWAC_P_HEADER, c->file, lineno, l.seq,
+			    "the header names segment %u but the file is segment %u: segment files were renamed or swapped",
+			    l.segment, c->index);
+		if (!c->started && c->anywhere) {
+			c->started = 1;
+		} else if (!c->started) {
+			c->started = 1;
+			if (memcmp(l.prev, zero_hash, KWAC_HASH_LEN) != 0 || l.seq != 1)
+				return broke(c, KWAC_P_LINK, c->file, lineno, l.seq,
+				    "the first segment's header links to an earlier segment (first_seq %" PRIu64 "): the start of the log is missing",
+				    l.seq);
+		} else {
+			if (memcmp(l.prev, c->last, KWAC_HASH_LEN) != 0)
+				return broke(c, KWAC_P_LINK, c->file, lineno, l.seq,
+				    "the header does not link to the last line of the previous segment (%s line %lu): a segment was removed, replaced or reordered",
+				    c->last_at.file, c->last_at.line);
+			if (l.seq != expect)
+				return broke(c, KWAC_P_SEQ, c->file, lineno, l.seq,
+				    "the header says the segment starts at seq %" PRIu64 " but the previous one ended at seq %" PRIu64,
+				    l.seq, c->last_seq);
+		}
+		c->last_seq = l.seq - 1;
+		chained(c, h, lineno, 0, 1);
+		return 0;
+
+	case KWAC_LINE_EVENT:
+		if (l.seq != expect) {
+			if (l.seq > expect)
+				return broke(c, KWAC_P_SEQ, c->file, lineno, l.seq,
+				    "seq %" PRIu64 " where %" PRIu64 " was expected: the events %" PRIu64 "..%" PRIu64 " are missing here (deleted, or moved further down)",
+				    l.seq, expect, expect, l.seq - 1);
+			return broke(c, KWAC_P_SEQ, c->file, lineno, l.seq,
+			    "seq %" PRIu64 " where %" PRIu64 " was expected: this line was inserted, repeated or moved",
+			    l.seq, expect);
+		}
+		if (memcmp(l.prev, c->last, KWAC_HASH_LEN) != 0) {
+			if (c->last_at.header)
+				return broke(c, KWAC_P_LINK, c->last_at.file, c->last_at.line, l.seq,
+				    "the segment header was altered: its hash is not the prev recorded by the next line (line %lu, seq %" PRIu64 ")",
+				    lineno, l.seq);
+			return broke(c, KWAC_P_LINK, c->last_at.file, c->last_at.line, c->last_at.seq,
+			    "this line was altered: its hash is not the prev recorded by the next event (line %lu, seq %" PRIu64 "), or that event's prev was altered",
+			    lineno, l.seq);
+		}
+		c->last_seq = l.seq;
+		chained(c, h, lineno, l.seq, 0);
+		res->events++;
+		if (res->first_seq == 0)
+			res->first_seq = l.seq;
+		res->last_seq = l.seq;
+		if (strcmp(l.event, KWAC_TORN_EVENT) == 0) {
+			res->torn_events++;
+			res->torn_seq = l.seq;
+		}
+		return 0;
+
+	case KWAC_LINE_SEAL:
+		if (c->last_at.header || l.seq != c->last_seq)
+			return broke(c, KWAC_P_SEAL, c->file, lineno, l.seq,
+			    "a seal for seq %" PRIu64 " follows %s: seals must follow the event they seal",
+			    l.seq, c->last_at.header ? "the segment header" : "another event");
+		if (memcmp(l.hash, c->last, KWAC_HASH_LEN) != 0)
+			return broke(c, KWAC_P_LINK, c->last_at.file, c->last_at.line, c->last_at.seq,
+			    "this line was altered: its hash is not the one the seal on line %lu records",
+			    lineno);
+		if (c->opt != NULL && c->opt->check != NULL) {
+			if ((n = kwac_seal_input(l.seq, l.hash, in, sizeof(in))) < 0)
+				return broke(c, KWAC_P_SEAL, c->file, lineno, l.seq, "seal input too long");
+			r = c->opt->check(c->opt->arg, (const uint8_t *)in, (size_t)n, l.mac);
+			if (r == KW_E_AUTH)
+				return broke(c, KWAC_P_SEAL_MAC, c->file, lineno, l.seq,
+				    "the seal's HMAC is wrong: the chain up to seq %" PRIu64 " was rewritten without the audit key, or the seal was forged",
+				    l.seq);
+			if (r != 0)
+				return broke(c, KWAC_P_SEAL_UNCHECKED, c->file, lineno, l.seq,
+				    "the seal's HMAC could not be checked: %s", kw_errdetail(r));
+			res->seals_checked = 1;
+		}
+		res->seals++;
+		res->sealed_seq = l.seq;
+		return 0;
+	}
+	return broke(c, KWAC_P_JSON, c->file, lineno, 0, "unknown line type");
+}
+
+static const char *
+base_name(const char *path)
+{
+	const char *s = strrchr(path, '/');
+
+	return s ? s + 1 : path;
+}
+
+/* Walk one segment file through the chain.  *good_end gets the offset after
+ * the last line that passed.  0 or KW_E_AUTH (break in c->res). */
+static int
+chain_file(struct chain *c, const char *path, uint64_t *good_end,
+    unsigned long *nlines)
+{
+	struct kwac_lines lr;
+	const char *text;
+	size_t len;
+	uint64_t off;
+	unsigned long lineno = 0;
+	int r;
+
+	*good_end = 0;
+	*nlines = 0;
+	c->file = path;
+	if ((r = kwac_lines_open(&lr, path)) != 0)
+		return broke(c, KWAC_P_IO, path, 0, 0, "cannot open: %s", strerror(-r));
+	for (;;) {
+		r = kwac_lines_next(&lr, &text, &len, &off);
+		if (r < 0) {
+			r = broke(c, KWAC_P_IO, path, lineno + 1, 0, "%s", kw_errdetail(r));
+			break;
+		}
+		if (r == 0) {
+			if (kwac_lines_partial(&lr) > 0)
+				r = broke(c, KWAC_P_TORN, path, lineno + 1, c->last_seq + 1,
+				    "the last line is cut short (%zu bytes without an end of line): a torn write",
+				    kwac_lines_partial(&lr));
+			else if (lineno == 0)
+				r = broke(c, KWAC_P_TORN, path, 1, c->last_seq + 1,
+				    "the segment is empty: its header was never written");
+			break;
+		}
+		lineno++;
+		if ((r = chain_step(c, text, len, lineno)) != 0)
+			break;
+		*good_end = off + len + 1;
+		*nlines = lineno;
+	}
+	kwac_lines_close(&lr);
+	return r;
+}
+
+int
+kwac_segment_scan(const char *path, unsigned index, struct kwac_scan *out)
+{
+	struct kwac_result res;
+	struct chain c;
+	struct kwac_scan s;
+	struct kwac_lines lr;
+	const char *text;
+	size_t len;
+	uint64_t off;
+	struct kwac_line l;
+	struct stat st;
+	int r;
+
+	memset(&s, 0, sizeof(s));
+	memset(&res, 0, sizeof(res));
+	memset(&c, 0, sizeof(c));
+	c.res = &res;
+	c.anywhere = 1;
+	c.index = index;
+	if (stat(path, &st) != 0)
+		return kw_fail(-errno, "cannot read %s: %s", path, strerror(errno));
+	s.size = (uint64_t)st.st_size;
+	r = chain_file(&c, path, &s.good_end, &s.lines);
+	if (res.problem == KWAC_P_IO)
+		return kw_fail(-EIO, "cannot read %s: %s", path, res.what);
+	if (r != 0)
+		snprintf(s.why, sizeof(s.why), "line %lu: %s", res.line, res.what);
+	s.torn = s.good_end < s.size;
+	if (s.lines > 0) {
+		/* The header is line 1 and passed: read it back for its fields. */
+		if ((r = kwac_lines_open(&lr, path)) != 0)
+			return r;
+		r = kwac_lines_next(&lr, &text, &len, &off);
+		if (r == 1 && kwac_line_parse(text, len, &l, NULL, 0) == 0 &&
+		    l.type == KWAC_LINE_HEADER) {
+			s.has_header = 1;
+			s.segment = l.segment;
+			s.first_seq = l.seq;
+			memcpy(s.header_time, l.time, sizeof(s.header_time));
+		}
+		kwac_lines_close(&lr);
+		if (!s.has_header)
+			return kw_fail(-EIO, "%s changed while it was read", path);
+	}
+	s.next_seq = c.last_seq + 1;
+	memcpy(s.last, c.last, KWAC_HASH_LEN);
+	*out = s;
+	return 0;
+}
+
+/* ---- verification -------------------------------------------------------- */
+
+int
+kwac_verify_files(const char *const *paths, size_t n,
+    const struct kwac_verify_opts *opt, struct kwac_result *res)
+{
+	struct chain c;
+	unsigned idx, prev_idx = 0;
+	uint64_t good_end;
+	unsigned long nlines;
+	char hex[KWAC_HEX_LEN + 1];
+	int r = 0;
+
+	memset(res, 0, sizeof(*res));
+	memset(&c, 0, sizeof(c));
+	c.opt = opt;
+	c.res = res;
+	c.anywhere = opt != NULL && opt->partial;
+	res->ok = 1;
+	if (n == 0) {
+		broke(&c, KWAC_P_EMPTY, "", 0, 0, "no audit segment to verify");
+		return KW_E_AUTH;
+	}
+	for (size_t i = 0; i < n && r == 0; i++) {
+		if (kwac_segment_index(base_name(paths[i]), &idx) != 0) {
+			r = broke(&c, KWAC_P_HEADER, paths[i], 0, 0,
+			    "not a segment file name (expected audit-NNNNNNNNNN.jsonl)");
+			break;
+		}
+		if (i == 0 && idx != 1 && !c.anywhere) {
+			r = broke(&c, KWAC_P_SEGMENT_MISSING, paths[i], 0, 0,
+			    "the log starts at segment %u: segments 1..%u are missing (verify with the partial option if retention removed them)",
+			    idx, idx - 1);
+			break;
+		}
+		if (i > 0 && idx != prev_idx + 1) {
+			r = broke(&c, KWAC_P_SEGMENT_MISSING, paths[i], 0, c.last_seq + 1,
+			    idx > prev_idx + 1 ?
+			    "segment %u follows segment %u: the segment(s) between were deleted" :
+			    "segment %u follows segment %u: the segments are out of order",
+			    idx, prev_idx);
+			break;
+		}
+		c.index = idx;
+		r = chain_file(&c, paths[i], &good_end, &nlines);
+		res->segments++;
+		if (res->first_segment == 0)
+			res->first_segment = idx;
+		res->last_segment = idx;
+		prev_idx = idx;
+	}
+	if (res->last_seq >= res->sealed_seq && res->events > 0)
+		res->unsealed = res->last_seq - (res->sealed_seq ? res->sealed_seq : res->first_seq - 1);
+	kwac_hex(c.last, hex);
+	memcpy(res->last_hash, hex, sizeof(hex));
+	return r == 0 ? 0 : KW_E_AUTH;
+}
+
+int
+kwac_verify_dir(const char *dir, const struct kwac_verify_opts *opt,
+    struct kwac_result *res)
+{
+	unsigned *idx = NULL;
+	size_t n = 0, i;
+	char **paths = NULL, name[64];
+	int r;
+
+	memset(res, 0, sizeof(*res));
+	if ((r = kwac_segments_list(dir, &idx, &n)) != 0) {
+		res->problem = KWAC_P_IO;
+		snprintf(res->file, sizeof(res->file), "%s", dir);
+		snprintf(res->what, sizeof(res->what), "%s", kw_errdetail(r));
+		return r;
+	}
+	if ((paths = calloc(n ? n : 1, sizeof(*paths))) == NULL) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		kwac_segment_name(idx[i], name, sizeof(name));
+		if (asprintf(&paths[i], "%s/%s", dir, name) < 0) {
+			paths[i] = NULL;
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	r = kwac_verify_files((const char *const *)paths, n, opt, res);
+out:
+	for (i = 0; paths != NULL && i < n; i++)
+		free(paths[i]);
+	free(paths);
+	free(idx);
+	return r;
+}
+
+const char *
+kwac_problem_name(enum kwac_problem p)
+{
+	switch (p) {
+	case KWAC_OK: return "ok";
+	case KWAC_P_IO: return "io";
+	case KWAC_P_EMPTY: return "empty";
+	case KWAC_P_JSON: return "json";
+	case KWAC_P_HEADER: return "header";
+	case KWAC_P_SEGMENT_MISSING: return "segment-missing";
+	case KWAC_P_SEQ: return "seq";
+	case KWAC_P_LINK: return "link";
+	case KWAC_P_SEAL: return "seal";
+	case KWAC_P_SEAL_MAC: return "seal-mac";
+	case KWAC_P_SEAL_UNCHECKED: return "seal-unchecked";
+	case KWAC_P_TORN: return "torn";
+	}
+	return "unknown";
+}
+
+int
+kwac_result_format(const struct kwac_result *res, char *buf, size_t len)
+{
+	char tail[200] = "", torn[120] = "";
+	int n;
+
+	if (res->unsealed > 0)
+		snprintf(tail, sizeof(tail),
+		    "\n  %" PRIu64 " event(s) after the last seal (seq %" PRIu64 "..%" PRIu64 ") are not sealed yet",
+		    res->unsealed, res->last_seq - res->unsealed + 1, res->last_seq);
+	if (res->torn_events > 0)
+		snprintf(torn, sizeof(torn),
+		    "\n  %" PRIu64 " torn tail(s) recorded after a crash (last at seq %" PRIu64 ")",
+		    res->torn_events, res->torn_seq);
+	if (res->ok)
+		n = snprintf(buf, len,
+		    "audit log intact: %u segment(s) %u..%u, %" PRIu64 " event(s) seq %" PRIu64 "..%" PRIu64
+		    ", %" PRIu64 " seal(s)%s%s%s\n",
+		    res->segments, res->first_segment, res->last_segment, res->events,
+		    res->first_seq, res->last_seq, res->seals,
+		    res->seals_checked ? " with their HMACs checked" :
+		    res->seals > 0 ? " (HMACs NOT checked: no audit key given)" : "",
+		    tail, torn);
+	else {
+		char at[40] = "";
+		if (res->seq)
+			snprintf(at, sizeof(at), ", seq %" PRIu64, res->seq);
+		n = snprintf(buf, len,
+		    "audit log BROKEN (%s) at %s line %lu%s: %s\n"
+		    "  read before the break: %u segment(s), %" PRIu64 " event(s), %" PRIu64 " seal(s)%s\n",
+		    kwac_problem_name(res->problem), res->file[0] ? res->file : "-", res->line,
+		    at, res->what, res->segments, res->events, res->seals, torn);
+	}
+	return n;
+}
+
+json_t *
+kwac_result_json(const struct kwac_result *res)
+{
+	json_t *o, *brk = json_null();
+
+	if (!res->ok)
+		brk = json_pack("{s:s,s:s,s:I,s:I,s:s}", "problem", kwac_problem_name(res->problem),
+		    "file", res->file, "line", (json_int_t)res->line, "seq", (json_int_t)res->seq,
+		    "what", res->what);
+	o = json_pack("{s:b,s:o*,s:i,s:I,s:I,s:I,s:I,s:I,s:b,s:I,s:I,s:I,s:s}",
+	    "ok", res->ok, "break", brk, "segments", (int)res->segments,
+	    "lines", (json_int_t)res->lines, "events", (json_int_t)res->events,
+	    "seals", (json_int_t)res->seals, "first_seq", (json_int_t)res->first_seq,
+	    "last_seq", (json_int_t)res->last_seq, "seals_checked", res->seals_checked,
+	    "sealed_seq", (json_int_t)res->sealed_seq, "unsealed", (json_int_t)res->unsealed,
+	    "torn_tails", (json_int_t)res->torn_events, "last_hash", res->last_hash);
+	return o;
+}

@@ -1,0 +1,1351 @@
+/*
+ * audit.c - the audit log writer: group commit, hash chain, seals, fail
+ * closed with recovery, torn-tail repair, the ring of recent lines, readers
+ * and subscriptions.  See audit.h; the format is in kw_auditchain.h.
+ */
+#include "config.h"
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kw_auditchain.h"
+#include "kw_error.h"
+#include "daemon/audit.h"
+
+#define DEF_SEGMENT_BYTES (64ULL << 20)
+#define DEF_SEGMENT_SECONDS 86400ULL
+#define DEF_TIMEOUT_MS 2000
+#define DEF_RETRY_MS 200
+#define DEF_RING 4096
+#define TIME_LEN 96
+
+enum ent_state { E_QUEUED, E_WRITING, E_ABANDONED };
+
+/* One submitted event, owned by the queue, then by the writer's batch. */
+struct ent {
+	struct ent *next;
+	char *body;              /* the daemon's fields as compact JSON: "{...}" */
+	size_t bodylen;
+	audit_done_fn done;
+	void *arg;
+	uint64_t deadline;       /* CLOCK_MONOTONIC, us */
+	enum ent_state state;
+	uint64_t seq;
+};
+
+struct audit_sub {
+	struct audit_sub *next;
+	audit_notify_fn fn;
+	void *arg;
+};
+
+struct ring_slot {
+	uint64_t seq;
+	char *text;
+	size_t len;
+};
+
+struct batch_line {
+	size_t off, len;
+	uint64_t seq;
+};
+
+struct audit_log {
+	char *dir;
+	int dirfd;
+	struct audit_options opt;
+
+	/* queue, states, status: under mu */
+	pthread_mutex_t mu;
+	pthread_cond_t wake;         /* the writer: work, retry, stop */
+	pthread_cond_t wd_wake;      /* the watchdog */
+	struct ent *q_head, *q_tail;
+	uint64_t queued;
+	struct ent *inflight;        /* the batch being written */
+	int stopping, wd_stop;
+	struct audit_status st;
+	uint64_t refused_failing;    /* refused since the failure began */
+	char fail_since[TIME_LEN];
+	char fail_detail[256];
+	pthread_t writer, watchdog;
+	int writer_started, wd_started;
+
+	/* the writer thread's own state */
+	int fd;                      /* current segment, -1 when closed */
+	unsigned seg;
+	uint64_t seg_size;           /* durable bytes of the segment */
+	int seg_has_header;
+	int seg_created;             /* the file was created by this process, dir not synced */
+	int64_t seg_started;         /* realtime us of its header */
+	uint64_t next_seq;
+	uint8_t last[KWAC_HASH_LEN];
+	char *buf;
+	size_t buflen, bufcap;
+	struct batch_line *lines;
+	size_t nlines, linescap;
+
+	/* recent lines: under ring_mu */
+	pthread_mutex_t ring_mu;
+	struct ring_slot *ring;
+	unsigned ring_n;
+	uint64_t ring_first, ring_last;   /* seqs held; ring_first 0: empty */
+
+	/* subscribers and the committed seq: under sub_mu */
+	pthread_mutex_t sub_mu;
+	struct audit_sub *subs;
+	uint64_t committed;
+};
+
+static uint64_t
+mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static int64_t
+real_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void
+time_str(char *buf, size_t len, int64_t us)
+{
+	time_t s;
+	struct tm tm;
+
+	if (us < 0)
+		us = 0;
+	s = (time_t)(us / 1000000);
+	gmtime_r(&s, &tm);
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%06uZ", tm.tm_year + 1900,
+	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	    (unsigned)(us % 1000000));
+}
+
+static int
+time_parse(const char *s, int64_t *us)
+{
+	struct tm tm;
+	int n = 0;
+
+	memset(&tm, 0, sizeof(tm));
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+	    &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 || n == 0)
+		return -EINVAL;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	*us = (int64_t)timegm(&tm) * 1000000;
+	return 0;
+}
+
+static void
+abs_deadline(struct timespec *ts, uint64_t mono)
+{
+	ts->tv_sec = (time_t)(mono / 1000000);
+	ts->tv_nsec = (long)(mono % 1000000) * 1000;
+}
+
+static int
+seg_path(const struct audit_log *log, unsigned idx, char *buf, size_t len)
+{
+	char name[64];
+	int n;
+
+	kwac_segment_name(idx, name, sizeof(name));
+	n = snprintf(buf, len, "%s/%s", log->dir, name);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* ---- buffer ---------------------------------------------------------------- */
+
+static int
+buf_add(struct audit_log *log, const char *s, size_t n)
+{
+	char *nb;
+	size_t ncap;
+
+	if (log->buflen + n > log->bufcap) {
+		ncap = log->bufcap ? log->bufcap : 65536;
+		while (ncap < log->buflen + n)
+			ncap *= 2;
+		if ((nb = realloc(log->buf, ncap)) == NULL)
+			return -ENOMEM;
+		log->buf = nb;
+		log->bufcap = ncap;
+	}
+	memcpy(log->buf + log->buflen, s, n);
+	log->buflen += n;
+	return 0;
+}
+
+/* Append a chained line (without "\n") already in the buffer from start:
+ * hash it, end it, and remember it as an event line if seq != 0. */
+static int
+buf_chain(struct audit_log *log, size_t start, uint64_t seq)
+{
+	struct batch_line *nl;
+	size_t ncap;
+
+	kwac_hash(log->buf + start, log->buflen - start, log->last);
+	if (seq != 0) {
+		if (log->nlines == log->linescap) {
+			ncap = log->linescap ? log->linescap * 2 : 256;
+			if ((nl = reallocarray(log->lines, ncap, sizeof(*nl))) == NULL)
+				return -ENOMEM;
+			log->lines = nl;
+			log->linescap = ncap;
+		}
+		log->lines[log->nlines].off = start;
+		log->lines[log->nlines].len = log->buflen - start;
+		log->lines[log->nlines].seq = seq;
+		log->nlines++;
+	}
+	return buf_add(log, "\n", 1);
+}
+
+/* An event line: {"seq":N,"time":"T","prev":"H",<body's fields>}. */
+static int
+buf_event(struct audit_log *log, const char *body, size_t bodylen, const char *now,
+    uint64_t seq)
+{
+	char head[200], hex[KWAC_HEX_LEN + 1];
+	size_t start = log->buflen;
+	int n, r;
+
+	kwac_hex(log->last, hex);
+	n = snprintf(head, sizeof(head), "{\"seq\":%" PRIu64 ",\"time\":\"%s\",\"prev\":\"%s\"",
+	    seq, now, hex);
+	if ((r = buf_add(log, head, (size_t)n)) != 0)
+		return r;
+	/* body is "{}" or "{...}": splice its fields after ours. */
+	if (bodylen > 2 && (r = buf_add(log, ",", 1)) != 0)
+		return r;
+	if ((r = buf_add(log, body + 1, bodylen - 1)) != 0)
+		return r;
+	return buf_chain(log, start, seq);
+}
+
+static int
+buf_event_json(struct audit_log *log, json_t *o, const char *now, uint64_t seq)
+{
+	char *body;
+	int r;
+
+	if (o == NULL || (body = json_dumps(o, JSON_COMPACT)) == NULL)
+		return -ENOMEM;
+	r = buf_event(log, body, strlen(body), now, seq);
+	free(body);
+	return r;
+}
+
+/* ---- the segment file -------------------------------------------------------- */
+
+static void
+seg_close(struct audit_log *log)
+{
+	if (log->fd >= 0)
+		close(log->fd);
+	log->fd = -1;
+}
+
+/* Open the current segment for writing and make sure it holds exactly its
+ * durable bytes. */
+static int
+seg_open(struct audit_log *log)
+{
+	char path[1024];
+	struct stat st;
+	int fd = -1, r;
+
+	if (log->fd >= 0)
+		return 0;
+	if ((r = seg_path(log, log->seg, path, sizeof(path))) != 0)
+		return kw_fail(r, "audit segment path too long in %s", log->dir);
+	/* A FIFO or a stuck network file system can block here: the watchdog
+	 * fails the waiting submissions meanwhile. */
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0) {
+		r = kw_fail(-errno, "cannot open audit segment %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (fstat(fd, &st) != 0) {
+		r = kw_fail(-errno, "cannot stat audit segment %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		r = kw_fail(-EINVAL, "audit segment %s is not a regular file: remove it", path);
+		goto out;
+	}
+	if ((uint64_t)st.st_size < log->seg_size) {
+		r = kw_fail(-EIO, "audit segment %s shrank to %lld bytes from %" PRIu64 ": it was truncated behind the daemon's back",
+		    path, (long long)st.st_size, log->seg_size);
+		goto out;
+	}
+	if (st.st_size == 0)
+		log->seg_created = 1;
+	/* Bytes past the durable end are from a write that failed: cut them. */
+	if ((uint64_t)st.st_size > log->seg_size &&
+	    (ftruncate(fd, (off_t)log->seg_size) != 0 || fdatasync(fd) != 0)) {
+		r = kw_fail(-errno, "cannot cut a failed write off audit segment %s: %s", path,
+		    strerror(errno));
+		goto out;
+	}
+	log->fd = fd;
+	fd = -1;
+	r = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+static int
+write_all(int fd, const char *p, size_t n, uint64_t off)
+{
+	ssize_t w;
+
+	while (n > 0) {
+		w = pwrite(fd, p, n, (off_t)off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		if (w == 0)
+			return -EIO;
+		p += w;
+		n -= (size_t)w;
+		off += (uint64_t)w;
+	}
+	return 0;
+}
+
+/* ---- one group commit ----------------------------------------------------------- */
+
+/* Write the batch (and the internal event extra, may be NULL) as one write
+ * and one fdatasync.  0, or a negative code with the state rolled back. */
+static int
+commit(struct audit_log *log, struct ent *batch, json_t *extra)
+{
+	char now[TIME_LEN], hex[KWAC_HEX_LEN + 1], path[1024], in[128];
+	char line[400];
+	uint8_t mac[KWAC_MAC_LEN], saved_last[KWAC_HASH_LEN];
+	uint64_t saved_seq = log->next_seq, seq;
+	int64_t t = real_us();
+	int wrote_header = 0, n, r;
+	struct ent *e;
+
+	memcpy(saved_last, log->last, sizeof(saved_last));
+	log->buflen = 0;
+	log->nlines = 0;
+	if (batch == NULL && extra == NULL)
+		return 0;
+	time_str(now, sizeof(now), t);
+
+	/* Roll over by size or age, before the batch. */
+	if (log->seg_has_header &&
+	    (log->seg_size >= log->opt.segment_bytes ||
+	    (uint64_t)(t - log->seg_started) >= log->opt.segment_seconds * 1000000)) {
+		seg_close(log);
+		log->seg++;
+		log->seg_size = 0;
+		log->seg_has_header = 0;
+		log->seg_created = 0;
+	}
+	if (!log->seg_has_header) {
+		kwac_hex(log->last, hex);
+		n = snprintf(line, sizeof(line),
+		    "{\"type\":\"segment\",\"segment\":%u,\"first_seq\":%" PRIu64 ",\"prev\":\"%s\",\"time\":\"%s\"}",
+		    log->seg, log->next_seq, hex, now);
+		if ((r = buf_add(log, line, (size_t)n)) != 0 || (r = buf_chain(log, 0, 0)) != 0)
+			goto fail;
+		wrote_header = 1;
+	}
+	if (extra != NULL && (r = buf_event_json(log, extra, now, log->next_seq++)) != 0)
+		goto fail;
+	for (e = batch; e != NULL; e = e->next) {
+		e->seq = log->next_seq++;
+		if ((r = buf_event(log, e->body, e->bodylen, now, e->seq)) != 0)
+			goto fail;
+	}
+	/* The seal: the token's HMAC over the last event's hash. */
+	seq = log->next_seq - 1;
+	if ((n = kwac_seal_input(seq, log->last, in, sizeof(in))) < 0) {
+		r = KW_E_INTERNAL;
+		goto fail;
+	}
+	if ((r = log->opt.seal(log->opt.seal_arg, (const uint8_t *)in, (size_t)n, mac)) != 0) {
+		r = kw_fail(KW_E_AUDIT, "the token did not seal the audit chain: %s",
+		    kw_errdetail(r));
+		goto fail;
+	}
+	{
+		char mhex[KWAC_HEX_LEN + 1];
+		kwac_hex(log->last, hex);
+		kwac_hex(mac, mhex);
+		n = snprintf(line, sizeof(line),
+		    "{\"type\":\"seal\",\"seq\":%" PRIu64 ",\"hash\":\"%s\",\"hmac\":\"%s\"}\n",
+		    seq, hex, mhex);
+		if ((r = buf_add(log, line, (size_t)n)) != 0)
+			goto fail;
+	}
+
+	if ((r = seg_open(log)) != 0)
+		goto fail;
+	seg_path(log, log->seg, path, sizeof(path));
+	if ((r = write_all(log->fd, log->buf, log->buflen, log->seg_size)) != 0) {
+		r = kw_fail(r, "cannot write audit segment %s: %s", path, strerror(-r));
+		goto fail;
+	}
+	if (fdatasync(log->fd) != 0) {
+		r = kw_fail(-errno, "cannot flush audit segment %s to disk: %s", path,
+		    strerror(errno));
+		goto fail;
+	}
+	if (log->seg_created) {
+		if (fsync(log->dirfd) != 0) {
+			r = kw_fail(-errno, "cannot flush the audit directory %s: %s", log->dir,
+			    strerror(errno));
+			goto fail;
+		}
+		log->seg_created = 0;
+	}
+	log->seg_size += log->buflen;
+	if (wrote_header) {
+		log->seg_has_header = 1;
+		log->seg_started = t;
+	}
+	return 0;
+fail:
+	/* Nothing of this batch happened: same seq, same chain, and the file
+	 * is reopened and cut back to its durable end before the next try. */
+	log->next_seq = saved_seq;
+	memcpy(log->last, saved_last, sizeof(saved_last));
+	log->nlines = 0;
+	seg_close(log);
+	return r;
+}
+
+/* After a durable batch: the ring, the subscribers, syslog. */
+static void
+publish(struct audit_log *log)
+{
+	struct audit_line stackv[64], *v = stackv;
+	struct ring_slot *s;
+	struct audit_sub *sub;
+	size_t i, n = log->nlines;
+	char *copy;
+
+	if (n == 0)
+		return;
+	pthread_mutex_lock(&log->ring_mu);
+	for (i = 0; i < n; i++) {
+		const struct batch_line *bl = &log->lines[i];
+		if ((copy = malloc(bl->len + 1)) == NULL) {
+			/* The ring only speeds up readers: start it afresh. */
+			log->ring_first = 0;
+			continue;
+		}
+		memcpy(copy, log->buf + bl->off, bl->len);
+		copy[bl->len] = '\0';
+		s = &log->ring[bl->seq % log->ring_n];
+		free(s->text);
+		s->seq = bl->seq;
+		s->text = copy;
+		s->len = bl->len;
+		if (log->ring_first == 0 || bl->seq != log->ring_last + 1)
+			log->ring_first = bl->seq;
+		log->ring_last = bl->seq;
+		if (log->ring_last - log->ring_first >= log->ring_n)
+			log->ring_first = log->ring_last - log->ring_n + 1;
+	}
+	pthread_mutex_unlock(&log->ring_mu);
+
+	if (n > sizeof(stackv) / sizeof(stackv[0]) &&
+	    (v = calloc(n, sizeof(*v))) == NULL)
+		v = NULL;
+	pthread_mutex_lock(&log->sub_mu);
+	log->committed = log->lines[n - 1].seq;
+	if (v != NULL) {
+		for (i = 0; i < n; i++) {
+			v[i].seq = log->lines[i].seq;
+			v[i].text = log->buf + log->lines[i].off;
+			v[i].len = log->lines[i].len;
+		}
+		for (sub = log->subs; sub != NULL; sub = sub->next)
+			sub->fn(sub->arg, v, n);
+	}
+	pthread_mutex_unlock(&log->sub_mu);
+	if (v != stackv)
+		free(v);
+
+	if (log->opt.syslog)
+		for (i = 0; i < n; i++)
+			syslog(LOG_AUTHPRIV | LOG_INFO, "audit: %.*s", (int)log->lines[i].len,
+			    log->buf + log->lines[i].off);
+}
+
+static void
+ent_free(struct ent *e)
+{
+	if (e == NULL)
+		return;
+	free(e->body);
+	free(e);
+}
+
+static void *
+writer_main(void *arg)
+{
+	struct audit_log *log = arg;
+	struct ent *batch, *e, *next, *done_list, **dtail;
+	struct timespec ts;
+	json_t *extra;
+	uint64_t nb, retry_at = 0;
+	int failing, r, status;
+
+	pthread_mutex_lock(&log->mu);
+	for (;;) {
+		failing = log->st.state == AUDIT_FAILING;
+		while (log->q_head == NULL && !log->stopping &&
+		    !(failing && mono_us() >= retry_at)) {
+			if (failing) {
+				abs_deadline(&ts, retry_at);
+				pthread_cond_timedwait(&log->wake, &log->mu, &ts);
+			} else
+				pthread_cond_wait(&log->wake, &log->mu);
+		}
+		if (log->q_head == NULL && log->stopping)
+			break;
+		batch = log->q_head;
+		log->q_head = log->q_tail = NULL;
+		nb = log->queued;
+		log->queued = 0;
+		for (e = batch; e != NULL; e = e->next)
+			e->state = E_WRITING;
+		log->inflight = batch;
+		extra = NULL;
+		if (failing)
+			extra = json_pack("{s:s,s:I,s:s,s:s}", "type", "audit.recovered",
+			    "refused", (json_int_t)log->refused_failing, "failing_since",
+			    log->fail_since, "error", log->fail_detail);
+		pthread_mutex_unlock(&log->mu);
+
+		r = commit(log, batch, extra);
+		json_decref(extra);
+		if (r == 0)
+			publish(log);
+
+		pthread_mutex_lock(&log->mu);
+		if (r == 0) {
+			if (failing) {
+				log->st.state = AUDIT_OK;
+				log->st.error = 0;
+				log->st.detail[0] = '\0';
+				log->st.failing_since_us = 0;
+				log->refused_failing = 0;
+			}
+			if (log->nlines > 0) {
+				log->st.batches++;
+				log->st.events += log->nlines;
+				log->st.committed_seq = log->lines[log->nlines - 1].seq;
+			}
+		} else {
+			if (!failing) {
+				log->st.failing_since_us = (uint64_t)real_us();
+				time_str(log->fail_since, sizeof(log->fail_since), real_us());
+			}
+			log->st.state = AUDIT_FAILING;
+			log->st.error = r;
+			snprintf(log->st.detail, sizeof(log->st.detail), "%s", kw_errdetail(r));
+			snprintf(log->fail_detail, sizeof(log->fail_detail), "%s", log->st.detail);
+			retry_at = mono_us() + (uint64_t)log->opt.retry_ms * 1000;
+		}
+		/* Completions: those the watchdog has not already failed. */
+		done_list = NULL;
+		dtail = &done_list;
+		for (e = batch; e != NULL; e = next) {
+			next = e->next;
+			if (e->state == E_ABANDONED) {
+				ent_free(e);
+				continue;
+			}
+			if (r != 0) {
+				log->st.refused++;
+				log->refused_failing++;
+			}
+			e->next = NULL;
+			*dtail = e;
+			dtail = &e->next;
+		}
+		log->inflight = NULL;
+		pthread_mutex_unlock(&log->mu);
+		(void)nb;
+
+		status = r == 0 ? 0 : KW_E_AUDIT;
+		for (e = done_list; e != NULL; e = next) {
+			next = e->next;
+			e->done(e->arg, status, r == 0 ? e->seq : 0);
+			ent_free(e);
+		}
+		pthread_mutex_lock(&log->mu);
+		/* Stopping on a failing disk: do not retry forever. */
+		if (r != 0 && log->stopping) {
+			while ((e = log->q_head) != NULL) {
+				log->q_head = e->next;
+				pthread_mutex_unlock(&log->mu);
+				e->done(e->arg, KW_E_AUDIT, 0);
+				ent_free(e);
+				pthread_mutex_lock(&log->mu);
+			}
+			log->q_tail = NULL;
+			log->queued = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&log->mu);
+	return NULL;
+}
+
+/* Fails what is not durable by its deadline, even while the writer is
+ * stuck in a system call. */
+static void *
+watchdog_main(void *arg)
+{
+	struct audit_log *log = arg;
+	struct timespec ts;
+	struct ent *e;
+	audit_done_fn fn;
+	void *fnarg;
+	uint64_t now, earliest;
+
+	pthread_mutex_lock(&log->mu);
+	while (!log->wd_stop) {
+		now = mono_us();
+		fn = NULL;
+		fnarg = NULL;
+		if ((e = log->q_head) != NULL && e->deadline <= now) {
+			log->q_head = e->next;
+			if (log->q_head == NULL)
+				log->q_tail = NULL;
+			log->queued--;
+			fn = e->done;
+			fnarg = e->arg;
+		} else {
+			for (e = log->inflight; e != NULL; e = e->next)
+				if (e->state == E_WRITING)
+					break;
+			if (e != NULL && e->deadline <= now) {
+				e->state = E_ABANDONED;   /* the writer frees it */
+				fn = e->done;
+				fnarg = e->arg;
+				e = NULL;
+			} else
+				e = NULL;
+		}
+		if (fn != NULL) {
+			log->st.refused++;
+			log->st.timeouts++;
+			if (log->st.state == AUDIT_FAILING)
+				log->refused_failing++;
+			pthread_mutex_unlock(&log->mu);
+			fn(fnarg, -ETIMEDOUT, 0);
+			ent_free(e);
+			pthread_mutex_lock(&log->mu);
+			continue;
+		}
+		earliest = UINT64_MAX;
+		if (log->q_head != NULL)
+			earliest = log->q_head->deadline;
+		for (e = log->inflight; e != NULL; e = e->next)
+			if (e->state == E_WRITING) {
+				if (e->deadline < earliest)
+					earliest = e->deadline;
+				break;
+			}
+		if (earliest == UINT64_MAX)
+			pthread_cond_wait(&log->wd_wake, &log->mu);
+		else {
+			abs_deadline(&ts, earliest);
+			pthread_cond_timedwait(&log->wd_wake, &log->mu, &ts);
+		}
+	}
+	pthread_mutex_unlock(&log->mu);
+	return NULL;
+}
+
+/* ---- submitting ----------------------------------------------------------------- */
+
+static const char *const forbidden_keys[] = {
+	"value", "pin", "secret", "dek", "key_material", "plaintext",
+};
+
+int
+audit_submit(struct audit_log *log, json_t *ev, audit_done_fn done, void *arg)
+{
+	struct ent *e = NULL;
+	const char *type;
+	int r, wake_wd;
+
+	if (log == NULL || done == NULL || !json_is_object(ev)) {
+		r = kw_fail(-EINVAL, "an audit event must be a JSON object with a completion");
+		goto out;
+	}
+	for (size_t i = 0; i < sizeof(forbidden_keys) / sizeof(forbidden_keys[0]); i++)
+		if (json_object_get(ev, forbidden_keys[i]) != NULL) {
+			r = kw_fail(-EINVAL, "an audit event may not carry a \"%s\" field: events never hold secret material",
+			    forbidden_keys[i]);
+			goto out;
+		}
+	type = json_string_value(json_object_get(ev, "type"));
+	if (type != NULL && (strcmp(type, "segment") == 0 || strcmp(type, "seal") == 0)) {
+		r = kw_fail(-EINVAL, "an audit event may not have type \"%s\"", type);
+		goto out;
+	}
+	json_object_del(ev, "seq");
+	json_object_del(ev, "time");
+	json_object_del(ev, "prev");
+	if ((e = calloc(1, sizeof(*e))) == NULL ||
+	    (e->body = json_dumps(ev, JSON_COMPACT)) == NULL) {
+		r = -ENOMEM;
+		goto out;
+	}
+	e->bodylen = strlen(e->body);
+	e->done = done;
+	e->arg = arg;
+	e->state = E_QUEUED;
+	e->deadline = mono_us() + (uint64_t)log->opt.timeout_ms * 1000;
+
+	pthread_mutex_lock(&log->mu);
+	if (log->stopping) {
+		pthread_mutex_unlock(&log->mu);
+		r = kw_fail(-ESHUTDOWN, "the audit log is closing");
+		goto out;
+	}
+	wake_wd = log->q_head == NULL;
+	if (log->q_tail != NULL)
+		log->q_tail->next = e;
+	else
+		log->q_head = e;
+	log->q_tail = e;
+	log->queued++;
+	e = NULL;       /* the queue owns it */
+	pthread_cond_signal(&log->wake);
+	if (wake_wd)
+		pthread_cond_signal(&log->wd_wake);
+	pthread_mutex_unlock(&log->mu);
+	r = 0;
+out:
+	ent_free(e);
+	json_decref(ev);
+	return r;
+}
+
+struct waiter {
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	int done;
+	int status;
+	uint64_t seq;
+};
+
+static void
+waiter_done(void *arg, int status, uint64_t seq)
+{
+	struct waiter *w = arg;
+
+	pthread_mutex_lock(&w->m);
+	w->status = status;
+	w->seq = seq;
+	w->done = 1;
+	pthread_cond_broadcast(&w->c);
+	pthread_mutex_unlock(&w->m);
+}
+
+int
+audit_submit_wait(struct audit_log *log, json_t *ev, uint64_t *seq)
+{
+	struct waiter w;
+	int r;
+
+	memset(&w, 0, sizeof(w));
+	pthread_mutex_init(&w.m, NULL);
+	pthread_cond_init(&w.c, NULL);
+	if ((r = audit_submit(log, ev, waiter_done, &w)) == 0) {
+		/* The watchdog bounds this wait by timeout_ms. */
+		pthread_mutex_lock(&w.m);
+		while (!w.done)
+			pthread_cond_wait(&w.c, &w.m);
+		pthread_mutex_unlock(&w.m);
+		r = w.status;
+		if (r == KW_E_AUDIT)
+			r = kw_fail(KW_E_AUDIT, "the audit log cannot be written");
+		else if (r == -ETIMEDOUT)
+			r = kw_fail(-ETIMEDOUT, "the audit log did not become durable within %u ms: the disk is stuck",
+			    log->opt.timeout_ms);
+	}
+	pthread_cond_destroy(&w.c);
+	pthread_mutex_destroy(&w.m);
+	if (r == 0 && seq != NULL)
+		*seq = w.seq;
+	return r;
+}
+
+/* ---- open and close ----------------------------------------------------------- */
+
+/* Copy bytes [from, size) of path aside into "<path>.torn-<from>", durably. */
+static int
+torn_aside(struct audit_log *log, const char *path, uint64_t from, uint64_t size,
+    char *saved, size_t savedlen, uint8_t sha[KWAC_HASH_LEN])
+{
+	char name[1100];
+	uint8_t *bytes = NULL;
+	ssize_t n;
+	int in = -1, out = -1, r;
+
+	if (size - from > 64ULL << 20)
+		return kw_fail(KW_E_TOO_LARGE, "the torn tail of %s is %" PRIu64 " bytes: too much to be a torn write; inspect the file",
+		    path, size - from);
+	if ((bytes = malloc(size - from + 1)) == NULL)
+		return -ENOMEM;
+	if ((in = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		r = kw_fail(-errno, "cannot read %s: %s", path, strerror(errno));
+		goto out;
+	}
+	n = pread(in, bytes, size - from, (off_t)from);
+	if (n < 0 || (uint64_t)n != size - from) {
+		r = kw_fail(-EIO, "cannot read the torn tail of %s", path);
+		goto out;
+	}
+	kwac_hash(bytes, (size_t)n, sha);
+	for (int i = 0; i < 100 && out < 0; i++) {
+		if (i == 0)
+			snprintf(name, sizeof(name), "%s.torn-%" PRIu64, path, from);
+		else
+			snprintf(name, sizeof(name), "%s.torn-%" PRIu64 "-%d", path, from, i);
+		out = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (out < 0 && errno != EEXIST) {
+			r = kw_fail(-errno, "cannot save the torn tail of %s into %s: %s", path,
+			    name, strerror(errno));
+			goto out;
+		}
+	}
+	if (out < 0) {
+		r = kw_fail(-EEXIST, "too many saved torn tails next to %s", path);
+		goto out;
+	}
+	if ((r = write_all(out, (const char *)bytes, (size_t)n, 0)) != 0 || fsync(out) != 0 ||
+	    fsync(log->dirfd) != 0) {
+		r = kw_fail(r ? r : -errno, "cannot save the torn tail of %s into %s", path, name);
+		goto out;
+	}
+	snprintf(saved, savedlen, "%s", strrchr(name, '/') ? strrchr(name, '/') + 1 : name);
+	r = 0;
+out:
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	free(bytes);
+	return r;
+}
+
+/* Find where the chain ends; repair a torn tail.  *torn gets the event that
+ * records the repair, or NULL. */
+static int
+recover_tail(struct audit_log *log, json_t **torn)
+{
+	unsigned *idx = NULL;
+	size_t n = 0;
+	char path[1024], saved[1100], hex[KWAC_HEX_LEN + 1];
+	uint8_t sha[KWAC_HASH_LEN];
+	struct kwac_scan s, ps;
+	int fd = -1, r;
+
+	*torn = NULL;
+	if ((r = kwac_segments_list(log->dir, &idx, &n)) != 0)
+		goto out;
+	if (n == 0) {
+		log->seg = 1;
+		log->next_seq = 1;
+		memset(log->last, 0, sizeof(log->last));
+		r = 0;
+		goto out;
+	}
+	log->seg = idx[n - 1];
+	seg_path(log, log->seg, path, sizeof(path));
+	if ((r = kwac_segment_scan(path, log->seg, &s)) != 0)
+		goto out;
+	if (s.torn) {
+		if ((r = torn_aside(log, path, s.good_end, s.size, saved, sizeof(saved), sha)) != 0)
+			goto out;
+		if ((fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)) < 0 ||
+		    ftruncate(fd, (off_t)s.good_end) != 0 || fsync(fd) != 0) {
+			r = kw_fail(-errno, "cannot cut the torn tail off %s: %s", path, strerror(errno));
+			goto out;
+		}
+		kwac_hex(sha, hex);
+		*torn = json_pack("{s:s,s:s,s:I,s:I,s:s,s:s,s:s}", "type", KWAC_TORN_EVENT,
+		    "segment", strrchr(path, '/') + 1, "offset", (json_int_t)s.good_end,
+		    "bytes", (json_int_t)(s.size - s.good_end), "saved_as", saved,
+		    "sha256", hex, "reason", s.why[0] ? s.why : "a partial last line");
+		if (*torn == NULL) {
+			r = -ENOMEM;
+			goto out;
+		}
+	}
+	log->seg_size = s.good_end;
+	if (s.has_header) {
+		log->seg_has_header = 1;
+		log->next_seq = s.next_seq;
+		memcpy(log->last, s.last, sizeof(log->last));
+		if (time_parse(s.header_time, &log->seg_started) != 0)
+			log->seg_started = real_us();
+	} else if (log->seg == 1) {
+		log->next_seq = 1;
+		memset(log->last, 0, sizeof(log->last));
+	} else {
+		/* The header itself was torn: link to the previous segment. */
+		if (n < 2 || idx[n - 2] != log->seg - 1) {
+			r = kw_fail(KW_E_FORMAT, "audit segment %s has no header and segment %u is missing: cannot continue the chain; run keywardend --verify-audit",
+			    path, log->seg - 1);
+			goto out;
+		}
+		seg_path(log, log->seg - 1, path, sizeof(path));
+		if ((r = kwac_segment_scan(path, log->seg - 1, &ps)) != 0)
+			goto out;
+		if (ps.torn || !ps.has_header) {
+			r = kw_fail(KW_E_FORMAT, "audit segment %s is damaged (%s): run keywardend --verify-audit",
+			    path, ps.why);
+			goto out;
+		}
+		log->next_seq = ps.next_seq;
+		memcpy(log->last, ps.last, sizeof(log->last));
+	}
+	r = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (r != 0) {
+		json_decref(*torn);
+		*torn = NULL;
+	}
+	free(idx);
+	return r;
+}
+
+int
+audit_open(const struct audit_options *opt, struct audit_log **out)
+{
+	struct audit_log *log = NULL;
+	pthread_condattr_t ca;
+	json_t *torn = NULL;
+	int r;
+
+	if (opt == NULL || opt->dir == NULL || opt->seal == NULL)
+		return kw_fail(-EINVAL, "the audit log needs a directory and a seal function");
+	if ((log = calloc(1, sizeof(*log))) == NULL)
+		return -ENOMEM;
+	log->fd = -1;
+	log->dirfd = -1;
+	pthread_mutex_init(&log->mu, NULL);
+	pthread_mutex_init(&log->ring_mu, NULL);
+	pthread_mutex_init(&log->sub_mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&log->wake, &ca);
+	pthread_cond_init(&log->wd_wake, &ca);
+	pthread_condattr_destroy(&ca);
+	log->opt = *opt;
+	if (log->opt.segment_bytes == 0)
+		log->opt.segment_bytes = DEF_SEGMENT_BYTES;
+	if (log->opt.segment_seconds == 0)
+		log->opt.segment_seconds = DEF_SEGMENT_SECONDS;
+	if (log->opt.timeout_ms == 0)
+		log->opt.timeout_ms = DEF_TIMEOUT_MS;
+	if (log->opt.retry_ms == 0)
+		log->opt.retry_ms = DEF_RETRY_MS;
+	if (log->opt.ring_lines == 0)
+		log->opt.ring_lines = DEF_RING;
+	log->ring_n = log->opt.ring_lines;
+	if ((log->dir = strdup(opt->dir)) == NULL ||
+	    (log->ring = calloc(log->ring_n, sizeof(*log->ring))) == NULL) {
+		r = -ENOMEM;
+		goto out;
+	}
+	log->opt.dir = log->dir;
+	if (mkdir(log->dir, 0700) != 0 && errno != EEXIST) {
+		r = kw_fail(-errno, "cannot create the audit directory %s: %s", log->dir,
+		    strerror(errno));
+		goto out;
+	}
+	if ((log->dirfd = open(log->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		r = kw_fail(-errno, "cannot open the audit directory %s: %s", log->dir,
+		    strerror(errno));
+		goto out;
+	}
+	if ((r = recover_tail(log, &torn)) != 0)
+		goto out;
+	log->committed = log->next_seq - 1;
+	log->st.committed_seq = log->committed;
+
+	if ((r = pthread_create(&log->writer, NULL, writer_main, log)) != 0) {
+		r = kw_fail(-r, "cannot start the audit writer thread");
+		goto out;
+	}
+	log->writer_started = 1;
+	if ((r = pthread_create(&log->watchdog, NULL, watchdog_main, log)) != 0) {
+		r = kw_fail(-r, "cannot start the audit watchdog thread");
+		goto out;
+	}
+	log->wd_started = 1;
+	if (torn != NULL) {
+		r = audit_submit_wait(log, torn, NULL);   /* steals torn */
+		torn = NULL;
+		if (r != 0) {
+			r = kw_fail(r, "cannot record the torn tail repair in %s: %s", log->dir,
+			    kw_errdetail(r));
+			goto out;
+		}
+	}
+	*out = log;
+	log = NULL;
+	r = 0;
+out:
+	json_decref(torn);
+	audit_close(log);
+	return r;
+}
+
+void
+audit_close(struct audit_log *log)
+{
+	struct audit_sub *s;
+
+	if (log == NULL)
+		return;
+	pthread_mutex_lock(&log->mu);
+	log->stopping = 1;
+	pthread_cond_signal(&log->wake);
+	pthread_mutex_unlock(&log->mu);
+	if (log->writer_started)
+		pthread_join(log->writer, NULL);
+	pthread_mutex_lock(&log->mu);
+	log->wd_stop = 1;
+	pthread_cond_signal(&log->wd_wake);
+	pthread_mutex_unlock(&log->mu);
+	if (log->wd_started)
+		pthread_join(log->watchdog, NULL);
+	seg_close(log);
+	if (log->dirfd >= 0)
+		close(log->dirfd);
+	for (unsigned i = 0; log->ring != NULL && i < log->ring_n; i++)
+		free(log->ring[i].text);
+	free(log->ring);
+	while ((s = log->subs) != NULL) {
+		log->subs = s->next;
+		free(s);
+	}
+	pthread_cond_destroy(&log->wake);
+	pthread_cond_destroy(&log->wd_wake);
+	pthread_mutex_destroy(&log->mu);
+	pthread_mutex_destroy(&log->ring_mu);
+	pthread_mutex_destroy(&log->sub_mu);
+	free(log->buf);
+	free(log->lines);
+	free(log->dir);
+	free(log);
+}
+
+/* ---- health --------------------------------------------------------------------- */
+
+void
+audit_status_get(struct audit_log *log, struct audit_status *st)
+{
+	pthread_mutex_lock(&log->mu);
+	*st = log->st;
+	st->queued = log->queued;
+	st->segment = log->seg;
+	pthread_mutex_unlock(&log->mu);
+}
+
+json_t *
+audit_status_json(struct audit_log *log)
+{
+	struct audit_status st;
+	char since[TIME_LEN] = "";
+
+	audit_status_get(log, &st);
+	if (st.failing_since_us != 0)
+		time_str(since, sizeof(since), (int64_t)st.failing_since_us);
+	return json_pack("{s:b,s:s,s:s?,s:s?,s:I,s:I,s:I,s:I,s:i}",
+	    "ok", st.state == AUDIT_OK, "state", st.state == AUDIT_OK ? "ok" : "failing",
+	    "error", st.state == AUDIT_OK ? NULL : st.detail,
+	    "failing_since", st.failing_since_us ? since : NULL,
+	    "committed_seq", (json_int_t)st.committed_seq, "queued", (json_int_t)st.queued,
+	    "refused", (json_int_t)st.refused, "timeouts", (json_int_t)st.timeouts,
+	    "segment", (int)st.segment);
+}
+
+uint64_t
+audit_committed_seq(struct audit_log *log)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&log->sub_mu);
+	v = log->committed;
+	pthread_mutex_unlock(&log->sub_mu);
+	return v;
+}
+
+/* ---- subscriptions ---------------------------------------------------------------- */
+
+int
+audit_subscribe(struct audit_log *log, audit_notify_fn fn, void *arg,
+    struct audit_sub **out, uint64_t *committed)
+{
+	struct audit_sub *s;
+
+	if (fn == NULL)
+		return kw_fail(-EINVAL, "an audit subscription needs a function");
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return -ENOMEM;
+	s->fn = fn;
+	s->arg = arg;
+	pthread_mutex_lock(&log->sub_mu);
+	s->next = log->subs;
+	log->subs = s;
+	if (committed != NULL)
+		*committed = log->committed;
+	pthread_mutex_unlock(&log->sub_mu);
+	*out = s;
+	return 0;
+}
+
+void
+audit_unsubscribe(struct audit_log *log, struct audit_sub *sub)
+{
+	struct audit_sub **pp;
+
+	if (log == NULL || sub == NULL)
+		return;
+	pthread_mutex_lock(&log->sub_mu);
+	for (pp = &log->subs; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == sub) {
+			*pp = sub->next;
+			break;
+		}
+	pthread_mutex_unlock(&log->sub_mu);
+	free(sub);
+}
+
+/* ---- readers ---------------------------------------------------------------------- */
+
+struct audit_reader {
+	struct audit_log *log;
+	char *dir;
+	uint64_t next;           /* next seq wanted */
+	unsigned seg;            /* open segment, 0: none */
+	struct kwac_lines lr;
+	char *copy;              /* a line handed out from the ring, or held */
+	size_t copycap, copylen;
+	uint64_t held;           /* seq of a line read from a file but not durable yet */
+};
+
+int
+audit_reader_open(struct audit_log *log, const char *dir, uint64_t since_seq,
+    struct audit_reader **out)
+{
+	struct audit_reader *rd;
+
+	if (log == NULL && dir == NULL)
+		return kw_fail(-EINVAL, "an audit reader needs a log or a directory");
+	if ((rd = calloc(1, sizeof(*rd))) == NULL)
+		return -ENOMEM;
+	rd->log = log;
+	rd->lr.fd = -1;
+	rd->next = since_seq + 1;
+	if ((rd->dir = strdup(log != NULL ? log->dir : dir)) == NULL) {
+		free(rd);
+		return -ENOMEM;
+	}
+	*out = rd;
+	return 0;
+}
+
+void
+audit_reader_close(struct audit_reader *rd)
+{
+	if (rd == NULL)
+		return;
+	kwac_lines_close(&rd->lr);
+	free(rd->copy);
+	free(rd->dir);
+	free(rd);
+}
+
+static int
+reader_keep(struct audit_reader *rd, const char *text, size_t len)
+{
+	char *nb;
+
+	if (len + 1 > rd->copycap) {
+		if ((nb = realloc(rd->copy, len + 1)) == NULL)
+			return -ENOMEM;
+		rd->copy = nb;
+		rd->copycap = len + 1;
+	}
+	memcpy(rd->copy, text, len);
+	rd->copy[len] = '\0';
+	rd->copylen = len;
+	return 0;
+}
+
+/* Open the segment that holds rd->next: the last whose header's first_seq
+ * is not after it. */
+static int
+reader_locate(struct audit_reader *rd)
+{
+	unsigned *idx = NULL, pick = 0;
+	size_t n = 0;
+	char path[1024], name[64];
+	struct kwac_lines lr;
+	struct kwac_line l;
+	const char *text;
+	size_t len;
+	uint64_t off;
+	int r;
+
+	if ((r = kwac_segments_list(rd->dir, &idx, &n)) != 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		kwac_segment_name(idx[i], name, sizeof(name));
+		snprintf(path, sizeof(path), "%s/%s", rd->dir, name);
+		if (kwac_lines_open(&lr, path) != 0)
+			continue;
+		r = kwac_lines_next(&lr, &text, &len, &off);
+		if (r == 1 && kwac_line_parse(text, len, &l, NULL, 0) == 0 &&
+		    l.type == KWAC_LINE_HEADER && l.seq <= rd->next)
+			pick = idx[i];
+		kwac_lines_close(&lr);
+		if (pick != idx[i] && pick != 0)
+			break;
+	}
+	if (pick == 0 && n > 0)
+		pick = idx[0];
+	free(idx);
+	if (pick == 0)
+		return 0;
+	kwac_segment_name(pick, name, sizeof(name));
+	snprintf(path, sizeof(path), "%s/%s", rd->dir, name);
+	if ((r = kwac_lines_open(&rd->lr, path)) != 0)
+		return r;
+	rd->seg = pick;
+	return 0;
+}
+
+int
+audit_reader_next(struct audit_reader *rd, const char **line, size_t *len,
+    uint64_t *seq)
+{
+	uint64_t committed = UINT64_MAX, off;
+	struct ring_slot *s;
+	struct kwac_line l;
+	const char *text;
+	char path[1024], name[64];
+	size_t tlen;
+	int r, found = 0;
+
+	if (rd->log != NULL) {
+		committed = audit_committed_seq(rd->log);
+		if (rd->next > committed)
+			return 0;
+		/* Recent: from memory. */
+		pthread_mutex_lock(&rd->log->ring_mu);
+		if (rd->log->ring_first != 0 && rd->next >= rd->log->ring_first &&
+		    rd->next <= rd->log->ring_last) {
+			s = &rd->log->ring[rd->next % rd->log->ring_n];
+			if (s->seq == rd->next && reader_keep(rd, s->text, s->len) == 0)
+				found = 1;
+		}
+		pthread_mutex_unlock(&rd->log->ring_mu);
+		if (found) {
+			kwac_lines_close(&rd->lr);   /* relocate if we fall behind the ring */
+			rd->seg = 0;
+			rd->held = 0;
+			*line = rd->copy;
+			*len = rd->copylen;
+			*seq = rd->next++;
+			return 1;
+		}
+	}
+	if (rd->held != 0) {
+		if (rd->held > committed)
+			return 0;
+		*line = rd->copy;
+		*len = rd->copylen;
+		*seq = rd->held;
+		rd->next = rd->held + 1;
+		rd->held = 0;
+		return 1;
+	}
+	if (rd->seg == 0) {
+		if ((r = reader_locate(rd)) != 0)
+			return r;
+		if (rd->seg == 0)
+			return 0;
+	}
+	for (;;) {
+		r = kwac_lines_next(&rd->lr, &text, &tlen, &off);
+		if (r < 0)
+			return r;
+		if (r == 0) {
+			/* The end of this segment, or of what is written so far. */
+			if (kwac_lines_partial(&rd->lr) > 0)
+				return 0;
+			kwac_segment_name(rd->seg + 1, name, sizeof(name));
+			snprintf(path, sizeof(path), "%s/%s", rd->dir, name);
+			if (access(path, F_OK) != 0)
+				return 0;
+			kwac_lines_close(&rd->lr);
+			if ((r = kwac_lines_open(&rd->lr, path)) != 0) {
+				rd->seg = 0;
+				return r;
+			}
+			rd->seg++;
+			continue;
+		}
+		if (kwac_line_parse(text, tlen, &l, NULL, 0) != 0)
+			return kw_fail(KW_E_FORMAT, "a line of audit segment %u is malformed: run keywardend --verify-audit",
+			    rd->seg);
+		if (l.type != KWAC_LINE_EVENT || l.seq < rd->next)
+			continue;
+		if ((r = reader_keep(rd, text, tlen)) != 0)
+			return r;
+		if (l.seq > committed) {
+			rd->held = l.seq;
+			return 0;
+		}
+		*line = rd->copy;
+		*len = rd->copylen;
+		*seq = l.seq;
+		rd->next = l.seq + 1;
+		return 1;
+	}
+}

@@ -1,0 +1,160 @@
+/*
+ * audit.h - the audit log: every request's event, durable before the reply,
+ * hash-chained, sealed by the token's audit key, streamed to auditors.
+ *
+ * The format and the verifier are in common/kw_auditchain.h.
+ *
+ * Threads.  One writer thread owns the segment file.  Any thread submits an
+ * event (a jansson object built by the daemon); the writer takes everything
+ * queued as one batch, gives each event its "seq", "time" and "prev", appends
+ * the batch and one seal line with a single write, makes it durable with one
+ * fdatasync (group commit), and then calls each submitter's completion, from
+ * the writer thread.  A watchdog thread fails any submission still not
+ * durable after the timeout (the disk is stuck): its completion gets
+ * -ETIMEDOUT at once, and nothing hangs.
+ *
+ * Fail closed.  When the log cannot be written (EACCES, ENOSPC, EIO, EFBIG,
+ * a seal the token refuses, ...), the batch's completions get KW_E_AUDIT, the
+ * file is cut back to its last durable byte and the events are dropped (no
+ * seq is spent: no hole, no duplicate).  The writer keeps retrying every
+ * retry_ms; the first batch that gets through starts with an
+ * "audit.recovered" event that counts what was refused meanwhile.
+ * Any non-zero completion status means: not recorded, answer 503, release
+ * nothing.
+ *
+ * At open, a torn tail of the last segment (a partial last line, or lines
+ * that do not link) is copied aside into "<segment>.torn-<offset>", fsync'd,
+ * then cut off; an "audit.torn_tail" event records it, and the chain goes on
+ * from the last whole event.
+ *
+ * Errors: 0 or a negative code of kw_error.h, with kw_fail() detail.  This
+ * module does not log (except the optional syslog copy of each event).
+ */
+#ifndef KW_AUDIT_H
+#define KW_AUDIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+struct audit_log;
+struct audit_reader;
+struct audit_sub;
+
+/* HMAC-SHA256 of data by the token's audit key (p11_audit_hmac). */
+typedef int (*audit_seal_fn)(void *arg, const uint8_t *data, size_t len,
+    uint8_t mac[32]);
+
+struct audit_options {
+	const char *dir;             /* the audit directory (created 0700 if missing) */
+	uint64_t segment_bytes;      /* roll over past this size; 0 = 64 MiB */
+	uint64_t segment_seconds;    /* roll over past this age; 0 = one day */
+	unsigned timeout_ms;         /* fail a submission not durable by then; 0 = 2000 */
+	unsigned retry_ms;           /* retry a failing disk this often; 0 = 200 */
+	unsigned ring_lines;         /* recent lines kept in memory; 0 = 4096 */
+	int syslog;                  /* copy each event to syslog(LOG_AUTHPRIV|LOG_INFO) */
+	audit_seal_fn seal;          /* required */
+	void *seal_arg;
+};
+
+/* Open the log: find the last segment, check its tail (see above), start the
+ * writer and the watchdog.  A torn tail is recorded before this returns.
+ * *out is written only on success. */
+int audit_open(const struct audit_options *opt, struct audit_log **out);
+
+/* Write what is queued, stop the threads, close.  Accepts NULL. */
+void audit_close(struct audit_log *log);
+
+/* ---- submitting events ------------------------------------------------------ */
+
+/* status: 0 when the event is durable (seq is its number), or a negative
+ * code (KW_E_AUDIT: the log cannot be written; -ETIMEDOUT: not durable
+ * within timeout_ms).  Called exactly once, from the writer or the watchdog
+ * thread; it must not block and must not call audit_close(). */
+typedef void (*audit_done_fn)(void *arg, int status, uint64_t seq);
+
+/* Queue ev (an object; a reference is stolen, also on failure).  The writer
+ * sets "seq", "time" and "prev" (any given are replaced).  ev must not hold
+ * a secret: top-level keys "value", "pin", "secret", "dek", "key_material"
+ * and "plaintext" are refused (-EINVAL), as is a "type" of "segment" or
+ * "seal".  Returns 0 (done will be called) or a negative code (done will
+ * not be called: -EINVAL, -ENOMEM, -ESHUTDOWN when closing). */
+int audit_submit(struct audit_log *log, json_t *ev, audit_done_fn done, void *arg);
+
+/* Submit and wait until durable (intent events of writes, administrative
+ * events).  Returns 0 and *seq (may be NULL), KW_E_AUDIT, -ETIMEDOUT, or a
+ * code of audit_submit.  Never waits much longer than timeout_ms. */
+int audit_submit_wait(struct audit_log *log, json_t *ev, uint64_t *seq);
+
+/* ---- health ----------------------------------------------------------------- */
+
+enum audit_state {
+	AUDIT_OK = 0,
+	AUDIT_FAILING,          /* the last write failed; retrying */
+};
+
+struct audit_status {
+	enum audit_state state;
+	int error;               /* the last write error (negative), 0 if none */
+	char detail[256];        /* what failed, where; "" when OK */
+	uint64_t failing_since_us;  /* CLOCK_REALTIME, 0 when OK */
+	uint64_t committed_seq;  /* last durable seq */
+	uint64_t queued;         /* waiting for the writer */
+	uint64_t refused;        /* events refused (write failure or timeout) since open */
+	uint64_t timeouts;       /* of which by timeout */
+	uint64_t batches;        /* group commits done */
+	uint64_t events;         /* events written since open */
+	unsigned segment;        /* current segment index */
+};
+
+void audit_status_get(struct audit_log *log, struct audit_status *st);
+
+/* {"ok":bool,"state":"ok"|"failing","committed_seq":N,"segment":N,...} for
+ * /v1/health.  New reference or NULL. */
+json_t *audit_status_json(struct audit_log *log);
+
+/* ---- streaming --------------------------------------------------------------- */
+
+struct audit_line {
+	uint64_t seq;
+	const char *text;        /* the event line, without "\n" */
+	size_t len;
+};
+
+/* Called from the writer thread after each durable batch with its event
+ * lines (valid only during the call, in seq order).  It must be quick: copy
+ * what it needs and signal its own thread (event_active()); it must not call
+ * the subscription functions.  A subscriber that falls behind never slows
+ * the writer if it reads the lines it missed with an audit_reader. */
+typedef void (*audit_notify_fn)(void *arg, const struct audit_line *lines, size_t n);
+
+/* Subscribe.  *committed gets the last durable seq at that instant: the
+ * first notification carries committed + 1, so reading (since, committed]
+ * with a reader and then the notifications gives every event once.
+ * *out is freed by audit_unsubscribe. */
+int audit_subscribe(struct audit_log *log, audit_notify_fn fn, void *arg,
+    struct audit_sub **out, uint64_t *committed);
+
+/* After this returns, fn is not called again.  Accepts NULL. */
+void audit_unsubscribe(struct audit_log *log, struct audit_sub *sub);
+
+/* A reader of the events after since_seq, in order: from the in-memory ring
+ * of recent lines when log is given and they are still there, else from the
+ * segment files of dir (log's directory when log is given).  With a log,
+ * it returns only durable events.  Seals and headers are skipped. */
+int audit_reader_open(struct audit_log *log, const char *dir, uint64_t since_seq,
+    struct audit_reader **out);
+
+/* 1 and the next event line (without "\n"; valid until the next call) with
+ * its seq; 0 when there is none now (call again later for more); or a
+ * negative code (KW_E_FORMAT: a line of the files is malformed). */
+int audit_reader_next(struct audit_reader *rd, const char **line, size_t *len,
+    uint64_t *seq);
+
+void audit_reader_close(struct audit_reader *rd);
+
+/* The last durable seq. */
+uint64_t audit_committed_seq(struct audit_log *log);
+
+#endif

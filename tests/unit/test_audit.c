@@ -1,0 +1,1276 @@
+/*
+ * Unit tests for the audit log (daemon/audit.c) and its verifier
+ * (common/kw_auditchain.c), on real files in a temporary directory.
+ *
+ * The seal key: pkcs11/ is not built yet, so the seals are made by an
+ * OpenSSL HMAC-SHA256 callback keyed in the test (the daemon passes one
+ * calling p11_audit_hmac).  Same contract: data in, 32-byte MAC out.
+ */
+#include "config.h"
+
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <CUnit/Basic.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "kw_auditchain.h"
+#include "kw_error.h"
+#include "kw_secmem.h"
+#include "daemon/audit.h"
+#include "tests/lib/kwtest.h"
+
+static const uint8_t test_key[32] = "keywarden-test-audit-key-0123456";
+static atomic_int seal_fail;   /* make the "token" refuse */
+
+static int
+test_seal(void *arg, const uint8_t *data, size_t len, uint8_t mac[32])
+{
+	unsigned int n = 32;
+
+	(void)arg;
+	if (atomic_load(&seal_fail))
+		return kw_fail(KW_E_TOKEN, "test token is away");
+	if (HMAC(EVP_sha256(), test_key, sizeof(test_key), data, len, mac, &n) == NULL)
+		return KW_E_INTERNAL;
+	return 0;
+}
+
+static int
+test_check(void *arg, const uint8_t *data, size_t len, const uint8_t mac[32])
+{
+	uint8_t want[32];
+	int r;
+
+	if ((r = test_seal(arg, data, len, want)) != 0)
+		return r;
+	return kw_memeq_ct(want, mac, 32) == 0 ? 0 : KW_E_AUTH;
+}
+
+static const struct kwac_verify_opts vopts = { test_check, NULL, 0 };
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static struct audit_log *
+log_open(const char *dir, uint64_t segbytes, unsigned timeout_ms, unsigned ring)
+{
+	struct audit_options o;
+	struct audit_log *log = NULL;
+	int r;
+
+	memset(&o, 0, sizeof(o));
+	o.dir = dir;
+	o.segment_bytes = segbytes;
+	o.timeout_ms = timeout_ms;
+	o.retry_ms = 50;
+	o.ring_lines = ring;
+	o.seal = test_seal;
+	if ((r = audit_open(&o, &log)) != 0)
+		fprintf(stderr, "audit_open %s: %s\n", dir, kw_errdetail(r));
+	return log;
+}
+
+static int
+put(struct audit_log *log, const char *type, int i)
+{
+	uint64_t seq;
+
+	return audit_submit_wait(log, json_pack("{s:s,s:i,s:s}", "type", type, "i", i,
+	    "vault", "prod"), &seq);
+}
+
+static int
+put_n(struct audit_log *log, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (put(log, "test", i) != 0)
+			return -1;
+	return 0;
+}
+
+/* Async burst: completions counted. */
+static atomic_int burst_left, burst_bad;
+
+static void
+burst_done(void *arg, int status, uint64_t seq)
+{
+	(void)arg;
+	(void)seq;
+	if (status != 0)
+		atomic_fetch_add(&burst_bad, 1);
+	atomic_fetch_sub(&burst_left, 1);
+}
+
+static int
+burst(struct audit_log *log, int n)
+{
+	atomic_store(&burst_left, n);
+	atomic_store(&burst_bad, 0);
+	for (int i = 0; i < n; i++)
+		if (audit_submit(log, json_pack("{s:s,s:i}", "type", "burst", "i", i),
+		    burst_done, NULL) != 0)
+			return -1;
+	while (atomic_load(&burst_left) > 0)
+		usleep(1000);
+	return atomic_load(&burst_bad) ? -1 : 0;
+}
+
+/* ---- file helpers ---------------------------------------------------------- */
+
+static char *
+slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	long n;
+
+	if (f == NULL)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = malloc((size_t)n + 1);
+	if (buf != NULL && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+		free(buf);
+		buf = NULL;
+	}
+	fclose(f);
+	if (buf != NULL) {
+		buf[n] = '\0';
+		*len = (size_t)n;
+	}
+	return buf;
+}
+
+static int
+spit(const char *path, const char *buf, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+	int r = 0;
+
+	if (f == NULL)
+		return -1;
+	if (fwrite(buf, 1, len, f) != len)
+		r = -1;
+	if (fclose(f) != 0)
+		r = -1;
+	return r;
+}
+
+/* A file as an array of lines (each without "\n"). */
+struct flines {
+	char **l;
+	size_t n;
+};
+
+static int
+flines_read(const char *path, struct flines *fl)
+{
+	size_t len, cap = 0;
+	char *buf = slurp(path, &len), *p, *nl;
+
+	memset(fl, 0, sizeof(*fl));
+	if (buf == NULL)
+		return -1;
+	for (p = buf; (nl = strchr(p, '\n')) != NULL; p = nl + 1) {
+		if (fl->n == cap) {
+			cap = cap ? cap * 2 : 64;
+			fl->l = realloc(fl->l, cap * sizeof(*fl->l));
+		}
+		fl->l[fl->n++] = strndup(p, (size_t)(nl - p));
+	}
+	free(buf);
+	return 0;
+}
+
+static int
+flines_write(const char *path, const struct flines *fl)
+{
+	FILE *f = fopen(path, "wb");
+
+	if (f == NULL)
+		return -1;
+	for (size_t i = 0; i < fl->n; i++)
+		fprintf(f, "%s\n", fl->l[i]);
+	return fclose(f);
+}
+
+static void
+flines_free(struct flines *fl)
+{
+	for (size_t i = 0; i < fl->n; i++)
+		free(fl->l[i]);
+	free(fl->l);
+	memset(fl, 0, sizeof(*fl));
+}
+
+static void
+seg(const char *dir, unsigned idx, char *buf, size_t len)
+{
+	char name[64];
+
+	kwac_segment_name(idx, name, sizeof(name));
+	snprintf(buf, len, "%s/%s", dir, name);
+}
+
+/* Find the segment and 0-based line of event seq. */
+static int
+find_seq(const char *dir, uint64_t seq, unsigned *segidx, size_t *lineno)
+{
+	char path[1024];
+	struct flines fl;
+	struct kwac_line l;
+
+	for (unsigned s = 1; s < 1000; s++) {
+		seg(dir, s, path, sizeof(path));
+		if (access(path, F_OK) != 0)
+			return -1;
+		flines_read(path, &fl);
+		for (size_t i = 0; i < fl.n; i++)
+			if (kwac_line_parse(fl.l[i], strlen(fl.l[i]), &l, NULL, 0) == 0 &&
+			    l.type == KWAC_LINE_EVENT && l.seq == seq) {
+				*segidx = s;
+				*lineno = i;
+				flines_free(&fl);
+				return 0;
+			}
+		flines_free(&fl);
+	}
+	return -1;
+}
+
+static int
+line_type(const char *text)
+{
+	struct kwac_line l;
+
+	if (kwac_line_parse(text, strlen(text), &l, NULL, 0) != 0)
+		return -1;
+	return (int)l.type;
+}
+
+static void
+copy_dir(const char *from, const char *to)
+{
+	DIR *d = opendir(from);
+	struct dirent *de;
+	char a[1024], b[1024], *buf;
+	size_t len;
+
+	while (d != NULL && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(a, sizeof(a), "%s/%s", from, de->d_name);
+		snprintf(b, sizeof(b), "%s/%s", to, de->d_name);
+		if ((buf = slurp(a, &len)) != NULL) {
+			spit(b, buf, len);
+			free(buf);
+		}
+	}
+	if (d != NULL)
+		closedir(d);
+}
+
+static int
+count_segments(const char *dir)
+{
+	unsigned *idx = NULL;
+	size_t n = 0;
+
+	if (kwac_segments_list(dir, &idx, &n) != 0)
+		return -1;
+	free(idx);
+	return (int)n;
+}
+
+static void
+show(const struct kwac_result *res)
+{
+	char buf[2048];
+
+	kwac_result_format(res, buf, sizeof(buf));
+	fputs(buf, stdout);
+}
+
+/* ---- the base log for tampering ------------------------------------------- */
+
+static char base[512];
+static char tmproot[256];
+
+/* seq 1..20 one per commit (event, seal), 21..60 in async bursts (several
+ * events per seal), 61..80 one per commit; segments of ~4 KiB. */
+static int
+base_make(void)
+{
+	struct audit_log *log;
+	int r = -1;
+
+	snprintf(base, sizeof(base), "%s/base", tmproot);
+	if ((log = log_open(base, 4096, 10000, 0)) == NULL)
+		return -1;
+	if (put_n(log, 20) == 0 && burst(log, 40) == 0 && put_n(log, 20) == 0)
+		r = 0;
+	audit_close(log);
+	return r;
+}
+
+static int case_no;
+
+/* A fresh copy of the base log. */
+static void
+fresh(char *dir, size_t len)
+{
+	snprintf(dir, len, "%s/case%d", tmproot, ++case_no);
+	mkdir(dir, 0700);
+	copy_dir(base, dir);
+}
+
+static void
+test_intact(void)
+{
+	struct kwac_result res;
+	int segs = count_segments(base);
+
+	CU_ASSERT_EQUAL(kwac_verify_dir(base, &vopts, &res), 0);
+	show(&res);
+	CU_ASSERT(res.ok);
+	CU_ASSERT_EQUAL(res.events, 80);
+	CU_ASSERT_EQUAL(res.first_seq, 1);
+	CU_ASSERT_EQUAL(res.last_seq, 80);
+	CU_ASSERT_EQUAL(res.unsealed, 0);
+	CU_ASSERT_EQUAL(res.sealed_seq, 80);
+	CU_ASSERT(res.seals_checked);
+	CU_ASSERT(segs >= 3);
+	CU_ASSERT_EQUAL(res.segments, (unsigned)segs);
+	/* Burst events share seals: fewer seals than events. */
+	CU_ASSERT(res.seals < 80);
+	CU_ASSERT(res.seals >= 41);
+}
+
+/* Change a field of event seq; expect the break at that very line. */
+static void
+tamper_change(uint64_t seq)
+{
+	char dir[512], path[1024];
+	struct flines fl;
+	struct kwac_result res;
+	unsigned s;
+	size_t i;
+	char *p;
+
+	fresh(dir, sizeof(dir));
+	CU_ASSERT_FATAL(find_seq(dir, seq, &s, &i) == 0);
+	seg(dir, s, path, sizeof(path));
+	flines_read(path, &fl);
+	p = strstr(fl.l[i], "\"vault\":\"prod\"");
+	if (p == NULL)
+		p = strstr(fl.l[i], "\"type\":\"burst\"");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	p[9] = 'X';       /* "vault":"Xrod" or "type":"Xurst" */
+	flines_write(path, &fl);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), KW_E_AUTH);
+	show(&res);
+	CU_ASSERT_FALSE(res.ok);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_LINK);
+	CU_ASSERT_STRING_EQUAL(res.file, path);
+	CU_ASSERT_EQUAL(res.line, i + 1);
+	CU_ASSERT_EQUAL(res.seq, seq);
+	flines_free(&fl);
+}
+
+static void
+test_changed_field(void)
+{
+	unsigned s;
+	size_t i;
+	char path[1024];
+	struct flines fl;
+	uint64_t seq = 0;
+
+	tamper_change(7);         /* followed by its seal */
+	/* One followed by another event (inside a burst). */
+	for (uint64_t q = 21; q < 60 && seq == 0; q++) {
+		CU_ASSERT_FATAL(find_seq(base, q, &s, &i) == 0);
+		seg(base, s, path, sizeof(path));
+		flines_read(path, &fl);
+		if (i + 1 < fl.n && line_type(fl.l[i + 1]) == KWAC_LINE_EVENT)
+			seq = q;
+		flines_free(&fl);
+	}
+	CU_ASSERT_NOT_EQUAL_FATAL(seq, 0);
+	tamper_change(seq);
+}
+
+static void
+test_deleted_line(void)
+{
+	char dir[512], path[1024];
+	struct flines fl;
+	struct kwac_result res;
+	unsigned s;
+	size_t i;
+
+	fresh(dir, sizeof(dir));
+	CU_ASSERT_FATAL(find_seq(dir, 9, &s, &i) == 0);
+	seg(dir, s, path, sizeof(path));
+	flines_read(path, &fl);
+	free(fl.l[i]);
+	memmove(&fl.l[i], &fl.l[i + 1], (fl.n - i - 1) * sizeof(char *));
+	fl.n--;
+	flines_write(path, &fl);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), KW_E_AUTH);
+	show(&res);
+	/* The seal of 9 now follows event 8: caught where 9 was. */
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_SEAL);
+	CU_ASSERT_STRING_EQUAL(res.file, path);
+	CU_ASSERT_EQUAL(res.line, i + 1);
+	CU_ASSERT_EQUAL(res.seq, 9);
+	flines_free(&fl);
+
+	/* Delete an event and its seal: the next event's seq jumps. */
+	fresh(dir, sizeof(dir));
+	CU_ASSERT_FATAL(find_seq(dir, 3, &s, &i) == 0);
+	seg(dir, s, path, sizeof(path));
+	flines_read(path, &fl);
+	CU_ASSERT_FATAL(i + 2 < fl.n);
+	free(fl.l[i]);
+	free(fl.l[i + 1]);
+	memmove(&fl.l[i], &fl.l[i + 2], (fl.n - i - 2) * sizeof(char *));
+	fl.n -= 2;
+	flines_write(path, &fl);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), KW_E_AUTH);
+	show(&res);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_SEQ);
+	CU_ASSERT_STRING_EQUAL(res.file, path);
+	CU_ASSERT_EQUAL(res.line, i + 1);
+	CU_ASSERT_EQUAL(res.seq, 4);
+	CU_ASSERT_PTR_NOT_NULL(strstr(res.what, "missing"));
+	flines_free(&fl);
+}
+
+static void
+test_inserted_line(void)
+{
+	char dir[512], path[1024];
+	struct flines fl;
+	struct kwac_result res;
+	unsigned s;
+	size_t i;
+
+	fresh(dir, sizeof(dir));
+	CU_ASSERT_FATAL(find_seq(dir, 15, &s, &i) == 0);
+	seg(dir, s, path, sizeof(path));
+	flines_read(path, &fl);
+	/* A forged event with the right seq and prev, inserted after 14's seal. */
+	{
+		uint8_t h[KWAC_HASH_LEN];
+		char hex[KWAC_HEX_LEN + 1], *forged;
+		kwac_hash(fl.l[i - 2], strlen(fl.l[i - 2]), h);   /* event 14 */
+		kwac_hex(h, hex);
+		CU_ASSERT_FATAL(asprintf(&forged,
+		    "{\"seq\":15,\"time\":\"2026-01-01T00:00:00.000000Z\",\"prev\":\"%s\",\"type\":\"forged\"}",
+		    hex) > 0);
+		fl.l = realloc(fl.l, (fl.n + 1) * sizeof(char *));
+		memmove(&fl.l[i + 1], &fl.l[i], (fl.n - i) * sizeof(char *));
+		fl.l[i] = forged;
+		fl.n++;
+	}
+	flines_write(path, &fl);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), KW_E_AUTH);
+	show(&res);
+	/* The forged line links; the real 15 after it repeats the seq. */
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_SEQ);
+	CU_ASSERT_EQUAL(res.line, i + 2);
+	CU_ASSERT_EQUAL(res.seq, 15);
+	CU_ASSERT_PTR_NOT_NULL(strstr(res.what, "inserted"));
+	flines_free(&fl);
+
+	/* A copy of a line pasted after itself: caught at the copy. */
+	fresh(dir, sizeof(dir));
+	CU_ASSERT_FATAL(find_seq(dir, 16, &s, &i) == 0);
+	seg(dir, s, path, sizeof(path));
+	flines_read(path, &fl);
+	fl.l = realloc(fl.l, (fl.n + 1) * sizeof(char *));
+	memmove(&fl.l[i + 1], &fl.l[i], (fl.n - i) * sizeof(char *));
+	fl.l[i] = strdup(fl.l[i + 1]);
+	fl.n++;
+	flines_write(path, &fl);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), KW_E_AUTH);
+	show(&res);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_SEQ);
+	CU_ASSERT_STRING_EQUAL(res.file, path);
+	CU_ASSERT_EQUAL(res.line, i + 2);
+	CU_ASSERT_EQUAL(res.seq, 16);
+	flines_free(&fl);
+}
+
+static void
+test_swapped_lines(void)
+{
+	char dir[512], path[1024], *t;
+	struct flines fl;
+	struct kwac_result res;
+	unsigned s;
+	size_t i = 0;
+	uint64_t seq = 0;
+
+	/* Two consecutive events of a burst. */
+	fresh(dir, sizeof(dir));
+	for (uint64_t q = 21; q < 60 && seq == 0; q++) {
+		CU_ASSERT_FATAL(find_seq(dir, q, &s, &i) == 0);
+		seg(dir, s, path, sizeof(path));
+		flines_read(path, &fl);
+		if (i + 1 < fl.n && line_type(fl.l[i + 1]) == KWAC_LINE_EVENT) {
+			seq = q;
+			t = fl.l[i];
+			fl.l[i] = fl.l[i + 1];
+			fl.l[i + 1] = t;
+			flines_write(path, &fl);
+		}
+		flines_free(&fl);
+	}
+	CU_ASSERT_NOT_EQUAL_FATAL(seq, 0);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), KW_E_AUTH);
+	show(&res);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_SEQ);
+	CU_ASSERT_STRING_EQUAL(res.file, path);
+	CU_ASSERT_EQUAL(res.line, i + 1);
+	CU_ASSERT_EQUAL(res.seq, seq + 1);
+}
+
+static void
+test_truncated_tail(void)
+{
+	char dir[512], path[1024], *buf;
+	struct kwac_result res;
+	struct flines fl;
+	size_t len;
+	int n;
+
+	fresh(dir, sizeof(dir));
+	n = count_segments(dir);
+	seg(dir, (unsigned)n, path, sizeof(path));
+	flines_read(path, &fl);
+	buf = slurp(path, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+	/* Cut the last line (seal of 80) in its middle. */
+	CU_ASSERT_EQUAL(truncate(path, (off_t)(len - 20)), 0);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), KW_E_AUTH);
+	show(&res);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_TORN);
+	CU_ASSERT_STRING_EQUAL(res.file, path);
+	CU_ASSERT_EQUAL(res.line, fl.n);
+	CU_ASSERT_EQUAL(res.seq, 81);
+	/* Cut at a line boundary, the seal gone: intact, the tail unsealed. */
+	CU_ASSERT_EQUAL(truncate(path, (off_t)(len - strlen(fl.l[fl.n - 1]) - 1)), 0);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	show(&res);
+	CU_ASSERT_EQUAL(res.unsealed, 1);
+	CU_ASSERT_EQUAL(res.sealed_seq, 79);
+	free(buf);
+	flines_free(&fl);
+}
+
+static void
+test_deleted_segment(void)
+{
+	char dir[512], path[1024];
+	struct kwac_result res;
+
+	fresh(dir, sizeof(dir));
+	seg(dir, 2, path, sizeof(path));
+	CU_ASSERT_EQUAL(unlink(path), 0);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), KW_E_AUTH);
+	show(&res);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_SEGMENT_MISSING);
+	seg(dir, 3, path, sizeof(path));
+	CU_ASSERT_STRING_EQUAL(res.file, path);
+
+	/* Renumbered to hide the gap: the header names its segment. */
+	{
+		char to[1024];
+		int n = count_segments(dir);
+		for (int k = 3; k <= n + 1; k++) {
+			seg(dir, (unsigned)k, path, sizeof(path));
+			seg(dir, (unsigned)k - 1, to, sizeof(to));
+			rename(path, to);
+		}
+	}
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), KW_E_AUTH);
+	show(&res);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_HEADER);
+	seg(dir, 2, path, sizeof(path));
+	CU_ASSERT_STRING_EQUAL(res.file, path);
+	CU_ASSERT_EQUAL(res.line, 1);
+
+	/* The first segment deleted. */
+	fresh(dir, sizeof(dir));
+	seg(dir, 1, path, sizeof(path));
+	CU_ASSERT_EQUAL(unlink(path), 0);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), KW_E_AUTH);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_SEGMENT_MISSING);
+	/* ... which retention may do: the partial option accepts it. */
+	{
+		struct kwac_verify_opts p = vopts;
+		p.partial = 1;
+		CU_ASSERT_EQUAL(kwac_verify_dir(dir, &p, &res), 0);
+		CU_ASSERT(res.first_seq > 1);
+		CU_ASSERT_EQUAL(res.last_seq, 80);
+	}
+}
+
+static void
+test_swapped_segments(void)
+{
+	char dir[512], a[1024], b[1024], t[1100];
+	struct kwac_result res;
+
+	fresh(dir, sizeof(dir));
+	seg(dir, 2, a, sizeof(a));
+	seg(dir, 3, b, sizeof(b));
+	snprintf(t, sizeof(t), "%s/tmp", dir);
+	rename(a, t);
+	rename(b, a);
+	rename(t, b);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), KW_E_AUTH);
+	show(&res);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_HEADER);
+	CU_ASSERT_STRING_EQUAL(res.file, a);
+	CU_ASSERT_EQUAL(res.line, 1);
+
+	/* Swapped with their headers' indexes fixed up: the links break. */
+	{
+		struct flines fa, fb;
+		char *p;
+		flines_read(a, &fa);
+		flines_read(b, &fb);
+		p = strstr(fa.l[0], "\"segment\":3");
+		CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+		p[10] = '2';
+		p = strstr(fb.l[0], "\"segment\":2");
+		CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+		p[10] = '3';
+		flines_write(a, &fa);
+		flines_write(b, &fb);
+		flines_free(&fa);
+		flines_free(&fb);
+	}
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), KW_E_AUTH);
+	show(&res);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_LINK);
+	CU_ASSERT_STRING_EQUAL(res.file, a);
+	CU_ASSERT_EQUAL(res.line, 1);
+}
+
+/* The attacker changes event seq and recomputes every hash after it, but
+ * has no audit key: the first seal after it is caught. */
+static void
+test_recomputed_chain(void)
+{
+	char dir[512], path[1024], hex[KWAC_HEX_LEN + 1];
+	uint8_t last[KWAC_HASH_LEN];
+	struct kwac_result res;
+	struct flines fl;
+	int started = 0, nseg;
+	unsigned s0 = 0, seal_seg = 0;
+	size_t i0 = 0, seal_line = 0;
+
+	fresh(dir, sizeof(dir));
+	CU_ASSERT_FATAL(find_seq(dir, 5, &s0, &i0) == 0);
+	nseg = count_segments(dir);
+	memset(last, 0, sizeof(last));
+	for (unsigned s = 1; s <= (unsigned)nseg; s++) {
+		seg(dir, s, path, sizeof(path));
+		flines_read(path, &fl);
+		for (size_t i = 0; i < fl.n; i++) {
+			json_t *o;
+			char *text;
+			if (s == s0 && i == i0) {
+				char *p = strstr(fl.l[i], "\"vault\":\"prod\"");
+				CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+				p[9] = 'X';
+				started = 1;
+			}
+			if (started && !(s == s0 && i == i0)) {
+				o = json_loads(fl.l[i], 0, NULL);
+				CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+				kwac_hex(last, hex);
+				if (line_type(fl.l[i]) == KWAC_LINE_SEAL) {
+					json_object_set_new(o, "hash", json_string(hex));
+					if (seal_seg == 0) {
+						seal_seg = s;
+						seal_line = i + 1;
+					}
+				} else
+					json_object_set_new(o, "prev", json_string(hex));
+				text = json_dumps(o, JSON_COMPACT);
+				free(fl.l[i]);
+				fl.l[i] = text;
+				json_decref(o);
+			}
+			if (line_type(fl.l[i]) != KWAC_LINE_SEAL)
+				kwac_hash(fl.l[i], strlen(fl.l[i]), last);
+		}
+		flines_write(path, &fl);
+		flines_free(&fl);
+	}
+	/* Without the key, the structure is flawless... */
+	{
+		struct kwac_verify_opts nokey = { NULL, NULL, 0 };
+		CU_ASSERT_EQUAL(kwac_verify_dir(dir, &nokey, &res), 0);
+		CU_ASSERT_FALSE(res.seals_checked);
+	}
+	/* ... and the key finds it. */
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), KW_E_AUTH);
+	show(&res);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_SEAL_MAC);
+	seg(dir, seal_seg, path, sizeof(path));
+	CU_ASSERT_STRING_EQUAL(res.file, path);
+	CU_ASSERT_EQUAL(res.line, seal_line);
+	CU_ASSERT_EQUAL(res.seq, 5);
+}
+
+static void
+test_result_json(void)
+{
+	struct kwac_result res;
+	json_t *j;
+
+	kwac_verify_dir(base, &vopts, &res);
+	j = kwac_result_json(&res);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	CU_ASSERT(json_is_true(json_object_get(j, "ok")));
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "events")), 80);
+	CU_ASSERT(json_is_null(json_object_get(j, "break")));
+	json_decref(j);
+}
+
+/* ---- the writer --------------------------------------------------------------- */
+
+static void
+test_torn_tail_open(void)
+{
+	char dir[512], path[1024], torn[1400], *buf;
+	const char *partial = "{\"seq\":11,\"time\":\"2026-";
+	struct audit_log *log;
+	struct kwac_result res;
+	size_t len;
+	int fd;
+
+	snprintf(dir, sizeof(dir), "%s/torn", tmproot);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 2000, 0));
+	CU_ASSERT_EQUAL(put_n(log, 10), 0);
+	audit_close(log);
+	seg(dir, 1, path, sizeof(path));
+	/* A crash in the middle of a write. */
+	fd = open(path, O_WRONLY | O_APPEND);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_EQUAL(write(fd, partial, strlen(partial)), (ssize_t)strlen(partial));
+	close(fd);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), KW_E_AUTH);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_TORN);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 2000, 0));
+	/* The torn bytes are kept aside, not lost. */
+	{
+		struct stat st;
+		CU_ASSERT_EQUAL(stat(path, &st), 0);
+		snprintf(torn, sizeof(torn), "%s.torn-%lld", path,
+		    (long long)st.st_size - 0);
+	}
+	CU_ASSERT_EQUAL(audit_committed_seq(log), 11);  /* the torn-tail event */
+	CU_ASSERT_EQUAL(put_n(log, 5), 0);
+	audit_close(log);
+
+	{
+		/* Find the .torn file: its offset is where the tail was cut. */
+		DIR *d = opendir(dir);
+		struct dirent *de;
+		int found = 0;
+		while ((de = readdir(d)) != NULL)
+			if (strstr(de->d_name, ".torn-") != NULL) {
+				snprintf(torn, sizeof(torn), "%s/%s", dir, de->d_name);
+				found++;
+			}
+		closedir(d);
+		CU_ASSERT_EQUAL(found, 1);
+		buf = slurp(torn, &len);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+		CU_ASSERT_EQUAL(len, strlen(partial));
+		CU_ASSERT_EQUAL(memcmp(buf, partial, len), 0);
+		free(buf);
+	}
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	show(&res);
+	CU_ASSERT(res.ok);
+	CU_ASSERT_EQUAL(res.torn_events, 1);
+	CU_ASSERT_EQUAL(res.torn_seq, 11);
+	CU_ASSERT_EQUAL(res.last_seq, 16);
+	/* The event says what was cut and where it went. */
+	seg(dir, 1, path, sizeof(path));
+	buf = slurp(path, &len);
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"type\":\"audit.torn_tail\""));
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"saved_as\":\"audit-0000000001.jsonl.torn-"));
+	free(buf);
+
+	/* A whole line that does not link (a replayed line) is torn too. */
+	{
+		struct flines fl;
+		flines_read(path, &fl);
+		fd = open(path, O_WRONLY | O_APPEND);
+		dprintf(fd, "%s\n", fl.l[3]);
+		close(fd);
+		flines_free(&fl);
+	}
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 2000, 0));
+	CU_ASSERT_EQUAL(audit_committed_seq(log), 17);
+	CU_ASSERT_EQUAL(put_n(log, 1), 0);
+	audit_close(log);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	CU_ASSERT_EQUAL(res.torn_events, 2);
+	CU_ASSERT_EQUAL(res.last_seq, 18);
+}
+
+static void
+test_refuses_secrets(void)
+{
+	char dir[512];
+	struct audit_log *log;
+
+	snprintf(dir, sizeof(dir), "%s/refuse", tmproot);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 2000, 0));
+	CU_ASSERT_EQUAL(audit_submit_wait(log, json_pack("{s:s,s:s}", "type", "x", "value", "s3cr3t"), NULL), -EINVAL);
+	CU_ASSERT_EQUAL(audit_submit_wait(log, json_pack("{s:s}", "type", "seal"), NULL), -EINVAL);
+	CU_ASSERT_EQUAL(audit_submit_wait(log, json_string("x"), NULL), -EINVAL);
+	/* Given seq/time/prev are replaced, not trusted. */
+	CU_ASSERT_EQUAL(audit_submit_wait(log, json_pack("{s:s,s:i,s:s}", "type", "x", "seq", 999, "prev", "zz"), NULL), 0);
+	CU_ASSERT_EQUAL(audit_committed_seq(log), 1);
+	audit_close(log);
+	CU_ASSERT_EQUAL(kwt_tree_contains(dir, "s3cr3t", 6), 0);
+}
+
+/* 8 threads, 10,000 events: distinct consecutive seqs, all in the files. */
+#define GC_THREADS 8
+#define GC_PER 1250
+static uint64_t gc_seqs[GC_THREADS * GC_PER];
+static atomic_int gc_n, gc_bad;
+
+static void
+gc_done(void *arg, int status, uint64_t seq)
+{
+	(void)arg;
+	if (status != 0) {
+		atomic_fetch_add(&gc_bad, 1);
+		return;
+	}
+	gc_seqs[atomic_fetch_add(&gc_n, 1)] = seq;
+}
+
+struct gc_arg {
+	struct audit_log *log;
+	int sync;
+	int n;
+};
+
+static void *
+gc_thread(void *p)
+{
+	struct gc_arg *a = p;
+	uint64_t seq;
+
+	for (int i = 0; i < a->n; i++) {
+		json_t *ev = json_pack("{s:s,s:s,s:s,s:i,s:s,s:s,s:s}", "type", "secret.get",
+		    "outcome", "allowed", "vault", "prod", "uid", 1000, "user", "alice",
+		    "name", "db/password", "policy", "rule 3");
+		if (a->sync) {
+			if (audit_submit_wait(a->log, ev, &seq) != 0)
+				atomic_fetch_add(&gc_bad, 1);
+			else
+				gc_seqs[atomic_fetch_add(&gc_n, 1)] = seq;
+		} else if (audit_submit(a->log, ev, gc_done, NULL) != 0)
+			atomic_fetch_add(&gc_bad, 1);
+	}
+	return NULL;
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double
+gc_run(struct audit_log *log, int sync, int per, int *ok)
+{
+	pthread_t th[GC_THREADS];
+	struct gc_arg a = { log, sync, per };
+	int total = GC_THREADS * per;
+	uint64_t base_seq = audit_committed_seq(log);
+	double t0 = now_s(), dt;
+
+	atomic_store(&gc_n, 0);
+	atomic_store(&gc_bad, 0);
+	for (int i = 0; i < GC_THREADS; i++)
+		pthread_create(&th[i], NULL, gc_thread, &a);
+	for (int i = 0; i < GC_THREADS; i++)
+		pthread_join(th[i], NULL);
+	while (atomic_load(&gc_n) + atomic_load(&gc_bad) < total)
+		usleep(1000);
+	dt = now_s() - t0;
+	*ok = atomic_load(&gc_bad) == 0;
+	qsort(gc_seqs, (size_t)total, sizeof(gc_seqs[0]), cmp_u64);
+	for (int i = 0; i < total; i++)
+		if (gc_seqs[i] != base_seq + 1 + (uint64_t)i)
+			*ok = 0;
+	return (double)total / dt;
+}
+
+static void
+test_group_commit(void)
+{
+	char dir[512];
+	struct audit_log *log;
+	struct audit_status st;
+	struct kwac_result res;
+	double rate_async, rate_sync;
+	int ok;
+	uint64_t b0;
+
+	snprintf(dir, sizeof(dir), "%s/gc", tmproot);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 1 << 20, 60000, 0));
+	rate_async = gc_run(log, 0, GC_PER, &ok);
+	CU_ASSERT(ok);
+	audit_status_get(log, &st);
+	CU_ASSERT_EQUAL(st.committed_seq, GC_THREADS * GC_PER);
+	printf("\n  group commit, async completions: %d events in %" PRIu64 " commits: %.0f events/s\n",
+	    GC_THREADS * GC_PER, st.batches, rate_async);
+	b0 = st.batches;
+	/* What workers do: each waits for its event (intent before a write). */
+	rate_sync = gc_run(log, 1, 250, &ok);
+	CU_ASSERT(ok);
+	audit_status_get(log, &st);
+	printf("  group commit, 8 threads waiting: %d events in %" PRIu64 " commits: %.0f events/s\n",
+	    GC_THREADS * 250, st.batches - b0, rate_sync);
+	/* Group commit: fewer fdatasyncs than events. */
+	CU_ASSERT(st.batches - b0 < GC_THREADS * 250);
+	audit_close(log);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	show(&res);
+	CU_ASSERT_EQUAL(res.events, GC_THREADS * GC_PER + GC_THREADS * 250);
+	CU_ASSERT_EQUAL(res.unsealed, 0);
+}
+
+static int
+wait_state(struct audit_log *log, enum audit_state want, double secs)
+{
+	struct audit_status st;
+	double t0 = now_s();
+
+	do {
+		audit_status_get(log, &st);
+		if (st.state == want)
+			return 0;
+		usleep(10000);
+	} while (now_s() - t0 < secs);
+	return -1;
+}
+
+/* The file may grow no more (RLIMIT_FSIZE: works for root too).  Writes
+ * fail with EFBIG at once; completions report KW_E_AUDIT; then it heals. */
+static void
+test_fail_closed(void)
+{
+	char dir[512], path[1024], *buf;
+	struct audit_log *log;
+	struct audit_status st;
+	struct kwac_result res;
+	struct rlimit old, lim;
+	struct stat sb;
+	double t0;
+	size_t len;
+	json_t *h;
+
+	snprintf(dir, sizeof(dir), "%s/fail", tmproot);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 2000, 0));
+	CU_ASSERT_EQUAL(put_n(log, 5), 0);
+	seg(dir, 1, path, sizeof(path));
+	CU_ASSERT_EQUAL_FATAL(stat(path, &sb), 0);
+	signal(SIGXFSZ, SIG_IGN);
+	CU_ASSERT_EQUAL_FATAL(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = (rlim_t)sb.st_size + 100;   /* a partial write, then EFBIG */
+	CU_ASSERT_EQUAL_FATAL(setrlimit(RLIMIT_FSIZE, &lim), 0);
+
+	t0 = now_s();
+	CU_ASSERT_EQUAL(put(log, "refused", 1), KW_E_AUDIT);
+	CU_ASSERT(now_s() - t0 < 2.5);
+	CU_ASSERT_EQUAL(burst(log, 20), -1);
+	CU_ASSERT_EQUAL(atomic_load(&burst_bad), 20);
+	audit_status_get(log, &st);
+	CU_ASSERT_EQUAL(st.state, AUDIT_FAILING);
+	CU_ASSERT_EQUAL(st.committed_seq, 5);
+	CU_ASSERT(st.refused >= 21);
+	CU_ASSERT_PTR_NOT_NULL(strstr(st.detail, path));
+	h = audit_status_json(log);
+	CU_ASSERT(json_is_false(json_object_get(h, "ok")));
+	json_decref(h);
+
+	/* The disk comes back. */
+	CU_ASSERT_EQUAL(setrlimit(RLIMIT_FSIZE, &old), 0);
+	CU_ASSERT_EQUAL(wait_state(log, AUDIT_OK, 3.0), 0);
+	CU_ASSERT_EQUAL(put(log, "after", 1), 0);
+	CU_ASSERT_EQUAL(audit_committed_seq(log), 7);   /* recovered event + this */
+	audit_close(log);
+	signal(SIGXFSZ, SIG_DFL);
+
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	show(&res);
+	CU_ASSERT_EQUAL(res.events, 7);
+	buf = slurp(path, &len);
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"seq\":6,"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"type\":\"audit.recovered\",\"refused\":21"));
+	CU_ASSERT_PTR_NULL(strstr(buf, "\"type\":\"refused\""));
+	free(buf);
+}
+
+/* The token refuses to seal: fail closed too, and heal. */
+static void
+test_seal_refused(void)
+{
+	char dir[512];
+	struct audit_log *log;
+	struct kwac_result res;
+
+	snprintf(dir, sizeof(dir), "%s/sealfail", tmproot);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 2000, 0));
+	CU_ASSERT_EQUAL(put_n(log, 3), 0);
+	atomic_store(&seal_fail, 1);
+	CU_ASSERT_EQUAL(put(log, "x", 0), KW_E_AUDIT);
+	atomic_store(&seal_fail, 0);
+	CU_ASSERT_EQUAL(wait_state(log, AUDIT_OK, 3.0), 0);
+	CU_ASSERT_EQUAL(put(log, "x", 1), 0);
+	audit_close(log);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	CU_ASSERT_EQUAL(res.events, 5);
+}
+
+/* A stuck disk: the next segment is a FIFO nobody reads, so the writer
+ * blocks in open().  Waiting submissions fail after the timeout. */
+static void
+test_stuck_disk(void)
+{
+	char dir[512], next[1024];
+	struct audit_log *log;
+	struct audit_status st;
+	struct kwac_result res;
+	double t0, dt;
+	int fd, i;
+
+	snprintf(dir, sizeof(dir), "%s/stuck", tmproot);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 4096, 300, 0));
+	for (i = 0; i < 1000; i++) {
+		CU_ASSERT_EQUAL_FATAL(put(log, "fill", i), 0);
+		audit_status_get(log, &st);
+		seg(dir, st.segment, next, sizeof(next));
+		struct stat sb;
+		if (stat(next, &sb) == 0 && sb.st_size >= 4096)
+			break;
+	}
+	seg(dir, st.segment + 1, next, sizeof(next));
+	CU_ASSERT_EQUAL_FATAL(mkfifo(next, 0600), 0);
+
+	t0 = now_s();
+	CU_ASSERT_EQUAL(put(log, "stuck", 1), -ETIMEDOUT);
+	dt = now_s() - t0;
+	CU_ASSERT(dt >= 0.25 && dt < 1.5);
+	CU_ASSERT_EQUAL(burst(log, 5), -1);
+	audit_status_get(log, &st);
+	CU_ASSERT(st.timeouts >= 6);
+
+	/* Unstick: the open returns, the writer sees a FIFO and refuses it. */
+	fd = open(next, O_RDONLY | O_NONBLOCK);
+	CU_ASSERT(fd >= 0);
+	CU_ASSERT_EQUAL(wait_state(log, AUDIT_FAILING, 3.0), 0);
+	unlink(next);
+	close(fd);
+	CU_ASSERT_EQUAL(wait_state(log, AUDIT_OK, 3.0), 0);
+	CU_ASSERT_EQUAL(put(log, "after", 1), 0);
+	audit_close(log);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	show(&res);
+	CU_ASSERT_EQUAL(res.events, (uint64_t)i + 1 + 2);   /* fill, recovered, after */
+}
+
+static void
+test_reader(void)
+{
+	char dir[512];
+	struct audit_log *log;
+	struct audit_reader *rd;
+	const char *line;
+	size_t len;
+	uint64_t seq, want;
+	int r;
+
+	snprintf(dir, sizeof(dir), "%s/reader", tmproot);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 4096, 2000, 16));
+	CU_ASSERT_EQUAL(put_n(log, 100), 0);
+	CU_ASSERT(count_segments(dir) >= 3);
+
+	/* From the files alone. */
+	CU_ASSERT_EQUAL_FATAL(audit_reader_open(NULL, dir, 37, &rd), 0);
+	for (want = 38; (r = audit_reader_next(rd, &line, &len, &seq)) == 1; want++) {
+		CU_ASSERT_EQUAL_FATAL(seq, want);
+		CU_ASSERT_EQUAL(line[0], '{');
+		CU_ASSERT_EQUAL(len, strlen(line));
+	}
+	CU_ASSERT_EQUAL(r, 0);
+	CU_ASSERT_EQUAL(want, 101);
+	audit_reader_close(rd);
+
+	/* Through the log: older ones from files, the last 16 from memory. */
+	CU_ASSERT_EQUAL_FATAL(audit_reader_open(log, NULL, 37, &rd), 0);
+	for (want = 38; (r = audit_reader_next(rd, &line, &len, &seq)) == 1; want++)
+		CU_ASSERT_EQUAL_FATAL(seq, want);
+	CU_ASSERT_EQUAL(r, 0);
+	CU_ASSERT_EQUAL(want, 101);
+	/* It goes on when more arrive. */
+	CU_ASSERT_EQUAL(put_n(log, 3), 0);
+	for (; (r = audit_reader_next(rd, &line, &len, &seq)) == 1; want++)
+		CU_ASSERT_EQUAL_FATAL(seq, want);
+	CU_ASSERT_EQUAL(want, 104);
+	audit_reader_close(rd);
+
+	/* Nothing after the end. */
+	CU_ASSERT_EQUAL_FATAL(audit_reader_open(log, NULL, 103, &rd), 0);
+	CU_ASSERT_EQUAL(audit_reader_next(rd, &line, &len, &seq), 0);
+	audit_reader_close(rd);
+	/* From the start. */
+	CU_ASSERT_EQUAL_FATAL(audit_reader_open(NULL, dir, 0, &rd), 0);
+	CU_ASSERT_EQUAL(audit_reader_next(rd, &line, &len, &seq), 1);
+	CU_ASSERT_EQUAL(seq, 1);
+	audit_reader_close(rd);
+	audit_close(log);
+}
+
+/* A subscriber that stalls: the writer does not wait for it, and once it
+ * wakes it reads everything it missed, once, in order. */
+static atomic_uint_fast64_t sub_latest, sub_first;
+static atomic_int sub_calls;
+
+static void
+sub_notify(void *arg, const struct audit_line *lines, size_t n)
+{
+	(void)arg;
+	uint_fast64_t zero = 0;
+
+	atomic_compare_exchange_strong(&sub_first, &zero, lines[0].seq);
+	atomic_store(&sub_latest, lines[n - 1].seq);
+	atomic_fetch_add(&sub_calls, 1);
+}
+
+static void
+test_slow_subscriber(void)
+{
+	char dir[512];
+	struct audit_log *log;
+	struct audit_sub *sub;
+	struct audit_reader *rd;
+	const char *line;
+	size_t len;
+	uint64_t committed, seq, want;
+	int ok, r;
+	double rate;
+
+	snprintf(dir, sizeof(dir), "%s/sub", tmproot);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 64 * 1024, 30000, 64));
+	CU_ASSERT_EQUAL(put_n(log, 10), 0);
+	CU_ASSERT_EQUAL_FATAL(audit_subscribe(log, sub_notify, NULL, &sub, &committed), 0);
+	CU_ASSERT_EQUAL(committed, 10);
+	/* The subscriber's consumer is asleep while 10,000 events go by. */
+	rate = gc_run(log, 0, GC_PER, &ok);
+	CU_ASSERT(ok);
+	printf("\n  with a stalled subscriber: %.0f events/s\n", rate);
+	CU_ASSERT_EQUAL(atomic_load(&sub_first), 11);
+	CU_ASSERT_EQUAL(atomic_load(&sub_latest), 10 + GC_THREADS * GC_PER);
+	/* It wakes up far behind the ring: the reader takes the files. */
+	CU_ASSERT_EQUAL_FATAL(audit_reader_open(log, NULL, committed, &rd), 0);
+	for (want = committed + 1; (r = audit_reader_next(rd, &line, &len, &seq)) == 1; want++)
+		CU_ASSERT_EQUAL_FATAL(seq, want);
+	CU_ASSERT_EQUAL(r, 0);
+	CU_ASSERT_EQUAL(want, 11 + GC_THREADS * GC_PER);
+	audit_reader_close(rd);
+	audit_unsubscribe(log, sub);
+	r = atomic_load(&sub_calls);
+	CU_ASSERT_EQUAL(put_n(log, 1), 0);
+	CU_ASSERT_EQUAL(atomic_load(&sub_calls), r);   /* no call after unsubscribe */
+	audit_close(log);
+}
+
+int
+main(void)
+{
+	CU_pSuite s;
+	unsigned failed;
+
+	if (kwt_tmpdir(tmproot, sizeof(tmproot), "kwaudit") != 0)
+		return 99;
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 99;
+	if (base_make() != 0) {
+		fprintf(stderr, "cannot build the base audit log in %s\n", tmproot);
+		return 99;
+	}
+	s = CU_add_suite("audit", NULL, NULL);
+	CU_add_test(s, "an intact log verifies, seals checked", test_intact);
+	CU_add_test(s, "a changed field is caught at its line", test_changed_field);
+	CU_add_test(s, "a deleted line is caught at its place", test_deleted_line);
+	CU_add_test(s, "an inserted line is caught at its place", test_inserted_line);
+	CU_add_test(s, "two swapped lines are caught", test_swapped_lines);
+	CU_add_test(s, "a truncated tail is reported torn", test_truncated_tail);
+	CU_add_test(s, "a deleted segment is caught", test_deleted_segment);
+	CU_add_test(s, "swapped segments are caught", test_swapped_segments);
+	CU_add_test(s, "a chain recomputed without the key fails its seal", test_recomputed_chain);
+	CU_add_test(s, "the result as JSON", test_result_json);
+	CU_add_test(s, "open repairs a torn tail, records it, chain goes on", test_torn_tail_open);
+	CU_add_test(s, "events never carry secret fields", test_refuses_secrets);
+	CU_add_test(s, "group commit: 8 threads, consecutive seqs, events/s", test_group_commit);
+	CU_add_test(s, "fail closed when the file cannot grow, then heal", test_fail_closed);
+	CU_add_test(s, "fail closed when the token will not seal", test_seal_refused);
+	CU_add_test(s, "a stuck disk fails waiters in bounded time", test_stuck_disk);
+	CU_add_test(s, "the reader returns exactly the events after since", test_reader);
+	CU_add_test(s, "a stalled subscriber does not block the writer", test_slow_subscriber);
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+	CU_cleanup_registry();
+	if (failed == 0)
+		kwt_rmtree(tmproot);
+	else
+		fprintf(stderr, "kept %s for inspection\n", tmproot);
+	return failed == 0 ? 0 : 1;
+}
