@@ -1165,6 +1165,54 @@ test_readonly(void)
 	CU_ASSERT_EQUAL(WEXITSTATUS(st), 0);
 }
 
+/* Pages overwritten on disk: reads fail with KW_E_STORE naming the file
+ * and saying it is damaged, never with garbage or a crash. */
+static void
+test_corrupt(void)
+{
+	char path[300], name[16], junk[4096];
+	struct store *s = fresh(path, sizeof(path));
+	int damaged = 0, other = 0;
+	FILE *f;
+	long size;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	for (int i = 0; i < 300; i++) {
+		snprintf(name, sizeof(name), "c%03d", i);
+		CU_ASSERT_EQUAL(put(s, "v", name, 1, 1, "some body text that fills pages", NULL), 0);
+	}
+	store_close(s);
+	f = fopen(path, "r+");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fseek(f, 0, SEEK_END);
+	size = ftell(f);
+	CU_ASSERT_FATAL(size > 8 * 4096);
+	memset(junk, 0xa5, sizeof(junk));
+	for (long off = 2 * 4096; off < size; off += 2 * 4096) {
+		fseek(f, off, SEEK_SET);
+		fwrite(junk, 1, sizeof(junk), f);
+	}
+	fclose(f);
+	s = open_at(path, 0, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	for (int i = 0; i < 300; i++) {
+		struct store_record r;
+		int e;
+		memset(&r, 0, sizeof(r));
+		snprintf(name, sizeof(name), "c%03d", i);
+		e = store_secret_get(s, "v", name, 0, &r);
+		if (e == KW_E_STORE && strstr(kw_errdetail(e), "damaged") != NULL &&
+		    strstr(kw_errdetail(e), path) != NULL)
+			damaged++;
+		else if (e != 0 && e != KW_E_NOT_FOUND)
+			other++;
+		store_record_clear(&r);
+	}
+	CU_ASSERT(damaged > 0);
+	CU_ASSERT_EQUAL(other, 0);
+	store_close(s);
+}
+
 struct filler {
 	struct store *s;
 	int id;
@@ -1270,6 +1318,7 @@ main(void)
 	CU_add_test(su, "a full database under concurrent writers", test_full_threads);
 	CU_add_test(su, "a writer killed mid-way loses no acknowledged put", test_crash);
 	CU_add_test(su, "a read-only file or directory is a clear store error", test_readonly);
+	CU_add_test(su, "a damaged file is a clear store error", test_corrupt);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
