@@ -1,12 +1,13 @@
 /*
  * store-bench - how fast the store reads and writes, and how fast it opens.
  *
- *   store-bench [-d DIR] [-s SECONDS] [-r READERS] [-w WRITERS] [COUNT...]
+ *   store-bench [-R] [-d DIR] [-s SECONDS] [-r READERS] [-w WRITERS] [COUNT...]
  *
  * For each COUNT (default: 1000 and 1000000) it fills a fresh database in
  * DIR (default: a temporary directory, removed after) with COUNT secrets,
  * reopens it (the open time), then measures random gets and durable puts
- * of new versions from several threads.  Not run by make check.
+ * of new versions from several threads; with -R, a full rotation (rewrap
+ * of every record in batches of 1000).  Not run by make check.
  */
 #include "config.h"
 
@@ -27,6 +28,7 @@
 static double seconds = 2.0;
 static atomic_int stop;
 static double last_cpu;         /* CPUs busy during the last run() */
+static int rotate;              /* -R: also time a full rotation */
 
 static double
 now(void)
@@ -184,6 +186,59 @@ open_store(const char *path, struct store **s)
 	return e;
 }
 
+/* A full rotation: every record rewrapped to key version 2, in batches. */
+static int
+bench_rotate(struct store *s)
+{
+	struct store_key k;
+	struct store_record *rs = NULL;
+	struct store_rewrap *w = NULL;
+	char cname[STORE_NAME_MAX + 1] = "";
+	uint64_t cver = 0, rows = 0;
+	uint8_t wrapped[40];
+	size_t n, applied, batch = 1000;
+	double t0, c0;
+	int e;
+
+	memset(&k, 0, sizeof(k));
+	k.version = 2;
+	memset(wrapped, 0x77, sizeof(wrapped));
+	if ((e = store_key_add(s, "bench", &k)) != 0 || (e = store_key_set_current(s, "bench", 2)) != 0 ||
+	    (w = calloc(batch, sizeof(*w))) == NULL) {
+		fprintf(stderr, "store-bench: rotate: %s\n", kw_errdetail(e ? e : -ENOMEM));
+		free(w);
+		return e ? e : -ENOMEM;
+	}
+	t0 = now();
+	c0 = cpu();
+	for (;;) {
+		if ((e = store_rewrap_scan(s, "bench", 2, cname[0] ? cname : NULL, cver, batch, &rs, &n)) != 0)
+			break;
+		if (n == 0)
+			break;
+		for (size_t i = 0; i < n; i++)
+			w[i] = (struct store_rewrap){ rs[i].meta.name, rs[i].meta.version,
+			    rs[i].meta.key_version, 2, wrapped, sizeof(wrapped) };
+		if ((e = store_rewrap_apply(s, "bench", w, n, &applied)) != 0)
+			break;
+		rows += applied;
+		snprintf(cname, sizeof(cname), "%s", rs[n - 1].meta.name);
+		cver = rs[n - 1].meta.version;
+		free(rs);
+		rs = NULL;
+	}
+	free(rs);
+	free(w);
+	if (e != 0) {
+		fprintf(stderr, "store-bench: rotate: %s\n", kw_errdetail(e));
+		return e;
+	}
+	printf("  rotation: %llu records rewrapped in %.2f s (%.0f/s, batches of %zu), %.2f CPUs busy\n",
+	    (unsigned long long)rows, now() - t0, (double)rows / (now() - t0), batch,
+	    (cpu() - c0) / (now() - t0));
+	return 0;
+}
+
 static int
 bench_one(const char *dir, size_t count, int readers, int writers)
 {
@@ -249,7 +304,13 @@ bench_one(const char *dir, size_t count, int readers, int writers)
 	puts = run(s, count, writers, writer, &conflicts);
 	printf("  durable puts: %.0f/s with %d threads, %.2f CPUs busy (%llu conflicts retried); "
 	    "RSS %ld KiB\n", puts, writers, last_cpu, (unsigned long long)conflicts, rss_kib());
-	e = gets < 0 || puts < 0 ? KW_E_STORE : 0;
+	if (gets < 0 || puts < 0) {
+		e = KW_E_STORE;
+		goto out;
+	}
+	if (rotate && (e = bench_rotate(s)) != 0)
+		goto out;
+	e = 0;
 out:
 	free(batch);
 	store_close(s);
@@ -271,14 +332,15 @@ main(int argc, char **argv)
 	int readers = 2, writers = 2, c, rc = 0;
 	size_t defaults[] = { 1000, 1000000 };
 
-	while ((c = getopt(argc, argv, "d:s:r:w:")) != -1) {
+	while ((c = getopt(argc, argv, "d:s:r:w:R")) != -1) {
 		switch (c) {
 		case 'd': dir = optarg; break;
 		case 's': seconds = atof(optarg); break;
 		case 'r': readers = atoi(optarg); break;
 		case 'w': writers = atoi(optarg); break;
+		case 'R': rotate = 1; break;
 		default:
-			fprintf(stderr, "usage: store-bench [-d DIR] [-s SECONDS] [-r READERS] "
+			fprintf(stderr, "usage: store-bench [-R] [-d DIR] [-s SECONDS] [-r READERS] "
 			    "[-w WRITERS] [COUNT...]\n");
 			return 2;
 		}
