@@ -794,8 +794,14 @@ audit_submit_wait(struct audit_log *log, json_t *ev, uint64_t *seq)
 			pthread_cond_wait(&w.c, &w.m);
 		pthread_mutex_unlock(&w.m);
 		r = w.status;
-		if (r == KW_E_AUDIT)
-			r = kw_fail(KW_E_AUDIT, "the audit log cannot be written");
+		if (r == KW_E_AUDIT) {
+			char detail[256];
+			pthread_mutex_lock(&log->mu);
+			snprintf(detail, sizeof(detail), "%s", log->st.detail);
+			pthread_mutex_unlock(&log->mu);
+			r = kw_fail(KW_E_AUDIT, "the audit log cannot be written: %s",
+			    detail[0] ? detail : "the write failed");
+		}
 		else if (r == -ETIMEDOUT)
 			r = kw_fail(-ETIMEDOUT, "the audit log did not become durable within %u ms: the disk is stuck",
 			    log->opt.timeout_ms);
