@@ -21,6 +21,7 @@
 
 #include "kw_auditchain.h"
 #include "kw_error.h"
+#include "kw_secmem.h"
 #include "daemon/audit.h"
 
 #define DEF_SEGMENT_BYTES (64ULL << 20)
@@ -517,7 +518,7 @@ writer_main(void *arg)
 	struct ent *batch, *e, *next, *done_list, **dtail;
 	struct timespec ts;
 	json_t *extra;
-	uint64_t nb, retry_at = 0;
+	uint64_t retry_at = 0;
 	int failing, r, status;
 
 	pthread_mutex_lock(&log->mu);
@@ -535,7 +536,6 @@ writer_main(void *arg)
 			break;
 		batch = log->q_head;
 		log->q_head = log->q_tail = NULL;
-		nb = log->queued;
 		log->queued = 0;
 		for (e = batch; e != NULL; e = e->next)
 			e->state = E_WRITING;
@@ -596,7 +596,6 @@ writer_main(void *arg)
 		}
 		log->inflight = NULL;
 		pthread_mutex_unlock(&log->mu);
-		(void)nb;
 
 		status = r == 0 ? 0 : KW_E_AUDIT;
 		for (e = done_list; e != NULL; e = next) {
@@ -872,6 +871,40 @@ out:
 	return r;
 }
 
+/* A torn tail is what a crash leaves: bytes that were never acknowledged.
+ * A seal that the audit key made, after the break, says otherwise: the
+ * break is in data that was durable, so it was altered or corrupted, and
+ * cutting it off would hide that.  1 when such a seal follows, 0 if not. */
+static int
+sealed_after(struct audit_log *log, const char *path, uint64_t from)
+{
+	struct kwac_lines lr;
+	struct kwac_line l;
+	const char *text;
+	size_t len;
+	uint64_t off;
+	uint8_t mac[KWAC_MAC_LEN];
+	char in[128];
+	int n, found = 0;
+
+	if (kwac_lines_open(&lr, path) != 0)
+		return 0;
+	if (lseek(lr.fd, (off_t)from, SEEK_SET) == (off_t)from) {
+		lr.off = from;
+		while (!found && kwac_lines_next(&lr, &text, &len, &off) == 1) {
+			if (kwac_line_parse(text, len, &l, NULL, 0) != 0 ||
+			    l.type != KWAC_LINE_SEAL)
+				continue;
+			if ((n = kwac_seal_input(l.seq, l.hash, in, sizeof(in))) > 0 &&
+			    log->opt.seal(log->opt.seal_arg, (const uint8_t *)in, (size_t)n, mac) == 0 &&
+			    kw_memeq_ct(mac, l.mac, sizeof(mac)) == 0)
+				found = 1;
+		}
+	}
+	kwac_lines_close(&lr);
+	return found;
+}
+
 /* Find where the chain ends; repair a torn tail.  *torn gets the event that
  * records the repair, or NULL. */
 static int
@@ -898,6 +931,11 @@ recover_tail(struct audit_log *log, json_t **torn)
 	seg_path(log, log->seg, path, sizeof(path));
 	if ((r = kwac_segment_scan(path, log->seg, &s)) != 0)
 		goto out;
+	if (s.torn && sealed_after(log, path, s.good_end)) {
+		r = kw_fail(KW_E_FORMAT, "audit segment %s is broken at %s, and sealed events follow: that is not a torn write but altered or corrupted data; nothing was changed; run keywardend --verify-audit and keep a copy of the directory",
+		    path, s.why);
+		goto out;
+	}
 	if (s.torn) {
 		if ((r = torn_aside(log, path, s.good_end, s.size, saved, sizeof(saved), sha)) != 0)
 			goto out;

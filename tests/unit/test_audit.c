@@ -1232,6 +1232,68 @@ test_slow_subscriber(void)
 	audit_close(log);
 }
 
+/* Crash while a new segment's header was written: the chain goes on from
+ * the previous segment's last event. */
+static void
+test_torn_header(void)
+{
+	char dir[512], path[1024];
+	const char *partial = "{\"type\":\"segm";
+	struct audit_log *log;
+	struct kwac_result res;
+	int n;
+
+	snprintf(dir, sizeof(dir), "%s/tornhdr", tmproot);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 4096, 2000, 0));
+	CU_ASSERT_EQUAL(put_n(log, 20), 0);
+	audit_close(log);
+	n = count_segments(dir);
+	CU_ASSERT_FATAL(n >= 2);
+	seg(dir, (unsigned)n + 1, path, sizeof(path));
+	CU_ASSERT_EQUAL_FATAL(spit(path, partial, strlen(partial)), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 4096, 2000, 0));
+	CU_ASSERT_EQUAL(audit_committed_seq(log), 21);
+	CU_ASSERT_EQUAL(put_n(log, 1), 0);
+	audit_close(log);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	show(&res);
+	CU_ASSERT_EQUAL(res.torn_events, 1);
+	CU_ASSERT_EQUAL(res.last_seq, 22);
+	CU_ASSERT_EQUAL(res.segments, (unsigned)n + 1);
+}
+
+/* An altered line with sealed events after it is not a torn tail: open
+ * refuses and changes nothing. */
+static void
+test_open_refuses_tampering(void)
+{
+	char dir[512], path[1024], *before, *after;
+	struct audit_log *log;
+	struct flines fl;
+	size_t i, lb, la;
+	unsigned s;
+
+	snprintf(dir, sizeof(dir), "%s/tamperopen", tmproot);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 2000, 0));
+	CU_ASSERT_EQUAL(put_n(log, 10), 0);
+	audit_close(log);
+	CU_ASSERT_FATAL(find_seq(dir, 4, &s, &i) == 0);
+	seg(dir, s, path, sizeof(path));
+	flines_read(path, &fl);
+	strstr(fl.l[i], "\"vault\":\"prod\"")[9] = 'X';
+	flines_write(path, &fl);
+	flines_free(&fl);
+	before = slurp(path, &lb);
+	CU_ASSERT_PTR_NULL(log = log_open(dir, 0, 2000, 0));
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_FORMAT), "sealed events follow"));
+	after = slurp(path, &la);
+	CU_ASSERT_EQUAL(lb, la);
+	CU_ASSERT(before != NULL && after != NULL && memcmp(before, after, lb) == 0);
+	free(before);
+	free(after);
+	audit_close(log);
+}
+
 /* Segments roll over by age too. */
 static void
 test_roll_by_age(void)
@@ -1362,6 +1424,8 @@ main(void)
 	CU_add_test(s, "a chain recomputed without the key fails its seal", test_recomputed_chain);
 	CU_add_test(s, "the result as JSON", test_result_json);
 	CU_add_test(s, "open repairs a torn tail, records it, chain goes on", test_torn_tail_open);
+	CU_add_test(s, "open repairs a torn segment header", test_torn_header);
+	CU_add_test(s, "open refuses a break followed by sealed events", test_open_refuses_tampering);
 	CU_add_test(s, "events never carry secret fields", test_refuses_secrets);
 	CU_add_test(s, "group commit: 8 threads, consecutive seqs, events/s", test_group_commit);
 	CU_add_test(s, "fail closed when the file cannot grow, then heal", test_fail_closed);
