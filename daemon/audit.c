@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,7 @@ struct audit_log {
 	int64_t seg_started;         /* realtime us of its header */
 	uint64_t next_seq;
 	uint8_t last[KWAC_HASH_LEN];
+	json_t *late;                /* seqs written after their submitter timed out */
 	char *buf;
 	size_t buflen, bufcap;
 	struct batch_line *lines;
@@ -102,10 +104,10 @@ struct audit_log {
 	unsigned ring_n;
 	uint64_t ring_first, ring_last;   /* seqs held; ring_first 0: empty */
 
-	/* subscribers and the committed seq: under sub_mu */
+	/* subscribers; the committed seq is written under sub_mu */
 	pthread_mutex_t sub_mu;
 	struct audit_sub *subs;
-	uint64_t committed;
+	_Atomic uint64_t committed;
 };
 
 static uint64_t
@@ -299,8 +301,8 @@ seg_open(struct audit_log *log)
 		    path, (long long)st.st_size, log->seg_size);
 		goto out;
 	}
-	if (st.st_size == 0)
-		log->seg_created = 1;
+	if (log->seg_size == 0)
+		log->seg_created = 1;   /* a new file: sync the directory too */
 	/* Bytes past the durable end are from a write that failed: cut them. */
 	if ((uint64_t)st.st_size > log->seg_size &&
 	    (ftruncate(fd, (off_t)log->seg_size) != 0 || fdatasync(fd) != 0)) {
@@ -339,10 +341,10 @@ write_all(int fd, const char *p, size_t n, uint64_t off)
 
 /* ---- one group commit ----------------------------------------------------------- */
 
-/* Write the batch (and the internal event extra, may be NULL) as one write
- * and one fdatasync.  0, or a negative code with the state rolled back. */
+/* Write the internal events extra[0..nextra) and the batch as one write and
+ * one fdatasync.  0, or a negative code with the state rolled back. */
 static int
-commit(struct audit_log *log, struct ent *batch, json_t *extra)
+commit(struct audit_log *log, struct ent *batch, json_t **extra, size_t nextra)
 {
 	char now[TIME_LEN], hex[KWAC_HEX_LEN + 1], path[1024], in[128];
 	char line[400];
@@ -355,7 +357,7 @@ commit(struct audit_log *log, struct ent *batch, json_t *extra)
 	memcpy(saved_last, log->last, sizeof(saved_last));
 	log->buflen = 0;
 	log->nlines = 0;
-	if (batch == NULL && extra == NULL)
+	if (batch == NULL && nextra == 0)
 		return 0;
 	time_str(now, sizeof(now), t);
 
@@ -378,8 +380,9 @@ commit(struct audit_log *log, struct ent *batch, json_t *extra)
 			goto fail;
 		wrote_header = 1;
 	}
-	if (extra != NULL && (r = buf_event_json(log, extra, now, log->next_seq++)) != 0)
-		goto fail;
+	for (size_t i = 0; i < nextra; i++)
+		if ((r = buf_event_json(log, extra[i], now, log->next_seq++)) != 0)
+			goto fail;
 	for (e = batch; e != NULL; e = e->next) {
 		e->seq = log->next_seq++;
 		if ((r = buf_event(log, e->body, e->bodylen, now, e->seq)) != 0)
@@ -517,22 +520,27 @@ writer_main(void *arg)
 	struct audit_log *log = arg;
 	struct ent *batch, *e, *next, *done_list, **dtail;
 	struct timespec ts;
-	json_t *extra;
+	json_t *extra[2];
+	size_t nextra, i;
 	uint64_t retry_at = 0;
 	int failing, r, status;
 
 	pthread_mutex_lock(&log->mu);
 	for (;;) {
 		failing = log->st.state == AUDIT_FAILING;
+		/* Wake for events; to retry a failing disk (with or without
+		 * events: the "audit.recovered" event is the probe); to record
+		 * late writes. */
 		while (log->q_head == NULL && !log->stopping &&
-		    !(failing && mono_us() >= retry_at)) {
+		    !(failing && mono_us() >= retry_at) &&
+		    !(!failing && log->late != NULL)) {
 			if (failing) {
 				abs_deadline(&ts, retry_at);
 				pthread_cond_timedwait(&log->wake, &log->mu, &ts);
 			} else
 				pthread_cond_wait(&log->wake, &log->mu);
 		}
-		if (log->q_head == NULL && log->stopping)
+		if (log->q_head == NULL && log->stopping && (failing || log->late == NULL))
 			break;
 		batch = log->q_head;
 		log->q_head = log->q_tail = NULL;
@@ -540,19 +548,31 @@ writer_main(void *arg)
 		for (e = batch; e != NULL; e = e->next)
 			e->state = E_WRITING;
 		log->inflight = batch;
-		extra = NULL;
+		nextra = 0;
 		if (failing)
-			extra = json_pack("{s:s,s:I,s:s,s:s}", "type", "audit.recovered",
+			extra[nextra++] = json_pack("{s:s,s:I,s:s,s:s}", "type", "audit.recovered",
 			    "refused", (json_int_t)log->refused_failing, "failing_since",
 			    log->fail_since, "error", log->fail_detail);
+		if (log->late != NULL)
+			extra[nextra++] = json_pack("{s:s,s:O,s:s}", "type", "audit.late",
+			    "seqs", log->late, "meaning",
+			    "these events were written after their requests had been refused for want of a durable audit record");
 		pthread_mutex_unlock(&log->mu);
 
-		r = commit(log, batch, extra);
-		json_decref(extra);
+		for (i = 0; i < nextra; i++)
+			if (extra[i] == NULL)
+				extra[i--] = extra[--nextra];   /* ENOMEM: write what we can */
+		r = commit(log, batch, extra, nextra);
+		for (i = 0; i < nextra; i++)
+			json_decref(extra[i]);
 		if (r == 0)
 			publish(log);
 
 		pthread_mutex_lock(&log->mu);
+		if (r == 0 && log->late != NULL && nextra > 0) {
+			json_decref(log->late);
+			log->late = NULL;
+		}
 		if (r == 0) {
 			if (failing) {
 				log->st.state = AUDIT_OK;
@@ -583,6 +603,13 @@ writer_main(void *arg)
 		for (e = batch; e != NULL; e = next) {
 			next = e->next;
 			if (e->state == E_ABANDONED) {
+				/* Its submitter was told it failed; if it was written
+				 * after all, say so in the log. */
+				if (r == 0) {
+					if (log->late == NULL)
+						log->late = json_array();
+					json_array_append_new(log->late, json_integer((json_int_t)e->seq));
+				}
 				ent_free(e);
 				continue;
 			}
@@ -1111,6 +1138,7 @@ audit_close(struct audit_log *log)
 	pthread_mutex_destroy(&log->mu);
 	pthread_mutex_destroy(&log->ring_mu);
 	pthread_mutex_destroy(&log->sub_mu);
+	json_decref(log->late);
 	free(log->buf);
 	free(log->lines);
 	free(log->dir);
@@ -1150,12 +1178,7 @@ audit_status_json(struct audit_log *log)
 uint64_t
 audit_committed_seq(struct audit_log *log)
 {
-	uint64_t v;
-
-	pthread_mutex_lock(&log->sub_mu);
-	v = log->committed;
-	pthread_mutex_unlock(&log->sub_mu);
-	return v;
+	return atomic_load(&log->committed);
 }
 
 /* ---- subscriptions ---------------------------------------------------------------- */
@@ -1392,4 +1415,39 @@ audit_reader_next(struct audit_reader *rd, const char **line, size_t *len,
 		rd->next = l.seq + 1;
 		return 1;
 	}
+}
+
+/* ---- verification ----------------------------------------------------------------- */
+
+struct verify_arg {
+	audit_seal_fn seal;
+	void *arg;
+};
+
+static int
+verify_check(void *arg, const uint8_t *data, size_t len, const uint8_t mac[KWAC_MAC_LEN])
+{
+	struct verify_arg *va = arg;
+	uint8_t want[KWAC_MAC_LEN];
+	int r;
+
+	if ((r = va->seal(va->arg, data, len, want)) != 0)
+		return r;
+	r = kw_memeq_ct(want, mac, sizeof(want)) == 0 ? 0 : KW_E_AUTH;
+	kw_wipe(want, sizeof(want));
+	return r;
+}
+
+int
+audit_verify_dir(const char *dir, audit_seal_fn seal, void *arg, int partial,
+    struct kwac_result *res)
+{
+	struct verify_arg va = { seal, arg };
+	struct kwac_verify_opts o;
+
+	memset(&o, 0, sizeof(o));
+	o.check = seal != NULL ? verify_check : NULL;
+	o.arg = &va;
+	o.partial = partial;
+	return kwac_verify_dir(dir, &o, res);
 }

@@ -10,8 +10,11 @@
  * the batch and one seal line with a single write, makes it durable with one
  * fdatasync (group commit), and then calls each submitter's completion, from
  * the writer thread.  A watchdog thread fails any submission still not
- * durable after the timeout (the disk is stuck): its completion gets
- * -ETIMEDOUT at once, and nothing hangs.
+ * durable after the timeout (the disk or the token is stuck): its
+ * completion gets -ETIMEDOUT at once, and nothing hangs.  If that event is
+ * written after all (the disk was slow, not dead), an "audit.late" event
+ * lists its seq, so the log never claims a request was served when its
+ * caller was refused.
  *
  * Fail closed.  When the log cannot be written (EACCES, ENOSPC, EIO, EFBIG,
  * a seal the token refuses, ...), the batch's completions get KW_E_AUDIT, the
@@ -25,7 +28,10 @@
  * At open, a torn tail of the last segment (a partial last line, or lines
  * that do not link) is copied aside into "<segment>.torn-<offset>", fsync'd,
  * then cut off; an "audit.torn_tail" event records it, and the chain goes on
- * from the last whole event.
+ * from the last whole event.  A break that a valid seal follows is not a
+ * torn write (those bytes had been durable): open refuses (KW_E_FORMAT) and
+ * changes nothing.  Only the last segment is read at open; older ones are
+ * checked by the verifier (kwac_verify_dir).
  *
  * Errors: 0 or a negative code of kw_error.h, with kw_fail() detail.  This
  * module does not log (except the optional syslog copy of each event).
@@ -63,7 +69,9 @@ struct audit_options {
  * *out is written only on success. */
 int audit_open(const struct audit_options *opt, struct audit_log **out);
 
-/* Write what is queued, stop the threads, close.  Accepts NULL. */
+/* Write what is queued, stop the threads, close.  Accepts NULL.  (If the
+ * writer is blocked in the kernel, on a hung file system, this waits for
+ * it.) */
 void audit_close(struct audit_log *log);
 
 /* ---- submitting events ------------------------------------------------------ */
@@ -124,9 +132,10 @@ struct audit_line {
 
 /* Called from the writer thread after each durable batch with its event
  * lines (valid only during the call, in seq order).  It must be quick: copy
- * what it needs and signal its own thread (event_active()); it must not call
- * the subscription functions.  A subscriber that falls behind never slows
- * the writer if it reads the lines it missed with an audit_reader. */
+ * what it needs and signal its own thread (event_active()); it may call
+ * audit_committed_seq() but no other audit_ function.  A subscriber that
+ * falls behind never slows the writer if it keeps only "there is more up to
+ * seq N" and reads the lines with an audit_reader at its own pace. */
 typedef void (*audit_notify_fn)(void *arg, const struct audit_line *lines, size_t n);
 
 /* Subscribe.  *committed gets the last durable seq at that instant: the
@@ -154,7 +163,18 @@ int audit_reader_next(struct audit_reader *rd, const char **line, size_t *len,
 
 void audit_reader_close(struct audit_reader *rd);
 
-/* The last durable seq. */
+/* The last durable seq.  Lock-free. */
 uint64_t audit_committed_seq(struct audit_log *log);
+
+/* ---- verification ----------------------------------------------------------- */
+
+struct kwac_result;
+
+/* For keywardend --verify-audit: verify dir with seals checked by the same
+ * function that makes them (p11_audit_hmac through its callback), compared
+ * in constant time.  partial: the oldest segments may have been removed.
+ * Returns as kwac_verify_dir(); print res with kwac_result_format(). */
+int audit_verify_dir(const char *dir, audit_seal_fn seal, void *arg, int partial,
+    struct kwac_result *res);
 
 #endif

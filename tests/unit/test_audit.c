@@ -38,6 +38,7 @@
 
 static const uint8_t test_key[32] = "keywarden-test-audit-key-0123456";
 static atomic_int seal_fail;   /* make the "token" refuse */
+static atomic_int seal_delay_ms;   /* make the "token" slow */
 
 static int
 test_seal(void *arg, const uint8_t *data, size_t len, uint8_t mac[32])
@@ -45,6 +46,8 @@ test_seal(void *arg, const uint8_t *data, size_t len, uint8_t mac[32])
 	unsigned int n = 32;
 
 	(void)arg;
+	if (atomic_load(&seal_delay_ms) > 0)
+		usleep((useconds_t)atomic_load(&seal_delay_ms) * 1000);
 	if (atomic_load(&seal_fail))
 		return kw_fail(KW_E_TOKEN, "test token is away");
 	if (HMAC(EVP_sha256(), test_key, sizeof(test_key), data, len, mac, &n) == NULL)
@@ -365,6 +368,10 @@ test_intact(void)
 	CU_ASSERT(res.seals_checked);
 	CU_ASSERT(segs >= 3);
 	CU_ASSERT_EQUAL(res.segments, (unsigned)segs);
+	/* The same through the daemon's entry point, seals by the seal function. */
+	CU_ASSERT_EQUAL(audit_verify_dir(base, test_seal, NULL, 0, &res), 0);
+	CU_ASSERT(res.seals_checked);
+	CU_ASSERT_EQUAL(res.events, 80);
 	/* Burst events share seals: fewer seals than events. */
 	CU_ASSERT(res.seals < 80);
 	CU_ASSERT(res.seals >= 41);
@@ -1294,6 +1301,39 @@ test_open_refuses_tampering(void)
 	audit_close(log);
 }
 
+/* A slow token: the waiter gives up after the timeout; the event is still
+ * written, and an "audit.late" event says its request was refused. */
+static void
+test_late_write(void)
+{
+	char dir[512], path[1024], *buf, want[64];
+	struct audit_log *log;
+	struct kwac_result res;
+	uint64_t seq;
+	size_t len;
+	double t0;
+
+	snprintf(dir, sizeof(dir), "%s/late", tmproot);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 200, 0));
+	CU_ASSERT_EQUAL(put_n(log, 2), 0);
+	atomic_store(&seal_delay_ms, 600);
+	t0 = now_s();
+	CU_ASSERT_EQUAL(put(log, "slow", 0), -ETIMEDOUT);
+	CU_ASSERT(now_s() - t0 < 0.5);
+	atomic_store(&seal_delay_ms, 0);
+	usleep(600 * 1000);   /* the slow commit ends */
+	CU_ASSERT_EQUAL(audit_submit_wait(log, json_pack("{s:s}", "type", "next"), &seq), 0);
+	audit_close(log);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	seg(dir, 1, path, sizeof(path));
+	buf = slurp(path, &len);
+	/* seq 3 ("slow") was written late; the late event names it. */
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"seq\":3,"));
+	snprintf(want, sizeof(want), "\"type\":\"audit.late\",\"seqs\":[3]");
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, want));
+	free(buf);
+}
+
 /* Segments roll over by age too. */
 static void
 test_roll_by_age(void)
@@ -1434,6 +1474,7 @@ main(void)
 	CU_add_test(s, "the reader returns exactly the events after since", test_reader);
 	CU_add_test(s, "a stalled subscriber does not block the writer", test_slow_subscriber);
 	CU_add_test(s, "segments roll over by age", test_roll_by_age);
+	CU_add_test(s, "a late write is recorded as such", test_late_write);
 	CU_add_test(s, "kill -9 mid-write: acknowledged events survive", test_crash);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
