@@ -363,8 +363,8 @@ commit(struct audit_log *log, struct ent *batch, json_t **extra, size_t nextra)
 
 	/* Roll over by size or age, before the batch. */
 	if (log->seg_has_header &&
-	    (log->seg_size >= log->opt.segment_bytes ||
-	    (uint64_t)(t - log->seg_started) >= log->opt.segment_seconds * 1000000)) {
+	    (log->seg_size >= log->opt.segment_bytes || (t > log->seg_started &&
+	    (uint64_t)(t - log->seg_started) >= log->opt.segment_seconds * 1000000))) {
 		seg_close(log);
 		log->seg++;
 		log->seg_size = 0;

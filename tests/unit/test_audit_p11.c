@@ -1,0 +1,170 @@
+/*
+ * The audit log sealed by a real token: a throwaway SoftHSM token's audit
+ * key (pkcs11/p11.h: p11_audit_hmac), as the daemon does it, and verified
+ * through p11_audit_hmac_verify, as keywardend --verify-audit does.
+ */
+#include "config.h"
+
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <CUnit/Basic.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "kw_auditchain.h"
+#include "kw_error.h"
+#include "pkcs11/p11.h"
+#include "daemon/audit.h"
+#include "tests/lib/kwtest.h"
+
+static struct kwt_token tok;
+static p11_ctx *ctx;
+static char tmproot[256];
+
+static int
+token_seal(void *arg, const uint8_t *data, size_t len, uint8_t mac[32])
+{
+	return p11_audit_hmac(arg, data, len, mac);
+}
+
+static int
+token_check(void *arg, const uint8_t *data, size_t len, const uint8_t mac[32])
+{
+	return p11_audit_hmac_verify(arg, data, len, mac);
+}
+
+/* A key that is not the token's: any other HMAC key. */
+static int
+other_check(void *arg, const uint8_t *data, size_t len, const uint8_t mac[32])
+{
+	static const uint8_t key[32] = "not-the-audit-key-of-the-token!";
+	uint8_t want[32];
+	unsigned int n = 32;
+
+	(void)arg;
+	if (HMAC(EVP_sha256(), key, sizeof(key), data, len, want, &n) == NULL)
+		return KW_E_INTERNAL;
+	return memcmp(want, mac, 32) == 0 ? 0 : KW_E_AUTH;
+}
+
+static int
+token_open(struct kwt_token *t, const char *label, p11_ctx **out)
+{
+	struct p11_options o;
+	int r;
+
+	if (kwt_token_new(t, label) != 0)
+		return -1;
+	memset(&o, 0, sizeof(o));
+	o.module = t->module;
+	o.token = t->label;
+	o.pin_file = t->pin_file;
+	if ((r = p11_open(&o, out)) != 0 || (r = p11_audit_key_ensure(*out)) != 0) {
+		fprintf(stderr, "token %s: %s\n", label, kw_errdetail(r));
+		return -1;
+	}
+	return 0;
+}
+
+struct th_arg {
+	struct audit_log *log;
+	int bad;
+};
+
+static void *
+writer(void *p)
+{
+	struct th_arg *a = p;
+
+	for (int i = 0; i < 100; i++)
+		if (audit_submit_wait(a->log, json_pack("{s:s,s:i}", "type", "secret.get",
+		    "i", i), NULL) != 0)
+			a->bad++;
+	return NULL;
+}
+
+static void
+test_token_seals(void)
+{
+	char dir[512], path[1024], buf[2048];
+	struct audit_options o;
+	struct audit_log *log = NULL;
+	struct kwac_result res;
+	struct kwac_verify_opts v = { token_check, NULL, 0 };
+	pthread_t th[4];
+	struct th_arg a[4];
+	int r;
+
+	snprintf(dir, sizeof(dir), "%s/log", tmproot);
+	memset(&o, 0, sizeof(o));
+	o.dir = dir;
+	o.segment_bytes = 8192;
+	o.seal = token_seal;
+	o.seal_arg = ctx;
+	r = audit_open(&o, &log);
+	CU_ASSERT_EQUAL_FATAL(r, 0);
+	for (int i = 0; i < 4; i++) {
+		a[i].log = log;
+		a[i].bad = 0;
+		pthread_create(&th[i], NULL, writer, &a[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		CU_ASSERT_EQUAL(a[i].bad, 0);
+	}
+	audit_close(log);
+
+	/* Seals checked by the token that made them. */
+	v.arg = ctx;
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &v, &res), 0);
+	kwac_result_format(&res, buf, sizeof(buf));
+	fputs(buf, stdout);
+	CU_ASSERT(res.seals_checked);
+	CU_ASSERT_EQUAL(res.events, 400);
+	CU_ASSERT(res.segments >= 2);
+	CU_ASSERT_EQUAL(audit_verify_dir(dir, token_seal, ctx, 0, &res), 0);
+
+	/* Another key does not vouch for them. */
+	v.check = other_check;
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &v, &res), KW_E_AUTH);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_SEAL_MAC);
+	kwac_segment_name(1, buf, sizeof(buf));
+	snprintf(path, sizeof(path), "%s/%s", dir, buf);
+	CU_ASSERT_STRING_EQUAL(res.file, path);
+	CU_ASSERT_EQUAL(res.seq, 1);
+	kwt_rmtree(dir);
+}
+
+int
+main(void)
+{
+	CU_pSuite s;
+	unsigned failed;
+
+	kwt_require("SOFTHSM2_MODULE");
+	kwt_require("SOFTHSM2_UTIL");
+	if (kwt_tmpdir(tmproot, sizeof(tmproot), "kwauditp11") != 0)
+		return 99;
+	if (token_open(&tok, "audit", &ctx) != 0)
+		return 99;
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 99;
+	s = CU_add_suite("audit_p11", NULL, NULL);
+	CU_add_test(s, "seals made and checked by the token's audit key", test_token_seals);
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+	CU_cleanup_registry();
+	p11_close(ctx);
+	kwt_token_free(&tok);
+	kwt_rmtree(tmproot);
+	return failed == 0 ? 0 : 1;
+}
