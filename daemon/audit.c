@@ -569,6 +569,7 @@ writer_main(void *arg)
 			publish(log);
 
 		pthread_mutex_lock(&log->mu);
+		log->st.segment = log->seg;
 		if (r == 0 && log->late != NULL && nextra > 0) {
 			json_decref(log->late);
 			log->late = NULL;
@@ -1075,6 +1076,7 @@ audit_open(const struct audit_options *opt, struct audit_log **out)
 		goto out;
 	log->committed = log->next_seq - 1;
 	log->st.committed_seq = log->committed;
+	log->st.segment = log->seg;
 
 	if ((r = pthread_create(&log->writer, NULL, writer_main, log)) != 0) {
 		r = kw_fail(-r, "cannot start the audit writer thread");
@@ -1153,7 +1155,6 @@ audit_status_get(struct audit_log *log, struct audit_status *st)
 	pthread_mutex_lock(&log->mu);
 	*st = log->st;
 	st->queued = log->queued;
-	st->segment = log->seg;
 	pthread_mutex_unlock(&log->mu);
 }
 

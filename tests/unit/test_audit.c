@@ -883,7 +883,7 @@ test_refuses_secrets(void)
 #define GC_THREADS 8
 #define GC_PER 1250
 static uint64_t gc_seqs[GC_THREADS * GC_PER];
-static atomic_int gc_n, gc_bad;
+static atomic_int gc_n, gc_bad, gc_stored;
 
 static void
 gc_done(void *arg, int status, uint64_t seq)
@@ -894,6 +894,7 @@ gc_done(void *arg, int status, uint64_t seq)
 		return;
 	}
 	gc_seqs[atomic_fetch_add(&gc_n, 1)] = seq;
+	atomic_fetch_add(&gc_stored, 1);
 }
 
 struct gc_arg {
@@ -915,8 +916,10 @@ gc_thread(void *p)
 		if (a->sync) {
 			if (audit_submit_wait(a->log, ev, &seq) != 0)
 				atomic_fetch_add(&gc_bad, 1);
-			else
+			else {
 				gc_seqs[atomic_fetch_add(&gc_n, 1)] = seq;
+				atomic_fetch_add(&gc_stored, 1);
+			}
 		} else if (audit_submit(a->log, ev, gc_done, NULL) != 0)
 			atomic_fetch_add(&gc_bad, 1);
 	}
@@ -942,11 +945,12 @@ gc_run(struct audit_log *log, int sync, int per, int *ok)
 
 	atomic_store(&gc_n, 0);
 	atomic_store(&gc_bad, 0);
+	atomic_store(&gc_stored, 0);
 	for (int i = 0; i < GC_THREADS; i++)
 		pthread_create(&th[i], NULL, gc_thread, &a);
 	for (int i = 0; i < GC_THREADS; i++)
 		pthread_join(th[i], NULL);
-	while (atomic_load(&gc_n) + atomic_load(&gc_bad) < total)
+	while (atomic_load(&gc_stored) + atomic_load(&gc_bad) < total)
 		usleep(1000);
 	dt = now_s() - t0;
 	*ok = atomic_load(&gc_bad) == 0;
