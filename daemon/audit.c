@@ -30,6 +30,7 @@
 #define DEF_TIMEOUT_MS 2000
 #define DEF_RETRY_MS 200
 #define DEF_RING 4096
+#define MAX_BATCH 1024          /* events in one commit: bounds latency and a segment's overshoot */
 #define TIME_LEN 96
 
 enum ent_state { E_QUEUED, E_WRITING, E_ABANDONED };
@@ -542,11 +543,21 @@ writer_main(void *arg)
 		}
 		if (log->q_head == NULL && log->stopping && (failing || log->late == NULL))
 			break;
+		/* Take up to MAX_BATCH events: one group commit. */
 		batch = log->q_head;
-		log->q_head = log->q_tail = NULL;
-		log->queued = 0;
-		for (e = batch; e != NULL; e = e->next)
+		for (i = 0, e = batch; e != NULL && i < MAX_BATCH - 1; i++, e = e->next)
 			e->state = E_WRITING;
+		if (e != NULL) {
+			e->state = E_WRITING;
+			log->q_head = e->next;
+			e->next = NULL;
+			if (log->q_head == NULL)
+				log->q_tail = NULL;
+			log->queued -= i + 1;
+		} else {
+			log->q_head = log->q_tail = NULL;
+			log->queued = 0;
+		}
 		log->inflight = batch;
 		nextra = 0;
 		if (failing)
