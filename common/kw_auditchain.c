@@ -540,7 +540,7 @@ base_name(const char *path)
 /* Walk one segment file through the chain.  *good_end gets the offset after
  * the last line that passed.  0 or KW_E_AUTH (break in c->res). */
 static int
-chain_file(struct chain *c, const char *path, uint64_t *good_end,
+chain_file(struct chain *c, const char *path, int last, uint64_t *good_end,
     unsigned long *nlines)
 {
 	struct kwac_lines lr;
@@ -566,9 +566,11 @@ chain_file(struct chain *c, const char *path, uint64_t *good_end,
 				r = broke(c, KWAC_P_TORN, path, lineno + 1, c->last_seq + 1,
 				    "the last line is cut short (%zu bytes without an end of line): a torn write",
 				    kwac_lines_partial(&lr));
-			else if (lineno == 0)
+			else if (lineno == 0 && !last)
 				r = broke(c, KWAC_P_TORN, path, 1, c->last_seq + 1,
 				    "the segment is empty: its header was never written");
+			/* An empty last segment: created, its first write
+			 * failed or is under way.  Nothing to check. */
 			break;
 		}
 		lineno++;
@@ -604,7 +606,7 @@ kwac_segment_scan(const char *path, unsigned index, struct kwac_scan *out)
 	if (stat(path, &st) != 0)
 		return kw_fail(-errno, "cannot read %s: %s", path, strerror(errno));
 	s.size = (uint64_t)st.st_size;
-	r = chain_file(&c, path, &s.good_end, &s.lines);
+	r = chain_file(&c, path, 1, &s.good_end, &s.lines);
 	if (res.problem == KWAC_P_IO)
 		return kw_fail(-EIO, "cannot read %s: %s", path, res.what);
 	if (r != 0)
@@ -676,7 +678,7 @@ kwac_verify_files(const char *const *paths, size_t n,
 			break;
 		}
 		c.index = idx;
-		r = chain_file(&c, paths[i], &good_end, &nlines);
+		r = chain_file(&c, paths[i], i + 1 == n, &good_end, &nlines);
 		res->segments++;
 		if (res->first_segment == 0)
 			res->first_segment = idx;

@@ -1271,6 +1271,24 @@ test_torn_header(void)
 	CU_ASSERT_EQUAL(res.torn_events, 1);
 	CU_ASSERT_EQUAL(res.last_seq, 22);
 	CU_ASSERT_EQUAL(res.segments, (unsigned)n + 1);
+
+	/* An empty last segment (created, first write failed) is no break;
+	 * an empty one in the middle is. */
+	seg(dir, (unsigned)n + 2, path, sizeof(path));
+	CU_ASSERT_EQUAL_FATAL(spit(path, "", 0), 0);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	seg(dir, (unsigned)n + 3, path, sizeof(path));
+	CU_ASSERT_EQUAL_FATAL(spit(path, "", 0), 0);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), KW_E_AUTH);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_TORN);
+	CU_ASSERT_EQUAL(unlink(path), 0);
+	/* And the writer takes it up. */
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 4096, 2000, 0));
+	CU_ASSERT_EQUAL(put_n(log, 1), 0);
+	audit_close(log);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	CU_ASSERT_EQUAL(res.last_seq, 23);
+	CU_ASSERT_EQUAL(res.segments, (unsigned)n + 2);
 }
 
 /* An altered line with sealed events after it is not a torn tail: open
