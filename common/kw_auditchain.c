@@ -381,6 +381,12 @@ struct chain {
 	struct where last_at;    /* the last chained line */
 	const char *file;        /* current file */
 	unsigned index;          /* current segment (0: any) */
+	enum kwac_line_type step;   /* type of the line chain_step() passed last */
+	/* The chain as it stood after the last header or seal of the file:
+	 * where a writer may go on from, everything after being unacknowledged. */
+	uint64_t cut_off, cut_next;
+	unsigned long cut_lines;
+	uint8_t cut_last[KWAC_HASH_LEN];
 };
 
 static int
@@ -437,6 +443,7 @@ chain_step(struct chain *c, const char *text, size_t len, unsigned long lineno)
 		    "the segment does not start with its header line");
 	kwac_hash(text, len, h);
 	res->lines++;
+	c->step = l.type;
 
 	switch (l.type) {
 	case KWAC_LINE_HEADER:
@@ -578,6 +585,12 @@ chain_file(struct chain *c, const char *path, int last, uint64_t *good_end,
 			break;
 		*good_end = off + len + 1;
 		*nlines = lineno;
+		if (c->step != KWAC_LINE_EVENT) {
+			c->cut_off = off + len + 1;
+			c->cut_lines = lineno;
+			c->cut_next = c->last_seq + 1;
+			memcpy(c->cut_last, c->last, KWAC_HASH_LEN);
+		}
 	}
 	kwac_lines_close(&lr);
 	return r;
@@ -611,6 +624,14 @@ kwac_segment_scan(const char *path, unsigned index, struct kwac_scan *out)
 		return kw_fail(-EIO, "cannot read %s: %s", path, res.what);
 	if (r != 0)
 		snprintf(s.why, sizeof(s.why), "line %lu: %s", res.line, res.what);
+	else if (c.cut_off < s.good_end)
+		snprintf(s.why, sizeof(s.why),
+		    "line %lu: events after the last seal: their write was cut short before its seal, so they were never acknowledged",
+		    c.cut_lines + 1);
+	/* Go on from the last seal (or the header): a batch ends with its
+	 * seal, so events after it belong to a write that never completed. */
+	s.good_end = c.cut_off;
+	s.lines = c.cut_lines;
 	s.torn = s.good_end < s.size;
 	if (s.lines > 0) {
 		/* The header is line 1 and passed: read it back for its fields. */
@@ -628,8 +649,8 @@ kwac_segment_scan(const char *path, unsigned index, struct kwac_scan *out)
 		if (!s.has_header)
 			return kw_fail(-EIO, "%s changed while it was read", path);
 	}
-	s.next_seq = c.last_seq + 1;
-	memcpy(s.last, c.last, KWAC_HASH_LEN);
+	s.next_seq = c.cut_next;
+	memcpy(s.last, c.cut_last, KWAC_HASH_LEN);
 	*out = s;
 	return 0;
 }

@@ -134,18 +134,21 @@ struct kwac_scan {
 	uint64_t first_seq;      /* from the header */
 	int has_header;          /* a whole, valid header line was found */
 	char header_time[40];
-	uint64_t good_end;       /* offset after the last whole line that links */
+	uint64_t good_end;       /* offset after the last header or seal line that
+	                            links: a batch ends with its seal, so events
+	                            after it were never acknowledged */
 	uint64_t size;           /* file size */
 	uint64_t next_seq;       /* seq of the next event */
 	uint8_t last[KWAC_HASH_LEN]; /* hash of the last chained line before good_end */
 	unsigned long lines;     /* whole lines before good_end */
-	int torn;                /* bytes after good_end: a partial line, or a line that does not link */
+	int torn;                /* bytes after good_end: a partial line, a line that
+	                            does not link, or events without their seal */
 	char why[480];           /* what was wrong at good_end, when torn */
 };
 
 /* Read segment file path (index expected, or 0 for any) and find where its
- * chain of whole, linking lines ends.  Seals are checked for shape and for
- * matching the line before them, not for their HMAC.  0 or -errno. */
+ * chain of whole, linking, sealed lines ends.  Seals are checked for shape
+ * and for matching the line before them, not for their HMAC.  0 or -errno. */
 int kwac_segment_scan(const char *path, unsigned index, struct kwac_scan *out);
 
 /* ---- verification ------------------------------------------------------------ */

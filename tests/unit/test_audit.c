@@ -1243,6 +1243,50 @@ test_slow_subscriber(void)
 	audit_close(log);
 }
 
+/* A crash in the middle of a batch's write can leave whole events that
+ * link but lack their seal: never acknowledged, so cut off as torn. */
+static void
+test_unsealed_tail_open(void)
+{
+	char dir[512], path[1024], hex[KWAC_HEX_LEN + 1], *buf;
+	uint8_t h[KWAC_HASH_LEN];
+	struct audit_log *log;
+	struct kwac_result res;
+	struct flines fl;
+	unsigned s;
+	size_t i, len;
+	FILE *f;
+
+	snprintf(dir, sizeof(dir), "%s/unsealed", tmproot);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 2000, 0));
+	CU_ASSERT_EQUAL(put_n(log, 5), 0);
+	audit_close(log);
+	CU_ASSERT_FATAL(find_seq(dir, 5, &s, &i) == 0);
+	seg(dir, s, path, sizeof(path));
+	flines_read(path, &fl);
+	kwac_hash(fl.l[i], strlen(fl.l[i]), h);
+	flines_free(&fl);
+	kwac_hex(h, hex);
+	f = fopen(path, "a");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fprintf(f, "{\"seq\":6,\"time\":\"2026-01-01T00:00:00.000000Z\",\"prev\":\"%s\",\"type\":\"refused\"}\n", hex);
+	fclose(f);
+	/* The verifier sees an intact chain with an unsealed tail... */
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	CU_ASSERT_EQUAL(res.unsealed, 1);
+	/* ... the writer cuts it off, keeps it aside, and records it. */
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 2000, 0));
+	CU_ASSERT_EQUAL(audit_committed_seq(log), 6);
+	audit_close(log);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	CU_ASSERT_EQUAL(res.torn_events, 1);
+	CU_ASSERT_EQUAL(res.unsealed, 0);
+	buf = slurp(path, &len);
+	CU_ASSERT_PTR_NULL(strstr(buf, "\"type\":\"refused\""));
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "never acknowledged"));
+	free(buf);
+}
+
 /* Crash while a new segment's header was written: the chain goes on from
  * the previous segment's last event. */
 static void
@@ -1486,6 +1530,7 @@ main(void)
 	CU_add_test(s, "a chain recomputed without the key fails its seal", test_recomputed_chain);
 	CU_add_test(s, "the result as JSON", test_result_json);
 	CU_add_test(s, "open repairs a torn tail, records it, chain goes on", test_torn_tail_open);
+	CU_add_test(s, "open cuts off events that lack their seal", test_unsealed_tail_open);
 	CU_add_test(s, "open repairs a torn segment header", test_torn_header);
 	CU_add_test(s, "open refuses a break followed by sealed events", test_open_refuses_tampering);
 	CU_add_test(s, "events never carry secret fields", test_refuses_secrets);
