@@ -122,7 +122,21 @@ void audit_status_get(struct audit_log *log, struct audit_status *st);
  * /v1/health.  New reference or NULL. */
 json_t *audit_status_json(struct audit_log *log);
 
-/* ---- streaming --------------------------------------------------------------- */
+/* ---- streaming --------------------------------------------------------------- *
+ *
+ * For GET /v1/audit/stream?since=SEQ, one way that never lets a slow client
+ * slow the writer and never loses or repeats a line:
+ *
+ *   audit_subscribe(log, notify, loop_event, &sub, NULL);   once, at start
+ *   per client: audit_reader_open(log, NULL, since, &rd)
+ *   notify(): event_active(loop_event) -- nothing else
+ *   on the loop, for each client whose output buffer is below its limit:
+ *       while (audit_reader_next(rd, &line, &len, &seq) == 1) push line
+ *
+ * The reader serves recent lines from memory and older ones from the files
+ * (a long backlog is disk I/O: read it on a worker if it must not run on the
+ * loop).  It returns only durable events, in seq order, each once.
+ */
 
 struct audit_line {
 	uint64_t seq;
