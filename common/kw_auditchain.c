@@ -569,7 +569,9 @@ chain_file(struct chain *c, const char *path, int last, uint64_t *good_end,
 			break;
 		}
 		if (r == 0) {
-			if (kwac_lines_partial(&lr) > 0)
+			if (kwac_lines_partial(&lr) > 0 && last && c->opt != NULL && c->opt->live)
+				c->res->pending_bytes = kwac_lines_partial(&lr);
+			else if (kwac_lines_partial(&lr) > 0)
 				r = broke(c, KWAC_P_TORN, path, lineno + 1, c->last_seq + 1,
 				    "the last line is cut short (%zu bytes without an end of line): a torn write",
 				    kwac_lines_partial(&lr));

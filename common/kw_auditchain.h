@@ -163,6 +163,9 @@ struct kwac_verify_opts {
 	void *arg;
 	int partial;              /* the oldest segments may have been removed by
 	                             retention: start at whatever comes first */
+	int live;                 /* the daemon is writing: a partial last line of
+	                             the last segment is a write under way, not a
+	                             break (it is counted in res->pending_bytes) */
 };
 
 enum kwac_problem {
@@ -197,6 +200,7 @@ struct kwac_result {
 	uint64_t unsealed;       /* events after the last seal */
 	uint64_t torn_events;    /* audit.torn_tail events met */
 	uint64_t torn_seq;       /* seq of the last of them */
+	uint64_t pending_bytes;  /* live: bytes of a last line still being written */
 	char last_hash[KWAC_HEX_LEN + 1];
 };
 

@@ -66,7 +66,7 @@ test_check(void *arg, const uint8_t *data, size_t len, const uint8_t mac[32])
 	return kw_memeq_ct(want, mac, 32) == 0 ? 0 : KW_E_AUTH;
 }
 
-static const struct kwac_verify_opts vopts = { test_check, NULL, 0 };
+static const struct kwac_verify_opts vopts = { .check = test_check };
 
 static double
 now_s(void)
@@ -591,6 +591,13 @@ test_truncated_tail(void)
 	CU_ASSERT_STRING_EQUAL(res.file, path);
 	CU_ASSERT_EQUAL(res.line, fl.n);
 	CU_ASSERT_EQUAL(res.seq, 81);
+	/* Verifying while the daemon writes: a write under way, not a break. */
+	{
+		struct kwac_verify_opts live = vopts;
+		live.live = 1;
+		CU_ASSERT_EQUAL(kwac_verify_dir(dir, &live, &res), 0);
+		CU_ASSERT_EQUAL(res.pending_bytes, strlen(fl.l[fl.n - 1]) - 19);
+	}
 	/* Cut at a line boundary, the seal gone: intact, the tail unsealed. */
 	CU_ASSERT_EQUAL(truncate(path, (off_t)(len - strlen(fl.l[fl.n - 1]) - 1)), 0);
 	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
@@ -746,7 +753,7 @@ test_recomputed_chain(void)
 	}
 	/* Without the key, the structure is flawless... */
 	{
-		struct kwac_verify_opts nokey = { NULL, NULL, 0 };
+		struct kwac_verify_opts nokey = { .check = NULL };
 		CU_ASSERT_EQUAL(kwac_verify_dir(dir, &nokey, &res), 0);
 		CU_ASSERT_FALSE(res.seals_checked);
 	}

@@ -98,7 +98,7 @@ test_token_seals(void)
 	struct audit_options o;
 	struct audit_log *log = NULL;
 	struct kwac_result res;
-	struct kwac_verify_opts v = { token_check, NULL, 0 };
+	struct kwac_verify_opts v = { .check = token_check };
 	pthread_t th[4];
 	struct th_arg a[4];
 	int r;
