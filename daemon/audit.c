@@ -765,6 +765,11 @@ audit_submit(struct audit_log *log, json_t *ev, audit_done_fn done, void *arg)
 		goto out;
 	}
 	e->bodylen = strlen(e->body);
+	if (e->bodylen > KWAC_LINE_MAX - 512) {
+		r = kw_fail(KW_E_TOO_LARGE, "an audit event of %zu bytes is over the limit of %d: clamp the fields the caller sent",
+		    e->bodylen, KWAC_LINE_MAX - 512);
+		goto out;
+	}
 	e->done = done;
 	e->arg = arg;
 	e->state = E_QUEUED;

@@ -87,7 +87,8 @@ typedef void (*audit_done_fn)(void *arg, int status, uint64_t seq);
  * a secret: top-level keys "value", "pin", "secret", "dek", "key_material"
  * and "plaintext" are refused (-EINVAL), as is a "type" of "segment" or
  * "seal".  Returns 0 (done will be called) or a negative code (done will
- * not be called: -EINVAL, -ENOMEM, -ESHUTDOWN when closing). */
+ * not be called: -EINVAL, KW_E_TOO_LARGE over about 1 MiB, -ENOMEM,
+ * -ESHUTDOWN when closing). */
 int audit_submit(struct audit_log *log, json_t *ev, audit_done_fn done, void *arg);
 
 /* Submit and wait until durable (intent events of writes, administrative

@@ -879,6 +879,13 @@ test_refuses_secrets(void)
 	CU_ASSERT_EQUAL(audit_submit_wait(log, json_pack("{s:s,s:s}", "type", "x", "value", "s3cr3t"), NULL), -EINVAL);
 	CU_ASSERT_EQUAL(audit_submit_wait(log, json_pack("{s:s}", "type", "seal"), NULL), -EINVAL);
 	CU_ASSERT_EQUAL(audit_submit_wait(log, json_string("x"), NULL), -EINVAL);
+	{
+		char *big = malloc(KWAC_LINE_MAX);
+		memset(big, 'a', KWAC_LINE_MAX - 1);
+		big[KWAC_LINE_MAX - 1] = '\0';
+		CU_ASSERT_EQUAL(audit_submit_wait(log, json_pack("{s:s,s:s}", "type", "x", "name", big), NULL), KW_E_TOO_LARGE);
+		free(big);
+	}
 	/* Given seq/time/prev are replaced, not trusted. */
 	CU_ASSERT_EQUAL(audit_submit_wait(log, json_pack("{s:s,s:i,s:s}", "type", "x", "seq", 999, "prev", "zz"), NULL), 0);
 	CU_ASSERT_EQUAL(audit_committed_seq(log), 1);
