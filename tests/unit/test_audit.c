@@ -767,6 +767,35 @@ test_recomputed_chain(void)
 	CU_ASSERT_EQUAL(res.seq, 5);
 }
 
+/* Any single byte changed anywhere in a sealed log is caught. */
+static void
+test_random_flips(void)
+{
+	char dir[512], path[1024], *buf;
+	struct kwac_result res;
+	unsigned seed = 12345, s;
+	int nseg = count_segments(base), missed = 0;
+	size_t len, at;
+
+	for (int k = 0; k < 200; k++) {
+		fresh(dir, sizeof(dir));
+		s = 1 + (unsigned)(rand_r(&seed) % nseg);
+		seg(dir, s, path, sizeof(path));
+		buf = slurp(path, &len);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+		at = (size_t)rand_r(&seed) % len;
+		buf[at] = (char)(buf[at] ^ (1 + rand_r(&seed) % 255));
+		spit(path, buf, len);
+		free(buf);
+		if (kwac_verify_dir(dir, &vopts, &res) != KW_E_AUTH) {
+			fprintf(stderr, "missed: byte %zu of segment %u\n", at, s);
+			missed++;
+		}
+		kwt_rmtree(dir);
+	}
+	CU_ASSERT_EQUAL(missed, 0);
+}
+
 static void
 test_result_json(void)
 {
@@ -1542,6 +1571,7 @@ main(void)
 	CU_add_test(s, "a deleted segment is caught", test_deleted_segment);
 	CU_add_test(s, "swapped segments are caught", test_swapped_segments);
 	CU_add_test(s, "a chain recomputed without the key fails its seal", test_recomputed_chain);
+	CU_add_test(s, "any changed byte is caught (200 random)", test_random_flips);
 	CU_add_test(s, "the result as JSON", test_result_json);
 	CU_add_test(s, "open repairs a torn tail, records it, chain goes on", test_torn_tail_open);
 	CU_add_test(s, "open cuts off events that lack their seal", test_unsealed_tail_open);
