@@ -18,6 +18,7 @@
 #include "kw_error.h"
 #include "kw_secmem.h"
 #include "pkcs11/p11.h"
+#include "daemon/audit.h"
 #include "daemon/audit_glue.h"
 #include "daemon/kwd.h"
 #include "daemon/log.h"
@@ -41,6 +42,7 @@ kwd_action_name(enum kwd_action a)
 	case KWD_A_SECRET_BACKUP: return "secret.backup";
 	case KWD_A_SECRET_RESTORE: return "secret.restore";
 	case KWD_A_VAULT_STATUS: return "vault.status";
+	case KWD_A_AUDIT_STREAM: return "audit.stream";
 	case KWD_A_SERVICE: return "service";
 	case KWD_A_NONE: break;
 	}
@@ -178,6 +180,15 @@ kwd_route(struct kwd_req *r, const char *path)
 		}
 		r->action = KWD_A_SERVICE;
 		r->handler = path[4] == 'h' ? h_health : path[4] == 'w' ? h_whoami : h_metrics;
+		return;
+	}
+	if (strcmp(path, "/v1/audit/stream") == 0) {
+		if (m != EVHTTP_REQ_GET) {
+			route_method_error(r, "GET");
+			return;
+		}
+		r->action = KWD_A_AUDIT_STREAM;
+		r->handler = h_audit_stream;
 		return;
 	}
 	if (strcmp(path, "/v1/vaults") == 0) {
@@ -812,6 +823,13 @@ h_secret_put(struct kwd_req *r)
 		}
 		kw_wipe(dek, DEK_LEN);
 		e = store_secret_put(r->d->store, r->vault, &rec, &cur);
+		if (e == KW_E_CONFLICT && cur == 0) {
+			/* The name exists only among the deleted. */
+			kwd_reply_error(r, 409, "conflict",
+			    "'%s' is deleted in vault '%s': recover it or purge it before writing it again",
+			    r->name, r->vault);
+			goto out;
+		}
 		if (e == KW_E_CONFLICT && !has_cas && tries < PUT_RETRIES)
 			continue;
 		if (e == KW_E_CONFLICT) {
@@ -1197,4 +1215,20 @@ out:
 	for (i = 0; i < n; i++)
 		store_record_clear(&rv[i]);
 	free(rv);
+}
+
+/* ---- the audit stream ------------------------------------------------------------ */
+
+void
+h_audit_stream(struct kwd_req *r)
+{
+	uint64_t since = 0;
+	int has = 0;
+
+	if (query_u64(r, "since", &since, &has) != 0)
+		return;
+	r->stream = 1;
+	r->stream_since = has ? since : audit_committed_seq(r->d->audit);
+	r->extra = json_pack("{s:I}", "since", (json_int_t)r->stream_since);
+	r->status = 200;
 }

@@ -32,6 +32,10 @@ struct evbuffer;
 struct evhttp_bound_socket;
 struct p11_ctx;
 struct store;
+struct audit_log;
+struct kwd_policy;
+struct audit_sub;
+struct stream;
 struct kwd;
 struct kwd_req;
 
@@ -42,6 +46,7 @@ enum kwd_action {
 	KWD_A_SECRET_DELETE, KWD_A_SECRET_RECOVER, KWD_A_SECRET_PURGE,
 	KWD_A_SECRET_BACKUP, KWD_A_SECRET_RESTORE,
 	KWD_A_VAULT_STATUS,
+	KWD_A_AUDIT_STREAM,
 	KWD_A_SERVICE,       /* health, whoami, metrics: open to every caller */
 };
 const char *kwd_action_name(enum kwd_action a);
@@ -62,6 +67,8 @@ struct kwd_req {
 	char name[257];
 	uint64_t version;              /* from the path, 0 if none */
 	int has_version;
+	int stream;                    /* reply is the audit stream from stream_since */
+	uint64_t stream_since;
 	json_t *query;                 /* query parameters, object of strings */
 	json_t *body;                  /* parsed JSON body or NULL */
 	kwd_handler_fn handler;        /* runs on a worker */
@@ -78,6 +85,7 @@ struct kwd_req {
 	char err_msg[256];
 	uint32_t key_version;          /* master-key version used, for the audit */
 	uint64_t t_start_us;
+	void (*audit_done)(void *arg, int status);   /* audit_glue's continuation */
 
 	struct kwd_req *next;          /* queue links */
 };
@@ -100,6 +108,7 @@ struct kwd {
 	struct store *store;
 	struct audit_log *audit;
 	struct kwd_policy *policy;     /* current policy (swapped on reload) */
+	char policy_hash[72];          /* SHA-256 of the policy in force, hex */
 	pthread_rwlock_t policy_lock;
 	uint64_t next_req_id;
 	int listen_fd;
@@ -121,6 +130,11 @@ struct kwd {
 	struct kwd_req *c_head, *c_tail;
 	struct event *c_event;
 	unsigned inflight;
+
+	/* audit stream subscribers (loop thread) */
+	struct event *stream_ev;
+	struct audit_sub *stream_sub;
+	struct stream *streams;
 };
 
 uint64_t kwd_now_us(void);
@@ -160,6 +174,7 @@ void h_vault_restore(struct kwd_req *r);
 void h_health(struct kwd_req *r);
 void h_whoami(struct kwd_req *r);
 void h_metrics(struct kwd_req *r);
+void h_audit_stream(struct kwd_req *r);
 
 /* --- vault keys (daemon/vaults.c) --- */
 int kwd_vaults_init(struct kwd *d);

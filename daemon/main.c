@@ -24,6 +24,7 @@
 #include "daemon/kwd.h"
 #include "daemon/log.h"
 #include "daemon/server.h"
+#include "daemon/stream.h"
 #include "daemon/store.h"
 
 static void
@@ -168,6 +169,10 @@ run(struct config *cfg)
 		log_err("socket: %s", kw_errdetail(e));
 		goto out;
 	}
+	if ((e = stream_init(&d)) != 0) {
+		log_err("audit stream: %s", kw_errdetail(e));
+		goto out;
+	}
 	if ((e = kwd_workers_start(&d, cfg->workers)) != 0) {
 		log_err("workers: %s", kw_strerror(e));
 		goto out;
@@ -196,6 +201,7 @@ out:
 	if (ev_hup) event_free(ev_hup);
 	if (d.audit != NULL && rc == 0)
 		audit_glue_admin(&d, "stop", json_pack("{s:i}", "pid", (int)getpid()));
+	stream_shutdown(&d);
 	audit_glue_close(&d);   /* completes every pending event */
 	server_free(&d);
 	store_close(d.store);

@@ -32,6 +32,7 @@
 #include "daemon/kwd.h"
 #include "daemon/log.h"
 #include "daemon/server.h"
+#include "daemon/stream.h"
 
 /* ---- time ------------------------------------------------------------------- */
 
@@ -210,6 +211,7 @@ conn_closed(struct evhttp_connection *evcon, void *arg)
 	for (size_t i = 0; i < nconns; i++)
 		if (conns[i].evcon == evcon) {
 			conns[i].evcon = NULL;
+			stream_conn_closed(d, evcon);
 			if (!conns[i].over_limit)
 				atomic_fetch_sub(&d->m.connections_open, 1);
 			break;
@@ -277,6 +279,16 @@ send_now(struct kwd_req *r)
 		atomic_fetch_add(&r->d->m.responses_4xx, 1);
 	else
 		atomic_fetch_add(&r->d->m.responses_5xx, 1);
+	if (r->http != NULL && r->stream && status == 200) {
+		int e = stream_start(r->d, r->http, r->stream_since, r->id);
+		if (e != 0) {
+			kwd_reply_kwerr(r, e, "audit stream");
+			status = r->status;
+			r->stream = 0;
+		} else {
+			r->http = NULL;   /* the stream owns it now */
+		}
+	}
 	if (r->http != NULL) {
 		h = evhttp_request_get_output_headers(r->http);
 		evhttp_add_header(h, "Content-Type", r->content_type ? r->content_type : "application/json");

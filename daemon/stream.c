@@ -1,0 +1,241 @@
+/*
+ * stream.c - GET /v1/audit/stream?since=SEQ: the audit log, live, as
+ * chunked JSON lines.
+ *
+ * One subscription to the audit log wakes the loop after every durable
+ * batch; each client has its own reader (memory for recent lines, the
+ * segment files for older ones) that the loop drains while the client's
+ * output buffer has room.  So a slow client never slows the writer or the
+ * other clients, and every line reaches a client once, in order.  A client
+ * that falls more than KW_STREAM_MAX_LAG events behind is told so in a last
+ * line and cut off; it resumes with ?since= the last seq it saw.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include "kw_error.h"
+#include "daemon/audit.h"
+#include "daemon/kwd.h"
+#include "daemon/log.h"
+#include "daemon/stream.h"
+
+#define KW_STREAM_HIGH_WATER (256 * 1024)
+#define KW_STREAM_BATCH 1024
+#define KW_STREAM_MAX_LAG 200000
+
+struct stream {
+	struct kwd *d;
+	struct evhttp_request *req;
+	struct evhttp_connection *evcon;
+	struct audit_reader *rd;
+	uint64_t last;           /* seq of the last line sent */
+	uint64_t id;             /* request id */
+	int closed;              /* the connection went away */
+	int ended;               /* we ended the reply */
+	struct stream *next;
+};
+
+static void stream_pump_all(struct kwd *d);
+
+static void
+stream_notify(void *arg, const struct audit_line *lines, size_t n)
+{
+	struct kwd *d = arg;
+	(void)lines; (void)n;
+	/* Only wake the loop: the readers fetch the lines themselves. */
+	event_active(d->stream_ev, EV_READ, 0);
+}
+
+static void
+stream_wake(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd; (void)what;
+	stream_pump_all(arg);
+}
+
+int
+stream_init(struct kwd *d)
+{
+	d->stream_ev = event_new(d->base, -1, EV_PERSIST, stream_wake, d);
+	if (d->stream_ev == NULL)
+		return -ENOMEM;
+	return audit_subscribe(d->audit, stream_notify, d, &d->stream_sub, NULL);
+}
+
+static void
+stream_free(struct stream *s)
+{
+	audit_reader_close(s->rd);
+	free(s);
+}
+
+static void
+stream_unlink(struct kwd *d, struct stream *s)
+{
+	for (struct stream **pp = &d->streams; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == s) {
+			*pp = s->next;
+			return;
+		}
+}
+
+static void
+stream_end(struct stream *s, const char *last_line)
+{
+	if (!s->closed && !s->ended) {
+		if (last_line != NULL) {
+			struct evbuffer *b = evbuffer_new();
+			if (b != NULL) {
+				evbuffer_add_printf(b, "%s\n", last_line);
+				evhttp_send_reply_chunk(s->req, b);
+				evbuffer_free(b);
+			}
+		}
+		evhttp_send_reply_end(s->req);
+		s->ended = 1;
+	}
+}
+
+static void stream_pump(struct stream *s);
+
+static void
+stream_written(struct evhttp_connection *evcon, void *arg)
+{
+	struct stream *s = arg;
+	(void)evcon;
+	if (!s->closed && !s->ended)
+		stream_pump(s);
+}
+
+/* Send what the client's buffer has room for. */
+static void
+stream_pump(struct stream *s)
+{
+	struct bufferevent *bev;
+	struct evbuffer *out, *chunk;
+	const char *line;
+	size_t len, n = 0;
+	uint64_t seq;
+	int r = 0;
+
+	if (s->closed || s->ended)
+		return;
+	bev = evhttp_connection_get_bufferevent(s->evcon);
+	out = bev ? bufferevent_get_output(bev) : NULL;
+	if (out == NULL || evbuffer_get_length(out) >= KW_STREAM_HIGH_WATER) {
+		uint64_t committed = audit_committed_seq(s->d->audit);
+		if (committed > s->last + KW_STREAM_MAX_LAG) {
+			char msg[256];
+			snprintf(msg, sizeof(msg),
+			    "{\"type\":\"stream.lagged\",\"last_seq\":%llu,\"message\":\"the client fell more than %d events behind; resume with since=%llu\"}",
+			    (unsigned long long)s->last, KW_STREAM_MAX_LAG, (unsigned long long)s->last);
+			log_notice("audit stream of request %llu cut off: %llu events behind",
+			    (unsigned long long)s->id, (unsigned long long)(committed - s->last));
+			stream_end(s, msg);
+		}
+		return;
+	}
+	if ((chunk = evbuffer_new()) == NULL)
+		return;
+	while (n < KW_STREAM_BATCH && (r = audit_reader_next(s->rd, &line, &len, &seq)) == 1) {
+		evbuffer_add(chunk, line, len);
+		evbuffer_add(chunk, "\n", 1);
+		s->last = seq;
+		n++;
+	}
+	if (r < 0) {
+		char msg[256];
+		log_err("audit stream of request %llu: %s", (unsigned long long)s->id, kw_errdetail(r));
+		evbuffer_free(chunk);
+		snprintf(msg, sizeof(msg), "{\"type\":\"stream.error\",\"last_seq\":%llu,\"message\":\"the audit log cannot be read here; see the daemon's log\"}",
+		    (unsigned long long)s->last);
+		stream_end(s, msg);
+		return;
+	}
+	if (n > 0)
+		evhttp_send_reply_chunk_with_cb(s->req, chunk, stream_written, s);
+	evbuffer_free(chunk);
+}
+
+static void
+stream_pump_all(struct kwd *d)
+{
+	struct stream *s, *next;
+
+	for (s = d->streams; s != NULL; s = next) {
+		next = s->next;
+		if (s->closed || s->ended) {
+			if (s->closed && !s->ended)
+				evhttp_send_reply_end(s->req);   /* frees the detached request */
+			stream_unlink(d, s);
+			stream_free(s);
+			continue;
+		}
+		stream_pump(s);
+	}
+}
+
+int
+stream_start(struct kwd *d, struct evhttp_request *req, uint64_t since, uint64_t id)
+{
+	struct stream *s = calloc(1, sizeof(*s));
+	int e;
+
+	if (s == NULL)
+		return -ENOMEM;
+	if ((e = audit_reader_open(d->audit, NULL, since, &s->rd)) != 0) {
+		free(s);
+		return e;
+	}
+	s->d = d;
+	s->req = req;
+	s->evcon = evhttp_request_get_connection(req);
+	s->last = since;
+	s->id = id;
+	s->next = d->streams;
+	d->streams = s;
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/x-ndjson");
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
+	evhttp_send_reply_start(req, 200, "OK");
+	stream_pump(s);
+	return 0;
+}
+
+void
+stream_conn_closed(struct kwd *d, struct evhttp_connection *evcon)
+{
+	for (struct stream *s = d->streams; s != NULL; s = s->next)
+		if (s->evcon == evcon) {
+			s->closed = 1;
+			event_active(d->stream_ev, EV_READ, 0);
+		}
+}
+
+void
+stream_shutdown(struct kwd *d)
+{
+	struct stream *s, *next;
+
+	if (d->audit != NULL && d->stream_sub != NULL)
+		audit_unsubscribe(d->audit, d->stream_sub);
+	d->stream_sub = NULL;
+	for (s = d->streams; s != NULL; s = next) {
+		next = s->next;
+		if (!s->ended)
+			evhttp_send_reply_end(s->req);
+		stream_free(s);
+	}
+	d->streams = NULL;
+	if (d->stream_ev != NULL)
+		event_free(d->stream_ev);
+	d->stream_ev = NULL;
+}
