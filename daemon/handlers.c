@@ -18,6 +18,7 @@
 #include "kw_error.h"
 #include "kw_secmem.h"
 #include "pkcs11/p11.h"
+#include "kw_auditchain.h"
 #include "daemon/audit.h"
 #include "daemon/audit_glue.h"
 #include "daemon/kwd.h"
@@ -43,6 +44,7 @@ kwd_action_name(enum kwd_action a)
 	case KWD_A_SECRET_RESTORE: return "secret.restore";
 	case KWD_A_VAULT_STATUS: return "vault.status";
 	case KWD_A_AUDIT_STREAM: return "audit.stream";
+	case KWD_A_AUDIT_READ: return "audit.read";
 	case KWD_A_SERVICE: return "service";
 	case KWD_A_NONE: break;
 	}
@@ -189,6 +191,15 @@ kwd_route(struct kwd_req *r, const char *path)
 		}
 		r->action = KWD_A_AUDIT_STREAM;
 		r->handler = h_audit_stream;
+		return;
+	}
+	if (strcmp(path, "/v1/audit/verify") == 0 || strcmp(path, "/v1/audit/seal-check") == 0) {
+		if (m != EVHTTP_REQ_POST) {
+			route_method_error(r, "POST");
+			return;
+		}
+		r->action = KWD_A_AUDIT_READ;
+		r->handler = path[10] == 'v' ? h_audit_verify : h_audit_seal_check;
 		return;
 	}
 	if (strcmp(path, "/v1/vaults") == 0) {
@@ -1231,4 +1242,68 @@ h_audit_stream(struct kwd_req *r)
 	r->stream_since = has ? since : audit_committed_seq(r->d->audit);
 	r->extra = json_pack("{s:I}", "since", (json_int_t)r->stream_since);
 	r->status = 200;
+}
+
+/* ---- audit verification ------------------------------------------------------------ */
+
+static int
+audit_mac_check(void *arg, const uint8_t *data, size_t len, const uint8_t mac[KWAC_MAC_LEN])
+{
+	struct kwd *d = arg;
+	return p11_audit_hmac_verify(d->p11, data, len, mac);
+}
+
+/* POST /v1/audit/verify: the daemon checks its own log, chain and seals,
+ * while it keeps writing. */
+void
+h_audit_verify(struct kwd_req *r)
+{
+	struct kwac_verify_opts o;
+	struct kwac_result res;
+	int e;
+
+	memset(&o, 0, sizeof(o));
+	o.check = audit_mac_check;
+	o.arg = r->d;
+	o.live = 1;
+	o.partial = json_is_true(json_object_get(r->body, "partial"));
+	e = kwac_verify_dir(r->d->cfg->audit_dir, &o, &res);
+	if (e != 0 && e != KW_E_AUTH) {
+		kwd_reply_error(r, 503, "unavailable", "cannot read the audit directory: %s", kw_strerror(e));
+		return;
+	}
+	kwd_reply_json(r, 200, kwac_result_json(&res));
+}
+
+/* POST /v1/audit/seal-check {"data":"<base64>","mac":"<hex>"} -> {"valid":bool}:
+ * lets `keywarden audit verify FILES` check seals with the token's audit key
+ * without the key ever leaving it.  It answers only yes or no. */
+void
+h_audit_seal_check(struct kwd_req *r)
+{
+	const char *mac_hex = json_string_value(json_object_get(r->body, "mac"));
+	uint8_t mac[KWAC_MAC_LEN], data[512];
+	size_t dlen = 0;
+	int e;
+
+	if (mac_hex == NULL || strlen(mac_hex) != 2 * KWAC_MAC_LEN ||
+	    b64_take(r->body, "data", data, sizeof(data), &dlen) != 0) {
+		kwd_reply_error(r, 400, "invalid_value",
+		    "the body needs \"data\" (base64, at most 512 bytes) and \"mac\" (64 hex digits)");
+		return;
+	}
+	for (size_t i = 0; i < KWAC_MAC_LEN; i++) {
+		unsigned v;
+		if (sscanf(mac_hex + 2 * i, "%2x", &v) != 1) {
+			kwd_reply_error(r, 400, "invalid_value", "\"mac\" is not hexadecimal");
+			return;
+		}
+		mac[i] = (uint8_t)v;
+	}
+	e = p11_audit_hmac_verify(r->d->p11, data, dlen, mac);
+	if (e != 0 && e != KW_E_AUTH) {
+		kwd_reply_kwerr(r, e, "seal check");
+		return;
+	}
+	kwd_reply_json(r, 200, json_pack("{s:b}", "valid", e == 0));
 }

@@ -47,6 +47,7 @@ enum kwd_action {
 	KWD_A_SECRET_BACKUP, KWD_A_SECRET_RESTORE,
 	KWD_A_VAULT_STATUS,
 	KWD_A_AUDIT_STREAM,
+	KWD_A_AUDIT_READ,
 	KWD_A_SERVICE,       /* health, whoami, metrics: open to every caller */
 };
 const char *kwd_action_name(enum kwd_action a);
@@ -175,6 +176,8 @@ void h_health(struct kwd_req *r);
 void h_whoami(struct kwd_req *r);
 void h_metrics(struct kwd_req *r);
 void h_audit_stream(struct kwd_req *r);
+void h_audit_verify(struct kwd_req *r);
+void h_audit_seal_check(struct kwd_req *r);
 
 /* --- vault keys (daemon/vaults.c) --- */
 int kwd_vaults_init(struct kwd *d);

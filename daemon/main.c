@@ -19,6 +19,7 @@
 #include "kw_error.h"
 #include "kw_secmem.h"
 #include "pkcs11/p11.h"
+#include "kw_auditchain.h"
 #include "daemon/audit_glue.h"
 #include "daemon/cfg.h"
 #include "daemon/kwd.h"
@@ -33,6 +34,8 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: keywardend --config FILE       run the daemon in the foreground\n"
 	    "       keywardend --check-config FILE validate a configuration and exit\n"
+	    "       keywardend --config FILE --verify-audit [DIR]\n"
+	    "                                      check the audit log's chain and seals\n"
 	    "       keywardend --version\n");
 }
 
@@ -56,6 +59,44 @@ print_config_errors(const char *path)
 		fprintf(stderr, "%zu error%s\n", errs.n, errs.n == 1 ? "" : "s");
 	config_errors_free(&errs);
 	return 1;
+}
+
+static int
+verify_mac(void *arg, const uint8_t *data, size_t len, const uint8_t mac[KWAC_MAC_LEN])
+{
+	return p11_audit_hmac_verify(arg, data, len, mac);
+}
+
+/* Check the audit log offline with the token's audit key: every line, the
+ * chain across segments, every seal. */
+static int
+verify_audit(const struct config *cfg, const char *dir)
+{
+	struct p11_options po;
+	struct p11_ctx *p11 = NULL;
+	struct kwac_verify_opts o;
+	struct kwac_result res;
+	char report[2048];
+	int e;
+
+	memset(&po, 0, sizeof(po));
+	po.module = cfg->token_module;
+	po.token = cfg->token;
+	po.pin_file = cfg->pin_file;
+	po.sessions = 1;
+	if ((e = p11_open(&po, &p11)) != 0) {
+		fprintf(stderr, "keywardend: token: %s\n", kw_errdetail(e));
+		return 2;
+	}
+	memset(&o, 0, sizeof(o));
+	o.check = verify_mac;
+	o.arg = p11;
+	o.live = 1;
+	e = kwac_verify_dir(dir ? dir : cfg->audit_dir, &o, &res);
+	kwac_result_format(&res, report, sizeof(report));
+	fputs(report, e == 0 ? stdout : stderr);
+	p11_close(p11);
+	return e == 0 ? 0 : 1;
 }
 
 static void
@@ -217,11 +258,13 @@ main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", required_argument, NULL, 'C' },
+		{ "verify-audit", no_argument, NULL, 'A' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *cfgpath = NULL;
+	int verify = 0;
 	struct config *cfg = NULL;
 	struct config_errors errs;
 	int c, r;
@@ -233,6 +276,9 @@ main(int argc, char **argv)
 			break;
 		case 'C':
 			return print_config_errors(optarg);
+		case 'A':
+			verify = 1;
+			break;
 		case 'V':
 			printf("keywardend %s\n", PACKAGE_VERSION);
 			return 0;
@@ -244,7 +290,7 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (cfgpath == NULL || optind != argc) {
+	if (cfgpath == NULL || optind < argc - (verify ? 1 : 0)) {
 		usage(stderr);
 		return 2;
 	}
@@ -257,7 +303,10 @@ main(int argc, char **argv)
 		return 1;
 	}
 	log_setup(cfg->log_level, cfg->log_syslog, "keywardend");
-	r = run(cfg);
+	if (verify)
+		r = verify_audit(cfg, optind < argc ? argv[optind] : NULL);
+	else
+		r = run(cfg);
 	config_free(cfg);
 	return r;
 }
