@@ -88,7 +88,7 @@ glue_event(struct kwd_req *r, const char *phase)
 			json_object_set_new(ev, "reason", json_string(r->err_msg));
 		}
 	}
-	json_object_set_new(ev, "policy_hash", json_string(r->d->policy_hash[0] ? r->d->policy_hash : "none"));
+	json_object_set_new(ev, "policy_hash", r->policy_hash[0] ? json_string(r->policy_hash) : json_null());
 	if (r->extra != NULL)
 		json_object_update_missing(ev, r->extra);
 	return ev;

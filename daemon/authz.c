@@ -1,27 +1,163 @@
 /*
- * authz.c - who may do what.  Until a policy file is configured, only root
- * and the daemon's own uid may do anything; everyone else is refused.
- * Never allow by default.
+ * authz.c - who may do what.
+ *
+ * With a policy file (configuration key `policy`), every request but
+ * health, whoami and metrics is decided by the policy from the caller's
+ * kernel-verified identity; root too is subject to it.  Without one, only
+ * root and the daemon's own uid may do anything.  Never allow by default.
+ *
+ * The policy in force is swapped atomically on reload (SIGHUP or POST
+ * /v1/policy/reload); a policy with any error is refused and the old one
+ * stays in force.
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
+#include "kw_error.h"
+#include "policy/policy.h"
+#include "daemon/audit_glue.h"
 #include "daemon/kwd.h"
+#include "daemon/log.h"
+
+static int
+authz_action(enum kwd_action a, enum policy_action *out)
+{
+	switch (a) {
+	case KWD_A_SECRET_GET: *out = POLICY_A_SECRET_GET; return 0;
+	case KWD_A_SECRET_LIST: *out = POLICY_A_SECRET_LIST; return 0;
+	case KWD_A_SECRET_SET: *out = POLICY_A_SECRET_SET; return 0;
+	case KWD_A_SECRET_UPDATE: *out = POLICY_A_SECRET_UPDATE; return 0;
+	case KWD_A_SECRET_DELETE: *out = POLICY_A_SECRET_DELETE; return 0;
+	case KWD_A_SECRET_RECOVER: *out = POLICY_A_SECRET_RECOVER; return 0;
+	case KWD_A_SECRET_PURGE: *out = POLICY_A_SECRET_PURGE; return 0;
+	case KWD_A_SECRET_BACKUP: *out = POLICY_A_SECRET_BACKUP; return 0;
+	case KWD_A_SECRET_RESTORE: *out = POLICY_A_SECRET_RESTORE; return 0;
+	case KWD_A_VAULT_STATUS: *out = POLICY_A_VAULT_STATUS; return 0;
+	case KWD_A_AUDIT_STREAM: *out = POLICY_A_AUDIT_STREAM; return 0;
+	case KWD_A_AUDIT_READ: *out = POLICY_A_AUDIT_READ; return 0;
+	case KWD_A_POLICY_RELOAD: *out = POLICY_A_POLICY_RELOAD; return 0;
+	case KWD_A_POLICY_EXPLAIN: *out = POLICY_A_POLICY_EXPLAIN; return 0;
+	case KWD_A_NONE: case KWD_A_SERVICE: break;
+	}
+	return -EINVAL;
+}
+
+void
+authz_identity(const struct peer_identity *w, struct policy_identity *id)
+{
+	memset(id, 0, sizeof(*id));
+	id->known = POLICY_ID_UID | POLICY_ID_GID | POLICY_ID_PID;
+	id->uid = w->uid;
+	id->gid = w->gid;
+	id->pid = w->pid;
+	if (w->ngroups >= 0) {
+		id->known |= POLICY_ID_GROUPS;
+		id->ngroups = (size_t)w->ngroups < POLICY_MAX_GROUPS ? (size_t)w->ngroups : POLICY_MAX_GROUPS;
+		memcpy(id->groups, w->groups, id->ngroups * sizeof(gid_t));
+	}
+	if (w->exe[0] != '\0') {
+		id->known |= POLICY_ID_EXE;
+		id->exe = w->exe;
+	}
+	if (w->unit[0] != '\0') {
+		id->known |= POLICY_ID_UNIT;
+		id->unit = w->unit;
+	}
+}
 
 void
 kwd_authorize(struct kwd *d, const struct kwd_req *r, struct kwd_decision *out)
 {
-	(void)d;
-	if (r->who.uid == 0 || r->who.uid == geteuid()) {
-		out->allow = 1;
+	struct policy_identity id;
+	struct policy_decision pd;
+	enum policy_action a;
+	int vault_scoped;
+
+	pthread_rwlock_rdlock(&d->policy_lock);
+	if (d->policy == NULL) {
+		pthread_rwlock_unlock(&d->policy_lock);
+		if (r->who.uid == 0 || r->who.uid == geteuid()) {
+			out->allow = 1;
+			snprintf(out->reason, sizeof(out->reason),
+			    "allowed: no policy is configured and the caller is %s",
+			    r->who.uid == 0 ? "root" : "the daemon's own user");
+			return;
+		}
+		out->allow = 0;
 		snprintf(out->reason, sizeof(out->reason),
-		    "allowed: no policy is configured and the caller is %s",
-		    r->who.uid == 0 ? "root" : "the daemon's own user");
+		    "denied: no policy is configured, so only root and the daemon's user are allowed");
 		return;
 	}
 	out->allow = 0;
-	snprintf(out->reason, sizeof(out->reason),
-	    "denied: no policy is configured, so only root and the daemon's user are allowed");
+	snprintf(out->policy_hash, sizeof(out->policy_hash), "%s", policy_hash(d->policy));
+	if (authz_action(r->action, &a) != 0) {
+		pthread_rwlock_unlock(&d->policy_lock);
+		snprintf(out->reason, sizeof(out->reason), "denied: not an action the policy knows");
+		return;
+	}
+	authz_identity(&r->who, &id);
+	vault_scoped = r->action != KWD_A_AUDIT_STREAM && r->action != KWD_A_AUDIT_READ &&
+	    r->action != KWD_A_POLICY_RELOAD && r->action != KWD_A_POLICY_EXPLAIN && r->vault[0] != '\0';
+	policy_decide(d->policy, &id, a, vault_scoped ? r->vault : NULL,
+	    r->name[0] != '\0' ? r->name : NULL, &pd);
+	out->allow = pd.allow;
+	policy_decision_format(&pd, out->reason, sizeof(out->reason));
+	pthread_rwlock_unlock(&d->policy_lock);
+}
+
+/* Load the configured policy; swap it in if it is whole.  The errors go to
+ * the log and, when errs_out is given, into a JSON array for the caller. */
+int
+kwd_policy_reload(struct kwd *d, json_t **errs_out)
+{
+	struct policy *p = NULL, *old;
+	struct policy_errors *errs = NULL;
+	json_t *arr = errs_out ? json_array() : NULL;
+	char line[1024], hash[72];
+	int e;
+
+	if (d->cfg->policy_file == NULL)
+		return 0;
+	e = policy_load(d->cfg->policy_file, NULL, &p, &errs);
+	if (e != 0) {
+		for (size_t i = 0; errs != NULL && i < errs->n; i++) {
+			policy_error_format(&errs->v[i], line, sizeof(line));
+			log_err("policy: %s", line);
+			if (arr != NULL)
+				json_array_append_new(arr, json_string(line));
+		}
+		if (errs == NULL || errs->n == 0) {
+			log_err("policy: %s: %s", d->cfg->policy_file, kw_strerror(e));
+			if (arr != NULL)
+				json_array_append_new(arr, json_pack("s+", d->cfg->policy_file, ": cannot be loaded"));
+		}
+		policy_errors_free(errs);
+		if (errs_out != NULL)
+			*errs_out = arr;
+		return e;
+	}
+	snprintf(hash, sizeof(hash), "%s", policy_hash(p));
+	pthread_rwlock_wrlock(&d->policy_lock);
+	old = d->policy;
+	d->policy = p;
+	snprintf(d->policy_hash, sizeof(d->policy_hash), "%s", hash);
+	pthread_rwlock_unlock(&d->policy_lock);
+	policy_free(old);
+	log_notice("policy %s in force: %zu rules, sha256 %s", d->cfg->policy_file,
+	    policy_rule_count(p), hash);
+	if (errs_out != NULL)
+		*errs_out = arr;
+	return 0;
+}
+
+void
+kwd_policy_free(struct kwd *d)
+{
+	policy_free(d->policy);
+	d->policy = NULL;
 }

@@ -7,6 +7,10 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +22,7 @@
 #include "kw_error.h"
 #include "kw_secmem.h"
 #include "pkcs11/p11.h"
+#include "policy/policy.h"
 #include "kw_auditchain.h"
 #include "daemon/audit.h"
 #include "daemon/audit_glue.h"
@@ -45,6 +50,8 @@ kwd_action_name(enum kwd_action a)
 	case KWD_A_VAULT_STATUS: return "vault.status";
 	case KWD_A_AUDIT_STREAM: return "audit.stream";
 	case KWD_A_AUDIT_READ: return "audit.read";
+	case KWD_A_POLICY_RELOAD: return "policy.reload";
+	case KWD_A_POLICY_EXPLAIN: return "policy.explain";
 	case KWD_A_SERVICE: return "service";
 	case KWD_A_NONE: break;
 	}
@@ -200,6 +207,24 @@ kwd_route(struct kwd_req *r, const char *path)
 		}
 		r->action = KWD_A_AUDIT_READ;
 		r->handler = path[10] == 'v' ? h_audit_verify : h_audit_seal_check;
+		return;
+	}
+	if (strcmp(path, "/v1/policy/reload") == 0 || strcmp(path, "/v1/policy/explain") == 0) {
+		if (m != EVHTTP_REQ_POST) {
+			route_method_error(r, "POST");
+			return;
+		}
+		r->action = path[11] == 'r' ? KWD_A_POLICY_RELOAD : KWD_A_POLICY_EXPLAIN;
+		r->handler = path[11] == 'r' ? h_policy_reload : h_policy_explain;
+		return;
+	}
+	if (strcmp(path, "/v1/policy/who-can") == 0) {
+		if (m != EVHTTP_REQ_GET) {
+			route_method_error(r, "GET");
+			return;
+		}
+		r->action = KWD_A_POLICY_EXPLAIN;
+		r->handler = h_policy_who_can;
 		return;
 	}
 	if (strcmp(path, "/v1/vaults") == 0) {
@@ -1306,4 +1331,179 @@ h_audit_seal_check(struct kwd_req *r)
 		return;
 	}
 	kwd_reply_json(r, 200, json_pack("{s:b}", "valid", e == 0));
+}
+
+/* ---- policy ------------------------------------------------------------------------- */
+
+void
+h_policy_reload(struct kwd_req *r)
+{
+	json_t *errs = NULL;
+	int e;
+
+	if (r->d->cfg->policy_file == NULL) {
+		kwd_reply_error(r, 400, "bad_request", "no policy file is configured (key 'policy')");
+		return;
+	}
+	e = kwd_policy_reload(r->d, &errs);
+	if (e != 0) {
+		audit_glue_admin(r->d, "policy.reload", json_pack("{s:s,s:O}", "result", "refused",
+		    "errors", errs ? errs : json_array()));
+		kwd_reply_error(r, 400, "invalid_policy",
+		    "the new policy has %zu error(s); the old policy stays in force",
+		    json_array_size(errs));
+		/* the errors travel with the reply */
+		{
+			json_t *body = json_pack("{s:{s:s,s:s,s:O}}", "error", "code", "invalid_policy",
+			    "message", r->err_msg, "errors", errs ? errs : json_array());
+			kwd_reply_json(r, 400, body);
+		}
+		json_decref(errs);
+		return;
+	}
+	json_decref(errs);
+	pthread_rwlock_rdlock(&r->d->policy_lock);
+	kwd_reply_json(r, 200, json_pack("{s:b,s:s,s:I}", "reloaded", 1, "policy_hash",
+	    policy_hash(r->d->policy), "rules", (json_int_t)policy_rule_count(r->d->policy)));
+	pthread_rwlock_unlock(&r->d->policy_lock);
+	audit_glue_admin(r->d, "policy.reload", json_pack("{s:s,s:s}", "result", "ok",
+	    "policy_hash", r->d->policy_hash));
+}
+
+/* The caller described in a request body: {"uid"|"user", "gid"|"group",
+ * "groups": [names or gids], "exe", "unit"}.  For explaining only: no
+ * request is ever decided from anything a caller claims. */
+static int
+explain_identity(struct kwd_req *r, struct policy_identity *id, char *exe, char *unit)
+{
+	json_t *b = r->body, *v;
+	size_t i;
+
+	memset(id, 0, sizeof(*id));
+	if ((v = json_object_get(b, "uid")) != NULL && json_is_integer(v)) {
+		id->uid = (uid_t)json_integer_value(v);
+		id->known |= POLICY_ID_UID;
+	} else if ((v = json_object_get(b, "user")) != NULL && json_is_string(v)) {
+		struct passwd pw, *pwp = NULL;
+		char buf[4096];
+		if (getpwnam_r(json_string_value(v), &pw, buf, sizeof(buf), &pwp) != 0 || pwp == NULL) {
+			kwd_reply_error(r, 400, "invalid_value", "no user named '%.64s'", json_string_value(v));
+			return -1;
+		}
+		id->uid = pw.pw_uid;
+		id->gid = pw.pw_gid;
+		id->known |= POLICY_ID_UID | POLICY_ID_GID;
+	}
+	if ((v = json_object_get(b, "gid")) != NULL && json_is_integer(v)) {
+		id->gid = (gid_t)json_integer_value(v);
+		id->known |= POLICY_ID_GID;
+	} else if ((v = json_object_get(b, "group")) != NULL && json_is_string(v)) {
+		struct group gr, *grp = NULL;
+		char buf[4096];
+		if (getgrnam_r(json_string_value(v), &gr, buf, sizeof(buf), &grp) != 0 || grp == NULL) {
+			kwd_reply_error(r, 400, "invalid_value", "no group named '%.64s'", json_string_value(v));
+			return -1;
+		}
+		id->gid = gr.gr_gid;
+		id->known |= POLICY_ID_GID;
+	}
+	if ((v = json_object_get(b, "groups")) != NULL && json_is_array(v)) {
+		json_t *g;
+		json_array_foreach(v, i, g) {
+			if (id->ngroups >= POLICY_MAX_GROUPS)
+				break;
+			if (json_is_integer(g)) {
+				id->groups[id->ngroups++] = (gid_t)json_integer_value(g);
+			} else if (json_is_string(g)) {
+				struct group gr, *grp = NULL;
+				char buf[4096];
+				if (getgrnam_r(json_string_value(g), &gr, buf, sizeof(buf), &grp) != 0 || grp == NULL) {
+					kwd_reply_error(r, 400, "invalid_value", "no group named '%.64s'", json_string_value(g));
+					return -1;
+				}
+				id->groups[id->ngroups++] = gr.gr_gid;
+			}
+		}
+		id->known |= POLICY_ID_GROUPS;
+	}
+	if ((v = json_object_get(b, "exe")) != NULL && json_is_string(v)) {
+		snprintf(exe, PATH_MAX, "%s", json_string_value(v));
+		id->exe = exe;
+		id->known |= POLICY_ID_EXE;
+	}
+	if ((v = json_object_get(b, "unit")) != NULL && json_is_string(v)) {
+		snprintf(unit, 256, "%s", json_string_value(v));
+		id->unit = unit;
+		id->known |= POLICY_ID_UNIT;
+	}
+	return 0;
+}
+
+void
+h_policy_explain(struct kwd_req *r)
+{
+	struct policy_identity id;
+	struct policy_decision pd;
+	enum policy_action a;
+	const char *as, *vault, *name;
+	char exe[PATH_MAX], unit[256], text[512];
+
+	if (r->body == NULL || (as = json_string_value(json_object_get(r->body, "action"))) == NULL ||
+	    policy_action_parse(as, &a) != 0) {
+		kwd_reply_error(r, 400, "invalid_value", "the body needs \"action\", one action such as \"secret.get\"");
+		return;
+	}
+	vault = json_string_value(json_object_get(r->body, "vault"));
+	name = json_string_value(json_object_get(r->body, "name"));
+	if (explain_identity(r, &id, exe, unit) != 0)
+		return;
+	pthread_rwlock_rdlock(&r->d->policy_lock);
+	if (r->d->policy == NULL) {
+		pthread_rwlock_unlock(&r->d->policy_lock);
+		kwd_reply_json(r, 200, json_pack("{s:b,s:s}", "allow",
+		    (id.known & POLICY_ID_UID) && (id.uid == 0 || id.uid == geteuid()),
+		    "decision", "no policy is configured: only root and the daemon's user are allowed"));
+		return;
+	}
+	policy_decide(r->d->policy, &id, a, vault, name, &pd);
+	policy_decision_format(&pd, text, sizeof(text));
+	kwd_reply_json(r, 200, json_pack("{s:b,s:s,s:s?,s:s?,s:i,s:s}", "allow", pd.allow,
+	    "decision", text, "rule", pd.rule, "file", pd.file, "line", (int)pd.line,
+	    "policy_hash", policy_hash(r->d->policy)));
+	pthread_rwlock_unlock(&r->d->policy_lock);
+}
+
+static int
+who_one(void *arg, const struct policy_who *w)
+{
+	json_t *arr = arg;
+	json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:i}", "effect", w->deny ? "deny" : "allow",
+	    "principal", w->principal, "rule", w->rule, "file", w->file, "line", (int)w->line));
+	return 0;
+}
+
+void
+h_policy_who_can(struct kwd_req *r)
+{
+	const char *as = json_string_value(json_object_get(r->query, "action"));
+	const char *vault = json_string_value(json_object_get(r->query, "vault"));
+	const char *name = json_string_value(json_object_get(r->query, "name"));
+	enum policy_action a;
+	json_t *arr;
+
+	if (as == NULL || policy_action_parse(as, &a) != 0) {
+		kwd_reply_error(r, 400, "invalid_parameter", "?action= must be one action such as secret.get");
+		return;
+	}
+	pthread_rwlock_rdlock(&r->d->policy_lock);
+	if (r->d->policy == NULL) {
+		pthread_rwlock_unlock(&r->d->policy_lock);
+		kwd_reply_json(r, 200, json_pack("{s:[{s:s,s:s}]}", "principals", "effect", "allow",
+		    "principal", "root and the daemon's user (no policy is configured)"));
+		return;
+	}
+	arr = json_array();
+	policy_who_can(r->d->policy, a, vault, name, who_one, arr);
+	pthread_rwlock_unlock(&r->d->policy_lock);
+	kwd_reply_json(r, 200, json_pack("{s:o}", "principals", arr));
 }

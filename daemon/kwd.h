@@ -33,7 +33,7 @@ struct evhttp_bound_socket;
 struct p11_ctx;
 struct store;
 struct audit_log;
-struct kwd_policy;
+struct policy;
 struct audit_sub;
 struct stream;
 struct kwd;
@@ -48,6 +48,8 @@ enum kwd_action {
 	KWD_A_VAULT_STATUS,
 	KWD_A_AUDIT_STREAM,
 	KWD_A_AUDIT_READ,
+	KWD_A_POLICY_RELOAD,
+	KWD_A_POLICY_EXPLAIN,
 	KWD_A_SERVICE,       /* health, whoami, metrics: open to every caller */
 };
 const char *kwd_action_name(enum kwd_action a);
@@ -74,6 +76,7 @@ struct kwd_req {
 	json_t *body;                  /* parsed JSON body or NULL */
 	kwd_handler_fn handler;        /* runs on a worker */
 	char decided_by[256];          /* policy rule sentence */
+	char policy_hash[72];          /* of the policy that decided; "" for none */
 
 	/* results, written by the handler */
 	int status;                    /* HTTP status */
@@ -108,7 +111,7 @@ struct kwd {
 	struct p11_ctx *p11;
 	struct store *store;
 	struct audit_log *audit;
-	struct kwd_policy *policy;     /* current policy (swapped on reload) */
+	struct policy *policy;         /* the policy in force (swapped on reload), or NULL */
 	char policy_hash[72];          /* SHA-256 of the policy in force, hex */
 	pthread_rwlock_t policy_lock;
 	uint64_t next_req_id;
@@ -178,6 +181,9 @@ void h_metrics(struct kwd_req *r);
 void h_audit_stream(struct kwd_req *r);
 void h_audit_verify(struct kwd_req *r);
 void h_audit_seal_check(struct kwd_req *r);
+void h_policy_reload(struct kwd_req *r);
+void h_policy_explain(struct kwd_req *r);
+void h_policy_who_can(struct kwd_req *r);
 
 /* --- vault keys (daemon/vaults.c) --- */
 int kwd_vaults_init(struct kwd *d);
@@ -186,7 +192,14 @@ int kwd_vaults_init(struct kwd *d);
 struct kwd_decision {
 	int allow;
 	char reason[256];
+	char policy_hash[72];
 };
 void kwd_authorize(struct kwd *d, const struct kwd_req *r, struct kwd_decision *out);
+/* Load the configured policy and swap it in, or keep the old one and
+ * return the errors (a JSON array of "file:line:col: ..." strings). */
+int kwd_policy_reload(struct kwd *d, json_t **errs);
+void kwd_policy_free(struct kwd *d);
+struct policy_identity;
+void authz_identity(const struct peer_identity *w, struct policy_identity *id);
 
 #endif

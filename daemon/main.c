@@ -19,6 +19,7 @@
 #include "kw_error.h"
 #include "kw_secmem.h"
 #include "pkcs11/p11.h"
+#include "policy/policy.h"
 #include "kw_auditchain.h"
 #include "daemon/audit_glue.h"
 #include "daemon/cfg.h"
@@ -34,6 +35,7 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: keywardend --config FILE       run the daemon in the foreground\n"
 	    "       keywardend --check-config FILE validate a configuration and exit\n"
+	    "       keywardend --check-policy FILE validate a policy and exit\n"
 	    "       keywardend --config FILE --verify-audit [DIR]\n"
 	    "                                      check the audit log's chain and seals\n"
 	    "       keywardend --version\n");
@@ -58,6 +60,31 @@ print_config_errors(const char *path)
 	else
 		fprintf(stderr, "%zu error%s\n", errs.n, errs.n == 1 ? "" : "s");
 	config_errors_free(&errs);
+	return 1;
+}
+
+static int
+print_policy_errors(const char *path)
+{
+	struct policy *p = NULL;
+	struct policy_errors *errs = NULL;
+	char line[1024];
+	int r = policy_load(path, NULL, &p, &errs);
+
+	if (r == 0) {
+		printf("%s: ok (%zu rules, sha256 %s)\n", path, policy_rule_count(p), policy_hash(p));
+		policy_free(p);
+		return 0;
+	}
+	for (size_t i = 0; errs != NULL && i < errs->n; i++) {
+		policy_error_format(&errs->v[i], line, sizeof(line));
+		fprintf(stderr, "%s\n", line);
+	}
+	if (errs == NULL || errs->n == 0)
+		fprintf(stderr, "%s: %s\n", path, kw_strerror(r));
+	else
+		fprintf(stderr, "%zu error%s\n", errs->n, errs->n == 1 ? "" : "s");
+	policy_errors_free(errs);
 	return 1;
 }
 
@@ -115,10 +142,21 @@ static void
 on_hup(evutil_socket_t sig, short what, void *arg)
 {
 	struct kwd *d = arg;
+	json_t *errs = NULL;
 	(void)sig; (void)what;
 	sd_notify(0, "RELOADING=1");
-	log_notice("SIGHUP: reloading");
-	audit_glue_admin(d, "reload", json_pack("{s:s}", "result", "ok"));
+	log_notice("SIGHUP: reloading the policy");
+	if (d->cfg->policy_file == NULL) {
+		log_notice("no policy file is configured: nothing to reload");
+	} else if (kwd_policy_reload(d, &errs) != 0) {
+		log_err("the new policy was refused; the old one stays in force");
+		audit_glue_admin(d, "policy.reload", json_pack("{s:s,s:O}", "result", "refused",
+		    "errors", errs));
+	} else {
+		audit_glue_admin(d, "policy.reload", json_pack("{s:s,s:s}", "result", "ok",
+		    "policy_hash", d->policy_hash));
+	}
+	json_decref(errs);
 	sd_notify(0, "READY=1");
 }
 
@@ -194,6 +232,10 @@ run(struct config *cfg)
 		log_err("store: %s", kw_errdetail(e));
 		goto out;
 	}
+	if (cfg->policy_file != NULL && (e = kwd_policy_reload(&d, NULL)) != 0) {
+		log_err("policy %s cannot be used; refusing to start", cfg->policy_file);
+		goto out;
+	}
 	if ((e = audit_glue_open(&d)) != 0) {
 		log_err("audit log: %s", kw_errdetail(e));
 		goto out;
@@ -247,6 +289,7 @@ out:
 	server_free(&d);
 	store_close(d.store);
 	p11_close(d.p11);
+	kwd_policy_free(&d);
 	if (d.base != NULL)
 		event_base_free(d.base);
 	return rc;
@@ -259,6 +302,7 @@ main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", required_argument, NULL, 'C' },
 		{ "verify-audit", no_argument, NULL, 'A' },
+		{ "check-policy", required_argument, NULL, 'P' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -276,6 +320,8 @@ main(int argc, char **argv)
 			break;
 		case 'C':
 			return print_config_errors(optarg);
+		case 'P':
+			return print_policy_errors(optarg);
 		case 'A':
 			verify = 1;
 			break;

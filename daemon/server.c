@@ -575,6 +575,7 @@ http_cb(struct evhttp_request *req, void *arg)
 		struct kwd_decision dec;
 		kwd_authorize(d, r, &dec);
 		snprintf(r->decided_by, sizeof(r->decided_by), "%s", dec.reason);
+		snprintf(r->policy_hash, sizeof(r->policy_hash), "%s", dec.policy_hash);
 		r->allowed = dec.allow;
 		if (!dec.allow) {
 			atomic_fetch_add(&d->m.denied, 1);
