@@ -1,0 +1,1006 @@
+/*
+ * kw_client.c - libkeywarden: HTTP/1.1 + JSON over the daemon's Unix socket.
+ *
+ * Secret values travel in kw_secalloc memory on our side: the request body of
+ * a PUT is assembled there (the value never passes through a jansson string),
+ * the reply body is collected there, and the "value" string that jansson
+ * parsed out of a GET reply is wiped in place before the object is released.
+ * What libcurl and jansson hold internally for the moment of the exchange is
+ * beyond our reach.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "keywarden.h"
+
+#define KW_URL_BASE "http://localhost"
+#define KW_REPLY_MAX ((size_t)256 * 1024 * 1024)
+#define KW_MSG_MAX 512
+
+struct kw_client {
+	CURL *curl;
+	char *socket;
+	long timeout;
+	long status;
+	char code[64];
+	char msg[KW_MSG_MAX];
+	char curlerr[CURL_ERROR_SIZE];
+};
+
+/* A growing buffer in secure memory. */
+struct kw_buf {
+	uint8_t *p;
+	size_t len, cap;
+	int overflow;
+};
+
+static void
+buf_free(struct kw_buf *b)
+{
+	kw_secfree(b->p);   /* wipes */
+	b->p = NULL;
+	b->len = b->cap = 0;
+}
+
+static int
+buf_add(struct kw_buf *b, const void *d, size_t n)
+{
+	if (n > KW_REPLY_MAX - b->len)
+		return -EFBIG;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		uint8_t *np;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		if ((np = kw_secalloc(cap)) == NULL)
+			return -ENOMEM;
+		if (b->len > 0)
+			memcpy(np, b->p, b->len);
+		kw_secfree(b->p);
+		b->p = np;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, d, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+	return 0;
+}
+
+const char *
+kw_default_socket(void)
+{
+	return KW_RUNSTATEDIR "/keywarden.sock";
+}
+
+int
+kw_client_new(kw_client **cp, const char *socket_path)
+{
+	kw_client *c;
+	const char *env;
+
+	if (socket_path == NULL || *socket_path == '\0') {
+		env = getenv("KEYWARDEN_SOCKET");
+		socket_path = (env != NULL && *env != '\0') ? env : kw_default_socket();
+	}
+	if (strlen(socket_path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return kw_fail(-ENAMETOOLONG, "the socket path '%.200s...' is longer "
+		    "than a Unix socket address allows (%zu bytes)",
+		    socket_path, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return -ENOMEM;
+	c->timeout = 120;
+	if ((c->socket = strdup(socket_path)) == NULL ||
+	    (c->curl = curl_easy_init()) == NULL) {
+		kw_client_free(c);
+		return kw_fail(-ENOMEM, "cannot set up the HTTP client: out of memory");
+	}
+	*cp = c;
+	return 0;
+}
+
+void
+kw_client_free(kw_client *c)
+{
+	if (c == NULL)
+		return;
+	if (c->curl != NULL)
+		curl_easy_cleanup(c->curl);
+	free(c->socket);
+	free(c);
+}
+
+const char *
+kw_client_socket(const kw_client *c)
+{
+	return c->socket;
+}
+
+void
+kw_client_set_timeout(kw_client *c, long seconds)
+{
+	c->timeout = seconds < 0 ? 0 : seconds;
+}
+
+const char *
+kw_client_last_error(const kw_client *c)
+{
+	return c->msg;
+}
+
+const char *
+kw_client_last_code(const kw_client *c)
+{
+	return c->code;
+}
+
+long
+kw_client_last_status(const kw_client *c)
+{
+	return c->status;
+}
+
+static void
+err_reset(kw_client *c)
+{
+	c->status = 0;
+	c->code[0] = '\0';
+	c->msg[0] = '\0';
+}
+
+/* Record a failure on c and in the thread's detail; returns code. */
+static int
+err_set(kw_client *c, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int
+err_set(kw_client *c, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->msg, sizeof(c->msg), fmt, ap);
+	va_end(ap);
+	/* The text may come from the daemon: no control characters for the
+	 * terminal it ends up on. */
+	for (char *p = c->msg; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	return kw_fail(code, "%s", c->msg);
+}
+
+int
+kw_error_from_http(long status, const char *code)
+{
+	if (status >= 200 && status < 300)
+		return 0;
+	switch (status) {
+	case 400:
+		return -EINVAL;
+	case 403:
+		if (code != NULL && strcmp(code, "key_retired") == 0)
+			return KW_E_RETIRED;
+		return KW_E_DENIED;
+	case 404:
+		return KW_E_NOT_FOUND;
+	case 405:
+		return -EOPNOTSUPP;
+	case 409:
+		return KW_E_CONFLICT;
+	case 413:
+		return KW_E_TOO_LARGE;
+	case 500:
+		return KW_E_INTERNAL;
+	case 503:
+		return KW_E_UNAVAILABLE;
+	default:
+		return KW_E_PROTOCOL;
+	}
+}
+
+/* ---- time ---------------------------------------------------------------- */
+
+static int
+is_leap(int64_t y)
+{
+	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian; Howard Hinnant). */
+static int64_t
+days_from_civil(int64_t y, int m, int d)
+{
+	int64_t era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+static int
+digits(const char *s, int n, int *out)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+int
+kw_time_parse(const char *s, int64_t *secs)
+{
+	static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	int y, mo, d, h, mi, sec, oh = 0, om = 0, sign = 0;
+	const char *p;
+
+	if (s == NULL || strlen(s) < 20)
+		return -EINVAL;
+	if (digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) ||
+	    s[7] != '-' || digits(s + 8, 2, &d) ||
+	    (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+	    digits(s + 11, 2, &h) || s[13] != ':' || digits(s + 14, 2, &mi) ||
+	    s[16] != ':' || digits(s + 17, 2, &sec))
+		return -EINVAL;
+	if (mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 60)
+		return -EINVAL;
+	if (d > mdays[mo - 1] + (mo == 2 && is_leap(y)))
+		return -EINVAL;
+	p = s + 19;
+	if (*p == '.') {
+		if (p[1] < '0' || p[1] > '9')
+			return -EINVAL;
+		for (p++; *p >= '0' && *p <= '9'; p++)
+			;
+	}
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		sign = *p == '+' ? 1 : -1;
+		if (digits(p + 1, 2, &oh) || p[3] != ':' || digits(p + 4, 2, &om) ||
+		    oh > 23 || om > 59)
+			return -EINVAL;
+		p += 6;
+	} else {
+		return -EINVAL;
+	}
+	if (*p != '\0')
+		return -EINVAL;
+	if (sec == 60)      /* a leap second: the POSIX clock repeats :59 */
+		sec = 59;
+	*secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec -
+	    (int64_t)sign * (oh * 3600 + om * 60);
+	return 0;
+}
+
+int
+kw_time_format(int64_t secs, char *buf, size_t len)
+{
+	struct tm tm;
+	time_t t = (time_t)secs;
+
+	if (gmtime_r(&t, &tm) == NULL || tm.tm_year + 1900 > 9999 ||
+	    tm.tm_year + 1900 < 0 || len < 21)
+		return -EINVAL;
+	if (strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		return -EINVAL;
+	return 0;
+}
+
+/* ---- the exchange ---------------------------------------------------------- */
+
+static size_t
+on_data(char *d, size_t size, size_t n, void *arg)
+{
+	struct kw_buf *b = arg;
+
+	if (buf_add(b, d, size * n) != 0) {
+		b->overflow = 1;
+		return 0;   /* makes curl fail with CURLE_WRITE_ERROR */
+	}
+	return size * n;
+}
+
+/*
+ * One HTTP exchange.  On 0, *status is the status and *out the body (secure
+ * memory, NUL-terminated; the caller frees it with buf_free).
+ */
+static int
+exchange(kw_client *c, const char *method, const char *path,
+    const void *body, size_t body_len, long *status, struct kw_buf *out)
+{
+	struct curl_slist *hdrs = NULL, *h;
+	struct kw_buf reply = { NULL, 0, 0, 0 };
+	char *url = NULL;
+	CURLcode cr;
+	long st = 0, oserr = 0;
+	int r;
+
+	err_reset(c);
+	if (asprintf(&url, "%s%s", KW_URL_BASE, path) < 0) {
+		url = NULL;
+		r = err_set(c, -ENOMEM, "out of memory");
+		goto out;
+	}
+	/* Reset the options of the last request; the connection stays. */
+	curl_easy_reset(c->curl);
+	c->curlerr[0] = '\0';
+	if ((h = curl_slist_append(hdrs, "Accept: application/json")) == NULL ||
+	    (hdrs = h, h = curl_slist_append(hdrs, "Expect:")) == NULL ||
+	    (hdrs = h, body != NULL &&
+	    (h = curl_slist_append(hdrs, "Content-Type: application/json")) == NULL)) {
+		r = err_set(c, -ENOMEM, "out of memory");
+		goto out;
+	}
+	if (body != NULL)
+		hdrs = h;
+	if (curl_easy_setopt(c->curl, CURLOPT_UNIX_SOCKET_PATH, c->socket) != CURLE_OK ||
+	    curl_easy_setopt(c->curl, CURLOPT_URL, url) != CURLE_OK ||
+	    curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method) != CURLE_OK ||
+	    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hdrs) != CURLE_OK ||
+	    curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+	    curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, c->curlerr) != CURLE_OK ||
+	    curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT, 10L) != CURLE_OK ||
+	    curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, c->timeout) != CURLE_OK ||
+	    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_data) != CURLE_OK ||
+	    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &reply) != CURLE_OK ||
+	    curl_easy_setopt(c->curl, CURLOPT_USERAGENT, "libkeywarden/" PACKAGE_VERSION) != CURLE_OK) {
+		r = err_set(c, KW_E_INTERNAL, "cannot set up the HTTP request: %s", c->curlerr);
+		goto out;
+	}
+	if (strcmp(method, "HEAD") == 0)
+		(void)curl_easy_setopt(c->curl, CURLOPT_NOBODY, 1L);
+	if (body != NULL &&
+	    (curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len) != CURLE_OK ||
+	    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body) != CURLE_OK)) {
+		r = err_set(c, KW_E_INTERNAL, "cannot set up the HTTP request body");
+		goto out;
+	}
+	cr = curl_easy_perform(c->curl);
+	if (cr != CURLE_OK) {
+		(void)curl_easy_getinfo(c->curl, CURLINFO_OS_ERRNO, &oserr);
+		if (reply.overflow && reply.len + 1 > 0 && cr == CURLE_WRITE_ERROR)
+			r = err_set(c, KW_E_TOO_LARGE, "the reply of keywardend to %s %s "
+			    "exceeds %zu bytes", method, path, KW_REPLY_MAX);
+		else if (cr == CURLE_COULDNT_CONNECT)
+			r = err_set(c, KW_E_UNAVAILABLE, "cannot connect to keywardend at "
+			    "'%s': %s; is the daemon running, and is that its socket?",
+			    c->socket, oserr ? strerror((int)oserr) : curl_easy_strerror(cr));
+		else if (cr == CURLE_OPERATION_TIMEDOUT)
+			r = err_set(c, KW_E_UNAVAILABLE, "keywardend at '%s' did not answer "
+			    "%s %s in time: %s", c->socket, method, path,
+			    c->curlerr[0] ? c->curlerr : curl_easy_strerror(cr));
+		else if (cr == CURLE_OUT_OF_MEMORY)
+			r = err_set(c, -ENOMEM, "out of memory during %s %s", method, path);
+		else
+			r = err_set(c, cr == CURLE_GOT_NOTHING || cr == CURLE_RECV_ERROR ||
+			    cr == CURLE_SEND_ERROR ? KW_E_UNAVAILABLE : KW_E_PROTOCOL,
+			    "%s %s to keywardend at '%s' failed: %s", method, path, c->socket,
+			    c->curlerr[0] ? c->curlerr : curl_easy_strerror(cr));
+		goto out;
+	}
+	if (curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &st) != CURLE_OK || st < 100) {
+		r = err_set(c, KW_E_PROTOCOL, "keywardend at '%s' sent no HTTP status", c->socket);
+		goto out;
+	}
+	if (reply.p == NULL && (r = buf_add(&reply, "", 0)) != 0) {
+		r = err_set(c, r, "out of memory");
+		goto out;
+	}
+	*status = st;
+	*out = reply;
+	reply.p = NULL;   /* handed to the caller */
+	r = 0;
+ out:
+	buf_free(&reply);
+	curl_slist_free_all(hdrs);
+	free(url);
+	return r;
+}
+
+/* Turn an error reply into a code, with the daemon's message kept on c. */
+static int
+http_error(kw_client *c, const char *method, const char *path, long status,
+    const struct kw_buf *b)
+{
+	json_t *j = json_loadb((const char *)b->p, b->len, 0, NULL);
+	json_t *e = json_object_get(j, "error");
+	const char *code = json_string_value(json_object_get(e, "code"));
+	const char *msg = json_string_value(json_object_get(e, "message"));
+	int r = kw_error_from_http(status, code);
+
+	if (r == 0)
+		r = KW_E_PROTOCOL;
+	if (msg != NULL)
+		err_set(c, r, "%s", msg);
+	else
+		err_set(c, r, "keywardend answered %s %s with HTTP status %ld "
+		    "and no error message", method, path, status);
+	snprintf(c->code, sizeof(c->code), "%s", code ? code : "");
+	c->status = status;
+	json_decref(j);
+	return r;
+}
+
+static int
+content_is_json(kw_client *c)
+{
+	char *ct = NULL;
+
+	if (curl_easy_getinfo(c->curl, CURLINFO_CONTENT_TYPE, &ct) != CURLE_OK || ct == NULL)
+		return 1;   /* no type said: try JSON */
+	return strncasecmp(ct, "application/json", 16) == 0;
+}
+
+/*
+ * An exchange whose 2xx reply is JSON.  accept503 lets a 503 with a JSON
+ * body through (for health); it then returns KW_E_UNAVAILABLE with *reply.
+ */
+static int
+call_raw(kw_client *c, const char *method, const char *path, const void *body,
+    size_t body_len, int accept503, long *statusp, json_t **reply)
+{
+	struct kw_buf b = { NULL, 0, 0, 0 };
+	json_t *j = NULL;
+	json_error_t je;
+	long status = 0;
+	int r;
+
+	if ((r = exchange(c, method, path, body, body_len, &status, &b)) != 0)
+		goto out;
+	if (!(status >= 200 && status < 300) && !(accept503 && status == 503)) {
+		r = http_error(c, method, path, status, &b);
+		goto out;
+	}
+	if (b.len == 0) {
+		j = json_null();
+	} else if (!content_is_json(c)) {
+		j = json_stringn((const char *)b.p, b.len);
+	} else if ((j = json_loadb((const char *)b.p, b.len, JSON_DECODE_ANY, &je)) == NULL) {
+		r = err_set(c, KW_E_PROTOCOL, "keywardend answered %s %s with "
+		    "malformed JSON: %s at byte %d", method, path, je.text, je.position);
+		goto out;
+	}
+	if (j == NULL) {
+		r = err_set(c, -ENOMEM, "out of memory");
+		goto out;
+	}
+	if (status == 503) {
+		if (!json_is_object(j)) {
+			r = http_error(c, method, path, status, &b);
+			goto out;
+		}
+		r = err_set(c, KW_E_UNAVAILABLE, "keywardend reports that it is degraded");
+		c->status = status;
+		snprintf(c->code, sizeof(c->code), "unavailable");
+	} else {
+		r = 0;
+	}
+	if (statusp != NULL)
+		*statusp = status;
+	if (reply != NULL) {
+		*reply = j;
+		j = NULL;
+	}
+ out:
+	json_decref(j);
+	buf_free(&b);
+	return r;
+}
+
+static int
+call_json(kw_client *c, const char *method, const char *path, const json_t *body,
+    json_t **reply)
+{
+	char *s = NULL;
+	int r;
+
+	if (body != NULL && (s = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY)) == NULL)
+		return err_set(c, -ENOMEM, "cannot encode the request body");
+	r = call_raw(c, method, path, s, s ? strlen(s) : 0, 0, NULL, reply);
+	free(s);
+	return r;
+}
+
+int
+kw_request(kw_client *c, const char *method, const char *path,
+    const json_t *body, long *status, json_t **reply)
+{
+	char *s = NULL;
+	int r;
+
+	if (method == NULL || path == NULL || path[0] != '/')
+		return err_set(c, -EINVAL, "a request needs a method and a path starting with '/'");
+	if (body != NULL && (s = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY)) == NULL)
+		return err_set(c, -ENOMEM, "cannot encode the request body");
+	r = call_raw(c, method, path, s, s ? strlen(s) : 0, 0, status, reply);
+	free(s);
+	return r;
+}
+
+/* ---- paths ----------------------------------------------------------------- */
+
+/* Append s percent-encoded; '/' kept when keep_slash. */
+static int
+path_add(char **p, size_t *len, size_t *cap, const char *s, int keep_slash)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (; *s != '\0'; s++) {
+		unsigned char ch = (unsigned char)*s;
+		int plain = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_' ||
+		    ch == '~' || (keep_slash && ch == '/');
+
+		if (*len + 4 > *cap) {
+			size_t ncap = *cap ? *cap * 2 : 128;
+			char *np = realloc(*p, ncap);
+			if (np == NULL)
+				return -ENOMEM;
+			*p = np;
+			*cap = ncap;
+		}
+		if (plain) {
+			(*p)[(*len)++] = (char)ch;
+		} else {
+			(*p)[(*len)++] = '%';
+			(*p)[(*len)++] = hex[ch >> 4];
+			(*p)[(*len)++] = hex[ch & 15];
+		}
+		(*p)[*len] = '\0';
+	}
+	return 0;
+}
+
+/*
+ * Build "/v1/vaults/{vault}" + mid + "{name}" + tail + query, percent-encoding
+ * vault and name; query ("?k=v", already encoded) is appended as it is.
+ * name, tail and query may be NULL.  Returns a malloc'd path or NULL (and
+ * sets the error on c).
+ */
+static char *
+secret_path(kw_client *c, const char *vault, const char *mid, const char *name,
+    const char *tail, const char *query)
+{
+	char *p = NULL, *np;
+	size_t len = 0, cap = 0;
+
+	if (vault == NULL || *vault == '\0' || (mid != NULL && name != NULL && *name == '\0')) {
+		err_set(c, -EINVAL, "a vault name%s is required", name ? " and a secret name" : "");
+		return NULL;
+	}
+	if (path_add(&p, &len, &cap, "/v1/vaults/", 1) != 0 ||
+	    path_add(&p, &len, &cap, vault, 0) != 0 ||
+	    (mid != NULL && path_add(&p, &len, &cap, mid, 1) != 0) ||
+	    (name != NULL && path_add(&p, &len, &cap, name, 1) != 0) ||
+	    (tail != NULL && path_add(&p, &len, &cap, tail, 1) != 0)) {
+		free(p);
+		err_set(c, -ENOMEM, "out of memory");
+		return NULL;
+	}
+	if (query != NULL && *query != '\0') {
+		if ((np = realloc(p, len + strlen(query) + 1)) == NULL) {
+			free(p);
+			err_set(c, -ENOMEM, "out of memory");
+			return NULL;
+		}
+		p = np;
+		memcpy(p + len, query, strlen(query) + 1);
+	}
+	return p;
+}
+
+static char *
+version_path(kw_client *c, const char *vault, const char *name, uint64_t version)
+{
+	char tail[40];
+
+	if (version == 0)
+		return secret_path(c, vault, "/secrets/", name, NULL, NULL);
+	snprintf(tail, sizeof(tail), "/versions/%llu", (unsigned long long)version);
+	return secret_path(c, vault, "/secrets/", name, tail, NULL);
+}
+
+/* ---- secrets ---------------------------------------------------------------- */
+
+static int
+utf8_valid(const uint8_t *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		uint8_t ch = s[i];
+		size_t k;
+		uint32_t cp;
+
+		if (ch < 0x80) {
+			if (ch == 0)
+				return 0;   /* the daemon's strings are C strings */
+			i++;
+			continue;
+		} else if ((ch & 0xe0) == 0xc0) {
+			k = 1; cp = ch & 0x1f;
+		} else if ((ch & 0xf0) == 0xe0) {
+			k = 2; cp = ch & 0x0f;
+		} else if ((ch & 0xf8) == 0xf0) {
+			k = 3; cp = ch & 0x07;
+		} else {
+			return 0;
+		}
+		if (n - i <= k)
+			return 0;
+		for (size_t j = 1; j <= k; j++) {
+			if ((s[i + j] & 0xc0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (s[i + j] & 0x3f);
+		}
+		if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) ||
+		    (k == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		i += k + 1;
+	}
+	return 1;
+}
+
+/* Append the value as a JSON string's contents (escaped) to b. */
+static int
+add_escaped(struct kw_buf *b, const uint8_t *s, size_t n)
+{
+	char esc[8];
+	size_t start = 0;
+	int r;
+
+	for (size_t i = 0; i < n; i++) {
+		uint8_t ch = s[i];
+		if (ch >= 0x20 && ch != '"' && ch != '\\' && ch != 0x7f)
+			continue;
+		if ((r = buf_add(b, s + start, i - start)) != 0)
+			return r;
+		snprintf(esc, sizeof(esc), "\\u%04x", ch);
+		if ((r = buf_add(b, esc, 6)) != 0)
+			return r;
+		start = i + 1;
+	}
+	r = buf_add(b, s + start, n - start);
+	kw_wipe(esc, sizeof(esc));
+	return r;
+}
+
+static int
+add_base64(struct kw_buf *b, const uint8_t *s, size_t n)
+{
+	static const char tab[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	char q[4];
+	int r = 0;
+
+	for (size_t i = 0; i < n && r == 0; i += 3) {
+		uint32_t v = (uint32_t)s[i] << 16;
+		if (i + 1 < n)
+			v |= (uint32_t)s[i + 1] << 8;
+		if (i + 2 < n)
+			v |= s[i + 2];
+		q[0] = tab[(v >> 18) & 63];
+		q[1] = tab[(v >> 12) & 63];
+		q[2] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
+		q[3] = i + 2 < n ? tab[v & 63] : '=';
+		r = buf_add(b, q, 4);
+	}
+	kw_wipe(q, sizeof(q));
+	return r;
+}
+
+static int
+b64val(int ch)
+{
+	if (ch >= 'A' && ch <= 'Z')
+		return ch - 'A';
+	if (ch >= 'a' && ch <= 'z')
+		return ch - 'a' + 26;
+	if (ch >= '0' && ch <= '9')
+		return ch - '0' + 52;
+	if (ch == '+' || ch == '-')
+		return 62;
+	if (ch == '/' || ch == '_')
+		return 63;
+	return -1;
+}
+
+/* Decode base64 text (padding optional) into a fresh secret. */
+static int
+decode_base64(const char *s, size_t n, kw_secret *out)
+{
+	kw_secret v = { NULL, 0 };
+	uint32_t acc = 0;
+	int bits = 0, r;
+	size_t o = 0;
+
+	while (n > 0 && s[n - 1] == '=')
+		n--;
+	if ((r = kw_secret_alloc(&v, n / 4 * 3 + 3)) != 0)
+		return r;
+	for (size_t i = 0; i < n; i++) {
+		int x = b64val((unsigned char)s[i]);
+		if (x < 0) {
+			kw_secret_clear(&v);
+			acc = 0;
+			return -EINVAL;
+		}
+		acc = (acc << 6) | (uint32_t)x;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			v.data[o++] = (uint8_t)(acc >> bits);
+		}
+	}
+	acc = 0;
+	v.len = o;
+	*out = v;
+	return 0;
+}
+
+int
+kw_secret_set(kw_client *c, const char *vault, const char *name,
+    const void *value, size_t len, const json_t *attrs, int64_t cas,
+    json_t **meta)
+{
+	struct kw_buf body = { NULL, 0, 0, 0 };
+	json_t *rest = NULL;
+	const char *enc;
+	char *path = NULL, *tail = NULL, q[40];
+	int r, as_b64;
+
+	err_reset(c);
+	if (value == NULL && len > 0)
+		return err_set(c, -EINVAL, "no value given");
+	if (attrs != NULL && !json_is_object(attrs))
+		return err_set(c, -EINVAL, "the attributes of a secret must be a JSON object");
+	if ((rest = attrs ? json_deep_copy(attrs) : json_object()) == NULL) {
+		r = err_set(c, -ENOMEM, "out of memory");
+		goto out;
+	}
+	json_object_del(rest, "value");
+	enc = json_string_value(json_object_get(rest, "encoding"));
+	if (enc != NULL && strcmp(enc, "base64") == 0) {
+		as_b64 = 0;   /* the caller's bytes are base64 text already */
+	} else if (enc != NULL && strcmp(enc, "utf-8") != 0) {
+		r = err_set(c, -EINVAL, "encoding must be \"utf-8\" or \"base64\", not \"%.20s\"", enc);
+		goto out;
+	} else if (utf8_valid(value, len)) {
+		as_b64 = 0;
+		json_object_del(rest, "encoding");
+	} else if (enc != NULL) {
+		r = err_set(c, -EINVAL, "the value is not valid UTF-8 (or holds a NUL byte); "
+		    "send it with encoding \"base64\"");
+		goto out;
+	} else {
+		as_b64 = 1;
+		if (json_object_set_new(rest, "encoding", json_string("base64")) != 0) {
+			r = err_set(c, -ENOMEM, "out of memory");
+			goto out;
+		}
+	}
+	if ((tail = json_dumps(rest, JSON_COMPACT)) == NULL) {
+		r = err_set(c, -ENOMEM, "cannot encode the attributes");
+		goto out;
+	}
+	/* {"value":"...", + the other fields (tail without its '{'). */
+	if ((r = buf_add(&body, "{\"value\":\"", 10)) != 0 ||
+	    (r = as_b64 ? add_base64(&body, value, len) : add_escaped(&body, value, len)) != 0 ||
+	    (r = buf_add(&body, "\"", 1)) != 0 ||
+	    (strcmp(tail, "{}") != 0 && (r = buf_add(&body, ",", 1)) != 0) ||
+	    (r = buf_add(&body, strcmp(tail, "{}") == 0 ? "}" : tail + 1,
+	    strcmp(tail, "{}") == 0 ? 1 : strlen(tail + 1))) != 0) {
+		r = err_set(c, r == -EFBIG ? KW_E_TOO_LARGE : r, "cannot build the request: %s",
+		    kw_strerror(r));
+		goto out;
+	}
+	if (cas >= 0)
+		snprintf(q, sizeof(q), "?cas=%lld", (long long)cas);
+	else
+		q[0] = '\0';
+	if ((path = secret_path(c, vault, "/secrets/", name, NULL, q)) == NULL) {
+		r = kw_fail(-EINVAL, "%s", c->msg);
+		goto out;
+	}
+	r = call_raw(c, "PUT", path, body.p, body.len, 0, NULL, meta);
+ out:
+	buf_free(&body);
+	free(path);
+	free(tail);
+	json_decref(rest);
+	return r;
+}
+
+int
+kw_secret_get(kw_client *c, const char *vault, const char *name,
+    uint64_t version, kw_secret *value, json_t **meta)
+{
+	kw_secret v = { NULL, 0 };
+	json_t *j = NULL, *jv;
+	const char *enc;
+	char *path;
+	int r;
+
+	err_reset(c);
+	if ((path = version_path(c, vault, name, version)) == NULL)
+		return kw_fail(-EINVAL, "%s", c->msg);
+	if ((r = call_raw(c, "GET", path, NULL, 0, 0, NULL, &j)) != 0)
+		goto out;
+	jv = json_object_get(j, "value");
+	enc = json_string_value(json_object_get(j, "encoding"));
+	if (!json_is_string(jv)) {
+		r = err_set(c, KW_E_PROTOCOL, "keywardend's reply to GET %s has no value", path);
+		goto out;
+	}
+	if (enc != NULL && strcmp(enc, "base64") == 0) {
+		if ((r = decode_base64(json_string_value(jv), json_string_length(jv), &v)) != 0) {
+			r = err_set(c, KW_E_PROTOCOL, "keywardend sent a value that is not "
+			    "valid base64 for GET %s", path);
+			goto out;
+		}
+	} else if (enc == NULL || strcmp(enc, "utf-8") == 0) {
+		if ((r = kw_secret_dup(&v, json_string_value(jv), json_string_length(jv))) != 0) {
+			r = err_set(c, r, "out of secure memory for the value");
+			goto out;
+		}
+	} else {
+		r = err_set(c, KW_E_PROTOCOL, "keywardend sent a value in an unknown "
+		    "encoding \"%.20s\"", enc);
+		goto out;
+	}
+	r = 0;
+	*value = v;
+	v.data = NULL;
+	if (meta != NULL) {
+		/* The value's string is wiped below; take the metadata first. */
+		json_t *m = json_deep_copy(j);
+		if (m != NULL)
+			json_object_del(m, "value");
+		*meta = m;
+	}
+ out:
+	if ((jv = json_object_get(j, "value")) != NULL && json_is_string(jv))
+		kw_wipe((char *)json_string_value(jv), json_string_length(jv));
+	json_decref(j);
+	kw_secret_clear(&v);
+	free(path);
+	return r;
+}
+
+static int
+simple(kw_client *c, const char *method, char *path, const json_t *body, json_t **reply)
+{
+	int r;
+
+	if (path == NULL)
+		return kw_fail(-EINVAL, "%s", c->msg);
+	r = call_json(c, method, path, body, reply);
+	free(path);
+	return r;
+}
+
+int
+kw_secret_list(kw_client *c, const char *vault, const char *prefix, json_t **reply)
+{
+	char *q = NULL;
+	size_t len = 0, cap = 0;
+	int r;
+
+	err_reset(c);
+	if (prefix != NULL && *prefix != '\0') {
+		cap = 64;
+		if ((q = malloc(cap)) == NULL)
+			return err_set(c, -ENOMEM, "out of memory");
+		memcpy(q, "?prefix=", 9);
+		len = 8;
+		if (path_add(&q, &len, &cap, prefix, 1) != 0) {
+			free(q);
+			return err_set(c, -ENOMEM, "out of memory");
+		}
+	}
+	r = simple(c, "GET", secret_path(c, vault, "/secrets", NULL, NULL, q), NULL, reply);
+	free(q);
+	return r;
+}
+
+int
+kw_secret_versions(kw_client *c, const char *vault, const char *name, json_t **reply)
+{
+	err_reset(c);
+	return simple(c, "GET", secret_path(c, vault, "/secrets/", name, "/versions", NULL),
+	    NULL, reply);
+}
+
+int
+kw_secret_update(kw_client *c, const char *vault, const char *name,
+    uint64_t version, const json_t *changes, json_t **meta)
+{
+	err_reset(c);
+	if (!json_is_object(changes))
+		return err_set(c, -EINVAL, "the changes to a secret must be a JSON object");
+	return simple(c, "PATCH", version_path(c, vault, name, version), changes, meta);
+}
+
+int
+kw_secret_delete(kw_client *c, const char *vault, const char *name, json_t **reply)
+{
+	err_reset(c);
+	return simple(c, "DELETE", secret_path(c, vault, "/secrets/", name, NULL, NULL),
+	    NULL, reply);
+}
+
+int
+kw_secret_recover(kw_client *c, const char *vault, const char *name, json_t **meta)
+{
+	err_reset(c);
+	return simple(c, "POST", secret_path(c, vault, "/deleted/", name, "/recover", NULL),
+	    NULL, meta);
+}
+
+int
+kw_secret_purge(kw_client *c, const char *vault, const char *name)
+{
+	err_reset(c);
+	return simple(c, "DELETE", secret_path(c, vault, "/deleted/", name, NULL, NULL),
+	    NULL, NULL);
+}
+
+int
+kw_deleted_list(kw_client *c, const char *vault, json_t **reply)
+{
+	err_reset(c);
+	return simple(c, "GET", secret_path(c, vault, "/deleted", NULL, NULL, NULL), NULL, reply);
+}
+
+int
+kw_vault_list(kw_client *c, json_t **reply)
+{
+	return call_json(c, "GET", "/v1/vaults", NULL, reply);
+}
+
+int
+kw_vault_backup(kw_client *c, const char *vault, json_t **doc)
+{
+	err_reset(c);
+	return simple(c, "GET", secret_path(c, vault, "/backup", NULL, NULL, NULL), NULL, doc);
+}
+
+int
+kw_vault_restore(kw_client *c, const char *vault, const json_t *doc, json_t **reply)
+{
+	err_reset(c);
+	if (!json_is_object(doc))
+		return err_set(c, -EINVAL, "a backup document is a JSON object");
+	return simple(c, "POST", secret_path(c, vault, "/restore", NULL, NULL, NULL), doc, reply);
+}
+
+int
+kw_whoami(kw_client *c, json_t **reply)
+{
+	return call_json(c, "GET", "/v1/whoami", NULL, reply);
+}
+
+int
+kw_health(kw_client *c, json_t **report)
+{
+	return call_raw(c, "GET", "/v1/health", NULL, 0, 1, NULL, report);
+}
