@@ -1,0 +1,92 @@
+/*
+ * p11_int.h - internals shared by the files of pkcs11/ (and its tests).
+ * Nothing outside pkcs11/ and tests/unit/test_p11*.c includes this.
+ */
+#ifndef KW_P11_INT_H
+#define KW_P11_INT_H
+
+#include <pthread.h>
+
+#include <p11-kit/pkcs11.h>
+
+#include "p11.h"
+
+/* One pooled session.  rv is the CK_RV of the last failed call made on it
+ * during the current operation, so that the pool can tell whether a reopen
+ * may help. */
+struct p11_sess {
+	CK_SESSION_HANDLE h;
+	int busy;
+	CK_RV rv;
+};
+
+/* A cached master key: looked up once, forgotten on reopen. */
+struct p11_kcache {
+	char label[96];
+	CK_OBJECT_HANDLE key;
+	CK_OBJECT_HANDLE mac;   /* companion HMAC key, or CK_INVALID_HANDLE */
+};
+
+struct p11_mod;
+
+struct p11_ctx {
+	struct p11_mod *mod;            /* shared, refcounted per module */
+	CK_FUNCTION_LIST_PTR f;
+	char *module;
+	char *token;
+	char *pin_file;
+	CK_SLOT_ID slot;
+	CK_TOKEN_INFO tinfo;
+
+	pthread_mutex_t lock;           /* guards everything below */
+	pthread_cond_t cond;
+	struct p11_sess *sess;
+	unsigned nsess;
+	unsigned nbusy;
+	int reopening;
+	unsigned long gen;              /* bumped by every reopen */
+
+	struct p11_kcache *cache;
+	size_t ncache, cachecap;
+	CK_OBJECT_HANDLE audit;         /* CK_INVALID_HANDLE until found */
+
+	/* mechanisms probed at open */
+	int has_gcm, has_kwp, has_ecb, has_hmac, has_aes_gen, has_gen_gen;
+	enum p11_wrap_mech wrap;        /* used for new wraps */
+};
+
+#define TOKNAME(ctx) ((ctx)->token != NULL ? (ctx)->token : "(any)")
+
+/* p11_rv.c */
+const char *p11_rv_name(CK_RV rv);
+/* Map a failed CK_RV to the project's code and leave a detail naming fn,
+ * the CKR_ name and what. */
+int p11_fail_rv(const char *fn, CK_RV rv, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int p11_rv_retryable(CK_RV rv);
+
+/* p11_module.c: run op with a pooled session; on a session/device/login
+ * failure reopen the token and run it once more. */
+typedef int (*p11_op_fn)(p11_ctx *ctx, struct p11_sess *s, void *arg);
+int p11_run(p11_ctx *ctx, p11_op_fn op, void *arg);
+/* Record rv on the session and return p11_fail_rv(). */
+int p11_sfail(struct p11_sess *s, const char *fn, CK_RV rv, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* p11_keys.c */
+int p11_label_make(char *buf, size_t len, const char *vault, unsigned version,
+    const char *suffix);
+/* Find (cached) a vault's master key version: KW_E_KEY_NOT_FOUND if absent. */
+int p11_key_get(p11_ctx *ctx, struct p11_sess *s, const char *vault,
+    unsigned version, CK_OBJECT_HANDLE *key, CK_OBJECT_HANDLE *mac);
+int p11_find_one(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_CLASS cls,
+    const char *label, CK_OBJECT_HANDLE *out);
+void p11_cache_clear(p11_ctx *ctx);
+
+/* Test hook: C_GetAttributeValue(CKA_VALUE) of the object labelled label;
+ * returns its CK_RV (CKR_ATTRIBUTE_SENSITIVE expected), and the object's
+ * CKA_SENSITIVE / CKA_EXTRACTABLE in *sensitive / *extractable. */
+CK_RV p11_test_read_value(p11_ctx *ctx, const char *label, int *sensitive,
+    int *extractable);
+
+#endif

@@ -1,0 +1,663 @@
+/*
+ * p11_keys.c - the versioned master keys of a vault, the audit HMAC key,
+ * and the cache of their object handles.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kw_error.h"
+#include "kw_secmem.h"
+#include "p11_int.h"
+
+#define LABEL_PREFIX "keywarden/"
+#define AUDIT_LABEL "keywarden/audit"
+
+static int
+vault_check(const char *vault)
+{
+	size_t i, n;
+
+	if (vault == NULL || (n = strlen(vault)) == 0 || n > P11_VAULT_MAX)
+		return kw_fail(-EINVAL, "vault name must be 1 to %d bytes",
+		    P11_VAULT_MAX);
+	for (i = 0; i < n; i++) {
+		char c = vault[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
+			return kw_fail(-EINVAL, "vault name has a byte 0x%02x at "
+			    "%zu: use letters, digits, '-', '_' or '.'",
+			    (unsigned)(unsigned char)c, i);
+	}
+	return 0;
+}
+
+int
+p11_label_make(char *buf, size_t len, const char *vault, unsigned version,
+    const char *suffix)
+{
+	int n, r;
+
+	if ((r = vault_check(vault)) != 0)
+		return r;
+	if (version == 0)
+		return kw_fail(-EINVAL, "master-key versions start at 1");
+	n = snprintf(buf, len, LABEL_PREFIX "%s/v%u%s", vault, version,
+	    suffix != NULL ? suffix : "");
+	if (n < 0 || (size_t)n >= len)
+		return kw_fail(-EINVAL, "vault name too long for a label");
+	return 0;
+}
+
+int
+p11_find_one(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_CLASS cls,
+    const char *label, CK_OBJECT_HANDLE *out)
+{
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+	};
+	CK_OBJECT_HANDLE h[2];
+	CK_ULONG n = 0;
+	CK_RV rv;
+
+	if ((rv = ctx->f->C_FindObjectsInit(s->h, t, 2)) != CKR_OK)
+		return p11_sfail(s, "C_FindObjectsInit", rv, "cannot search token "
+		    "'%s' for '%s'", TOKNAME(ctx), label);
+	rv = ctx->f->C_FindObjects(s->h, h, 2, &n);
+	ctx->f->C_FindObjectsFinal(s->h);
+	if (rv != CKR_OK)
+		return p11_sfail(s, "C_FindObjects", rv, "cannot search token "
+		    "'%s' for '%s'", TOKNAME(ctx), label);
+	if (n == 0)
+		return kw_fail(KW_E_KEY_NOT_FOUND, "no key '%s' in token '%s'",
+		    label, TOKNAME(ctx));
+	if (n > 1)
+		return kw_fail(KW_E_P11, "token '%s' holds several objects "
+		    "labelled '%s': remove the extra ones (pkcs11-tool "
+		    "--list-objects)", TOKNAME(ctx), label);
+	*out = h[0];
+	return 0;
+}
+
+void
+p11_cache_clear(p11_ctx *ctx)
+{
+	pthread_mutex_lock(&ctx->lock);
+	ctx->ncache = 0;
+	ctx->audit = CK_INVALID_HANDLE;
+	pthread_mutex_unlock(&ctx->lock);
+}
+
+static void
+cache_drop(p11_ctx *ctx, const char *label)
+{
+	size_t i;
+
+	pthread_mutex_lock(&ctx->lock);
+	for (i = 0; i < ctx->ncache; i++)
+		if (strcmp(ctx->cache[i].label, label) == 0) {
+			ctx->cache[i] = ctx->cache[--ctx->ncache];
+			break;
+		}
+	pthread_mutex_unlock(&ctx->lock);
+}
+
+int
+p11_key_get(p11_ctx *ctx, struct p11_sess *s, const char *vault,
+    unsigned version, CK_OBJECT_HANDLE *key, CK_OBJECT_HANDLE *mac)
+{
+	char label[96], maclabel[100];
+	CK_OBJECT_HANDLE k, m = CK_INVALID_HANDLE;
+	struct p11_kcache *nc;
+	size_t i;
+	int r;
+
+	if ((r = p11_label_make(label, sizeof(label), vault, version, NULL)) != 0)
+		return r;
+	pthread_mutex_lock(&ctx->lock);
+	for (i = 0; i < ctx->ncache; i++)
+		if (strcmp(ctx->cache[i].label, label) == 0) {
+			*key = ctx->cache[i].key;
+			*mac = ctx->cache[i].mac;
+			pthread_mutex_unlock(&ctx->lock);
+			return 0;
+		}
+	pthread_mutex_unlock(&ctx->lock);
+
+	if ((r = p11_find_one(ctx, s, CKO_SECRET_KEY, label, &k)) != 0) {
+		if (r == KW_E_KEY_NOT_FOUND)
+			r = kw_fail(r, "vault '%s' has no master key v%u in token "
+			    "'%s'", vault, version, TOKNAME(ctx));
+		return r;
+	}
+	snprintf(maclabel, sizeof(maclabel), "%s/mac", label);
+	if ((r = p11_find_one(ctx, s, CKO_SECRET_KEY, maclabel, &m)) != 0) {
+		if (r != KW_E_KEY_NOT_FOUND)
+			return r;
+		m = CK_INVALID_HANDLE;
+	}
+
+	/* No reopen can run while we hold a session: the handles are current. */
+	pthread_mutex_lock(&ctx->lock);
+	if (ctx->ncache == ctx->cachecap) {
+		size_t cap = ctx->cachecap ? ctx->cachecap * 2 : 16;
+
+		if ((nc = realloc(ctx->cache, cap * sizeof(*nc))) == NULL) {
+			pthread_mutex_unlock(&ctx->lock);
+			return -ENOMEM;
+		}
+		ctx->cache = nc;
+		ctx->cachecap = cap;
+	}
+	for (i = 0; i < ctx->ncache; i++)
+		if (strcmp(ctx->cache[i].label, label) == 0)
+			break;
+	if (i == ctx->ncache) {
+		snprintf(ctx->cache[i].label, sizeof(ctx->cache[i].label), "%s",
+		    label);
+		ctx->cache[i].key = k;
+		ctx->cache[i].mac = m;
+		ctx->ncache++;
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	*key = k;
+	*mac = m;
+	return 0;
+}
+
+/* Generate a token secret key from template t (n attributes, the last one
+ * being CKA_MODIFIABLE=false, dropped if the token refuses it). */
+static CK_RV
+keygen(p11_ctx *ctx, struct p11_sess *s, CK_MECHANISM_TYPE mt,
+    CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_HANDLE *out)
+{
+	CK_MECHANISM m = { mt, NULL, 0 };
+	CK_RV rv;
+
+	rv = ctx->f->C_GenerateKey(s->h, &m, t, n, out);
+	if (rv == CKR_ATTRIBUTE_VALUE_INVALID || rv == CKR_ATTRIBUTE_TYPE_INVALID ||
+	    rv == CKR_TEMPLATE_INCONSISTENT || rv == CKR_ATTRIBUTE_READ_ONLY)
+		rv = ctx->f->C_GenerateKey(s->h, &m, t, n - 1, out);
+	return rv;
+}
+
+struct create_arg {
+	const char *vault;
+	unsigned version;
+	struct p11_mkey mk;
+};
+
+static int
+op_mkey_create(p11_ctx *ctx, struct p11_sess *s, void *arg)
+{
+	struct create_arg *a = arg;
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_KEY_TYPE aes = CKK_AES, gen = CKK_GENERIC_SECRET;
+	CK_ULONG vlen = 32;
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_BBOOL wrap = ctx->has_kwp ? CK_TRUE : CK_FALSE;
+	CK_OBJECT_HANDLE k = CK_INVALID_HANDLE, m = CK_INVALID_HANDLE;
+	char label[96], maclabel[100];
+	uint8_t id[P11_ID_LEN];
+	CK_RV rv;
+	int r;
+
+	if ((r = p11_label_make(label, sizeof(label), a->vault, a->version,
+	    NULL)) != 0)
+		return r;
+	snprintf(maclabel, sizeof(maclabel), "%s/mac", label);
+	r = p11_find_one(ctx, s, CKO_SECRET_KEY, label, &k);
+	if (r == 0)
+		return kw_fail(KW_E_KEY_EXISTS, "vault '%s' already has master "
+		    "key v%u ('%s') in token '%s'", a->vault, a->version, label,
+		    TOKNAME(ctx));
+	if (r != KW_E_KEY_NOT_FOUND)
+		return r;
+	k = CK_INVALID_HANDLE;
+	if ((rv = ctx->f->C_GenerateRandom(s->h, id, sizeof(id))) != CKR_OK)
+		return p11_sfail(s, "C_GenerateRandom", rv, "the RNG of token "
+		    "'%s' failed", TOKNAME(ctx));
+	{
+		CK_ATTRIBUTE t[] = {
+			{ CKA_CLASS, &cls, sizeof(cls) },
+			{ CKA_KEY_TYPE, &aes, sizeof(aes) },
+			{ CKA_VALUE_LEN, &vlen, sizeof(vlen) },
+			{ CKA_TOKEN, &yes, sizeof(yes) },
+			{ CKA_PRIVATE, &yes, sizeof(yes) },
+			{ CKA_SENSITIVE, &yes, sizeof(yes) },
+			{ CKA_EXTRACTABLE, &no, sizeof(no) },
+			{ CKA_ENCRYPT, &yes, sizeof(yes) },
+			{ CKA_DECRYPT, &yes, sizeof(yes) },
+			{ CKA_WRAP, &wrap, sizeof(wrap) },
+			{ CKA_UNWRAP, &wrap, sizeof(wrap) },
+			{ CKA_LABEL, label, strlen(label) },
+			{ CKA_ID, id, sizeof(id) },
+			{ CKA_MODIFIABLE, &no, sizeof(no) },    /* last */
+		};
+
+		rv = keygen(ctx, s, CKM_AES_KEY_GEN, t, sizeof(t) / sizeof(t[0]),
+		    &k);
+		if (rv != CKR_OK)
+			return p11_sfail(s, "C_GenerateKey", rv, "cannot create "
+			    "AES-256 master key '%s' in token '%s'", label,
+			    TOKNAME(ctx));
+	}
+	/* The companion HMAC key of the ECB+HMAC wrap, made whenever the token
+	 * can, so that the wrap mechanism can change later. */
+	if (ctx->has_hmac && ctx->has_gen_gen) {
+		CK_ATTRIBUTE t[] = {
+			{ CKA_CLASS, &cls, sizeof(cls) },
+			{ CKA_KEY_TYPE, &gen, sizeof(gen) },
+			{ CKA_VALUE_LEN, &vlen, sizeof(vlen) },
+			{ CKA_TOKEN, &yes, sizeof(yes) },
+			{ CKA_PRIVATE, &yes, sizeof(yes) },
+			{ CKA_SENSITIVE, &yes, sizeof(yes) },
+			{ CKA_EXTRACTABLE, &no, sizeof(no) },
+			{ CKA_SIGN, &yes, sizeof(yes) },
+			{ CKA_VERIFY, &yes, sizeof(yes) },
+			{ CKA_LABEL, maclabel, strlen(maclabel) },
+			{ CKA_ID, id, sizeof(id) },
+			{ CKA_MODIFIABLE, &no, sizeof(no) },    /* last */
+		};
+
+		rv = keygen(ctx, s, CKM_GENERIC_SECRET_KEY_GEN, t,
+		    sizeof(t) / sizeof(t[0]), &m);
+		if (rv != CKR_OK) {
+			m = CK_INVALID_HANDLE;
+			if (ctx->wrap == P11_WRAP_ECB_HMAC) {
+				ctx->f->C_DestroyObject(s->h, k);
+				return p11_sfail(s, "C_GenerateKey", rv, "cannot "
+				    "create HMAC key '%s' in token '%s'", maclabel,
+				    TOKNAME(ctx));
+			}
+		}
+	} else if (ctx->wrap == P11_WRAP_ECB_HMAC) {
+		ctx->f->C_DestroyObject(s->h, k);
+		return kw_fail(KW_E_INTERNAL, "ECB+HMAC wrap chosen without HMAC");
+	}
+	cache_drop(ctx, label);
+	memset(&a->mk, 0, sizeof(a->mk));
+	a->mk.version = a->version;
+	memcpy(a->mk.id, id, sizeof(id));
+	snprintf(a->mk.label, sizeof(a->mk.label), "%s", label);
+	return 0;
+}
+
+int
+p11_mkey_create(p11_ctx *ctx, const char *vault, unsigned version,
+    struct p11_mkey *out)
+{
+	struct create_arg a;
+	char label[96];
+	int r;
+
+	if ((r = p11_label_make(label, sizeof(label), vault, version, NULL)) != 0)
+		return r;
+	memset(&a, 0, sizeof(a));
+	a.vault = vault;
+	a.version = version;
+	if ((r = p11_run(ctx, op_mkey_create, &a)) != 0)
+		return r;
+	if (out != NULL)
+		*out = a.mk;
+	return 0;
+}
+
+struct list_arg {
+	const char *vault;
+	struct p11_mkey *v;
+	size_t n, cap;
+};
+
+static int
+mkey_cmp(const void *a, const void *b)
+{
+	const struct p11_mkey *x = a, *y = b;
+
+	return x->version < y->version ? -1 : x->version > y->version;
+}
+
+/* "keywarden/<vault>/v<N>" exactly: the version, or 0. */
+static unsigned
+label_version(const char *label, const char *vault)
+{
+	size_t pl = strlen(LABEL_PREFIX), vl = strlen(vault);
+	unsigned long v = 0;
+	const char *p;
+
+	if (strncmp(label, LABEL_PREFIX, pl) != 0 ||
+	    strncmp(label + pl, vault, vl) != 0 ||
+	    strncmp(label + pl + vl, "/v", 2) != 0)
+		return 0;
+	p = label + pl + vl + 2;
+	if (*p < '1' || *p > '9')
+		return 0;
+	for (; *p >= '0' && *p <= '9'; p++)
+		if ((v = v * 10 + (unsigned long)(*p - '0')) > 0xffffffffUL)
+			return 0;
+	return *p == '\0' ? (unsigned)v : 0;
+}
+
+static int
+op_mkey_list(p11_ctx *ctx, struct p11_sess *s, void *arg)
+{
+	struct list_arg *a = arg;
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_KEY_TYPE aes = CKK_AES;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_KEY_TYPE, &aes, sizeof(aes) },
+	};
+	CK_OBJECT_HANDLE h[32];
+	CK_ULONG n, i;
+	CK_RV rv;
+	char label[128];
+	uint8_t id[64];
+	struct p11_mkey *nv;
+	unsigned ver;
+	int r = KW_E_INTERNAL;
+
+	a->n = 0;
+	if ((rv = ctx->f->C_FindObjectsInit(s->h, t, 2)) != CKR_OK)
+		return p11_sfail(s, "C_FindObjectsInit", rv, "cannot list the "
+		    "keys of token '%s'", TOKNAME(ctx));
+	for (;;) {
+		if ((rv = ctx->f->C_FindObjects(s->h, h, 32, &n)) != CKR_OK) {
+			r = p11_sfail(s, "C_FindObjects", rv, "cannot list the "
+			    "keys of token '%s'", TOKNAME(ctx));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		for (i = 0; i < n; i++) {
+			CK_ATTRIBUTE at[] = {
+				{ CKA_LABEL, label, sizeof(label) - 1 },
+				{ CKA_ID, id, sizeof(id) },
+			};
+
+			if (ctx->f->C_GetAttributeValue(s->h, h[i], at, 2) != CKR_OK)
+				continue;
+			label[at[0].ulValueLen] = '\0';
+			if ((ver = label_version(label, a->vault)) == 0 ||
+			    strlen(label) >= sizeof(a->v[0].label))
+				continue;
+			if (a->n == a->cap) {
+				size_t cap = a->cap ? a->cap * 2 : 8;
+
+				if ((nv = realloc(a->v, cap * sizeof(*nv))) == NULL) {
+					r = -ENOMEM;
+					goto out;
+				}
+				a->v = nv;
+				a->cap = cap;
+			}
+			memset(&a->v[a->n], 0, sizeof(a->v[a->n]));
+			a->v[a->n].version = ver;
+			memcpy(a->v[a->n].id, id, at[1].ulValueLen < P11_ID_LEN ?
+			    at[1].ulValueLen : P11_ID_LEN);
+			memcpy(a->v[a->n].label, label, strlen(label) + 1);
+			a->n++;
+		}
+	}
+	r = 0;
+out:
+	ctx->f->C_FindObjectsFinal(s->h);
+	return r;
+}
+
+int
+p11_mkey_list(p11_ctx *ctx, const char *vault, struct p11_mkey **out,
+    size_t *n)
+{
+	struct list_arg a;
+	int r;
+
+	if ((r = vault_check(vault)) != 0)
+		return r;
+	memset(&a, 0, sizeof(a));
+	a.vault = vault;
+	if ((r = p11_run(ctx, op_mkey_list, &a)) != 0) {
+		free(a.v);
+		return r;
+	}
+	if (a.n > 1)
+		qsort(a.v, a.n, sizeof(*a.v), mkey_cmp);
+	*out = a.v;
+	*n = a.n;
+	return 0;
+}
+
+struct destroy_arg {
+	const char *vault;
+	unsigned version;
+};
+
+static int
+op_mkey_destroy(p11_ctx *ctx, struct p11_sess *s, void *arg)
+{
+	struct destroy_arg *a = arg;
+	CK_OBJECT_HANDLE k, m;
+	char label[96], maclabel[100];
+	CK_RV rv;
+	int r;
+
+	if ((r = p11_label_make(label, sizeof(label), a->vault, a->version,
+	    NULL)) != 0)
+		return r;
+	snprintf(maclabel, sizeof(maclabel), "%s/mac", label);
+	cache_drop(ctx, label);
+	if ((r = p11_find_one(ctx, s, CKO_SECRET_KEY, label, &k)) != 0) {
+		if (r == KW_E_KEY_NOT_FOUND)
+			r = kw_fail(r, "vault '%s' has no master key v%u in token "
+			    "'%s'", a->vault, a->version, TOKNAME(ctx));
+		return r;
+	}
+	r = p11_find_one(ctx, s, CKO_SECRET_KEY, maclabel, &m);
+	if (r == 0 && (rv = ctx->f->C_DestroyObject(s->h, m)) != CKR_OK)
+		return p11_sfail(s, "C_DestroyObject", rv, "cannot destroy '%s' "
+		    "in token '%s'", maclabel, TOKNAME(ctx));
+	if (r != 0 && r != KW_E_KEY_NOT_FOUND)
+		return r;
+	if ((rv = ctx->f->C_DestroyObject(s->h, k)) != CKR_OK)
+		return p11_sfail(s, "C_DestroyObject", rv, "cannot destroy '%s' "
+		    "in token '%s'", label, TOKNAME(ctx));
+	return 0;
+}
+
+int
+p11_mkey_destroy(p11_ctx *ctx, const char *vault, unsigned version)
+{
+	struct destroy_arg a = { vault, version };
+
+	return p11_run(ctx, op_mkey_destroy, &a);
+}
+
+/* ---- audit key ------------------------------------------------------------ */
+
+static int
+audit_get(p11_ctx *ctx, struct p11_sess *s, int create, CK_OBJECT_HANDLE *out)
+{
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_KEY_TYPE gen = CKK_GENERIC_SECRET;
+	CK_ULONG vlen = 32;
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_OBJECT_HANDLE h;
+	uint8_t id[P11_ID_LEN];
+	CK_RV rv;
+	int r;
+
+	pthread_mutex_lock(&ctx->lock);
+	h = ctx->audit;
+	pthread_mutex_unlock(&ctx->lock);
+	if (h != CK_INVALID_HANDLE) {
+		*out = h;
+		return 0;
+	}
+	r = p11_find_one(ctx, s, CKO_SECRET_KEY, AUDIT_LABEL, &h);
+	if (r == KW_E_KEY_NOT_FOUND && !create)
+		return kw_fail(r, "token '%s' has no audit key '" AUDIT_LABEL "': "
+		    "start keywardend once to create it, or use the token that "
+		    "sealed the log", TOKNAME(ctx));
+	if (r == KW_E_KEY_NOT_FOUND) {
+		CK_ATTRIBUTE t[] = {
+			{ CKA_CLASS, &cls, sizeof(cls) },
+			{ CKA_KEY_TYPE, &gen, sizeof(gen) },
+			{ CKA_VALUE_LEN, &vlen, sizeof(vlen) },
+			{ CKA_TOKEN, &yes, sizeof(yes) },
+			{ CKA_PRIVATE, &yes, sizeof(yes) },
+			{ CKA_SENSITIVE, &yes, sizeof(yes) },
+			{ CKA_EXTRACTABLE, &no, sizeof(no) },
+			{ CKA_SIGN, &yes, sizeof(yes) },
+			{ CKA_VERIFY, &yes, sizeof(yes) },
+			{ CKA_LABEL, (void *)AUDIT_LABEL, strlen(AUDIT_LABEL) },
+			{ CKA_ID, id, sizeof(id) },
+			{ CKA_MODIFIABLE, &no, sizeof(no) },    /* last */
+		};
+
+		if (!ctx->has_hmac || !ctx->has_gen_gen)
+			return kw_fail(KW_E_MECHANISM, "C_GetMechanismList: token "
+			    "'%s' lacks %s: it cannot hold the audit HMAC key",
+			    TOKNAME(ctx), !ctx->has_hmac ? "CKM_SHA256_HMAC" :
+			    "CKM_GENERIC_SECRET_KEY_GEN");
+		if ((rv = ctx->f->C_GenerateRandom(s->h, id, sizeof(id))) != CKR_OK)
+			return p11_sfail(s, "C_GenerateRandom", rv, "the RNG of "
+			    "token '%s' failed", TOKNAME(ctx));
+		rv = keygen(ctx, s, CKM_GENERIC_SECRET_KEY_GEN, t,
+		    sizeof(t) / sizeof(t[0]), &h);
+		if (rv != CKR_OK)
+			return p11_sfail(s, "C_GenerateKey", rv, "cannot create the "
+			    "audit key '" AUDIT_LABEL "' in token '%s'", TOKNAME(ctx));
+	} else if (r != 0)
+		return r;
+	pthread_mutex_lock(&ctx->lock);
+	ctx->audit = h;
+	pthread_mutex_unlock(&ctx->lock);
+	*out = h;
+	return 0;
+}
+
+static int
+op_audit_ensure(p11_ctx *ctx, struct p11_sess *s, void *arg)
+{
+	CK_OBJECT_HANDLE h;
+
+	(void)arg;
+	return audit_get(ctx, s, 1, &h);
+}
+
+int
+p11_audit_key_ensure(p11_ctx *ctx)
+{
+	return p11_run(ctx, op_audit_ensure, NULL);
+}
+
+struct hmac_arg {
+	const void *data;
+	size_t len;
+	uint8_t *mac;
+};
+
+static int
+op_audit_hmac(p11_ctx *ctx, struct p11_sess *s, void *arg)
+{
+	struct hmac_arg *a = arg;
+	CK_MECHANISM m = { CKM_SHA256_HMAC, NULL, 0 };
+	CK_OBJECT_HANDLE h;
+	CK_ULONG n = P11_MAC_LEN;
+	CK_RV rv;
+	int r;
+
+	if ((r = audit_get(ctx, s, 0, &h)) != 0)
+		return r;
+	if ((rv = ctx->f->C_SignInit(s->h, &m, h)) != CKR_OK)
+		return p11_sfail(s, "C_SignInit", rv, "cannot start an HMAC by "
+		    "the audit key of token '%s'", TOKNAME(ctx));
+	if ((rv = ctx->f->C_Sign(s->h, (CK_BYTE_PTR)a->data, a->len, a->mac,
+	    &n)) != CKR_OK)
+		return p11_sfail(s, "C_Sign", rv, "HMAC by the audit key of token "
+		    "'%s' failed", TOKNAME(ctx));
+	if (n != P11_MAC_LEN)
+		return kw_fail(KW_E_P11, "C_Sign: CKR_OK: token '%s' gave a "
+		    "%lu-byte HMAC-SHA256", TOKNAME(ctx), (unsigned long)n);
+	return 0;
+}
+
+int
+p11_audit_hmac(p11_ctx *ctx, const void *data, size_t len,
+    uint8_t mac[P11_MAC_LEN])
+{
+	uint8_t m[P11_MAC_LEN];
+	struct hmac_arg a = { data, len, m };
+	int r;
+
+	if ((r = p11_run(ctx, op_audit_hmac, &a)) != 0)
+		return r;
+	memcpy(mac, m, sizeof(m));
+	return 0;
+}
+
+int
+p11_audit_hmac_verify(p11_ctx *ctx, const void *data, size_t len,
+    const uint8_t mac[P11_MAC_LEN])
+{
+	uint8_t m[P11_MAC_LEN];
+	int r;
+
+	if ((r = p11_audit_hmac(ctx, data, len, m)) != 0)
+		return r;
+	if (kw_memeq_ct(m, mac, P11_MAC_LEN) != 0)
+		return kw_fail(KW_E_AUTH, "the HMAC does not match the audit key "
+		    "of token '%s': the data or its MAC was changed",
+		    TOKNAME(ctx));
+	return 0;
+}
+
+/* ---- test hook ------------------------------------------------------------ */
+
+struct read_arg {
+	const char *label;
+	CK_RV rv;
+	CK_BBOOL sens, extr;
+};
+
+static int
+op_read_value(p11_ctx *ctx, struct p11_sess *s, void *arg)
+{
+	struct read_arg *a = arg;
+	CK_OBJECT_HANDLE h;
+	uint8_t buf[128];
+	CK_ATTRIBUTE v = { CKA_VALUE, buf, sizeof(buf) };
+	CK_ATTRIBUTE f[] = {
+		{ CKA_SENSITIVE, &a->sens, sizeof(a->sens) },
+		{ CKA_EXTRACTABLE, &a->extr, sizeof(a->extr) },
+	};
+	int r;
+
+	if ((r = p11_find_one(ctx, s, CKO_SECRET_KEY, a->label, &h)) != 0)
+		return r;
+	a->rv = ctx->f->C_GetAttributeValue(s->h, h, &v, 1);
+	kw_wipe(buf, sizeof(buf));
+	if (ctx->f->C_GetAttributeValue(s->h, h, f, 2) != CKR_OK)
+		return kw_fail(KW_E_P11, "cannot read flags of '%s'", a->label);
+	return 0;
+}
+
+CK_RV
+p11_test_read_value(p11_ctx *ctx, const char *label, int *sensitive,
+    int *extractable)
+{
+	struct read_arg a;
+
+	memset(&a, 0, sizeof(a));
+	a.label = label;
+	if (p11_run(ctx, op_read_value, &a) != 0)
+		return CKR_GENERAL_ERROR;
+	*sensitive = a.sens == CK_TRUE;
+	*extractable = a.extr == CK_TRUE;
+	return a.rv;
+}
