@@ -138,6 +138,18 @@ pol_pattern_match(const char *p, const char *s)
 	}
 }
 
+uint32_t
+pol_seg_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s != '\0' && *s != '/'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 16777619u;
+	}
+	return h;
+}
+
 /* ---- deciding -------------------------------------------------------------- */
 
 static int
@@ -221,6 +233,51 @@ index_list(const struct policy *p, size_t slot, enum policy_action a, int deny)
 	return &p->index[(slot * POLICY_A_COUNT + (size_t)a) * 2 + (size_t)(deny != 0)];
 }
 
+/* Walk the candidates of l for name in file order: the scanned ids merged
+ * with the keyed ones whose first segment hashes like name's. */
+struct cand_iter {
+	const struct pol_list *l;
+	uint32_t i, j, jend;
+};
+
+static void
+cand_start(struct cand_iter *it, const struct pol_list *l, const char *name)
+{
+	uint32_t lo = 0, hi = l->nkeys, h;
+
+	it->l = l;
+	it->i = 0;
+	it->j = it->jend = 0;
+	if (name == NULL || l->nkeys == 0)
+		return;
+	h = pol_seg_hash(name);
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (l->keys[mid].hash < h)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	it->j = it->jend = lo;
+	while (it->jend < l->nkeys && l->keys[it->jend].hash == h)
+		it->jend++;
+}
+
+/* The next rule index, or UINT32_MAX at the end. */
+static uint32_t
+cand_next(struct cand_iter *it)
+{
+	const struct pol_list *l = it->l;
+	int have_i = it->i < l->n, have_j = it->j < it->jend;
+
+	if (have_i && (!have_j || l->ids[it->i] < l->keys[it->j].id))
+		return l->ids[it->i++];
+	if (have_j)
+		return l->keys[it->j++].id;
+	return UINT32_MAX;
+}
+
 int
 policy_decide(const struct policy *p, const struct policy_identity *id,
     enum policy_action a, const char *vault, const char *name,
@@ -238,12 +295,14 @@ policy_decide(const struct policy *p, const struct policy_identity *id,
 		return -EINVAL;
 	slot = vault_slot(p, vault);
 	for (int deny = 1; deny >= 0; deny--) {
-		const struct pol_list *l = index_list(p, slot, a, deny);
+		struct cand_iter it;
+		uint32_t k;
 
-		for (uint32_t i = 0; i < l->n; i++) {
-			const struct pol_rule *r = &p->rules[l->ids[i]];
+		cand_start(&it, index_list(p, slot, a, deny), name);
+		while ((k = cand_next(&it)) != UINT32_MAX) {
+			const struct pol_rule *r = &p->rules[k];
 
-			if (!name_match(r, name) || !who_match(r, id))
+			if (!who_match(r, id) || !name_match(r, name))
 				continue;
 			out->allow = !deny;
 			out->rule = r->name;
@@ -275,10 +334,12 @@ policy_who_can(const struct policy *p, enum policy_action a,
 		return -EINVAL;
 	slot = vault_slot(p, vault);
 	for (int deny = 1; deny >= 0; deny--) {
-		const struct pol_list *l = index_list(p, slot, a, deny);
+		struct cand_iter it;
+		uint32_t k;
 
-		for (uint32_t i = 0; i < l->n; i++) {
-			const struct pol_rule *r = &p->rules[l->ids[i]];
+		cand_start(&it, index_list(p, slot, a, deny), name);
+		while ((k = cand_next(&it)) != UINT32_MAX) {
+			const struct pol_rule *r = &p->rules[k];
 
 			if (!name_match(r, name))
 				continue;
@@ -324,6 +385,7 @@ policy_free(struct policy *p)
 	free(p->vaults);
 	free(p->index);
 	free(p->pool);
+	free(p->kpool);
 	free(p->file);
 	free(p);
 }

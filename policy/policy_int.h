@@ -35,10 +35,20 @@ struct pol_rule {
 	size_t nwho;
 };
 
-/* Rule indexes, in file order. */
+/* A rule whose every name pattern starts with a literal segment is found
+ * through the hash of that segment; the others are scanned. */
+struct pol_key {
+	uint32_t hash;                       /* pol_seg_hash of the first segment */
+	uint32_t id;                         /* rule index */
+};
+
+/* The rules that could decide one (vault slot, action, effect): ids in file
+ * order (rules without a literal first segment), keys sorted by (hash, id). */
 struct pol_list {
 	const uint32_t *ids;
 	uint32_t n;
+	const struct pol_key *keys;
+	uint32_t nkeys;
 };
 
 struct policy {
@@ -52,8 +62,12 @@ struct policy {
 	 * vault slot (0..nvaults-1 the named vaults, nvaults any other vault,
 	 * nvaults+1 no vault), action and effect. */
 	struct pol_list *index;
-	uint32_t *pool;                      /* storage of every index list */
+	uint32_t *pool;                      /* storage of every ids array */
+	struct pol_key *kpool;               /* storage of every keys array */
 };
+
+/* FNV-1a of the first '/'-separated segment of s. */
+uint32_t pol_seg_hash(const char *s);
 
 /* Does pattern pat match name?  Both NUL-terminated, '/'-separated. */
 int pol_pattern_match(const char *pat, const char *name);

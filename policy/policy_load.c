@@ -1294,16 +1294,57 @@ cmp_str(const void *a, const void *b)
 }
 
 static int
+cmp_key(const void *a, const void *b)
+{
+	const struct pol_key *x = a, *y = b;
+
+	if (x->hash != y->hash)
+		return x->hash < y->hash ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* The distinct first-segment hashes of r's patterns, or 0 when one of them
+ * starts with a wildcard (or r has none): such a rule is scanned. */
+static size_t
+rule_hashes(const struct pol_rule *r, uint32_t *h)
+{
+	size_t n = 0;
+
+	if (r->any_name)
+		return 0;
+	for (size_t i = 0; i < r->nnames; i++) {
+		const char *s = r->names[i];
+		uint32_t v;
+		size_t j;
+
+		for (; *s != '\0' && *s != '/'; s++)
+			if (*s == '*')
+				return 0;
+		v = pol_seg_hash(r->names[i]);
+		for (j = 0; j < n; j++)
+			if (h[j] == v)
+				break;
+		if (j == n)
+			h[n++] = v;
+	}
+	return n;
+}
+
+static int
 index_build(struct lctx *x, struct policy *p, const struct trule *t)
 {
-	size_t total = 0, nv = 0, nslots, nlists;
+	size_t total = 0, nv = 0, nslots, nlists, maxnames = 1;
 	const char **all;
-	uint32_t *count = NULL;
+	uint32_t *count = NULL, *kcount = NULL, *h = NULL;
 	int rc = -ENOMEM;
 
-	for (size_t i = 0; i < p->nrules; i++)
+	for (size_t i = 0; i < p->nrules; i++) {
 		total += t[i].nvaults;
-	if ((all = calloc(total + 1, sizeof(*all))) == NULL)
+		if (p->rules[i].nnames > maxnames)
+			maxnames = p->rules[i].nnames;
+	}
+	if ((all = calloc(total + 1, sizeof(*all))) == NULL ||
+	    (h = calloc(maxnames, sizeof(*h))) == NULL)
 		goto out;
 	for (size_t i = 0; i < p->nrules; i++)
 		for (size_t j = 0; j < t[i].nvaults; j++)
@@ -1322,25 +1363,32 @@ index_build(struct lctx *x, struct policy *p, const struct trule *t)
 	nlists = nslots * POLICY_A_COUNT * 2;
 	p->index = calloc(nlists, sizeof(*p->index));
 	count = calloc(nlists, sizeof(*count));
-	if (p->index == NULL || count == NULL)
+	kcount = calloc(nlists, sizeof(*kcount));
+	if (p->index == NULL || count == NULL || kcount == NULL)
 		goto out;
 	/* Two passes over the rules: count, then fill in file order. */
 	for (int pass = 0; pass < 2; pass++) {
 		if (pass == 1) {
-			size_t off = 0;
+			size_t off = 0, koff = 0;
 
-			for (size_t l = 0; l < nlists; l++)
+			for (size_t l = 0; l < nlists; l++) {
 				off += count[l];
-			if ((p->pool = calloc(off + 1, sizeof(*p->pool))) == NULL)
+				koff += kcount[l];
+			}
+			if ((p->pool = calloc(off + 1, sizeof(*p->pool))) == NULL ||
+			    (p->kpool = calloc(koff + 1, sizeof(*p->kpool))) == NULL)
 				goto out;
-			off = 0;
+			off = koff = 0;
 			for (size_t l = 0; l < nlists; l++) {
 				p->index[l].ids = p->pool + off;
+				p->index[l].keys = p->kpool + koff;
 				off += count[l];
+				koff += kcount[l];
 			}
 		}
 		for (size_t i = 0; i < p->nrules; i++) {
 			const struct pol_rule *r = &p->rules[i];
+			size_t nk = rule_hashes(r, h);
 
 			for (size_t s = 0; s < nslots; s++) {
 				int in = r->any_vault;
@@ -1351,22 +1399,42 @@ index_build(struct lctx *x, struct policy *p, const struct trule *t)
 					continue;
 				for (int a = 0; a < POLICY_A_COUNT; a++) {
 					size_t l = (s * POLICY_A_COUNT + (size_t)a) * 2 + (size_t)r->deny;
+					struct pol_list *pl = &p->index[l];
 
 					if (!(r->actions & (1u << a)))
 						continue;
-					if (pass == 0)
-						count[l]++;
-					else
-						p->pool[(size_t)(p->index[l].ids - p->pool) + p->index[l].n++] =
-						    (uint32_t)i;
+					if (pass == 0) {
+						if (nk == 0)
+							count[l]++;
+						else
+							kcount[l] += (uint32_t)nk;
+						continue;
+					}
+					if (nk == 0) {
+						p->pool[(size_t)(pl->ids - p->pool) + pl->n++] = (uint32_t)i;
+						continue;
+					}
+					for (size_t k = 0; k < nk; k++) {
+						struct pol_key *d = &p->kpool[(size_t)(pl->keys - p->kpool) +
+						    pl->nkeys++];
+
+						d->hash = h[k];
+						d->id = (uint32_t)i;
+					}
 				}
 			}
 		}
 	}
+	for (size_t l = 0; l < nlists; l++)
+		if (p->index[l].nkeys > 1)
+			qsort(p->kpool + (p->index[l].keys - p->kpool), p->index[l].nkeys,
+			    sizeof(struct pol_key), cmp_key);
 	rc = 0;
 out:
 	free(all);
+	free(h);
 	free(count);
+	free(kcount);
 	return rc;
 }
 

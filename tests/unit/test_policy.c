@@ -381,6 +381,39 @@ test_patterns(void)
 	policy_free(p);
 }
 
+/* Rules found by the name index and rules scanned still decide in file
+ * order: the first matching deny, else the first matching allow. */
+static void
+test_file_order(void)
+{
+	struct policy *p = NULL;
+	struct policy_errors *e = NULL;
+	char path[512], want[600];
+	struct policy_identity u = who(5000, 5000, NULL, 0, NULL, NULL);
+
+	CU_ASSERT_EQUAL(load_text("order.yaml",
+	    "rules:\n"
+	    "  - {name: a-exact, who: {user: 5000}, allow: secret.get, vault: v, names: a/k}\n"
+	    "  - {name: any-k, who: {user: 5000}, allow: secret.get, vault: v, names: '*/k'}\n"
+	    "  - {name: b-exact, who: {user: 5000}, allow: secret.get, vault: v, names: [x/y, b/k]}\n"
+	    "  - {name: star-deny, who: '*', deny: secret.get, vault: '*', names: '*/secret'}\n"
+	    "  - {name: c-deny, who: '*', deny: secret.get, vault: v, names: c/secret}\n",
+	    0600, NULL, &p, &e, path, sizeof(path)), 0);
+	print_errors(e);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	snprintf(want, sizeof(want), "allowed by rule 'a-exact' at %s:2", path);
+	EXPECT(p, &u, "secret.get", "v", "a/k", want);
+	snprintf(want, sizeof(want), "allowed by rule 'any-k' at %s:3", path);
+	EXPECT(p, &u, "secret.get", "v", "b/k", want);
+	EXPECT(p, &u, "secret.get", "v", "z/k", want);
+	snprintf(want, sizeof(want), "allowed by rule 'b-exact' at %s:4", path);
+	EXPECT(p, &u, "secret.get", "v", "x/y", want);
+	snprintf(want, sizeof(want), "denied by rule 'star-deny' at %s:5", path);
+	EXPECT(p, &u, "secret.get", "v", "c/secret", want);
+	EXPECT(p, &u, "secret.get", "w", "q/secret", want);
+	policy_free(p);
+}
+
 /* ---- built-in roles ---------------------------------------------------------- */
 
 static void
@@ -930,6 +963,7 @@ main(void)
 	CU_add_test(s, "an explicit deny beats any allow", test_deny_beats_allow);
 	CU_add_test(s, "no rule, no access", test_default_deny);
 	CU_add_test(s, "name patterns: *, **, exact", test_patterns);
+	CU_add_test(s, "indexed and scanned rules decide in file order", test_file_order);
 	CU_add_test(s, "built-in roles", test_builtin_roles);
 	CU_add_test(s, "action names", test_actions);
 	CU_add_test(s, "combinations, named groups, who-can", test_combinations_and_who_can);
