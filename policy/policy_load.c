@@ -74,7 +74,13 @@ struct lctx {
 	struct role *roles;
 	size_t nroles;
 	char why[256];                       /* reason a combination fails */
+	int depth;                           /* nesting of principals now */
+	unsigned long visits;                /* principal nodes compiled so far */
 };
+
+/* Limits against a file that nests or aliases its way to a huge tree. */
+#define MAX_DEPTH 16
+#define MAX_VISITS 200000UL
 
 /* Build a YAML path; a path too long for buf is cut short. */
 static void
@@ -843,7 +849,31 @@ who_map(struct lctx *x, yaml_node_t *n, const char *yp, struct tset *out)
 
 /* A principal: a name, '*', a mapping (all of its keys), a list (any). */
 static int
+who_node1(struct lctx *x, yaml_node_t *n, const char *yp, struct tset *out);
+
+static int
 who_node(struct lctx *x, yaml_node_t *n, const char *yp, struct tset *out)
+{
+	int rc;
+
+	if (x->depth >= MAX_DEPTH) {
+		ERR(x, n, yp, "principals nested more than %d deep", MAX_DEPTH);
+		return -1;
+	}
+	if (++x->visits > MAX_VISITS) {
+		if (x->visits == MAX_VISITS + 1)
+			ERR(x, n, yp, "the principals expand to more than %lu nodes (aliases?)",
+			    MAX_VISITS);
+		return -1;
+	}
+	x->depth++;
+	rc = who_node1(x, n, yp, out);
+	x->depth--;
+	return rc;
+}
+
+static int
+who_node1(struct lctx *x, yaml_node_t *n, const char *yp, struct tset *out)
 {
 	const char *s;
 

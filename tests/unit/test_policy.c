@@ -828,6 +828,37 @@ test_errors_all_collected(void)
 	CU_ASSERT_EQUAL(e->v[0].line, 3);
 	policy_errors_free(e);
 
+	/* Aliases that expand without end, and nesting without end. */
+	{
+		char text[4096];
+		size_t o = 0;
+
+		o += (size_t)snprintf(text + o, sizeof(text) - o, "principals:\n  p0: &a0 [{user: 0}]\n");
+		for (int i = 1; i < 12; i++)
+			o += (size_t)snprintf(text + o, sizeof(text) - o,
+			    "  p%d: &a%d [*a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d]\n",
+			    i, i, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1);
+		snprintf(text + o, sizeof(text) - o, "rules: []\n");
+		CU_ASSERT_EQUAL(load_text("laughs.yaml", text, 0600, NULL, &p, &e, path, sizeof(path)),
+		    KW_E_POLICY);
+		CU_ASSERT(e != NULL && e->n >= 1);
+		policy_errors_free(e);
+		o = (size_t)snprintf(text, sizeof(text), "rules:\n  - name: r\n    who: ");
+		for (int i = 0; i < 20; i++)
+			text[o++] = '[';
+		o += (size_t)snprintf(text + o, sizeof(text) - o, "{user: 0}");
+		for (int i = 0; i < 20; i++)
+			text[o++] = ']';
+		snprintf(text + o, sizeof(text) - o, "\n    allow: secret.get\n    vault: v\n");
+		CU_ASSERT_EQUAL(load_text("deep.yaml", text, 0600, NULL, &p, &e, path, sizeof(path)),
+		    KW_E_POLICY);
+		CU_ASSERT(has_error(e, path, 3, 26,
+		    "rules[0].who[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]",
+		    "principals nested more than 16 deep"));
+		CU_ASSERT(e != NULL && e->n == 1);
+		policy_errors_free(e);
+	}
+
 	/* Empty file. */
 	CU_ASSERT_EQUAL(load_text("nothing.yaml", "", 0600, NULL, &p, &e, path, sizeof(path)), KW_E_POLICY);
 	CU_ASSERT(has_error(e, path, 1, 1, "", "the policy is empty"));
