@@ -142,7 +142,9 @@ struct policy_load_opts {
  * file is invalid: every problem is in *errs), -ENOENT / -EACCES / ... (the
  * file cannot be read: one entry in *errs says why) or -ENOMEM (*errs may be
  * NULL); *out is untouched.  errs may be NULL if the caller does not want
- * them.  o may be NULL: the daemon's uid is then geteuid().
+ * them; kw_errdetail() then still holds the first problem, formatted, with
+ * "(and N more)".  o may be NULL: the daemon's uid is then geteuid().
+ * Name lookups happen here, never when deciding.
  */
 int policy_load(const char *path, const struct policy_load_opts *o,
     struct policy **out, struct policy_errors **errs);

@@ -1675,10 +1675,20 @@ out:
 		yaml_parser_delete(&parser);
 	free(buf);
 	policy_free(p);
+	errors_sort(x.errs);
+	if (rc != 0 && x.errs->n > 0) {
+		char first[1024];
+
+		/* For callers that log kw_errdetail(): the first problem. */
+		policy_error_format(&x.errs->v[0], first, sizeof(first));
+		if (x.errs->n > 1)
+			kw_fail(rc, "%s (and %zu more)", first, x.errs->n - 1);
+		else
+			kw_fail(rc, "%s", first);
+	}
 	if (rc == 0 || x.errs->n == 0 || errs == NULL) {
 		policy_errors_free(x.errs);
 	} else {
-		errors_sort(x.errs);
 		*errs = x.errs;
 	}
 	return rc;

@@ -813,6 +813,14 @@ test_errors_all_collected(void)
 	CU_ASSERT(has_error(e, path, 9, 5, "rules[1]", "expected a rule (a mapping), found a scalar"));
 	CU_ASSERT(has_error(e, path, 13, 5, "rules[2]", "a rule either allows or denies"));
 	CU_ASSERT_EQUAL(e->n, 8);
+	/* The first problem, for a caller that logs kw_errdetail(). */
+	{
+		char want[700];
+
+		snprintf(want, sizeof(want), "%s:1:10: version: unsupported policy version '2'", path);
+		CU_ASSERT_EQUAL(strncmp(kw_errdetail(KW_E_POLICY), want, strlen(want)), 0);
+		CU_ASSERT(strstr(kw_errdetail(KW_E_POLICY), "(and 7 more)") != NULL);
+	}
 	for (size_t i = 0; i < e->n; i++) {
 		CU_ASSERT(e->v[i].line >= last);        /* in file order */
 		last = e->v[i].line;
