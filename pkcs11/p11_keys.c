@@ -73,9 +73,21 @@ p11_find_one(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_CLASS cls,
 	if (rv != CKR_OK)
 		return p11_sfail(s, "C_FindObjects", rv, "cannot search token "
 		    "'%s' for '%s'", TOKNAME(ctx), label);
-	if (n == 0)
+	if (n == 0) {
+		CK_SESSION_INFO si;
+
+		/* Private objects are invisible once the login is lost: say
+		 * so, and let the pool log in again. */
+		if ((rv = ctx->f->C_GetSessionInfo(s->h, &si)) != CKR_OK)
+			return p11_sfail(s, "C_GetSessionInfo", rv, "token '%s' "
+			    "does not answer", TOKNAME(ctx));
+		if (si.state != CKS_RW_USER_FUNCTIONS &&
+		    si.state != CKS_RO_USER_FUNCTIONS)
+			return p11_sfail(s, "C_FindObjects", CKR_USER_NOT_LOGGED_IN,
+			    "the session on token '%s' lost its login", TOKNAME(ctx));
 		return kw_fail(KW_E_KEY_NOT_FOUND, "no key '%s' in token '%s'",
 		    label, TOKNAME(ctx));
+	}
 	if (n > 1)
 		return kw_fail(KW_E_P11, "token '%s' holds several objects "
 		    "labelled '%s': remove the extra ones (pkcs11-tool "

@@ -475,11 +475,10 @@ p11_close(p11_ctx *ctx)
 {
 	if (ctx == NULL)
 		return;
-	if (ctx->mod != NULL && ctx->sess != NULL) {
-		if (ctx->sess[0].h != CK_INVALID_HANDLE)
-			ctx->f->C_Logout(ctx->sess[0].h);
+	/* No C_Logout: login is per process, and other contexts of this
+	 * process may share it; closing the last session logs out. */
+	if (ctx->mod != NULL && ctx->sess != NULL)
 		sessions_close(ctx);
-	}
 	mod_put(ctx->mod);
 	free(ctx->sess);
 	free(ctx->cache);

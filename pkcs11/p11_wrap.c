@@ -34,6 +34,9 @@
 #define DIGEST_LEN 32
 #define SCRATCH 160             /* secure scratch for plaintext material */
 #define AD_STACK 512
+/* Tokens differ on unwrapping RFC 5649 padding of odd lengths, so the
+ * plaintext is DEK || zeros to a multiple of 8 || SHA-256(AD). */
+#define KWP_PAD(n) ((((n) + 7) / 8) * 8)
 
 struct wrap_arg {
 	const char *vault;
@@ -56,7 +59,7 @@ blob_len(enum p11_wrap_mech m, size_t deklen)
 	case P11_WRAP_AES_GCM:
 		return HDR_LEN + GCM_IV + deklen + GCM_TAG;
 	case P11_WRAP_AES_KWP:
-		return HDR_LEN + ((deklen + DIGEST_LEN + 7) / 8) * 8 + 8;
+		return HDR_LEN + KWP_PAD(deklen) + DIGEST_LEN + 8;
 	case P11_WRAP_ECB_HMAC:
 		return HDR_LEN + CTR_NONCE + deklen + HMAC_LEN;
 	default:
@@ -233,7 +236,7 @@ kwp_wrap(p11_ctx *ctx, struct p11_sess *s, struct wrap_arg *a,
 		{ CKA_PRIVATE, &yes, sizeof(yes) },
 		{ CKA_SENSITIVE, &no, sizeof(no) },
 		{ CKA_EXTRACTABLE, &yes, sizeof(yes) },
-		{ CKA_VALUE, a->scratch, a->deklen + DIGEST_LEN },
+		{ CKA_VALUE, a->scratch, KWP_PAD(a->deklen) + DIGEST_LEN },
 	};
 	CK_OBJECT_HANDLE tmp = CK_INVALID_HANDLE;
 	CK_ULONG n = P11_WRAPPED_MAX - HDR_LEN;
@@ -242,7 +245,8 @@ kwp_wrap(p11_ctx *ctx, struct p11_sess *s, struct wrap_arg *a,
 	int r = KW_E_INTERNAL;
 
 	memcpy(a->scratch, a->dek, a->deklen);
-	SHA256(ad, adlen, a->scratch + a->deklen);
+	memset(a->scratch + a->deklen, 0, KWP_PAD(a->deklen) - a->deklen);
+	SHA256(ad, adlen, a->scratch + KWP_PAD(a->deklen));
 	rv = ctx->f->C_CreateObject(s->h, t, sizeof(t) / sizeof(t[0]), &tmp);
 	if (rv != CKR_OK) {
 		r = p11_sfail(s, "C_CreateObject", rv, "cannot hold the data key "
@@ -285,8 +289,9 @@ kwp_unwrap(p11_ctx *ctx, struct p11_sess *s, struct wrap_arg *a,
 		{ CKA_EXTRACTABLE, &yes, sizeof(yes) },
 	};
 	CK_ATTRIBUTE v = { CKA_VALUE, a->scratch, SCRATCH - DIGEST_LEN };
-	uint8_t *digest = a->scratch + SCRATCH - DIGEST_LEN;
+	uint8_t *digest = a->scratch + SCRATCH - DIGEST_LEN, pad;
 	CK_OBJECT_HANDLE tmp = CK_INVALID_HANDLE;
+	size_t i;
 	CK_RV rv;
 	int r = KW_E_INTERNAL;
 
@@ -314,8 +319,11 @@ kwp_unwrap(p11_ctx *ctx, struct p11_sess *s, struct wrap_arg *a,
 		goto out;
 	}
 	SHA256(ad, adlen, digest);
-	if (v.ulValueLen != a->deklen + DIGEST_LEN ||
-	    kw_memeq_ct(a->scratch + a->deklen, digest, DIGEST_LEN) != 0) {
+	for (i = a->deklen, pad = 0; i < KWP_PAD(a->deklen); i++)
+		pad |= a->scratch[i];
+	if (v.ulValueLen != KWP_PAD(a->deklen) + DIGEST_LEN || pad != 0 ||
+	    kw_memeq_ct(a->scratch + KWP_PAD(a->deklen), digest,
+	    DIGEST_LEN) != 0) {
 		r = kw_fail(KW_E_AUTH, "C_UnwrapKey: CKR_OK: the AAD bound into "
 		    "the wrapped key differs: it belongs to another record or "
 		    "vault, or its header was changed");
