@@ -722,8 +722,8 @@ who_map(struct lctx *x, yaml_node_t *n, const char *yp, struct tset *out)
 		struct tconj *c = &t->v[0];
 		unsigned id;
 
-		if (ks == NULL)
-			continue;
+		if (ks == NULL || map_get(x, n, ks, NULL) != v)
+			continue;       /* a repeated key: reported by check_keys */
 		yp_set(kp, sizeof(kp), "%s%s%s", yp, yp[0] ? "." : "", ks);
 		t->n = 1;
 		memset(c, 0, sizeof(*c));

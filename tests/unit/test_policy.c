@@ -17,6 +17,34 @@
 static char dir[256];
 static char example[512];
 
+/* Copy tests/policy/<name> into the temporary directory with mode 0600, so
+ * that a checkout with a group-writable umask still passes the mode check.
+ * Returns 0 or -1. */
+static int
+copy_fixture(const char *name, char *out, size_t outlen)
+{
+	const char *src = getenv("KW_TOP_SRCDIR");
+	char from[512], *text;
+	FILE *f;
+	long n;
+	int rc = -1;
+
+	snprintf(from, sizeof(from), "%s/tests/policy/%s", src != NULL ? src : "..", name);
+	snprintf(out, outlen, "%s/%s", dir, name);
+	if ((f = fopen(from, "r")) == NULL) {
+		fprintf(stderr, "test_policy: cannot read %s (is KW_TOP_SRCDIR set?)\n", from);
+		return -1;
+	}
+	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+	    (text = calloc(1, (size_t)n + 1)) != NULL) {
+		if (fread(text, 1, (size_t)n, f) == (size_t)n)
+			rc = kwt_write_file(out, text, 0600);
+		free(text);
+	}
+	fclose(f);
+	return rc;
+}
+
 /* Users and groups of the example, which a test box does not have. */
 static int
 fake_user(void *arg, const char *name, uid_t *out)
@@ -873,6 +901,46 @@ test_errors_all_collected(void)
 	policy_errors_free(e);
 }
 
+/* The fixture with one of each mistake: the whole list, formatted. */
+static void
+test_errors_fixture(void)
+{
+	static const char *const want[] = {
+		"5:22: principals.ops: duplicate key 'user' (first at line 5)",
+		"6:11: principals.nobody: an empty group of principals never matches",
+		"7:20: principals.ghosts.group: group 'kw-no-such-group' does not exist on this system",
+		"9:27: roles.rotator[1]: unknown action 'vault.stauts'",
+		"13:29: rules[0].allow[1]: unknown action 'secret.gte'",
+		"15:13: rules[0].names[0]: invalid name pattern 'api//key': it has an empty segment",
+		"16:5: rules[0]: unknown key 'colour' (expected name, description, who, allow, deny, vault or names)",
+		"17:11: rules[1].name: duplicate rule name 'devs-read' (first at line 11)",
+		"18:17: rules[1].who.all: this combination can never match: a caller cannot run both /usr/bin/a and /usr/bin/b",
+		"20:19: rules[1].vault[1]: invalid vault name ''",
+		"24:5: rules[2]: a rule either allows or denies: split it into two rules",
+	};
+	char path[512], line[1024];
+	struct policy *p = NULL;
+	struct policy_errors *e = NULL;
+
+	CU_ASSERT_EQUAL_FATAL(copy_fixture("invalid.yaml", path, sizeof(path)), 0);
+	CU_ASSERT_EQUAL(policy_load(path, NULL, &p, &e), KW_E_POLICY);
+	CU_ASSERT_PTR_NULL(p);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+	if (e->n != sizeof(want) / sizeof(want[0]))
+		print_errors(e);
+	CU_ASSERT_EQUAL(e->n, sizeof(want) / sizeof(want[0]));
+	for (size_t i = 0; i < e->n && i < sizeof(want) / sizeof(want[0]); i++) {
+		char prefix[700];
+
+		policy_error_format(&e->v[i], line, sizeof(line));
+		snprintf(prefix, sizeof(prefix), "%s:%s", path, want[i]);
+		if (strncmp(line, prefix, strlen(prefix)) != 0)
+			fprintf(stderr, "\n  got:    %s\n  wanted: %s\n", line, prefix);
+		CU_ASSERT_EQUAL(strncmp(line, prefix, strlen(prefix)), 0);
+	}
+	policy_errors_free(e);
+}
+
 static void
 test_file_checks(void)
 {
@@ -985,15 +1053,13 @@ main(void)
 {
 	CU_pSuite s;
 	unsigned failed;
-	const char *src = getenv("KW_TOP_SRCDIR");
 
-	snprintf(example, sizeof(example), "%s/tests/policy/example.yaml", src != NULL ? src : "..");
-	if (access(example, R_OK) != 0) {
-		fprintf(stderr, "test_policy: cannot read %s (set KW_TOP_SRCDIR)\n", example);
-		return 99;
-	}
 	if (kwt_tmpdir(dir, sizeof(dir), "kwtest-policy") != 0)
 		return 99;
+	if (copy_fixture("example.yaml", example, sizeof(example)) != 0) {
+		kwt_rmtree(dir);
+		return 99;
+	}
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 99;
 	s = CU_add_suite("policy", NULL, NULL);
@@ -1010,6 +1076,7 @@ main(void)
 	CU_add_test(s, "errors: rules that can never match", test_errors_never_match);
 	CU_add_test(s, "errors: users and groups that do not exist", test_errors_users_groups);
 	CU_add_test(s, "errors: all collected, in file order", test_errors_all_collected);
+	CU_add_test(s, "errors: the fixture with one of each", test_errors_fixture);
 	CU_add_test(s, "file owner and mode", test_file_checks);
 	CU_add_test(s, "1,000 rules decide correctly", test_thousand_rules);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
