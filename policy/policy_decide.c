@@ -167,12 +167,32 @@ has_gid(const struct policy_identity *id, gid_t g)
 	return 0;
 }
 
+/* 1 << (gid % 64) for every group the caller is known to be in. */
+static uint64_t
+id_bloom(const struct policy_identity *id)
+{
+	uint64_t b = 0;
+
+	if (id->known & POLICY_ID_GID)
+		b |= 1ull << (id->gid % 64);
+	if (id->known & POLICY_ID_GROUPS) {
+		size_t n = id->ngroups < POLICY_MAX_GROUPS ? id->ngroups : POLICY_MAX_GROUPS;
+
+		for (size_t i = 0; i < n; i++)
+			b |= 1ull << (id->groups[i] % 64);
+	}
+	return b;
+}
+
 static int
-conj_match(const struct pol_conj *c, const struct policy_identity *id)
+conj_match(const struct pol_conj *c, const struct policy_identity *id, uint64_t bloom)
 {
 	if ((id->known & c->need) != c->need)
 		return 0;
 	if ((c->need & POLICY_ID_UID) && id->uid != c->uid)
+		return 0;
+	/* A group the caller is surely not in: no need to look further. */
+	if ((c->gbloom & ~bloom) != 0)
 		return 0;
 	if ((c->need & POLICY_ID_EXE) && (id->exe == NULL || strcmp(id->exe, c->exe) != 0))
 		return 0;
@@ -198,10 +218,10 @@ name_match(const struct pol_rule *r, const char *name)
 }
 
 static int
-who_match(const struct pol_rule *r, const struct policy_identity *id)
+who_match(const struct pol_rule *r, const struct policy_identity *id, uint64_t bloom)
 {
 	for (size_t i = 0; i < r->nwho; i++)
-		if (conj_match(&r->who[i], id))
+		if (conj_match(&r->who[i], id, bloom))
 			return 1;
 	return 0;
 }
@@ -284,6 +304,7 @@ policy_decide(const struct policy *p, const struct policy_identity *id,
     struct policy_decision *out)
 {
 	size_t slot;
+	uint64_t bloom;
 
 	if (out == NULL)
 		return -EINVAL;
@@ -294,6 +315,7 @@ policy_decide(const struct policy *p, const struct policy_identity *id,
 	if (p == NULL || id == NULL || (int)a < 0 || a >= POLICY_A_COUNT)
 		return -EINVAL;
 	slot = vault_slot(p, vault);
+	bloom = id_bloom(id);
 	for (int deny = 1; deny >= 0; deny--) {
 		struct cand_iter it;
 		uint32_t k;
@@ -302,7 +324,7 @@ policy_decide(const struct policy *p, const struct policy_identity *id,
 		while ((k = cand_next(&it)) != UINT32_MAX) {
 			const struct pol_rule *r = &p->rules[k];
 
-			if (!who_match(r, id) || !name_match(r, name))
+			if (!who_match(r, id, bloom) || !name_match(r, name))
 				continue;
 			out->allow = !deny;
 			out->rule = r->name;

@@ -17,6 +17,7 @@ struct pol_conj {
 	uid_t uid;
 	gid_t gids[POL_MAX_CONJ_GIDS];       /* each in gid or groups[] */
 	unsigned ngids;
+	uint64_t gbloom;                     /* 1 << (gid % 64) of each gid */
 	char *exe;
 	char *unit;
 	char *text;                          /* "group devs (gid 1001)" */

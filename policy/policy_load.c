@@ -1298,6 +1298,8 @@ rule_compile(struct lctx *x, yaml_node_t *n, const char *yp, struct policy *p,
 				d->uid = c->uid;
 				d->ngids = c->ngids;
 				memcpy(d->gids, c->gids, sizeof(d->gids));
+				for (unsigned g = 0; g < c->ngids; g++)
+					d->gbloom |= 1ull << (c->gids[g] % 64);
 				if (c->exe != NULL && (d->exe = xstrdup(x, c->exe)) == NULL)
 					rbad = 1;
 				if (c->unit != NULL && (d->unit = xstrdup(x, c->unit)) == NULL)
