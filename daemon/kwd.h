@@ -86,7 +86,7 @@ struct kwd_req {
 	json_t *extra;                 /* extra audit fields set by the handler, or NULL */
 	int allowed;                   /* the policy's word */
 	char err_code[32];             /* set by kwd_reply_error, for the audit */
-	char err_msg[256];
+	char err_msg[512];
 	uint32_t key_version;          /* master-key version used, for the audit */
 	uint64_t t_start_us;
 	void (*audit_done)(void *arg, int status);   /* audit_glue's continuation */
