@@ -96,20 +96,23 @@ fake_main(void *arg)
 		fk.accepts++;
 		pthread_mutex_unlock(&fk.mu);
 		while (read_request(fd, buf, sizeof(buf)) == 0) {
-			const char *reply = NULL;
+			char *reply = NULL;
 
 			pthread_mutex_lock(&fk.mu);
 			memcpy(fk.last, buf, sizeof(fk.last));
 			fk.requests++;
+			/* A copy: the test may free its reply once it has it. */
 			if (fk.next < fk.nreplies)
-				reply = fk.replies[fk.next++];
+				reply = strdup(fk.replies[fk.next++]);
 			pthread_mutex_unlock(&fk.mu);
 			if (reply == NULL)
 				break;
-			if (write(fd, reply, strlen(reply)) < 0)
+			if (write(fd, reply, strlen(reply)) < 0 ||
+			    strstr(reply, "Connection: close") != NULL) {
+				free(reply);
 				break;
-			if (strstr(reply, "Connection: close") != NULL)
-				break;
+			}
+			free(reply);
 		}
 		close(fd);
 	}
