@@ -50,8 +50,11 @@ struct p11_token_info {
  * open the pool and probe mechanisms.  *out is written only on success. */
 int p11_open(const struct p11_options *opt, p11_ctx **out);
 
-/* Log out, close sessions, finalize (unless the module was already
- * initialized by someone else), unload.  Accepts NULL. */
+/* Close the sessions (closing the last one of the process logs out: login
+ * is per process in PKCS#11 and shared by the contexts on one module),
+ * finalize when the last context on the module closes and we initialized
+ * it (not when it was already initialized by someone else), unload.
+ * Accepts NULL. */
 void p11_close(p11_ctx *ctx);
 
 int p11_token_info(p11_ctx *ctx, struct p11_token_info *out);
@@ -96,7 +99,8 @@ int p11_mkey_destroy(p11_ctx *ctx, const char *vault, unsigned version);
 #define P11_WRAPPED_MAX 160     /* largest wrapped blob produced */
 
 /* Wrap dek (1..P11_DEK_MAX bytes) under the vault's master key `version`,
- * binding aad (may be empty).  out holds at least P11_WRAPPED_MAX bytes;
+ * binding aad (may be empty) and the vault name (see pkcs11/README.md for
+ * the blob format).  out holds at least P11_WRAPPED_MAX bytes;
  * *outlen receives the blob length.  The blob names its format, mechanism
  * and master-key version; its header is authenticated with the AAD. */
 int p11_wrap(p11_ctx *ctx, const char *vault, unsigned version,
@@ -105,7 +109,9 @@ int p11_wrap(p11_ctx *ctx, const char *vault, unsigned version,
 
 /* Unwrap a blob of p11_wrap().  dek holds at least P11_DEK_MAX bytes (use
  * kw_secalloc memory).  A changed byte, another AAD or another vault gives
- * KW_E_AUTH; an unknown version KW_E_KEY_NOT_FOUND. */
+ * KW_E_AUTH (KW_E_FORMAT when the header no longer parses); an unknown
+ * version, or a vault without that version, KW_E_KEY_NOT_FOUND; a blob of
+ * a mechanism this token lacks KW_E_MECHANISM. */
 int p11_unwrap(p11_ctx *ctx, const char *vault, const uint8_t *blob,
     size_t bloblen, const void *aad, size_t aadlen, uint8_t *dek,
     size_t *deklen);

@@ -51,10 +51,12 @@ mod_put(struct p11_mod *m)
 			*pp = m->next;
 			break;
 		}
-	pthread_mutex_unlock(&mods_lock);
+	/* Still under the lock, so that a concurrent open cannot see the
+	 * module initialised and then finalised under its feet. */
 	if (m->finalize)
 		m->f->C_Finalize(NULL);
 	dlclose(m->dl);
+	pthread_mutex_unlock(&mods_lock);
 	free(m);
 }
 
@@ -284,11 +286,17 @@ sessions_close(p11_ctx *ctx)
 static int
 token_connect(p11_ctx *ctx)
 {
+	CK_SLOT_ID slot;
+	CK_TOKEN_INFO ti;
 	unsigned i;
 	int r;
 
-	if ((r = token_find(ctx, &ctx->slot, &ctx->tinfo)) != 0)
+	if ((r = token_find(ctx, &slot, &ti)) != 0)
 		return r;
+	pthread_mutex_lock(&ctx->lock);
+	ctx->slot = slot;
+	ctx->tinfo = ti;
+	pthread_mutex_unlock(&ctx->lock);
 	for (i = 0; i < ctx->nsess; i++)
 		if ((r = sess_open(ctx, &ctx->sess[i].h)) != 0)
 			return r;
