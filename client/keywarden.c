@@ -179,7 +179,7 @@ field_str(const json_t *v, char *buf, size_t len)
 	if (v == NULL || json_is_null(v))
 		return "-";
 	if (json_is_string(v))
-		return json_string_value(v);
+		return json_string_length(v) > 0 ? json_string_value(v) : "-";
 	if (json_is_true(v))
 		return "true";
 	if (json_is_false(v))
