@@ -603,6 +603,34 @@ test_threads(void)
 	CU_ASSERT_EQUAL(fails, 0);
 }
 
+/* A device removal while eight threads work: one thread sees it, the pool
+ * drains and reopens, every call still succeeds. */
+static void
+test_threads_recovery(void)
+{
+	struct th t[NTHREADS];
+	p11_ctx *keep = ctx;
+	int i, fails = 0;
+
+	ctx = NULL;
+	CU_ASSERT_EQUAL_FATAL(open_with(shim, LABEL, P11_WRAP_AUTO, &ctx), 0);
+	setenv("KW_SHIM_FAIL", "C_DecryptInit:1:CKR_DEVICE_REMOVED", 1);
+	for (i = 0; i < NTHREADS; i++) {
+		t[i].n = i;
+		t[i].fails = 0;
+		CU_ASSERT_FATAL(pthread_create(&t[i].t, NULL, thread_main,
+		    &t[i]) == 0);
+	}
+	for (i = 0; i < NTHREADS; i++) {
+		pthread_join(t[i].t, NULL);
+		fails += t[i].fails;
+	}
+	unsetenv("KW_SHIM_FAIL");
+	CU_ASSERT_EQUAL(fails, 0);
+	p11_close(ctx);
+	ctx = keep;
+}
+
 static void
 test_list_destroy(void)
 {
@@ -711,6 +739,8 @@ main(void)
 	CU_add_test(s, "wrap/unwrap by every mechanism", test_wrap_every_mechanism);
 	CU_add_test(s, "old mechanisms still unwrap", test_old_mechanism_unwraps);
 	CU_add_test(s, "eight threads", test_threads);
+	CU_add_test(s, "eight threads and a device removal (shim)",
+	    test_threads_recovery);
 	CU_add_test(s, "list and destroy versions", test_list_destroy);
 	CU_add_test(s, "audit HMAC", test_audit_hmac);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
