@@ -342,15 +342,13 @@ exchange(kw_client *c, const char *method, const char *path,
 	/* Reset the options of the last request; the connection stays. */
 	curl_easy_reset(c->curl);
 	c->curlerr[0] = '\0';
-	if ((h = curl_slist_append(hdrs, "Accept: application/json")) == NULL ||
-	    (hdrs = h, h = curl_slist_append(hdrs, "Expect:")) == NULL ||
-	    (hdrs = h, body != NULL &&
-	    (h = curl_slist_append(hdrs, "Content-Type: application/json")) == NULL)) {
+	/* No "Expect: 100-continue": the daemon answers the whole request. */
+	if ((h = curl_slist_append(NULL, "Accept: application/json")) == NULL ||
+	    (hdrs = h, (h = curl_slist_append(hdrs, "Expect:")) == NULL) ||
+	    (body != NULL && (h = curl_slist_append(hdrs, "Content-Type: application/json")) == NULL)) {
 		r = err_set(c, -ENOMEM, "out of memory");
 		goto out;
 	}
-	if (body != NULL)
-		hdrs = h;
 	if (curl_easy_setopt(c->curl, CURLOPT_UNIX_SOCKET_PATH, c->socket) != CURLE_OK ||
 	    curl_easy_setopt(c->curl, CURLOPT_URL, url) != CURLE_OK ||
 	    curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method) != CURLE_OK ||
@@ -376,7 +374,7 @@ exchange(kw_client *c, const char *method, const char *path,
 	cr = curl_easy_perform(c->curl);
 	if (cr != CURLE_OK) {
 		(void)curl_easy_getinfo(c->curl, CURLINFO_OS_ERRNO, &oserr);
-		if (reply.overflow && reply.len + 1 > 0 && cr == CURLE_WRITE_ERROR)
+		if (reply.overflow && cr == CURLE_WRITE_ERROR)
 			r = err_set(c, KW_E_TOO_LARGE, "the reply of keywardend to %s %s "
 			    "exceeds %zu bytes", method, path, KW_REPLY_MAX);
 		else if (cr == CURLE_COULDNT_CONNECT)
@@ -867,15 +865,16 @@ kw_secret_get(kw_client *c, const char *vault, const char *name,
 		    "encoding \"%.20s\"", enc);
 		goto out;
 	}
+	/* The value's string goes before the object is handed out or freed:
+	 * wiped in place, then removed (a copy would not be wiped). */
+	kw_wipe((char *)json_string_value(jv), json_string_length(jv));
+	json_object_del(j, "value");
 	r = 0;
 	*value = v;
 	v.data = NULL;
 	if (meta != NULL) {
-		/* The value's string is wiped below; take the metadata first. */
-		json_t *m = json_deep_copy(j);
-		if (m != NULL)
-			json_object_del(m, "value");
-		*meta = m;
+		*meta = j;
+		j = NULL;
 	}
  out:
 	if ((jv = json_object_get(j, "value")) != NULL && json_is_string(jv))
