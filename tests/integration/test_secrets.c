@@ -123,7 +123,11 @@ test_set_get_versions(void)
 	j = req("GET", "/v1/vaults/prod/secrets?prefix=db/", NULL, &st);
 	CU_ASSERT_EQUAL(st, 200);
 	CU_ASSERT_EQUAL(json_array_size(json_object_get(j, "secrets")), 1);
-	CU_ASSERT_PTR_NULL(strstr(json_dumps(j, 0) ?: "", "second-secret"));
+	{
+		char *txt = json_dumps(j, 0);
+		CU_ASSERT_PTR_NULL(strstr(txt ? txt : "", "second-secret"));
+		free(txt);
+	}
 	json_decref(j);
 }
 
