@@ -503,6 +503,37 @@ test_health_degraded(void)
 	free(r503);
 }
 
+static void
+test_generic_request(void)
+{
+	static const char metrics[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+	    "Content-Length: 22\r\n\r\nkw_requests_total 42\n\n";
+	static const char empty[] = "HTTP/1.1 204 No Content\r\n\r\n";
+	static const char echo[] = JSON_REPLY("200 OK", 11) "{\"ok\":true}";
+	kw_client *c = client();
+	json_t *j = NULL, *body = json_pack("{s:s}", "action", "secret.get");
+	long st = 0;
+
+	fake_expect(metrics, empty, echo, NULL);
+	CU_ASSERT_EQUAL(kw_request(c, "GET", "/v1/metrics", NULL, &st, &j), 0);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_STRING_EQUAL(json_string_value(j), "kw_requests_total 42\n\n");
+	json_decref(j);
+	CU_ASSERT_EQUAL(kw_request(c, "DELETE", "/v1/x", NULL, &st, &j), 0);
+	CU_ASSERT_EQUAL(st, 204);
+	CU_ASSERT(json_is_null(j));
+	json_decref(j);
+	CU_ASSERT_EQUAL(kw_request(c, "POST", "/v1/policy/explain", body, NULL, &j), 0);
+	CU_ASSERT(json_is_true(json_object_get(j, "ok")));
+	CU_ASSERT_PTR_NOT_NULL(strstr(fk.last, "POST /v1/policy/explain HTTP/1.1\r\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(fk.last, "Content-Type: application/json\r\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(fk.last, "\r\n\r\n{\"action\":\"secret.get\"}"));
+	json_decref(j);
+	CU_ASSERT_EQUAL(kw_request(c, "GET", "v1/health", NULL, NULL, NULL), -EINVAL);
+	json_decref(body);
+	kw_client_free(c);
+}
+
 /* ---- the CLI ---------------------------------------------------------------------- */
 
 struct run {
@@ -632,6 +663,29 @@ test_cli(void)
 	cli(&r, NULL, "secret", "get", "prod", "db/pw", NULL);
 	CU_ASSERT_EQUAL(r.status, 4);
 
+	/* --output: a file only the owner can read; --base64 input. */
+	{
+		char f[200], buf[64] = "";
+		struct stat sb;
+		int fd;
+
+		snprintf(f, sizeof(f), "%s/value", fk.dir);
+		fake_expect(get, put, NULL);
+		cli(&r, NULL, "secret", "get", "prod", "db/pw", "--output", f, NULL);
+		CU_ASSERT_EQUAL(r.status, 0);
+		CU_ASSERT_STRING_EQUAL(r.out, "");
+		CU_ASSERT_EQUAL_FATAL(stat(f, &sb), 0);
+		CU_ASSERT_EQUAL(sb.st_mode & 0777, 0600);
+		fd = open(f, O_RDONLY);
+		slurp(fd, buf, sizeof(buf));
+		close(fd);
+		CU_ASSERT_STRING_EQUAL(buf, "hunter2");
+		unlink(f);
+		cli(&r, "aGVs\nbG8=\n", "secret", "set", "prod", "db/pw", "--base64", NULL);
+		CU_ASSERT_EQUAL(r.status, 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(fk.last, "{\"value\":\"aGVsbG8=\",\"encoding\":\"base64\"}"));
+	}
+
 	/* set: the value from stdin, attributes from options. */
 	fake_expect(put, cas, NULL);
 	cli(&r, "new value", "secret", "set", "prod", "db/pw", "--tag", "team=core",
@@ -706,6 +760,7 @@ main(void)
 	CU_add_test(s, "set: the body on the wire", test_set_body);
 	CU_add_test(s, "no daemon: unavailable, with the socket path", test_unavailable);
 	CU_add_test(s, "health: degraded report", test_health_degraded);
+	CU_add_test(s, "kw_request: text, empty and JSON replies", test_generic_request);
 	CU_add_test(s, "the CLI: output and exit codes", test_cli);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
