@@ -234,6 +234,28 @@ test_missing_mechanisms(void)
 	unsetenv("KW_SHIM_HIDE_MECHS");
 }
 
+static void
+test_names(void)
+{
+	uint8_t b[8] = { 1, 1, 0, 0, 0, 1, 32, 0 };
+
+	CU_ASSERT_STRING_EQUAL(p11_rv_name(CKR_PIN_INCORRECT), "CKR_PIN_INCORRECT");
+	CU_ASSERT_STRING_EQUAL(p11_rv_name(CKR_OK), "CKR_OK");
+	CU_ASSERT_STRING_EQUAL(p11_rv_name(CKR_FUNCTION_REJECTED),
+	    "CKR_FUNCTION_REJECTED");
+	CU_ASSERT_STRING_EQUAL(p11_rv_name(CKR_VENDOR_DEFINED | 5),
+	    "CKR_VENDOR_DEFINED");
+	CU_ASSERT_STRING_EQUAL(p11_rv_name(0x7777), "CKR_(unknown)");
+	CU_ASSERT_STRING_EQUAL(p11_wrap_mech_name(P11_WRAP_AES_GCM), "aes-gcm");
+	CU_ASSERT_STRING_EQUAL(p11_wrap_mech_name(P11_WRAP_AES_KWP), "aes-kwp");
+	CU_ASSERT_STRING_EQUAL(p11_wrap_mech_name(P11_WRAP_ECB_HMAC),
+	    "aes-ecb-hmac");
+	/* a header alone is not a blob: lengths must agree */
+	CU_ASSERT_EQUAL(p11_blob_info(b, sizeof(b), NULL, NULL), KW_E_FORMAT);
+	CU_ASSERT_EQUAL(p11_blob_info(NULL, 0, NULL, NULL), KW_E_FORMAT);
+	p11_close(NULL);
+}
+
 /* ---- recovery ------------------------------------------------------------ */
 
 static void
@@ -724,6 +746,7 @@ main(void)
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 99;
 	s = CU_add_suite("p11_errors", NULL, NULL);
+	CU_add_test(s, "names and blob headers", test_names);
 	CU_add_test(s, "open by label, serial and URI", test_open_ok_by_label_serial_uri);
 	CU_add_test(s, "wrong PIN", test_wrong_pin);
 	CU_add_test(s, "PIN file mode 0644", test_pin_file_mode);
