@@ -988,6 +988,39 @@ do_health(kw_client *c, int argc, char **argv)
 	return ex;
 }
 
+/* Any request of the API, for what has no command of its own yet. */
+static int
+do_request(kw_client *c, int argc, char **argv)
+{
+	struct opts o;
+	json_t *body = NULL, *reply = NULL;
+	json_error_t je;
+	int r, ex;
+
+	PARSE("f", 2);
+	if (o.file != NULL) {
+		body = strcmp(o.file, "-") == 0 ? json_loadf(stdin, JSON_DECODE_ANY, &je) :
+		    json_load_file(o.file, JSON_DECODE_ANY, &je);
+		if (body == NULL) {
+			fprintf(stderr, "keywarden: %s:%d:%d: not JSON: %s\n",
+			    strcmp(o.file, "-") == 0 ? "stdin" : o.file, je.line, je.column, je.text);
+			ex = EX_ERR;
+			goto out;
+		}
+	}
+	if ((r = kw_request(c, o.pos[0], o.pos[1], body, NULL, &reply)) != 0)
+		ex = fail(c, r);
+	else if (json_is_string(reply))
+		ex = fputs(json_string_value(reply), stdout) < 0 ? EX_ERR : EX_OK;
+	else
+		ex = print_json(reply);
+ out:
+	json_decref(body);
+	json_decref(reply);
+	opts_free(&o);
+	return ex;
+}
+
 static const struct cmd cmds[] = {
 	{ "secret", "set", "set VAULT NAME [--file F] [--base64] [--content-type T] "
 	    "[--tag K=V ...] [--disabled] [--not-before T] [--expires T] [--cas N]", do_set },
@@ -1007,6 +1040,7 @@ static const struct cmd cmds[] = {
 	{ NULL, "restore", "restore VAULT [--file F]", do_restore },
 	{ NULL, "whoami", "whoami", do_whoami },
 	{ NULL, "health", "health", do_health },
+	{ NULL, "request", "request METHOD PATH [--file JSON-BODY]", do_request },
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 
