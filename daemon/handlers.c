@@ -1393,6 +1393,14 @@ explain_identity(struct kwd_req *r, struct policy_identity *id, char *exe, char 
 		id->uid = pw.pw_uid;
 		id->gid = pw.pw_gid;
 		id->known |= POLICY_ID_UID | POLICY_ID_GID;
+		if (json_object_get(b, "groups") == NULL) {
+			/* The user's groups, as a login would give them. */
+			int ng = POLICY_MAX_GROUPS;
+			if (getgrouplist(pw.pw_name, pw.pw_gid, id->groups, &ng) >= 0) {
+				id->ngroups = (size_t)ng;
+				id->known |= POLICY_ID_GROUPS;
+			}
+		}
 	}
 	if ((v = json_object_get(b, "gid")) != NULL && json_is_integer(v)) {
 		id->gid = (gid_t)json_integer_value(v);

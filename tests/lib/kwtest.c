@@ -237,8 +237,15 @@ kwt_daemon_spawn(struct kwt_daemon *d)
 int
 kwt_daemon_start(struct kwt_daemon *d, const struct kwt_token *t, const char *extra)
 {
+	return kwt_daemon_start_group(d, t, NULL, extra);
+}
+
+int
+kwt_daemon_start_group(struct kwt_daemon *d, const struct kwt_token *t,
+    const char *socket_group, const char *extra)
+{
 	const char *top = kwt_require("KW_TOP_BUILDDIR");
-	char conf[4096];
+	char conf[8192], group[128] = "";
 
 	memset(d, 0, sizeof(*d));
 	if (kwt_tmpdir(d->dir, sizeof(d->dir), "kwtest-daemon") != 0)
@@ -249,15 +256,20 @@ kwt_daemon_start(struct kwt_daemon *d, const struct kwt_token *t, const char *ex
 	snprintf(d->audit, sizeof(d->audit), "%s/audit", d->dir);
 	snprintf(d->log, sizeof(d->log), "%s/keywardend.log", d->dir);
 	snprintf(d->exe, sizeof(d->exe), "%s/daemon/keywardend", top);
+	if (socket_group != NULL) {
+		snprintf(group, sizeof(group), "  group: %s\n", socket_group);
+		if (chmod(d->dir, 0711) != 0)
+			return -1;
+	}
 	snprintf(conf, sizeof(conf),
-	    "socket:\n  path: %s\n  mode: \"0660\"\n"
+	    "socket:\n  path: %s\n  mode: \"0660\"\n%s"
 	    "token:\n  module: %s\n  token: %s\n  pin_file: %s\n"
 	    "state_dir: %s\n"
 	    "audit:\n  dir: %s\n"
 	    "limits:\n  workers: 2\n  client_timeout: 2s\n"
 	    "log:\n  level: info\n"
 	    "%s",
-	    d->sock, t->module, t->label, t->pin_file, d->state, d->audit,
+	    d->sock, group, t->module, t->label, t->pin_file, d->state, d->audit,
 	    extra ? extra :
 	    "vaults:\n  - name: prod\n    purge_protection: true\n    retention_days: 1\n"
 	    "  - name: dev\n    retention_days: 0\n");

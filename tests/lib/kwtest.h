@@ -71,6 +71,11 @@ struct kwt_daemon {
  * to the generated file (it must declare `vaults:`), or NULL for the
  * default vaults "prod" (purge protection, 1 day) and "dev".  0 or -1. */
 int kwt_daemon_start(struct kwt_daemon *d, const struct kwt_token *t, const char *extra);
+/* The same, with the socket given to group socket_group (mode 0660) and
+ * the directory opened for traversal (0711), so that other users may
+ * connect. */
+int kwt_daemon_start_group(struct kwt_daemon *d, const struct kwt_token *t,
+    const char *socket_group, const char *extra);
 /* Start again with the same configuration and state. */
 int kwt_daemon_restart(struct kwt_daemon *d);
 /* SIGTERM and wait; returns the exit status (or -1). */

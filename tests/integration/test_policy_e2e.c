@@ -1,0 +1,348 @@
+/*
+ * Permissions end to end: real users and groups made for the test
+ * (useradd/groupadd: CI runs as root), clients run as them with setpriv,
+ * the real daemon deciding from what the kernel says about each caller.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <CUnit/Basic.h>
+#include <jansson.h>
+
+#include "tests/lib/kwtest.h"
+
+static struct kwt_token tok;
+static struct kwt_daemon dmn;
+static char bindir[256], policy_path[300], billing_exe[320], other_exe[320];
+static const char *curl;
+
+static int
+sh(const char *cmd)
+{
+	int r = system(cmd);
+	return WIFEXITED(r) ? WEXITSTATUS(r) : -1;
+}
+
+/* Run curl as user (primary group kwt-clients, with its supplementary
+ * groups) through exe; return the HTTP status, body in out. */
+static int
+as_user(const char *user, const char *exe, const char *method, const char *path,
+    const char *body, char *out, size_t outlen)
+{
+	char url[512], reuid[64], buf[4096];
+	char *argv[24];
+	int i = 0, st;
+	char *nl;
+
+	snprintf(url, sizeof(url), "http://localhost%s", path);
+	snprintf(reuid, sizeof(reuid), "--reuid=%s", user);
+	argv[i++] = "setpriv";
+	argv[i++] = reuid;
+	argv[i++] = "--regid=kwt-clients";
+	argv[i++] = "--init-groups";
+	argv[i++] = (char *)exe;
+	argv[i++] = "-s";
+	argv[i++] = "-w";
+	argv[i++] = "\n%{http_code}";
+	argv[i++] = "-X";
+	argv[i++] = (char *)method;
+	argv[i++] = "--unix-socket";
+	argv[i++] = dmn.sock;
+	if (body != NULL) {
+		argv[i++] = "-d";
+		argv[i++] = (char *)body;
+	}
+	argv[i++] = url;
+	argv[i] = NULL;
+	if (kwt_run(argv, buf, sizeof(buf)) != 0)
+		return -1;
+	nl = strrchr(buf, '\n');
+	if (nl == NULL)
+		return -1;
+	st = atoi(nl + 1);
+	*nl = '\0';
+	if (out != NULL)
+		snprintf(out, outlen, "%.*s", (int)(outlen > 0 ? outlen - 1 : 0), buf);
+	return st;
+}
+
+static int
+write_policy(const char *extra_rules)
+{
+	char text[4096];
+
+	snprintf(text, sizeof(text),
+	    "version: 1\n"
+	    "principals:\n"
+	    "  developers: { group: kwt-devs }\n"
+	    "  leads: { group: kwt-leads }\n"
+	    "  billing-service:\n"
+	    "    - exe: %s\n"
+	    "    - unit: kwt-billing.service\n"
+	    "rules:\n"
+	    "  - name: root-administers\n"
+	    "    who: { user: root }\n"
+	    "    allow: administrator\n"
+	    "    vault: '*'\n"
+	    "  - name: devs-read-prod-api-key\n"
+	    "    who: developers\n"
+	    "    allow: secrets-reader\n"
+	    "    vault: prod\n"
+	    "    names: api/key\n"
+	    "  - name: leads-change-prod-api-key\n"
+	    "    who: leads\n"
+	    "    allow: [secret.set, secret.update]\n"
+	    "    vault: prod\n"
+	    "    names: api/key\n"
+	    "  - name: billing-reads-db\n"
+	    "    who: billing-service\n"
+	    "    allow: secret.get\n"
+	    "    vault: prod\n"
+	    "    names: db/billing/connection\n"
+	    "%s",
+	    billing_exe, extra_rules ? extra_rules : "");
+	return kwt_write_file(policy_path, text, 0644);
+}
+
+static int
+suite_init(void)
+{
+	char extra[1400];
+
+	curl = kwt_require("CURL");
+	if (geteuid() != 0) {
+		fprintf(stderr, "FATAL: this test creates users and groups: run it as root (CI does)\n");
+		exit(99);
+	}
+	if (sh("for g in kwt-devs kwt-leads kwt-clients; do getent group $g >/dev/null || groupadd $g || exit 1; done") != 0 ||
+	    sh("id kwt-alice >/dev/null 2>&1 || useradd -M -N -g kwt-clients -G kwt-devs -s /usr/sbin/nologin kwt-alice") != 0 ||
+	    sh("id kwt-bob >/dev/null 2>&1 || useradd -M -N -g kwt-clients -G kwt-devs,kwt-leads -s /usr/sbin/nologin kwt-bob") != 0 ||
+	    sh("id kwt-eve >/dev/null 2>&1 || useradd -M -N -g kwt-clients -s /usr/sbin/nologin kwt-eve") != 0 ||
+	    sh("id kwt-billing >/dev/null 2>&1 || useradd -M -N -g kwt-clients -s /usr/sbin/nologin kwt-billing") != 0) {
+		fprintf(stderr, "FATAL: cannot create the test users and groups\n");
+		return -1;
+	}
+	if (kwt_tmpdir(bindir, sizeof(bindir), "kwtest-bin") != 0 || chmod(bindir, 0755) != 0)
+		return -1;
+	snprintf(billing_exe, sizeof(billing_exe), "%s/billing-server", bindir);
+	snprintf(other_exe, sizeof(other_exe), "%s/not-billing", bindir);
+	snprintf(policy_path, sizeof(policy_path), "%s/policy.yaml", bindir);
+	{
+		char cmd[2400];
+		snprintf(cmd, sizeof(cmd), "cp %s %s && cp %s %s && chmod 755 %s %s", curl,
+		    billing_exe, curl, other_exe, billing_exe, other_exe);
+		if (sh(cmd) != 0)
+			return -1;
+	}
+	if (write_policy(NULL) != 0)
+		return -1;
+	if (kwt_token_new(&tok, "kw-policy") != 0)
+		return -1;
+	snprintf(extra, sizeof(extra),
+	    "policy: %s\nvaults:\n  - name: prod\n  - name: dev\n", policy_path);
+	if (kwt_daemon_start_group(&dmn, &tok, "kwt-clients", extra) != 0)
+		return -1;
+	/* root sets the secrets up */
+	if (kwt_http(dmn.sock, "PUT", "/v1/vaults/prod/secrets/api/key", "{\"value\":\"prod-api-key\"}", NULL) != 201 ||
+	    kwt_http(dmn.sock, "PUT", "/v1/vaults/prod/secrets/db/billing/connection",
+		"{\"value\":\"postgres://billing\"}", NULL) != 201)
+		return -1;
+	return 0;
+}
+
+static int
+suite_clean(void)
+{
+	kwt_daemon_free(&dmn);
+	kwt_token_free(&tok);
+	kwt_rmtree(bindir);
+	sh("for u in kwt-alice kwt-bob kwt-eve kwt-billing; do userdel $u 2>/dev/null; done; "
+	   "for g in kwt-devs kwt-leads kwt-clients; do groupdel $g 2>/dev/null; done; true");
+	return 0;
+}
+
+static void
+test_whoami_is_the_kernel_view(void)
+{
+	char out[4096];
+	json_t *j;
+	struct passwd *pw = getpwnam("kwt-alice");
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(pw);
+	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "GET", "/v1/whoami", NULL, out, sizeof(out)), 200);
+	j = json_loads(out, 0, NULL);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "uid")), (json_int_t)pw->pw_uid);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "user")) ?: "", "kwt-alice");
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"kwt-devs\""));
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "exe")) ?: "", curl);
+	json_decref(j);
+}
+
+static void
+test_devs_read_leads_write(void)
+{
+	char out[4096];
+
+	/* every developer reads the production API key ... */
+	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "GET", "/v1/vaults/prod/secrets/api/key", NULL, out, sizeof(out)), 200);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "prod-api-key"));
+	/* ... but may not change it */
+	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "PUT", "/v1/vaults/prod/secrets/api/key", "{\"value\":\"mine\"}", out, sizeof(out)), 403);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "no rule allows it"));
+	/* only the leads may */
+	CU_ASSERT_EQUAL(as_user("kwt-bob", curl, "PUT", "/v1/vaults/prod/secrets/api/key", "{\"value\":\"rotated-by-lead\"}", out, sizeof(out)), 201);
+	CU_ASSERT_EQUAL(as_user("kwt-bob", curl, "GET", "/v1/vaults/prod/secrets/api/key", NULL, out, sizeof(out)), 200);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "rotated-by-lead"));
+	/* someone in neither group gets nothing */
+	CU_ASSERT_EQUAL(as_user("kwt-eve", curl, "GET", "/v1/vaults/prod/secrets/api/key", NULL, out, sizeof(out)), 403);
+	CU_ASSERT_PTR_NULL(strstr(out, "rotated-by-lead"));
+	/* nor other names, nor listing */
+	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "GET", "/v1/vaults/prod/secrets", NULL, out, sizeof(out)), 403);
+	CU_ASSERT_EQUAL(as_user("kwt-bob", curl, "DELETE", "/v1/vaults/prod/secrets/api/key", NULL, out, sizeof(out)), 403);
+}
+
+static void
+test_only_billing_reads_db(void)
+{
+	char out[4096];
+	const char *p = "/v1/vaults/prod/secrets/db/billing/connection";
+
+	CU_ASSERT_EQUAL(as_user("kwt-billing", billing_exe, "GET", p, NULL, out, sizeof(out)), 200);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "postgres://billing"));
+	/* the same user with another program */
+	CU_ASSERT_EQUAL(as_user("kwt-billing", curl, "GET", p, NULL, out, sizeof(out)), 403);
+	/* the same bytes copied to another path */
+	CU_ASSERT_EQUAL(as_user("kwt-billing", other_exe, "GET", p, NULL, out, sizeof(out)), 403);
+	/* developers and leads: no */
+	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "GET", p, NULL, out, sizeof(out)), 403);
+	CU_ASSERT_EQUAL(as_user("kwt-bob", curl, "GET", p, NULL, out, sizeof(out)), 403);
+	CU_ASSERT_PTR_NULL(strstr(out, "postgres://billing"));
+}
+
+static void
+test_explain_and_who_can(void)
+{
+	char *resp = NULL;
+	json_t *j;
+	long st;
+
+	st = kwt_http(dmn.sock, "POST", "/v1/policy/explain",
+	    "{\"user\":\"kwt-alice\",\"action\":\"secret.get\",\"vault\":\"prod\",\"name\":\"api/key\"}", &resp);
+	CU_ASSERT_EQUAL(st, 200);
+	j = json_loads(resp, 0, NULL);
+	CU_ASSERT(json_is_true(json_object_get(j, "allow")));
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "rule")) ?: "", "devs-read-prod-api-key");
+	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(j, "decision")) ?: "", "policy.yaml:"));
+	json_decref(j);
+	free(resp);
+	st = kwt_http(dmn.sock, "POST", "/v1/policy/explain",
+	    "{\"user\":\"kwt-alice\",\"action\":\"secret.set\",\"vault\":\"prod\",\"name\":\"api/key\"}", &resp);
+	j = json_loads(resp, 0, NULL);
+	CU_ASSERT(json_is_false(json_object_get(j, "allow")));
+	json_decref(j);
+	free(resp);
+	st = kwt_http(dmn.sock, "GET", "/v1/policy/who-can?action=secret.get&vault=prod&name=db/billing/connection", NULL, &resp);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_PTR_NOT_NULL(strstr(resp, "billing-server"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(resp, "kwt-billing.service"));
+	CU_ASSERT_PTR_NULL(strstr(resp, "kwt-devs"));
+	free(resp);
+	/* explaining is itself an action: eve may not */
+	CU_ASSERT_EQUAL(as_user("kwt-eve", curl, "GET", "/v1/policy/who-can?action=secret.get&vault=prod", NULL, NULL, 0), 403);
+}
+
+static void
+test_broken_reload_keeps_old(void)
+{
+	char *resp = NULL;
+	char out[4096];
+	long st;
+
+	CU_ASSERT_EQUAL_FATAL(write_policy("  - name: typo\n    who: leads\n    allow: secret.gte\n    vault: prod\n"), 0);
+	st = kwt_http(dmn.sock, "POST", "/v1/policy/reload", "{}", &resp);
+	CU_ASSERT_EQUAL(st, 400);
+	CU_ASSERT_PTR_NOT_NULL(strstr(resp, "invalid_policy"));
+	if (strstr(resp, "policy.yaml:30:12: rules[4].allow") == NULL)
+		fprintf(stderr, "reload reply: %s\n", resp);
+	CU_ASSERT_PTR_NOT_NULL(strstr(resp, "policy.yaml:30:12: rules[4].allow"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(resp, "secret.gte"));
+	free(resp);
+	/* SIGHUP with the same broken file */
+	kill(dmn.pid, SIGHUP);
+	usleep(300 * 1000);
+	/* the old policy is still in force */
+	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "GET", "/v1/vaults/prod/secrets/api/key", NULL, out, sizeof(out)), 200);
+
+	/* a good policy without the developers' rule, by SIGHUP */
+	{
+		char text[4096];
+		snprintf(text, sizeof(text),
+		    "rules:\n  - name: root-administers\n    who: { user: root }\n    allow: administrator\n    vault: '*'\n");
+		CU_ASSERT_EQUAL_FATAL(kwt_write_file(policy_path, text, 0644), 0);
+	}
+	kill(dmn.pid, SIGHUP);
+	for (int i = 0; i < 50; i++) {
+		if (as_user("kwt-alice", curl, "GET", "/v1/vaults/prod/secrets/api/key", NULL, NULL, 0) == 403)
+			break;
+		usleep(100 * 1000);
+	}
+	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "GET", "/v1/vaults/prod/secrets/api/key", NULL, out, sizeof(out)), 403);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/vaults/prod/secrets/api/key", NULL, NULL), 200);
+	/* both reloads are in the audit log */
+	CU_ASSERT(kwt_tree_contains(dmn.audit, "\"result\":\"refused\"", strlen("\"result\":\"refused\"")));
+	CU_ASSERT(kwt_tree_contains(dmn.audit, "\"policy.reload\"", strlen("\"policy.reload\"")));
+	/* and so are the denials, with their rule */
+	CU_ASSERT(kwt_tree_contains(dmn.audit, "\"outcome\":\"denied\"", strlen("\"outcome\":\"denied\"")));
+	CU_ASSERT_EQUAL(write_policy(NULL), 0);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "POST", "/v1/policy/reload", "{}", NULL), 200);
+}
+
+static void
+test_check_policy_cli(void)
+{
+	char out[4096], bad[320];
+	char *argv[] = { dmn.exe, "--check-policy", policy_path, NULL };
+	char *argv2[] = { dmn.exe, "--check-policy", bad, NULL };
+
+	CU_ASSERT_EQUAL(kwt_run(argv, out, sizeof(out)), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, ": ok"));
+	snprintf(bad, sizeof(bad), "%s/bad.yaml", bindir);
+	CU_ASSERT_EQUAL_FATAL(kwt_write_file(bad,
+	    "rules:\n  - name: a\n    who: { group: kwt-no-such-group }\n    allow: secrets-raeder\n    vault: prod\n", 0644), 0);
+	CU_ASSERT_EQUAL(kwt_run(argv2, out, sizeof(out)), 1);
+}
+
+int
+main(void)
+{
+	CU_pSuite s;
+	unsigned failed;
+
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 99;
+	s = CU_add_suite("permissions end to end, real users and groups", suite_init, suite_clean);
+	CU_add_test(s, "whoami is what the kernel says", test_whoami_is_the_kernel_view);
+	CU_add_test(s, "developers read the prod API key, only leads change it", test_devs_read_leads_write);
+	CU_add_test(s, "only the billing service reads the connection string", test_only_billing_reads_db);
+	CU_add_test(s, "explain and who-can", test_explain_and_who_can);
+	CU_add_test(s, "a broken reload keeps the old policy", test_broken_reload_keeps_old);
+	CU_add_test(s, "keywardend --check-policy", test_check_policy_cli);
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+	if (CU_get_number_of_suites_failed() > 0)
+		failed++;
+	CU_cleanup_registry();
+	return failed ? 1 : 0;
+}
