@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "keywarden.h"
+#include "client/cli.h"
 
 #define EX_OK 0
 #define EX_ERR 1
@@ -33,7 +34,7 @@
 
 #define VALUE_MAX ((size_t)64 * 1024 * 1024)
 
-static int opt_json;
+int opt_json;   /* shared with cli_admin.c */
 static const char *opt_socket;
 
 struct cmd {
@@ -69,7 +70,7 @@ usage_error(const char *fmt, ...)
 	return EX_USAGE;
 }
 
-static int
+int
 exit_code(int r)
 {
 	switch (r) {
@@ -90,7 +91,7 @@ exit_code(int r)
 }
 
 /* Report a failed library call on one line; returns the exit status. */
-static int
+int
 fail(kw_client *c, int r)
 {
 	const char *m = c != NULL ? kw_client_last_error(c) : "";
@@ -1042,6 +1043,12 @@ static const struct cmd cmds[] = {
 	{ NULL, "whoami", "whoami", do_whoami },
 	{ NULL, "health", "health", do_health },
 	{ NULL, "request", "request METHOD PATH [--file JSON-BODY]", do_request },
+	{ "policy", "check", "check FILE            (offline)", cli_policy_check },
+	{ "policy", "explain", "explain [--uid N|--user U] [--gid N|--group G] [--groups G,...] "
+	    "[--exe PATH] [--unit UNIT] ACTION VAULT[/NAME]", cli_policy_explain },
+	{ "policy", "who-can", "who-can ACTION VAULT[/NAME]", cli_policy_who_can },
+	{ "policy", "reload", "reload", cli_policy_reload },
+	{ "audit", "verify", "verify [--no-seals] [FILE...|DIR]", cli_audit_verify },
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -625,6 +626,59 @@ test_curl_cli(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"value\":\"second-secret\""));
 }
 
+/* The keywarden command, as a script would use it. */
+static int
+cli(char *out, size_t outlen, ...)
+{
+	char exe[600], *argv[16];
+	va_list ap;
+	int i = 0;
+
+	snprintf(exe, sizeof(exe), "%s/client/keywarden", kwt_require("KW_TOP_BUILDDIR"));
+	argv[i++] = exe;
+	argv[i++] = "--socket";
+	argv[i++] = dmn.sock;
+	va_start(ap, outlen);
+	while (i < 15 && (argv[i] = va_arg(ap, char *)) != NULL)
+		i++;
+	va_end(ap);
+	argv[i] = NULL;
+	return kwt_run(argv, out, outlen);
+}
+
+static void
+test_cli(void)
+{
+	char out[8192], file[400];
+
+	snprintf(file, sizeof(file), "%s/value.txt", dmn.dir);
+	CU_ASSERT_EQUAL_FATAL(kwt_write_file(file, "cli-secret-value", 0600), 0);
+	CU_ASSERT_EQUAL(cli(out, sizeof(out), "secret", "set", "dev", "cli/x", "--file", file,
+	    "--tag", "owner=ops", NULL), 0);
+	CU_ASSERT_EQUAL(cli(out, sizeof(out), "secret", "get", "dev", "cli/x", NULL), 0);
+	CU_ASSERT_STRING_EQUAL(out, "cli-secret-value");
+	CU_ASSERT_EQUAL(cli(out, sizeof(out), "--json", "secret", "list", "dev", "--prefix", "cli/", NULL), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"cli/x\""));
+	CU_ASSERT_PTR_NULL(strstr(out, "cli-secret-value"));
+	CU_ASSERT_EQUAL(cli(out, sizeof(out), "secret", "set", "dev", "cli/x", "--file", file, "--cas", "0", NULL), 5);
+	CU_ASSERT_EQUAL(cli(out, sizeof(out), "secret", "update", "dev", "cli/x", "--disable", NULL), 0);
+	CU_ASSERT_EQUAL(cli(out, sizeof(out), "secret", "get", "dev", "cli/x", NULL), 4);
+	CU_ASSERT_EQUAL(cli(out, sizeof(out), "secret", "update", "dev", "cli/x", "--enable", NULL), 0);
+	CU_ASSERT_EQUAL(cli(out, sizeof(out), "secret", "delete", "dev", "cli/x", NULL), 0);
+	CU_ASSERT_EQUAL(cli(out, sizeof(out), "secret", "get", "dev", "cli/x", NULL), 3);
+	CU_ASSERT_EQUAL(cli(out, sizeof(out), "secret", "recover", "dev", "cli/x", NULL), 0);
+	CU_ASSERT_EQUAL(cli(out, sizeof(out), "secret", "get", "dev", "cli/x", NULL), 0);
+	CU_ASSERT_STRING_EQUAL(out, "cli-secret-value");
+	CU_ASSERT_EQUAL(cli(out, sizeof(out), "secret", "get", "nope", "cli/x", NULL), 3);
+	CU_ASSERT_EQUAL(cli(out, sizeof(out), "--json", "whoami", NULL), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"uid\""));
+	CU_ASSERT_EQUAL(cli(out, sizeof(out), "vault", "list", NULL), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "prod"));
+	/* the audit log of everything so far verifies, by the daemon and here */
+	CU_ASSERT_EQUAL(cli(out, sizeof(out), "audit", "verify", NULL), 0);
+	CU_ASSERT_EQUAL(cli(out, sizeof(out), "audit", "verify", dmn.audit, NULL), 0);
+}
+
 static void
 test_sigterm_clean(void)
 {
@@ -654,6 +708,7 @@ main(void)
 	CU_add_test(s, "slow and vanishing clients", test_slow_and_vanishing_clients);
 	CU_add_test(s, "32 clients x 1000 mixed operations", test_concurrent_mixed);
 	CU_add_test(s, "curl --unix-socket", test_curl_cli);
+	CU_add_test(s, "the keywarden command", test_cli);
 	CU_add_test(s, "backup and restore", test_backup_restore);
 	CU_add_test(s, "plaintext in no file; survives restart", test_plaintext_nowhere);
 	CU_add_test(s, "kill -9 loses no acknowledged write", test_kill9_keeps_acknowledged);
