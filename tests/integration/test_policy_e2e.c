@@ -262,6 +262,33 @@ test_explain_and_who_can(void)
 	CU_ASSERT_EQUAL(as_user("kwt-eve", curl, "GET", "/v1/policy/who-can?action=secret.get&vault=prod", NULL, NULL, 0), 403);
 }
 
+static int
+cli(char *out, size_t outlen, char *a1, char *a2, char *a3, char *a4, char *a5, char *a6)
+{
+	char exe[600];
+	char *argv[] = { exe, "--socket", dmn.sock, a1, a2, a3, a4, a5, a6, NULL };
+
+	snprintf(exe, sizeof(exe), "%s/client/keywarden", kwt_require("KW_TOP_BUILDDIR"));
+	return kwt_run(argv, out, outlen);
+}
+
+static void
+test_cli_policy(void)
+{
+	char out[4096];
+
+	CU_ASSERT_EQUAL(cli(out, sizeof(out), "policy", "explain", "--user", "kwt-alice", "secret.get", "prod/api/key"), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "allowed by rule 'devs-read-prod-api-key'"));
+	CU_ASSERT_EQUAL(cli(out, sizeof(out), "policy", "explain", "--user", "kwt-alice", "secret.set", "prod/api/key"), 4);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "no rule allows it"));
+	CU_ASSERT_EQUAL(cli(out, sizeof(out), "policy", "explain", "--user", "kwt-billing", "--exe", billing_exe),
+	    2);   /* usage: action and target missing */
+	CU_ASSERT_EQUAL(cli(out, sizeof(out), "policy", "who-can", "secret.set", "prod/api/key", NULL, NULL), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "kwt-leads"));
+	CU_ASSERT_EQUAL(cli(out, sizeof(out), "policy", "check", policy_path, NULL, NULL, NULL), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, ": ok"));
+}
+
 static void
 test_broken_reload_keeps_old(void)
 {
@@ -336,6 +363,7 @@ main(void)
 	CU_add_test(s, "developers read the prod API key, only leads change it", test_devs_read_leads_write);
 	CU_add_test(s, "only the billing service reads the connection string", test_only_billing_reads_db);
 	CU_add_test(s, "explain and who-can", test_explain_and_who_can);
+	CU_add_test(s, "keywarden policy explain, who-can, check", test_cli_policy);
 	CU_add_test(s, "a broken reload keeps the old policy", test_broken_reload_keeps_old);
 	CU_add_test(s, "keywardend --check-policy", test_check_policy_cli);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
