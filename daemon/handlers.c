@@ -990,7 +990,7 @@ h_secret_delete(struct kwd_req *r)
 		return;
 	}
 	e = store_secret_delete(r->d->store, r->vault, r->name, now,
-	    now + (int64_t)cv->retention_days * 86400 * 1000000, &out);
+	    now + (int64_t)__atomic_load_n(&cv->retention_days, __ATOMIC_RELAXED) * 86400 * 1000000, &out);
 	if (e == KW_E_NOT_FOUND) {
 		kwd_reply_error(r, 404, "secret_not_found", "no secret '%s' in vault '%s'", r->name, r->vault);
 		return;
@@ -1063,7 +1063,8 @@ h_deleted_purge(struct kwd_req *r)
 		kwd_reply_kwerr(r, e, "purge");
 		return;
 	}
-	if (cv->purge_protection && (int64_t)kwd_now_us() < m.scheduled_purge) {
+	if (__atomic_load_n(&cv->purge_protection, __ATOMIC_RELAXED) &&
+	    (int64_t)kwd_now_us() < m.scheduled_purge) {
 		kwd_reply_error(r, 403, "purge_protected",
 		    "vault '%s' has purge protection: '%s' can be purged from %s on", r->vault, r->name,
 		    kwd_time_str(t, sizeof(t), m.scheduled_purge));

@@ -138,6 +138,55 @@ on_stop(evutil_socket_t sig, short what, void *arg)
 	server_stop_accepting(d);
 }
 
+/* SIGHUP: the parts of the configuration that can change while requests
+ * run (log level, each vault's retention and purge protection) take
+ * effect; a change to anything else is reported as needing a restart.  A
+ * configuration with any error changes nothing. */
+static void
+reload_config(struct kwd *d)
+{
+	struct config *nc = NULL, *oc = d->cfg;
+	struct config_errors errs;
+
+	if (config_load(oc->path, &nc, &errs) != 0) {
+		for (size_t i = 0; i < errs.n; i++)
+			log_err("reload: %s", errs.lines[i]);
+		log_err("reload: the configuration has errors; nothing of it changed");
+		config_errors_free(&errs);
+		return;
+	}
+	log_set_level(nc->log_level);
+	oc->log_level = nc->log_level;
+	for (size_t i = 0; i < nc->nvaults; i++) {
+		struct config_vault *ov = (struct config_vault *)config_vault_find(oc, nc->vaults[i].name);
+		struct store_vault sv;
+		if (ov == NULL) {
+			log_warn("reload: vault '%s' is new: it takes a restart", nc->vaults[i].name);
+			continue;
+		}
+		__atomic_store_n(&ov->retention_days, nc->vaults[i].retention_days, __ATOMIC_RELAXED);
+		__atomic_store_n(&ov->purge_protection, nc->vaults[i].purge_protection, __ATOMIC_RELAXED);
+		memset(&sv, 0, sizeof(sv));
+		snprintf(sv.name, sizeof(sv.name), "%s", ov->name);
+		sv.retention_days = ov->retention_days;
+		sv.purge_protection = ov->purge_protection;
+		if (store_vault_set_attrs(d->store, &sv) != 0)
+			log_err("reload: vault '%s': cannot record its attributes in the store", ov->name);
+	}
+	for (size_t i = 0; i < oc->nvaults; i++)
+		if (config_vault_find(nc, oc->vaults[i].name) == NULL)
+			log_warn("reload: vault '%s' was removed: it stays served until a restart", oc->vaults[i].name);
+	if (strcmp(nc->socket_path, oc->socket_path) != 0 || strcmp(nc->token_module, oc->token_module) != 0 ||
+	    strcmp(nc->token, oc->token) != 0 || strcmp(nc->state_dir, oc->state_dir) != 0 ||
+	    strcmp(nc->store_url, oc->store_url) != 0 || strcmp(nc->audit_dir, oc->audit_dir) != 0 ||
+	    nc->workers != oc->workers ||
+	    (nc->policy_file == NULL) != (oc->policy_file == NULL) ||
+	    (nc->policy_file && strcmp(nc->policy_file, oc->policy_file) != 0))
+		log_warn("reload: the socket, token, store, audit, workers or policy path changed: that takes a restart");
+	log_notice("reload: configuration %s applied", oc->path);
+	config_free(nc);
+}
+
 static void
 on_hup(evutil_socket_t sig, short what, void *arg)
 {
@@ -145,7 +194,8 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	json_t *errs = NULL;
 	(void)sig; (void)what;
 	sd_notify(0, "RELOADING=1");
-	log_notice("SIGHUP: reloading the policy");
+	log_notice("SIGHUP: reloading the configuration and the policy");
+	reload_config(d);
 	if (d->cfg->policy_file == NULL) {
 		log_notice("no policy file is configured: nothing to reload");
 	} else if (kwd_policy_reload(d, &errs) != 0) {

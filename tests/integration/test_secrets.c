@@ -680,6 +680,37 @@ test_cli(void)
 }
 
 static void
+test_sighup_reloads_config(void)
+{
+	char cmd[1400];
+	long st = 0;
+
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "PUT", "/v1/vaults/prod/secrets/hup", "{\"value\":\"x\"}", NULL), 201);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "DELETE", "/v1/vaults/prod/secrets/hup", NULL, NULL), 200);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "DELETE", "/v1/vaults/prod/deleted/hup", NULL, NULL), 403);
+	/* a broken configuration changes nothing */
+	snprintf(cmd, sizeof(cmd), "cp %s %s.good && echo 'bogus: 1' >> %s", dmn.conf, dmn.conf, dmn.conf);
+	CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+	kill(dmn.pid, SIGHUP);
+	usleep(300 * 1000);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "DELETE", "/v1/vaults/prod/deleted/hup", NULL, NULL), 403);
+	/* lifting purge protection takes effect on SIGHUP */
+	snprintf(cmd, sizeof(cmd), "sed 's/purge_protection: true/purge_protection: false/' %s.good > %s",
+	    dmn.conf, dmn.conf);
+	CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+	kill(dmn.pid, SIGHUP);
+	for (int i = 0; i < 50; i++) {
+		st = kwt_http(dmn.sock, "DELETE", "/v1/vaults/prod/deleted/hup", NULL, NULL);
+		if (st != 403)
+			break;
+		usleep(100 * 1000);
+	}
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT(kwt_tree_contains(dmn.log, "reload: configuration", 21));
+	CU_ASSERT(kwt_tree_contains(dmn.log, "bogus", 5));
+}
+
+static void
 test_sigterm_clean(void)
 {
 	CU_ASSERT_EQUAL(kwt_daemon_stop(&dmn), 0);
@@ -712,6 +743,7 @@ main(void)
 	CU_add_test(s, "backup and restore", test_backup_restore);
 	CU_add_test(s, "plaintext in no file; survives restart", test_plaintext_nowhere);
 	CU_add_test(s, "kill -9 loses no acknowledged write", test_kill9_keeps_acknowledged);
+	CU_add_test(s, "SIGHUP applies what can change, refuses a broken file", test_sighup_reloads_config);
 	CU_add_test(s, "SIGTERM stops cleanly", test_sigterm_clean);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
