@@ -136,8 +136,11 @@ test_token_seals(void)
 	v.check = other_check;
 	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &v, &res), KW_E_AUTH);
 	CU_ASSERT_EQUAL(res.problem, KWAC_P_SEAL_MAC);
-	kwac_segment_name(1, buf, sizeof(buf));
-	snprintf(path, sizeof(path), "%s/%s", dir, buf);
+	{
+		char name[64];
+		kwac_segment_name(1, name, sizeof(name));
+		snprintf(path, sizeof(path), "%s/%s", dir, name);
+	}
 	CU_ASSERT_STRING_EQUAL(res.file, path);
 	CU_ASSERT_EQUAL(res.seq, 1);
 	kwt_rmtree(dir);
