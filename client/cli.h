@@ -10,4 +10,6 @@ int cli_policy_explain(kw_client *c, int argc, char **argv);
 int cli_policy_who_can(kw_client *c, int argc, char **argv);
 int cli_policy_reload(kw_client *c, int argc, char **argv);
 int cli_audit_verify(kw_client *c, int argc, char **argv);
+int cli_audit_tail(kw_client *c, int argc, char **argv);
+int cli_audit_query(kw_client *c, int argc, char **argv);
 #endif

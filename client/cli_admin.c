@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 
 #include "kw_auditchain.h"
@@ -283,4 +285,240 @@ cli_audit_verify(kw_client *c, int argc, char **argv)
 	if (r != 0 && r != KW_E_AUTH)
 		fprintf(stderr, "keywarden: %s\n", kw_errdetail(r));
 	return r == 0 ? 0 : 1;
+}
+
+/* ---- audit tail and query ------------------------------------------------------- */
+
+struct tail {
+	uint64_t until;          /* stop once this seq is printed (0: follow) */
+	uint64_t last;
+	int done, printed;
+	/* filters (query) */
+	const char *vault, *name, *user, *action, *outcome, *from, *to;
+	long long uid;
+	char buf[65536];
+	size_t len;
+};
+
+static int
+tail_match(const struct tail *t, json_t *ev)
+{
+	json_t *caller = json_object_get(ev, "caller");
+	const char *tm = json_string_value(json_object_get(ev, "time"));
+
+#define FIELD_IS(j, k, want) ((want) == NULL || \
+	(json_string_value(json_object_get((j), (k))) != NULL && \
+	 strcmp(json_string_value(json_object_get((j), (k))), (want)) == 0))
+	if (!FIELD_IS(ev, "vault", t->vault) || !FIELD_IS(ev, "name", t->name) ||
+	    !FIELD_IS(ev, "action", t->action) || !FIELD_IS(ev, "outcome", t->outcome) ||
+	    !FIELD_IS(caller, "user", t->user))
+		return 0;
+#undef FIELD_IS
+	if (t->uid >= 0 && json_integer_value(json_object_get(caller, "uid")) != t->uid)
+		return 0;
+	/* RFC 3339 UTC times of the same form compare as strings */
+	if (t->from != NULL && (tm == NULL || strcmp(tm, t->from) < 0))
+		return 0;
+	if (t->to != NULL && (tm == NULL || strcmp(tm, t->to) >= 0))
+		return 0;
+	return 1;
+}
+
+static void
+tail_print(json_t *ev, const char *line)
+{
+	json_t *caller = json_object_get(ev, "caller");
+	const char *user = json_string_value(json_object_get(caller, "user"));
+	const char *vault = json_string_value(json_object_get(ev, "vault"));
+	const char *name = json_string_value(json_object_get(ev, "name"));
+	char who[96];
+
+	if (opt_json) {
+		printf("%s\n", line);
+		return;
+	}
+	if (caller != NULL)
+		snprintf(who, sizeof(who), "%s(%lld)", user ? user : "-",
+		    (long long)json_integer_value(json_object_get(caller, "uid")));
+	else
+		snprintf(who, sizeof(who), "-");
+	printf("%-27s %8lld %-8s %-15s %-14s %s%s%s %s\n",
+	    json_string_value(json_object_get(ev, "time")) ?: "-",
+	    (long long)json_integer_value(json_object_get(ev, "seq")),
+	    json_string_value(json_object_get(ev, "outcome")) ?: "-",
+	    json_string_value(json_object_get(ev, "action")) ?:
+		json_string_value(json_object_get(ev, "type")) ?: "-",
+	    who, vault ? vault : "", name ? "/" : "", name ? name : "",
+	    json_string_value(json_object_get(ev, "rule")) ?: "");
+}
+
+static size_t
+tail_write(char *data, size_t sz, size_t nm, void *arg)
+{
+	struct tail *t = arg;
+	size_t n = sz * nm;
+
+	for (size_t i = 0; i < n && !t->done; i++) {
+		if (data[i] != '\n') {
+			if (t->len + 1 < sizeof(t->buf))
+				t->buf[t->len++] = data[i];
+			continue;
+		}
+		t->buf[t->len] = '\0';
+		{
+			json_t *ev = json_loads(t->buf, 0, NULL);
+			uint64_t seq = (uint64_t)json_integer_value(json_object_get(ev, "seq"));
+			if (seq == 0) {
+				/* a notice of the stream: lagged or error */
+				fprintf(stderr, "keywarden: %s\n", t->buf);
+			} else {
+				t->last = seq;
+				if (tail_match(t, ev)) {
+					tail_print(ev, t->buf);
+					t->printed++;
+				}
+				if (t->until != 0 && seq >= t->until)
+					t->done = 1;
+			}
+			json_decref(ev);
+		}
+		t->len = 0;
+	}
+	fflush(stdout);
+	return t->done ? 0 : n;   /* 0 ends the transfer */
+}
+
+static int
+audit_follow(kw_client *c, struct tail *t, uint64_t since)
+{
+	for (;;) {
+		CURL *h = curl_easy_init();
+		char url[128];
+		CURLcode cr;
+
+		if (h == NULL)
+			return 1;
+		snprintf(url, sizeof(url), "http://localhost/v1/audit/stream?since=%llu",
+		    (unsigned long long)since);
+		curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, kw_client_socket(c));
+		curl_easy_setopt(h, CURLOPT_URL, url);
+		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, tail_write);
+		curl_easy_setopt(h, CURLOPT_WRITEDATA, t);
+		curl_easy_setopt(h, CURLOPT_FAILONERROR, 1L);
+		t->len = 0;
+		cr = curl_easy_perform(h);
+		curl_easy_cleanup(h);
+		if (t->done)
+			return 0;
+		if (cr == CURLE_HTTP_RETURNED_ERROR || cr == CURLE_COULDNT_CONNECT) {
+			fprintf(stderr, "keywarden: the audit stream of %s: %s\n", kw_client_socket(c),
+			    cr == CURLE_HTTP_RETURNED_ERROR ? "refused (see keywarden whoami and the policy's audit.stream)" :
+			    "cannot connect");
+			if (t->until != 0)
+				return cr == CURLE_HTTP_RETURNED_ERROR ? 4 : 6;
+		}
+		/* the daemon restarted or cut us off: resume exactly after the last seq */
+		since = t->last;
+		sleep(1);
+	}
+}
+
+static uint64_t
+audit_committed(kw_client *c)
+{
+	json_t *report = NULL;
+	uint64_t s;
+
+	kw_health(c, &report);
+	s = (uint64_t)json_integer_value(json_object_get(json_object_get(report, "audit"), "committed_seq"));
+	json_decref(report);
+	return s;
+}
+
+int
+cli_audit_tail(kw_client *c, int argc, char **argv)
+{
+	struct tail *t = calloc(1, sizeof(*t));
+	uint64_t committed, since, n = 10;
+	int follow = 0, has_since = 0, ch, r;
+	static const struct option o[] = {
+		{ "follow", no_argument, NULL, 'f' }, { "lines", required_argument, NULL, 'n' },
+		{ "since", required_argument, NULL, 's' }, { NULL, 0, NULL, 0 }
+	};
+
+	if (t == NULL)
+		return 1;
+	t->uid = -1;
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "+fn:", o, NULL)) != -1) {
+		switch (ch) {
+		case 'f': follow = 1; break;
+		case 'n': n = strtoull(optarg, NULL, 10); break;
+		case 's': since = strtoull(optarg, NULL, 10); has_since = 1; break;
+		default:
+			free(t);
+			return cli_usage("usage: keywarden audit tail [-f] [-n N] [--since SEQ]");
+		}
+	}
+	if (optind != argc) {
+		free(t);
+		return cli_usage("usage: keywarden audit tail [-f] [-n N] [--since SEQ]");
+	}
+	committed = audit_committed(c);
+	if (!has_since)
+		since = committed > n ? committed - n : 0;
+	if (!follow && since >= committed) {
+		free(t);
+		return 0;
+	}
+	t->until = follow ? 0 : committed;
+	r = audit_follow(c, t, since);
+	free(t);
+	return r;
+}
+
+int
+cli_audit_query(kw_client *c, int argc, char **argv)
+{
+	struct tail *t = calloc(1, sizeof(*t));
+	uint64_t committed, since = 0;
+	int ch, r;
+	static const struct option o[] = {
+		{ "since", required_argument, NULL, 's' }, { "vault", required_argument, NULL, 'v' },
+		{ "name", required_argument, NULL, 'N' }, { "user", required_argument, NULL, 'u' },
+		{ "uid", required_argument, NULL, 'U' }, { "action", required_argument, NULL, 'a' },
+		{ "outcome", required_argument, NULL, 'o' }, { "from", required_argument, NULL, 'F' },
+		{ "to", required_argument, NULL, 'T' }, { NULL, 0, NULL, 0 }
+	};
+
+	if (t == NULL)
+		return 1;
+	t->uid = -1;
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "+", o, NULL)) != -1) {
+		switch (ch) {
+		case 's': since = strtoull(optarg, NULL, 10); break;
+		case 'v': t->vault = optarg; break;
+		case 'N': t->name = optarg; break;
+		case 'u': t->user = optarg; break;
+		case 'U': t->uid = atoll(optarg); break;
+		case 'a': t->action = optarg; break;
+		case 'o': t->outcome = optarg; break;
+		case 'F': t->from = optarg; break;
+		case 'T': t->to = optarg; break;
+		default:
+			free(t);
+			return cli_usage("usage: keywarden audit query [--vault V] [--name N] [--user U|--uid N] "
+			    "[--action A] [--outcome O] [--from TIME] [--to TIME] [--since SEQ]");
+		}
+	}
+	committed = audit_committed(c);
+	if (since >= committed) {
+		free(t);
+		return 0;
+	}
+	t->until = committed;
+	r = audit_follow(c, t, since);
+	free(t);
+	return r;
 }

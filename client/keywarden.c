@@ -1049,6 +1049,9 @@ static const struct cmd cmds[] = {
 	{ "policy", "who-can", "who-can ACTION VAULT[/NAME]", cli_policy_who_can },
 	{ "policy", "reload", "reload", cli_policy_reload },
 	{ "audit", "verify", "verify [--no-seals] [FILE...|DIR]", cli_audit_verify },
+	{ "audit", "tail", "tail [-f] [-n N] [--since SEQ]", cli_audit_tail },
+	{ "audit", "query", "query [--vault V] [--name N] [--user U|--uid N] [--action A] "
+	    "[--outcome O] [--from TIME] [--to TIME] [--since SEQ]", cli_audit_query },
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 

@@ -385,6 +385,38 @@ test_stream_exactly_once(void)
 	free(s);
 }
 
+static int
+count_lines(const char *s)
+{
+	int n = 0;
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+static void
+test_cli_tail_and_query(void)
+{
+	char *out = malloc(4u << 20);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "PUT", "/v1/vaults/prod/secrets/q/one", "{\"value\":\"q\"}", NULL), 201);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/vaults/prod/secrets/q/one", NULL, NULL), 200);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/vaults/prod/secrets/q/none", NULL, NULL), 404);
+	CU_ASSERT_EQUAL(cli(out, 4u << 20, "audit", "tail", "-n", "5", NULL), 0);
+	CU_ASSERT_EQUAL(count_lines(out), 5);
+	CU_ASSERT_EQUAL(cli(out, 4u << 20, "--json", "audit", "query", "--vault", "prod", "--name", "q/one",
+	    "--action", "secret.get", "--outcome", "success", NULL), 0);
+	CU_ASSERT_EQUAL(count_lines(out), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"action\":\"secret.get\""));
+	CU_ASSERT_PTR_NULL(strstr(out, "\"value\""));
+	CU_ASSERT_EQUAL(cli(out, 4u << 20, "audit", "query", "--name", "q/none", "--outcome", "failure", NULL), 0);
+	CU_ASSERT_EQUAL(count_lines(out), 1);
+	CU_ASSERT_EQUAL(cli(out, 4u << 20, "audit", "query", "--name", "q/one", "--from", "2999-01-01T00:00:00Z", NULL), 0);
+	CU_ASSERT_EQUAL(count_lines(out), 0);
+	free(out);
+}
+
 int
 main(void)
 {
@@ -397,6 +429,7 @@ main(void)
 	CU_add_test(s, "an unwritable log refuses reads with 503, then heals", test_fail_closed_and_heal);
 	CU_add_test(s, "kill -9 during a burst: every acknowledged write has its event", test_kill9_during_burst);
 	CU_add_test(s, "a subscriber sees 10,000 requests' events exactly once, across a restart", test_stream_exactly_once);
+	CU_add_test(s, "keywarden audit tail and query", test_cli_tail_and_query);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
