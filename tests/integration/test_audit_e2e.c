@@ -29,25 +29,6 @@
 static struct kwt_token tok;
 static struct kwt_daemon dmn;
 
-static int
-cli(char *out, size_t outlen, ...)
-{
-	char exe[600], *argv[16];
-	va_list ap;
-	int i = 0;
-
-	snprintf(exe, sizeof(exe), "%s/client/keywarden", kwt_require("KW_TOP_BUILDDIR"));
-	argv[i++] = exe;
-	argv[i++] = "--socket";
-	argv[i++] = dmn.sock;
-	va_start(ap, outlen);
-	while (i < 15 && (argv[i] = va_arg(ap, char *)) != NULL)
-		i++;
-	va_end(ap);
-	argv[i] = NULL;
-	return kwt_run(argv, out, outlen);
-}
-
 static uint64_t
 committed_seq(void)
 {
@@ -138,7 +119,7 @@ test_fail_closed_and_heal(void)
 	/* no hole, no duplicate: the chain verifies */
 	{
 		char out[4096];
-		CU_ASSERT_EQUAL(cli(out, sizeof(out), "audit", "verify", NULL), 0);
+		CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "audit", "verify", NULL), 0);
 		CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/vaults/dev/secrets/guarded/versions/9", NULL, NULL), 404);
 	}
 }
@@ -239,8 +220,8 @@ test_kill9_during_burst(void)
 	CU_ASSERT_EQUAL(missing, 0);
 	/* the chain verifies after the restart (a torn tail is reported by an
 	 * audit.torn_tail event, not hidden) */
-	CU_ASSERT_EQUAL(cli(out, sizeof(out), "audit", "verify", NULL), 0);
-	CU_ASSERT_EQUAL(cli(out, sizeof(out), "audit", "verify", dmn.audit, NULL), 0);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "audit", "verify", NULL), 0);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "audit", "verify", dmn.audit, NULL), 0);
 }
 
 /* ---- the stream ----------------------------------------------------------- */
@@ -403,16 +384,16 @@ test_cli_tail_and_query(void)
 	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "PUT", "/v1/vaults/prod/secrets/q/one", "{\"value\":\"q\"}", NULL), 201);
 	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/vaults/prod/secrets/q/one", NULL, NULL), 200);
 	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/vaults/prod/secrets/q/none", NULL, NULL), 404);
-	CU_ASSERT_EQUAL(cli(out, 4u << 20, "audit", "tail", "-n", "5", NULL), 0);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, 4u << 20, "audit", "tail", "-n", "5", NULL), 0);
 	CU_ASSERT_EQUAL(count_lines(out), 5);
-	CU_ASSERT_EQUAL(cli(out, 4u << 20, "--json", "audit", "query", "--vault", "prod", "--name", "q/one",
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, 4u << 20, "--json", "audit", "query", "--vault", "prod", "--name", "q/one",
 	    "--action", "secret.get", "--outcome", "success", NULL), 0);
 	CU_ASSERT_EQUAL(count_lines(out), 1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"action\":\"secret.get\""));
 	CU_ASSERT_PTR_NULL(strstr(out, "\"value\""));
-	CU_ASSERT_EQUAL(cli(out, 4u << 20, "audit", "query", "--name", "q/none", "--outcome", "failure", NULL), 0);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, 4u << 20, "audit", "query", "--name", "q/none", "--outcome", "failure", NULL), 0);
 	CU_ASSERT_EQUAL(count_lines(out), 1);
-	CU_ASSERT_EQUAL(cli(out, 4u << 20, "audit", "query", "--name", "q/one", "--from", "2999-01-01T00:00:00Z", NULL), 0);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, 4u << 20, "audit", "query", "--name", "q/one", "--from", "2999-01-01T00:00:00Z", NULL), 0);
 	CU_ASSERT_EQUAL(count_lines(out), 0);
 	free(out);
 }

@@ -262,30 +262,20 @@ test_explain_and_who_can(void)
 	CU_ASSERT_EQUAL(as_user("kwt-eve", curl, "GET", "/v1/policy/who-can?action=secret.get&vault=prod", NULL, NULL, 0), 403);
 }
 
-static int
-cli(char *out, size_t outlen, char *a1, char *a2, char *a3, char *a4, char *a5, char *a6)
-{
-	char exe[600];
-	char *argv[] = { exe, "--socket", dmn.sock, a1, a2, a3, a4, a5, a6, NULL };
-
-	snprintf(exe, sizeof(exe), "%s/client/keywarden", kwt_require("KW_TOP_BUILDDIR"));
-	return kwt_run(argv, out, outlen);
-}
-
 static void
 test_cli_policy(void)
 {
 	char out[4096];
 
-	CU_ASSERT_EQUAL(cli(out, sizeof(out), "policy", "explain", "--user", "kwt-alice", "secret.get", "prod/api/key"), 0);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "policy", "explain", "--user", "kwt-alice", "secret.get", "prod/api/key", NULL), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "allowed by rule 'devs-read-prod-api-key'"));
-	CU_ASSERT_EQUAL(cli(out, sizeof(out), "policy", "explain", "--user", "kwt-alice", "secret.set", "prod/api/key"), 4);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "policy", "explain", "--user", "kwt-alice", "secret.set", "prod/api/key", NULL), 4);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "no rule allows it"));
-	CU_ASSERT_EQUAL(cli(out, sizeof(out), "policy", "explain", "--user", "kwt-billing", "--exe", billing_exe),
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "policy", "explain", "--user", "kwt-billing", "--exe", billing_exe, NULL),
 	    2);   /* usage: action and target missing */
-	CU_ASSERT_EQUAL(cli(out, sizeof(out), "policy", "who-can", "secret.set", "prod/api/key", NULL, NULL), 0);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "policy", "who-can", "secret.set", "prod/api/key", NULL), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "kwt-leads"));
-	CU_ASSERT_EQUAL(cli(out, sizeof(out), "policy", "check", policy_path, NULL, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "policy", "check", policy_path, NULL), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, ": ok"));
 }
 

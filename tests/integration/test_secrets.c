@@ -626,26 +626,6 @@ test_curl_cli(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"value\":\"second-secret\""));
 }
 
-/* The keywarden command, as a script would use it. */
-static int
-cli(char *out, size_t outlen, ...)
-{
-	char exe[600], *argv[16];
-	va_list ap;
-	int i = 0;
-
-	snprintf(exe, sizeof(exe), "%s/client/keywarden", kwt_require("KW_TOP_BUILDDIR"));
-	argv[i++] = exe;
-	argv[i++] = "--socket";
-	argv[i++] = dmn.sock;
-	va_start(ap, outlen);
-	while (i < 15 && (argv[i] = va_arg(ap, char *)) != NULL)
-		i++;
-	va_end(ap);
-	argv[i] = NULL;
-	return kwt_run(argv, out, outlen);
-}
-
 static void
 test_cli(void)
 {
@@ -653,30 +633,30 @@ test_cli(void)
 
 	snprintf(file, sizeof(file), "%s/value.txt", dmn.dir);
 	CU_ASSERT_EQUAL_FATAL(kwt_write_file(file, "cli-secret-value", 0600), 0);
-	CU_ASSERT_EQUAL(cli(out, sizeof(out), "secret", "set", "dev", "cli/x", "--file", file,
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "secret", "set", "dev", "cli/x", "--file", file,
 	    "--tag", "owner=ops", NULL), 0);
-	CU_ASSERT_EQUAL(cli(out, sizeof(out), "secret", "get", "dev", "cli/x", NULL), 0);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "secret", "get", "dev", "cli/x", NULL), 0);
 	CU_ASSERT_STRING_EQUAL(out, "cli-secret-value");
-	CU_ASSERT_EQUAL(cli(out, sizeof(out), "--json", "secret", "list", "dev", "--prefix", "cli/", NULL), 0);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "--json", "secret", "list", "dev", "--prefix", "cli/", NULL), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"cli/x\""));
 	CU_ASSERT_PTR_NULL(strstr(out, "cli-secret-value"));
-	CU_ASSERT_EQUAL(cli(out, sizeof(out), "secret", "set", "dev", "cli/x", "--file", file, "--cas", "0", NULL), 5);
-	CU_ASSERT_EQUAL(cli(out, sizeof(out), "secret", "update", "dev", "cli/x", "--disable", NULL), 0);
-	CU_ASSERT_EQUAL(cli(out, sizeof(out), "secret", "get", "dev", "cli/x", NULL), 4);
-	CU_ASSERT_EQUAL(cli(out, sizeof(out), "secret", "update", "dev", "cli/x", "--enable", NULL), 0);
-	CU_ASSERT_EQUAL(cli(out, sizeof(out), "secret", "delete", "dev", "cli/x", NULL), 0);
-	CU_ASSERT_EQUAL(cli(out, sizeof(out), "secret", "get", "dev", "cli/x", NULL), 3);
-	CU_ASSERT_EQUAL(cli(out, sizeof(out), "secret", "recover", "dev", "cli/x", NULL), 0);
-	CU_ASSERT_EQUAL(cli(out, sizeof(out), "secret", "get", "dev", "cli/x", NULL), 0);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "secret", "set", "dev", "cli/x", "--file", file, "--cas", "0", NULL), 5);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "secret", "update", "dev", "cli/x", "--disable", NULL), 0);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "secret", "get", "dev", "cli/x", NULL), 4);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "secret", "update", "dev", "cli/x", "--enable", NULL), 0);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "secret", "delete", "dev", "cli/x", NULL), 0);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "secret", "get", "dev", "cli/x", NULL), 3);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "secret", "recover", "dev", "cli/x", NULL), 0);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "secret", "get", "dev", "cli/x", NULL), 0);
 	CU_ASSERT_STRING_EQUAL(out, "cli-secret-value");
-	CU_ASSERT_EQUAL(cli(out, sizeof(out), "secret", "get", "nope", "cli/x", NULL), 3);
-	CU_ASSERT_EQUAL(cli(out, sizeof(out), "--json", "whoami", NULL), 0);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "secret", "get", "nope", "cli/x", NULL), 3);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "--json", "whoami", NULL), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"uid\""));
-	CU_ASSERT_EQUAL(cli(out, sizeof(out), "vault", "list", NULL), 0);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "vault", "list", NULL), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "prod"));
 	/* the audit log of everything so far verifies, by the daemon and here */
-	CU_ASSERT_EQUAL(cli(out, sizeof(out), "audit", "verify", NULL), 0);
-	CU_ASSERT_EQUAL(cli(out, sizeof(out), "audit", "verify", dmn.audit, NULL), 0);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "audit", "verify", NULL), 0);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "audit", "verify", dmn.audit, NULL), 0);
 }
 
 static void

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <time.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -424,4 +425,23 @@ kwt_tree_contains(const char *dir, const void *needle, size_t len)
 	}
 	closedir(dp);
 	return found;
+}
+
+int
+kwt_cli(const char *sock, char *out, size_t outlen, ...)
+{
+	char exe[600], *argv[16];
+	va_list ap;
+	int i = 0;
+
+	snprintf(exe, sizeof(exe), "%s/client/keywarden", kwt_require("KW_TOP_BUILDDIR"));
+	argv[i++] = exe;
+	argv[i++] = "--socket";
+	argv[i++] = (char *)sock;
+	va_start(ap, outlen);
+	while (i < 15 && (argv[i] = va_arg(ap, char *)) != NULL)
+		i++;
+	va_end(ap);
+	argv[i] = NULL;
+	return kwt_run(argv, out, outlen);
 }

@@ -91,5 +91,10 @@ void kwt_daemon_free(struct kwt_daemon *d);
 long kwt_http(const char *sock, const char *method, const char *path,
     const char *body, char **resp);
 
+/* Run the keywarden command of the build against socket sock with the
+ * arguments that follow (NULL-terminated, at most 12); stdout into out.
+ * Returns its exit status. */
+int kwt_cli(const char *sock, char *out, size_t outlen, ...);
+
 /* Does any file under dir contain the bytes needle?  1 yes, 0 no. */
 int kwt_tree_contains(const char *dir, const void *needle, size_t len);
