@@ -142,7 +142,24 @@ test_token_seals(void)
 		snprintf(path, sizeof(path), "%s/%s", dir, name);
 	}
 	CU_ASSERT_STRING_EQUAL(res.file, path);
-	CU_ASSERT_EQUAL(res.seq, 1);
+	/* The break is the first seal, whose seq depends on how the writer
+	 * batched the first events: read it from the file. */
+	{
+		FILE *f = fopen(path, "r");
+		char line[8192];
+		long long first_seal = -1;
+		while (f != NULL && first_seal < 0 && fgets(line, sizeof(line), f) != NULL) {
+			json_t *j = json_loads(line, 0, NULL);
+			const char *type = json_string_value(json_object_get(j, "type"));
+			if (type != NULL && strcmp(type, "seal") == 0)
+				first_seal = (long long)json_integer_value(json_object_get(j, "seq"));
+			json_decref(j);
+		}
+		if (f != NULL)
+			fclose(f);
+		CU_ASSERT(first_seal >= 1);
+		CU_ASSERT_EQUAL((long long)res.seq, first_seal);
+	}
 	kwt_rmtree(dir);
 }
 
