@@ -59,8 +59,10 @@ glue_event(struct kwd_req *r, const char *phase)
 	const char *outcome;
 	json_t *ev;
 
-	if (!r->allowed)
-		outcome = "denied";
+	if (!r->allowed && r->decided_by[0] != '\0')
+		outcome = "denied";          /* the policy said no */
+	else if (!r->allowed)
+		outcome = "failure";         /* refused before any decision: bad request */
 	else if (strcmp(phase, "intent") == 0)
 		outcome = "intent";
 	else if (r->status > 0 && r->status < 400)
