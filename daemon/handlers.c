@@ -587,6 +587,18 @@ json_escape_into(uint8_t *out, size_t *o, const uint8_t *s, size_t n)
 	out[(*o)++] = '"';
 }
 
+/* Writes log their intent durably before they run: no change without a
+ * trace.  0, or the reply is 503 saying that nothing was <done>. */
+static int
+intent_or_refuse(struct kwd_req *r, const char *done)
+{
+	if (audit_glue_intent(r) == 0)
+		return 0;
+	kwd_reply_error(r, 503, "unavailable",
+	    "the audit log cannot record the intent, so nothing was %s", done);
+	return -1;
+}
+
 /* ---- secrets -------------------------------------------------------------------- */
 
 static int
@@ -831,10 +843,8 @@ h_secret_put(struct kwd_req *r)
 	}
 	rec.body_len = val.len + SEAL_TAG_LEN;
 
-	if ((e = audit_glue_intent(r)) != 0) {
-		kwd_reply_error(r, 503, "unavailable", "the audit log cannot record the intent to write, so nothing was written");
+	if (intent_or_refuse(r, "written") != 0)
 		goto out;
-	}
 	for (tries = 0;; tries++) {
 		if ((e = store_secret_current(r->d->store, r->vault, r->name, &cur)) != 0) {
 			kwd_reply_kwerr(r, e, "write");
@@ -958,10 +968,8 @@ h_secret_patch(struct kwd_req *r)
 		kwd_reply_error(r, 400, "invalid_value", "nothing to change");
 		return;
 	}
-	if ((e = audit_glue_intent(r)) != 0) {
-		kwd_reply_error(r, 503, "unavailable", "the audit log cannot record the intent, so nothing was changed");
+	if (intent_or_refuse(r, "changed") != 0)
 		return;
-	}
 	e = store_secret_update(r->d->store, r->vault, r->name, r->has_version ? r->version : 0,
 	    mask, &attrs, (int64_t)kwd_now_us(), &out);
 	if (e == KW_E_NOT_FOUND) {
@@ -985,10 +993,8 @@ h_secret_delete(struct kwd_req *r)
 	int64_t now = (int64_t)kwd_now_us();
 	int e;
 
-	if ((e = audit_glue_intent(r)) != 0) {
-		kwd_reply_error(r, 503, "unavailable", "the audit log cannot record the intent, so nothing was deleted");
+	if (intent_or_refuse(r, "deleted") != 0)
 		return;
-	}
 	e = store_secret_delete(r->d->store, r->vault, r->name, now,
 	    now + (int64_t)__atomic_load_n(&cv->retention_days, __ATOMIC_RELAXED) * 86400 * 1000000, &out);
 	if (e == KW_E_NOT_FOUND) {
@@ -1030,10 +1036,8 @@ h_deleted_recover(struct kwd_req *r)
 	struct store_meta out;
 	int e;
 
-	if ((e = audit_glue_intent(r)) != 0) {
-		kwd_reply_error(r, 503, "unavailable", "the audit log cannot record the intent, so nothing was recovered");
+	if (intent_or_refuse(r, "recovered") != 0)
 		return;
-	}
 	e = store_secret_recover(r->d->store, r->vault, r->name, &out);
 	if (e == KW_E_NOT_FOUND) {
 		kwd_reply_error(r, 404, "secret_not_found", "no deleted secret '%s' in vault '%s'", r->name, r->vault);
@@ -1070,10 +1074,8 @@ h_deleted_purge(struct kwd_req *r)
 		    kwd_time_str(t, sizeof(t), m.scheduled_purge));
 		return;
 	}
-	if ((e = audit_glue_intent(r)) != 0) {
-		kwd_reply_error(r, 503, "unavailable", "the audit log cannot record the intent, so nothing was purged");
+	if (intent_or_refuse(r, "purged") != 0)
 		return;
-	}
 	if ((e = store_secret_purge(r->d->store, r->vault, r->name)) != 0) {
 		kwd_reply_kwerr(r, e, "purge");
 		return;
@@ -1238,10 +1240,8 @@ h_vault_restore(struct kwd_req *r)
 			goto out;
 		}
 	}
-	if ((e = audit_glue_intent(r)) != 0) {
-		kwd_reply_error(r, 503, "unavailable", "the audit log cannot record the intent, so nothing was restored");
+	if (intent_or_refuse(r, "restored") != 0)
 		goto out;
-	}
 	e = store_vault_import(r->d->store, r->vault, rv, n);
 	if (e != 0) {
 		kwd_reply_kwerr(r, e, "restore");

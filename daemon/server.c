@@ -342,19 +342,26 @@ kwd_req_free(struct kwd_req *r)
 	free(r);
 }
 
+/* Append r to a queue; the caller holds the queue's lock. */
+static void
+req_append(struct kwd_req **head, struct kwd_req **tail, struct kwd_req *r)
+{
+	r->next = NULL;
+	if (*tail != NULL)
+		(*tail)->next = r;
+	else
+		*head = r;
+	*tail = r;
+}
+
 /* Completions: from workers and the audit writer back to the loop. */
 void
 kwd_complete(struct kwd_req *r)
 {
 	struct kwd *d = r->d;
 
-	r->next = NULL;
 	pthread_mutex_lock(&d->c_lock);
-	if (d->c_tail)
-		d->c_tail->next = r;
-	else
-		d->c_head = r;
-	d->c_tail = r;
+	req_append(&d->c_head, &d->c_tail, r);
 	pthread_mutex_unlock(&d->c_lock);
 	event_active(d->c_event, EV_READ, 0);
 }
@@ -466,13 +473,8 @@ kwd_submit(struct kwd_req *r)
 {
 	struct kwd *d = r->d;
 
-	r->next = NULL;
 	pthread_mutex_lock(&d->q_lock);
-	if (d->q_tail)
-		d->q_tail->next = r;
-	else
-		d->q_head = r;
-	d->q_tail = r;
+	req_append(&d->q_head, &d->q_tail, r);
 	pthread_cond_signal(&d->q_cond);
 	pthread_mutex_unlock(&d->q_lock);
 }
