@@ -49,6 +49,7 @@ enum policy_action {
 	POLICY_A_KEY_DECRYPT,
 	POLICY_A_KEY_SIGN,
 	POLICY_A_KEY_VERIFY,
+	POLICY_A_KEY_CREATE,         /* create or rotate a signing key */
 	POLICY_A_VAULT_CREATE,
 	POLICY_A_VAULT_ROTATE,
 	POLICY_A_VAULT_RETIRE,

@@ -28,6 +28,7 @@ static const char *const action_names[POLICY_A_COUNT] = {
 	[POLICY_A_KEY_DECRYPT] = "key.decrypt",
 	[POLICY_A_KEY_SIGN] = "key.sign",
 	[POLICY_A_KEY_VERIFY] = "key.verify",
+	[POLICY_A_KEY_CREATE] = "key.create",
 	[POLICY_A_VAULT_CREATE] = "vault.create",
 	[POLICY_A_VAULT_ROTATE] = "vault.rotate",
 	[POLICY_A_VAULT_RETIRE] = "vault.retire",

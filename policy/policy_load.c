@@ -302,7 +302,7 @@ mask_of(const char *const names[])
 	for (int i = 0; names[i] != NULL; i++) {
 		if (strcmp(names[i], "key.*") == 0)
 			m |= A(KEY_DATAKEY) | A(KEY_WRAP) | A(KEY_UNWRAP) | A(KEY_ENCRYPT) |
-			    A(KEY_DECRYPT) | A(KEY_SIGN) | A(KEY_VERIFY);
+			    A(KEY_DECRYPT) | A(KEY_SIGN) | A(KEY_VERIFY) | A(KEY_CREATE);
 		else if (strcmp(names[i], "secret.*") == 0)
 			m |= A(SECRET_GET) | A(SECRET_LIST) | A(SECRET_SET) | A(SECRET_UPDATE) |
 			    A(SECRET_DELETE) | A(SECRET_RECOVER) | A(SECRET_PURGE) |
@@ -318,7 +318,9 @@ mask_of(const char *const names[])
 static const char *const r_reader[] = { "secret.get", NULL };
 static const char *const r_user[] = { "secret.get", "secret.list", NULL };
 static const char *const r_officer[] = { "secret.*", NULL };
-static const char *const r_crypto[] = { "key.*", NULL };
+/* Using keys, not making them: key.create is for crypto officers. */
+static const char *const r_crypto[] = { "key.datakey", "key.wrap", "key.unwrap", "key.encrypt",
+	"key.decrypt", "key.sign", "key.verify", NULL };
 static const char *const r_cofficer[] = { "key.*", "vault.rotate", "vault.retire", "vault.status", NULL };
 static const char *const r_auditor[] = { "audit.read", "audit.stream", "secret.list", "vault.status", NULL };
 static const char *const r_admin[] = { "*", NULL };
