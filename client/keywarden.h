@@ -30,6 +30,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <jansson.h>
 
@@ -157,6 +158,138 @@ int kw_whoami(kw_client *c, json_t **reply);
  * returns KW_E_UNAVAILABLE and still sets *report, so that the caller can
  * say which part is down.  Any other failure leaves *report alone. */
 int kw_health(kw_client *c, json_t **report);
+
+/* ---- base64 ------------------------------------------------------------------ */
+
+/* Standard base64 (with padding) of n bytes into *out, NUL-terminated in
+ * secure memory (out->len excludes the NUL); clear with kw_secret_clear. */
+int kw_base64_encode(const void *p, size_t n, kw_secret *out);
+
+/* Decode base64 text of n bytes, standard or URL alphabet, padding optional,
+ * into *out (clear with kw_secret_clear).  0, -EINVAL or -ENOMEM. */
+int kw_base64_decode(const char *s, size_t n, kw_secret *out);
+
+/* ---- master keys and rotation ----------------------------------------------- */
+
+/* Start a rotation: a new master-key version, current at once, and the
+ * rewrap of every older record in the background.  *status (may be NULL)
+ * gets the status object of kw_rotation_status; KW_E_CONFLICT while one
+ * runs. */
+int kw_rotation_start(kw_client *c, const char *vault, json_t **status);
+
+/* {"vault","state":"idle"|"running"|"done"|"failed","key_version","started",
+ * "finished","done","total","rate_per_s","eta_s","resumed","error",
+ * "remaining":{"<older version>":records,...}}. */
+int kw_rotation_status(kw_client *c, const char *vault, json_t **status);
+
+/* {"vault","current":N,"keys":[{"version","state","created","retired",
+ * "records","in_token"}...]}. */
+int kw_master_key_list(kw_client *c, const char *vault, json_t **reply);
+
+/* Retire version (KW_E_CONFLICT while a record uses it or when it is
+ * current), or destroy a retired one's token objects (KW_E_CONFLICT before
+ * it is retired).  *key (may be NULL) gets the key as listed. */
+int kw_master_key_retire(kw_client *c, const char *vault, uint64_t version,
+    json_t **key);
+int kw_master_key_destroy(kw_client *c, const char *vault, uint64_t version,
+    json_t **key);
+
+/* ---- data keys and encryption ------------------------------------------------
+ *
+ * context (may be NULL) is the encryption context: a JSON object of strings,
+ * bound by the daemon as AAD; unwrapping or decrypting needs the same one.
+ * Bytes that are not secret (wrapped keys, ciphertexts, signatures) come back
+ * in malloc'd buffers that the caller frees with free(); plaintext data keys
+ * and payloads come back in a kw_secret.  *key_version (may be NULL) gets the
+ * master-key version that did the work.  A wrapped key or ciphertext that is
+ * altered, from another vault or with another context is -EINVAL (the daemon
+ * says only "invalid_ciphertext"); under a retired version KW_E_RETIRED.
+ */
+
+/* A fresh data key of bytes (16..64; 0 means 32) bytes: *plaintext (NULL:
+ * ask the daemon not to send it) and *wrapped, the key wrapped by the
+ * vault's current master key. */
+int kw_datakey(kw_client *c, const char *vault, size_t bytes,
+    const json_t *context, kw_secret *plaintext, uint8_t **wrapped,
+    size_t *wrapped_len, uint64_t *key_version);
+
+/* The plaintext of a wrapped data key. */
+int kw_unwrap(kw_client *c, const char *vault, const void *wrapped,
+    size_t wrapped_len, const json_t *context, kw_secret *plaintext,
+    uint64_t *key_version);
+
+/* The same data key wrapped by the current master key (it never leaves the
+ * daemon); *key_version gets the new version. */
+int kw_rewrap(kw_client *c, const char *vault, const void *wrapped,
+    size_t wrapped_len, const json_t *context, uint8_t **rewrapped,
+    size_t *rewrapped_len, uint64_t *key_version);
+
+/* Encrypt at most KW_ENCRYPT_MAX bytes in the daemon ("KWE1" blob), and
+ * decrypt such a blob. */
+#define KW_ENCRYPT_MAX 4096
+int kw_encrypt(kw_client *c, const char *vault, const void *plaintext,
+    size_t len, const json_t *context, uint8_t **ciphertext, size_t *ct_len,
+    uint64_t *key_version);
+int kw_decrypt(kw_client *c, const char *vault, const void *ciphertext,
+    size_t ct_len, const json_t *context, kw_secret *plaintext,
+    uint64_t *key_version);
+
+/* ---- signing keys ------------------------------------------------------------ */
+
+/* Create name of type "ec-p256" or "rsa-3072" (KW_E_CONFLICT if it exists),
+ * or add a version to it.  *key (may be NULL) gets the key as
+ * kw_signkey_get returns it. */
+int kw_signkey_create(kw_client *c, const char *vault, const char *name,
+    const char *type, json_t **key);
+int kw_signkey_rotate(kw_client *c, const char *vault, const char *name,
+    json_t **key);
+
+/* {"keys":[...]}. */
+int kw_signkey_list(kw_client *c, const char *vault, json_t **reply);
+
+/* Version (0: the newest) of a signing key: {"name","type","version",
+ * "versions":[..],"kid","public_key_pem":"-----BEGIN PUBLIC KEY-----...",
+ * "jwk":{...}}. */
+int kw_signkey_get(kw_client *c, const char *vault, const char *name,
+    uint64_t version, json_t **key);
+
+/* data is the message, or with KW_SIGN_DIGEST its SHA-256 digest (32
+ * bytes).  kw_sign signs with the newest version: *sig (free()) gets the
+ * signature OpenSSL verifies (DER for ECDSA), or with KW_SIGN_JOSE the JWS
+ * form (raw r||s for ES256); *info (may be NULL) gets
+ * {"key_version","kid","alg"}. */
+#define KW_SIGN_DIGEST 0x1u
+#define KW_SIGN_JOSE 0x2u
+int kw_sign(kw_client *c, const char *vault, const char *name,
+    const char *alg, const void *data, size_t len, unsigned flags,
+    uint8_t **sig, size_t *sig_len, json_t **info);
+
+/* Check sig (DER or raw) over data with version (0: the newest): *valid
+ * gets 1 or 0.  flags: KW_SIGN_DIGEST. */
+int kw_verify(kw_client *c, const char *vault, const char *name,
+    const char *alg, const void *data, size_t len, unsigned flags,
+    const void *sig, size_t sig_len, uint64_t version, int *valid);
+
+/* ---- file encryption ----------------------------------------------------------
+ *
+ * Envelope encryption of a stream of any size (the format is in
+ * docs/file-format.md): a fresh data key from the daemon, wrapped under the
+ * vault's master key with the context {"keywarden.file":"v1"} plus the
+ * caller's, and AES-256-GCM in 64 KiB chunks under a key derived from it.
+ * The vault and the caller's context travel in the file's header.
+ *
+ * kw_file_encrypt reads in to its end and writes out.  kw_file_decrypt
+ * reads the vault from the header, has the daemon unwrap the key, and
+ * writes each chunk only after its tag checked; context NULL takes the
+ * header's, otherwise it must equal the header's.  On failure (KW_E_AUTH
+ * for an altered, truncated, reordered or spliced file, KW_E_FORMAT for one
+ * that is not a keywarden file, "chunk N: ..." in kw_errdetail) out may
+ * already hold the plaintext of the chunks before the bad one: the caller
+ * discards it.  Keys are wiped on every path.
+ */
+int kw_file_encrypt(kw_client *c, const char *vault, const json_t *context,
+    FILE *in, FILE *out);
+int kw_file_decrypt(kw_client *c, const json_t *context, FILE *in, FILE *out);
 
 #ifdef __cplusplus
 }

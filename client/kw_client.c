@@ -724,8 +724,8 @@ b64val(int ch)
 }
 
 /* Decode base64 text (padding optional) into a fresh secret. */
-static int
-decode_base64(const char *s, size_t n, kw_secret *out)
+int
+kw_base64_decode(const char *s, size_t n, kw_secret *out)
 {
 	kw_secret v = { NULL, 0 };
 	uint32_t acc = 0;
@@ -753,6 +753,21 @@ decode_base64(const char *s, size_t n, kw_secret *out)
 	acc = 0;
 	v.len = o;
 	*out = v;
+	return 0;
+}
+
+int
+kw_base64_encode(const void *p, size_t n, kw_secret *out)
+{
+	struct kw_buf b = { NULL, 0, 0, 0 };
+	int r;
+
+	if ((r = buf_add(&b, "", 0)) != 0 || (r = add_base64(&b, p, n)) != 0) {
+		buf_free(&b);
+		return r;
+	}
+	out->data = b.p;   /* NUL-terminated by buf_add */
+	out->len = b.len;
 	return 0;
 }
 
@@ -851,7 +866,7 @@ kw_secret_get(kw_client *c, const char *vault, const char *name,
 		goto out;
 	}
 	if (enc != NULL && strcmp(enc, "base64") == 0) {
-		if ((r = decode_base64(json_string_value(jv), json_string_length(jv), &v)) != 0) {
+		if ((r = kw_base64_decode(json_string_value(jv), json_string_length(jv), &v)) != 0) {
 			r = err_set(c, KW_E_PROTOCOL, "keywardend sent a value that is not "
 			    "valid base64 for GET %s", path);
 			goto out;
@@ -1003,4 +1018,496 @@ int
 kw_health(kw_client *c, json_t **report)
 {
 	return call_raw(c, "GET", "/v1/health", NULL, 0, 1, NULL, report);
+}
+
+/* ---- master keys and rotation ----------------------------------------------- */
+
+int
+kw_rotation_start(kw_client *c, const char *vault, json_t **status)
+{
+	err_reset(c);
+	return simple(c, "POST", secret_path(c, vault, "/rotation", NULL, NULL, NULL), NULL, status);
+}
+
+int
+kw_rotation_status(kw_client *c, const char *vault, json_t **status)
+{
+	err_reset(c);
+	return simple(c, "GET", secret_path(c, vault, "/rotation", NULL, NULL, NULL), NULL, status);
+}
+
+int
+kw_master_key_list(kw_client *c, const char *vault, json_t **reply)
+{
+	err_reset(c);
+	return simple(c, "GET", secret_path(c, vault, "/master-keys", NULL, NULL, NULL), NULL, reply);
+}
+
+static int
+master_key_op(kw_client *c, const char *vault, uint64_t version, const char *op,
+    json_t **key)
+{
+	char mid[64];
+
+	err_reset(c);
+	if (version == 0 || version > INT64_MAX)
+		return err_set(c, -EINVAL, "a master-key version is a number from 1");
+	snprintf(mid, sizeof(mid), "/master-keys/%llu/%s", (unsigned long long)version, op);
+	return simple(c, "POST", secret_path(c, vault, mid, NULL, NULL, NULL), NULL, key);
+}
+
+int
+kw_master_key_retire(kw_client *c, const char *vault, uint64_t version, json_t **key)
+{
+	return master_key_op(c, vault, version, "retire", key);
+}
+
+int
+kw_master_key_destroy(kw_client *c, const char *vault, uint64_t version, json_t **key)
+{
+	return master_key_op(c, vault, version, "destroy", key);
+}
+
+/* ---- data keys and encryption ------------------------------------------------ */
+
+static int
+check_context(kw_client *c, const json_t *context)
+{
+	const char *k;
+	json_t *v;
+
+	if (context == NULL)
+		return 0;
+	if (!json_is_object(context))
+		return err_set(c, -EINVAL, "an encryption context is a JSON object of strings");
+	json_object_foreach((json_t *)context, k, v)
+		if (!json_is_string(v))
+			return err_set(c, -EINVAL, "the encryption context's \"%.64s\" is not a string", k);
+	return 0;
+}
+
+/* An object with the context (if any) for the other fields of a body. */
+static json_t *
+rest_new(const json_t *context)
+{
+	json_t *rest = json_object();
+
+	if (rest != NULL && context != NULL &&
+	    json_object_set(rest, "context", (json_t *)context) != 0) {
+		json_decref(rest);
+		return NULL;
+	}
+	return rest;
+}
+
+/*
+ * A request body {"<field>":"<base64 of the n bytes>", <the fields of rest>}
+ * assembled in secure memory, so that a plaintext never passes through a
+ * jansson string on the way out.
+ */
+static int
+body_b64(kw_client *c, struct kw_buf *b, const char *field, const void *data,
+    size_t n, const json_t *rest)
+{
+	char *tail = NULL;
+	int r;
+
+	if (rest != NULL && json_object_size(rest) > 0 &&
+	    (tail = json_dumps(rest, JSON_COMPACT)) == NULL)
+		return err_set(c, -ENOMEM, "cannot encode the request body");
+	if ((r = buf_add(b, "{\"", 2)) != 0 || (r = buf_add(b, field, strlen(field))) != 0 ||
+	    (r = buf_add(b, "\":\"", 3)) != 0 || (r = add_base64(b, data, n)) != 0 ||
+	    (r = buf_add(b, "\"", 1)) != 0 ||
+	    (tail != NULL && ((r = buf_add(b, ",", 1)) != 0 ||
+	    (r = buf_add(b, tail + 1, strlen(tail + 1))) != 0)) ||
+	    (tail == NULL && (r = buf_add(b, "}", 1)) != 0))
+		r = err_set(c, r == -EFBIG ? KW_E_TOO_LARGE : r, "cannot build the request: %s",
+		    kw_strerror(r));
+	free(tail);
+	return r;
+}
+
+/* Wipe the string j.field in place: it held a secret that jansson parsed. */
+static void
+wipe_field(json_t *j, const char *field)
+{
+	json_t *v = json_object_get(j, field);
+
+	if (json_is_string(v))
+		kw_wipe((char *)json_string_value(v), json_string_length(v));
+}
+
+/* The base64 string j.field, decoded into a secret. */
+static int
+reply_secret(kw_client *c, json_t *j, const char *field, const char *path, kw_secret *out)
+{
+	json_t *v = json_object_get(j, field);
+
+	if (!json_is_string(v))
+		return err_set(c, KW_E_PROTOCOL, "keywardend's reply to %s has no \"%s\"", path, field);
+	if (kw_base64_decode(json_string_value(v), json_string_length(v), out) != 0)
+		return err_set(c, KW_E_PROTOCOL, "keywardend sent a \"%s\" that is not valid "
+		    "base64 for %s", field, path);
+	return 0;
+}
+
+/* The base64 string j.field, decoded into malloc'd bytes. */
+static int
+reply_bytes(kw_client *c, json_t *j, const char *field, const char *path,
+    uint8_t **out, size_t *len)
+{
+	kw_secret s = { NULL, 0 };
+	uint8_t *p;
+	int r;
+
+	if ((r = reply_secret(c, j, field, path, &s)) != 0)
+		return r;
+	if ((p = malloc(s.len ? s.len : 1)) == NULL) {
+		kw_secret_clear(&s);
+		return err_set(c, -ENOMEM, "out of memory");
+	}
+	memcpy(p, s.data, s.len);
+	*out = p;
+	*len = s.len;
+	kw_secret_clear(&s);
+	return 0;
+}
+
+static uint64_t
+reply_u64(const json_t *j, const char *field)
+{
+	json_int_t x = json_integer_value(json_object_get(j, field));
+
+	return x > 0 ? (uint64_t)x : 0;
+}
+
+/*
+ * POST {"<field>":"<base64 of data>","context":...} to the vault's
+ * keys/<op>; *reply gets the parsed reply and *pathp the path (for
+ * messages).  The caller wipes the reply's secret fields.
+ */
+static int
+keys_post(kw_client *c, const char *vault, const char *op, const char *field,
+    const void *data, size_t n, const json_t *context, char **pathp, json_t **reply)
+{
+	struct kw_buf body = { NULL, 0, 0, 0 };
+	json_t *rest = NULL;
+	char *path = NULL, mid[32];
+	int r;
+
+	err_reset(c);
+	if (data == NULL && n > 0)
+		return err_set(c, -EINVAL, "no %s given", field);
+	if ((r = check_context(c, context)) != 0)
+		return r;
+	snprintf(mid, sizeof(mid), "/keys/%s", op);
+	if ((path = secret_path(c, vault, mid, NULL, NULL, NULL)) == NULL) {
+		r = kw_fail(-EINVAL, "%s", c->msg);
+		goto out;
+	}
+	if ((rest = rest_new(context)) == NULL) {
+		r = err_set(c, -ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((r = body_b64(c, &body, field, data, n, rest)) != 0)
+		goto out;
+	if ((r = call_raw(c, "POST", path, body.p, body.len, 0, NULL, reply)) != 0)
+		goto out;
+	*pathp = path;
+	path = NULL;
+ out:
+	buf_free(&body);
+	json_decref(rest);
+	free(path);
+	return r;
+}
+
+int
+kw_datakey(kw_client *c, const char *vault, size_t bytes, const json_t *context,
+    kw_secret *plaintext, uint8_t **wrapped, size_t *wrapped_len, uint64_t *key_version)
+{
+	kw_secret pt = { NULL, 0 };
+	json_t *body = NULL, *j = NULL;
+	uint8_t *w = NULL;
+	size_t wlen = 0;
+	char *path = NULL;
+	int r;
+
+	err_reset(c);
+	if ((r = check_context(c, context)) != 0)
+		return r;
+	if (bytes == 0)
+		bytes = 32;
+	if (bytes < 16 || bytes > 64)
+		return err_set(c, -EINVAL, "a data key has 16 to 64 bytes, not %zu", bytes);
+	if ((body = json_pack("{s:I,s:b}", "bytes", (json_int_t)bytes,
+	    "plaintext", plaintext != NULL)) == NULL ||
+	    (context != NULL && json_object_set(body, "context", (json_t *)context) != 0)) {
+		r = err_set(c, -ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((path = secret_path(c, vault, "/keys/datakey", NULL, NULL, NULL)) == NULL) {
+		r = kw_fail(-EINVAL, "%s", c->msg);
+		goto out;
+	}
+	if ((r = call_json(c, "POST", path, body, &j)) != 0)
+		goto out;
+	if (plaintext != NULL && (r = reply_secret(c, j, "plaintext", path, &pt)) != 0)
+		goto out;
+	if (plaintext != NULL && pt.len != bytes) {
+		r = err_set(c, KW_E_PROTOCOL, "keywardend sent a data key of %zu bytes "
+		    "for %zu asked", pt.len, bytes);
+		goto out;
+	}
+	if ((r = reply_bytes(c, j, "wrapped", path, &w, &wlen)) != 0)
+		goto out;
+	if (plaintext != NULL) {
+		*plaintext = pt;
+		pt.data = NULL;
+	}
+	*wrapped = w;
+	*wrapped_len = wlen;
+	w = NULL;
+	if (key_version != NULL)
+		*key_version = reply_u64(j, "key_version");
+	r = 0;
+ out:
+	wipe_field(j, "plaintext");
+	json_decref(j);
+	json_decref(body);
+	kw_secret_clear(&pt);
+	free(w);
+	free(path);
+	return r;
+}
+
+int
+kw_unwrap(kw_client *c, const char *vault, const void *wrapped, size_t wrapped_len,
+    const json_t *context, kw_secret *plaintext, uint64_t *key_version)
+{
+	kw_secret pt = { NULL, 0 };
+	json_t *j = NULL;
+	char *path = NULL;
+	int r;
+
+	if ((r = keys_post(c, vault, "unwrap", "wrapped", wrapped, wrapped_len, context,
+	    &path, &j)) != 0)
+		goto out;
+	if ((r = reply_secret(c, j, "plaintext", path, &pt)) != 0)
+		goto out;
+	*plaintext = pt;
+	pt.data = NULL;
+	if (key_version != NULL)
+		*key_version = reply_u64(j, "key_version");
+ out:
+	wipe_field(j, "plaintext");
+	json_decref(j);
+	kw_secret_clear(&pt);
+	free(path);
+	return r;
+}
+
+int
+kw_rewrap(kw_client *c, const char *vault, const void *wrapped, size_t wrapped_len,
+    const json_t *context, uint8_t **rewrapped, size_t *rewrapped_len,
+    uint64_t *key_version)
+{
+	json_t *j = NULL;
+	char *path = NULL;
+	int r;
+
+	if ((r = keys_post(c, vault, "rewrap", "wrapped", wrapped, wrapped_len, context,
+	    &path, &j)) == 0 &&
+	    (r = reply_bytes(c, j, "wrapped", path, rewrapped, rewrapped_len)) == 0 &&
+	    key_version != NULL)
+		*key_version = reply_u64(j, "key_version");
+	json_decref(j);
+	free(path);
+	return r;
+}
+
+int
+kw_encrypt(kw_client *c, const char *vault, const void *plaintext, size_t len,
+    const json_t *context, uint8_t **ciphertext, size_t *ct_len, uint64_t *key_version)
+{
+	json_t *j = NULL;
+	char *path = NULL;
+	int r;
+
+	if (len > KW_ENCRYPT_MAX)
+		return err_set(c, KW_E_TOO_LARGE, "the daemon encrypts at most %d bytes, "
+		    "not %zu; use a data key (kw_datakey, kw_file_encrypt) for more",
+		    KW_ENCRYPT_MAX, len);
+	if ((r = keys_post(c, vault, "encrypt", "plaintext", plaintext, len, context,
+	    &path, &j)) == 0 &&
+	    (r = reply_bytes(c, j, "ciphertext", path, ciphertext, ct_len)) == 0 &&
+	    key_version != NULL)
+		*key_version = reply_u64(j, "key_version");
+	json_decref(j);
+	free(path);
+	return r;
+}
+
+int
+kw_decrypt(kw_client *c, const char *vault, const void *ciphertext, size_t ct_len,
+    const json_t *context, kw_secret *plaintext, uint64_t *key_version)
+{
+	kw_secret pt = { NULL, 0 };
+	json_t *j = NULL;
+	char *path = NULL;
+	int r;
+
+	if ((r = keys_post(c, vault, "decrypt", "ciphertext", ciphertext, ct_len, context,
+	    &path, &j)) != 0)
+		goto out;
+	if ((r = reply_secret(c, j, "plaintext", path, &pt)) != 0)
+		goto out;
+	*plaintext = pt;
+	pt.data = NULL;
+	if (key_version != NULL)
+		*key_version = reply_u64(j, "key_version");
+ out:
+	wipe_field(j, "plaintext");
+	json_decref(j);
+	kw_secret_clear(&pt);
+	free(path);
+	return r;
+}
+
+/* ---- signing keys ------------------------------------------------------------- */
+
+int
+kw_signkey_create(kw_client *c, const char *vault, const char *name, const char *type,
+    json_t **key)
+{
+	json_t *body;
+	int r;
+
+	err_reset(c);
+	if (name == NULL || *name == '\0' || type == NULL)
+		return err_set(c, -EINVAL, "a signing key needs a name and a type");
+	if ((body = json_pack("{s:s,s:s}", "name", name, "type", type)) == NULL)
+		return err_set(c, -EINVAL, "the name or type of the signing key is not valid UTF-8");
+	r = simple(c, "POST", secret_path(c, vault, "/signing-keys", NULL, NULL, NULL), body, key);
+	json_decref(body);
+	return r;
+}
+
+int
+kw_signkey_rotate(kw_client *c, const char *vault, const char *name, json_t **key)
+{
+	err_reset(c);
+	return simple(c, "POST", secret_path(c, vault, "/signing-keys/", name, "/rotate", NULL),
+	    NULL, key);
+}
+
+int
+kw_signkey_list(kw_client *c, const char *vault, json_t **reply)
+{
+	err_reset(c);
+	return simple(c, "GET", secret_path(c, vault, "/signing-keys", NULL, NULL, NULL),
+	    NULL, reply);
+}
+
+int
+kw_signkey_get(kw_client *c, const char *vault, const char *name, uint64_t version,
+    json_t **key)
+{
+	char q[40] = "";
+
+	err_reset(c);
+	if (version > 0)
+		snprintf(q, sizeof(q), "?version=%llu", (unsigned long long)version);
+	return simple(c, "GET", secret_path(c, vault, "/signing-keys/", name, NULL, q),
+	    NULL, key);
+}
+
+/* POST {"<message|digest>":"<b64>", <rest>} to signing-keys/<name>/<op>. */
+static int
+sign_post(kw_client *c, const char *vault, const char *name, const char *op,
+    const void *data, size_t len, unsigned flags, const json_t *rest,
+    char **pathp, json_t **reply)
+{
+	struct kw_buf body = { NULL, 0, 0, 0 };
+	char *path = NULL, tail[16];
+	int r;
+
+	if (data == NULL && len > 0)
+		return err_set(c, -EINVAL, "no message given");
+	if ((flags & KW_SIGN_DIGEST) && len != 32)
+		return err_set(c, -EINVAL, "a SHA-256 digest has 32 bytes, not %zu", len);
+	snprintf(tail, sizeof(tail), "/%s", op);
+	if ((path = secret_path(c, vault, "/signing-keys/", name, tail, NULL)) == NULL)
+		return kw_fail(-EINVAL, "%s", c->msg);
+	if ((r = body_b64(c, &body, (flags & KW_SIGN_DIGEST) ? "digest" : "message",
+	    data, len, rest)) == 0 &&
+	    (r = call_raw(c, "POST", path, body.p, body.len, 0, NULL, reply)) == 0) {
+		*pathp = path;
+		path = NULL;
+	}
+	buf_free(&body);
+	free(path);
+	return r;
+}
+
+int
+kw_sign(kw_client *c, const char *vault, const char *name, const char *alg,
+    const void *data, size_t len, unsigned flags, uint8_t **sig, size_t *sig_len,
+    json_t **info)
+{
+	json_t *rest = NULL, *j = NULL;
+	char *path = NULL;
+	int r;
+
+	err_reset(c);
+	if (alg == NULL || (rest = json_pack("{s:s}", "alg", alg)) == NULL)
+		return err_set(c, -EINVAL, "a signature needs an algorithm such as ES256");
+	if ((r = sign_post(c, vault, name, "sign", data, len, flags, rest, &path, &j)) != 0 ||
+	    (r = reply_bytes(c, j, (flags & KW_SIGN_JOSE) ? "signature_jose" : "signature",
+	    path, sig, sig_len)) != 0)
+		goto out;
+	if (info != NULL) {
+		*info = j;
+		j = NULL;
+	}
+ out:
+	json_decref(rest);
+	json_decref(j);
+	free(path);
+	return r;
+}
+
+int
+kw_verify(kw_client *c, const char *vault, const char *name, const char *alg,
+    const void *data, size_t len, unsigned flags, const void *sig, size_t sig_len,
+    uint64_t version, int *valid)
+{
+	kw_secret s64 = { NULL, 0 };
+	json_t *rest = NULL, *j = NULL, *v;
+	char *path = NULL;
+	int r;
+
+	err_reset(c);
+	if (alg == NULL || sig == NULL || sig_len == 0)
+		return err_set(c, -EINVAL, "a verification needs an algorithm and a signature");
+	if ((r = kw_base64_encode(sig, sig_len, &s64)) != 0 ||
+	    (rest = json_pack("{s:s,s:s}", "alg", alg, "signature", (char *)s64.data)) == NULL ||
+	    (version > 0 && json_object_set_new(rest, "key_version",
+	    json_integer((json_int_t)version)) != 0)) {
+		r = err_set(c, r ? r : -EINVAL, "cannot build the request");
+		goto out;
+	}
+	if ((r = sign_post(c, vault, name, "verify", data, len, flags, rest, &path, &j)) != 0)
+		goto out;
+	if (!json_is_boolean(v = json_object_get(j, "valid"))) {
+		r = err_set(c, KW_E_PROTOCOL, "keywardend's reply to %s has no \"valid\"", path);
+		goto out;
+	}
+	*valid = json_is_true(v);
+ out:
+	kw_secret_clear(&s64);
+	json_decref(rest);
+	json_decref(j);
+	free(path);
+	return r;
 }

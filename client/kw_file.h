@@ -1,0 +1,66 @@
+/*
+ * kw_file.h - the layers under kw_file_encrypt/kw_file_decrypt: the header
+ * of a keywarden encrypted file and its chunks (docs/file-format.md).
+ *
+ * Internal to libkeywarden (not installed, not exported: the names are kwf_)
+ * and split out so that tests can run the chunk layer on a data key of
+ * their own, without a daemon.
+ */
+#ifndef KW_FILE_H
+#define KW_FILE_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "kw_secmem.h"
+
+#define KWF_MAGIC "KWF1"
+#define KWF_FORMAT 1
+#define KWF_ALG_AES256GCM 1
+#define KWF_CHUNK 65536u                /* what we write */
+#define KWF_CHUNK_MAX (16u << 20)       /* what we read at most */
+#define KWF_SALT 32
+#define KWF_TAG 16
+#define KWF_INFO "keywarden file v1"
+#define KWF_CONTEXT_KEY "keywarden.file"  /* added to the wrapping context */
+#define KWF_CONTEXT_VALUE "v1"
+
+/* A parsed (or built) header.  raw holds its bytes as they are in the
+ * file; the other fields point into it or are copies.  Free with
+ * kwf_header_free. */
+struct kwf_header {
+	uint8_t *raw;
+	size_t raw_len;
+	uint32_t chunk_size;
+	const uint8_t *salt;            /* into raw, KWF_SALT bytes */
+	char vault[256];
+	const uint8_t *wrapped;         /* into raw */
+	size_t wrapped_len;
+	json_t *context;                /* the caller's context (an object) */
+};
+
+/* Build a header with a fresh random salt.  context may be NULL ({}).
+ * 0, -EINVAL (a name or length that does not fit), -ENOMEM, KW_E_INTERNAL. */
+int kwf_header_build(struct kwf_header *h, const char *vault, const uint8_t *wrapped,
+    size_t wrapped_len, const json_t *context, uint32_t chunk_size);
+
+/* Read and check a header from in.  0, KW_E_FORMAT, -EIO, -ENOMEM. */
+int kwf_header_read(FILE *in, struct kwf_header *h);
+
+void kwf_header_free(struct kwf_header *h);
+
+/* The canonical form of a context (keys sorted, compact; "{}" for NULL),
+ * malloc'd, or NULL. */
+char *kwf_context_canonical(const json_t *context);
+
+/* Write h's bytes and then in, chunked and sealed under the key derived from
+ * dk, to out.  0, -EIO, -ENOMEM, KW_E_INTERNAL. */
+int kwf_seal(const kw_secret *dk, const struct kwf_header *h, FILE *in, FILE *out);
+
+/* Read the chunks that follow h in in, check each, write its plaintext to
+ * out.  0, KW_E_AUTH (with "chunk N: ..." in kw_errdetail), -EIO, -ENOMEM. */
+int kwf_open(const kw_secret *dk, const struct kwf_header *h, FILE *in, FILE *out);
+
+#endif
