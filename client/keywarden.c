@@ -48,10 +48,7 @@ static const struct cmd *cur_cmd;
 
 /* ---- messages ---------------------------------------------------------- */
 
-static int
-usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int
+int
 usage_error(const char *fmt, ...)
 {
 	va_list ap;
@@ -102,7 +99,7 @@ fail(kw_client *c, int r)
 	return exit_code(r);
 }
 
-static int
+int
 sys_fail(const char *what, const char *path)
 {
 	fprintf(stderr, "keywarden: %s '%s': %s\n", what, path, strerror(errno));
@@ -111,7 +108,7 @@ sys_fail(const char *what, const char *path)
 
 /* ---- parsing helpers ------------------------------------------------------- */
 
-static int
+int
 parse_u64(const char *s, uint64_t *v, int allow_zero)
 {
 	char *end;
@@ -160,7 +157,7 @@ tag_arg(json_t *tags, const char *s)
 
 /* ---- output -------------------------------------------------------------- */
 
-static int
+int
 print_json(const json_t *j)
 {
 	if (json_dumpf(j, stdout, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
@@ -240,7 +237,7 @@ print_fields(const json_t *o)
 }
 
 /* A table of the objects in arr, one column per field named in cols. */
-static void
+void
 print_table(const json_t *arr, const char *const *cols, const char *const *heads)
 {
 	size_t ncol = 0, w[16] = { 0 };
@@ -274,7 +271,7 @@ print_table(const json_t *arr, const char *const *cols, const char *const *heads
 		}
 }
 
-static int
+int
 show(const json_t *reply)
 {
 	if (opt_json)
@@ -352,7 +349,7 @@ read_value(int fd, const char *what, kw_secret *out)
 	return 0;
 }
 
-static int
+int
 write_all(int fd, const void *p, size_t n)
 {
 	const uint8_t *b = p;
@@ -452,6 +449,12 @@ cmd_help(const struct cmd *cmd)
 	printf("usage: keywarden [--socket PATH] [--json] %s%s%s\n",
 	    cmd->group ? cmd->group : "", cmd->group ? " " : "", cmd->usage);
 	printf("See keywarden(1) for the options.\n");
+}
+
+void
+cli_cmd_help(void)
+{
+	cmd_help(cur_cmd);
 }
 
 /*
@@ -1038,6 +1041,29 @@ static const struct cmd cmds[] = {
 	{ "secret", "purge", "purge VAULT NAME", do_name_op },
 	{ "secret", "deleted", "deleted VAULT", do_deleted },
 	{ "vault", "list", "list", do_vault_list },
+	{ "vault", "rotate", "rotate VAULT [--wait]", cli_vault_rotate },
+	{ "vault", "rotation", "rotation VAULT [--json]", cli_vault_rotation },
+	{ "vault", "keys", "keys VAULT", cli_vault_keys },
+	{ "vault", "retire", "retire VAULT --version N", cli_vault_retire },
+	{ "vault", "destroy-key", "destroy-key VAULT --version N", cli_vault_retire },
+	{ "key", "datakey", "datakey VAULT [--bytes N] [--no-plaintext] [--context K=V ...]",
+	    cli_key_datakey },
+	{ "key", "unwrap", "unwrap VAULT --wrapped B64 [--context K=V ...]", cli_key_unwrap },
+	{ "key", "rewrap", "rewrap VAULT --wrapped B64 [--context K=V ...]", cli_key_unwrap },
+	{ "key", "encrypt", "encrypt VAULT [--in F] [--out F] [--context K=V ...]   (<= 4 KiB)",
+	    cli_key_crypt },
+	{ "key", "decrypt", "decrypt VAULT [--in F] [--out F] [--context K=V ...]", cli_key_crypt },
+	{ "sign-key", "create", "create VAULT NAME --type ec-p256|rsa-3072", cli_signkey_create },
+	{ "sign-key", "rotate", "rotate VAULT NAME", cli_signkey_rotate },
+	{ "sign-key", "list", "list VAULT", cli_signkey_list },
+	{ "sign-key", "public", "public VAULT NAME [--version N] [--jwk]", cli_signkey_public },
+	{ NULL, "sign", "sign VAULT NAME --alg ES256|RS256|PS256 [--in F] [--out F] [--jose]",
+	    cli_sign },
+	{ NULL, "verify", "verify VAULT NAME --alg A --signature F [--in F] [--version N]",
+	    cli_verify },
+	{ NULL, "encrypt-file", "encrypt-file VAULT --in F --out F [--context K=V ...]",
+	    cli_file_crypt },
+	{ NULL, "decrypt-file", "decrypt-file --in F --out F [--context K=V ...]", cli_file_crypt },
 	{ NULL, "backup", "backup VAULT [--output F]", do_backup },
 	{ NULL, "restore", "restore VAULT [--file F]", do_restore },
 	{ NULL, "whoami", "whoami", do_whoami },
