@@ -319,7 +319,13 @@ cli_vault_rotate(kw_client *c, int argc, char **argv)
 	int64_t left;
 
 	KPARSE("w", 1);
-	if ((r = kw_rotation_start(c, o.pos[0], &st)) != 0) {
+	r = kw_rotation_start(c, o.pos[0], &st);
+	if (r == KW_E_CONFLICT && o.wait) {
+		/* One runs already: follow it rather than fail. */
+		fprintf(stderr, "keywarden: %s; following it\n", kw_client_last_error(c));
+		r = kw_rotation_status(c, o.pos[0], &st);
+	}
+	if (r != 0) {
 		ex = fail(c, r);
 		goto out;
 	}
