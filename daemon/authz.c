@@ -42,6 +42,16 @@ authz_action(enum kwd_action a, enum policy_action *out)
 	case KWD_A_AUDIT_READ: *out = POLICY_A_AUDIT_READ; return 0;
 	case KWD_A_POLICY_RELOAD: *out = POLICY_A_POLICY_RELOAD; return 0;
 	case KWD_A_POLICY_EXPLAIN: *out = POLICY_A_POLICY_EXPLAIN; return 0;
+	case KWD_A_KEY_DATAKEY: *out = POLICY_A_KEY_DATAKEY; return 0;
+	case KWD_A_KEY_WRAP: *out = POLICY_A_KEY_WRAP; return 0;
+	case KWD_A_KEY_UNWRAP: *out = POLICY_A_KEY_UNWRAP; return 0;
+	case KWD_A_KEY_ENCRYPT: *out = POLICY_A_KEY_ENCRYPT; return 0;
+	case KWD_A_KEY_DECRYPT: *out = POLICY_A_KEY_DECRYPT; return 0;
+	case KWD_A_KEY_SIGN: *out = POLICY_A_KEY_SIGN; return 0;
+	case KWD_A_KEY_VERIFY: *out = POLICY_A_KEY_VERIFY; return 0;
+	case KWD_A_KEY_CREATE: *out = POLICY_A_KEY_CREATE; return 0;
+	case KWD_A_VAULT_ROTATE: *out = POLICY_A_VAULT_ROTATE; return 0;
+	case KWD_A_VAULT_RETIRE: *out = POLICY_A_VAULT_RETIRE; return 0;
 	case KWD_A_NONE: case KWD_A_SERVICE: break;
 	}
 	return -EINVAL;

@@ -52,6 +52,16 @@ kwd_action_name(enum kwd_action a)
 	case KWD_A_AUDIT_READ: return "audit.read";
 	case KWD_A_POLICY_RELOAD: return "policy.reload";
 	case KWD_A_POLICY_EXPLAIN: return "policy.explain";
+	case KWD_A_KEY_DATAKEY: return "key.datakey";
+	case KWD_A_KEY_WRAP: return "key.wrap";
+	case KWD_A_KEY_UNWRAP: return "key.unwrap";
+	case KWD_A_KEY_ENCRYPT: return "key.encrypt";
+	case KWD_A_KEY_DECRYPT: return "key.decrypt";
+	case KWD_A_KEY_SIGN: return "key.sign";
+	case KWD_A_KEY_VERIFY: return "key.verify";
+	case KWD_A_KEY_CREATE: return "key.create";
+	case KWD_A_VAULT_ROTATE: return "vault.rotate";
+	case KWD_A_VAULT_RETIRE: return "vault.retire";
 	case KWD_A_SERVICE: return "service";
 	case KWD_A_NONE: break;
 	}
@@ -364,6 +374,120 @@ kwd_route(struct kwd_req *r, const char *path)
 		r->handler = h_vault_restore;
 		return;
 	}
+	if (strcmp(p, "rotation") == 0) {
+		if (m == EVHTTP_REQ_POST) {
+			r->action = KWD_A_VAULT_ROTATE;
+			r->handler = h_rotation_start;
+		} else if (m == EVHTTP_REQ_GET) {
+			r->action = KWD_A_VAULT_STATUS;
+			r->handler = h_rotation_status;
+		} else {
+			route_method_error(r, "GET, POST");
+		}
+		return;
+	}
+	if (strcmp(p, "master-keys") == 0) {
+		if (m != EVHTTP_REQ_GET) {
+			route_method_error(r, "GET");
+			return;
+		}
+		r->action = KWD_A_VAULT_STATUS;
+		r->handler = h_mkeys_list;
+		return;
+	}
+	if (strncmp(p, "master-keys/", 12) == 0) {
+		const char *num = p + 12, *op = strchr(num, '/');
+		if (op == NULL || parse_u64(num, (size_t)(op - num), &r->version) != 0 || r->version == 0 ||
+		    (strcmp(op, "/retire") != 0 && strcmp(op, "/destroy") != 0)) {
+			kwd_reply_error(r, 404, "not_found", "use master-keys/{version}/retire or /destroy");
+			return;
+		}
+		if (m != EVHTTP_REQ_POST) {
+			route_method_error(r, "POST");
+			return;
+		}
+		r->has_version = 1;
+		r->action = KWD_A_VAULT_RETIRE;
+		r->handler = op[1] == 'r' ? h_mkey_retire : h_mkey_destroy;
+		return;
+	}
+	if (strncmp(p, "keys/", 5) == 0) {
+		static const struct { const char *op; enum kwd_action a; kwd_handler_fn h; } ops[] = {
+			{ "datakey", KWD_A_KEY_DATAKEY, h_key_datakey },
+			{ "unwrap", KWD_A_KEY_UNWRAP, h_key_unwrap },
+			{ "rewrap", KWD_A_KEY_WRAP, h_key_rewrap },
+			{ "encrypt", KWD_A_KEY_ENCRYPT, h_key_encrypt },
+			{ "decrypt", KWD_A_KEY_DECRYPT, h_key_decrypt },
+		};
+		for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+			if (strcmp(p + 5, ops[i].op) == 0) {
+				if (m != EVHTTP_REQ_POST) {
+					route_method_error(r, "POST");
+					return;
+				}
+				r->action = ops[i].a;
+				r->handler = ops[i].h;
+				return;
+			}
+		kwd_reply_error(r, 404, "not_found", "no key operation '%.40s' (datakey, unwrap, rewrap, encrypt, decrypt)", p + 5);
+		return;
+	}
+	if (strcmp(p, "signing-keys") == 0) {
+		if (m == EVHTTP_REQ_POST) {
+			/* The name is in the body; the policy decides on it. */
+			const char *n = r->body ? json_string_value(json_object_get(r->body, "name")) : NULL;
+			if (n == NULL || strlen(n) == 0 || strlen(n) > 64 || vault_check(n, strlen(n)) != 0) {
+				kwd_reply_error(r, 400, "invalid_name",
+				    "the body needs \"name\": 1 to 64 characters of A-Z a-z 0-9 . _ -");
+				return;
+			}
+			snprintf(r->name, sizeof(r->name), "%s", n);
+			r->action = KWD_A_KEY_CREATE;
+			r->handler = h_skey_create;
+		} else if (m == EVHTTP_REQ_GET) {
+			r->action = KWD_A_KEY_VERIFY;
+			r->handler = h_skey_list;
+		} else {
+			route_method_error(r, "GET, POST");
+		}
+		return;
+	}
+	if (strncmp(p, "signing-keys/", 13) == 0) {
+		const char *n = p + 13, *op = strchr(n, '/');
+		size_t nl = op ? (size_t)(op - n) : strlen(n);
+		if (nl == 0 || nl > 64 || vault_check(n, nl) != 0) {
+			kwd_reply_error(r, 400, "invalid_name", "a signing key name is 1 to 64 characters of A-Z a-z 0-9 . _ -");
+			return;
+		}
+		memcpy(r->name, n, nl);
+		r->name[nl] = '\0';
+		if (op == NULL) {
+			if (m != EVHTTP_REQ_GET) {
+				route_method_error(r, "GET");
+				return;
+			}
+			r->action = KWD_A_KEY_VERIFY;
+			r->handler = h_skey_get;
+			return;
+		}
+		if (m != EVHTTP_REQ_POST) {
+			route_method_error(r, "POST");
+			return;
+		}
+		if (strcmp(op, "/rotate") == 0) {
+			r->action = KWD_A_KEY_CREATE;
+			r->handler = h_skey_rotate;
+		} else if (strcmp(op, "/sign") == 0) {
+			r->action = KWD_A_KEY_SIGN;
+			r->handler = h_skey_sign;
+		} else if (strcmp(op, "/verify") == 0) {
+			r->action = KWD_A_KEY_VERIFY;
+			r->handler = h_skey_verify;
+		} else {
+			kwd_reply_error(r, 404, "not_found", "no signing key operation '%.40s' (rotate, sign, verify)", op + 1);
+		}
+		return;
+	}
 	kwd_reply_error(r, 404, "not_found", "no such resource under vault '%s'", r->vault);
 }
 
@@ -589,8 +713,8 @@ json_escape_into(uint8_t *out, size_t *o, const uint8_t *s, size_t n)
 
 /* Writes log their intent durably before they run: no change without a
  * trace.  0, or the reply is 503 saying that nothing was <done>. */
-static int
-intent_or_refuse(struct kwd_req *r, const char *done)
+int
+kwd_intent_or_refuse(struct kwd_req *r, const char *done)
 {
 	if (audit_glue_intent(r) == 0)
 		return 0;
@@ -600,41 +724,6 @@ intent_or_refuse(struct kwd_req *r, const char *done)
 }
 
 /* ---- secrets -------------------------------------------------------------------- */
-
-static int
-vault_key_version(struct kwd_req *r, uint32_t *kv)
-{
-	struct store_vault v;
-	int e = store_vault_get(r->d->store, r->vault, &v);
-
-	if (e != 0)
-		return e;
-	if (v.key_version == 0)
-		return kw_fail(KW_E_KEY_NOT_FOUND, "vault '%s' has no master key yet", r->vault);
-	*kv = v.key_version;
-	return 0;
-}
-
-/* Is the key version a record uses allowed to unwrap? */
-static int
-key_usable(struct kwd_req *r, uint32_t version)
-{
-	struct store_key *keys = NULL;
-	size_t n = 0;
-	int e = store_key_list(r->d->store, r->vault, &keys, &n);
-
-	if (e != 0)
-		return e;
-	e = kw_fail(KW_E_KEY_NOT_FOUND, "master key version %u of vault '%s' is not recorded", version, r->vault);
-	for (size_t i = 0; i < n; i++)
-		if (keys[i].version == version) {
-			e = keys[i].state == STORE_KEY_ACTIVE ? 0 :
-			    kw_fail(KW_E_RETIRED, "master key version %u of vault '%s' is retired", version, r->vault);
-			break;
-		}
-	free(keys);
-	return e;
-}
 
 void
 h_secret_get(struct kwd_req *r)
@@ -665,7 +754,7 @@ h_secret_get(struct kwd_req *r)
 	r->key_version = rec.meta.key_version;
 	if (check_validity(r, &rec.meta) != 0)
 		goto out;
-	if ((e = key_usable(r, rec.meta.key_version)) != 0) {
+	if ((e = kwd_keys_usable(r->d, r->vault, rec.meta.key_version)) != 0) {
 		kwd_reply_kwerr(r, e, "read");
 		goto out;
 	}
@@ -831,7 +920,7 @@ h_secret_put(struct kwd_req *r)
 		goto out;
 	snprintf(rec.meta.name, sizeof(rec.meta.name), "%s", r->name);
 	rec.meta.created = rec.meta.updated = now;
-	if ((e = vault_key_version(r, &rec.meta.key_version)) != 0) {
+	if ((e = kwd_keys_current(r->d, r->vault, &rec.meta.key_version)) != 0) {
 		kwd_reply_kwerr(r, e, "write");
 		goto out;
 	}
@@ -843,7 +932,7 @@ h_secret_put(struct kwd_req *r)
 	}
 	rec.body_len = val.len + SEAL_TAG_LEN;
 
-	if (intent_or_refuse(r, "written") != 0)
+	if (kwd_intent_or_refuse(r, "written") != 0)
 		goto out;
 	for (tries = 0;; tries++) {
 		if ((e = store_secret_current(r->d->store, r->vault, r->name, &cur)) != 0) {
@@ -968,7 +1057,7 @@ h_secret_patch(struct kwd_req *r)
 		kwd_reply_error(r, 400, "invalid_value", "nothing to change");
 		return;
 	}
-	if (intent_or_refuse(r, "changed") != 0)
+	if (kwd_intent_or_refuse(r, "changed") != 0)
 		return;
 	e = store_secret_update(r->d->store, r->vault, r->name, r->has_version ? r->version : 0,
 	    mask, &attrs, (int64_t)kwd_now_us(), &out);
@@ -993,7 +1082,7 @@ h_secret_delete(struct kwd_req *r)
 	int64_t now = (int64_t)kwd_now_us();
 	int e;
 
-	if (intent_or_refuse(r, "deleted") != 0)
+	if (kwd_intent_or_refuse(r, "deleted") != 0)
 		return;
 	e = store_secret_delete(r->d->store, r->vault, r->name, now,
 	    now + (int64_t)__atomic_load_n(&cv->retention_days, __ATOMIC_RELAXED) * 86400 * 1000000, &out);
@@ -1036,7 +1125,7 @@ h_deleted_recover(struct kwd_req *r)
 	struct store_meta out;
 	int e;
 
-	if (intent_or_refuse(r, "recovered") != 0)
+	if (kwd_intent_or_refuse(r, "recovered") != 0)
 		return;
 	e = store_secret_recover(r->d->store, r->vault, r->name, &out);
 	if (e == KW_E_NOT_FOUND) {
@@ -1074,7 +1163,7 @@ h_deleted_purge(struct kwd_req *r)
 		    kwd_time_str(t, sizeof(t), m.scheduled_purge));
 		return;
 	}
-	if (intent_or_refuse(r, "purged") != 0)
+	if (kwd_intent_or_refuse(r, "purged") != 0)
 		return;
 	if ((e = store_secret_purge(r->d->store, r->vault, r->name)) != 0) {
 		kwd_reply_kwerr(r, e, "purge");
@@ -1240,7 +1329,7 @@ h_vault_restore(struct kwd_req *r)
 			goto out;
 		}
 	}
-	if (intent_or_refuse(r, "restored") != 0)
+	if (kwd_intent_or_refuse(r, "restored") != 0)
 		goto out;
 	e = store_vault_import(r->d->store, r->vault, rv, n);
 	if (e != 0) {

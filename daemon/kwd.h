@@ -50,6 +50,10 @@ enum kwd_action {
 	KWD_A_AUDIT_READ,
 	KWD_A_POLICY_RELOAD,
 	KWD_A_POLICY_EXPLAIN,
+	KWD_A_KEY_DATAKEY, KWD_A_KEY_WRAP, KWD_A_KEY_UNWRAP,
+	KWD_A_KEY_ENCRYPT, KWD_A_KEY_DECRYPT,
+	KWD_A_KEY_SIGN, KWD_A_KEY_VERIFY, KWD_A_KEY_CREATE,
+	KWD_A_VAULT_ROTATE, KWD_A_VAULT_RETIRE,
 	KWD_A_SERVICE,       /* health, whoami, metrics: open to every caller */
 };
 const char *kwd_action_name(enum kwd_action a);
@@ -139,6 +143,15 @@ struct kwd {
 	struct event *stream_ev;
 	struct audit_sub *stream_sub;
 	struct stream *streams;
+
+	/* master-key versions and rotations of each vault (daemon/rotation.c) */
+	struct kwd_vault *vaults;
+	size_t nvaults;
+	pthread_t maint;               /* schedule and resume thread */
+	int maint_started;
+	pthread_mutex_t maint_lock;
+	pthread_cond_t maint_cond;
+	int maint_stop;
 };
 
 uint64_t kwd_now_us(void);
@@ -162,6 +175,9 @@ void kwd_complete(struct kwd_req *r);          /* any thread -> loop (reply) */
 void kwd_finish(struct kwd_req *r);            /* after handler: audit, then complete */
 
 /* --- handlers (daemon/handlers.c) --- */
+/* Writes log their intent durably before they run: no change without a
+ * trace.  0, or r's reply is a 503 saying that nothing was <done>. */
+int kwd_intent_or_refuse(struct kwd_req *r, const char *done);
 void kwd_route(struct kwd_req *r, const char *path);   /* sets action, handler, or replies */
 void h_secret_get(struct kwd_req *r);
 void h_secret_put(struct kwd_req *r);
@@ -187,6 +203,45 @@ void h_policy_who_can(struct kwd_req *r);
 
 /* --- vault keys (daemon/vaults.c) --- */
 int kwd_vaults_init(struct kwd *d);
+
+/* --- master-key versions, rotation, retirement (daemon/rotation.c) ---
+ * The daemon keeps each vault's key versions in memory, loaded from the
+ * store at start and changed only through these functions (which write the
+ * store first), so a read never asks the store which keys it may use. */
+int kwd_keys_load(struct kwd *d);
+void kwd_keys_free(struct kwd *d);
+/* The vault's current version for new writes. */
+int kwd_keys_current(struct kwd *d, const char *vault, uint32_t *version);
+/* 0 if version may unwrap; KW_E_RETIRED, KW_E_KEY_NOT_FOUND otherwise. */
+int kwd_keys_usable(struct kwd *d, const char *vault, uint32_t version);
+/* Start the thread that resumes interrupted rotations and starts scheduled
+ * ones; stop every rotation and that thread (before the store closes). */
+int kwd_rotation_start_thread(struct kwd *d);
+void kwd_rotation_stop_all(struct kwd *d);
+void h_rotation_start(struct kwd_req *r);
+void h_rotation_status(struct kwd_req *r);
+void h_mkeys_list(struct kwd_req *r);
+void h_mkey_retire(struct kwd_req *r);
+void h_mkey_destroy(struct kwd_req *r);
+
+/* --- data keys and encryption (daemon/keyops.c) --- */
+void h_key_datakey(struct kwd_req *r);
+void h_key_unwrap(struct kwd_req *r);
+void h_key_rewrap(struct kwd_req *r);
+void h_key_encrypt(struct kwd_req *r);
+void h_key_decrypt(struct kwd_req *r);
+/* Reply r with obj plus "field": base64 of bin, built in locked memory
+ * (the reply is wiped after it is sent).  Steals obj. */
+void kwd_reply_json_secret(struct kwd_req *r, int status, json_t *obj,
+    const char *field, const uint8_t *bin, size_t len);
+
+/* --- signing keys (daemon/signkeys.c) --- */
+void h_skey_create(struct kwd_req *r);
+void h_skey_rotate(struct kwd_req *r);
+void h_skey_list(struct kwd_req *r);
+void h_skey_get(struct kwd_req *r);
+void h_skey_sign(struct kwd_req *r);
+void h_skey_verify(struct kwd_req *r);
 
 /* --- authorization (daemon/authz.c) --- */
 struct kwd_decision {

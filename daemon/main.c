@@ -166,6 +166,7 @@ reload_config(struct kwd *d)
 		}
 		__atomic_store_n(&ov->retention_days, nc->vaults[i].retention_days, __ATOMIC_RELAXED);
 		__atomic_store_n(&ov->purge_protection, nc->vaults[i].purge_protection, __ATOMIC_RELAXED);
+		__atomic_store_n(&ov->rotation_days, nc->vaults[i].rotation_days, __ATOMIC_RELAXED);
 		memset(&sv, 0, sizeof(sv));
 		snprintf(sv.name, sizeof(sv.name), "%s", ov->name);
 		sv.retention_days = ov->retention_days;
@@ -292,6 +293,10 @@ run(struct config *cfg)
 	}
 	if ((e = kwd_vaults_init(&d)) != 0)
 		goto out;
+	if ((e = kwd_keys_load(&d)) != 0) {
+		log_err("vault keys: %s", kw_errdetail(e));
+		goto out;
+	}
 
 	evthread_use_pthreads();
 	if ((d.base = event_base_new()) == NULL) {
@@ -308,6 +313,10 @@ run(struct config *cfg)
 	}
 	if ((e = kwd_workers_start(&d, cfg->workers)) != 0) {
 		log_err("workers: %s", kw_strerror(e));
+		goto out;
+	}
+	if ((e = kwd_rotation_start_thread(&d)) != 0) {
+		log_err("rotation: %s", kw_errdetail(e));
 		goto out;
 	}
 	signal(SIGPIPE, SIG_IGN);
@@ -328,6 +337,7 @@ run(struct config *cfg)
 	rc = 0;
 	log_notice("stopping");
 out:
+	kwd_rotation_stop_all(&d);
 	if (d.workers != NULL)
 		kwd_workers_stop(&d);
 	if (ev_term) event_free(ev_term);
@@ -337,6 +347,7 @@ out:
 		audit_glue_admin(&d, "stop", json_pack("{s:i}", "pid", (int)getpid()));
 	stream_shutdown(&d);
 	audit_glue_close(&d);   /* completes every pending event */
+	kwd_keys_free(&d);
 	server_free(&d);
 	store_close(d.store);
 	p11_close(d.p11);

@@ -1,0 +1,471 @@
+/*
+ * keyops.c - data keys and small-payload encryption under a vault's master
+ * keys, as a cloud KMS offers them, with the token doing every master-key
+ * operation.
+ *
+ * The encryption context (a JSON object of strings) is bound as AAD in its
+ * canonical form: keys sorted, compact JSON.  Each operation has its own
+ * AAD prefix, so a blob made by one can never be fed to another:
+ *
+ *   data keys       "keywarden/v1:datakey\n" <context>
+ *   encrypt's key   "keywarden/v1:encrypt\n" <context>
+ *
+ * (':' cannot appear in a vault name, so neither collides with the
+ * "keywarden/v1/<vault>/<name>/<version>" AAD of secret records.)  The
+ * token layer binds the vault name as well.  A ciphertext of encrypt is
+ *
+ *   "KWE1" | u8 format (1) | u8 alg (1: AES-256-GCM) | u16 wrapped_len |
+ *   wrapped data key | 12-byte nonce | ciphertext | 16-byte tag
+ *
+ * with the payload's AAD = every byte before the nonce || the context.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <openssl/evp.h>
+
+#include "kw_error.h"
+#include "kw_secmem.h"
+#include "pkcs11/p11.h"
+#include "daemon/kwd.h"
+#include "daemon/seal.h"
+
+#define CTX_MAX_ENTRIES 32
+#define CTX_MAX_BYTES 4096
+#define ENCRYPT_MAX 4096
+#define KWE_MAGIC "KWE1"
+#define KWE_FORMAT 1
+#define KWE_ALG_AES256GCM 1
+#define KWE_HDR_FIXED 8      /* magic, format, alg, u16 wrapped_len */
+
+/* ---- helpers ---------------------------------------------------------------------- */
+
+/* AAD = prefix || canonical context.  *aad malloc'd.  0, or a 400 reply. */
+static int
+context_aad(struct kwd_req *r, const char *prefix, char **aad, size_t *aadlen)
+{
+	json_t *ctx = r->body ? json_object_get(r->body, "context") : NULL;
+	char *canon = NULL;
+	const char *k;
+	json_t *v;
+	size_t plen = strlen(prefix), clen = 0;
+
+	if (ctx != NULL && !json_is_null(ctx)) {
+		if (!json_is_object(ctx)) {
+			kwd_reply_error(r, 400, "invalid_parameter", "context must be a JSON object of strings");
+			return -1;
+		}
+		if (json_object_size(ctx) > CTX_MAX_ENTRIES) {
+			kwd_reply_error(r, 400, "invalid_parameter", "context has %zu entries; at most %d are allowed",
+			    json_object_size(ctx), CTX_MAX_ENTRIES);
+			return -1;
+		}
+		json_object_foreach(ctx, k, v) {
+			if (!json_is_string(v)) {
+				kwd_reply_error(r, 400, "invalid_parameter", "context entry \"%.64s\" is not a string", k);
+				return -1;
+			}
+		}
+		if (json_object_size(ctx) > 0) {
+			canon = json_dumps(ctx, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+			if (canon == NULL) {
+				kwd_reply_error(r, 500, "internal", "cannot encode the context");
+				return -1;
+			}
+			clen = strlen(canon);
+			if (clen > CTX_MAX_BYTES) {
+				free(canon);
+				kwd_reply_error(r, 400, "invalid_parameter", "context is %zu bytes as JSON; at most %d are allowed",
+				    clen, CTX_MAX_BYTES);
+				return -1;
+			}
+		}
+	}
+	if ((*aad = malloc(plen + clen + 1)) == NULL) {
+		free(canon);
+		kwd_reply_error(r, 503, "unavailable", "out of memory");
+		return -1;
+	}
+	memcpy(*aad, prefix, plen);
+	if (clen > 0)
+		memcpy(*aad + plen, canon, clen);
+	(*aad)[plen + clen] = '\0';
+	*aadlen = plen + clen;
+	free(canon);
+	return 0;
+}
+
+/* Decode the base64 string field into *out (kw_secalloc'd when secret,
+ * else malloc'd); the JSON copy of a secret is wiped.  max: largest decoded
+ * length.  0, or a 400/413 reply. */
+static int
+body_b64(struct kwd_req *r, const char *field, int secret, size_t max, uint8_t **out, size_t *outlen)
+{
+	json_t *v = r->body ? json_object_get(r->body, field) : NULL;
+	char *s;
+	size_t len, pad = 0;
+	uint8_t *buf = NULL;
+	int n, e = -1;
+
+	if (v == NULL || !json_is_string(v)) {
+		kwd_reply_error(r, 400, "invalid_parameter", "the body needs \"%s\", a base64 string", field);
+		return -1;
+	}
+	s = (char *)(uintptr_t)json_string_value(v);
+	len = json_string_length(v);
+	if (len % 4 != 0) {
+		kwd_reply_error(r, 400, "invalid_parameter", "\"%s\" is not base64 (length not a multiple of 4)", field);
+		goto out;
+	}
+	if (len / 4 * 3 > max + 2) {
+		kwd_reply_error(r, 413, "too_large", "\"%s\" is larger than %zu bytes", field, max);
+		goto out;
+	}
+	if (len > 0 && s[len - 1] == '=')
+		pad++;
+	if (len > 1 && s[len - 2] == '=')
+		pad++;
+	buf = secret ? kw_secalloc(len / 4 * 3 + 3) : malloc(len / 4 * 3 + 3);
+	if (buf == NULL) {
+		kwd_reply_error(r, 503, "unavailable", "out of memory");
+		goto out;
+	}
+	n = EVP_DecodeBlock(buf, (const unsigned char *)s, (int)len);
+	if (n < 0 || (size_t)n < pad) {
+		kwd_reply_error(r, 400, "invalid_parameter", "\"%s\" is not valid base64", field);
+		goto out;
+	}
+	if ((size_t)n - pad > max) {
+		kwd_reply_error(r, 413, "too_large", "\"%s\" is %zu bytes; at most %zu are allowed", field,
+		    (size_t)n - pad, max);
+		goto out;
+	}
+	*out = buf;
+	*outlen = (size_t)n - pad;
+	buf = NULL;
+	e = 0;
+out:
+	if (secret) {
+		kw_wipe(s, len);
+		kw_secfree(buf);
+	} else {
+		free(buf);
+	}
+	return e;
+}
+
+static json_t *
+b64_json(const uint8_t *bin, size_t len)
+{
+	char *s = malloc(4 * ((len + 2) / 3) + 1);
+	json_t *j;
+
+	if (s == NULL)
+		return NULL;
+	EVP_EncodeBlock((unsigned char *)s, bin, (int)len);
+	j = json_string(s);
+	free(s);
+	return j;
+}
+
+void
+kwd_reply_json_secret(struct kwd_req *r, int status, json_t *obj, const char *field,
+    const uint8_t *bin, size_t len)
+{
+	char *txt = json_dumps(obj, JSON_COMPACT);
+	size_t tl, fl = strlen(field), outlen, o;
+	uint8_t *out = NULL;
+
+	json_decref(obj);
+	if (txt == NULL || (tl = strlen(txt)) < 2) {
+		free(txt);
+		kwd_reply_error(r, 500, "internal", "cannot encode the reply");
+		return;
+	}
+	outlen = tl + fl + 8 + 4 * ((len + 2) / 3) + 2;
+	if ((out = kw_secalloc(outlen)) == NULL) {
+		free(txt);
+		kwd_reply_error(r, 503, "unavailable", "out of secure memory");
+		return;
+	}
+	memcpy(out, txt, tl - 1);           /* without the closing '}' */
+	o = tl - 1;
+	if (tl > 2)
+		out[o++] = ',';
+	out[o++] = '"';
+	memcpy(out + o, field, fl);
+	o += fl;
+	memcpy(out + o, "\":\"", 3);
+	o += 3;
+	o += (size_t)EVP_EncodeBlock(out + o, bin, (int)len);
+	out[o++] = '"';
+	out[o++] = '}';
+	out[o++] = '\n';
+	free(txt);
+	kw_secret_clear(&r->reply_secret);
+	r->reply_secret.data = out;
+	r->reply_secret.len = o;
+	r->status = status;
+	r->content_type = "application/json";
+}
+
+/* Map an unwrap failure: a blob that does not open is the caller's
+ * problem (400), never an integrity alarm of ours. */
+static void
+reply_unwrap_error(struct kwd_req *r, int e, const char *what)
+{
+	if (e == KW_E_AUTH || e == KW_E_FORMAT)
+		kwd_reply_error(r, 400, "invalid_ciphertext", "%s: the blob does not open under this vault and context",
+		    what);
+	else if (e == KW_E_KEY_NOT_FOUND)
+		kwd_reply_error(r, 400, "invalid_ciphertext", "%s: the blob names a master key version vault '%s' does not have",
+		    what, r->vault);
+	else
+		kwd_reply_kwerr(r, e, what);
+}
+
+/* Unwrap a data key blob after checking its version may be used. */
+static int
+unwrap_checked(struct kwd_req *r, const uint8_t *blob, size_t bloblen, const char *aad, size_t aadlen,
+    uint8_t *dek, size_t *deklen, const char *what)
+{
+	enum p11_wrap_mech mech;
+	unsigned ver = 0;
+	int e;
+
+	if ((e = p11_blob_info(blob, bloblen, &ver, &mech)) != 0) {
+		reply_unwrap_error(r, KW_E_FORMAT, what);
+		return -1;
+	}
+	r->key_version = ver;
+	if ((e = kwd_keys_usable(r->d, r->vault, ver)) != 0) {
+		reply_unwrap_error(r, e, what);
+		return -1;
+	}
+	if ((e = p11_unwrap(r->d->p11, r->vault, blob, bloblen, aad, aadlen, dek, deklen)) != 0) {
+		reply_unwrap_error(r, e, what);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- handlers ----------------------------------------------------------------------- */
+
+void
+h_key_datakey(struct kwd_req *r)
+{
+	json_t *jb = r->body ? json_object_get(r->body, "bytes") : NULL;
+	json_t *jp = r->body ? json_object_get(r->body, "plaintext") : NULL;
+	uint8_t *dek = NULL, wrapped[P11_WRAPPED_MAX];
+	size_t wl = 0, bytes = 32, aadlen = 0;
+	char *aad = NULL;
+	uint32_t kv;
+	json_t *o;
+	int e, want_pt = 1;
+
+	if (jb != NULL) {
+		if (!json_is_integer(jb) || json_integer_value(jb) < 16 || json_integer_value(jb) > P11_DEK_MAX) {
+			kwd_reply_error(r, 400, "invalid_parameter", "bytes must be a whole number from 16 to %d", P11_DEK_MAX);
+			return;
+		}
+		bytes = (size_t)json_integer_value(jb);
+	}
+	if (jp != NULL) {
+		if (!json_is_boolean(jp)) {
+			kwd_reply_error(r, 400, "invalid_parameter", "plaintext must be true or false");
+			return;
+		}
+		want_pt = json_is_true(jp);
+	}
+	if (context_aad(r, "keywarden/v1:datakey\n", &aad, &aadlen) != 0)
+		return;
+	if ((dek = kw_secalloc(P11_DEK_MAX)) == NULL) {
+		kwd_reply_error(r, 503, "unavailable", "out of secure memory");
+		goto out;
+	}
+	if ((e = kwd_keys_current(r->d, r->vault, &kv)) != 0 ||
+	    (e = p11_random(r->d->p11, dek, bytes)) != 0 ||
+	    (e = p11_wrap(r->d->p11, r->vault, kv, dek, bytes, aad, aadlen, wrapped, &wl)) != 0) {
+		kwd_reply_kwerr(r, e, "datakey");
+		goto out;
+	}
+	r->key_version = kv;
+	r->extra = json_pack("{s:i,s:b}", "bytes", (int)bytes, "with_plaintext", want_pt);
+	o = json_pack("{s:o,s:i}", "wrapped", b64_json(wrapped, wl), "key_version", (int)kv);
+	if (want_pt)
+		kwd_reply_json_secret(r, 200, o, "plaintext", dek, bytes);
+	else
+		kwd_reply_json(r, 200, o);
+out:
+	kw_secfree(dek);
+	free(aad);
+}
+
+void
+h_key_unwrap(struct kwd_req *r)
+{
+	uint8_t *blob = NULL, *dek = NULL;
+	size_t bl = 0, dl = 0, aadlen = 0;
+	char *aad = NULL;
+
+	if (body_b64(r, "wrapped", 0, P11_WRAPPED_MAX, &blob, &bl) != 0 ||
+	    context_aad(r, "keywarden/v1:datakey\n", &aad, &aadlen) != 0)
+		goto out;
+	if ((dek = kw_secalloc(P11_DEK_MAX)) == NULL) {
+		kwd_reply_error(r, 503, "unavailable", "out of secure memory");
+		goto out;
+	}
+	if (unwrap_checked(r, blob, bl, aad, aadlen, dek, &dl, "unwrap") != 0)
+		goto out;
+	kwd_reply_json_secret(r, 200, json_pack("{s:i}", "key_version", (int)r->key_version),
+	    "plaintext", dek, dl);
+out:
+	kw_secfree(dek);
+	free(blob);
+	free(aad);
+}
+
+void
+h_key_rewrap(struct kwd_req *r)
+{
+	uint8_t *blob = NULL, *dek = NULL, wrapped[P11_WRAPPED_MAX];
+	size_t bl = 0, dl = 0, wl = 0, aadlen = 0;
+	char *aad = NULL;
+	uint32_t kv, prev;
+	int e;
+
+	if (body_b64(r, "wrapped", 0, P11_WRAPPED_MAX, &blob, &bl) != 0 ||
+	    context_aad(r, "keywarden/v1:datakey\n", &aad, &aadlen) != 0)
+		goto out;
+	if ((dek = kw_secalloc(P11_DEK_MAX)) == NULL) {
+		kwd_reply_error(r, 503, "unavailable", "out of secure memory");
+		goto out;
+	}
+	if (unwrap_checked(r, blob, bl, aad, aadlen, dek, &dl, "rewrap") != 0)
+		goto out;
+	prev = r->key_version;
+	if ((e = kwd_keys_current(r->d, r->vault, &kv)) != 0 ||
+	    (e = p11_wrap(r->d->p11, r->vault, kv, dek, dl, aad, aadlen, wrapped, &wl)) != 0) {
+		kwd_reply_kwerr(r, e, "rewrap");
+		goto out;
+	}
+	r->key_version = kv;
+	r->extra = json_pack("{s:i}", "previous_key_version", (int)prev);
+	kwd_reply_json(r, 200, json_pack("{s:o,s:i,s:i}", "wrapped", b64_json(wrapped, wl),
+	    "key_version", (int)kv, "previous_key_version", (int)prev));
+out:
+	kw_secfree(dek);
+	free(blob);
+	free(aad);
+}
+
+void
+h_key_encrypt(struct kwd_req *r)
+{
+	uint8_t *pt = NULL, *dek = NULL, *blob = NULL, *payload_aad = NULL;
+	size_t ptl = 0, aadlen = 0, wl = 0, hl, bl;
+	char *aad = NULL;
+	uint32_t kv;
+	int e;
+
+	if (body_b64(r, "plaintext", 1, ENCRYPT_MAX, &pt, &ptl) != 0 ||
+	    context_aad(r, "keywarden/v1:encrypt\n", &aad, &aadlen) != 0)
+		goto out;
+	if ((dek = kw_secalloc(SEAL_KEY_LEN)) == NULL ||
+	    (blob = malloc(KWE_HDR_FIXED + P11_WRAPPED_MAX + SEAL_NONCE_LEN + ptl + SEAL_TAG_LEN)) == NULL) {
+		kwd_reply_error(r, 503, "unavailable", "out of memory");
+		goto out;
+	}
+	if ((e = kwd_keys_current(r->d, r->vault, &kv)) != 0 ||
+	    (e = p11_random(r->d->p11, dek, SEAL_KEY_LEN)) != 0 ||
+	    (e = p11_wrap(r->d->p11, r->vault, kv, dek, SEAL_KEY_LEN, aad, aadlen,
+	    blob + KWE_HDR_FIXED, &wl)) != 0) {
+		kwd_reply_kwerr(r, e, "encrypt");
+		goto out;
+	}
+	memcpy(blob, KWE_MAGIC, 4);
+	blob[4] = KWE_FORMAT;
+	blob[5] = KWE_ALG_AES256GCM;
+	blob[6] = (uint8_t)(wl >> 8);
+	blob[7] = (uint8_t)wl;
+	hl = KWE_HDR_FIXED + wl;
+	/* payload AAD: the header, then the context (after the prefix) */
+	if ((payload_aad = malloc(hl + aadlen)) == NULL) {
+		kwd_reply_error(r, 503, "unavailable", "out of memory");
+		goto out;
+	}
+	memcpy(payload_aad, blob, hl);
+	memcpy(payload_aad + hl, aad, aadlen);
+	if ((e = seal_encrypt(dek, payload_aad, hl + aadlen, pt, ptl, blob + hl, blob + hl + SEAL_NONCE_LEN)) != 0) {
+		kwd_reply_kwerr(r, e, "encrypt");
+		goto out;
+	}
+	bl = hl + SEAL_NONCE_LEN + ptl + SEAL_TAG_LEN;
+	r->key_version = kv;
+	r->extra = json_pack("{s:i}", "bytes", (int)ptl);
+	kwd_reply_json(r, 200, json_pack("{s:o,s:i}", "ciphertext", b64_json(blob, bl), "key_version", (int)kv));
+out:
+	kw_secfree(pt);
+	kw_secfree(dek);
+	free(blob);
+	free(payload_aad);
+	free(aad);
+}
+
+void
+h_key_decrypt(struct kwd_req *r)
+{
+	uint8_t *blob = NULL, *dek = NULL, *pt = NULL, *payload_aad = NULL;
+	size_t bl = 0, aadlen = 0, wl, hl, dl = 0, ctl;
+	char *aad = NULL;
+	int e;
+
+	if (body_b64(r, "ciphertext", 0, KWE_HDR_FIXED + P11_WRAPPED_MAX + SEAL_NONCE_LEN + ENCRYPT_MAX + SEAL_TAG_LEN,
+	    &blob, &bl) != 0 ||
+	    context_aad(r, "keywarden/v1:encrypt\n", &aad, &aadlen) != 0)
+		goto out;
+	if (bl < KWE_HDR_FIXED || memcmp(blob, KWE_MAGIC, 4) != 0 || blob[4] != KWE_FORMAT ||
+	    blob[5] != KWE_ALG_AES256GCM) {
+		kwd_reply_error(r, 400, "invalid_ciphertext", "decrypt: not a keywarden ciphertext of a known format");
+		goto out;
+	}
+	wl = (size_t)blob[6] << 8 | blob[7];
+	hl = KWE_HDR_FIXED + wl;
+	if (wl == 0 || wl > P11_WRAPPED_MAX || bl < hl + SEAL_NONCE_LEN + SEAL_TAG_LEN) {
+		kwd_reply_error(r, 400, "invalid_ciphertext", "decrypt: the ciphertext is truncated");
+		goto out;
+	}
+	ctl = bl - hl - SEAL_NONCE_LEN;
+	if ((dek = kw_secalloc(P11_DEK_MAX)) == NULL || (pt = kw_secalloc(ctl)) == NULL ||
+	    (payload_aad = malloc(hl + aadlen)) == NULL) {
+		kwd_reply_error(r, 503, "unavailable", "out of memory");
+		goto out;
+	}
+	if (unwrap_checked(r, blob + KWE_HDR_FIXED, wl, aad, aadlen, dek, &dl, "decrypt") != 0)
+		goto out;
+	if (dl != SEAL_KEY_LEN) {
+		kwd_reply_error(r, 400, "invalid_ciphertext", "decrypt: the blob does not open under this vault and context");
+		goto out;
+	}
+	memcpy(payload_aad, blob, hl);
+	memcpy(payload_aad + hl, aad, aadlen);
+	e = seal_decrypt(dek, payload_aad, hl + aadlen, blob + hl, blob + hl + SEAL_NONCE_LEN, ctl, pt);
+	if (e != 0) {
+		kwd_reply_error(r, 400, "invalid_ciphertext", "decrypt: the blob does not open under this vault and context");
+		goto out;
+	}
+	r->extra = json_pack("{s:i}", "bytes", (int)(ctl - SEAL_TAG_LEN));
+	kwd_reply_json_secret(r, 200, json_pack("{s:i}", "key_version", (int)r->key_version),
+	    "plaintext", pt, ctl - SEAL_TAG_LEN);
+out:
+	kw_secfree(pt);
+	kw_secfree(dek);
+	free(blob);
+	free(payload_aad);
+	free(aad);
+}

@@ -1,0 +1,930 @@
+/*
+ * rotation.c - master-key versions: the in-memory view reads consult,
+ * rotation with a background rewrap, retirement and destruction, and the
+ * schedule.
+ *
+ * A rotation creates version N+1 in the token, records it in the store and
+ * makes it current before it answers: from then on every new write uses
+ * it.  A rewrap thread then walks the vault's records in (name, version)
+ * order, batch by batch: each record's data key is unwrapped under its old
+ * version and wrapped under N+1 inside the token layer, and the batch is
+ * written in one store transaction that changes a row only if it still
+ * names the old version.  Bodies are never touched.  Nothing about the
+ * progress needs to be saved: the store itself says which records are left
+ * (key_version <> current), so a daemon killed at any point simply finds
+ * them again at its next start and goes on.
+ *
+ * Locks: each vault's key view has a rwlock (readers: every secret read);
+ * its rotation state a mutex.  Changes to versions go store first, then the
+ * view, under the vault's admin mutex, so two admin calls never interleave.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kw_error.h"
+#include "kw_secmem.h"
+#include "pkcs11/p11.h"
+#include "daemon/audit_glue.h"
+#include "daemon/kwd.h"
+#include "daemon/log.h"
+#include "daemon/seal.h"
+#include "daemon/store.h"
+
+#define REWRAP_BATCH 512
+#define PROGRESS_EVERY_US (2 * 1000000)   /* an audit progress event at most this often */
+#define TOKEN_RETRIES 20                   /* a token error pauses, then retries a batch */
+
+enum rot_state { ROT_IDLE = 0, ROT_RUNNING, ROT_DONE, ROT_FAILED };
+
+static const char *const rot_state_names[] = { "idle", "running", "done", "failed" };
+
+struct kwd_vault {
+	char name[CONFIG_VAULT_MAX + 1];
+	pthread_mutex_t admin;          /* serializes rotate/retire/destroy */
+
+	pthread_rwlock_t lock;          /* guards current, keys, nkeys */
+	uint32_t current;
+	struct store_key *keys;
+	size_t nkeys;
+
+	pthread_mutex_t rlock;          /* guards the rotation fields */
+	enum rot_state state;
+	pthread_t thread;
+	int joinable;
+	int stop;
+	uint32_t target;
+	uint64_t done, total, skipped;
+	int64_t started, finished;
+	int resumed;
+	char actor[64];
+	char error[256];
+	struct kwd *d;
+};
+
+/* ---- the key view ---------------------------------------------------------------- */
+
+static struct kwd_vault *
+vault_find(struct kwd *d, const char *name)
+{
+	for (size_t i = 0; i < d->nvaults; i++)
+		if (strcmp(d->vaults[i].name, name) == 0)
+			return &d->vaults[i];
+	return NULL;
+}
+
+/* Read the vault's versions from the store into the view. */
+static int
+view_refresh(struct kwd *d, struct kwd_vault *v)
+{
+	struct store_vault sv;
+	struct store_key *keys = NULL, *old;
+	size_t n = 0;
+	int e;
+
+	if ((e = store_vault_get(d->store, v->name, &sv)) != 0 ||
+	    (e = store_key_list(d->store, v->name, &keys, &n)) != 0)
+		return e;
+	pthread_rwlock_wrlock(&v->lock);
+	old = v->keys;
+	v->keys = keys;
+	v->nkeys = n;
+	v->current = sv.key_version;
+	pthread_rwlock_unlock(&v->lock);
+	free(old);
+	return 0;
+}
+
+int
+kwd_keys_load(struct kwd *d)
+{
+	int e;
+
+	d->vaults = calloc(d->cfg->nvaults ? d->cfg->nvaults : 1, sizeof(*d->vaults));
+	if (d->vaults == NULL)
+		return -ENOMEM;
+	d->nvaults = d->cfg->nvaults;
+	pthread_mutex_init(&d->maint_lock, NULL);
+	pthread_cond_init(&d->maint_cond, NULL);
+	for (size_t i = 0; i < d->nvaults; i++) {
+		struct kwd_vault *v = &d->vaults[i];
+		snprintf(v->name, sizeof(v->name), "%s", d->cfg->vaults[i].name);
+		pthread_mutex_init(&v->admin, NULL);
+		pthread_rwlock_init(&v->lock, NULL);
+		pthread_mutex_init(&v->rlock, NULL);
+		v->d = d;
+		if ((e = view_refresh(d, v)) != 0)
+			return e;
+	}
+	return 0;
+}
+
+void
+kwd_keys_free(struct kwd *d)
+{
+	for (size_t i = 0; i < d->nvaults; i++) {
+		struct kwd_vault *v = &d->vaults[i];
+		free(v->keys);
+		pthread_mutex_destroy(&v->admin);
+		pthread_rwlock_destroy(&v->lock);
+		pthread_mutex_destroy(&v->rlock);
+	}
+	free(d->vaults);
+	d->vaults = NULL;
+	d->nvaults = 0;
+}
+
+int
+kwd_keys_current(struct kwd *d, const char *vault, uint32_t *version)
+{
+	struct kwd_vault *v = vault_find(d, vault);
+	uint32_t cur;
+
+	if (v == NULL)
+		return kw_fail(KW_E_NOT_FOUND, "no vault named '%s'", vault);
+	pthread_rwlock_rdlock(&v->lock);
+	cur = v->current;
+	pthread_rwlock_unlock(&v->lock);
+	if (cur == 0)
+		return kw_fail(KW_E_KEY_NOT_FOUND, "vault '%s' has no master key yet", vault);
+	*version = cur;
+	return 0;
+}
+
+static int
+view_state(struct kwd_vault *v, uint32_t version, enum store_key_state *st)
+{
+	int found = 0;
+
+	pthread_rwlock_rdlock(&v->lock);
+	for (size_t i = 0; i < v->nkeys; i++)
+		if (v->keys[i].version == version) {
+			*st = v->keys[i].state;
+			found = 1;
+			break;
+		}
+	pthread_rwlock_unlock(&v->lock);
+	return found;
+}
+
+int
+kwd_keys_usable(struct kwd *d, const char *vault, uint32_t version)
+{
+	struct kwd_vault *v = vault_find(d, vault);
+	enum store_key_state st;
+
+	if (v == NULL)
+		return kw_fail(KW_E_NOT_FOUND, "no vault named '%s'", vault);
+	if (!view_state(v, version, &st))
+		return kw_fail(KW_E_KEY_NOT_FOUND, "master key version %u of vault '%s' is not recorded",
+		    version, vault);
+	if (st != STORE_KEY_ACTIVE)
+		return kw_fail(KW_E_RETIRED, "master key version %u of vault '%s' is %s", version, vault,
+		    st == STORE_KEY_RETIRED ? "retired" : "destroyed");
+	return 0;
+}
+
+/* How many records each non-current, not destroyed version still wraps, as
+ * {"1":0,"2":17}; *left = their sum over active versions. */
+static json_t *
+remaining_json(struct kwd *d, struct kwd_vault *v, uint64_t *left, int *err)
+{
+	json_t *o = json_object();
+	struct store_key *keys = NULL;
+	size_t n = 0;
+	uint32_t cur;
+	int e;
+
+	*left = 0;
+	*err = 0;
+	pthread_rwlock_rdlock(&v->lock);
+	cur = v->current;
+	if (v->nkeys > 0 && (keys = malloc(v->nkeys * sizeof(*keys))) != NULL) {
+		memcpy(keys, v->keys, v->nkeys * sizeof(*keys));
+		n = v->nkeys;
+	}
+	pthread_rwlock_unlock(&v->lock);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t c = 0;
+		char k[16];
+		if (keys[i].version == cur || keys[i].state == STORE_KEY_DESTROYED)
+			continue;
+		if ((e = store_key_usage(d->store, v->name, keys[i].version, &c)) != 0) {
+			*err = e;
+			break;
+		}
+		snprintf(k, sizeof(k), "%u", keys[i].version);
+		json_object_set_new(o, k, json_integer((json_int_t)c));
+		if (keys[i].state == STORE_KEY_ACTIVE)
+			*left += c;
+	}
+	free(keys);
+	return o;
+}
+
+/* ---- the rewrap ------------------------------------------------------------------- */
+
+static int
+rot_should_stop(struct kwd_vault *v)
+{
+	int s;
+	pthread_mutex_lock(&v->rlock);
+	s = v->stop;
+	pthread_mutex_unlock(&v->rlock);
+	return s;
+}
+
+/* Rewrap one record's data key into out; 0, or the token's error. */
+static int
+rewrap_one(struct kwd *d, const char *vault, const struct store_record *rec, uint32_t target,
+    uint8_t *dek, uint8_t *out, size_t *outlen)
+{
+	char aad[400];
+	size_t deklen = 0;
+	int aadlen, e;
+
+	aadlen = seal_aad(aad, sizeof(aad), vault, rec->meta.name, rec->meta.version);
+	if (aadlen < 0)
+		return kw_fail(KW_E_FORMAT, "record '%s' version %" PRIu64 ": name too long for its AAD",
+		    rec->meta.name, rec->meta.version);
+	e = p11_unwrap(d->p11, vault, rec->wrapped, rec->wrapped_len, aad, (size_t)aadlen, dek, &deklen);
+	if (e == 0)
+		e = p11_wrap(d->p11, vault, target, dek, deklen, aad, (size_t)aadlen, out, outlen);
+	kw_wipe(dek, P11_DEK_MAX);
+	return e;
+}
+
+static int
+token_error(int e)
+{
+	return e == KW_E_P11 || e == KW_E_TOKEN || e == KW_E_PIN || e == KW_E_UNAVAILABLE;
+}
+
+static void
+rot_progress_event(struct kwd_vault *v, const char *type)
+{
+	json_t *f;
+	pthread_mutex_lock(&v->rlock);
+	f = json_pack("{s:s,s:i,s:I,s:I,s:I}", "vault", v->name, "key_version", (int)v->target,
+	    "done", (json_int_t)v->done, "total", (json_int_t)v->total, "skipped", (json_int_t)v->skipped);
+	pthread_mutex_unlock(&v->rlock);
+	audit_glue_admin(v->d, type, f);
+}
+
+static void *
+rot_main(void *arg)
+{
+	struct kwd_vault *v = arg;
+	struct kwd *d = v->d;
+	struct store_record *recs = NULL;
+	struct store_rewrap *batch = NULL;
+	uint8_t *wrapped = NULL, *dek = NULL;
+	char cursor[STORE_NAME_MAX + 1] = "";
+	uint64_t cursor_ver = 0, left = 0;
+	int64_t last_event = (int64_t)kwd_now_us();
+	int have_cursor = 0, e = 0, retries = 0, passes = 0;
+	uint32_t target;
+	json_t *rem;
+
+	pthread_mutex_lock(&v->rlock);
+	target = v->target;
+	pthread_mutex_unlock(&v->rlock);
+	batch = calloc(REWRAP_BATCH, sizeof(*batch));
+	wrapped = malloc((size_t)REWRAP_BATCH * P11_WRAPPED_MAX);
+	dek = kw_secalloc(P11_DEK_MAX);
+	if (batch == NULL || wrapped == NULL || dek == NULL) {
+		e = kw_fail(-ENOMEM, "out of memory for a rewrap batch");
+		goto out;
+	}
+	for (;;) {
+		size_t n = 0, nb = 0, applied = 0, skipped = 0;
+
+		if (rot_should_stop(v))
+			goto stopped;
+		e = store_rewrap_scan(d->store, v->name, target, have_cursor ? cursor : NULL, cursor_ver,
+		    REWRAP_BATCH, &recs, &n);
+		if (e != 0)
+			goto retry;
+		if (n == 0) {
+			/* More passes from the start catch records a write
+			 * begun before the switch, or a restore, put behind
+			 * the cursor; then the walk is over. */
+			if (have_cursor && passes++ < 2) {
+				have_cursor = 0;
+				continue;
+			}
+			break;
+		}
+		for (size_t i = 0; i < n; i++) {
+			size_t wl = 0;
+			if (kwd_keys_usable(d, v->name, recs[i].meta.key_version) != 0) {
+				skipped++;     /* under a retired version: nothing can open it */
+				continue;
+			}
+			e = rewrap_one(d, v->name, &recs[i], target, dek, wrapped + nb * P11_WRAPPED_MAX, &wl);
+			if (token_error(e))
+				goto retry;
+			if (e != 0) {
+				/* A record that does not authenticate is left as
+				 * it is, counted, and named in the log. */
+				log_err("rotation of vault '%s': record '%s' version %" PRIu64 " left under version %u: %s",
+				    v->name, recs[i].meta.name, recs[i].meta.version, recs[i].meta.key_version,
+				    kw_errdetail(e));
+				skipped++;
+				continue;
+			}
+			batch[nb].name = recs[i].meta.name;
+			batch[nb].version = recs[i].meta.version;
+			batch[nb].old_key_version = recs[i].meta.key_version;
+			batch[nb].new_key_version = target;
+			batch[nb].wrapped = wrapped + nb * P11_WRAPPED_MAX;
+			batch[nb].wrapped_len = wl;
+			nb++;
+		}
+		if (nb > 0 && (e = store_rewrap_apply(d->store, v->name, batch, nb, &applied)) != 0)
+			goto retry;
+		snprintf(cursor, sizeof(cursor), "%s", recs[n - 1].meta.name);
+		cursor_ver = recs[n - 1].meta.version;
+		have_cursor = 1;
+		retries = 0;
+		pthread_mutex_lock(&v->rlock);
+		v->done += applied;
+		v->skipped += skipped;
+		pthread_mutex_unlock(&v->rlock);
+		for (size_t i = 0; i < n; i++)
+			store_record_clear(&recs[i]);
+		free(recs);
+		recs = NULL;
+		if ((int64_t)kwd_now_us() - last_event >= PROGRESS_EVERY_US) {
+			rot_progress_event(v, "vault.rotation.progress");
+			last_event = (int64_t)kwd_now_us();
+		}
+		continue;
+retry:
+		/* The token or the store failed: wait and try the batch
+		 * again; give up after a while and say why. */
+		if (recs != NULL) {
+			for (size_t i = 0; i < n; i++)
+				store_record_clear(&recs[i]);
+			free(recs);
+			recs = NULL;
+		}
+		if (++retries > TOKEN_RETRIES)
+			goto out;
+		log_warn("rotation of vault '%s': %s; retrying", v->name, kw_errdetail(e));
+		{
+			struct timespec ts = { 0, 250 * 1000000L };
+			nanosleep(&ts, NULL);
+		}
+	}
+	e = 0;
+out:
+	{
+		int re = 0;
+		rem = remaining_json(d, v, &left, &re);
+		pthread_mutex_lock(&v->rlock);
+		v->finished = (int64_t)kwd_now_us();
+		if (e != 0 || re != 0) {
+			v->state = ROT_FAILED;
+			snprintf(v->error, sizeof(v->error), "%s", kw_errdetail(e != 0 ? e : re));
+		} else {
+			v->state = ROT_DONE;
+			if (left > 0)
+				snprintf(v->error, sizeof(v->error),
+				    "%" PRIu64 " record(s) could not be rewrapped (see the log)", left);
+		}
+		pthread_mutex_unlock(&v->rlock);
+		if (e != 0 || re != 0)
+			log_err("rotation of vault '%s' failed: %s", v->name, v->error);
+		else
+			log_notice("rotation of vault '%s' to version %u finished: %" PRIu64
+			    " records rewrapped, %" PRIu64 " left under older versions", v->name, target, v->done, left);
+		audit_glue_admin(d, e != 0 || re != 0 ? "vault.rotation.failed" : "vault.rotation.finished",
+		    json_pack("{s:s,s:i,s:I,s:I,s:o,s:f,s:s?}", "vault", v->name, "key_version", (int)target,
+		    "done", (json_int_t)v->done, "skipped", (json_int_t)v->skipped, "remaining", rem,
+		    "seconds", (double)(v->finished - v->started) / 1e6, "error", v->error[0] ? v->error : NULL));
+	}
+	goto cleanup;
+stopped:
+	log_notice("rotation of vault '%s' paused for shutdown; it resumes at the next start", v->name);
+	rot_progress_event(v, "vault.rotation.paused");
+cleanup:
+	if (recs != NULL)
+		free(recs);
+	free(batch);
+	free(wrapped);
+	kw_secfree(dek);
+	return NULL;
+}
+
+/* Start the rewrap thread for the vault's current version.  Called with
+ * v->admin held.  total: records to move (counted by the caller). */
+static int
+rot_launch(struct kwd_vault *v, uint64_t total, int resumed, const char *actor)
+{
+	int e;
+
+	pthread_mutex_lock(&v->rlock);
+	if (v->state == ROT_RUNNING) {
+		pthread_mutex_unlock(&v->rlock);
+		return kw_fail(KW_E_CONFLICT, "a rotation of vault '%s' is already running", v->name);
+	}
+	if (v->joinable) {
+		pthread_mutex_unlock(&v->rlock);
+		pthread_join(v->thread, NULL);
+		pthread_mutex_lock(&v->rlock);
+		v->joinable = 0;
+	}
+	pthread_rwlock_rdlock(&v->lock);
+	v->target = v->current;
+	pthread_rwlock_unlock(&v->lock);
+	v->state = ROT_RUNNING;
+	v->stop = 0;
+	v->done = v->skipped = 0;
+	v->total = total;
+	v->started = (int64_t)kwd_now_us();
+	v->finished = 0;
+	v->resumed = resumed;
+	v->error[0] = '\0';
+	snprintf(v->actor, sizeof(v->actor), "%s", actor);
+	e = pthread_create(&v->thread, NULL, rot_main, v);
+	if (e != 0) {
+		v->state = ROT_FAILED;
+		snprintf(v->error, sizeof(v->error), "cannot start the rewrap thread: %s", strerror(e));
+		pthread_mutex_unlock(&v->rlock);
+		return kw_fail(-e, "cannot start the rewrap thread");
+	}
+	v->joinable = 1;
+	pthread_mutex_unlock(&v->rlock);
+	return 0;
+}
+
+/* Create version N+1, make it current, start the rewrap.  *newv gets N+1. */
+static int
+rotate_vault(struct kwd *d, struct kwd_vault *v, const char *actor, uint32_t *newv, json_t **from)
+{
+	struct p11_mkey *tk = NULL, mk;
+	struct store_key k;
+	size_t nt = 0;
+	uint32_t next = 0;
+	uint64_t left = 0;
+	int e, re = 0;
+	json_t *rem = NULL;
+
+	pthread_mutex_lock(&v->rlock);
+	e = v->state == ROT_RUNNING;
+	pthread_mutex_unlock(&v->rlock);
+	if (e) {
+		e = kw_fail(KW_E_CONFLICT, "a rotation of vault '%s' is already running", v->name);
+		goto out;
+	}
+	/* The next version is above every version the store or the token
+	 * knows (a token key left by a crash is never reused). */
+	if ((e = p11_mkey_list(d->p11, v->name, &tk, &nt)) != 0)
+		goto out;
+	pthread_rwlock_rdlock(&v->lock);
+	for (size_t i = 0; i < v->nkeys; i++)
+		if (v->keys[i].version > next)
+			next = v->keys[i].version;
+	pthread_rwlock_unlock(&v->lock);
+	for (size_t i = 0; i < nt; i++)
+		if (tk[i].version > next)
+			next = tk[i].version;
+	next++;
+	if ((e = p11_mkey_create(d->p11, v->name, next, &mk)) != 0)
+		goto out;
+	memset(&k, 0, sizeof(k));
+	k.version = next;
+	memcpy(k.key_id, mk.id, sizeof(k.key_id));
+	k.state = STORE_KEY_ACTIVE;
+	k.created = (int64_t)kwd_now_us();
+	if ((e = store_key_add(d->store, v->name, &k)) != 0 ||
+	    (e = store_key_set_current(d->store, v->name, next)) != 0 ||
+	    (e = view_refresh(d, v)) != 0)
+		goto out;
+	log_notice("vault '%s': master key version %u created and current (%s)", v->name, next, actor);
+	rem = remaining_json(d, v, &left, &re);
+	if ((e = re) != 0)
+		goto out;
+	audit_glue_admin(d, "vault.rotation.started", json_pack("{s:s,s:i,s:O,s:I,s:s}", "vault", v->name,
+	    "key_version", (int)next, "remaining", rem, "total", (json_int_t)left, "by", actor));
+	if ((e = rot_launch(v, left, 0, actor)) != 0)
+		goto out;
+	*newv = next;
+	if (from != NULL) {
+		*from = rem;
+		rem = NULL;
+	}
+out:
+	json_decref(rem);
+	free(tk);
+	return e;
+}
+
+/* ---- resume and schedule ------------------------------------------------------------ */
+
+static void
+maint_check(struct kwd *d, int at_start)
+{
+	for (size_t i = 0; i < d->nvaults; i++) {
+		struct kwd_vault *v = &d->vaults[i];
+		const struct config_vault *cv = config_vault_find(d->cfg, v->name);
+		unsigned days = cv ? __atomic_load_n(&cv->rotation_days, __ATOMIC_RELAXED) : 0;
+		int running;
+
+		pthread_mutex_lock(&v->admin);
+		pthread_mutex_lock(&v->rlock);
+		running = v->state == ROT_RUNNING;
+		pthread_mutex_unlock(&v->rlock);
+		if (running)
+			goto next;
+		if (at_start) {
+			uint64_t left = 0;
+			int re = 0;
+			json_t *rem = remaining_json(d, v, &left, &re);
+			if (re == 0 && left > 0) {
+				log_notice("vault '%s': %" PRIu64 " records still under older master keys: "
+				    "resuming the rotation to version %u", v->name, left, v->current);
+				audit_glue_admin(d, "vault.rotation.resumed", json_pack("{s:s,s:i,s:O,s:I}",
+				    "vault", v->name, "key_version", (int)v->current, "remaining", rem,
+				    "total", (json_int_t)left));
+				if (rot_launch(v, left, 1, "resume") != 0)
+					log_err("vault '%s': cannot resume the rotation: %s", v->name,
+					    kw_errdetail(KW_E_INTERNAL));
+			}
+			json_decref(rem);
+			if (left > 0)
+				goto next;
+		}
+		if (days > 0) {
+			int64_t created = 0, now = (int64_t)kwd_now_us();
+			pthread_rwlock_rdlock(&v->lock);
+			for (size_t j = 0; j < v->nkeys; j++)
+				if (v->keys[j].version == v->current)
+					created = v->keys[j].created;
+			pthread_rwlock_unlock(&v->lock);
+			if (created > 0 && now - created >= (int64_t)days * 86400 * 1000000) {
+				uint32_t nv = 0;
+				int e;
+				log_notice("vault '%s': the current master key is older than %u days: rotating",
+				    v->name, days);
+				if ((e = rotate_vault(d, v, "schedule", &nv, NULL)) != 0)
+					log_err("vault '%s': scheduled rotation failed: %s", v->name, kw_errdetail(e));
+			}
+		}
+next:
+		pthread_mutex_unlock(&v->admin);
+	}
+}
+
+static void *
+maint_main(void *arg)
+{
+	struct kwd *d = arg;
+	int first = 1;
+
+	pthread_mutex_lock(&d->maint_lock);
+	while (!d->maint_stop) {
+		struct timespec ts;
+		pthread_mutex_unlock(&d->maint_lock);
+		maint_check(d, first);
+		first = 0;
+		pthread_mutex_lock(&d->maint_lock);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 60;
+		while (!d->maint_stop &&
+		    pthread_cond_timedwait(&d->maint_cond, &d->maint_lock, &ts) != ETIMEDOUT)
+			;
+	}
+	pthread_mutex_unlock(&d->maint_lock);
+	return NULL;
+}
+
+int
+kwd_rotation_start_thread(struct kwd *d)
+{
+	int e = pthread_create(&d->maint, NULL, maint_main, d);
+	if (e != 0)
+		return kw_fail(-e, "cannot start the rotation thread");
+	d->maint_started = 1;
+	return 0;
+}
+
+void
+kwd_rotation_stop_all(struct kwd *d)
+{
+	if (d->maint_started) {
+		pthread_mutex_lock(&d->maint_lock);
+		d->maint_stop = 1;
+		pthread_cond_broadcast(&d->maint_cond);
+		pthread_mutex_unlock(&d->maint_lock);
+		pthread_join(d->maint, NULL);
+		d->maint_started = 0;
+	}
+	for (size_t i = 0; i < d->nvaults; i++) {
+		struct kwd_vault *v = &d->vaults[i];
+		int join;
+		pthread_mutex_lock(&v->rlock);
+		v->stop = 1;
+		join = v->joinable;
+		v->joinable = 0;
+		pthread_mutex_unlock(&v->rlock);
+		if (join)
+			pthread_join(v->thread, NULL);
+	}
+}
+
+/* ---- handlers ----------------------------------------------------------------------- */
+
+static json_t *
+time_or_null(int64_t us)
+{
+	char buf[40];
+	return us ? json_string(kwd_time_str(buf, sizeof(buf), us)) : json_null();
+}
+
+static json_t *
+rotation_json(struct kwd *d, struct kwd_vault *v, int *err)
+{
+	uint64_t left = 0;
+	json_t *rem = remaining_json(d, v, &left, err), *o;
+	double rate = 0, eta = 0;
+	int64_t now = (int64_t)kwd_now_us();
+
+	pthread_mutex_lock(&v->rlock);
+	if (v->started != 0) {
+		int64_t end = v->finished ? v->finished : now;
+		if (end > v->started)
+			rate = (double)v->done * 1e6 / (double)(end - v->started);
+	}
+	if (v->state == ROT_RUNNING && rate > 0 && v->total > v->done)
+		eta = (double)(v->total - v->done) / rate;
+	pthread_rwlock_rdlock(&v->lock);
+	o = json_pack("{s:s,s:s,s:i,s:o,s:o,s:I,s:I,s:I,s:f,s:f,s:b,s:o,s:o}",
+	    "vault", v->name, "state", rot_state_names[v->state], "key_version", (int)v->current,
+	    "started", time_or_null(v->started), "finished", time_or_null(v->finished),
+	    "done", (json_int_t)v->done, "total", (json_int_t)v->total, "skipped", (json_int_t)v->skipped,
+	    "rate_per_s", rate, "eta_s", eta, "resumed", v->resumed,
+	    "error", v->error[0] ? json_string(v->error) : json_null(), "remaining", rem);
+	pthread_rwlock_unlock(&v->lock);
+	pthread_mutex_unlock(&v->rlock);
+	return o;
+}
+
+static struct kwd_vault *
+req_vault(struct kwd_req *r)
+{
+	struct kwd_vault *v = vault_find(r->d, r->vault);
+	if (v == NULL)
+		kwd_reply_error(r, 404, "vault_not_found", "no vault named '%s'", r->vault);
+	return v;
+}
+
+void
+h_rotation_start(struct kwd_req *r)
+{
+	struct kwd_vault *v = req_vault(r);
+	uint32_t nv = 0;
+	json_t *from = NULL, *st;
+	char actor[64];
+	int e;
+
+	if (v == NULL)
+		return;
+	if (kwd_intent_or_refuse(r, "rotated") != 0)
+		return;
+	snprintf(actor, sizeof(actor), "uid %u", (unsigned)r->who.uid);
+	pthread_mutex_lock(&v->admin);
+	e = rotate_vault(r->d, v, actor, &nv, &from);
+	pthread_mutex_unlock(&v->admin);
+	if (e == KW_E_CONFLICT) {
+		kwd_reply_error(r, 409, "rotation_running", "%s", kw_errdetail(e));
+		return;
+	}
+	if (e != 0) {
+		kwd_reply_kwerr(r, e, "rotate");
+		return;
+	}
+	r->key_version = nv;
+	r->extra = json_pack("{s:o}", "from", from);
+	st = rotation_json(r->d, v, &e);
+	kwd_reply_json(r, 202, st);
+}
+
+void
+h_rotation_status(struct kwd_req *r)
+{
+	struct kwd_vault *v = req_vault(r);
+	json_t *st;
+	int e = 0;
+
+	if (v == NULL)
+		return;
+	st = rotation_json(r->d, v, &e);
+	if (e != 0) {
+		json_decref(st);
+		kwd_reply_kwerr(r, e, "rotation status");
+		return;
+	}
+	kwd_reply_json(r, 200, st);
+}
+
+static const char *
+key_state_name(enum store_key_state s)
+{
+	return s == STORE_KEY_ACTIVE ? "active" : s == STORE_KEY_RETIRED ? "retired" : "destroyed";
+}
+
+/* One version as listed; in_token from the token's own list. */
+static json_t *
+mkey_json(struct kwd *d, const char *vault, const struct store_key *k, int in_token, int *err)
+{
+	uint64_t c = 0;
+	int e = k->state == STORE_KEY_DESTROYED ? 0 : store_key_usage(d->store, vault, k->version, &c);
+
+	if (e != 0)
+		*err = e;
+	return json_pack("{s:i,s:s,s:o,s:o,s:I,s:b}", "version", (int)k->version,
+	    "state", key_state_name(k->state), "created", time_or_null(k->created),
+	    "retired", time_or_null(k->retired), "records", (json_int_t)c, "in_token", in_token);
+}
+
+void
+h_mkeys_list(struct kwd_req *r)
+{
+	struct kwd_vault *v = req_vault(r);
+	struct store_key *keys = NULL;
+	struct p11_mkey *tk = NULL;
+	size_t n = 0, nt = 0;
+	json_t *arr;
+	uint32_t cur;
+	int e, err = 0;
+
+	if (v == NULL)
+		return;
+	if ((e = p11_mkey_list(r->d->p11, v->name, &tk, &nt)) != 0) {
+		kwd_reply_kwerr(r, e, "list master keys");
+		return;
+	}
+	pthread_rwlock_rdlock(&v->lock);
+	cur = v->current;
+	if (v->nkeys > 0 && (keys = malloc(v->nkeys * sizeof(*keys))) != NULL) {
+		memcpy(keys, v->keys, v->nkeys * sizeof(*keys));
+		n = v->nkeys;
+	}
+	pthread_rwlock_unlock(&v->lock);
+	arr = json_array();
+	for (size_t i = 0; i < n; i++) {
+		int in = 0;
+		for (size_t j = 0; j < nt; j++)
+			if (tk[j].version == keys[i].version)
+				in = 1;
+		json_array_append_new(arr, mkey_json(r->d, v->name, &keys[i], in, &err));
+	}
+	free(keys);
+	free(tk);
+	if (err != 0) {
+		json_decref(arr);
+		kwd_reply_kwerr(r, err, "list master keys");
+		return;
+	}
+	kwd_reply_json(r, 200, json_pack("{s:s,s:i,s:o}", "vault", v->name, "current", (int)cur, "keys", arr));
+}
+
+/* Reply with one version as listed. */
+static void
+reply_mkey(struct kwd_req *r, struct kwd_vault *v, uint32_t version)
+{
+	struct store_key k;
+	int found = 0, err = 0;
+	json_t *o;
+
+	pthread_rwlock_rdlock(&v->lock);
+	for (size_t i = 0; i < v->nkeys; i++)
+		if (v->keys[i].version == version) {
+			k = v->keys[i];
+			found = 1;
+		}
+	pthread_rwlock_unlock(&v->lock);
+	if (!found) {
+		kwd_reply_error(r, 404, "not_found", "vault '%s' has no master key version %u", v->name, version);
+		return;
+	}
+	o = mkey_json(r->d, v->name, &k, k.state != STORE_KEY_DESTROYED, &err);
+	kwd_reply_json(r, 200, o);
+}
+
+/* The version in the path, known to the view; else a reply and -1. */
+static int
+req_mkey(struct kwd_req *r, struct kwd_vault *v, enum store_key_state *st)
+{
+	if (r->version == 0 || r->version > UINT32_MAX || !view_state(v, (uint32_t)r->version, st)) {
+		kwd_reply_error(r, 404, "not_found", "vault '%s' has no master key version %llu", v->name,
+		    (unsigned long long)r->version);
+		return -1;
+	}
+	r->key_version = (uint32_t)r->version;
+	return 0;
+}
+
+void
+h_mkey_retire(struct kwd_req *r)
+{
+	struct kwd_vault *v = req_vault(r);
+	enum store_key_state st;
+	uint64_t used = 0;
+	uint32_t ver, cur;
+	int e;
+
+	if (v == NULL || req_mkey(r, v, &st) != 0)
+		return;
+	ver = (uint32_t)r->version;
+	r->extra = json_pack("{s:s}", "operation", "retire");
+	if (kwd_intent_or_refuse(r, "retired") != 0)
+		return;
+	pthread_mutex_lock(&v->admin);
+	pthread_rwlock_rdlock(&v->lock);
+	cur = v->current;
+	pthread_rwlock_unlock(&v->lock);
+	view_state(v, ver, &st);
+	if (st != STORE_KEY_ACTIVE) {
+		pthread_mutex_unlock(&v->admin);
+		reply_mkey(r, v, ver);   /* already retired: nothing to do */
+		return;
+	}
+	if (ver == cur) {
+		pthread_mutex_unlock(&v->admin);
+		kwd_reply_error(r, 409, "key_in_use", "version %u is the current master key of vault '%s': "
+		    "rotate first", ver, v->name);
+		return;
+	}
+	if ((e = store_key_usage(r->d->store, v->name, ver, &used)) != 0) {
+		pthread_mutex_unlock(&v->admin);
+		kwd_reply_kwerr(r, e, "retire");
+		return;
+	}
+	if (used > 0) {
+		pthread_mutex_unlock(&v->admin);
+		kwd_reply_error(r, 409, "key_in_use", "%" PRIu64 " record(s) of vault '%s' still use master key "
+		    "version %u: let the rotation finish (keywarden vault rotation %s)", used, v->name, ver, v->name);
+		return;
+	}
+	e = store_key_set_state(r->d->store, v->name, ver, STORE_KEY_RETIRED, (int64_t)kwd_now_us());
+	if (e == 0)
+		e = view_refresh(r->d, v);
+	pthread_mutex_unlock(&v->admin);
+	if (e != 0) {
+		kwd_reply_kwerr(r, e, "retire");
+		return;
+	}
+	log_notice("vault '%s': master key version %u retired", v->name, ver);
+	reply_mkey(r, v, ver);
+}
+
+void
+h_mkey_destroy(struct kwd_req *r)
+{
+	struct kwd_vault *v = req_vault(r);
+	enum store_key_state st;
+	uint32_t ver;
+	int e;
+
+	if (v == NULL || req_mkey(r, v, &st) != 0)
+		return;
+	ver = (uint32_t)r->version;
+	r->extra = json_pack("{s:s}", "operation", "destroy");
+	if (kwd_intent_or_refuse(r, "destroyed") != 0)
+		return;
+	pthread_mutex_lock(&v->admin);
+	view_state(v, ver, &st);
+	if (st == STORE_KEY_ACTIVE) {
+		pthread_mutex_unlock(&v->admin);
+		kwd_reply_error(r, 409, "key_not_retired", "master key version %u of vault '%s' is active: "
+		    "retire it first (keywarden vault retire %s --version %u)", ver, v->name, v->name, ver);
+		return;
+	}
+	if (st == STORE_KEY_RETIRED) {
+		/* Token first: a crash between the two leaves a retired version
+		 * whose object is gone, and destroying it again finishes. */
+		e = p11_mkey_destroy(r->d->p11, v->name, ver);
+		if (e == KW_E_KEY_NOT_FOUND)
+			e = 0;
+		if (e == 0)
+			e = store_key_set_state(r->d->store, v->name, ver, STORE_KEY_DESTROYED, (int64_t)kwd_now_us());
+		if (e == 0)
+			e = view_refresh(r->d, v);
+		if (e != 0) {
+			pthread_mutex_unlock(&v->admin);
+			kwd_reply_kwerr(r, e, "destroy");
+			return;
+		}
+		log_notice("vault '%s': master key version %u destroyed in the token", v->name, ver);
+	}
+	pthread_mutex_unlock(&v->admin);
+	reply_mkey(r, v, ver);
+}

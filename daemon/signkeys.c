@@ -1,0 +1,539 @@
+/*
+ * signkeys.c - asymmetric signing keys kept in the token: create, rotate,
+ * read the public key (PEM, JWK), sign (ES256, RS256, PS256), verify.
+ *
+ * The token holds the truth: a signing key is the set of key pairs
+ * labelled "keywarden/<vault>/sign/<name>/v<N>" (pkcs11/p11.h).  Private
+ * keys never leave it; verifying needs only the public key and runs here
+ * with OpenSSL.  The key's kid is "<name>.<version>".
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+#include "kw_error.h"
+#include "pkcs11/p11.h"
+#include "daemon/kwd.h"
+
+#define MESSAGE_MAX (1024 * 1024)
+
+/* ---- encodings -------------------------------------------------------------------- */
+
+static json_t *
+b64_json_str(const uint8_t *bin, size_t len, int url)
+{
+	char *s = malloc(4 * ((len + 2) / 3) + 1);
+	json_t *j;
+	int n;
+
+	if (s == NULL)
+		return NULL;
+	n = EVP_EncodeBlock((unsigned char *)s, bin, (int)len);
+	if (url) {
+		while (n > 0 && s[n - 1] == '=')
+			n--;
+		s[n] = '\0';
+		for (int i = 0; i < n; i++)
+			s[i] = s[i] == '+' ? '-' : s[i] == '/' ? '_' : s[i];
+	}
+	j = json_string(s);
+	free(s);
+	return j;
+}
+
+static json_t *
+bn_b64url(const BIGNUM *bn)
+{
+	int n = BN_num_bytes(bn);
+	uint8_t *b = malloc(n > 0 ? (size_t)n : 1);
+	json_t *j;
+
+	if (b == NULL)
+		return NULL;
+	BN_bn2bin(bn, b);
+	j = b64_json_str(b, (size_t)n, 1);
+	free(b);
+	return j;
+}
+
+/* Decode standard base64 or base64url (padding optional) into malloc'd. */
+static int
+b64_decode_any(const char *s, uint8_t **out, size_t *outlen)
+{
+	size_t len = strlen(s), pad, i;
+	char *t;
+	int n;
+
+	if ((t = malloc(len + 4)) == NULL)
+		return -ENOMEM;
+	for (i = 0; i < len; i++)
+		t[i] = s[i] == '-' ? '+' : s[i] == '_' ? '/' : s[i];
+	while (i % 4 != 0)
+		t[i++] = '=';
+	t[i] = '\0';
+	pad = (i > 0 && t[i - 1] == '=') + (i > 1 && t[i - 2] == '=');
+	if ((*out = malloc(i / 4 * 3 + 3)) == NULL) {
+		free(t);
+		return -ENOMEM;
+	}
+	n = EVP_DecodeBlock(*out, (unsigned char *)t, (int)i);
+	free(t);
+	if (n < 0 || (size_t)n < pad) {
+		free(*out);
+		*out = NULL;
+		return -EINVAL;
+	}
+	*outlen = (size_t)n - pad;
+	return 0;
+}
+
+/* raw r||s (64 bytes) -> DER ECDSA-Sig-Value; *der malloc'd. */
+static int
+ecdsa_raw_to_der(const uint8_t *raw, size_t len, uint8_t **der, size_t *derlen)
+{
+	ECDSA_SIG *sig = ECDSA_SIG_new();
+	BIGNUM *rr = BN_bin2bn(raw, (int)len / 2, NULL), *ss = BN_bin2bn(raw + len / 2, (int)len / 2, NULL);
+	unsigned char *p = NULL;
+	int n = -1;
+
+	if (sig != NULL && rr != NULL && ss != NULL && ECDSA_SIG_set0(sig, rr, ss) == 1) {
+		rr = ss = NULL;
+		n = i2d_ECDSA_SIG(sig, &p);
+	}
+	BN_free(rr);
+	BN_free(ss);
+	ECDSA_SIG_free(sig);
+	if (n <= 0)
+		return -ENOMEM;
+	*der = p;          /* OPENSSL_malloc'd: release with OPENSSL_free */
+	*derlen = (size_t)n;
+	return 0;
+}
+
+/* ---- keys ---------------------------------------------------------------------- */
+
+/* The versions of one signing key; *n 0 if there is none. */
+static int
+skey_versions(struct kwd_req *r, struct p11_skey **keys, size_t *n)
+{
+	int e = p11_skey_list(r->d->p11, r->vault, r->name, keys, n);
+	if (e != 0)
+		kwd_reply_kwerr(r, e, "signing key");
+	return e;
+}
+
+static EVP_PKEY *
+skey_pkey(struct kwd_req *r, unsigned version)
+{
+	uint8_t *der = NULL;
+	size_t dl = 0;
+	const unsigned char *p;
+	EVP_PKEY *pk = NULL;
+	int e = p11_skey_public(r->d->p11, r->vault, r->name, version, &der, &dl);
+
+	if (e != 0) {
+		kwd_reply_kwerr(r, e, "public key");
+		return NULL;
+	}
+	p = der;
+	pk = d2i_PUBKEY(NULL, &p, (long)dl);
+	free(der);
+	if (pk == NULL)
+		kwd_reply_error(r, 500, "internal", "the token's public key of '%s' version %u does not parse",
+		    r->name, version);
+	return pk;
+}
+
+/* {"name","type","version","versions","kid","public_key_pem","jwk"} */
+static json_t *
+skey_json(struct kwd_req *r, const struct p11_skey *keys, size_t n, unsigned version)
+{
+	const struct p11_skey *k = NULL;
+	json_t *vers = json_array(), *jwk = NULL, *o;
+	EVP_PKEY *pk;
+	BIO *bio = NULL;
+	char kid[96], *pem = NULL;
+	long pl;
+
+	for (size_t i = 0; i < n; i++) {
+		json_array_append_new(vers, json_integer(keys[i].version));
+		if (keys[i].version == version)
+			k = &keys[i];
+	}
+	if (k == NULL) {
+		json_decref(vers);
+		kwd_reply_error(r, 404, "version_not_found", "signing key '%s' has no version %u", r->name, version);
+		return NULL;
+	}
+	if ((pk = skey_pkey(r, version)) == NULL) {
+		json_decref(vers);
+		return NULL;
+	}
+	snprintf(kid, sizeof(kid), "%s.%u", k->name, k->version);
+	if ((bio = BIO_new(BIO_s_mem())) != NULL && PEM_write_bio_PUBKEY(bio, pk) == 1) {
+		char *data;
+		pl = BIO_get_mem_data(bio, &data);
+		if ((pem = malloc((size_t)pl + 1)) != NULL) {
+			memcpy(pem, data, (size_t)pl);
+			pem[pl] = '\0';
+		}
+	}
+	if (k->type == P11_SKEY_EC_P256) {
+		uint8_t pub[65];
+		size_t publen = 0;
+		if (EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_PUB_KEY, pub, sizeof(pub), &publen) == 1 &&
+		    publen == 65)
+			jwk = json_pack("{s:s,s:s,s:o,s:o,s:s,s:s,s:s}", "kty", "EC", "crv", "P-256",
+			    "x", b64_json_str(pub + 1, 32, 1), "y", b64_json_str(pub + 33, 32, 1),
+			    "kid", kid, "alg", "ES256", "use", "sig");
+	} else {
+		BIGNUM *nn = NULL, *ee = NULL;
+		if (EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_N, &nn) == 1 &&
+		    EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_E, &ee) == 1)
+			jwk = json_pack("{s:s,s:o,s:o,s:s,s:s}", "kty", "RSA", "n", bn_b64url(nn),
+			    "e", bn_b64url(ee), "kid", kid, "use", "sig");
+		BN_free(nn);
+		BN_free(ee);
+	}
+	BIO_free(bio);
+	EVP_PKEY_free(pk);
+	if (pem == NULL || jwk == NULL) {
+		free(pem);
+		json_decref(jwk);
+		json_decref(vers);
+		kwd_reply_error(r, 500, "internal", "cannot encode the public key of '%s'", r->name);
+		return NULL;
+	}
+	o = json_pack("{s:s,s:s,s:s,s:i,s:o,s:s,s:s,s:o}", "vault", r->vault, "name", k->name,
+	    "type", p11_skey_type_name(k->type), "version", (int)k->version, "versions", vers,
+	    "kid", kid, "public_key_pem", pem, "jwk", jwk);
+	free(pem);
+	return o;
+}
+
+static void
+skey_make(struct kwd_req *r, int rotate)
+{
+	struct p11_skey *keys = NULL, made;
+	enum p11_skey_type type = P11_SKEY_EC_P256;
+	size_t n = 0;
+	unsigned next = 1;
+	json_t *o;
+	int e;
+
+	if (!rotate) {
+		const char *ts = r->body ? json_string_value(json_object_get(r->body, "type")) : NULL;
+		if (ts == NULL || p11_skey_type_parse(ts, &type) != 0) {
+			kwd_reply_error(r, 400, "invalid_parameter", "type must be \"ec-p256\" or \"rsa-3072\"");
+			return;
+		}
+	}
+	if (kwd_intent_or_refuse(r, "created") != 0)
+		return;
+	if (skey_versions(r, &keys, &n) != 0)
+		return;
+	if (!rotate && n > 0) {
+		kwd_reply_error(r, 409, "conflict", "vault '%s' already has a signing key '%s' (rotate it instead)",
+		    r->vault, r->name);
+		goto out;
+	}
+	if (rotate && n == 0) {
+		kwd_reply_error(r, 404, "not_found", "vault '%s' has no signing key '%s'", r->vault, r->name);
+		goto out;
+	}
+	if (rotate) {
+		next = keys[n - 1].version + 1;
+		type = keys[n - 1].type;
+	}
+	if ((e = p11_skey_create(r->d->p11, r->vault, r->name, next, type, &made)) != 0) {
+		if (e == KW_E_KEY_EXISTS)
+			kwd_reply_error(r, 409, "conflict", "signing key '%s' version %u exists already", r->name, next);
+		else if (e == KW_E_MECHANISM)
+			kwd_reply_error(r, 400, "invalid_parameter", "the token cannot make %s keys: %s",
+			    p11_skey_type_name(type), kw_errdetail(e));
+		else
+			kwd_reply_kwerr(r, e, "create signing key");
+		goto out;
+	}
+	free(keys);
+	keys = NULL;
+	if (skey_versions(r, &keys, &n) != 0)
+		goto out;
+	r->extra = json_pack("{s:s,s:i}", "key_type", p11_skey_type_name(type), "signing_key_version", (int)next);
+	if ((o = skey_json(r, keys, n, next)) != NULL)
+		kwd_reply_json(r, 201, o);
+out:
+	free(keys);
+}
+
+void
+h_skey_create(struct kwd_req *r)
+{
+	skey_make(r, 0);
+}
+
+void
+h_skey_rotate(struct kwd_req *r)
+{
+	skey_make(r, 1);
+}
+
+void
+h_skey_list(struct kwd_req *r)
+{
+	struct p11_skey *keys = NULL;
+	size_t n = 0;
+	json_t *arr = json_array(), *cur = NULL;
+	int e = p11_skey_list(r->d->p11, r->vault, NULL, &keys, &n);
+
+	if (e != 0) {
+		json_decref(arr);
+		kwd_reply_kwerr(r, e, "list signing keys");
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (cur == NULL || strcmp(json_string_value(json_object_get(cur, "name")), keys[i].name) != 0) {
+			cur = json_pack("{s:s,s:s,s:[]}", "name", keys[i].name, "type",
+			    p11_skey_type_name(keys[i].type), "versions");
+			json_array_append_new(arr, cur);
+		}
+		json_array_append_new(json_object_get(cur, "versions"), json_integer(keys[i].version));
+		json_object_set_new(cur, "version", json_integer(keys[i].version));
+	}
+	free(keys);
+	kwd_reply_json(r, 200, json_pack("{s:s,s:o}", "vault", r->vault, "keys", arr));
+}
+
+/* The version asked for in the query or the body (0: newest). */
+static int
+req_skey_version(struct kwd_req *r, const struct p11_skey *keys, size_t n, unsigned *version)
+{
+	json_t *q = json_object_get(r->query, "version");
+	json_t *b = r->body ? json_object_get(r->body, "key_version") : NULL;
+	long long v = 0;
+
+	if (q != NULL) {
+		char *end;
+		const char *s = json_string_value(q);
+		v = s ? strtoll(s, &end, 10) : -1;
+		if (s == NULL || *end != '\0' || v < 1 || v > 1000000) {
+			kwd_reply_error(r, 400, "invalid_parameter", "version must be a whole number from 1");
+			return -1;
+		}
+	} else if (b != NULL) {
+		if (!json_is_integer(b) || json_integer_value(b) < 1 || json_integer_value(b) > 1000000) {
+			kwd_reply_error(r, 400, "invalid_parameter", "key_version must be a whole number from 1");
+			return -1;
+		}
+		v = json_integer_value(b);
+	}
+	*version = v ? (unsigned)v : keys[n - 1].version;
+	return 0;
+}
+
+void
+h_skey_get(struct kwd_req *r)
+{
+	struct p11_skey *keys = NULL;
+	size_t n = 0;
+	unsigned version;
+	json_t *o;
+
+	if (skey_versions(r, &keys, &n) != 0)
+		return;
+	if (n == 0) {
+		kwd_reply_error(r, 404, "not_found", "vault '%s' has no signing key '%s'", r->vault, r->name);
+		goto out;
+	}
+	if (req_skey_version(r, keys, n, &version) != 0)
+		goto out;
+	if ((o = skey_json(r, keys, n, version)) != NULL)
+		kwd_reply_json(r, 200, o);
+out:
+	free(keys);
+}
+
+/* The SHA-256 digest to sign or verify, from "message" or "digest". */
+static int
+req_digest(struct kwd_req *r, uint8_t digest[32])
+{
+	const char *m = r->body ? json_string_value(json_object_get(r->body, "message")) : NULL;
+	const char *dg = r->body ? json_string_value(json_object_get(r->body, "digest")) : NULL;
+	uint8_t *bin = NULL;
+	size_t bl = 0;
+	unsigned dlen = 32;
+
+	if ((m == NULL) == (dg == NULL)) {
+		kwd_reply_error(r, 400, "invalid_parameter", "give exactly one of \"message\" and \"digest\" (base64)");
+		return -1;
+	}
+	if (b64_decode_any(m ? m : dg, &bin, &bl) != 0) {
+		kwd_reply_error(r, 400, "invalid_parameter", "\"%s\" is not valid base64", m ? "message" : "digest");
+		return -1;
+	}
+	if (m != NULL) {
+		if (bl > MESSAGE_MAX) {
+			free(bin);
+			kwd_reply_error(r, 413, "too_large", "the message is %zu bytes; send a digest above %d", bl, MESSAGE_MAX);
+			return -1;
+		}
+		EVP_Digest(bin, bl, digest, &dlen, EVP_sha256(), NULL);
+	} else {
+		if (bl != 32) {
+			free(bin);
+			kwd_reply_error(r, 400, "invalid_parameter", "digest must be a SHA-256 digest (32 bytes), not %zu", bl);
+			return -1;
+		}
+		memcpy(digest, bin, 32);
+	}
+	free(bin);
+	return 0;
+}
+
+static int
+req_alg(struct kwd_req *r, const struct p11_skey *k, enum p11_sig_alg *alg)
+{
+	const char *as = r->body ? json_string_value(json_object_get(r->body, "alg")) : NULL;
+
+	if (as == NULL) {
+		*alg = k->type == P11_SKEY_EC_P256 ? P11_SIG_ES256 : P11_SIG_RS256;
+		return 0;
+	}
+	if (p11_sig_alg_parse(as, alg) != 0) {
+		kwd_reply_error(r, 400, "invalid_parameter", "alg must be ES256, RS256 or PS256");
+		return -1;
+	}
+	if (p11_sig_alg_check(k->type, *alg) != 0) {
+		kwd_reply_error(r, 400, "invalid_parameter", "alg %s does not fit the %s key '%s'", as,
+		    p11_skey_type_name(k->type), r->name);
+		return -1;
+	}
+	return 0;
+}
+
+static const struct p11_skey *
+pick(struct kwd_req *r, const struct p11_skey *keys, size_t n, unsigned version)
+{
+	for (size_t i = 0; i < n; i++)
+		if (keys[i].version == version)
+			return &keys[i];
+	kwd_reply_error(r, 404, "version_not_found", "signing key '%s' has no version %u", r->name, version);
+	return NULL;
+}
+
+void
+h_skey_sign(struct kwd_req *r)
+{
+	struct p11_skey *keys = NULL;
+	const struct p11_skey *k;
+	enum p11_sig_alg alg;
+	uint8_t digest[32], sig[P11_SIG_MAX], *der = NULL;
+	size_t n = 0, sl = 0, dl = 0;
+	char kid[96];
+	json_t *o;
+	int e;
+
+	if (skey_versions(r, &keys, &n) != 0)
+		return;
+	if (n == 0) {
+		kwd_reply_error(r, 404, "not_found", "vault '%s' has no signing key '%s'", r->vault, r->name);
+		goto out;
+	}
+	k = &keys[n - 1];     /* signing always uses the newest version */
+	if (req_alg(r, k, &alg) != 0 || req_digest(r, digest) != 0)
+		goto out;
+	if ((e = p11_skey_sign(r->d->p11, r->vault, r->name, k->version, alg, digest, sig, &sl)) != 0) {
+		kwd_reply_kwerr(r, e, "sign");
+		goto out;
+	}
+	snprintf(kid, sizeof(kid), "%s.%u", k->name, k->version);
+	r->extra = json_pack("{s:s,s:i}", "alg", p11_sig_alg_name(alg), "signing_key_version", (int)k->version);
+	if (alg == P11_SIG_ES256) {
+		if (ecdsa_raw_to_der(sig, sl, &der, &dl) != 0) {
+			kwd_reply_error(r, 500, "internal", "cannot encode the signature");
+			goto out;
+		}
+		o = json_pack("{s:o,s:o}", "signature", b64_json_str(der, dl, 0),
+		    "signature_jose", b64_json_str(sig, sl, 1));
+		OPENSSL_free(der);
+	} else {
+		o = json_pack("{s:o,s:o}", "signature", b64_json_str(sig, sl, 0),
+		    "signature_jose", b64_json_str(sig, sl, 1));
+	}
+	json_object_set_new(o, "key_version", json_integer(k->version));
+	json_object_set_new(o, "kid", json_string(kid));
+	json_object_set_new(o, "alg", json_string(p11_sig_alg_name(alg)));
+	kwd_reply_json(r, 200, o);
+out:
+	free(keys);
+}
+
+void
+h_skey_verify(struct kwd_req *r)
+{
+	struct p11_skey *keys = NULL;
+	const struct p11_skey *k;
+	enum p11_sig_alg alg;
+	uint8_t digest[32], *sig = NULL, *der = NULL;
+	size_t n = 0, sl = 0, dl = 0;
+	unsigned version;
+	const char *ss;
+	EVP_PKEY *pk = NULL;
+	EVP_PKEY_CTX *pc = NULL;
+	int ok = 0;
+
+	if (skey_versions(r, &keys, &n) != 0)
+		return;
+	if (n == 0) {
+		kwd_reply_error(r, 404, "not_found", "vault '%s' has no signing key '%s'", r->vault, r->name);
+		goto out;
+	}
+	if (req_skey_version(r, keys, n, &version) != 0 || (k = pick(r, keys, n, version)) == NULL ||
+	    req_alg(r, k, &alg) != 0 || req_digest(r, digest) != 0)
+		goto out;
+	ss = r->body ? json_string_value(json_object_get(r->body, "signature")) : NULL;
+	if (ss == NULL || b64_decode_any(ss, &sig, &sl) != 0 || sl == 0 || sl > P11_SIG_MAX) {
+		kwd_reply_error(r, 400, "invalid_parameter", "the body needs \"signature\", base64 of at most %d bytes",
+		    P11_SIG_MAX);
+		goto out;
+	}
+	if (alg == P11_SIG_ES256 && sl == 64) {   /* the JOSE form: make it DER */
+		if (ecdsa_raw_to_der(sig, sl, &der, &dl) != 0) {
+			kwd_reply_error(r, 500, "internal", "cannot decode the signature");
+			goto out;
+		}
+	}
+	if ((pk = skey_pkey(r, version)) == NULL)
+		goto out;
+	if ((pc = EVP_PKEY_CTX_new(pk, NULL)) == NULL || EVP_PKEY_verify_init(pc) != 1 ||
+	    EVP_PKEY_CTX_set_signature_md(pc, EVP_sha256()) != 1 ||
+	    (alg == P11_SIG_PS256 && (EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, 32) != 1)) ||
+	    (alg == P11_SIG_RS256 && EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PADDING) != 1)) {
+		kwd_reply_error(r, 500, "internal", "cannot set up the verification");
+		goto out;
+	}
+	ok = EVP_PKEY_verify(pc, der ? der : sig, der ? dl : sl, digest, 32) == 1;
+	r->extra = json_pack("{s:s,s:i,s:b}", "alg", p11_sig_alg_name(alg), "signing_key_version", (int)version,
+	    "valid", ok);
+	kwd_reply_json(r, 200, json_pack("{s:b,s:i,s:s}", "valid", ok, "key_version", (int)version,
+	    "alg", p11_sig_alg_name(alg)));
+out:
+	EVP_PKEY_CTX_free(pc);
+	EVP_PKEY_free(pk);
+	OPENSSL_free(der);
+	free(sig);
+	free(keys);
+}

@@ -1,0 +1,1037 @@
+/*
+ * Master-key rotation, key operations and signing keys end to end: the real
+ * keywardend on a real SoftHSM token and SQLite file, clients reading and
+ * writing while the daemon is killed during a rewrap, pkcs11-tool looking
+ * into the token, and OpenSSL's command-line tool checking signatures.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <CUnit/Basic.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "tests/lib/kwtest.h"
+
+#define NSECRETS 10000
+
+static struct kwt_token tok;
+static struct kwt_daemon dmn;
+
+static json_t *
+req(const char *method, const char *path, const char *body, long *status)
+{
+	char *resp = NULL;
+	json_t *j;
+
+	*status = kwt_http(dmn.sock, method, path, body, &resp);
+	j = json_loads(resp ? resp : "", 0, NULL);
+	free(resp);
+	return j;
+}
+
+static json_t *
+reqf(const char *method, long *status, json_t *body, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static json_t *
+reqf(const char *method, long *status, json_t *body, const char *fmt, ...)
+{
+	char path[512], *b = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	va_list ap;
+	json_t *j;
+
+	va_start(ap, fmt);
+	vsnprintf(path, sizeof(path), fmt, ap);
+	va_end(ap);
+	j = req(method, path, b, status);
+	free(b);
+	json_decref(body);
+	return j;
+}
+
+static const char *
+err_code(json_t *j)
+{
+	return json_string_value(json_object_get(json_object_get(j, "error"), "code"));
+}
+
+static const char *
+jstr(json_t *j, const char *k)
+{
+	return json_string_value(json_object_get(j, k));
+}
+
+static json_int_t
+jint(json_t *j, const char *k)
+{
+	return json_integer_value(json_object_get(j, k));
+}
+
+static int
+suite_init(void)
+{
+	if (kwt_token_new(&tok, "kw-keys") != 0)
+		return -1;
+	return kwt_daemon_start(&dmn, &tok, NULL);
+}
+
+static int
+suite_clean(void)
+{
+	kwt_daemon_free(&dmn);
+	kwt_token_free(&tok);
+	return 0;
+}
+
+/* Wait until the vault's rotation is no longer running; its status. */
+static json_t *
+rotation_wait(const char *vault, int seconds)
+{
+	for (int i = 0; i < seconds * 20; i++) {
+		long st;
+		json_t *j = reqf("GET", &st, NULL, "/v1/vaults/%s/rotation", vault);
+		if (st == 200 && strcmp(jstr(j, "state"), "running") != 0)
+			return j;
+		json_decref(j);
+		usleep(50000);
+	}
+	return NULL;
+}
+
+/* ---- data keys and encryption --------------------------------------------------- */
+
+static void
+test_datakey_unwrap_rewrap(void)
+{
+	long st;
+	json_t *j, *k;
+	char *pt1;
+
+	j = reqf("POST", &st, json_pack("{s:i,s:{s:s}}", "bytes", 32, "context", "app", "billing"),
+	    "/v1/vaults/dev/keys/datakey");
+	CU_ASSERT_EQUAL_FATAL(st, 200);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(jstr(j, "plaintext"));
+	CU_ASSERT_EQUAL(strlen(jstr(j, "plaintext")), 44);    /* 32 bytes in base64 */
+	pt1 = strdup(jstr(j, "plaintext"));
+	k = json_incref(json_object_get(j, "wrapped"));
+	json_decref(j);
+
+	/* the same context opens it */
+	j = reqf("POST", &st, json_pack("{s:O,s:{s:s}}", "wrapped", k, "context", "app", "billing"),
+	    "/v1/vaults/dev/keys/unwrap");
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_STRING_EQUAL(jstr(j, "plaintext") ?: "", pt1);
+	json_decref(j);
+	/* another context, none, or another vault do not */
+	j = reqf("POST", &st, json_pack("{s:O,s:{s:s}}", "wrapped", k, "context", "app", "billinG"),
+	    "/v1/vaults/dev/keys/unwrap");
+	CU_ASSERT_EQUAL(st, 400);
+	CU_ASSERT_STRING_EQUAL(err_code(j) ?: "", "invalid_ciphertext");
+	CU_ASSERT_PTR_NULL(jstr(j, "plaintext"));
+	json_decref(j);
+	j = reqf("POST", &st, json_pack("{s:O}", "wrapped", k), "/v1/vaults/dev/keys/unwrap");
+	CU_ASSERT_EQUAL(st, 400);
+	json_decref(j);
+	j = reqf("POST", &st, json_pack("{s:O,s:{s:s}}", "wrapped", k, "context", "app", "billing"),
+	    "/v1/vaults/prod/keys/unwrap");
+	CU_ASSERT_EQUAL(st, 400);
+	json_decref(j);
+
+	/* without plaintext */
+	j = reqf("POST", &st, json_pack("{s:b}", "plaintext", 0), "/v1/vaults/dev/keys/datakey");
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_PTR_NULL(json_object_get(j, "plaintext"));
+	CU_ASSERT_PTR_NOT_NULL(jstr(j, "wrapped"));
+	json_decref(j);
+
+	/* bad input */
+	j = reqf("POST", &st, json_pack("{s:i}", "bytes", 8), "/v1/vaults/dev/keys/datakey");
+	CU_ASSERT_EQUAL(st, 400);
+	json_decref(j);
+	j = reqf("POST", &st, json_pack("{s:{s:i}}", "context", "n", 1), "/v1/vaults/dev/keys/datakey");
+	CU_ASSERT_EQUAL(st, 400);
+	CU_ASSERT_PTR_NOT_NULL(strstr(jstr(json_object_get(j, "error"), "message") ?: "", "\"n\""));
+	json_decref(j);
+	j = reqf("POST", &st, json_pack("{s:s}", "wrapped", "not base64!"), "/v1/vaults/dev/keys/unwrap");
+	CU_ASSERT_EQUAL(st, 400);
+	json_decref(j);
+	j = reqf("GET", &st, NULL, "/v1/vaults/dev/keys/datakey");
+	CU_ASSERT_EQUAL(st, 405);
+	json_decref(j);
+
+	json_decref(k);
+	free(pt1);
+}
+
+/* Flip one byte of a base64 blob at offset off (from the end if < 0). */
+static char *
+flip(const char *b64, long off)
+{
+	unsigned char bin[8192];
+	char *out = malloc(12000);
+	int n = EVP_DecodeBlock(bin, (const unsigned char *)b64, (int)strlen(b64));
+	size_t pad = strlen(b64) > 1 ? (b64[strlen(b64) - 1] == '=') + (b64[strlen(b64) - 2] == '=') : 0;
+
+	n -= (int)pad;
+	bin[off >= 0 ? off : n + off] ^= 0x01;
+	EVP_EncodeBlock((unsigned char *)out, bin, n);
+	return out;
+}
+
+static void
+test_encrypt_decrypt(void)
+{
+	long st;
+	json_t *j;
+	char *ct, *bad;
+	const char *msg = "aGVsbG8sIHRva2VuIQ==";   /* "hello, token!" */
+
+	j = reqf("POST", &st, json_pack("{s:s,s:{s:s,s:s}}", "plaintext", msg, "context", "file", "a.db", "tenant", "7"),
+	    "/v1/vaults/dev/keys/encrypt");
+	CU_ASSERT_EQUAL_FATAL(st, 200);
+	ct = strdup(jstr(j, "ciphertext"));
+	json_decref(j);
+	/* context key order does not matter: it is canonical */
+	j = reqf("POST", &st, json_pack("{s:s,s:{s:s,s:s}}", "ciphertext", ct, "context", "tenant", "7", "file", "a.db"),
+	    "/v1/vaults/dev/keys/decrypt");
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_STRING_EQUAL(jstr(j, "plaintext") ?: "", msg);
+	json_decref(j);
+	/* a changed context */
+	j = reqf("POST", &st, json_pack("{s:s,s:{s:s,s:s}}", "ciphertext", ct, "context", "tenant", "8", "file", "a.db"),
+	    "/v1/vaults/dev/keys/decrypt");
+	CU_ASSERT_EQUAL(st, 400);
+	CU_ASSERT_STRING_EQUAL(err_code(j) ?: "", "invalid_ciphertext");
+	json_decref(j);
+	/* a changed byte: in the tag, in the header (format), in the wrapped key */
+	for (long off = -1; off != 100; off = off == -1 ? 4 : off == 4 ? 20 : 100) {
+		bad = flip(ct, off);
+		j = reqf("POST", &st, json_pack("{s:s,s:{s:s,s:s}}", "ciphertext", bad, "context", "tenant", "7",
+		    "file", "a.db"), "/v1/vaults/dev/keys/decrypt");
+		CU_ASSERT_EQUAL(st, 400);
+		CU_ASSERT_PTR_NULL(jstr(j, "plaintext"));
+		json_decref(j);
+		free(bad);
+	}
+	/* another vault */
+	j = reqf("POST", &st, json_pack("{s:s,s:{s:s,s:s}}", "ciphertext", ct, "context", "tenant", "7", "file", "a.db"),
+	    "/v1/vaults/prod/keys/decrypt");
+	CU_ASSERT_EQUAL(st, 400);
+	json_decref(j);
+	/* 4 KiB is the limit */
+	{
+		char *big = malloc(8000);
+		unsigned char raw[4097];
+		memset(raw, 'x', sizeof(raw));
+		EVP_EncodeBlock((unsigned char *)big, raw, 4097);
+		j = reqf("POST", &st, json_pack("{s:s}", "plaintext", big), "/v1/vaults/dev/keys/encrypt");
+		CU_ASSERT_EQUAL(st, 413);
+		json_decref(j);
+		EVP_EncodeBlock((unsigned char *)big, raw, 4096);
+		j = reqf("POST", &st, json_pack("{s:s}", "plaintext", big), "/v1/vaults/dev/keys/encrypt");
+		CU_ASSERT_EQUAL(st, 200);
+		json_decref(j);
+		free(big);
+	}
+	free(ct);
+}
+
+/* Blobs made before a rotation open after it; a retired version opens
+ * nothing; rewrap moves a key to the new version. */
+static void
+test_blobs_across_rotation(void)
+{
+	long st;
+	json_t *j, *dk;
+	char *ct, *wrapped, *pt;
+	json_int_t v0;
+
+	j = reqf("POST", &st, json_pack("{s:s}", "plaintext", "AAEC"), "/v1/vaults/dev/keys/encrypt");
+	CU_ASSERT_EQUAL_FATAL(st, 200);
+	ct = strdup(jstr(j, "ciphertext"));
+	v0 = jint(j, "key_version");
+	json_decref(j);
+	dk = reqf("POST", &st, NULL, "/v1/vaults/dev/keys/datakey");
+	CU_ASSERT_EQUAL_FATAL(st, 200);
+	wrapped = strdup(jstr(dk, "wrapped"));
+	pt = strdup(jstr(dk, "plaintext"));
+	json_decref(dk);
+
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/rotation");
+	CU_ASSERT_EQUAL_FATAL(st, 202);
+	CU_ASSERT_EQUAL(jint(j, "key_version"), v0 + 1);
+	json_decref(j);
+	json_decref(rotation_wait("dev", 30));
+
+	j = reqf("POST", &st, json_pack("{s:s}", "ciphertext", ct), "/v1/vaults/dev/keys/decrypt");
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_STRING_EQUAL(jstr(j, "plaintext") ?: "", "AAEC");
+	CU_ASSERT_EQUAL(jint(j, "key_version"), v0);
+	json_decref(j);
+	/* new blobs use the new version */
+	j = reqf("POST", &st, json_pack("{s:s}", "plaintext", "AAEC"), "/v1/vaults/dev/keys/encrypt");
+	CU_ASSERT_EQUAL(jint(j, "key_version"), v0 + 1);
+	json_decref(j);
+	/* rewrap: same plaintext, new version */
+	j = reqf("POST", &st, json_pack("{s:s}", "wrapped", wrapped), "/v1/vaults/dev/keys/rewrap");
+	CU_ASSERT_EQUAL_FATAL(st, 200);
+	CU_ASSERT_EQUAL(jint(j, "key_version"), v0 + 1);
+	CU_ASSERT_EQUAL(jint(j, "previous_key_version"), v0);
+	CU_ASSERT_PTR_NULL(json_object_get(j, "plaintext"));
+	{
+		json_t *u = reqf("POST", &st, json_pack("{s:s}", "wrapped", jstr(j, "wrapped")),
+		    "/v1/vaults/dev/keys/unwrap");
+		CU_ASSERT_EQUAL(st, 200);
+		CU_ASSERT_STRING_EQUAL(jstr(u, "plaintext") ?: "", pt);
+		json_decref(u);
+	}
+	json_decref(j);
+
+	/* retire the old version: what it wraps no longer opens */
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/master-keys/%d/retire", (int)v0);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_STRING_EQUAL(jstr(j, "state") ?: "", "retired");
+	json_decref(j);
+	j = reqf("POST", &st, json_pack("{s:s}", "ciphertext", ct), "/v1/vaults/dev/keys/decrypt");
+	CU_ASSERT_EQUAL(st, 403);
+	CU_ASSERT_STRING_EQUAL(err_code(j) ?: "", "key_retired");
+	json_decref(j);
+	j = reqf("POST", &st, json_pack("{s:s}", "wrapped", wrapped), "/v1/vaults/dev/keys/unwrap");
+	CU_ASSERT_EQUAL(st, 403);
+	json_decref(j);
+	free(ct);
+	free(wrapped);
+	free(pt);
+}
+
+/* ---- retire and destroy ------------------------------------------------------------ */
+
+static int
+token_has_label(const char *label)
+{
+	char out[65536];
+	char *argv[] = { "pkcs11-tool", "--module", tok.module, "--token-label", tok.label,
+		"--login", "--pin", KWT_USER_PIN, "--list-objects", NULL };
+
+	if (kwt_run(argv, out, sizeof(out)) != 0)
+		return -1;
+	return strstr(out, label) != NULL;
+}
+
+static void
+test_retire_refuses_then_destroy(void)
+{
+	long st;
+	json_t *j, *backup;
+	json_int_t cur;
+	char label[64];
+
+	/* a record under the current version, kept in a backup */
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "PUT", "/v1/vaults/dev/secrets/keep", "{\"value\":\"kept\"}", NULL), 201);
+	backup = reqf("GET", &st, NULL, "/v1/vaults/dev/backup");
+	CU_ASSERT_EQUAL_FATAL(st, 200);
+	j = reqf("GET", &st, NULL, "/v1/vaults/dev/master-keys");
+	cur = jint(j, "current");
+	json_decref(j);
+
+	/* the current version cannot be retired */
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/master-keys/%d/retire", (int)cur);
+	CU_ASSERT_EQUAL(st, 409);
+	CU_ASSERT_STRING_EQUAL(err_code(j) ?: "", "key_in_use");
+	json_decref(j);
+	/* rotate; then put the old record back from the backup */
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/rotation");
+	CU_ASSERT_EQUAL_FATAL(st, 202);
+	json_decref(j);
+	json_decref(rotation_wait("dev", 30));
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "DELETE", "/v1/vaults/dev/secrets/keep", NULL, NULL), 200);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "DELETE", "/v1/vaults/dev/deleted/keep", NULL, NULL), 200);
+	j = reqf("POST", &st, backup, "/v1/vaults/dev/restore");
+	CU_ASSERT_EQUAL(st, 200);
+	json_decref(j);
+	/* version cur wraps one record again: retire refuses and says so */
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/master-keys/%d/retire", (int)cur);
+	CU_ASSERT_EQUAL(st, 409);
+	CU_ASSERT_STRING_EQUAL(err_code(j) ?: "", "key_in_use");
+	CU_ASSERT_PTR_NOT_NULL(strstr(jstr(json_object_get(j, "error"), "message") ?: "", "1 record"));
+	json_decref(j);
+	j = reqf("GET", &st, NULL, "/v1/vaults/dev/rotation");
+	{
+		char k[16];
+		snprintf(k, sizeof(k), "%d", (int)cur);
+		CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_object_get(j, "remaining"), k)), 1);
+	}
+	json_decref(j);
+	/* destroy refuses an active version */
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/master-keys/%d/destroy", (int)cur);
+	CU_ASSERT_EQUAL(st, 409);
+	CU_ASSERT_STRING_EQUAL(err_code(j) ?: "", "key_not_retired");
+	json_decref(j);
+	/* a rotation moves it; then retire and destroy go through */
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/rotation");
+	CU_ASSERT_EQUAL_FATAL(st, 202);
+	json_decref(j);
+	json_decref(rotation_wait("dev", 30));
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/master-keys/%d/retire", (int)cur);
+	CU_ASSERT_EQUAL(st, 200);
+	json_decref(j);
+	snprintf(label, sizeof(label), "keywarden/dev/v%d", (int)cur);
+	CU_ASSERT_EQUAL(token_has_label(label), 1);
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/master-keys/%d/destroy", (int)cur);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_STRING_EQUAL(jstr(j, "state") ?: "", "destroyed");
+	json_decref(j);
+	CU_ASSERT_EQUAL(token_has_label(label), 0);   /* pkcs11-tool agrees */
+	/* the restored record reads back under the new version */
+	j = reqf("GET", &st, NULL, "/v1/vaults/dev/secrets/keep");
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_STRING_EQUAL(jstr(j, "value") ?: "", "kept");
+	CU_ASSERT(jint(j, "key_version") > cur);
+	json_decref(j);
+	/* the state survives a restart */
+	CU_ASSERT_EQUAL(kwt_daemon_stop(&dmn), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_restart(&dmn), 0);
+	j = reqf("GET", &st, NULL, "/v1/vaults/dev/master-keys");
+	CU_ASSERT_EQUAL(st, 200);
+	{
+		json_t *ks = json_object_get(j, "keys"), *k;
+		size_t i;
+		json_array_foreach(ks, i, k)
+			if (jint(k, "version") == cur) {
+				CU_ASSERT_STRING_EQUAL(jstr(k, "state"), "destroyed");
+				CU_ASSERT(json_is_false(json_object_get(k, "in_token")));
+			}
+	}
+	json_decref(j);
+}
+
+/* ---- rotation under load, with kill -9 -------------------------------------------- */
+
+struct load_arg {
+	atomic_int *stop;
+	unsigned seed;
+	long reads, writes, wrong, errors;
+};
+
+static void *
+load_client(void *p)
+{
+	struct load_arg *a = p;
+
+	while (!atomic_load(a->stop)) {
+		int i = (int)(rand_r(&a->seed) % NSECRETS);
+		char path[128], want[32], *resp = NULL;
+		long st;
+
+		snprintf(path, sizeof(path), "/v1/vaults/prod/secrets/r/%05d", i);
+		snprintf(want, sizeof(want), "value-%05d", i);
+		if (rand_r(&a->seed) % 10 == 0) {
+			char body[64];
+			snprintf(body, sizeof(body), "{\"value\":\"%s\"}", want);
+			st = kwt_http(dmn.sock, "PUT", path, body, NULL);
+			if (st == 201)
+				a->writes++;
+			else
+				a->errors++;    /* the daemon is down between a kill and its restart */
+		} else {
+			st = kwt_http(dmn.sock, "GET", path, NULL, &resp);
+			if (st == 200) {
+				json_t *j = json_loads(resp, 0, NULL);
+				a->reads++;
+				if (j == NULL || strcmp(jstr(j, "value") ?: "", want) != 0)
+					a->wrong++;
+				json_decref(j);
+			} else {
+				a->errors++;
+			}
+			free(resp);
+		}
+	}
+	return NULL;
+}
+
+struct fill_arg {
+	int from, to, failed;
+};
+
+static void *
+fill(void *p)
+{
+	struct fill_arg *a = p;
+	for (int i = a->from; i < a->to; i++) {
+		char path[128], body[64];
+		snprintf(path, sizeof(path), "/v1/vaults/prod/secrets/r/%05d", i);
+		snprintf(body, sizeof(body), "{\"value\":\"value-%05d\"}", i);
+		if (kwt_http(dmn.sock, "PUT", path, body, NULL) != 201)
+			a->failed++;
+	}
+	return NULL;
+}
+
+static void
+test_rotation_under_load_with_kills(void)
+{
+	enum { FILLERS = 8, CLIENTS = 4 };
+	pthread_t th[FILLERS];
+	struct fill_arg fa[FILLERS];
+	struct load_arg la[CLIENTS];
+	pthread_t lt[CLIENTS];
+	atomic_int stop = 0;
+	long st;
+	json_t *j;
+	json_int_t oldv, newv;
+	int kills = 0, failed = 0, wrong = 0;
+	unsigned seed = (unsigned)time(NULL);
+
+	for (int t = 0; t < FILLERS; t++) {
+		fa[t] = (struct fill_arg){ t * NSECRETS / FILLERS, (t + 1) * NSECRETS / FILLERS, 0 };
+		pthread_create(&th[t], NULL, fill, &fa[t]);
+	}
+	for (int t = 0; t < FILLERS; t++) {
+		pthread_join(th[t], NULL);
+		failed += fa[t].failed;
+	}
+	CU_ASSERT_EQUAL_FATAL(failed, 0);
+	j = reqf("GET", &st, NULL, "/v1/vaults/prod/master-keys");
+	oldv = jint(j, "current");
+	json_decref(j);
+
+	for (int t = 0; t < CLIENTS; t++) {
+		la[t] = (struct load_arg){ .stop = &stop, .seed = seed + (unsigned)t };
+		pthread_create(&lt[t], NULL, load_client, &la[t]);
+	}
+	j = reqf("POST", &st, NULL, "/v1/vaults/prod/rotation");
+	CU_ASSERT_EQUAL_FATAL(st, 202);
+	newv = jint(j, "key_version");
+	CU_ASSERT_EQUAL(newv, oldv + 1);
+	CU_ASSERT(jint(j, "total") >= NSECRETS);
+	json_decref(j);
+
+	/* Kill the daemon at five random moments while the rewrap runs:
+	 * after a random share of what is left, judged from the rate seen. */
+	while (kills < 5) {
+		json_t *s = reqf("GET", &st, NULL, "/v1/vaults/prod/rotation");
+		json_int_t left;
+		double rate;
+		long delay_us;
+
+		CU_ASSERT_EQUAL_FATAL(st, 200);
+		left = json_integer_value(json_object_get(json_object_get(s, "remaining"), "1"));
+		rate = json_real_value(json_object_get(s, "rate_per_s"));
+		if (strcmp(jstr(s, "state"), "running") != 0 || left == 0) {
+			json_decref(s);
+			break;   /* finished before five kills: reported below */
+		}
+		json_decref(s);
+		/* somewhere in the first sixth of what is left */
+		delay_us = rate > 0 ? (long)((double)left / rate * 1e6 / 6.0 * (rand_r(&seed) % 1000) / 1000.0) : 0;
+		if (delay_us > 300000)
+			delay_us = 300000;
+		usleep((useconds_t)delay_us);
+		kwt_daemon_kill9(&dmn);
+		kills++;
+		CU_ASSERT_EQUAL_FATAL(kwt_daemon_restart(&dmn), 0);
+		/* it resumes by itself */
+		s = reqf("GET", &st, NULL, "/v1/vaults/prod/rotation");
+		for (int w = 0; w < 100 && strcmp(jstr(s, "state") ?: "", "idle") == 0; w++) {
+			json_decref(s);
+			usleep(20000);
+			s = reqf("GET", &st, NULL, "/v1/vaults/prod/rotation");
+		}
+		CU_ASSERT_EQUAL(jint(s, "key_version"), newv);
+		json_decref(s);
+	}
+	CU_ASSERT_EQUAL(kills, 5);
+	j = rotation_wait("prod", 120);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	CU_ASSERT_STRING_EQUAL(jstr(j, "state"), "done");
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_object_get(j, "remaining"), "1")), 0);
+	json_decref(j);
+	atomic_store(&stop, 1);
+	for (int t = 0; t < CLIENTS; t++) {
+		pthread_join(lt[t], NULL);
+		wrong += (int)la[t].wrong;
+		CU_ASSERT(la[t].reads > 0);
+	}
+	CU_ASSERT_EQUAL(wrong, 0);
+
+	/* every secret reads back, on the new version */
+	failed = 0;
+	for (int i = 0; i < NSECRETS; i++) {
+		char path[128], want[32];
+		snprintf(path, sizeof(path), "/v1/vaults/prod/secrets/r/%05d", i);
+		snprintf(want, sizeof(want), "value-%05d", i);
+		j = req("GET", path, NULL, &st);
+		if (st != 200 || strcmp(jstr(j, "value") ?: "", want) != 0 || jint(j, "key_version") != newv)
+			failed++;
+		json_decref(j);
+	}
+	CU_ASSERT_EQUAL(failed, 0);
+	j = reqf("GET", &st, NULL, "/v1/vaults/prod/master-keys");
+	{
+		json_t *k;
+		size_t i;
+		json_array_foreach(json_object_get(j, "keys"), i, k)
+			if (jint(k, "version") == oldv)
+				CU_ASSERT_EQUAL(jint(k, "records"), 0);
+	}
+	json_decref(j);
+	/* retiring the old version succeeds */
+	j = reqf("POST", &st, NULL, "/v1/vaults/prod/master-keys/%d/retire", (int)oldv);
+	CU_ASSERT_EQUAL(st, 200);
+	json_decref(j);
+	/* the proof is in the audit log too */
+	CU_ASSERT_EQUAL(kwt_tree_contains(dmn.audit, "\"type\":\"vault.rotation.finished\"", strlen("\"type\":\"vault.rotation.finished\"")), 1);
+	CU_ASSERT_EQUAL(kwt_tree_contains(dmn.audit, "\"type\":\"vault.rotation.resumed\"", strlen("\"type\":\"vault.rotation.resumed\"")), 1);
+}
+
+static void
+test_rotation_status_and_conflict(void)
+{
+	long st;
+	json_t *j;
+
+	j = reqf("GET", &st, NULL, "/v1/vaults/dev/rotation");
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_PTR_NOT_NULL(json_object_get(j, "remaining"));
+	CU_ASSERT_PTR_NOT_NULL(json_object_get(j, "rate_per_s"));
+	json_decref(j);
+	j = reqf("PUT", &st, NULL, "/v1/vaults/dev/rotation");
+	CU_ASSERT_EQUAL(st, 405);
+	json_decref(j);
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/master-keys/999/retire");
+	CU_ASSERT_EQUAL(st, 404);
+	json_decref(j);
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/master-keys/x/retire");
+	CU_ASSERT_EQUAL(st, 404);
+	json_decref(j);
+}
+
+/* ---- the schedule ------------------------------------------------------------------- */
+
+static void
+test_scheduled_rotation(void)
+{
+	char db[600], sql[256], out[256], conf[16384];
+	char *argv[] = { "sqlite3", db, sql, NULL };
+	FILE *f;
+	size_t n;
+	long st;
+	json_t *j;
+	json_int_t before;
+	DIR *dir;
+	struct dirent *de;
+
+	j = reqf("GET", &st, NULL, "/v1/vaults/dev/master-keys");
+	before = jint(j, "current");
+	json_decref(j);
+	CU_ASSERT_EQUAL(kwt_daemon_stop(&dmn), 0);
+	/* age the current key by three days; ask for rotation every day */
+	db[0] = '\0';
+	if ((dir = opendir(dmn.state)) != NULL) {
+		while ((de = readdir(dir)) != NULL)
+			if (strlen(de->d_name) > 3 && strcmp(de->d_name + strlen(de->d_name) - 3, ".db") == 0)
+				snprintf(db, sizeof(db), "%s/%s", dmn.state, de->d_name);
+		closedir(dir);
+	}
+	CU_ASSERT_FATAL(db[0] != '\0');
+	snprintf(sql, sizeof(sql), "UPDATE vault_keys SET created = created - 3*86400*1000000 "
+	    "WHERE vault = 'dev' AND version = %d", (int)before);
+	CU_ASSERT_EQUAL(kwt_run(argv, out, sizeof(out)), 0);
+	f = fopen(dmn.conf, "r");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	n = fread(conf, 1, sizeof(conf) - 1, f);
+	fclose(f);
+	conf[n] = '\0';
+	{
+		char *p = strstr(conf, "  - name: dev\n"), nc[16500];
+		CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+		p += strlen("  - name: dev\n");
+		snprintf(nc, sizeof(nc), "%.*s    rotation_days: 1\n%s", (int)(p - conf), conf, p);
+		CU_ASSERT_EQUAL(kwt_write_file(dmn.conf, nc, 0600), 0);
+	}
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_restart(&dmn), 0);
+	/* the daemon starts the due rotation by itself */
+	for (int i = 0; i < 100; i++) {
+		j = reqf("GET", &st, NULL, "/v1/vaults/dev/master-keys");
+		if (jint(j, "current") == before + 1) {
+			json_decref(j);
+			break;
+		}
+		json_decref(j);
+		usleep(50000);
+	}
+	j = reqf("GET", &st, NULL, "/v1/vaults/dev/master-keys");
+	CU_ASSERT_EQUAL(jint(j, "current"), before + 1);
+	json_decref(j);
+	json_decref(rotation_wait("dev", 30));
+	CU_ASSERT_EQUAL(kwt_tree_contains(dmn.audit, "\"by\":\"schedule\"", strlen("\"by\":\"schedule\"")), 1);
+	/* and not again: the new key is young */
+	CU_ASSERT_EQUAL(kwt_daemon_stop(&dmn), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_restart(&dmn), 0);
+	usleep(300000);
+	j = reqf("GET", &st, NULL, "/v1/vaults/dev/master-keys");
+	CU_ASSERT_EQUAL(jint(j, "current"), before + 1);
+	json_decref(j);
+}
+
+/* ---- signing keys --------------------------------------------------------------------- */
+
+static int
+write_b64_file(const char *path, const char *b64)
+{
+	unsigned char bin[4096];
+	int n = EVP_DecodeBlock(bin, (const unsigned char *)b64, (int)strlen(b64));
+	size_t pad = (b64[strlen(b64) - 1] == '=') + (b64[strlen(b64) - 2] == '=');
+	FILE *f = fopen(path, "wb");
+
+	if (f == NULL || n < 0)
+		return -1;
+	fwrite(bin, 1, (size_t)n - pad, f);
+	return fclose(f);
+}
+
+/* Sign "message" with alg; check it with `openssl dgst -verify`. */
+static void
+sign_and_openssl_verify(const char *name, const char *alg, const char *dir)
+{
+	char pem[600], sig[600], msg[600], out[1024];
+	const char *m64 = "dGhlIG1lc3NhZ2UgdG8gc2lnbg==";   /* "the message to sign" */
+	long st;
+	json_t *j;
+	int rc;
+
+	snprintf(pem, sizeof(pem), "%s/%s.pem", dir, name);
+	snprintf(sig, sizeof(sig), "%s/%s-%s.sig", dir, name, alg);
+	snprintf(msg, sizeof(msg), "%s/msg", dir);
+	CU_ASSERT_EQUAL(kwt_write_file(msg, "the message to sign", 0600), 0);
+
+	j = reqf("GET", &st, NULL, "/v1/vaults/dev/signing-keys/%s", name);
+	CU_ASSERT_EQUAL_FATAL(st, 200);
+	CU_ASSERT_EQUAL(kwt_write_file(pem, jstr(j, "public_key_pem"), 0644), 0);
+	json_decref(j);
+	j = reqf("POST", &st, json_pack("{s:s,s:s}", "alg", alg, "message", m64), "/v1/vaults/dev/signing-keys/%s/sign", name);
+	CU_ASSERT_EQUAL_FATAL(st, 200);
+	CU_ASSERT_EQUAL(write_b64_file(sig, jstr(j, "signature")), 0);
+	{
+		char *argv_rsa[] = { "openssl", "dgst", "-sha256", "-verify", pem, "-signature", sig, msg, NULL };
+		char *argv_pss[] = { "openssl", "dgst", "-sha256", "-verify", pem, "-sigopt", "rsa_padding_mode:pss",
+			"-sigopt", "rsa_pss_saltlen:32", "-signature", sig, msg, NULL };
+		rc = kwt_run(strcmp(alg, "PS256") == 0 ? argv_pss : argv_rsa, out, sizeof(out));
+		CU_ASSERT_EQUAL(rc, 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "Verified OK"));
+	}
+	/* the daemon verifies its own signature, the JOSE form too, and
+	 * refuses another message */
+	{
+		json_t *v = reqf("POST", &st, json_pack("{s:s,s:s,s:s}", "alg", alg, "message", m64, "signature",
+		    jstr(j, "signature")), "/v1/vaults/dev/signing-keys/%s/verify", name);
+		CU_ASSERT(json_is_true(json_object_get(v, "valid")));
+		json_decref(v);
+		v = reqf("POST", &st, json_pack("{s:s,s:s,s:s}", "alg", alg, "message", m64, "signature",
+		    jstr(j, "signature_jose")), "/v1/vaults/dev/signing-keys/%s/verify", name);
+		CU_ASSERT(json_is_true(json_object_get(v, "valid")));
+		json_decref(v);
+		v = reqf("POST", &st, json_pack("{s:s,s:s,s:s}", "alg", alg, "message", "b3RoZXI=", "signature",
+		    jstr(j, "signature")), "/v1/vaults/dev/signing-keys/%s/verify", name);
+		CU_ASSERT(json_is_false(json_object_get(v, "valid")));
+		json_decref(v);
+	}
+	json_decref(j);
+}
+
+static void
+test_signing_keys(void)
+{
+	char dir[256];
+	long st;
+	json_t *j;
+
+	CU_ASSERT_EQUAL_FATAL(kwt_tmpdir(dir, sizeof(dir), "kwtest-sign"), 0);
+	j = reqf("POST", &st, json_pack("{s:s,s:s}", "name", "jwt", "type", "ec-p256"), "/v1/vaults/dev/signing-keys");
+	CU_ASSERT_EQUAL_FATAL(st, 201);
+	CU_ASSERT_EQUAL(jint(j, "version"), 1);
+	CU_ASSERT_STRING_EQUAL(jstr(json_object_get(j, "jwk"), "kty") ?: "", "EC");
+	CU_ASSERT_STRING_EQUAL(jstr(json_object_get(j, "jwk"), "crv") ?: "", "P-256");
+	CU_ASSERT_STRING_EQUAL(jstr(j, "kid") ?: "", "jwt.1");
+	json_decref(j);
+	j = reqf("POST", &st, json_pack("{s:s,s:s}", "name", "jwt", "type", "ec-p256"), "/v1/vaults/dev/signing-keys");
+	CU_ASSERT_EQUAL(st, 409);
+	json_decref(j);
+	j = reqf("POST", &st, json_pack("{s:s,s:s}", "name", "docs", "type", "rsa-3072"), "/v1/vaults/dev/signing-keys");
+	CU_ASSERT_EQUAL_FATAL(st, 201);
+	CU_ASSERT_STRING_EQUAL(jstr(json_object_get(j, "jwk"), "kty") ?: "", "RSA");
+	json_decref(j);
+	j = reqf("POST", &st, json_pack("{s:s,s:s}", "name", "x", "type", "dsa-1024"), "/v1/vaults/dev/signing-keys");
+	CU_ASSERT_EQUAL(st, 400);
+	json_decref(j);
+
+	sign_and_openssl_verify("jwt", "ES256", dir);
+	sign_and_openssl_verify("docs", "RS256", dir);
+	sign_and_openssl_verify("docs", "PS256", dir);
+
+	/* alg must fit the key */
+	j = reqf("POST", &st, json_pack("{s:s,s:s}", "alg", "RS256", "message", "AA=="), "/v1/vaults/dev/signing-keys/jwt/sign");
+	CU_ASSERT_EQUAL(st, 400);
+	json_decref(j);
+	/* rotate: signing moves to v2, v1 still verifies */
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/signing-keys/jwt/rotate");
+	CU_ASSERT_EQUAL(st, 201);
+	CU_ASSERT_EQUAL(jint(j, "version"), 2);
+	json_decref(j);
+	j = reqf("POST", &st, json_pack("{s:s}", "message", "AA=="), "/v1/vaults/dev/signing-keys/jwt/sign");
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_STRING_EQUAL(jstr(j, "kid") ?: "", "jwt.2");
+	json_decref(j);
+	sign_and_openssl_verify("jwt", "ES256", dir);   /* with the v2 public key */
+	j = reqf("GET", &st, NULL, "/v1/vaults/dev/signing-keys");
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(j, "keys")), 2);
+	json_decref(j);
+	j = reqf("GET", &st, NULL, "/v1/vaults/dev/signing-keys/jwt?version=1");
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_STRING_EQUAL(jstr(j, "kid") ?: "", "jwt.1");
+	json_decref(j);
+	j = reqf("GET", &st, NULL, "/v1/vaults/dev/signing-keys/nope");
+	CU_ASSERT_EQUAL(st, 404);
+	json_decref(j);
+	kwt_rmtree(dir);
+}
+
+/* ---- the CLI: encrypt-file, rotate --wait, sign ------------------------------------ */
+
+#define CHUNK 65536
+
+/* Write n bytes of a pattern to path, streamed; SHA-256 into md. */
+static int
+make_file(const char *path, size_t n, unsigned seed, unsigned char md[32])
+{
+	FILE *f = fopen(path, "wb");
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	unsigned char buf[65536];
+	unsigned int mdl;
+
+	if (f == NULL || c == NULL)
+		return -1;
+	EVP_DigestInit_ex(c, EVP_sha256(), NULL);
+	while (n > 0) {
+		size_t k = n < sizeof(buf) ? n : sizeof(buf);
+		for (size_t i = 0; i < k; i++)
+			buf[i] = (unsigned char)(rand_r(&seed) >> 7);
+		fwrite(buf, 1, k, f);
+		EVP_DigestUpdate(c, buf, k);
+		n -= k;
+	}
+	EVP_DigestFinal_ex(c, md, &mdl);
+	EVP_MD_CTX_free(c);
+	return fclose(f);
+}
+
+static int
+file_sha256(const char *path, unsigned char md[32], long *size)
+{
+	FILE *f = fopen(path, "rb");
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	unsigned char buf[65536];
+	unsigned int mdl;
+	size_t k;
+
+	*size = 0;
+	if (f == NULL || c == NULL) {
+		if (f)
+			fclose(f);
+		EVP_MD_CTX_free(c);
+		return -1;
+	}
+	EVP_DigestInit_ex(c, EVP_sha256(), NULL);
+	while ((k = fread(buf, 1, sizeof(buf), f)) > 0) {
+		EVP_DigestUpdate(c, buf, k);
+		*size += (long)k;
+	}
+	EVP_DigestFinal_ex(c, md, &mdl);
+	EVP_MD_CTX_free(c);
+	fclose(f);
+	return 0;
+}
+
+static unsigned char *
+slurp(const char *path, long *n)
+{
+	FILE *f = fopen(path, "rb");
+	unsigned char *b;
+
+	if (f == NULL)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	*n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	b = malloc((size_t)*n + 1);
+	if (b != NULL && fread(b, 1, (size_t)*n, f) != (size_t)*n) {
+		free(b);
+		b = NULL;
+	}
+	fclose(f);
+	return b;
+}
+
+static int
+spit(const char *path, const unsigned char *b, long n)
+{
+	FILE *f = fopen(path, "wb");
+	if (f == NULL)
+		return -1;
+	fwrite(b, 1, (size_t)n, f);
+	return fclose(f);
+}
+
+static void
+test_cli_encrypt_file(void)
+{
+	static const size_t sizes[] = { 0, 1, 100u * 1024 * 1024 };
+	char dir[256], in[300], enc[300], out[300], enc2[300], bad[300], o[4096];
+	unsigned char want[32], got[32];
+	long n, encn, enc2n;
+	unsigned char *a, *b;
+	size_t hdr;
+
+	CU_ASSERT_EQUAL_FATAL(kwt_tmpdir(dir, sizeof(dir), "kwtest-files"), 0);
+	snprintf(in, sizeof(in), "%s/in", dir);
+	snprintf(enc, sizeof(enc), "%s/in.kwf", dir);
+	snprintf(enc2, sizeof(enc2), "%s/other.kwf", dir);
+	snprintf(out, sizeof(out), "%s/out", dir);
+	snprintf(bad, sizeof(bad), "%s/bad.kwf", dir);
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		CU_ASSERT_EQUAL_FATAL(make_file(in, sizes[i], (unsigned)i + 1, want), 0);
+		CU_ASSERT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "encrypt-file", "dev", "--in", in, "--out", enc,
+		    "--context", "app=files", NULL), 0);
+		unlink(out);
+		CU_ASSERT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "decrypt-file", "--in", enc, "--out", out, NULL), 0);
+		CU_ASSERT_EQUAL(file_sha256(out, got, &n), 0);
+		CU_ASSERT_EQUAL(n, (long)sizes[i]);
+		CU_ASSERT_EQUAL(memcmp(want, got, 32), 0);
+	}
+	/* another context refuses */
+	unlink(out);
+	CU_ASSERT_NOT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "decrypt-file", "--in", enc, "--out", out,
+	    "--context", "app=other", NULL), 0);
+	CU_ASSERT_NOT_EQUAL(access(out, F_OK), 0);
+
+	/* three chunks, twice, same length: tamper and splice */
+	CU_ASSERT_EQUAL_FATAL(make_file(in, 2 * CHUNK + 1000, 7, want), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_cli(dmn.sock, o, sizeof(o), "encrypt-file", "dev", "--in", in, "--out", enc, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_cli(dmn.sock, o, sizeof(o), "encrypt-file", "dev", "--in", in, "--out", enc2, NULL), 0);
+	a = slurp(enc, &encn);
+	b = slurp(enc2, &enc2n);
+	CU_ASSERT_FATAL(a != NULL && b != NULL && encn == enc2n);
+	hdr = (size_t)encn - (2 * (CHUNK + 16) + 1000 + 16);
+	{
+		unsigned char *t = malloc((size_t)encn);
+
+		/* truncated: the last chunk dropped */
+		memcpy(t, a, (size_t)encn);
+		CU_ASSERT_EQUAL(spit(bad, t, (long)(hdr + 2 * (CHUNK + 16))), 0);
+		unlink(out);
+		CU_ASSERT_NOT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "decrypt-file", "--in", bad, "--out", out, NULL), 0);
+		CU_ASSERT_NOT_EQUAL(access(out, F_OK), 0);
+		/* reordered: chunks 0 and 1 swapped */
+		memcpy(t, a, (size_t)encn);
+		memcpy(t + hdr, a + hdr + CHUNK + 16, CHUNK + 16);
+		memcpy(t + hdr + CHUNK + 16, a + hdr, CHUNK + 16);
+		CU_ASSERT_EQUAL(spit(bad, t, encn), 0);
+		unlink(out);
+		CU_ASSERT_NOT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "decrypt-file", "--in", bad, "--out", out, NULL), 0);
+		CU_ASSERT_NOT_EQUAL(access(out, F_OK), 0);
+		/* spliced: chunk 1 from the other file */
+		memcpy(t, a, (size_t)encn);
+		memcpy(t + hdr + CHUNK + 16, b + hdr + CHUNK + 16, CHUNK + 16);
+		CU_ASSERT_EQUAL(spit(bad, t, encn), 0);
+		unlink(out);
+		CU_ASSERT_NOT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "decrypt-file", "--in", bad, "--out", out, NULL), 0);
+		CU_ASSERT_NOT_EQUAL(access(out, F_OK), 0);
+		/* one byte of the header */
+		memcpy(t, a, (size_t)encn);
+		t[10] ^= 1;
+		CU_ASSERT_EQUAL(spit(bad, t, encn), 0);
+		CU_ASSERT_NOT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "decrypt-file", "--in", bad, "--out", out, NULL), 0);
+		/* the untouched file still opens */
+		CU_ASSERT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "decrypt-file", "--in", enc, "--out", out, NULL), 0);
+		free(t);
+	}
+	free(a);
+	free(b);
+	kwt_rmtree(dir);
+}
+
+static void
+test_cli_rotate_and_sign(void)
+{
+	char o[16384], dir[256], pem[300], sig[300], msg[300];
+	long st;
+	json_t *j;
+
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "vault", "rotate", "dev", "--wait", NULL), 0);
+	j = reqf("GET", &st, NULL, "/v1/vaults/dev/rotation");
+	CU_ASSERT_STRING_EQUAL(jstr(j, "state") ?: "", "done");
+	json_decref(j);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "vault", "keys", "dev", NULL), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, "active"));
+
+	CU_ASSERT_EQUAL_FATAL(kwt_tmpdir(dir, sizeof(dir), "kwtest-clisign"), 0);
+	snprintf(pem, sizeof(pem), "%s/pub.pem", dir);
+	snprintf(sig, sizeof(sig), "%s/sig", dir);
+	snprintf(msg, sizeof(msg), "%s/msg", dir);
+	CU_ASSERT_EQUAL(kwt_write_file(msg, "signed by the cli", 0600), 0);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "sign-key", "create", "dev", "cli", "--type", "ec-p256", NULL), 0);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "sign-key", "public", "dev", "cli", NULL), 0);
+	CU_ASSERT_EQUAL(kwt_write_file(pem, o, 0644), 0);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "sign", "dev", "cli", "--alg", "ES256", "--in", msg, "--out", sig, NULL), 0);
+	{
+		char *argv[] = { "openssl", "dgst", "-sha256", "-verify", pem, "-signature", sig, msg, NULL };
+		CU_ASSERT_EQUAL(kwt_run(argv, o, sizeof(o)), 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(o, "Verified OK"));
+	}
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "verify", "dev", "cli", "--alg", "ES256", "--signature", sig, "--in", msg, NULL), 0);
+	CU_ASSERT_EQUAL(kwt_write_file(msg, "something else", 0600), 0);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "verify", "dev", "cli", "--alg", "ES256", "--signature", sig, "--in", msg, NULL), 1);
+	kwt_rmtree(dir);
+}
+
+int
+main(void)
+{
+	CU_pSuite s;
+	int failed;
+
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 1;
+	s = CU_add_suite("keys", suite_init, suite_clean);
+	CU_add_test(s, "data keys: datakey, unwrap, context, rewrap", test_datakey_unwrap_rewrap);
+	CU_add_test(s, "encrypt and decrypt with context; tampering fails", test_encrypt_decrypt);
+	CU_add_test(s, "blobs across a rotation; retired opens nothing", test_blobs_across_rotation);
+	CU_add_test(s, "rotation status, bad requests", test_rotation_status_and_conflict);
+	CU_add_test(s, "retire refuses while used; destroy removes from the token", test_retire_refuses_then_destroy);
+	CU_add_test(s, "signing keys: ES256, RS256, PS256 verified by openssl", test_signing_keys);
+	CU_add_test(s, "encrypt-file: 0 B, 1 B, 100 MiB; truncated, reordered, spliced refused", test_cli_encrypt_file);
+	CU_add_test(s, "the CLI: vault rotate --wait, sign, verify", test_cli_rotate_and_sign);
+	CU_add_test(s, "rotate 10,000 secrets under load with five kill -9", test_rotation_under_load_with_kills);
+	CU_add_test(s, "a scheduled rotation starts by itself", test_scheduled_rotation);
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+	if (CU_get_number_of_suites_failed() > 0)
+		failed++;
+	CU_cleanup_registry();
+	return failed ? 1 : 0;
+}
