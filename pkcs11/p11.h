@@ -120,6 +120,70 @@ int p11_unwrap(p11_ctx *ctx, const char *vault, const uint8_t *blob,
 int p11_blob_info(const uint8_t *blob, size_t bloblen, unsigned *version,
     enum p11_wrap_mech *mech);
 
+/* ---- signing keys --------------------------------------------------------- */
+
+/* Asymmetric key pairs generated in the token: the private key is token,
+ * private, sensitive, never extractable, CKA_SIGN only; the public key a
+ * token object with CKA_VERIFY.  Both carry the label
+ * "keywarden/<vault>/sign/<name>/v<N>" and one random CKA_ID.  Versions
+ * start at 1; signing normally uses the newest. */
+
+enum p11_skey_type {
+	P11_SKEY_EC_P256 = 1,    /* ES256 */
+	P11_SKEY_RSA_3072 = 2,   /* RS256, PS256 */
+};
+
+enum p11_sig_alg {
+	P11_SIG_ES256 = 1,       /* ECDSA P-256 over SHA-256; raw r||s (64 bytes) */
+	P11_SIG_RS256 = 2,       /* RSASSA-PKCS1-v1_5 with SHA-256 */
+	P11_SIG_PS256 = 3,       /* RSASSA-PSS, SHA-256, MGF1-SHA-256, salt 32 */
+};
+
+#define P11_SKEY_NAME_MAX 64     /* bytes of a signing key name: [A-Za-z0-9._-] */
+#define P11_SIG_MAX 512          /* largest signature produced */
+
+struct p11_skey {
+	char name[P11_SKEY_NAME_MAX + 1];
+	unsigned version;
+	enum p11_skey_type type;
+	uint8_t id[P11_ID_LEN];
+	char label[160];
+};
+
+const char *p11_skey_type_name(enum p11_skey_type t);   /* "ec-p256", "rsa-3072" */
+int p11_skey_type_parse(const char *s, enum p11_skey_type *out);
+const char *p11_sig_alg_name(enum p11_sig_alg a);       /* "ES256", ... */
+int p11_sig_alg_parse(const char *s, enum p11_sig_alg *out);
+/* 0 when alg fits the key type, else -EINVAL with a detail. */
+int p11_sig_alg_check(enum p11_skey_type t, enum p11_sig_alg a);
+
+/* Generate version `version` of the named key pair (C_GenerateKeyPair).
+ * KW_E_KEY_EXISTS when that version exists; KW_E_MECHANISM when the token
+ * cannot generate the type. */
+int p11_skey_create(p11_ctx *ctx, const char *vault, const char *name,
+    unsigned version, enum p11_skey_type type, struct p11_skey *out);
+
+/* Every version of every signing key of the vault (name NULL), or of one
+ * name, sorted by name then version.  *out malloc'd (free()); *n may be 0. */
+int p11_skey_list(p11_ctx *ctx, const char *vault, const char *name,
+    struct p11_skey **out, size_t *n);
+
+/* The public key as DER SubjectPublicKeyInfo, read from the token's public
+ * object.  *der malloc'd (free()).  KW_E_KEY_NOT_FOUND if absent. */
+int p11_skey_public(p11_ctx *ctx, const char *vault, const char *name,
+    unsigned version, uint8_t **der, size_t *derlen);
+
+/* Sign a SHA-256 digest with the private key (the digest is computed by the
+ * caller).  sig holds P11_SIG_MAX bytes; ES256 gives raw r||s.
+ * -EINVAL if alg does not fit the key's type. */
+int p11_skey_sign(p11_ctx *ctx, const char *vault, const char *name,
+    unsigned version, enum p11_sig_alg alg, const uint8_t digest[32],
+    uint8_t *sig, size_t *siglen);
+
+/* Destroy both objects of a version.  KW_E_KEY_NOT_FOUND if absent. */
+int p11_skey_destroy(p11_ctx *ctx, const char *vault, const char *name,
+    unsigned version);
+
 /* ---- audit key ---------------------------------------------------------- */
 
 #define P11_MAC_LEN 32
