@@ -179,13 +179,14 @@ test_recovery(void)
 	static const char *const faults[] = {
 		"C_SignInit:1:CKR_SESSION_CLOSED",
 		"C_FindObjectsInit:1:CKR_DEVICE_REMOVED",
-		"C_GetSessionInfo:1:CKR_SESSION_HANDLE_INVALID",
+		"C_FindObjectsInit:1:CKR_TOKEN_NOT_PRESENT",
 		"C_SignInit:1:CKR_USER_NOT_LOGGED_IN",
 	};
 	p11_ctx *c = NULL;
 	struct p11_skey *v = NULL;
 	uint8_t dg[32], sig[P11_SIG_MAX], *der = NULL;
 	size_t sl = 0, dl = 0, n = 0, i;
+	unsigned long gen;
 	int r;
 
 	digest_of(msg, dg);
@@ -194,6 +195,7 @@ test_recovery(void)
 	    NULL), 0);
 	CU_ASSERT_EQUAL_FATAL(p11_skey_public(c, "rec", "k", 1, &der, &dl), 0);
 	for (i = 0; i < sizeof(faults) / sizeof(faults[0]); i++) {
+		gen = c->gen;
 		setenv("KW_SHIM_FAIL", faults[i], 1);
 		r = p11_skey_sign(c, "rec", "k", 1, P11_SIG_ES256, dg, sig, &sl);
 		if (r == 0 && !openssl_verifies(der, dl, 0, msg, sig, sl))
@@ -207,8 +209,18 @@ test_recovery(void)
 		if (r != 0)
 			fprintf(stderr, "\n  %s: %s\n", faults[i], kw_errdetail(r));
 		CU_ASSERT_EQUAL(r, 0);
+		CU_ASSERT_EQUAL(c->gen, gen + 1);       /* the fault was met */
 		unsetenv("KW_SHIM_FAIL");
 	}
+	gen = c->gen;
+	setenv("KW_SHIM_FAIL", "C_GenerateRandom:1:CKR_DEVICE_ERROR", 1);
+	CU_ASSERT_EQUAL(p11_skey_create(c, "rec", "k", 2, P11_SKEY_EC_P256,
+	    NULL), 0);
+	CU_ASSERT_EQUAL(c->gen, gen + 1);
+	unsetenv("KW_SHIM_FAIL");
+	CU_ASSERT_EQUAL(p11_skey_sign(c, "rec", "k", 2, P11_SIG_ES256, dg, sig,
+	    &sl), 0);
+	CU_ASSERT_EQUAL(p11_skey_destroy(c, "rec", "k", 2), 0);
 	/* Two failures in a row: the one retry fails, the next call works. */
 	setenv("KW_SHIM_FAIL", "C_SignInit:2:CKR_DEVICE_REMOVED", 1);
 	r = p11_skey_sign(c, "rec", "k", 1, P11_SIG_ES256, dg, sig, &sl);
