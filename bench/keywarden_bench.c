@@ -673,8 +673,23 @@ point_json(const struct opts *o, const struct point *p, const struct raw_figures
 
 /* ---- main ------------------------------------------------------------------ */
 
+/* Strings taken from the configuration, freed at exit. */
+struct cfg_strings {
+	char *socket, *module, *token, *pin_file, *vault;
+};
+
+static void
+cfg_strings_free(struct cfg_strings *cs)
+{
+	free(cs->socket);
+	free(cs->module);
+	free(cs->token);
+	free(cs->pin_file);
+	free(cs->vault);
+}
+
 static int
-opts_from_config(struct opts *o, char **owned_vault, unsigned *workers)
+opts_from_config(struct opts *o, struct cfg_strings *cs, unsigned *workers)
 {
 	struct config *cfg = NULL;
 	struct config_errors errs = { 0 };
@@ -688,16 +703,16 @@ opts_from_config(struct opts *o, char **owned_vault, unsigned *workers)
 		return e;
 	}
 	/* Options given on the command line win; the strings must outlive cfg. */
-	if (o->socket == NULL)
-		o->socket = strdup(cfg->socket_path);
-	if (o->module == NULL)
-		o->module = strdup(cfg->token_module);
-	if (o->token == NULL)
-		o->token = strdup(cfg->token);
-	if (o->pin_file == NULL)
-		o->pin_file = strdup(cfg->pin_file);
+	if (o->socket == NULL && cfg->socket_path != NULL)
+		o->socket = cs->socket = strdup(cfg->socket_path);
+	if (o->module == NULL && cfg->token_module != NULL)
+		o->module = cs->module = strdup(cfg->token_module);
+	if (o->token == NULL && cfg->token != NULL)
+		o->token = cs->token = strdup(cfg->token);
+	if (o->pin_file == NULL && cfg->pin_file != NULL)
+		o->pin_file = cs->pin_file = strdup(cfg->pin_file);
 	if (o->vault == NULL && cfg->nvaults > 0)
-		o->vault = *owned_vault = strdup(cfg->vaults[0].name);
+		o->vault = cs->vault = strdup(cfg->vaults[0].name);
 	*workers = cfg->workers;
 	config_free(cfg);
 	config_errors_free(&errs);
@@ -740,7 +755,8 @@ main(int argc, char **argv)
 	};
 	struct raw_figures raw;
 	struct point *pts = NULL;
-	char **jsons = NULL, *owned_vault = NULL, *resp = NULL;
+	char **jsons = NULL, *resp = NULL;
+	struct cfg_strings cs = { 0 };
 	size_t npts = 0;
 	unsigned workers = 0;
 	uint64_t v, populated = 0;
@@ -821,11 +837,12 @@ bad:
 		usage(stderr);
 		return 2;
 	}
-	if (o.config != NULL && opts_from_config(&o, &owned_vault, &workers) != 0)
-		return 1;
+	if (o.config != NULL && opts_from_config(&o, &cs, &workers) != 0)
+		goto out;
 	if (o.socket == NULL) {
 		fprintf(stderr, "%s: which daemon? --config FILE or --socket PATH\n", prog);
-		return 2;
+		rc = 2;
+		goto out;
 	}
 	if (o.vault == NULL)
 		o.vault = "dev";
@@ -910,6 +927,6 @@ out:
 	free(jsons);
 	free(pts);
 	free(resp);
-	free(owned_vault);
+	cfg_strings_free(&cs);
 	return rc;
 }
