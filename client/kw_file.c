@@ -255,6 +255,8 @@ struct chunker {
 	EVP_CIPHER_CTX *ctx;
 	uint8_t *key;           /* secure, 32 bytes */
 	uint8_t aad[32];        /* SHA-256 of the header */
+	uint8_t *pt;            /* secure, a chunk of plaintext (chunk_size bytes) */
+	uint8_t *ct;            /* a record: a chunk of ciphertext and its tag */
 };
 
 static void
@@ -262,10 +264,13 @@ chunker_free(struct chunker *k)
 {
 	EVP_CIPHER_CTX_free(k->ctx);
 	kw_secfree(k->key);
+	kw_secfree(k->pt);   /* wipes */
+	free(k->ct);
 	memset(k, 0, sizeof(*k));
 }
 
-/* The file key: HKDF-SHA256(ikm = data key, salt, info = KWF_INFO). */
+/* The file key: HKDF-SHA256(ikm = data key, salt, info = KWF_INFO); and the
+ * buffers of one chunk. */
 static int
 chunker_init(struct chunker *k, const kw_secret *dk, const struct kwf_header *h, int enc)
 {
@@ -299,6 +304,11 @@ chunker_init(struct chunker *k, const kw_secret *dk, const struct kwf_header *h,
 	    (enc ? EVP_EncryptInit_ex(k->ctx, EVP_aes_256_gcm(), NULL, k->key, NULL) :
 	    EVP_DecryptInit_ex(k->ctx, EVP_aes_256_gcm(), NULL, k->key, NULL)) != 1) {
 		r = kw_fail(KW_E_INTERNAL, "OpenSSL cannot set up AES-256-GCM");
+		goto out;
+	}
+	if ((k->pt = kw_secalloc(h->chunk_size)) == NULL ||
+	    (k->ct = malloc((size_t)h->chunk_size + KWF_TAG)) == NULL) {
+		r = kw_fail(-ENOMEM, "out of memory for a chunk of %zu bytes", (size_t)h->chunk_size);
 		goto out;
 	}
 	r = 0;
@@ -361,47 +371,62 @@ chunk_open(struct chunker *k, uint64_t counter, int final, const uint8_t *ct, si
 	return 0;
 }
 
+/* Whether in is at its end, found by reading one byte ahead and putting it
+ * back: 1 at the end, 0 if not, or -EIO ("cannot read <what>"). */
+static int
+peek_end(FILE *in, const char *what)
+{
+	int ch = getc(in);
+
+	if (ch != EOF)
+		return ungetc(ch, in) == EOF ?
+		    kw_fail(-EIO, "cannot read %s: ungetc failed", what) : 0;
+	if (ferror(in))
+		return kw_fail(-EIO, "cannot read %s: %s", what, strerror(errno));
+	return 1;
+}
+
+/* Flush out; -EIO ("cannot write <what>") if it or an earlier write failed. */
+static int
+flush_out(FILE *out, const char *what)
+{
+	if (fflush(out) != 0 || ferror(out))
+		return kw_fail(-EIO, "cannot write %s: %s", what, strerror(errno));
+	return 0;
+}
+
 int
 kwf_seal(const kw_secret *dk, const struct kwf_header *h, FILE *in, FILE *out)
 {
 	struct chunker k;
-	uint8_t *pt = NULL, *ct = NULL;
 	uint64_t counter = 0;
 	size_t cs = h->chunk_size;
-	int r, final = 0, ch;
+	int r, final = 0;
 
 	if ((r = chunker_init(&k, dk, h, 1)) != 0)
 		return r;
-	if ((pt = kw_secalloc(cs)) == NULL || (ct = malloc(cs + KWF_TAG)) == NULL) {
-		r = kw_fail(-ENOMEM, "out of memory for a chunk of %zu bytes", cs);
-		goto out;
-	}
 	if (fwrite(h->raw, 1, h->raw_len, out) != h->raw_len) {
 		r = kw_fail(-EIO, "cannot write the encrypted file: %s", strerror(errno));
 		goto out;
 	}
 	while (!final) {
-		size_t n = fread(pt, 1, cs, in);
+		size_t n = fread(k.pt, 1, cs, in);
 
 		if (ferror(in)) {
 			r = kw_fail(-EIO, "cannot read the file to encrypt: %s", strerror(errno));
 			goto out;
 		}
 		/* A full chunk is the last one when the input ends right after it. */
-		if (n < cs || (ch = getc(in)) == EOF) {
-			if (ferror(in)) {
-				r = kw_fail(-EIO, "cannot read the file to encrypt: %s", strerror(errno));
-				goto out;
-			}
+		if (n < cs)
 			final = 1;
-		} else if (ungetc(ch, in) == EOF) {
-			r = kw_fail(-EIO, "cannot read the file to encrypt: ungetc failed");
+		else if ((final = peek_end(in, "the file to encrypt")) < 0) {
+			r = final;
 			goto out;
 		}
-		if ((r = chunk_seal(&k, counter, final, pt, n, ct)) != 0)
+		if ((r = chunk_seal(&k, counter, final, k.pt, n, k.ct)) != 0)
 			goto out;
-		kw_wipe(pt, n);
-		if (fwrite(ct, 1, n + KWF_TAG, out) != n + KWF_TAG) {
+		kw_wipe(k.pt, n);
+		if (fwrite(k.ct, 1, n + KWF_TAG, out) != n + KWF_TAG) {
 			r = kw_fail(-EIO, "cannot write the encrypted file: %s", strerror(errno));
 			goto out;
 		}
@@ -411,14 +436,8 @@ kwf_seal(const kw_secret *dk, const struct kwf_header *h, FILE *in, FILE *out)
 		}
 		counter++;
 	}
-	if (fflush(out) != 0 || ferror(out)) {
-		r = kw_fail(-EIO, "cannot write the encrypted file: %s", strerror(errno));
-		goto out;
-	}
-	r = 0;
+	r = flush_out(out, "the encrypted file");
  out:
-	kw_secfree(pt);
-	free(ct);
 	chunker_free(&k);
 	return r;
 }
@@ -427,37 +446,23 @@ int
 kwf_open(const kw_secret *dk, const struct kwf_header *h, FILE *in, FILE *out)
 {
 	struct chunker k;
-	uint8_t *pt = NULL, *ct = NULL;
 	uint64_t counter;
 	size_t cs = h->chunk_size, rec = cs + KWF_TAG;
-	int r, ch;
+	int r;
 
 	if ((r = chunker_init(&k, dk, h, 0)) != 0)
 		return r;
-	if ((pt = kw_secalloc(cs)) == NULL || (ct = malloc(rec)) == NULL) {
-		r = kw_fail(-ENOMEM, "out of memory for a chunk of %zu bytes", cs);
-		goto out;
-	}
 	for (counter = 0;; counter++) {
-		size_t n = fread(ct, 1, rec, in);
+		size_t n = fread(k.ct, 1, rec, in);
 		int final = n < rec;
 
 		if (ferror(in)) {
 			r = kw_fail(-EIO, "cannot read the encrypted file: %s", strerror(errno));
 			goto out;
 		}
-		if (!final) {
-			if ((ch = getc(in)) == EOF) {
-				if (ferror(in)) {
-					r = kw_fail(-EIO, "cannot read the encrypted file: %s",
-					    strerror(errno));
-					goto out;
-				}
-				final = 1;
-			} else if (ungetc(ch, in) == EOF) {
-				r = kw_fail(-EIO, "cannot read the encrypted file: ungetc failed");
-				goto out;
-			}
+		if (!final && (final = peek_end(in, "the encrypted file")) < 0) {
+			r = final;
+			goto out;
 		}
 		if (n == 0) {
 			r = kw_fail(KW_E_AUTH, "chunk %llu: missing: the file is truncated "
@@ -469,9 +474,9 @@ kwf_open(const kw_secret *dk, const struct kwf_header *h, FILE *in, FILE *out)
 			    "its tag", (unsigned long long)counter, n);
 			goto out;
 		}
-		if ((r = chunk_open(&k, counter, final, ct, n, pt)) != 0) {
+		if ((r = chunk_open(&k, counter, final, k.ct, n, k.pt)) != 0) {
 			if (r == KW_E_AUTH && final && n == rec &&
-			    chunk_open(&k, counter, 0, ct, n, pt) == 0)
+			    chunk_open(&k, counter, 0, k.ct, n, k.pt) == 0)
 				r = kw_fail(KW_E_AUTH, "chunk %llu: the file ends after it, but it is "
 				    "not the final chunk: the file is truncated",
 				    (unsigned long long)counter);
@@ -482,25 +487,19 @@ kwf_open(const kw_secret *dk, const struct kwf_header *h, FILE *in, FILE *out)
 			else
 				r = kw_fail(r, "chunk %llu: OpenSSL failed to decrypt it",
 				    (unsigned long long)counter);
-			kw_wipe(pt, cs);
+			kw_wipe(k.pt, cs);
 			goto out;
 		}
-		if (fwrite(pt, 1, n - KWF_TAG, out) != n - KWF_TAG) {
+		if (fwrite(k.pt, 1, n - KWF_TAG, out) != n - KWF_TAG) {
 			r = kw_fail(-EIO, "cannot write the decrypted file: %s", strerror(errno));
 			goto out;
 		}
-		kw_wipe(pt, n - KWF_TAG);
+		kw_wipe(k.pt, n - KWF_TAG);
 		if (final)
 			break;
 	}
-	if (fflush(out) != 0 || ferror(out)) {
-		r = kw_fail(-EIO, "cannot write the decrypted file: %s", strerror(errno));
-		goto out;
-	}
-	r = 0;
+	r = flush_out(out, "the decrypted file");
  out:
-	kw_secfree(pt);
-	free(ct);
 	chunker_free(&k);
 	return r;
 }
