@@ -504,16 +504,17 @@ call_raw(kw_client *c, const char *method, const char *path, const void *body,
 	return r;
 }
 
+/* An exchange with a JSON body (or none); *statusp (may be NULL) as call_raw. */
 static int
 call_json(kw_client *c, const char *method, const char *path, const json_t *body,
-    json_t **reply)
+    long *statusp, json_t **reply)
 {
 	char *s = NULL;
 	int r;
 
 	if (body != NULL && (s = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY)) == NULL)
 		return err_set(c, -ENOMEM, "cannot encode the request body");
-	r = call_raw(c, method, path, s, s ? strlen(s) : 0, 0, NULL, reply);
+	r = call_raw(c, method, path, s, s ? strlen(s) : 0, 0, statusp, reply);
 	free(s);
 	return r;
 }
@@ -522,16 +523,9 @@ int
 kw_request(kw_client *c, const char *method, const char *path,
     const json_t *body, long *status, json_t **reply)
 {
-	char *s = NULL;
-	int r;
-
 	if (method == NULL || path == NULL || path[0] != '/')
 		return err_set(c, -EINVAL, "a request needs a method and a path starting with '/'");
-	if (body != NULL && (s = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY)) == NULL)
-		return err_set(c, -ENOMEM, "cannot encode the request body");
-	r = call_raw(c, method, path, s, s ? strlen(s) : 0, 0, status, reply);
-	free(s);
-	return r;
+	return call_json(c, method, path, body, status, reply);
 }
 
 /* ---- paths ----------------------------------------------------------------- */
@@ -908,9 +902,18 @@ simple(kw_client *c, const char *method, char *path, const json_t *body, json_t 
 
 	if (path == NULL)
 		return kw_fail(-EINVAL, "%s", c->msg);
-	r = call_json(c, method, path, body, reply);
+	r = call_json(c, method, path, body, NULL, reply);
 	free(path);
 	return r;
+}
+
+/* method on /v1/vaults/{vault}<mid>, with no body. */
+static int
+vault_call(kw_client *c, const char *method, const char *vault, const char *mid,
+    json_t **reply)
+{
+	err_reset(c);
+	return simple(c, method, secret_path(c, vault, mid, NULL, NULL, NULL), NULL, reply);
 }
 
 int
@@ -982,21 +985,19 @@ kw_secret_purge(kw_client *c, const char *vault, const char *name)
 int
 kw_deleted_list(kw_client *c, const char *vault, json_t **reply)
 {
-	err_reset(c);
-	return simple(c, "GET", secret_path(c, vault, "/deleted", NULL, NULL, NULL), NULL, reply);
+	return vault_call(c, "GET", vault, "/deleted", reply);
 }
 
 int
 kw_vault_list(kw_client *c, json_t **reply)
 {
-	return call_json(c, "GET", "/v1/vaults", NULL, reply);
+	return call_json(c, "GET", "/v1/vaults", NULL, NULL, reply);
 }
 
 int
 kw_vault_backup(kw_client *c, const char *vault, json_t **doc)
 {
-	err_reset(c);
-	return simple(c, "GET", secret_path(c, vault, "/backup", NULL, NULL, NULL), NULL, doc);
+	return vault_call(c, "GET", vault, "/backup", doc);
 }
 
 int
@@ -1011,7 +1012,7 @@ kw_vault_restore(kw_client *c, const char *vault, const json_t *doc, json_t **re
 int
 kw_whoami(kw_client *c, json_t **reply)
 {
-	return call_json(c, "GET", "/v1/whoami", NULL, reply);
+	return call_json(c, "GET", "/v1/whoami", NULL, NULL, reply);
 }
 
 int
@@ -1025,22 +1026,19 @@ kw_health(kw_client *c, json_t **report)
 int
 kw_rotation_start(kw_client *c, const char *vault, json_t **status)
 {
-	err_reset(c);
-	return simple(c, "POST", secret_path(c, vault, "/rotation", NULL, NULL, NULL), NULL, status);
+	return vault_call(c, "POST", vault, "/rotation", status);
 }
 
 int
 kw_rotation_status(kw_client *c, const char *vault, json_t **status)
 {
-	err_reset(c);
-	return simple(c, "GET", secret_path(c, vault, "/rotation", NULL, NULL, NULL), NULL, status);
+	return vault_call(c, "GET", vault, "/rotation", status);
 }
 
 int
 kw_master_key_list(kw_client *c, const char *vault, json_t **reply)
 {
-	err_reset(c);
-	return simple(c, "GET", secret_path(c, vault, "/master-keys", NULL, NULL, NULL), NULL, reply);
+	return vault_call(c, "GET", vault, "/master-keys", reply);
 }
 
 static int
@@ -1053,7 +1051,7 @@ master_key_op(kw_client *c, const char *vault, uint64_t version, const char *op,
 	if (version == 0 || version > INT64_MAX)
 		return err_set(c, -EINVAL, "a master-key version is a number from 1");
 	snprintf(mid, sizeof(mid), "/master-keys/%llu/%s", (unsigned long long)version, op);
-	return simple(c, "POST", secret_path(c, vault, mid, NULL, NULL, NULL), NULL, key);
+	return vault_call(c, "POST", vault, mid, key);
 }
 
 int
@@ -1250,7 +1248,7 @@ kw_datakey(kw_client *c, const char *vault, size_t bytes, const json_t *context,
 		r = kw_fail(-EINVAL, "%s", c->msg);
 		goto out;
 	}
-	if ((r = call_json(c, "POST", path, body, &j)) != 0)
+	if ((r = call_json(c, "POST", path, body, NULL, &j)) != 0)
 		goto out;
 	if (plaintext != NULL && (r = reply_secret(c, j, "plaintext", path, &pt)) != 0)
 		goto out;
@@ -1281,17 +1279,18 @@ kw_datakey(kw_client *c, const char *vault, size_t bytes, const json_t *context,
 	return r;
 }
 
-int
-kw_unwrap(kw_client *c, const char *vault, const void *wrapped, size_t wrapped_len,
-    const json_t *context, kw_secret *plaintext, uint64_t *key_version)
+/* keys_post, then the reply's "plaintext" into *plaintext (a secret). */
+static int
+keys_post_secret(kw_client *c, const char *vault, const char *op, const char *field,
+    const void *data, size_t n, const json_t *context, kw_secret *plaintext,
+    uint64_t *key_version)
 {
 	kw_secret pt = { NULL, 0 };
 	json_t *j = NULL;
 	char *path = NULL;
 	int r;
 
-	if ((r = keys_post(c, vault, "unwrap", "wrapped", wrapped, wrapped_len, context,
-	    &path, &j)) != 0)
+	if ((r = keys_post(c, vault, op, field, data, n, context, &path, &j)) != 0)
 		goto out;
 	if ((r = reply_secret(c, j, "plaintext", path, &pt)) != 0)
 		goto out;
@@ -1305,6 +1304,33 @@ kw_unwrap(kw_client *c, const char *vault, const void *wrapped, size_t wrapped_l
 	kw_secret_clear(&pt);
 	free(path);
 	return r;
+}
+
+/* keys_post, then the reply's out_field into malloc'd bytes. */
+static int
+keys_post_bytes(kw_client *c, const char *vault, const char *op, const char *field,
+    const void *data, size_t n, const json_t *context, const char *out_field,
+    uint8_t **out, size_t *out_len, uint64_t *key_version)
+{
+	json_t *j = NULL;
+	char *path = NULL;
+	int r;
+
+	if ((r = keys_post(c, vault, op, field, data, n, context, &path, &j)) == 0 &&
+	    (r = reply_bytes(c, j, out_field, path, out, out_len)) == 0 &&
+	    key_version != NULL)
+		*key_version = reply_u64(j, "key_version");
+	json_decref(j);
+	free(path);
+	return r;
+}
+
+int
+kw_unwrap(kw_client *c, const char *vault, const void *wrapped, size_t wrapped_len,
+    const json_t *context, kw_secret *plaintext, uint64_t *key_version)
+{
+	return keys_post_secret(c, vault, "unwrap", "wrapped", wrapped, wrapped_len, context,
+	    plaintext, key_version);
 }
 
 int
@@ -1312,66 +1338,28 @@ kw_rewrap(kw_client *c, const char *vault, const void *wrapped, size_t wrapped_l
     const json_t *context, uint8_t **rewrapped, size_t *rewrapped_len,
     uint64_t *key_version)
 {
-	json_t *j = NULL;
-	char *path = NULL;
-	int r;
-
-	if ((r = keys_post(c, vault, "rewrap", "wrapped", wrapped, wrapped_len, context,
-	    &path, &j)) == 0 &&
-	    (r = reply_bytes(c, j, "wrapped", path, rewrapped, rewrapped_len)) == 0 &&
-	    key_version != NULL)
-		*key_version = reply_u64(j, "key_version");
-	json_decref(j);
-	free(path);
-	return r;
+	return keys_post_bytes(c, vault, "rewrap", "wrapped", wrapped, wrapped_len, context,
+	    "wrapped", rewrapped, rewrapped_len, key_version);
 }
 
 int
 kw_encrypt(kw_client *c, const char *vault, const void *plaintext, size_t len,
     const json_t *context, uint8_t **ciphertext, size_t *ct_len, uint64_t *key_version)
 {
-	json_t *j = NULL;
-	char *path = NULL;
-	int r;
-
 	if (len > KW_ENCRYPT_MAX)
 		return err_set(c, KW_E_TOO_LARGE, "the daemon encrypts at most %d bytes, "
 		    "not %zu; use a data key (kw_datakey, kw_file_encrypt) for more",
 		    KW_ENCRYPT_MAX, len);
-	if ((r = keys_post(c, vault, "encrypt", "plaintext", plaintext, len, context,
-	    &path, &j)) == 0 &&
-	    (r = reply_bytes(c, j, "ciphertext", path, ciphertext, ct_len)) == 0 &&
-	    key_version != NULL)
-		*key_version = reply_u64(j, "key_version");
-	json_decref(j);
-	free(path);
-	return r;
+	return keys_post_bytes(c, vault, "encrypt", "plaintext", plaintext, len, context,
+	    "ciphertext", ciphertext, ct_len, key_version);
 }
 
 int
 kw_decrypt(kw_client *c, const char *vault, const void *ciphertext, size_t ct_len,
     const json_t *context, kw_secret *plaintext, uint64_t *key_version)
 {
-	kw_secret pt = { NULL, 0 };
-	json_t *j = NULL;
-	char *path = NULL;
-	int r;
-
-	if ((r = keys_post(c, vault, "decrypt", "ciphertext", ciphertext, ct_len, context,
-	    &path, &j)) != 0)
-		goto out;
-	if ((r = reply_secret(c, j, "plaintext", path, &pt)) != 0)
-		goto out;
-	*plaintext = pt;
-	pt.data = NULL;
-	if (key_version != NULL)
-		*key_version = reply_u64(j, "key_version");
- out:
-	wipe_field(j, "plaintext");
-	json_decref(j);
-	kw_secret_clear(&pt);
-	free(path);
-	return r;
+	return keys_post_secret(c, vault, "decrypt", "ciphertext", ciphertext, ct_len, context,
+	    plaintext, key_version);
 }
 
 /* ---- signing keys ------------------------------------------------------------- */
@@ -1404,9 +1392,7 @@ kw_signkey_rotate(kw_client *c, const char *vault, const char *name, json_t **ke
 int
 kw_signkey_list(kw_client *c, const char *vault, json_t **reply)
 {
-	err_reset(c);
-	return simple(c, "GET", secret_path(c, vault, "/signing-keys", NULL, NULL, NULL),
-	    NULL, reply);
+	return vault_call(c, "GET", vault, "/signing-keys", reply);
 }
 
 int
