@@ -1,6 +1,8 @@
 /* cli.h - what the parts of the keywarden command share. */
 #ifndef KW_CLI_H
 #define KW_CLI_H
+#include <getopt.h>
+
 #include "keywarden.h"
 extern int opt_json;
 int exit_code(int r);
@@ -9,11 +11,26 @@ int fail(kw_client *c, int r);
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int sys_fail(const char *what, const char *path);
 int parse_u64(const char *s, uint64_t *v, int allow_zero);
+int kv_arg(json_t **obj, const char *opt, const char *s);
+/* The option parsing of the commands (keywarden.c): longopts gives --help
+ * the letter 'h' and --json (if any) 'j'. */
+typedef int cli_take_fn(void *o, int ch, const char *name, const char *allowed);
+int cli_parse(int argc, char **argv, const struct option *longopts, const char *allowed,
+    int npos, char **pos, int maxpos, int *got, cli_take_fn *take, void *o);
+#define NPOS(a) ((int)(sizeof(a) / sizeof((a)[0])))
+/* Parse the command's options into o with parse(), or return from the
+ * command: its exit status, 0 after --help. */
+#define CLI_PARSE(parse, free_opts, o, allowed, npos) do {                  \
+	int pr_ = parse(argc, argv, allowed, npos, &(o));                   \
+	if (pr_ != 0) {                                                     \
+		free_opts(&(o));                                            \
+		return pr_ < 0 ? 0 : pr_;                                   \
+	}                                                                   \
+} while (0)
 int print_json(const json_t *j);
 void print_table(const json_t *arr, const char *const *cols, const char *const *heads);
 int show(const json_t *reply);
 int write_all(int fd, const void *p, size_t n);
-void cli_cmd_help(void);
 int cli_policy_check(kw_client *c, int argc, char **argv);
 int cli_policy_explain(kw_client *c, int argc, char **argv);
 int cli_policy_who_can(kw_client *c, int argc, char **argv);

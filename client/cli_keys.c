@@ -80,81 +80,51 @@ kopts_free(struct kopts *o)
 	o->context = NULL;
 }
 
-/* Like opts_parse of keywarden.c: argv[0] is the command, allowed the short
- * letters of the options that apply.  0, EX_USAGE, or -1 after --help. */
+/* One option of the key commands. */
 static int
-kopts_parse(int argc, char **argv, const char *allowed, int npos, struct kopts *o)
+kopts_take(void *p, int ch, const char *name, const char *allowed)
 {
-	const char *eq;
-	int ch;
+	struct kopts *o = p;
 
-	memset(o, 0, sizeof(*o));
-	optind = 0;
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "+:", k_long, NULL)) != -1 || optind < argc) {
-		if (ch == -1) {
-			if (o->npos >= (int)(sizeof(o->pos) / sizeof(o->pos[0])))
-				return usage_error("too many arguments");
-			o->pos[o->npos++] = argv[optind++];
-			continue;
-		}
-		if (ch == ':')
-			return usage_error("option %s needs a value", argv[optind - 1]);
-		if (ch == '?')
-			return usage_error("unknown option '%s'", argv[optind - 1]);
-		if (ch != K_HELP && ch != K_JSON && strchr(allowed, ch) == NULL)
-			return usage_error("option '%s' does not apply to this command",
-			    argv[optind - 1]);
-		switch (ch) {
-		case K_HELP:
-			cli_cmd_help();
-			return -1;
-		case K_JSON: opt_json = 1; break;
-		case K_WAIT: o->wait = 1; break;
-		case K_NOPT: o->no_plaintext = 1; break;
-		case K_JWK: o->jwk = 1; break;
-		case K_JOSE: o->jose = 1; break;
-		case K_IN: o->in = optarg; break;
-		case K_OUT: o->out = optarg; break;
-		case K_WRAPPED: o->wrapped = optarg; break;
-		case K_TYPE: o->type = optarg; break;
-		case K_ALG: o->alg = optarg; break;
-		case K_SIG: o->sig = optarg; break;
-		case K_VERSION:
-			if (parse_u64(optarg, &o->version, 0) != 0)
-				return usage_error("--version '%s' is not a version number from 1", optarg);
-			break;
-		case K_BYTES:
-			if (parse_u64(optarg, &o->bytes, 0) != 0 || o->bytes < 16 || o->bytes > 64)
-				return usage_error("--bytes '%s' is not a number from 16 to 64", optarg);
-			break;
-		case K_CONTEXT:
-			if ((eq = strchr(optarg, '=')) == NULL || eq == optarg)
-				return usage_error("--context '%s' is not KEY=VALUE", optarg);
-			if (o->context == NULL && (o->context = json_object()) == NULL)
-				return fail(NULL, -ENOMEM);
-			if (json_object_setn_new_nocheck(o->context, optarg, (size_t)(eq - optarg),
-			    json_string(eq + 1)) != 0)
-				return usage_error("--context '%s' is not valid UTF-8", optarg);
-			break;
-		default:
-			return usage_error("unknown option '%s'", argv[optind - 1]);
-		}
+	(void)allowed;
+	switch (ch) {
+	case K_JSON: opt_json = 1; break;
+	case K_WAIT: o->wait = 1; break;
+	case K_NOPT: o->no_plaintext = 1; break;
+	case K_JWK: o->jwk = 1; break;
+	case K_JOSE: o->jose = 1; break;
+	case K_IN: o->in = optarg; break;
+	case K_OUT: o->out = optarg; break;
+	case K_WRAPPED: o->wrapped = optarg; break;
+	case K_TYPE: o->type = optarg; break;
+	case K_ALG: o->alg = optarg; break;
+	case K_SIG: o->sig = optarg; break;
+	case K_VERSION:
+		if (parse_u64(optarg, &o->version, 0) != 0)
+			return usage_error("--version '%s' is not a version number from 1", optarg);
+		break;
+	case K_BYTES:
+		if (parse_u64(optarg, &o->bytes, 0) != 0 || o->bytes < 16 || o->bytes > 64)
+			return usage_error("--bytes '%s' is not a number from 16 to 64", optarg);
+		break;
+	case K_CONTEXT:
+		return kv_arg(&o->context, "--context", optarg);
+	default:
+		return usage_error("unknown option '%s'", name);
 	}
-	if (o->npos < npos)
-		return usage_error("missing argument%s", npos - o->npos > 1 ? "s" : "");
-	if (o->npos > npos)
-		return usage_error("unexpected argument '%s'", o->pos[npos]);
 	return 0;
 }
 
-#define KPARSE(allowed, npos) do {                                      \
-	int pr_ = kopts_parse(argc, argv, allowed, npos, &o);          \
-	if (pr_ != 0) {                                                 \
-		kopts_free(&o);                                         \
-		return pr_ < 0 ? EX_OK : pr_;                           \
-	}                                                               \
-} while (0)
+/* The options of a key command (see cli_parse). */
+static int
+kopts_parse(int argc, char **argv, const char *allowed, int npos, struct kopts *o)
+{
+	memset(o, 0, sizeof(*o));
+	return cli_parse(argc, argv, k_long, allowed, npos, o->pos, NPOS(o->pos), &o->npos,
+	    kopts_take, o);
+}
+
+#define KPARSE(allowed, npos) CLI_PARSE(kopts_parse, kopts_free, o, allowed, npos)
 
 /* ---- input and output ------------------------------------------------------- */
 

@@ -143,15 +143,19 @@ time_arg(const char *opt, const char *s, int allow_none, json_t **out)
 	return 0;
 }
 
-static int
-tag_arg(json_t *tags, const char *s)
+/* A KEY=VALUE of option opt (--tag, --context) into the object *obj, made
+ * here if it is NULL. */
+int
+kv_arg(json_t **obj, const char *opt, const char *s)
 {
 	const char *eq = strchr(s, '=');
 
 	if (eq == NULL || eq == s)
-		return usage_error("--tag '%s' is not KEY=VALUE", s);
-	if (json_object_setn_new_nocheck(tags, s, (size_t)(eq - s), json_string(eq + 1)) != 0)
-		return usage_error("--tag '%s' is not valid UTF-8", s);
+		return usage_error("%s '%s' is not KEY=VALUE", opt, s);
+	if (*obj == NULL && (*obj = json_object()) == NULL)
+		return fail(NULL, -ENOMEM);
+	if (json_object_setn_new_nocheck(*obj, s, (size_t)(eq - s), json_string(eq + 1)) != 0)
+		return usage_error("%s '%s' is not valid UTF-8", opt, s);
 	return 0;
 }
 
@@ -451,103 +455,121 @@ cmd_help(const struct cmd *cmd)
 	printf("See keywarden(1) for the options.\n");
 }
 
-void
-cli_cmd_help(void)
-{
-	cmd_help(cur_cmd);
-}
-
 /*
  * Parse argv (argv[0] is the command name) allowing only the options in
- * allowed (their short letters) and exactly npos positional arguments.
- * Returns 0, EX_USAGE, or -1 when --help was given and printed.
+ * allowed (their short letters; --help and --json always) and exactly npos
+ * positional arguments, which go into pos (room for maxpos; *got counts
+ * them).  take(o, letter, name, allowed) takes each option (name as given,
+ * its value in optarg) and returns 0 or an exit status.  Returns 0, an exit
+ * status (EX_USAGE after a usage error), or -1 when --help was given and
+ * printed.
  */
-static int
-opts_parse(int argc, char **argv, const char *allowed, int npos, struct opts *o)
+int
+cli_parse(int argc, char **argv, const struct option *longopts, const char *allowed,
+    int npos, char **pos, int maxpos, int *got, cli_take_fn *take, void *o)
 {
-	uint64_t u;
 	int ch, r;
 
-	memset(o, 0, sizeof(*o));
-	o->enabled = -1;
-	o->cas = -1;
 	optind = 0;     /* GNU: start again on a new argv */
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "+:", long_opts, NULL)) != -1 ||
+	while ((ch = getopt_long(argc, argv, "+:", longopts, NULL)) != -1 ||
 	    optind < argc) {
 		if (ch == -1) {
 			/* A positional argument; options may follow it. */
-			if (o->npos >= (int)(sizeof(o->pos) / sizeof(o->pos[0])))
+			if (*got >= maxpos)
 				return usage_error("too many arguments");
-			o->pos[o->npos++] = argv[optind++];
+			pos[(*got)++] = argv[optind++];
 			continue;
 		}
-		if (ch == '?' || ch == ':') {
-			if (ch == ':')
-				return usage_error("option %s needs a value", argv[optind - 1]);
+		if (ch == ':')
+			return usage_error("option %s needs a value", argv[optind - 1]);
+		if (ch == '?')
 			return usage_error("unknown option '%s'", argv[optind - 1]);
-		}
-		if (ch != O_HELP && strchr(allowed, ch) == NULL)
+		if (ch != 'h' && ch != 'j' && strchr(allowed, ch) == NULL)
 			return usage_error("option '%s' does not apply to this command",
 			    argv[optind - 1]);
-		switch (ch) {
-		case O_HELP:
+		if (ch == 'h') {
 			cmd_help(cur_cmd);
 			return -1;
-		case O_FILE: o->file = optarg; break;
-		case O_OUTPUT: o->output = optarg; break;
-		case O_PREFIX: o->prefix = optarg; break;
-		case O_CTYPE: o->ctype = optarg; break;
-		case O_BASE64: o->base64 = 1; break;
-		case O_DISABLED: case O_DISABLE:
-			if (o->enabled == 1)
-				return usage_error("--enable and --disable exclude each other");
-			o->enabled = 0;
-			break;
-		case O_ENABLE:
-			if (o->enabled == 0)
-				return usage_error("--enable and --disable exclude each other");
-			o->enabled = 1;
-			break;
-		case O_TAG: case O_CLEARTAGS:
-			if (o->tags == NULL && (o->tags = json_object()) == NULL)
-				return EX_ERR;
-			if (ch == O_TAG && (r = tag_arg(o->tags, optarg)) != 0)
-				return r;
-			break;
-		case O_NOTBEFORE:
-			json_decref(o->not_before);
-			o->not_before = NULL;
-			if ((r = time_arg("--not-before", optarg, strchr(allowed, O_ENABLE) != NULL,
-			    &o->not_before)) != 0)
-				return r;
-			break;
-		case O_EXPIRES:
-			json_decref(o->expires);
-			o->expires = NULL;
-			if ((r = time_arg("--expires", optarg, strchr(allowed, O_ENABLE) != NULL,
-			    &o->expires)) != 0)
-				return r;
-			break;
-		case O_CAS:
-			if (parse_u64(optarg, &u, 1) != 0)
-				return usage_error("--cas '%s' is not a version number (0 for a new name)", optarg);
-			o->cas = (int64_t)u;
-			break;
-		case O_VERSION:
-			if (parse_u64(optarg, &u, 0) != 0)
-				return usage_error("--version '%s' is not a version number from 1", optarg);
-			o->version = u;
-			break;
-		default:
-			return usage_error("unknown option '%s'", argv[optind - 1]);
 		}
+		if ((r = take(o, ch, argv[optind - 1], allowed)) != 0)
+			return r;
 	}
-	if (o->npos < npos)
-		return usage_error("missing argument%s", npos - o->npos > 1 ? "s" : "");
-	if (o->npos > npos)
-		return usage_error("unexpected argument '%s'", o->pos[npos]);
+	if (*got < npos)
+		return usage_error("missing argument%s", npos - *got > 1 ? "s" : "");
+	if (*got > npos)
+		return usage_error("unexpected argument '%s'", pos[npos]);
 	return 0;
+}
+
+/* One option of the secret and vault commands. */
+static int
+opts_take(void *p, int ch, const char *name, const char *allowed)
+{
+	struct opts *o = p;
+	uint64_t u;
+	int r;
+
+	switch (ch) {
+	case O_FILE: o->file = optarg; break;
+	case O_OUTPUT: o->output = optarg; break;
+	case O_PREFIX: o->prefix = optarg; break;
+	case O_CTYPE: o->ctype = optarg; break;
+	case O_BASE64: o->base64 = 1; break;
+	case O_DISABLED: case O_DISABLE:
+		if (o->enabled == 1)
+			return usage_error("--enable and --disable exclude each other");
+		o->enabled = 0;
+		break;
+	case O_ENABLE:
+		if (o->enabled == 0)
+			return usage_error("--enable and --disable exclude each other");
+		o->enabled = 1;
+		break;
+	case O_TAG: case O_CLEARTAGS:
+		if (o->tags == NULL && (o->tags = json_object()) == NULL)
+			return EX_ERR;
+		if (ch == O_TAG && (r = kv_arg(&o->tags, "--tag", optarg)) != 0)
+			return r;
+		break;
+	case O_NOTBEFORE:
+		json_decref(o->not_before);
+		o->not_before = NULL;
+		if ((r = time_arg("--not-before", optarg, strchr(allowed, O_ENABLE) != NULL,
+		    &o->not_before)) != 0)
+			return r;
+		break;
+	case O_EXPIRES:
+		json_decref(o->expires);
+		o->expires = NULL;
+		if ((r = time_arg("--expires", optarg, strchr(allowed, O_ENABLE) != NULL,
+		    &o->expires)) != 0)
+			return r;
+		break;
+	case O_CAS:
+		if (parse_u64(optarg, &u, 1) != 0)
+			return usage_error("--cas '%s' is not a version number (0 for a new name)", optarg);
+		o->cas = (int64_t)u;
+		break;
+	case O_VERSION:
+		if (parse_u64(optarg, &u, 0) != 0)
+			return usage_error("--version '%s' is not a version number from 1", optarg);
+		o->version = u;
+		break;
+	default:
+		return usage_error("unknown option '%s'", name);
+	}
+	return 0;
+}
+
+static int
+opts_parse(int argc, char **argv, const char *allowed, int npos, struct opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->enabled = -1;
+	o->cas = -1;
+	return cli_parse(argc, argv, long_opts, allowed, npos, o->pos, NPOS(o->pos), &o->npos,
+	    opts_take, o);
 }
 
 /* The attributes given by options, as the JSON of a PUT or a PATCH. */
@@ -571,13 +593,7 @@ opts_attrs(const struct opts *o)
 	return a;
 }
 
-#define PARSE(allowed, npos) do {                                       \
-	int pr_ = opts_parse(argc, argv, allowed, npos, &o);           \
-	if (pr_ != 0) {                                                 \
-		opts_free(&o);                                          \
-		return pr_ < 0 ? EX_OK : pr_;                           \
-	}                                                               \
-} while (0)
+#define PARSE(allowed, npos) CLI_PARSE(opts_parse, opts_free, o, allowed, npos)
 
 /* ---- commands ------------------------------------------------------------------ */
 
