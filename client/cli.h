@@ -30,6 +30,9 @@ int cli_parse(int argc, char **argv, const struct option *longopts, const char *
 int print_json(const json_t *j);
 void print_table(const json_t *arr, const char *const *cols, const char *const *heads);
 int show(const json_t *reply);
+int show_result(kw_client *c, int r, const json_t *reply);
+int show_list(kw_client *c, int r, const json_t *reply, const char *field,
+    const char *const *cols, const char *const *heads);
 int write_all(int fd, const void *p, size_t n);
 int cli_policy_check(kw_client *c, int argc, char **argv);
 int cli_policy_explain(kw_client *c, int argc, char **argv);

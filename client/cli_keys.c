@@ -396,18 +396,15 @@ cli_vault_keys(kw_client *c, int argc, char **argv)
 	int r, ex;
 
 	KPARSE("", 1);
-	if ((r = kw_master_key_list(c, o.pos[0], &reply)) != 0) {
-		ex = fail(c, r);
-	} else if (opt_json) {
-		ex = print_json(reply);
-	} else {
+	r = kw_master_key_list(c, o.pos[0], &reply);
+	if (r == 0 && !opt_json) {
+		/* A column that marks the current version. */
 		cur = json_integer_value(json_object_get(reply, "current"));
 		json_array_foreach(json_object_get(reply, "keys"), i, k)
 			json_object_set_new(k, "current", json_string(
 			    json_integer_value(json_object_get(k, "version")) == cur ? "*" : ""));
-		print_table(json_object_get(reply, "keys"), cols, heads);
-		ex = EX_OK;
 	}
+	ex = show_list(c, r, reply, "keys", cols, heads);
 	json_decref(reply);
 	kopts_free(&o);
 	return ex;
@@ -429,7 +426,7 @@ cli_vault_retire(kw_client *c, int argc, char **argv)
 	}
 	r = destroy ? kw_master_key_destroy(c, o.pos[0], o.version, &key) :
 	    kw_master_key_retire(c, o.pos[0], o.version, &key);
-	ex = r != 0 ? fail(c, r) : show(key);
+	ex = show_result(c, r, key);
  out:
 	json_decref(key);
 	kopts_free(&o);
@@ -516,11 +513,9 @@ cli_key_datakey(kw_client *c, int argc, char **argv)
 	int r, ex;
 
 	KPARSE("BNx", 1);
-	if ((r = kw_datakey(c, o.pos[0], (size_t)o.bytes, o.context,
-	    o.no_plaintext ? NULL : &pt, &w, &wlen, &kv)) != 0)
-		ex = fail(c, r);
-	else
-		ex = print_keyline(o.no_plaintext ? NULL : &pt, w, wlen, kv);
+	r = kw_datakey(c, o.pos[0], (size_t)o.bytes, o.context, o.no_plaintext ? NULL : &pt,
+	    &w, &wlen, &kv);
+	ex = r != 0 ? fail(c, r) : print_keyline(o.no_plaintext ? NULL : &pt, w, wlen, kv);
 	kw_secret_clear(&pt);
 	free(w);
 	kopts_free(&o);
@@ -547,17 +542,10 @@ cli_key_unwrap(kw_client *c, int argc, char **argv)
 		ex = usage_error("--wrapped is not base64");
 		goto out;
 	}
-	if (rewrap) {
-		if ((r = kw_rewrap(c, o.pos[0], in.data, in.len, o.context, &w, &wlen, &kv)) != 0)
-			ex = fail(c, r);
-		else
-			ex = print_keyline(NULL, w, wlen, kv);
-	} else {
-		if ((r = kw_unwrap(c, o.pos[0], in.data, in.len, o.context, &pt, &kv)) != 0)
-			ex = fail(c, r);
-		else
-			ex = print_keyline(&pt, NULL, 0, kv);
-	}
+	r = rewrap ? kw_rewrap(c, o.pos[0], in.data, in.len, o.context, &w, &wlen, &kv) :
+	    kw_unwrap(c, o.pos[0], in.data, in.len, o.context, &pt, &kv);
+	/* One of the two: the new wrapped key (w), or the plaintext. */
+	ex = r != 0 ? fail(c, r) : print_keyline(rewrap ? NULL : &pt, w, wlen, kv);
  out:
 	kw_secret_clear(&in);
 	kw_secret_clear(&pt);
@@ -584,17 +572,12 @@ cli_key_crypt(kw_client *c, int argc, char **argv)
 		ex = EX_ERR;
 		goto out;
 	}
-	if (enc) {
-		if ((r = kw_encrypt(c, o.pos[0], in.data, in.len, o.context, &ct, &ctlen, NULL)) != 0)
-			ex = fail(c, r);
-		else
-			ex = write_output(o.out, ct, ctlen);
-	} else {
-		if ((r = kw_decrypt(c, o.pos[0], in.data, in.len, o.context, &pt, NULL)) != 0)
-			ex = fail(c, r);
-		else
-			ex = write_output(o.out, pt.data, pt.len);
-	}
+	r = enc ? kw_encrypt(c, o.pos[0], in.data, in.len, o.context, &ct, &ctlen, NULL) :
+	    kw_decrypt(c, o.pos[0], in.data, in.len, o.context, &pt, NULL);
+	if (r != 0)
+		ex = fail(c, r);
+	else
+		ex = enc ? write_output(o.out, ct, ctlen) : write_output(o.out, pt.data, pt.len);
  out:
 	kw_secret_clear(&in);
 	kw_secret_clear(&pt);
@@ -677,14 +660,8 @@ cli_signkey_list(kw_client *c, int argc, char **argv)
 	int r, ex;
 
 	KPARSE("", 1);
-	if ((r = kw_signkey_list(c, o.pos[0], &reply)) != 0)
-		ex = fail(c, r);
-	else if (opt_json)
-		ex = print_json(reply);
-	else {
-		print_table(json_object_get(reply, "keys"), cols, heads);
-		ex = EX_OK;
-	}
+	r = kw_signkey_list(c, o.pos[0], &reply);
+	ex = show_list(c, r, reply, "keys", cols, heads);
 	json_decref(reply);
 	kopts_free(&o);
 	return ex;

@@ -284,6 +284,28 @@ show(const json_t *reply)
 	return EX_OK;
 }
 
+/* The end of a command: the failure r of its call reported, else its reply
+ * shown.  Returns the exit status. */
+int
+show_result(kw_client *c, int r, const json_t *reply)
+{
+	return r != 0 ? fail(c, r) : show(reply);
+}
+
+/* The end of a listing: the failure r reported, else the reply as JSON or
+ * a table of the objects in its array field. */
+int
+show_list(kw_client *c, int r, const json_t *reply, const char *field,
+    const char *const *cols, const char *const *heads)
+{
+	if (r != 0)
+		return fail(c, r);
+	if (opt_json)
+		return print_json(reply);
+	print_table(json_object_get(reply, field), cols, heads);
+	return EX_OK;
+}
+
 /* ---- values in and out ----------------------------------------------------- */
 
 /* Read all of fd into a secret.  From a terminal: one line, not echoed. */
@@ -631,11 +653,8 @@ do_set(kw_client *c, int argc, char **argv)
 		v.len = n;
 		json_object_set_new(attrs, "encoding", json_string("base64"));
 	}
-	if ((r = kw_secret_set(c, o.pos[0], o.pos[1], v.data, v.len, attrs, o.cas, &meta)) != 0) {
-		ex = fail(c, r);
-		goto out;
-	}
-	ex = show(meta);
+	r = kw_secret_set(c, o.pos[0], o.pos[1], v.data, v.len, attrs, o.cas, &meta);
+	ex = show_result(c, r, meta);
  out:
 	if (fd > STDIN_FILENO)
 		close(fd);
@@ -726,14 +745,8 @@ do_list(kw_client *c, int argc, char **argv)
 	int r, ex;
 
 	PARSE("p", 1);
-	if ((r = kw_secret_list(c, o.pos[0], o.prefix, &reply)) != 0)
-		ex = fail(c, r);
-	else if (opt_json)
-		ex = print_json(reply);
-	else {
-		print_table(json_object_get(reply, "secrets"), cols, heads);
-		ex = EX_OK;
-	}
+	r = kw_secret_list(c, o.pos[0], o.prefix, &reply);
+	ex = show_list(c, r, reply, "secrets", cols, heads);
 	json_decref(reply);
 	opts_free(&o);
 	return ex;
@@ -751,14 +764,8 @@ do_versions(kw_client *c, int argc, char **argv)
 	int r, ex;
 
 	PARSE("", 2);
-	if ((r = kw_secret_versions(c, o.pos[0], o.pos[1], &reply)) != 0)
-		ex = fail(c, r);
-	else if (opt_json)
-		ex = print_json(reply);
-	else {
-		print_table(json_object_get(reply, "versions"), cols, heads);
-		ex = EX_OK;
-	}
+	r = kw_secret_versions(c, o.pos[0], o.pos[1], &reply);
+	ex = show_list(c, r, reply, "versions", cols, heads);
 	json_decref(reply);
 	opts_free(&o);
 	return ex;
@@ -816,10 +823,8 @@ do_update(kw_client *c, int argc, char **argv)
 		    "--content-type, --tag, --clear-tags, --not-before or --expires");
 		goto out;
 	}
-	if ((r = kw_secret_update(c, o.pos[0], o.pos[1], o.version, changes, &meta)) != 0)
-		ex = fail(c, r);
-	else
-		ex = show(meta);
+	r = kw_secret_update(c, o.pos[0], o.pos[1], o.version, changes, &meta);
+	ex = show_result(c, r, meta);
  out:
 	json_decref(changes);
 	json_decref(meta);
@@ -846,10 +851,7 @@ do_name_op(kw_client *c, int argc, char **argv)
 		    "name", o.pos[1], "purged", 1)) == NULL)
 			r = -ENOMEM;
 	}
-	if (r != 0)
-		ex = fail(c, r);
-	else
-		ex = show(reply);
+	ex = show_result(c, r, reply);
 	json_decref(reply);
 	opts_free(&o);
 	return ex;
@@ -867,14 +869,8 @@ do_deleted(kw_client *c, int argc, char **argv)
 	int r, ex;
 
 	PARSE("", 1);
-	if ((r = kw_deleted_list(c, o.pos[0], &reply)) != 0)
-		ex = fail(c, r);
-	else if (opt_json)
-		ex = print_json(reply);
-	else {
-		print_table(json_object_get(reply, "deleted"), cols, heads);
-		ex = EX_OK;
-	}
+	r = kw_deleted_list(c, o.pos[0], &reply);
+	ex = show_list(c, r, reply, "deleted", cols, heads);
 	json_decref(reply);
 	opts_free(&o);
 	return ex;
@@ -892,14 +888,8 @@ do_vault_list(kw_client *c, int argc, char **argv)
 	int r, ex;
 
 	PARSE("", 0);
-	if ((r = kw_vault_list(c, &reply)) != 0)
-		ex = fail(c, r);
-	else if (opt_json)
-		ex = print_json(reply);
-	else {
-		print_table(json_object_get(reply, "vaults"), cols, heads);
-		ex = EX_OK;
-	}
+	r = kw_vault_list(c, &reply);
+	ex = show_list(c, r, reply, "vaults", cols, heads);
 	json_decref(reply);
 	opts_free(&o);
 	return ex;
@@ -960,10 +950,8 @@ do_restore(kw_client *c, int argc, char **argv)
 		ex = EX_ERR;
 		goto out;
 	}
-	if ((r = kw_vault_restore(c, o.pos[0], doc, &reply)) != 0)
-		ex = fail(c, r);
-	else
-		ex = show(reply);
+	r = kw_vault_restore(c, o.pos[0], doc, &reply);
+	ex = show_result(c, r, reply);
  out:
 	json_decref(doc);
 	json_decref(reply);
@@ -979,10 +967,8 @@ do_whoami(kw_client *c, int argc, char **argv)
 	int r, ex;
 
 	PARSE("", 0);
-	if ((r = kw_whoami(c, &reply)) != 0)
-		ex = fail(c, r);
-	else
-		ex = show(reply);
+	r = kw_whoami(c, &reply);
+	ex = show_result(c, r, reply);
 	json_decref(reply);
 	opts_free(&o);
 	return ex;
