@@ -11,6 +11,7 @@ int fail(kw_client *c, int r);
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int sys_fail(const char *what, const char *path);
 int parse_u64(const char *s, uint64_t *v, int allow_zero);
+int version_arg(const char *s, uint64_t *v);
 int kv_arg(json_t **obj, const char *opt, const char *s);
 /* The option parsing of the commands (keywarden.c): longopts gives --help
  * the letter 'h' and --json (if any) 'j'. */

@@ -100,9 +100,7 @@ kopts_take(void *p, int ch, const char *name, const char *allowed)
 	case K_ALG: o->alg = optarg; break;
 	case K_SIG: o->sig = optarg; break;
 	case K_VERSION:
-		if (parse_u64(optarg, &o->version, 0) != 0)
-			return usage_error("--version '%s' is not a version number from 1", optarg);
-		break;
+		return version_arg(optarg, &o->version);
 	case K_BYTES:
 		if (parse_u64(optarg, &o->bytes, 0) != 0 || o->bytes < 16 || o->bytes > 64)
 			return usage_error("--bytes '%s' is not a number from 16 to 64", optarg);

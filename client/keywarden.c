@@ -124,6 +124,15 @@ parse_u64(const char *s, uint64_t *v, int allow_zero)
 	return 0;
 }
 
+/* The value of --version: a version number from 1. */
+int
+version_arg(const char *s, uint64_t *v)
+{
+	if (parse_u64(s, v, 0) != 0)
+		return usage_error("--version '%s' is not a version number from 1", s);
+	return 0;
+}
+
 /* A time argument: RFC 3339, normalised to UTC; "none" gives JSON null
  * when allow_none. */
 static int
@@ -574,10 +583,7 @@ opts_take(void *p, int ch, const char *name, const char *allowed)
 		o->cas = (int64_t)u;
 		break;
 	case O_VERSION:
-		if (parse_u64(optarg, &u, 0) != 0)
-			return usage_error("--version '%s' is not a version number from 1", optarg);
-		o->version = u;
-		break;
+		return version_arg(optarg, &o->version);
 	default:
 		return usage_error("unknown option '%s'", name);
 	}

@@ -907,13 +907,14 @@ simple(kw_client *c, const char *method, char *path, const json_t *body, json_t 
 	return r;
 }
 
-/* method on /v1/vaults/{vault}<mid>, with no body. */
+/* method on /v1/vaults/{vault}<mid>{name}<tail> (name and tail may be
+ * NULL), with no body. */
 static int
 vault_call(kw_client *c, const char *method, const char *vault, const char *mid,
-    json_t **reply)
+    const char *name, const char *tail, json_t **reply)
 {
 	err_reset(c);
-	return simple(c, method, secret_path(c, vault, mid, NULL, NULL, NULL), NULL, reply);
+	return simple(c, method, secret_path(c, vault, mid, name, tail, NULL), NULL, reply);
 }
 
 int
@@ -943,9 +944,7 @@ kw_secret_list(kw_client *c, const char *vault, const char *prefix, json_t **rep
 int
 kw_secret_versions(kw_client *c, const char *vault, const char *name, json_t **reply)
 {
-	err_reset(c);
-	return simple(c, "GET", secret_path(c, vault, "/secrets/", name, "/versions", NULL),
-	    NULL, reply);
+	return vault_call(c, "GET", vault, "/secrets/", name, "/versions", reply);
 }
 
 int
@@ -961,31 +960,25 @@ kw_secret_update(kw_client *c, const char *vault, const char *name,
 int
 kw_secret_delete(kw_client *c, const char *vault, const char *name, json_t **reply)
 {
-	err_reset(c);
-	return simple(c, "DELETE", secret_path(c, vault, "/secrets/", name, NULL, NULL),
-	    NULL, reply);
+	return vault_call(c, "DELETE", vault, "/secrets/", name, NULL, reply);
 }
 
 int
 kw_secret_recover(kw_client *c, const char *vault, const char *name, json_t **meta)
 {
-	err_reset(c);
-	return simple(c, "POST", secret_path(c, vault, "/deleted/", name, "/recover", NULL),
-	    NULL, meta);
+	return vault_call(c, "POST", vault, "/deleted/", name, "/recover", meta);
 }
 
 int
 kw_secret_purge(kw_client *c, const char *vault, const char *name)
 {
-	err_reset(c);
-	return simple(c, "DELETE", secret_path(c, vault, "/deleted/", name, NULL, NULL),
-	    NULL, NULL);
+	return vault_call(c, "DELETE", vault, "/deleted/", name, NULL, NULL);
 }
 
 int
 kw_deleted_list(kw_client *c, const char *vault, json_t **reply)
 {
-	return vault_call(c, "GET", vault, "/deleted", reply);
+	return vault_call(c, "GET", vault, "/deleted", NULL, NULL, reply);
 }
 
 int
@@ -997,7 +990,7 @@ kw_vault_list(kw_client *c, json_t **reply)
 int
 kw_vault_backup(kw_client *c, const char *vault, json_t **doc)
 {
-	return vault_call(c, "GET", vault, "/backup", doc);
+	return vault_call(c, "GET", vault, "/backup", NULL, NULL, doc);
 }
 
 int
@@ -1026,19 +1019,19 @@ kw_health(kw_client *c, json_t **report)
 int
 kw_rotation_start(kw_client *c, const char *vault, json_t **status)
 {
-	return vault_call(c, "POST", vault, "/rotation", status);
+	return vault_call(c, "POST", vault, "/rotation", NULL, NULL, status);
 }
 
 int
 kw_rotation_status(kw_client *c, const char *vault, json_t **status)
 {
-	return vault_call(c, "GET", vault, "/rotation", status);
+	return vault_call(c, "GET", vault, "/rotation", NULL, NULL, status);
 }
 
 int
 kw_master_key_list(kw_client *c, const char *vault, json_t **reply)
 {
-	return vault_call(c, "GET", vault, "/master-keys", reply);
+	return vault_call(c, "GET", vault, "/master-keys", NULL, NULL, reply);
 }
 
 static int
@@ -1051,7 +1044,7 @@ master_key_op(kw_client *c, const char *vault, uint64_t version, const char *op,
 	if (version == 0 || version > INT64_MAX)
 		return err_set(c, -EINVAL, "a master-key version is a number from 1");
 	snprintf(mid, sizeof(mid), "/master-keys/%llu/%s", (unsigned long long)version, op);
-	return vault_call(c, "POST", vault, mid, key);
+	return vault_call(c, "POST", vault, mid, NULL, NULL, key);
 }
 
 int
@@ -1384,15 +1377,13 @@ kw_signkey_create(kw_client *c, const char *vault, const char *name, const char 
 int
 kw_signkey_rotate(kw_client *c, const char *vault, const char *name, json_t **key)
 {
-	err_reset(c);
-	return simple(c, "POST", secret_path(c, vault, "/signing-keys/", name, "/rotate", NULL),
-	    NULL, key);
+	return vault_call(c, "POST", vault, "/signing-keys/", name, "/rotate", key);
 }
 
 int
 kw_signkey_list(kw_client *c, const char *vault, json_t **reply)
 {
-	return vault_call(c, "GET", vault, "/signing-keys", reply);
+	return vault_call(c, "GET", vault, "/signing-keys", NULL, NULL, reply);
 }
 
 int
