@@ -60,6 +60,8 @@ struct audit_options {
 	unsigned retry_ms;           /* retry a failing disk this often; 0 = 200 */
 	unsigned ring_lines;         /* recent lines kept in memory; 0 = 4096 */
 	int syslog;                  /* copy each event to syslog(LOG_AUTHPRIV|LOG_INFO) */
+	int linger_us;               /* under load, wait this long for more events
+	                                before a commit; 0 = 200, -1 = never */
 	audit_seal_fn seal;          /* required */
 	void *seal_arg;
 };

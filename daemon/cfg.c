@@ -501,6 +501,14 @@ k_audit_timeout(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *yp
 }
 
 static void
+k_audit_linger(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *yp)
+{
+	unsigned long long n;
+	if (cfg_uint(x, v, yp, 0, 100000, &n) == 0)
+		x->c->audit_group_commit_us = n == 0 ? -1 : (int)n;
+}
+
+static void
 k_audit_syslog(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *yp)
 {
 	cfg_bool(x, v, yp, &x->c->audit_syslog);
@@ -509,7 +517,7 @@ k_audit_syslog(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *yp)
 static const struct cfg_key audit_keys[] = {
 	{ "dir", k_audit_dir }, { "segment_size", k_audit_segsize },
 	{ "segment_age", k_audit_segage }, { "timeout_ms", k_audit_timeout },
-	{ "syslog", k_audit_syslog },
+	{ "syslog", k_audit_syslog }, { "group_commit_us", k_audit_linger },
 };
 
 static void

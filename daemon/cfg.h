@@ -43,6 +43,7 @@ struct config {
 	uint64_t audit_segment_bytes;
 	uint64_t audit_segment_seconds;
 	unsigned audit_timeout_ms;
+	int audit_group_commit_us;   /* linger for a group commit; -1 never, 0 default */
 	int audit_syslog;
 
 	char *policy_file;           /* NULL: only root and the daemon's uid */

@@ -10,6 +10,7 @@
 
 #include "kw_error.h"
 #include "pkcs11/p11.h"
+#include "daemon/audit.h"
 #include "daemon/audit_glue.h"
 #include "daemon/kwd.h"
 #include "daemon/store.h"
@@ -92,6 +93,16 @@ h_metrics(struct kwd_req *r)
 	G("connections_open", "Connections open.", atomic_load(&m->connections_open));
 	C("request_duration_microseconds_sum", "Sum of request latencies.", m->latency_us_sum);
 	G("uptime_seconds", "Seconds since start.", (kwd_now_us() - r->d->started_us) / 1000000);
+	if (r->d->audit != NULL) {
+		struct audit_status as;
+		audit_status_get(r->d->audit, &as);
+#define CV(name, help, v) evbuffer_add_printf(b, "# HELP keywarden_" name " " help "\n# TYPE keywarden_" name " counter\nkeywarden_" name " %llu\n", (unsigned long long)(v))
+		CV("audit_events_total", "Audit events made durable since start.", as.events);
+		CV("audit_commits_total", "Group commits of the audit log: one write, one fdatasync, one token seal each.",
+		    as.batches);
+#undef CV
+		G("audit_queued", "Audit events waiting for the writer.", as.queued);
+	}
 #undef C
 #undef G
 }
