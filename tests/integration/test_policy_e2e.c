@@ -280,6 +280,44 @@ test_cli_policy(void)
 }
 
 static void
+test_key_roles(void)
+{
+	char out[8192];
+
+	CU_ASSERT_EQUAL_FATAL(write_policy(
+	    "  - name: devs-use-dev-keys\n"
+	    "    who: developers\n"
+	    "    allow: crypto-user\n"
+	    "    vault: dev\n"
+	    "  - name: leads-manage-dev-keys\n"
+	    "    who: leads\n"
+	    "    allow: crypto-officer\n"
+	    "    vault: dev\n"), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_http(dmn.sock, "POST", "/v1/policy/reload", NULL, NULL), 200);
+
+	/* a crypto user makes data keys, but neither rotates nor creates keys */
+	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "POST", "/v1/vaults/dev/keys/datakey", "{}", out, sizeof(out)), 200);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"plaintext\""));
+	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "POST", "/v1/vaults/dev/rotation", NULL, out, sizeof(out)), 403);
+	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "POST", "/v1/vaults/dev/signing-keys",
+	    "{\"name\":\"k\",\"type\":\"ec-p256\"}", out, sizeof(out)), 403);
+	/* nor in another vault; nobody else at all */
+	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "POST", "/v1/vaults/prod/keys/datakey", "{}", out, sizeof(out)), 403);
+	CU_ASSERT_EQUAL(as_user("kwt-eve", curl, "POST", "/v1/vaults/dev/keys/datakey", "{}", out, sizeof(out)), 403);
+	CU_ASSERT_PTR_NULL(strstr(out, "plaintext"));
+	/* a crypto officer rotates and creates; the user then signs */
+	CU_ASSERT_EQUAL(as_user("kwt-bob", curl, "POST", "/v1/vaults/dev/rotation", NULL, out, sizeof(out)), 202);
+	CU_ASSERT_EQUAL(as_user("kwt-bob", curl, "POST", "/v1/vaults/dev/signing-keys",
+	    "{\"name\":\"k\",\"type\":\"ec-p256\"}", out, sizeof(out)), 201);
+	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "POST", "/v1/vaults/dev/signing-keys/k/sign",
+	    "{\"message\":\"aGk=\"}", out, sizeof(out)), 200);
+	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "POST", "/v1/vaults/dev/master-keys/1/retire", NULL, out, sizeof(out)), 403);
+
+	CU_ASSERT_EQUAL(write_policy(NULL), 0);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "POST", "/v1/policy/reload", NULL, NULL), 200);
+}
+
+static void
 test_broken_reload_keeps_old(void)
 {
 	char *resp = NULL;
@@ -354,6 +392,7 @@ main(void)
 	CU_add_test(s, "only the billing service reads the connection string", test_only_billing_reads_db);
 	CU_add_test(s, "explain and who-can", test_explain_and_who_can);
 	CU_add_test(s, "keywarden policy explain, who-can, check", test_cli_policy);
+	CU_add_test(s, "crypto users use keys, crypto officers rotate and create them", test_key_roles);
 	CU_add_test(s, "a broken reload keeps the old policy", test_broken_reload_keeps_old);
 	CU_add_test(s, "keywardend --check-policy", test_check_policy_cli);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
