@@ -35,6 +35,8 @@ int show_result(kw_client *c, int r, const json_t *reply);
 int show_list(kw_client *c, int r, const json_t *reply, const char *field,
     const char *const *cols, const char *const *heads);
 int write_all(int fd, const void *p, size_t n);
+int open_input(const char *path);
+int open_output(const char *path);
 int cli_policy_check(kw_client *c, int argc, char **argv);
 int cli_policy_explain(kw_client *c, int argc, char **argv);
 int cli_policy_who_can(kw_client *c, int argc, char **argv);

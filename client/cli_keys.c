@@ -132,10 +132,10 @@ static int
 read_input(const char *path, size_t max, kw_secret *out)
 {
 	kw_secret v = { NULL, 0 };
-	int fd = STDIN_FILENO, r = 0;
+	int fd, r = 0;
 	const char *what = path != NULL && strcmp(path, "-") != 0 ? path : "stdin";
 
-	if (what == path && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+	if ((fd = open_input(path)) < 0) {
 		r = -errno;
 		sys_fail("cannot open", path);
 		return r;
@@ -177,10 +177,9 @@ static int
 write_output(const char *path, const void *p, size_t n)
 {
 	const char *what = path != NULL && strcmp(path, "-") != 0 ? path : "stdout";
-	int fd = STDOUT_FILENO, r;
+	int fd, r;
 
-	if (what == path &&
-	    (fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0)
+	if ((fd = open_output(path)) < 0)
 		return sys_fail("cannot create", path);
 	if (fd == STDOUT_FILENO)
 		fflush(stdout);
@@ -708,9 +707,9 @@ digest_input(const char *path, uint8_t md[32])
 	EVP_MD_CTX *ctx = NULL;
 	uint8_t buf[65536];
 	unsigned int mdlen = 0;
-	int fd = STDIN_FILENO, ex = EX_ERR;
+	int fd, ex = EX_ERR;
 
-	if (what == path && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+	if ((fd = open_input(path)) < 0)
 		return sys_fail("cannot open", path);
 	if ((ctx = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
 		fprintf(stderr, "keywarden: OpenSSL cannot compute SHA-256\n");

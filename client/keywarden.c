@@ -401,8 +401,18 @@ write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
-/* Open an output file: "-" is stdout; a file is created with mode 0600. */
-static int
+/* Open an input file: NULL or "-" is stdin. */
+int
+open_input(const char *path)
+{
+	if (path == NULL || strcmp(path, "-") == 0)
+		return STDIN_FILENO;
+	return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+/* Open an output file: NULL or "-" is stdout; a file is created with mode
+ * 0600. */
+int
 open_output(const char *path)
 {
 	if (path == NULL || strcmp(path, "-") == 0)
@@ -634,8 +644,7 @@ do_set(kw_client *c, int argc, char **argv)
 	int fd = STDIN_FILENO, r, ex;
 
 	PARSE("fbctTDneC", 2);
-	if (o.file != NULL && strcmp(o.file, "-") != 0 &&
-	    (fd = open(o.file, O_RDONLY | O_CLOEXEC)) < 0) {
+	if ((fd = open_input(o.file)) < 0) {
 		ex = sys_fail("cannot open", o.file);
 		goto out;
 	}
