@@ -50,6 +50,7 @@ struct opts {
 	uint64_t secrets;
 	size_t value_bytes;
 	int reuse;
+	int no_create;
 	double raw_seconds;
 	unsigned raw_threads;
 	int no_raw;
@@ -108,6 +109,7 @@ usage(FILE *f)
 	    "  -k, --ops K            stop after K operations instead\n"
 	    "  -S, --secrets S        secrets get/mixed/rotate read over, made first (1000)\n"
 	    "      --reuse            keep secrets that exist (PUT ?cas=0) instead of a new version each\n"
+	    "      --no-create        the secrets exist already (an earlier run made them): do not make them\n"
 	    "      --prefix P         secret names are P<7 digits> (bench/s)\n"
 	    "      --value-bytes B    size of the values written (32)\n"
 	    "      --raw-seconds T    length of each raw token loop (1)\n"
@@ -745,6 +747,7 @@ main(int argc, char **argv)
 		{ "json", no_argument, NULL, 11 },
 		{ "sweep", no_argument, NULL, 12 },
 		{ "sweep-secrets", required_argument, NULL, 13 },
+		{ "no-create", no_argument, NULL, 14 },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -825,6 +828,7 @@ main(int argc, char **argv)
 			if (parse_u64(optarg, &o.sweep_secrets) != 0 || o.sweep_secrets > 9999999)
 				goto bad;
 			break;
+		case 14: o.no_create = 1; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -862,7 +866,7 @@ bad:
 
 	/* get, mixed and rotate read secrets that must exist first. */
 	if (o.workload == BENCH_GET || o.workload == BENCH_MIXED || o.workload == BENCH_ROTATE) {
-		if (populate(&o, 0, o.secrets) != 0)
+		if (!o.no_create && populate(&o, 0, o.secrets) != 0)
 			goto out;
 		populated = o.secrets;
 	}
@@ -898,7 +902,7 @@ bad:
 					break;
 				if (o.workload == BENCH_DATAKEY)
 					break;   /* no secrets involved */
-				if (o.workload != BENCH_SET) {
+				if (o.workload != BENCH_SET && !o.no_create) {
 					if (populate(&o, populated, secrets) != 0)
 						goto out;
 					if (secrets > populated)
