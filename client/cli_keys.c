@@ -612,36 +612,24 @@ show_signkey(const json_t *key)
 	return EX_OK;
 }
 
+/* sign-key create and sign-key rotate. */
 int
 cli_signkey_create(kw_client *c, int argc, char **argv)
 {
 	struct kopts o;
 	json_t *key = NULL;
-	int r, ex;
+	int create = strcmp(argv[0], "create") == 0, r, ex;
 
-	KPARSE("t", 2);
-	if (o.type == NULL || (strcmp(o.type, "ec-p256") != 0 && strcmp(o.type, "rsa-3072") != 0)) {
+	KPARSE(create ? "t" : "", 2);
+	if (create && (o.type == NULL ||
+	    (strcmp(o.type, "ec-p256") != 0 && strcmp(o.type, "rsa-3072") != 0))) {
 		ex = usage_error("--type ec-p256 or --type rsa-3072 is required");
 		goto out;
 	}
-	r = kw_signkey_create(c, o.pos[0], o.pos[1], o.type, &key);
+	r = create ? kw_signkey_create(c, o.pos[0], o.pos[1], o.type, &key) :
+	    kw_signkey_rotate(c, o.pos[0], o.pos[1], &key);
 	ex = r != 0 ? fail(c, r) : show_signkey(key);
  out:
-	json_decref(key);
-	kopts_free(&o);
-	return ex;
-}
-
-int
-cli_signkey_rotate(kw_client *c, int argc, char **argv)
-{
-	struct kopts o;
-	json_t *key = NULL;
-	int r, ex;
-
-	KPARSE("", 2);
-	r = kw_signkey_rotate(c, o.pos[0], o.pos[1], &key);
-	ex = r != 0 ? fail(c, r) : show_signkey(key);
 	json_decref(key);
 	kopts_free(&o);
 	return ex;
