@@ -768,7 +768,7 @@ config_load(const char *path, struct config **out, struct config_errors *errs)
 	c->audit_segment_bytes = 64ULL << 20;
 	c->audit_segment_seconds = 86400;
 	c->audit_timeout_ms = 2000;
-	c->workers = 2;
+	c->workers = 8;
 	c->max_body = 1ULL << 20;
 	c->max_value = 256ULL << 10;
 	c->max_connections = 1024;
