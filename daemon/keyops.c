@@ -12,10 +12,16 @@
  *
  * (':' cannot appear in a vault name, so neither collides with the
  * "keywarden/v1/<vault>/<name>/<version>" AAD of secret records.)  The
- * token layer binds the vault name as well.  A ciphertext of encrypt is
+ * token layer binds the vault name as well.  Every blob names itself: a
+ * wrapped data key is
  *
- *   "KWE1" | u8 format (1) | u8 alg (1: AES-256-GCM) | u16 wrapped_len |
- *   wrapped data key | 12-byte nonce | ciphertext | 16-byte tag
+ *   "KWK1" | u8 format (1) | u8 vault_len | vault | token blob
+ *
+ * (the token blob, pkcs11/README.md, names its format, mechanism and
+ * master-key version), and a ciphertext of encrypt is
+ *
+ *   "KWE1" | u8 format (1) | u8 alg (1: AES-256-GCM) | u8 vault_len | vault |
+ *   u16 wrapped_len | token blob | 12-byte nonce | ciphertext | 16-byte tag
  *
  * with the payload's AAD = every byte before the nonce || the context.
  */
@@ -41,7 +47,12 @@
 #define KWE_MAGIC "KWE1"
 #define KWE_FORMAT 1
 #define KWE_ALG_AES256GCM 1
-#define KWE_HDR_FIXED 8      /* magic, format, alg, u16 wrapped_len */
+#define KWE_HDR_FIXED 6      /* magic, format, alg; then the vault, u16 wrapped_len */
+#define KWK_MAGIC "KWK1"
+#define KWK_FORMAT 1
+#define KWK_HDR_FIXED 5      /* magic, format; then the vault */
+#define VAULT_FIELD_MAX (1 + 64)
+#define KWK_MAX (KWK_HDR_FIXED + VAULT_FIELD_MAX + P11_WRAPPED_MAX)
 
 /* ---- helpers ---------------------------------------------------------------------- */
 
@@ -214,6 +225,73 @@ kwd_reply_json_secret(struct kwd_req *r, int status, json_t *obj, const char *fi
 	r->content_type = "application/json";
 }
 
+/* Write the vault as u8 length | name at p; the bytes written. */
+static size_t
+vault_field_put(uint8_t *p, const char *vault)
+{
+	size_t n = strlen(vault);
+
+	p[0] = (uint8_t)n;
+	memcpy(p + 1, vault, n);
+	return 1 + n;
+}
+
+/* Read the vault field at p (avail bytes); it must name r's vault.  The
+ * bytes it takes in *used; else a 400 reply and -1. */
+static int
+vault_field_check(struct kwd_req *r, const uint8_t *p, size_t avail, size_t *used, const char *what)
+{
+	size_t n = avail > 0 ? p[0] : 0;
+
+	if (avail < 1 || n == 0 || 1 + n > avail) {
+		kwd_reply_error(r, 400, "invalid_ciphertext", "%s: the blob is truncated", what);
+		return -1;
+	}
+	if (n != strlen(r->vault) || memcmp(p + 1, r->vault, n) != 0) {
+		char other[65];
+		size_t k = n < sizeof(other) - 1 ? n : sizeof(other) - 1;
+		for (size_t i = 0; i < k; i++)
+			other[i] = (p[1 + i] >= 0x20 && p[1 + i] < 0x7f) ? (char)p[1 + i] : '?';
+		other[k] = '\0';
+		kwd_reply_error(r, 400, "invalid_ciphertext", "%s: the blob was made in vault '%s', not '%s'",
+		    what, other, r->vault);
+		return -1;
+	}
+	*used = 1 + n;
+	return 0;
+}
+
+/* A wrapped data key as the API gives it: KWK1 | vault | token blob. */
+static json_t *
+kwk_json(const char *vault, const uint8_t *tblob, size_t tl)
+{
+	uint8_t k[KWK_MAX];
+	size_t o;
+
+	memcpy(k, KWK_MAGIC, 4);
+	k[4] = KWK_FORMAT;
+	o = KWK_HDR_FIXED + vault_field_put(k + KWK_HDR_FIXED, vault);
+	memcpy(k + o, tblob, tl);
+	return b64_json(k, o + tl);
+}
+
+/* The token blob inside a KWK1 of r's vault; else a 400 reply and -1. */
+static int
+kwk_open(struct kwd_req *r, const uint8_t *k, size_t kl, const uint8_t **tblob, size_t *tl, const char *what)
+{
+	size_t used;
+
+	if (kl < KWK_HDR_FIXED || memcmp(k, KWK_MAGIC, 4) != 0 || k[4] != KWK_FORMAT) {
+		kwd_reply_error(r, 400, "invalid_ciphertext", "%s: not a keywarden wrapped key of a known format", what);
+		return -1;
+	}
+	if (vault_field_check(r, k + KWK_HDR_FIXED, kl - KWK_HDR_FIXED, &used, what) != 0)
+		return -1;
+	*tblob = k + KWK_HDR_FIXED + used;
+	*tl = kl - KWK_HDR_FIXED - used;
+	return 0;
+}
+
 /* Map an unwrap failure: a blob that does not open is the caller's
  * problem (400), never an integrity alarm of ours. */
 static void
@@ -296,7 +374,7 @@ h_key_datakey(struct kwd_req *r)
 	}
 	r->key_version = kv;
 	r->extra = json_pack("{s:i,s:b}", "bytes", (int)bytes, "with_plaintext", want_pt);
-	o = json_pack("{s:o,s:i}", "wrapped", b64_json(wrapped, wl), "key_version", (int)kv);
+	o = json_pack("{s:o,s:i}", "wrapped", kwk_json(r->vault, wrapped, wl), "key_version", (int)kv);
 	if (want_pt)
 		kwd_reply_json_secret(r, 200, o, "plaintext", dek, bytes);
 	else
@@ -310,17 +388,19 @@ void
 h_key_unwrap(struct kwd_req *r)
 {
 	uint8_t *blob = NULL, *dek = NULL;
-	size_t bl = 0, dl = 0, aadlen = 0;
+	const uint8_t *tb;
+	size_t bl = 0, dl = 0, aadlen = 0, tl;
 	char *aad = NULL;
 
-	if (body_b64(r, "wrapped", 0, P11_WRAPPED_MAX, &blob, &bl) != 0 ||
+	if (body_b64(r, "wrapped", 0, KWK_MAX, &blob, &bl) != 0 ||
+	    kwk_open(r, blob, bl, &tb, &tl, "unwrap") != 0 ||
 	    context_aad(r, "keywarden/v1:datakey\n", &aad, &aadlen) != 0)
 		goto out;
 	if ((dek = kw_secalloc(P11_DEK_MAX)) == NULL) {
 		kwd_reply_error(r, 503, "unavailable", "out of secure memory");
 		goto out;
 	}
-	if (unwrap_checked(r, blob, bl, aad, aadlen, dek, &dl, "unwrap") != 0)
+	if (unwrap_checked(r, tb, tl, aad, aadlen, dek, &dl, "unwrap") != 0)
 		goto out;
 	kwd_reply_json_secret(r, 200, json_pack("{s:i}", "key_version", (int)r->key_version),
 	    "plaintext", dek, dl);
@@ -334,19 +414,21 @@ void
 h_key_rewrap(struct kwd_req *r)
 {
 	uint8_t *blob = NULL, *dek = NULL, wrapped[P11_WRAPPED_MAX];
-	size_t bl = 0, dl = 0, wl = 0, aadlen = 0;
+	const uint8_t *tb;
+	size_t bl = 0, dl = 0, wl = 0, aadlen = 0, tl;
 	char *aad = NULL;
 	uint32_t kv, prev;
 	int e;
 
-	if (body_b64(r, "wrapped", 0, P11_WRAPPED_MAX, &blob, &bl) != 0 ||
+	if (body_b64(r, "wrapped", 0, KWK_MAX, &blob, &bl) != 0 ||
+	    kwk_open(r, blob, bl, &tb, &tl, "rewrap") != 0 ||
 	    context_aad(r, "keywarden/v1:datakey\n", &aad, &aadlen) != 0)
 		goto out;
 	if ((dek = kw_secalloc(P11_DEK_MAX)) == NULL) {
 		kwd_reply_error(r, 503, "unavailable", "out of secure memory");
 		goto out;
 	}
-	if (unwrap_checked(r, blob, bl, aad, aadlen, dek, &dl, "rewrap") != 0)
+	if (unwrap_checked(r, tb, tl, aad, aadlen, dek, &dl, "rewrap") != 0)
 		goto out;
 	prev = r->key_version;
 	if ((e = kwd_keys_current(r->d, r->vault, &kv)) != 0 ||
@@ -356,7 +438,7 @@ h_key_rewrap(struct kwd_req *r)
 	}
 	r->key_version = kv;
 	r->extra = json_pack("{s:i}", "previous_key_version", (int)prev);
-	kwd_reply_json(r, 200, json_pack("{s:o,s:i,s:i}", "wrapped", b64_json(wrapped, wl),
+	kwd_reply_json(r, 200, json_pack("{s:o,s:i,s:i}", "wrapped", kwk_json(r->vault, wrapped, wl),
 	    "key_version", (int)kv, "previous_key_version", (int)prev));
 out:
 	kw_secfree(dek);
@@ -368,7 +450,7 @@ void
 h_key_encrypt(struct kwd_req *r)
 {
 	uint8_t *pt = NULL, *dek = NULL, *blob = NULL, *payload_aad = NULL;
-	size_t ptl = 0, aadlen = 0, wl = 0, hl, bl;
+	size_t ptl = 0, aadlen = 0, wl = 0, hl, bl, vf;
 	char *aad = NULL;
 	uint32_t kv;
 	int e;
@@ -377,23 +459,25 @@ h_key_encrypt(struct kwd_req *r)
 	    context_aad(r, "keywarden/v1:encrypt\n", &aad, &aadlen) != 0)
 		goto out;
 	if ((dek = kw_secalloc(SEAL_KEY_LEN)) == NULL ||
-	    (blob = malloc(KWE_HDR_FIXED + P11_WRAPPED_MAX + SEAL_NONCE_LEN + ptl + SEAL_TAG_LEN)) == NULL) {
+	    (blob = malloc(KWE_HDR_FIXED + VAULT_FIELD_MAX + 2 + P11_WRAPPED_MAX + SEAL_NONCE_LEN + ptl +
+	    SEAL_TAG_LEN)) == NULL) {
 		kwd_reply_error(r, 503, "unavailable", "out of memory");
-		goto out;
-	}
-	if ((e = kwd_keys_current(r->d, r->vault, &kv)) != 0 ||
-	    (e = p11_random(r->d->p11, dek, SEAL_KEY_LEN)) != 0 ||
-	    (e = p11_wrap(r->d->p11, r->vault, kv, dek, SEAL_KEY_LEN, aad, aadlen,
-	    blob + KWE_HDR_FIXED, &wl)) != 0) {
-		kwd_reply_kwerr(r, e, "encrypt");
 		goto out;
 	}
 	memcpy(blob, KWE_MAGIC, 4);
 	blob[4] = KWE_FORMAT;
 	blob[5] = KWE_ALG_AES256GCM;
-	blob[6] = (uint8_t)(wl >> 8);
-	blob[7] = (uint8_t)wl;
-	hl = KWE_HDR_FIXED + wl;
+	vf = KWE_HDR_FIXED + vault_field_put(blob + KWE_HDR_FIXED, r->vault);
+	if ((e = kwd_keys_current(r->d, r->vault, &kv)) != 0 ||
+	    (e = p11_random(r->d->p11, dek, SEAL_KEY_LEN)) != 0 ||
+	    (e = p11_wrap(r->d->p11, r->vault, kv, dek, SEAL_KEY_LEN, aad, aadlen,
+	    blob + vf + 2, &wl)) != 0) {
+		kwd_reply_kwerr(r, e, "encrypt");
+		goto out;
+	}
+	blob[vf] = (uint8_t)(wl >> 8);
+	blob[vf + 1] = (uint8_t)wl;
+	hl = vf + 2 + wl;
 	/* payload AAD: the header, then the context (after the prefix) */
 	if ((payload_aad = malloc(hl + aadlen)) == NULL) {
 		kwd_reply_error(r, 503, "unavailable", "out of memory");
@@ -421,11 +505,12 @@ void
 h_key_decrypt(struct kwd_req *r)
 {
 	uint8_t *blob = NULL, *dek = NULL, *pt = NULL, *payload_aad = NULL;
-	size_t bl = 0, aadlen = 0, wl, hl, dl = 0, ctl;
+	size_t bl = 0, aadlen = 0, wl, hl, dl = 0, ctl, vf;
 	char *aad = NULL;
 	int e;
 
-	if (body_b64(r, "ciphertext", 0, KWE_HDR_FIXED + P11_WRAPPED_MAX + SEAL_NONCE_LEN + ENCRYPT_MAX + SEAL_TAG_LEN,
+	if (body_b64(r, "ciphertext", 0, KWE_HDR_FIXED + VAULT_FIELD_MAX + 2 + P11_WRAPPED_MAX + SEAL_NONCE_LEN +
+	    ENCRYPT_MAX + SEAL_TAG_LEN,
 	    &blob, &bl) != 0 ||
 	    context_aad(r, "keywarden/v1:encrypt\n", &aad, &aadlen) != 0)
 		goto out;
@@ -434,8 +519,15 @@ h_key_decrypt(struct kwd_req *r)
 		kwd_reply_error(r, 400, "invalid_ciphertext", "decrypt: not a keywarden ciphertext of a known format");
 		goto out;
 	}
-	wl = (size_t)blob[6] << 8 | blob[7];
-	hl = KWE_HDR_FIXED + wl;
+	if (vault_field_check(r, blob + KWE_HDR_FIXED, bl - KWE_HDR_FIXED, &vf, "decrypt") != 0)
+		goto out;
+	vf += KWE_HDR_FIXED;
+	if (bl < vf + 2) {
+		kwd_reply_error(r, 400, "invalid_ciphertext", "decrypt: the ciphertext is truncated");
+		goto out;
+	}
+	wl = (size_t)blob[vf] << 8 | blob[vf + 1];
+	hl = vf + 2 + wl;
 	if (wl == 0 || wl > P11_WRAPPED_MAX || bl < hl + SEAL_NONCE_LEN + SEAL_TAG_LEN) {
 		kwd_reply_error(r, 400, "invalid_ciphertext", "decrypt: the ciphertext is truncated");
 		goto out;
@@ -446,7 +538,7 @@ h_key_decrypt(struct kwd_req *r)
 		kwd_reply_error(r, 503, "unavailable", "out of memory");
 		goto out;
 	}
-	if (unwrap_checked(r, blob + KWE_HDR_FIXED, wl, aad, aadlen, dek, &dl, "decrypt") != 0)
+	if (unwrap_checked(r, blob + vf + 2, wl, aad, aadlen, dek, &dl, "decrypt") != 0)
 		goto out;
 	if (dl != SEAL_KEY_LEN) {
 		kwd_reply_error(r, 400, "invalid_ciphertext", "decrypt: the blob does not open under this vault and context");

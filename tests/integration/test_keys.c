@@ -127,6 +127,20 @@ test_datakey_unwrap_rewrap(void)
 	pt1 = strdup(jstr(j, "plaintext"));
 	k = json_incref(json_object_get(j, "wrapped"));
 	json_decref(j);
+	/* the blob names itself: format, vault, then the token's blob with its
+	 * format, mechanism and master-key version */
+	{
+		unsigned char bin[512];
+		int n = EVP_DecodeBlock(bin, (const unsigned char *)json_string_value(k),
+		    (int)json_string_length(k));
+		CU_ASSERT_FATAL(n > 12);
+		CU_ASSERT_EQUAL(memcmp(bin, "KWK1", 4), 0);
+		CU_ASSERT_EQUAL(bin[4], 1);
+		CU_ASSERT_EQUAL(bin[5], 3);
+		CU_ASSERT_EQUAL(memcmp(bin + 6, "dev", 3), 0);
+		CU_ASSERT_EQUAL(bin[9], 1);              /* token blob format 1 */
+		CU_ASSERT(bin[10] >= 1 && bin[10] <= 3); /* its mechanism */
+	}
 
 	/* the same context opens it */
 	j = reqf("POST", &st, json_pack("{s:O,s:{s:s}}", "wrapped", k, "context", "app", "billing"),
@@ -225,10 +239,11 @@ test_encrypt_decrypt(void)
 		json_decref(j);
 		free(bad);
 	}
-	/* another vault */
+	/* another vault: the blob says which it belongs to */
 	j = reqf("POST", &st, json_pack("{s:s,s:{s:s,s:s}}", "ciphertext", ct, "context", "tenant", "7", "file", "a.db"),
 	    "/v1/vaults/prod/keys/decrypt");
 	CU_ASSERT_EQUAL(st, 400);
+	CU_ASSERT_PTR_NOT_NULL(strstr(jstr(json_object_get(j, "error"), "message") ?: "", "made in vault 'dev'"));
 	json_decref(j);
 	/* 4 KiB is the limit */
 	{
