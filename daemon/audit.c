@@ -1363,6 +1363,31 @@ reader_locate(struct audit_reader *rd)
 	return 0;
 }
 
+/* The seq of an event line as this writer writes it ({"seq":N,"time":...}),
+ * without parsing the JSON: 0, or -1 for any other line (seal, header,
+ * anything unexpected), which then gets the full parse.  Readers only
+ * stream lines; checking them is the verifier's work. */
+static int
+event_seq_fast(const char *text, size_t len, uint64_t *seq)
+{
+	static const char pre[] = "{\"seq\":";
+	uint64_t v = 0;
+	size_t i = sizeof(pre) - 1;
+
+	if (len < i + 3 || memcmp(text, pre, i) != 0 || text[len - 1] != '}' ||
+	    text[i] < '1' || text[i] > '9')
+		return -1;
+	for (; i < len && text[i] >= '0' && text[i] <= '9'; i++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(text[i] - '0');
+	}
+	if (i >= len || text[i] != ',')
+		return -1;
+	*seq = v;
+	return 0;
+}
+
 int
 audit_reader_next(struct audit_reader *rd, const char **line, size_t *len,
     uint64_t *seq)
@@ -1434,7 +1459,9 @@ audit_reader_next(struct audit_reader *rd, const char **line, size_t *len,
 			rd->seg++;
 			continue;
 		}
-		if (kwac_line_parse(text, tlen, &l, NULL, 0) != 0)
+		if (event_seq_fast(text, tlen, &l.seq) == 0)
+			l.type = KWAC_LINE_EVENT;
+		else if (kwac_line_parse(text, tlen, &l, NULL, 0) != 0)
 			return kw_fail(KW_E_FORMAT, "a line of audit segment %u is malformed: run keywardend --verify-audit",
 			    rd->seg);
 		if (l.type != KWAC_LINE_EVENT || l.seq < rd->next)
