@@ -74,6 +74,10 @@ int p11_sfail(struct p11_sess *s, const char *fn, CK_RV rv, const char *fmt, ...
 	__attribute__((format(printf, 4, 5)));
 
 /* p11_keys.c */
+/* A vault or key name: 1..max bytes of [A-Za-z0-9._-]; 0 or -EINVAL with
+ * a detail naming what (e.g. "vault") and the bad byte. */
+int p11_name_check(const char *what, const char *s, size_t max);
+int p11_name_byte_ok(char c);
 int p11_label_make(char *buf, size_t len, const char *vault, unsigned version,
     const char *suffix);
 /* Find (cached) a vault's master key version: KW_E_KEY_NOT_FOUND if absent. */

@@ -16,24 +16,32 @@
 #define LABEL_PREFIX "keywarden/"
 #define AUDIT_LABEL "keywarden/audit"
 
-static int
-vault_check(const char *vault)
+int
+p11_name_byte_ok(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+}
+
+int
+p11_name_check(const char *what, const char *s, size_t max)
 {
 	size_t i, n;
 
-	if (vault == NULL || (n = strlen(vault)) == 0 || n > P11_VAULT_MAX)
-		return kw_fail(-EINVAL, "vault name must be 1 to %d bytes",
-		    P11_VAULT_MAX);
-	for (i = 0; i < n; i++) {
-		char c = vault[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
-			return kw_fail(-EINVAL, "vault name has a byte 0x%02x at "
-			    "%zu: use letters, digits, '-', '_' or '.'",
-			    (unsigned)(unsigned char)c, i);
-	}
+	if (s == NULL || (n = strnlen(s, max + 1)) == 0 || n > max)
+		return kw_fail(-EINVAL, "%s name must be 1 to %zu bytes", what, max);
+	for (i = 0; i < n; i++)
+		if (!p11_name_byte_ok(s[i]))
+			return kw_fail(-EINVAL, "%s name has a byte 0x%02x at "
+			    "%zu: use letters, digits, '-', '_' or '.'", what,
+			    (unsigned)(unsigned char)s[i], i);
 	return 0;
+}
+
+static int
+vault_check(const char *vault)
+{
+	return p11_name_check("vault", vault, P11_VAULT_MAX);
 }
 
 int

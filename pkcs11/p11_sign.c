@@ -117,36 +117,13 @@ p11_sig_alg_check(enum p11_skey_type t, enum p11_sig_alg a)
 }
 
 static int
-name_byte_ok(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
-}
-
-/* The rule of p11_keys.c for vault names, applied to key names as well. */
-static int
-name_check(const char *what, const char *s, size_t max)
-{
-	size_t i, n;
-
-	if (s == NULL || (n = strnlen(s, max + 1)) == 0 || n > max)
-		return kw_fail(-EINVAL, "%s name must be 1 to %zu bytes", what, max);
-	for (i = 0; i < n; i++)
-		if (!name_byte_ok(s[i]))
-			return kw_fail(-EINVAL, "%s name has a byte 0x%02x at %zu: "
-			    "use letters, digits, '-', '_' or '.'", what,
-			    (unsigned)(unsigned char)s[i], i);
-	return 0;
-}
-
-static int
 label_make(char *buf, size_t len, const char *vault, const char *name,
     unsigned version)
 {
 	int n, r;
 
-	if ((r = name_check("vault", vault, P11_VAULT_MAX)) != 0 ||
-	    (r = name_check("signing key", name, P11_SKEY_NAME_MAX)) != 0)
+	if ((r = p11_name_check("vault", vault, P11_VAULT_MAX)) != 0 ||
+	    (r = p11_name_check("signing key", name, P11_SKEY_NAME_MAX)) != 0)
 		return r;
 	if (version == 0)
 		return kw_fail(-EINVAL, "signing-key versions start at 1");
@@ -173,7 +150,7 @@ label_parse(const char *label, const char *prefix,
 	if (nl == 0 || nl > P11_SKEY_NAME_MAX)
 		return 0;
 	for (p = label + pl; p < slash; p++)
-		if (!name_byte_ok(*p))
+		if (!p11_name_byte_ok(*p))
 			return 0;
 	p = slash + 1;
 	if (*p++ != 'v' || *p < '1' || *p > '9')
@@ -472,10 +449,10 @@ p11_skey_list(p11_ctx *ctx, const char *vault, const char *name,
 	char prefix[P11_VAULT_MAX + 32];
 	int r;
 
-	if ((r = name_check("vault", vault, P11_VAULT_MAX)) != 0)
+	if ((r = p11_name_check("vault", vault, P11_VAULT_MAX)) != 0)
 		return r;
 	if (name != NULL &&
-	    (r = name_check("signing key", name, P11_SKEY_NAME_MAX)) != 0)
+	    (r = p11_name_check("signing key", name, P11_SKEY_NAME_MAX)) != 0)
 		return r;
 	snprintf(prefix, sizeof(prefix), "keywarden/%s/sign/", vault);
 	memset(&a, 0, sizeof(a));
