@@ -285,6 +285,39 @@ kwt_daemon_restart(struct kwt_daemon *d)
 	return kwt_daemon_spawn(d);
 }
 
+/* Did the daemon (built with sanitizers) report an error in its log?
+ * Prints the report; 1 yes, 0 no. */
+static int
+kwt_sanitizer_report(const struct kwt_daemon *d)
+{
+	static const char *const marks[] = { "ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+		"runtime error:", NULL };
+	FILE *f = fopen(d->log, "r");
+	char *buf;
+	size_t n;
+	int found = 0;
+
+	if (f == NULL)
+		return 0;
+	fseek(f, 0, SEEK_END);
+	n = (size_t)ftell(f);
+	fseek(f, 0, SEEK_SET);
+	if ((buf = malloc(n + 1)) != NULL && fread(buf, 1, n, f) == n) {
+		buf[n] = '\0';
+		for (int i = 0; marks[i] != NULL && !found; i++) {
+			const char *m = strstr(buf, marks[i]);
+			if (m != NULL) {
+				found = 1;
+				fprintf(stderr, "FAIL: keywardend reported \"%s\" in %s:\n%.8000s\n", marks[i], d->log,
+				    m);
+			}
+		}
+	}
+	free(buf);
+	fclose(f);
+	return found;
+}
+
 int
 kwt_daemon_stop(struct kwt_daemon *d)
 {
@@ -297,6 +330,8 @@ kwt_daemon_stop(struct kwt_daemon *d)
 		if (errno != EINTR)
 			return -1;
 	d->pid = 0;
+	if (kwt_sanitizer_report(d))
+		return -2;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -314,8 +349,14 @@ kwt_daemon_kill9(struct kwt_daemon *d)
 void
 kwt_daemon_free(struct kwt_daemon *d)
 {
-	if (d->pid > 0)
-		kwt_daemon_stop(d);
+	/* A sanitizer report of the daemon fails the test program, even
+	 * where no test asserted the daemon's exit. */
+	if ((d->pid > 0 && kwt_daemon_stop(d) == -2) || (d->pid <= 0 && d->dir[0] != '\0' &&
+	    kwt_sanitizer_report(d))) {
+		if (d->dir[0] != '\0')
+			kwt_rmtree(d->dir);
+		exit(1);
+	}
 	if (d->dir[0] != '\0')
 		kwt_rmtree(d->dir);
 	d->dir[0] = '\0';
