@@ -493,13 +493,35 @@ kwd_route(struct kwd_req *r, const char *path)
 
 /* ---- JSON helpers -------------------------------------------------------------- */
 
-static json_t *
-time_json(int64_t us)
+json_t *
+kwd_time_json(int64_t us)
 {
 	char buf[40];
 	if (us == 0)
 		return json_null();
 	return json_string(kwd_time_str(buf, sizeof(buf), us));
+}
+
+json_t *
+kwd_b64_json(const uint8_t *bin, size_t len, int url)
+{
+	char *s = malloc(4 * ((len + 2) / 3) + 1);
+	json_t *j;
+	int n;
+
+	if (s == NULL)
+		return NULL;
+	n = EVP_EncodeBlock((unsigned char *)s, bin, (int)len);
+	if (url) {
+		while (n > 0 && s[n - 1] == '=')
+			n--;
+		s[n] = '\0';
+		for (int i = 0; i < n; i++)
+			s[i] = s[i] == '+' ? '-' : s[i] == '/' ? '_' : s[i];
+	}
+	j = json_string(s);
+	free(s);
+	return j;
 }
 
 static json_t *
@@ -508,13 +530,13 @@ meta_json(const char *vault, const struct store_meta *m)
 	json_t *tags = json_loads(m->tags[0] ? m->tags : "{}", 0, NULL);
 	json_t *o = json_pack("{s:s,s:s,s:I,s:o,s:o,s:b,s:o,s:o,s:s,s:o,s:I}",
 	    "vault", vault, "name", m->name, "version", (json_int_t)m->version,
-	    "created", time_json(m->created), "updated", time_json(m->updated),
-	    "enabled", m->enabled, "not_before", time_json(m->not_before),
-	    "expires", time_json(m->expires), "content_type", m->content_type,
+	    "created", kwd_time_json(m->created), "updated", kwd_time_json(m->updated),
+	    "enabled", m->enabled, "not_before", kwd_time_json(m->not_before),
+	    "expires", kwd_time_json(m->expires), "content_type", m->content_type,
 	    "tags", tags ? tags : json_object(), "key_version", (json_int_t)m->key_version);
 	if (o != NULL && m->deleted != 0) {
-		json_object_set_new(o, "deleted", time_json(m->deleted));
-		json_object_set_new(o, "scheduled_purge", time_json(m->scheduled_purge));
+		json_object_set_new(o, "deleted", kwd_time_json(m->deleted));
+		json_object_set_new(o, "scheduled_purge", kwd_time_json(m->scheduled_purge));
 	}
 	return o;
 }
@@ -1095,7 +1117,7 @@ h_secret_delete(struct kwd_req *r)
 		return;
 	}
 	kwd_reply_json(r, 200, json_pack("{s:s,s:s,s:o,s:o}", "vault", r->vault, "name", r->name,
-	    "deleted", time_json(out.deleted), "scheduled_purge", time_json(out.scheduled_purge)));
+	    "deleted", kwd_time_json(out.deleted), "scheduled_purge", kwd_time_json(out.scheduled_purge)));
 }
 
 void
@@ -1113,8 +1135,8 @@ h_deleted_list(struct kwd_req *r)
 	arr = json_array();
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(arr, json_pack("{s:s,s:I,s:o,s:o}", "name", ms[i].name,
-		    "version", (json_int_t)ms[i].version, "deleted", time_json(ms[i].deleted),
-		    "scheduled_purge", time_json(ms[i].scheduled_purge)));
+		    "version", (json_int_t)ms[i].version, "deleted", kwd_time_json(ms[i].deleted),
+		    "scheduled_purge", kwd_time_json(ms[i].scheduled_purge)));
 	free(ms);
 	kwd_reply_json(r, 200, json_pack("{s:o}", "deleted", arr));
 }
@@ -1198,12 +1220,10 @@ h_vault_list(struct kwd_req *r)
 static int
 b64_json(json_t *o, const char *key, const uint8_t *d, size_t n)
 {
-	char *buf = malloc(4 * ((n + 2) / 3) + 1);
-	if (buf == NULL)
+	json_t *j = kwd_b64_json(d, n, 0);
+	if (j == NULL)
 		return -ENOMEM;
-	EVP_EncodeBlock((unsigned char *)buf, d, (int)n);
-	json_object_set_new(o, key, json_string(buf));
-	free(buf);
+	json_object_set_new(o, key, j);
 	return 0;
 }
 
@@ -1238,8 +1258,8 @@ backup_one(void *arg, const struct store_record *rec)
 	json_t *arr = arg, *o = meta_json("", &rec->meta);
 
 	json_object_del(o, "vault");
-	json_object_set_new(o, "deleted", time_json(rec->meta.deleted));
-	json_object_set_new(o, "scheduled_purge", time_json(rec->meta.scheduled_purge));
+	json_object_set_new(o, "deleted", kwd_time_json(rec->meta.deleted));
+	json_object_set_new(o, "scheduled_purge", kwd_time_json(rec->meta.scheduled_purge));
 	if (b64_json(o, "wrapped_key", rec->wrapped, rec->wrapped_len) != 0 ||
 	    b64_json(o, "nonce", rec->nonce, sizeof(rec->nonce)) != 0 ||
 	    b64_json(o, "body", rec->body, rec->body_len) != 0) {

@@ -170,20 +170,6 @@ out:
 	return e;
 }
 
-static json_t *
-b64_json(const uint8_t *bin, size_t len)
-{
-	char *s = malloc(4 * ((len + 2) / 3) + 1);
-	json_t *j;
-
-	if (s == NULL)
-		return NULL;
-	EVP_EncodeBlock((unsigned char *)s, bin, (int)len);
-	j = json_string(s);
-	free(s);
-	return j;
-}
-
 void
 kwd_reply_json_secret(struct kwd_req *r, int status, json_t *obj, const char *field,
     const uint8_t *bin, size_t len)
@@ -272,7 +258,7 @@ kwk_json(const char *vault, const uint8_t *tblob, size_t tl)
 	k[4] = KWK_FORMAT;
 	o = KWK_HDR_FIXED + vault_field_put(k + KWK_HDR_FIXED, vault);
 	memcpy(k + o, tblob, tl);
-	return b64_json(k, o + tl);
+	return kwd_b64_json(k, o + tl, 0);
 }
 
 /* The token blob inside a KWK1 of r's vault; else a 400 reply and -1. */
@@ -492,7 +478,7 @@ h_key_encrypt(struct kwd_req *r)
 	bl = hl + SEAL_NONCE_LEN + ptl + SEAL_TAG_LEN;
 	r->key_version = kv;
 	r->extra = json_pack("{s:i}", "bytes", (int)ptl);
-	kwd_reply_json(r, 200, json_pack("{s:o,s:i}", "ciphertext", b64_json(blob, bl), "key_version", (int)kv));
+	kwd_reply_json(r, 200, json_pack("{s:o,s:i}", "ciphertext", kwd_b64_json(blob, bl, 0), "key_version", (int)kv));
 out:
 	kw_secfree(pt);
 	kw_secfree(dek);

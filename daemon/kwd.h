@@ -160,6 +160,12 @@ const char *kwd_time_str(char *buf, size_t len, int64_t us);
 /* Parse RFC 3339 ("2026-01-02T03:04:05Z", fractions, offsets). */
 int kwd_time_parse(const char *s, int64_t *us);
 
+/* RFC 3339 of us as a JSON string, or JSON null for 0 ("not set"). */
+json_t *kwd_time_json(int64_t us);
+/* bin as a JSON string of base64 (url: base64url, no padding); NULL when
+ * out of memory. */
+json_t *kwd_b64_json(const uint8_t *bin, size_t len, int url);
+
 /* --- replies (any thread, into r) --- */
 void kwd_reply_json(struct kwd_req *r, int status, json_t *obj);   /* steals obj */
 void kwd_reply_error(struct kwd_req *r, int status, const char *code,

@@ -189,6 +189,29 @@ kwd_keys_usable(struct kwd *d, const char *vault, uint32_t version)
 	return 0;
 }
 
+/* A copy of the vault's versions (*keys malloc'd, free()) and its current
+ * version, so the store can be asked about each without holding the lock. */
+static int
+view_snapshot(struct kwd_vault *v, struct store_key **keys, size_t *n, uint32_t *cur)
+{
+	int e = 0;
+
+	*keys = NULL;
+	*n = 0;
+	pthread_rwlock_rdlock(&v->lock);
+	*cur = v->current;
+	if (v->nkeys > 0) {
+		if ((*keys = malloc(v->nkeys * sizeof(**keys))) != NULL) {
+			memcpy(*keys, v->keys, v->nkeys * sizeof(**keys));
+			*n = v->nkeys;
+		} else {
+			e = kw_fail(-ENOMEM, "out of memory for the key versions of vault '%s'", v->name);
+		}
+	}
+	pthread_rwlock_unlock(&v->lock);
+	return e;
+}
+
 /* How many records each non-current, not destroyed version still wraps, as
  * {"1":0,"2":17}; *left = their sum over active versions. */
 static json_t *
@@ -201,14 +224,8 @@ remaining_json(struct kwd *d, struct kwd_vault *v, uint64_t *left, int *err)
 	int e;
 
 	*left = 0;
-	*err = 0;
-	pthread_rwlock_rdlock(&v->lock);
-	cur = v->current;
-	if (v->nkeys > 0 && (keys = malloc(v->nkeys * sizeof(*keys))) != NULL) {
-		memcpy(keys, v->keys, v->nkeys * sizeof(*keys));
-		n = v->nkeys;
-	}
-	pthread_rwlock_unlock(&v->lock);
+	if ((*err = view_snapshot(v, &keys, &n, &cur)) != 0)
+		return o;
 	for (size_t i = 0; i < n; i++) {
 		uint64_t c = 0;
 		char k[16];
@@ -642,13 +659,6 @@ kwd_rotation_stop_all(struct kwd *d)
 /* ---- handlers ----------------------------------------------------------------------- */
 
 static json_t *
-time_or_null(int64_t us)
-{
-	char buf[40];
-	return us ? json_string(kwd_time_str(buf, sizeof(buf), us)) : json_null();
-}
-
-static json_t *
 rotation_json(struct kwd *d, struct kwd_vault *v, int *err)
 {
 	uint64_t left = 0;
@@ -667,7 +677,7 @@ rotation_json(struct kwd *d, struct kwd_vault *v, int *err)
 	pthread_rwlock_rdlock(&v->lock);
 	o = json_pack("{s:s,s:s,s:i,s:o,s:o,s:I,s:I,s:I,s:f,s:f,s:b,s:o,s:o}",
 	    "vault", v->name, "state", rot_state_names[v->state], "key_version", (int)v->current,
-	    "started", time_or_null(v->started), "finished", time_or_null(v->finished),
+	    "started", kwd_time_json(v->started), "finished", kwd_time_json(v->finished),
 	    "done", (json_int_t)v->done, "total", (json_int_t)v->total, "skipped", (json_int_t)v->skipped,
 	    "rate_per_s", rate, "eta_s", eta, "resumed", v->resumed,
 	    "error", v->error[0] ? json_string(v->error) : json_null(), "remaining", rem);
@@ -750,8 +760,8 @@ mkey_json(struct kwd *d, const char *vault, const struct store_key *k, int in_to
 	if (e != 0)
 		*err = e;
 	return json_pack("{s:i,s:s,s:o,s:o,s:I,s:b}", "version", (int)k->version,
-	    "state", key_state_name(k->state), "created", time_or_null(k->created),
-	    "retired", time_or_null(k->retired), "records", (json_int_t)c, "in_token", in_token);
+	    "state", key_state_name(k->state), "created", kwd_time_json(k->created),
+	    "retired", kwd_time_json(k->retired), "records", (json_int_t)c, "in_token", in_token);
 }
 
 void
@@ -771,13 +781,11 @@ h_mkeys_list(struct kwd_req *r)
 		kwd_reply_kwerr(r, e, "list master keys");
 		return;
 	}
-	pthread_rwlock_rdlock(&v->lock);
-	cur = v->current;
-	if (v->nkeys > 0 && (keys = malloc(v->nkeys * sizeof(*keys))) != NULL) {
-		memcpy(keys, v->keys, v->nkeys * sizeof(*keys));
-		n = v->nkeys;
+	if ((e = view_snapshot(v, &keys, &n, &cur)) != 0) {
+		free(tk);
+		kwd_reply_kwerr(r, e, "list master keys");
+		return;
 	}
-	pthread_rwlock_unlock(&v->lock);
 	arr = json_array();
 	for (size_t i = 0; i < n; i++) {
 		int in = 0;

@@ -32,28 +32,6 @@
 /* ---- encodings -------------------------------------------------------------------- */
 
 static json_t *
-b64_json_str(const uint8_t *bin, size_t len, int url)
-{
-	char *s = malloc(4 * ((len + 2) / 3) + 1);
-	json_t *j;
-	int n;
-
-	if (s == NULL)
-		return NULL;
-	n = EVP_EncodeBlock((unsigned char *)s, bin, (int)len);
-	if (url) {
-		while (n > 0 && s[n - 1] == '=')
-			n--;
-		s[n] = '\0';
-		for (int i = 0; i < n; i++)
-			s[i] = s[i] == '+' ? '-' : s[i] == '/' ? '_' : s[i];
-	}
-	j = json_string(s);
-	free(s);
-	return j;
-}
-
-static json_t *
 bn_b64url(const BIGNUM *bn)
 {
 	int n = BN_num_bytes(bn);
@@ -63,7 +41,7 @@ bn_b64url(const BIGNUM *bn)
 	if (b == NULL)
 		return NULL;
 	BN_bn2bin(bn, b);
-	j = b64_json_str(b, (size_t)n, 1);
+	j = kwd_b64_json(b, (size_t)n, 1);
 	free(b);
 	return j;
 }
@@ -196,7 +174,7 @@ skey_json(struct kwd_req *r, const struct p11_skey *keys, size_t n, unsigned ver
 		if (EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_PUB_KEY, pub, sizeof(pub), &publen) == 1 &&
 		    publen == 65)
 			jwk = json_pack("{s:s,s:s,s:o,s:o,s:s,s:s,s:s}", "kty", "EC", "crv", "P-256",
-			    "x", b64_json_str(pub + 1, 32, 1), "y", b64_json_str(pub + 33, 32, 1),
+			    "x", kwd_b64_json(pub + 1, 32, 1), "y", kwd_b64_json(pub + 33, 32, 1),
 			    "kid", kid, "alg", "ES256", "use", "sig");
 	} else {
 		BIGNUM *nn = NULL, *ee = NULL;
@@ -465,12 +443,12 @@ h_skey_sign(struct kwd_req *r)
 			kwd_reply_error(r, 500, "internal", "cannot encode the signature");
 			goto out;
 		}
-		o = json_pack("{s:o,s:o}", "signature", b64_json_str(der, dl, 0),
-		    "signature_jose", b64_json_str(sig, sl, 1));
+		o = json_pack("{s:o,s:o}", "signature", kwd_b64_json(der, dl, 0),
+		    "signature_jose", kwd_b64_json(sig, sl, 1));
 		OPENSSL_free(der);
 	} else {
-		o = json_pack("{s:o,s:o}", "signature", b64_json_str(sig, sl, 0),
-		    "signature_jose", b64_json_str(sig, sl, 1));
+		o = json_pack("{s:o,s:o}", "signature", kwd_b64_json(sig, sl, 0),
+		    "signature_jose", kwd_b64_json(sig, sl, 1));
 	}
 	json_object_set_new(o, "key_version", json_integer(k->version));
 	json_object_set_new(o, "kid", json_string(kid));
