@@ -32,15 +32,11 @@ static struct kwt_daemon dmn;
 static uint64_t
 committed_seq(void)
 {
-	char *resp = NULL;
-	json_t *j;
-	uint64_t s;
+	long st;
+	json_t *j = kwt_http_json(dmn.sock, "GET", "/v1/health", NULL, &st);
+	uint64_t s = (uint64_t)json_integer_value(json_object_get(json_object_get(j, "audit"), "committed_seq"));
 
-	kwt_http(dmn.sock, "GET", "/v1/health", NULL, &resp);
-	j = json_loads(resp ? resp : "", 0, NULL);
-	s = (uint64_t)json_integer_value(json_object_get(json_object_get(j, "audit"), "committed_seq"));
 	json_decref(j);
-	free(resp);
 	return s;
 }
 

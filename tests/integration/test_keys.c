@@ -32,13 +32,7 @@ static struct kwt_daemon dmn;
 static json_t *
 req(const char *method, const char *path, const char *body, long *status)
 {
-	char *resp = NULL;
-	json_t *j;
-
-	*status = kwt_http(dmn.sock, method, path, body, &resp);
-	j = json_loads(resp ? resp : "", 0, NULL);
-	free(resp);
-	return j;
+	return kwt_http_json(dmn.sock, method, path, body, status);
 }
 
 static json_t *
@@ -59,12 +53,6 @@ reqf(const char *method, long *status, json_t *body, const char *fmt, ...)
 	free(b);
 	json_decref(body);
 	return j;
-}
-
-static const char *
-err_code(json_t *j)
-{
-	return json_string_value(json_object_get(json_object_get(j, "error"), "code"));
 }
 
 static const char *
@@ -152,7 +140,7 @@ test_datakey_unwrap_rewrap(void)
 	j = reqf("POST", &st, json_pack("{s:O,s:{s:s}}", "wrapped", k, "context", "app", "billinG"),
 	    "/v1/vaults/dev/keys/unwrap");
 	CU_ASSERT_EQUAL(st, 400);
-	CU_ASSERT_STRING_EQUAL(err_code(j) ?: "", "invalid_ciphertext");
+	CU_ASSERT_STRING_EQUAL(kwt_err_code(j) ?: "", "invalid_ciphertext");
 	CU_ASSERT_PTR_NULL(jstr(j, "plaintext"));
 	json_decref(j);
 	j = reqf("POST", &st, json_pack("{s:O}", "wrapped", k), "/v1/vaults/dev/keys/unwrap");
@@ -227,7 +215,7 @@ test_encrypt_decrypt(void)
 	j = reqf("POST", &st, json_pack("{s:s,s:{s:s,s:s}}", "ciphertext", ct, "context", "tenant", "8", "file", "a.db"),
 	    "/v1/vaults/dev/keys/decrypt");
 	CU_ASSERT_EQUAL(st, 400);
-	CU_ASSERT_STRING_EQUAL(err_code(j) ?: "", "invalid_ciphertext");
+	CU_ASSERT_STRING_EQUAL(kwt_err_code(j) ?: "", "invalid_ciphertext");
 	json_decref(j);
 	/* a changed byte: in the tag, in the header (format), in the wrapped key */
 	for (long off = -1; off != 100; off = off == -1 ? 4 : off == 4 ? 20 : 100) {
@@ -321,7 +309,7 @@ test_blobs_across_rotation(void)
 	json_decref(j);
 	j = reqf("POST", &st, json_pack("{s:s}", "ciphertext", ct), "/v1/vaults/dev/keys/decrypt");
 	CU_ASSERT_EQUAL(st, 403);
-	CU_ASSERT_STRING_EQUAL(err_code(j) ?: "", "key_retired");
+	CU_ASSERT_STRING_EQUAL(kwt_err_code(j) ?: "", "key_retired");
 	json_decref(j);
 	j = reqf("POST", &st, json_pack("{s:s}", "wrapped", wrapped), "/v1/vaults/dev/keys/unwrap");
 	CU_ASSERT_EQUAL(st, 403);
@@ -364,7 +352,7 @@ test_retire_refuses_then_destroy(void)
 	/* the current version cannot be retired */
 	j = reqf("POST", &st, NULL, "/v1/vaults/dev/master-keys/%d/retire", (int)cur);
 	CU_ASSERT_EQUAL(st, 409);
-	CU_ASSERT_STRING_EQUAL(err_code(j) ?: "", "key_in_use");
+	CU_ASSERT_STRING_EQUAL(kwt_err_code(j) ?: "", "key_in_use");
 	json_decref(j);
 	/* rotate; then put the old record back from the backup */
 	j = reqf("POST", &st, NULL, "/v1/vaults/dev/rotation");
@@ -379,7 +367,7 @@ test_retire_refuses_then_destroy(void)
 	/* version cur wraps one record again: retire refuses and says so */
 	j = reqf("POST", &st, NULL, "/v1/vaults/dev/master-keys/%d/retire", (int)cur);
 	CU_ASSERT_EQUAL(st, 409);
-	CU_ASSERT_STRING_EQUAL(err_code(j) ?: "", "key_in_use");
+	CU_ASSERT_STRING_EQUAL(kwt_err_code(j) ?: "", "key_in_use");
 	CU_ASSERT_PTR_NOT_NULL(strstr(jstr(json_object_get(j, "error"), "message") ?: "", "1 record"));
 	json_decref(j);
 	j = reqf("GET", &st, NULL, "/v1/vaults/dev/rotation");
@@ -392,7 +380,7 @@ test_retire_refuses_then_destroy(void)
 	/* destroy refuses an active version */
 	j = reqf("POST", &st, NULL, "/v1/vaults/dev/master-keys/%d/destroy", (int)cur);
 	CU_ASSERT_EQUAL(st, 409);
-	CU_ASSERT_STRING_EQUAL(err_code(j) ?: "", "key_not_retired");
+	CU_ASSERT_STRING_EQUAL(kwt_err_code(j) ?: "", "key_not_retired");
 	json_decref(j);
 	/* a rotation moves it; then retire and destroy go through */
 	j = reqf("POST", &st, NULL, "/v1/vaults/dev/rotation");

@@ -31,19 +31,7 @@ static struct kwt_daemon dmn;
 static json_t *
 req(const char *method, const char *path, const char *body, long *status)
 {
-	char *resp = NULL;
-	json_t *j;
-
-	*status = kwt_http(dmn.sock, method, path, body, &resp);
-	j = json_loads(resp ? resp : "", 0, NULL);
-	free(resp);
-	return j;
-}
-
-static const char *
-err_code(json_t *j)
-{
-	return json_string_value(json_object_get(json_object_get(j, "error"), "code"));
+	return kwt_http_json(dmn.sock, method, path, body, status);
 }
 
 static int
@@ -114,7 +102,7 @@ test_set_get_versions(void)
 	json_decref(j);
 	j = req("GET", "/v1/vaults/prod/secrets/db/password/versions/9", NULL, &st);
 	CU_ASSERT_EQUAL(st, 404);
-	CU_ASSERT_STRING_EQUAL(err_code(j), "version_not_found");
+	CU_ASSERT_STRING_EQUAL(kwt_err_code(j), "version_not_found");
 	json_decref(j);
 	j = req("GET", "/v1/vaults/prod/secrets/db/password/versions", NULL, &st);
 	CU_ASSERT_EQUAL(st, 200);
@@ -166,7 +154,7 @@ test_cas(void)
 	json_decref(j);
 	j = req("PUT", "/v1/vaults/dev/secrets/cas/x?cas=0", "{\"value\":\"b\"}", &st);
 	CU_ASSERT_EQUAL(st, 409);
-	CU_ASSERT_STRING_EQUAL(err_code(j), "conflict");
+	CU_ASSERT_STRING_EQUAL(kwt_err_code(j), "conflict");
 	json_decref(j);
 	j = req("PUT", "/v1/vaults/dev/secrets/cas/x?cas=1", "{\"value\":\"c\"}", &st);
 	CU_ASSERT_EQUAL(st, 201);
@@ -188,7 +176,7 @@ test_attributes(void)
 	json_decref(j);
 	j = req("GET", "/v1/vaults/dev/secrets/attr", NULL, &st);
 	CU_ASSERT_EQUAL(st, 403);
-	CU_ASSERT_STRING_EQUAL(err_code(j), "secret_disabled");
+	CU_ASSERT_STRING_EQUAL(kwt_err_code(j), "secret_disabled");
 	json_decref(j);
 	j = req("PATCH", "/v1/vaults/dev/secrets/attr", "{\"enabled\":true,\"expires\":\"2001-01-01T00:00:00Z\"}", &st);
 	CU_ASSERT_EQUAL(st, 200);
@@ -196,14 +184,14 @@ test_attributes(void)
 	json_decref(j);
 	j = req("GET", "/v1/vaults/dev/secrets/attr", NULL, &st);
 	CU_ASSERT_EQUAL(st, 403);
-	CU_ASSERT_STRING_EQUAL(err_code(j), "secret_expired");
+	CU_ASSERT_STRING_EQUAL(kwt_err_code(j), "secret_expired");
 	json_decref(j);
 	j = req("PATCH", "/v1/vaults/dev/secrets/attr", "{\"expires\":null,\"not_before\":\"2999-01-01T00:00:00Z\"}", &st);
 	CU_ASSERT_EQUAL(st, 200);
 	json_decref(j);
 	j = req("GET", "/v1/vaults/dev/secrets/attr", NULL, &st);
 	CU_ASSERT_EQUAL(st, 403);
-	CU_ASSERT_STRING_EQUAL(err_code(j), "secret_not_yet_valid");
+	CU_ASSERT_STRING_EQUAL(kwt_err_code(j), "secret_not_yet_valid");
 	json_decref(j);
 	j = req("PATCH", "/v1/vaults/dev/secrets/attr", "{\"not_before\":null,\"tags\":{\"a\":\"b\"}}", &st);
 	CU_ASSERT_EQUAL(st, 200);
@@ -244,7 +232,7 @@ test_delete_recover_purge(void)
 	/* purge protection: refused before the window ends */
 	j = req("DELETE", "/v1/vaults/prod/deleted/gone", NULL, &st);
 	CU_ASSERT_EQUAL(st, 403);
-	CU_ASSERT_STRING_EQUAL(err_code(j), "purge_protected");
+	CU_ASSERT_STRING_EQUAL(kwt_err_code(j), "purge_protected");
 	json_decref(j);
 	j = req("POST", "/v1/vaults/prod/deleted/gone/recover", NULL, &st);
 	CU_ASSERT_EQUAL(st, 200);
@@ -304,13 +292,13 @@ test_bad_input(void)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		long st;
 		json_t *j = req(cases[i].method, cases[i].path, cases[i].body, &st);
-		if (st != cases[i].status || err_code(j) == NULL || strcmp(err_code(j), cases[i].code) != 0)
+		if (st != cases[i].status || kwt_err_code(j) == NULL || strcmp(kwt_err_code(j), cases[i].code) != 0)
 			fprintf(stderr, "case %zu %s %s: status %ld code %s\n", i, cases[i].method,
-			    cases[i].path, st, err_code(j) ? err_code(j) : "(none)");
+			    cases[i].path, st, kwt_err_code(j) ? kwt_err_code(j) : "(none)");
 		CU_ASSERT_EQUAL(st, cases[i].status);
-		CU_ASSERT_PTR_NOT_NULL(err_code(j));
-		if (err_code(j) != NULL)
-			CU_ASSERT_STRING_EQUAL(err_code(j), cases[i].code);
+		CU_ASSERT_PTR_NOT_NULL(kwt_err_code(j));
+		if (kwt_err_code(j) != NULL)
+			CU_ASSERT_STRING_EQUAL(kwt_err_code(j), cases[i].code);
 		CU_ASSERT_PTR_NOT_NULL(json_string_value(json_object_get(json_object_get(j, "error"), "message")));
 		json_decref(j);
 	}
@@ -352,7 +340,7 @@ test_large_body(void)
 	{
 		json_t *j = req("PUT", "/v1/vaults/dev/secrets/big", body, &st);
 		CU_ASSERT_EQUAL(st, 413);
-		CU_ASSERT_STRING_EQUAL(err_code(j) ?: "", "too_large");
+		CU_ASSERT_STRING_EQUAL(kwt_err_code(j) ?: "", "too_large");
 		json_decref(j);
 	}
 	free(body);

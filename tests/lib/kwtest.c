@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <jansson.h>
 
 #include "tests/lib/kwtest.h"
 
@@ -485,4 +486,23 @@ kwt_cli(const char *sock, char *out, size_t outlen, ...)
 	va_end(ap);
 	argv[i] = NULL;
 	return kwt_run(argv, out, outlen);
+}
+
+json_t *
+kwt_http_json(const char *sock, const char *method, const char *path, const char *body,
+    long *status)
+{
+	char *resp = NULL;
+	json_t *j;
+
+	*status = kwt_http(sock, method, path, body, &resp);
+	j = json_loads(resp ? resp : "", 0, NULL);
+	free(resp);
+	return j;
+}
+
+const char *
+kwt_err_code(json_t *reply)
+{
+	return json_string_value(json_object_get(json_object_get(reply, "error"), "code"));
 }

@@ -91,6 +91,14 @@ void kwt_daemon_free(struct kwt_daemon *d);
 long kwt_http(const char *sock, const char *method, const char *path,
     const char *body, char **resp);
 
+/* kwt_http with the reply parsed as JSON: a new reference, or NULL when
+ * the reply is not JSON.  *status as kwt_http returns it. */
+struct json_t;
+struct json_t *kwt_http_json(const char *sock, const char *method, const char *path,
+    const char *body, long *status);
+/* The "error"."code" of an error reply, or NULL. */
+const char *kwt_err_code(struct json_t *reply);
+
 /* Run the keywarden command of the build against socket sock with the
  * arguments that follow (NULL-terminated, at most 12); stdout into out.
  * Returns its exit status. */
