@@ -78,6 +78,13 @@ int p11_sfail(struct p11_sess *s, const char *fn, CK_RV rv, const char *fmt, ...
  * a detail naming what (e.g. "vault") and the bad byte. */
 int p11_name_check(const char *what, const char *s, size_t max);
 int p11_name_byte_ok(char c);
+/* C_FindObjects over template t, calling fn for each object found (with
+ * the search active: fn may read attributes, not search); stops at fn's
+ * first non-zero return and returns it.  what names the objects in an
+ * error ("keys", "private keys"). */
+int p11_find_each(p11_ctx *ctx, struct p11_sess *s, CK_ATTRIBUTE *t, CK_ULONG nt,
+    const char *what, int (*fn)(p11_ctx *, struct p11_sess *, CK_OBJECT_HANDLE, void *),
+    void *arg);
 int p11_label_make(char *buf, size_t len, const char *vault, unsigned version,
     const char *suffix);
 /* Find (cached) a vault's master key version: KW_E_KEY_NOT_FOUND if absent. */

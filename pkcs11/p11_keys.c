@@ -104,6 +104,36 @@ p11_find_one(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_CLASS cls,
 	return 0;
 }
 
+int
+p11_find_each(p11_ctx *ctx, struct p11_sess *s, CK_ATTRIBUTE *t, CK_ULONG nt,
+    const char *what, int (*fn)(p11_ctx *, struct p11_sess *, CK_OBJECT_HANDLE, void *),
+    void *arg)
+{
+	CK_OBJECT_HANDLE h[32];
+	CK_ULONG n, i;
+	CK_RV rv;
+	int r = 0;
+
+	if ((rv = ctx->f->C_FindObjectsInit(s->h, t, nt)) != CKR_OK)
+		return p11_sfail(s, "C_FindObjectsInit", rv, "cannot list the "
+		    "%s of token '%s'", what, TOKNAME(ctx));
+	for (;;) {
+		if ((rv = ctx->f->C_FindObjects(s->h, h, 32, &n)) != CKR_OK) {
+			r = p11_sfail(s, "C_FindObjects", rv, "cannot list the "
+			    "%s of token '%s'", what, TOKNAME(ctx));
+			break;
+		}
+		if (n == 0)
+			break;
+		for (i = 0; i < n && r == 0; i++)
+			r = fn(ctx, s, h[i], arg);
+		if (r != 0)
+			break;
+	}
+	ctx->f->C_FindObjectsFinal(s->h);
+	return r;
+}
+
 void
 p11_cache_clear(p11_ctx *ctx)
 {
@@ -363,6 +393,43 @@ label_version(const char *label, const char *vault)
 	return *p == '\0' ? (unsigned)v : 0;
 }
 
+/* One object of the search: keep it if its label is a version of the vault. */
+static int
+mkey_list_one(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_HANDLE h, void *arg)
+{
+	struct list_arg *a = arg;
+	char label[128];
+	uint8_t id[64];
+	struct p11_mkey *nv;
+	unsigned ver;
+	CK_ATTRIBUTE at[] = {
+		{ CKA_LABEL, label, sizeof(label) - 1 },
+		{ CKA_ID, id, sizeof(id) },
+	};
+
+	if (ctx->f->C_GetAttributeValue(s->h, h, at, 2) != CKR_OK)
+		return 0;
+	label[at[0].ulValueLen] = '\0';
+	if ((ver = label_version(label, a->vault)) == 0 ||
+	    strlen(label) >= sizeof(a->v[0].label))
+		return 0;
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 8;
+
+		if ((nv = realloc(a->v, cap * sizeof(*nv))) == NULL)
+			return -ENOMEM;
+		a->v = nv;
+		a->cap = cap;
+	}
+	memset(&a->v[a->n], 0, sizeof(a->v[a->n]));
+	a->v[a->n].version = ver;
+	memcpy(a->v[a->n].id, id, at[1].ulValueLen < P11_ID_LEN ?
+	    at[1].ulValueLen : P11_ID_LEN);
+	memcpy(a->v[a->n].label, label, strlen(label) + 1);
+	a->n++;
+	return 0;
+}
+
 static int
 op_mkey_list(p11_ctx *ctx, struct p11_sess *s, void *arg)
 {
@@ -373,61 +440,9 @@ op_mkey_list(p11_ctx *ctx, struct p11_sess *s, void *arg)
 		{ CKA_CLASS, &cls, sizeof(cls) },
 		{ CKA_KEY_TYPE, &aes, sizeof(aes) },
 	};
-	CK_OBJECT_HANDLE h[32];
-	CK_ULONG n, i;
-	CK_RV rv;
-	char label[128];
-	uint8_t id[64];
-	struct p11_mkey *nv;
-	unsigned ver;
-	int r = KW_E_INTERNAL;
 
 	a->n = 0;
-	if ((rv = ctx->f->C_FindObjectsInit(s->h, t, 2)) != CKR_OK)
-		return p11_sfail(s, "C_FindObjectsInit", rv, "cannot list the "
-		    "keys of token '%s'", TOKNAME(ctx));
-	for (;;) {
-		if ((rv = ctx->f->C_FindObjects(s->h, h, 32, &n)) != CKR_OK) {
-			r = p11_sfail(s, "C_FindObjects", rv, "cannot list the "
-			    "keys of token '%s'", TOKNAME(ctx));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		for (i = 0; i < n; i++) {
-			CK_ATTRIBUTE at[] = {
-				{ CKA_LABEL, label, sizeof(label) - 1 },
-				{ CKA_ID, id, sizeof(id) },
-			};
-
-			if (ctx->f->C_GetAttributeValue(s->h, h[i], at, 2) != CKR_OK)
-				continue;
-			label[at[0].ulValueLen] = '\0';
-			if ((ver = label_version(label, a->vault)) == 0 ||
-			    strlen(label) >= sizeof(a->v[0].label))
-				continue;
-			if (a->n == a->cap) {
-				size_t cap = a->cap ? a->cap * 2 : 8;
-
-				if ((nv = realloc(a->v, cap * sizeof(*nv))) == NULL) {
-					r = -ENOMEM;
-					goto out;
-				}
-				a->v = nv;
-				a->cap = cap;
-			}
-			memset(&a->v[a->n], 0, sizeof(a->v[a->n]));
-			a->v[a->n].version = ver;
-			memcpy(a->v[a->n].id, id, at[1].ulValueLen < P11_ID_LEN ?
-			    at[1].ulValueLen : P11_ID_LEN);
-			memcpy(a->v[a->n].label, label, strlen(label) + 1);
-			a->n++;
-		}
-	}
-	r = 0;
-out:
-	ctx->f->C_FindObjectsFinal(s->h);
-	return r;
+	return p11_find_each(ctx, s, t, 2, "keys", mkey_list_one, a);
 }
 
 int

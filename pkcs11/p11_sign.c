@@ -363,82 +363,64 @@ skey_cmp(const void *a, const void *b)
 	return x->version < y->version ? -1 : x->version > y->version;
 }
 
+/* One private key of the search: keep it if its label is one of ours. */
+static int
+skey_list_one(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_HANDLE h, void *arg)
+{
+	struct list_arg *a = arg;
+	char label[LABEL_LEN + 1], name[P11_SKEY_NAME_MAX + 1];
+	uint8_t id[64];
+	struct p11_skey *nv;
+	enum p11_skey_type type;
+	unsigned ver;
+	CK_RV rv;
+	int r;
+	CK_ATTRIBUTE at[] = {
+		{ CKA_LABEL, label, sizeof(label) - 1 },
+		{ CKA_ID, id, sizeof(id) },
+	};
+
+	rv = ctx->f->C_GetAttributeValue(s->h, h, at, 2);
+	if (rv != CKR_OK && p11_rv_retryable(rv))
+		return p11_sfail(s, "C_GetAttributeValue", rv, "cannot "
+		    "read the labels of token '%s'", TOKNAME(ctx));
+	if (rv != CKR_OK)
+		return 0;       /* not ours: no label, or a long one */
+	label[at[0].ulValueLen] = '\0';
+	if (strlen(label) >= sizeof(a->v[0].label) ||
+	    (ver = label_parse(label, a->prefix, name)) == 0 ||
+	    (a->name != NULL && strcmp(name, a->name) != 0))
+		return 0;
+	if ((r = pair_type(ctx, s, h, label, &type)) != 0)
+		return r == KW_E_FORMAT ? 0 : r;
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 8;
+
+		if ((nv = realloc(a->v, cap * sizeof(*nv))) == NULL)
+			return -ENOMEM;
+		a->v = nv;
+		a->cap = cap;
+	}
+	memset(&a->v[a->n], 0, sizeof(a->v[a->n]));
+	memcpy(a->v[a->n].name, name, strlen(name) + 1);
+	a->v[a->n].version = ver;
+	a->v[a->n].type = type;
+	memcpy(a->v[a->n].id, id, at[1].ulValueLen < P11_ID_LEN ?
+	    at[1].ulValueLen : P11_ID_LEN);
+	memcpy(a->v[a->n].label, label, strlen(label) + 1);
+	a->n++;
+	return 0;
+}
+
 static int
 op_skey_list(p11_ctx *ctx, struct p11_sess *s, void *arg)
 {
 	struct list_arg *a = arg;
 	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
 	CK_ATTRIBUTE t[] = { { CKA_CLASS, &cls, sizeof(cls) } };
-	CK_OBJECT_HANDLE h[32];
-	CK_ULONG n, i;
-	CK_RV rv;
-	char label[LABEL_LEN + 1], name[P11_SKEY_NAME_MAX + 1];
-	uint8_t id[64];
-	struct p11_skey *nv;
-	enum p11_skey_type type;
-	unsigned ver;
-	int r = KW_E_INTERNAL;
 
 	a->n = 0;
-	if ((rv = ctx->f->C_FindObjectsInit(s->h, t, 1)) != CKR_OK)
-		return p11_sfail(s, "C_FindObjectsInit", rv, "cannot list the "
-		    "private keys of token '%s'", TOKNAME(ctx));
-	for (;;) {
-		if ((rv = ctx->f->C_FindObjects(s->h, h, 32, &n)) != CKR_OK) {
-			r = p11_sfail(s, "C_FindObjects", rv, "cannot list the "
-			    "private keys of token '%s'", TOKNAME(ctx));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		for (i = 0; i < n; i++) {
-			CK_ATTRIBUTE at[] = {
-				{ CKA_LABEL, label, sizeof(label) - 1 },
-				{ CKA_ID, id, sizeof(id) },
-			};
-
-			rv = ctx->f->C_GetAttributeValue(s->h, h[i], at, 2);
-			if (rv != CKR_OK && p11_rv_retryable(rv)) {
-				r = p11_sfail(s, "C_GetAttributeValue", rv, "cannot "
-				    "read the labels of token '%s'", TOKNAME(ctx));
-				goto out;
-			}
-			if (rv != CKR_OK)
-				continue;       /* not ours: no label, or a long one */
-			label[at[0].ulValueLen] = '\0';
-			if (strlen(label) >= sizeof(a->v[0].label) ||
-			    (ver = label_parse(label, a->prefix, name)) == 0 ||
-			    (a->name != NULL && strcmp(name, a->name) != 0))
-				continue;
-			if ((r = pair_type(ctx, s, h[i], label, &type)) != 0) {
-				if (r == KW_E_FORMAT)
-					continue;
-				goto out;
-			}
-			if (a->n == a->cap) {
-				size_t cap = a->cap ? a->cap * 2 : 8;
-
-				if ((nv = realloc(a->v, cap * sizeof(*nv))) == NULL) {
-					r = -ENOMEM;
-					goto out;
-				}
-				a->v = nv;
-				a->cap = cap;
-			}
-			memset(&a->v[a->n], 0, sizeof(a->v[a->n]));
-			memcpy(a->v[a->n].name, name, strlen(name) + 1);
-			a->v[a->n].version = ver;
-			a->v[a->n].type = type;
-			memcpy(a->v[a->n].id, id, at[1].ulValueLen < P11_ID_LEN ?
-			    at[1].ulValueLen : P11_ID_LEN);
-			memcpy(a->v[a->n].label, label, strlen(label) + 1);
-			a->n++;
-		}
-	}
-	r = 0;
-out:
-	ctx->f->C_FindObjectsFinal(s->h);
-	return r;
+	return p11_find_each(ctx, s, t, 1, "private keys", skey_list_one, a);
 }
 
 int
