@@ -439,10 +439,16 @@ k_token_wrap(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *yp)
 	cfg_err(x, v, yp, "expected one of auto, aes-gcm, aes-kwp, aes-ecb-hmac");
 }
 
+static void
+k_token_copies(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *yp)
+{
+	cfg_bool(x, v, yp, &x->c->session_copies);
+}
+
 static const struct cfg_key token_keys[] = {
 	{ "module", k_token_module }, { "token", k_token_token },
 	{ "pin_file", k_token_pin }, { "sessions", k_token_sessions },
-	{ "wrap", k_token_wrap },
+	{ "wrap", k_token_wrap }, { "session_copies", k_token_copies },
 };
 
 static void
@@ -765,6 +771,7 @@ config_load(const char *path, struct config **out, struct config_errors *errs)
 	c->path = strdup(path);
 	c->socket_mode = 0660;
 	c->token_sessions = 0;
+	c->session_copies = 1;
 	c->audit_segment_bytes = 64ULL << 20;
 	c->audit_segment_seconds = 86400;
 	c->audit_timeout_ms = 2000;

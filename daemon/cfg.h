@@ -35,6 +35,7 @@ struct config {
 	char *pin_file;
 	unsigned token_sessions;
 	char *wrap;                  /* "auto", "aes-gcm", "aes-kwp", "aes-ecb-hmac" */
+	int session_copies;          /* use keys through session copies (default 1) */
 
 	char *state_dir;
 	char *store_url;             /* default sqlite:<state_dir>/keywarden.db */

@@ -268,9 +268,20 @@ run(struct config *cfg)
 	po.pin_file = cfg->pin_file;
 	po.sessions = cfg->token_sessions ? cfg->token_sessions : cfg->workers + 3;
 	po.wrap = wrap_from_config(cfg->wrap);
+	po.no_session_copies = !cfg->session_copies;
 	if ((e = p11_open(&po, &d.p11)) != 0) {
 		log_err("token: %s", kw_errdetail(e));
 		goto out;
+	}
+	{
+		struct p11_token_info ti;
+
+		if (p11_token_info(d.p11, &ti) == 0)
+			log_info("token '%s': wrap %s, %u sessions, session copies %s%s",
+			    ti.label, p11_wrap_mech_name(ti.wrap), ti.sessions,
+			    ti.session_copies ? "on" : "off",
+			    ti.keys_modifiable ? " (new keys are created modifiable, "
+			    "the only keys this token copies)" : "");
 	}
 	if ((e = p11_audit_key_ensure(d.p11)) != 0) {
 		log_err("token: audit key: %s", kw_errdetail(e));

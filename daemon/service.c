@@ -26,8 +26,10 @@ h_health(struct kwd_req *r)
 	if (te == 0)
 		te = p11_token_info(r->d->p11, &ti);
 	tok = te == 0 ?
-	    json_pack("{s:b,s:s,s:s,s:s}", "ok", 1, "label", ti.label, "serial", ti.serial,
-		"wrap", p11_wrap_mech_name(ti.wrap)) :
+	    json_pack("{s:b,s:s,s:s,s:s,s:b,s:b}", "ok", 1, "label", ti.label,
+		"serial", ti.serial, "wrap", p11_wrap_mech_name(ti.wrap),
+		"session_copies", ti.session_copies,
+		"keys_modifiable", ti.keys_modifiable) :
 	    json_pack("{s:b,s:s}", "ok", 0, "error", kw_errdetail(te));
 	se = store_ping(r->d->store);
 	st = se == 0 ? json_pack("{s:b}", "ok", 1) :

@@ -35,6 +35,7 @@ struct p11_options {
 	const char *pin_file;   /* file holding the user PIN; must not be group/world accessible */
 	unsigned sessions;      /* size of the session pool; 0 = 4 */
 	enum p11_wrap_mech wrap;/* P11_WRAP_AUTO, or a mechanism to require */
+	int no_session_copies;  /* 1: operate on the token objects themselves */
 };
 
 struct p11_token_info {
@@ -44,6 +45,10 @@ struct p11_token_info {
 	char model[17];
 	enum p11_wrap_mech wrap;   /* mechanism used for new wraps */
 	unsigned sessions;
+	/* Keys are used through session copies (see pkcs11/README.md);
+	 * keys_modifiable: new keys are created modifiable, because this token
+	 * copies no other (SoftHSM). */
+	int session_copies, keys_modifiable;
 };
 
 /* Load the module, find the token, read the PIN (wiped at once), log in,
@@ -79,8 +84,9 @@ struct p11_mkey {
 };
 
 /* Create version `version` (>= 1) of the vault's master key: AES-256,
- * token, private, sensitive, non-extractable, non-modifiable where allowed,
- * a random CKA_ID; plus whatever companion key the wrap mechanism needs.
+ * token, private, sensitive, non-extractable, non-modifiable where allowed
+ * (and where it does not bar session copies), a random CKA_ID; plus
+ * whatever companion key the wrap mechanism needs.
  * KW_E_KEY_EXISTS when that version exists. */
 int p11_mkey_create(p11_ctx *ctx, const char *vault, unsigned version,
     struct p11_mkey *out);

@@ -20,11 +20,26 @@ struct p11_sess {
 	CK_RV rv;
 };
 
-/* A cached master key: looked up once, forgotten on reopen. */
+/* A cached master key: looked up once, forgotten on reopen.  key and mac
+ * are the handles operations use: session copies when the token makes
+ * them, else the token objects tkey and tmac themselves. */
 struct p11_kcache {
 	char label[96];
 	CK_OBJECT_HANDLE key;
 	CK_OBJECT_HANDLE mac;   /* companion HMAC key, or CK_INVALID_HANDLE */
+	CK_OBJECT_HANDLE tkey, tmac;
+};
+
+/* Session copies of token keys (C_CopyObject with CKA_TOKEN false): the
+ * same key, still sensitive and never extractable, held by the token in
+ * its memory.  Some tokens (SoftHSM's file store) re-read a token object
+ * from disk at every operation and serve a copy several times faster.
+ * How the token answered the probe at open: */
+enum p11_copy_mode {
+	P11_COPY_OFF = 0,        /* no copies: asked so, or the token refuses */
+	P11_COPY_ON = 1,         /* copies of non-modifiable keys */
+	P11_COPY_MODIFIABLE = 2, /* copies only of modifiable keys (SoftHSM): new
+	                          * keys are created without CKA_MODIFIABLE false */
 };
 
 struct p11_mod;
@@ -49,6 +64,7 @@ struct p11_ctx {
 	struct p11_kcache *cache;
 	size_t ncache, cachecap;
 	CK_OBJECT_HANDLE audit;         /* CK_INVALID_HANDLE until found */
+	enum p11_copy_mode copies;
 
 	/* mechanisms probed at open */
 	int has_gcm, has_kwp, has_ecb, has_hmac, has_aes_gen, has_gen_gen;
@@ -93,11 +109,28 @@ int p11_key_get(p11_ctx *ctx, struct p11_sess *s, const char *vault,
 int p11_find_one(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_CLASS cls,
     const char *label, CK_OBJECT_HANDLE *out);
 void p11_cache_clear(p11_ctx *ctx);
+/* The handle to operate with for token key h: a session copy made now when
+ * the copy mode allows and the copy is still sensitive and unextractable,
+ * else h.  Never fails: a refused copy means the token object is used. */
+CK_OBJECT_HANDLE p11_session_copy(p11_ctx *ctx, struct p11_sess *s,
+    CK_OBJECT_HANDLE h);
+/* Probe at open how the token copies keys (sets ctx->copies). */
+int p11_copy_probe(p11_ctx *ctx, int wanted);
 
 /* Test hook: C_GetAttributeValue(CKA_VALUE) of the object labelled label;
  * returns its CK_RV (CKR_ATTRIBUTE_SENSITIVE expected), and the object's
  * CKA_SENSITIVE / CKA_EXTRACTABLE in *sensitive / *extractable. */
 CK_RV p11_test_read_value(p11_ctx *ctx, const char *label, int *sensitive,
     int *extractable);
+
+/* Test hook: how many secret keys labelled label are token objects (token
+ * 1) or session objects (token 0), and the flags of the first one found
+ * (each -1 when none is found). */
+struct p11_test_obj {
+	unsigned long count;
+	int sensitive, extractable, never_extractable, modifiable;
+};
+int p11_test_objects(p11_ctx *ctx, const char *label, int token,
+    struct p11_test_obj *out);
 
 #endif

@@ -65,15 +65,18 @@ int
 p11_find_one(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_CLASS cls,
     const char *label, CK_OBJECT_HANDLE *out)
 {
+	CK_BBOOL tok = CK_TRUE;
+	/* Token objects only: session copies carry the same label. */
 	CK_ATTRIBUTE t[] = {
 		{ CKA_CLASS, &cls, sizeof(cls) },
 		{ CKA_LABEL, (void *)label, strlen(label) },
+		{ CKA_TOKEN, &tok, sizeof(tok) },
 	};
 	CK_OBJECT_HANDLE h[2];
 	CK_ULONG n = 0;
 	CK_RV rv;
 
-	if ((rv = ctx->f->C_FindObjectsInit(s->h, t, 2)) != CKR_OK)
+	if ((rv = ctx->f->C_FindObjectsInit(s->h, t, 3)) != CKR_OK)
 		return p11_sfail(s, "C_FindObjectsInit", rv, "cannot search token "
 		    "'%s' for '%s'", TOKNAME(ctx), label);
 	rv = ctx->f->C_FindObjects(s->h, h, 2, &n);
@@ -137,24 +140,137 @@ p11_find_each(p11_ctx *ctx, struct p11_sess *s, CK_ATTRIBUTE *t, CK_ULONG nt,
 void
 p11_cache_clear(p11_ctx *ctx)
 {
+	/* Only at reopen and close, after the sessions (and with them the
+	 * session copies) are gone. */
 	pthread_mutex_lock(&ctx->lock);
 	ctx->ncache = 0;
 	ctx->audit = CK_INVALID_HANDLE;
 	pthread_mutex_unlock(&ctx->lock);
 }
 
-static void
-cache_drop(p11_ctx *ctx, const char *label)
+/* ---- session copies ------------------------------------------------------- */
+
+CK_OBJECT_HANDLE
+p11_session_copy(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_HANDLE h)
 {
+	CK_BBOOL no = CK_FALSE, tok = CK_TRUE, sens = CK_FALSE, extr = CK_TRUE,
+	    never = CK_FALSE;
+	CK_ATTRIBUTE t[] = { { CKA_TOKEN, &no, sizeof(no) } };
+	CK_ATTRIBUTE chk[] = {
+		{ CKA_TOKEN, &tok, sizeof(tok) },
+		{ CKA_SENSITIVE, &sens, sizeof(sens) },
+		{ CKA_EXTRACTABLE, &extr, sizeof(extr) },
+		{ CKA_NEVER_EXTRACTABLE, &never, sizeof(never) },
+	};
+	CK_OBJECT_HANDLE c = CK_INVALID_HANDLE;
+
+	if (ctx->copies == P11_COPY_OFF || h == CK_INVALID_HANDLE)
+		return h;
+	if (ctx->f->C_CopyObject(s->h, h, t, 1, &c) != CKR_OK ||
+	    c == CK_INVALID_HANDLE)
+		return h;
+	/* The copy must be what the original is: a session object, sensitive,
+	 * never extractable.  A token that answers otherwise loses the copy. */
+	if (ctx->f->C_GetAttributeValue(s->h, c, chk, 4) != CKR_OK ||
+	    tok != CK_FALSE || sens != CK_TRUE || extr != CK_FALSE ||
+	    never != CK_TRUE) {
+		ctx->f->C_DestroyObject(s->h, c);
+		return h;
+	}
+	return c;
+}
+
+static void
+copy_destroy(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_HANDLE used,
+    CK_OBJECT_HANDLE tok)
+{
+	if (used != CK_INVALID_HANDLE && used != tok)
+		ctx->f->C_DestroyObject(s->h, used);
+}
+
+/* Generate a throwaway AES session key, modifiable or not, and try to copy
+ * it as p11_session_copy() would. */
+static int
+probe_one(p11_ctx *ctx, struct p11_sess *s, int modifiable)
+{
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_KEY_TYPE aes = CKK_AES;
+	CK_ULONG vlen = 32;
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_BBOOL mod = modifiable ? CK_TRUE : CK_FALSE;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_KEY_TYPE, &aes, sizeof(aes) },
+		{ CKA_VALUE_LEN, &vlen, sizeof(vlen) },
+		{ CKA_TOKEN, &no, sizeof(no) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
+		{ CKA_SENSITIVE, &yes, sizeof(yes) },
+		{ CKA_EXTRACTABLE, &no, sizeof(no) },
+		{ CKA_ENCRYPT, &yes, sizeof(yes) },
+		{ CKA_DECRYPT, &yes, sizeof(yes) },
+		{ CKA_MODIFIABLE, &mod, sizeof(mod) },
+	};
+	CK_MECHANISM m = { CKM_AES_KEY_GEN, NULL, 0 };
+	CK_OBJECT_HANDLE k = CK_INVALID_HANDLE, c;
+	enum p11_copy_mode save = ctx->copies;
+	int ok;
+
+	if (ctx->f->C_GenerateKey(s->h, &m, t, sizeof(t) / sizeof(t[0]), &k) !=
+	    CKR_OK)
+		return 0;
+	ctx->copies = P11_COPY_ON;
+	c = p11_session_copy(ctx, s, k);
+	ctx->copies = save;
+	ok = c != k;
+	copy_destroy(ctx, s, c, k);
+	ctx->f->C_DestroyObject(s->h, k);
+	return ok;
+}
+
+static int
+op_copy_probe(p11_ctx *ctx, struct p11_sess *s, void *arg)
+{
+	(void)arg;
+	if (probe_one(ctx, s, 0))
+		ctx->copies = P11_COPY_ON;
+	else if (probe_one(ctx, s, 1))
+		ctx->copies = P11_COPY_MODIFIABLE;
+	else
+		ctx->copies = P11_COPY_OFF;
+	return 0;
+}
+
+int
+p11_copy_probe(p11_ctx *ctx, int wanted)
+{
+	ctx->copies = P11_COPY_OFF;
+	if (!wanted)
+		return 0;
+	return p11_run(ctx, op_copy_probe, NULL);
+}
+
+/* Forget a key's cache entry and destroy its session copies, so that a
+ * destroyed key is not kept alive by a copy. */
+static void
+cache_drop(p11_ctx *ctx, struct p11_sess *s, const char *label)
+{
+	struct p11_kcache e;
 	size_t i;
+	int found = 0;
 
 	pthread_mutex_lock(&ctx->lock);
 	for (i = 0; i < ctx->ncache; i++)
 		if (strcmp(ctx->cache[i].label, label) == 0) {
+			e = ctx->cache[i];
 			ctx->cache[i] = ctx->cache[--ctx->ncache];
+			found = 1;
 			break;
 		}
 	pthread_mutex_unlock(&ctx->lock);
+	if (found) {
+		copy_destroy(ctx, s, e.key, e.tkey);
+		copy_destroy(ctx, s, e.mac, e.tmac);
+	}
 }
 
 int
@@ -162,7 +278,7 @@ p11_key_get(p11_ctx *ctx, struct p11_sess *s, const char *vault,
     unsigned version, CK_OBJECT_HANDLE *key, CK_OBJECT_HANDLE *mac)
 {
 	char label[96], maclabel[100];
-	CK_OBJECT_HANDLE k, m = CK_INVALID_HANDLE;
+	CK_OBJECT_HANDLE k, m = CK_INVALID_HANDLE, kc, mc;
 	struct p11_kcache *nc;
 	size_t i;
 	int r;
@@ -191,37 +307,52 @@ p11_key_get(p11_ctx *ctx, struct p11_sess *s, const char *vault,
 			return r;
 		m = CK_INVALID_HANDLE;
 	}
+	kc = p11_session_copy(ctx, s, k);
+	mc = p11_session_copy(ctx, s, m);
 
 	/* No reopen can run while we hold a session: the handles are current. */
 	pthread_mutex_lock(&ctx->lock);
+	for (i = 0; i < ctx->ncache; i++)
+		if (strcmp(ctx->cache[i].label, label) == 0)
+			break;
+	if (i < ctx->ncache) {
+		/* Another thread cached it meanwhile: use its copies. */
+		*key = ctx->cache[i].key;
+		*mac = ctx->cache[i].mac;
+		pthread_mutex_unlock(&ctx->lock);
+		copy_destroy(ctx, s, kc, k);
+		copy_destroy(ctx, s, mc, m);
+		return 0;
+	}
 	if (ctx->ncache == ctx->cachecap) {
 		size_t cap = ctx->cachecap ? ctx->cachecap * 2 : 16;
 
 		if ((nc = realloc(ctx->cache, cap * sizeof(*nc))) == NULL) {
 			pthread_mutex_unlock(&ctx->lock);
+			copy_destroy(ctx, s, kc, k);
+			copy_destroy(ctx, s, mc, m);
 			return -ENOMEM;
 		}
 		ctx->cache = nc;
 		ctx->cachecap = cap;
 	}
-	for (i = 0; i < ctx->ncache; i++)
-		if (strcmp(ctx->cache[i].label, label) == 0)
-			break;
-	if (i == ctx->ncache) {
-		snprintf(ctx->cache[i].label, sizeof(ctx->cache[i].label), "%s",
-		    label);
-		ctx->cache[i].key = k;
-		ctx->cache[i].mac = m;
-		ctx->ncache++;
-	}
+	snprintf(ctx->cache[i].label, sizeof(ctx->cache[i].label), "%s", label);
+	ctx->cache[i].key = kc;
+	ctx->cache[i].mac = mc;
+	ctx->cache[i].tkey = k;
+	ctx->cache[i].tmac = m;
+	ctx->ncache++;
 	pthread_mutex_unlock(&ctx->lock);
-	*key = k;
-	*mac = m;
+	*key = kc;
+	*mac = mc;
 	return 0;
 }
 
 /* Generate a token secret key from template t (n attributes, the last one
- * being CKA_MODIFIABLE=false, dropped if the token refuses it). */
+ * being CKA_MODIFIABLE=false, dropped if the token refuses it, or if the
+ * token copies only modifiable keys: non-modifiable would then cost the
+ * session copies, and a modifiable key stays sensitive and unextractable,
+ * since those two attributes can only be tightened). */
 static CK_RV
 keygen(p11_ctx *ctx, struct p11_sess *s, CK_MECHANISM_TYPE mt,
     CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_HANDLE *out)
@@ -229,6 +360,8 @@ keygen(p11_ctx *ctx, struct p11_sess *s, CK_MECHANISM_TYPE mt,
 	CK_MECHANISM m = { mt, NULL, 0 };
 	CK_RV rv;
 
+	if (ctx->copies == P11_COPY_MODIFIABLE)
+		return ctx->f->C_GenerateKey(s->h, &m, t, n - 1, out);
 	rv = ctx->f->C_GenerateKey(s->h, &m, t, n, out);
 	if (rv == CKR_ATTRIBUTE_VALUE_INVALID || rv == CKR_ATTRIBUTE_TYPE_INVALID ||
 	    rv == CKR_TEMPLATE_INCONSISTENT || rv == CKR_ATTRIBUTE_READ_ONLY)
@@ -330,7 +463,7 @@ op_mkey_create(p11_ctx *ctx, struct p11_sess *s, void *arg)
 		ctx->f->C_DestroyObject(s->h, k);
 		return kw_fail(KW_E_INTERNAL, "ECB+HMAC wrap chosen without HMAC");
 	}
-	cache_drop(ctx, label);
+	cache_drop(ctx, s, label);
 	memset(&a->mk, 0, sizeof(a->mk));
 	a->mk.version = a->version;
 	memcpy(a->mk.id, id, sizeof(id));
@@ -436,13 +569,15 @@ op_mkey_list(p11_ctx *ctx, struct p11_sess *s, void *arg)
 	struct list_arg *a = arg;
 	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
 	CK_KEY_TYPE aes = CKK_AES;
+	CK_BBOOL tok = CK_TRUE;
 	CK_ATTRIBUTE t[] = {
 		{ CKA_CLASS, &cls, sizeof(cls) },
 		{ CKA_KEY_TYPE, &aes, sizeof(aes) },
+		{ CKA_TOKEN, &tok, sizeof(tok) },
 	};
 
 	a->n = 0;
-	return p11_find_each(ctx, s, t, 2, "keys", mkey_list_one, a);
+	return p11_find_each(ctx, s, t, 3, "keys", mkey_list_one, a);
 }
 
 int
@@ -485,7 +620,7 @@ op_mkey_destroy(p11_ctx *ctx, struct p11_sess *s, void *arg)
 	    NULL)) != 0)
 		return r;
 	snprintf(maclabel, sizeof(maclabel), "%s/mac", label);
-	cache_drop(ctx, label);
+	cache_drop(ctx, s, label);
 	if ((r = p11_find_one(ctx, s, CKO_SECRET_KEY, label, &k)) != 0) {
 		if (r == KW_E_KEY_NOT_FOUND)
 			r = kw_fail(r, "vault '%s' has no master key v%u in token "
@@ -521,7 +656,7 @@ audit_get(p11_ctx *ctx, struct p11_sess *s, int create, CK_OBJECT_HANDLE *out)
 	CK_KEY_TYPE gen = CKK_GENERIC_SECRET;
 	CK_ULONG vlen = 32;
 	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-	CK_OBJECT_HANDLE h;
+	CK_OBJECT_HANDLE h, tok;
 	uint8_t id[P11_ID_LEN];
 	CK_RV rv;
 	int r;
@@ -569,7 +704,19 @@ audit_get(p11_ctx *ctx, struct p11_sess *s, int create, CK_OBJECT_HANDLE *out)
 			    "audit key '" AUDIT_LABEL "' in token '%s'", TOKNAME(ctx));
 	} else if (r != 0)
 		return r;
+	tok = h;
+	h = p11_session_copy(ctx, s, tok);
 	pthread_mutex_lock(&ctx->lock);
+	if (ctx->audit != CK_INVALID_HANDLE) {
+		/* Another thread found it meanwhile: keep one copy. */
+		CK_OBJECT_HANDLE mine = h;
+
+		h = ctx->audit;
+		pthread_mutex_unlock(&ctx->lock);
+		copy_destroy(ctx, s, mine, tok);
+		*out = h;
+		return 0;
+	}
 	ctx->audit = h;
 	pthread_mutex_unlock(&ctx->lock);
 	*out = h;
@@ -695,4 +842,57 @@ p11_test_read_value(p11_ctx *ctx, const char *label, int *sensitive,
 	*sensitive = a.sens == CK_TRUE;
 	*extractable = a.extr == CK_TRUE;
 	return a.rv;
+}
+
+struct objs_arg {
+	const char *label;
+	CK_BBOOL token;
+	struct p11_test_obj *out;
+};
+
+static int
+op_objects(p11_ctx *ctx, struct p11_sess *s, void *arg)
+{
+	struct objs_arg *a = arg;
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_LABEL, (void *)a->label, strlen(a->label) },
+		{ CKA_TOKEN, &a->token, sizeof(a->token) },
+	};
+	CK_OBJECT_HANDLE h[16];
+	CK_ULONG n = 0;
+	CK_BBOOL f[4];
+	CK_ATTRIBUTE fa[] = {
+		{ CKA_SENSITIVE, &f[0], 1 }, { CKA_EXTRACTABLE, &f[1], 1 },
+		{ CKA_NEVER_EXTRACTABLE, &f[2], 1 }, { CKA_MODIFIABLE, &f[3], 1 },
+	};
+	CK_RV rv;
+
+	a->out->count = 0;
+	a->out->sensitive = a->out->extractable = -1;
+	a->out->never_extractable = a->out->modifiable = -1;
+	if ((rv = ctx->f->C_FindObjectsInit(s->h, t, 3)) != CKR_OK)
+		return p11_sfail(s, "C_FindObjectsInit", rv, "test search");
+	rv = ctx->f->C_FindObjects(s->h, h, 16, &n);
+	ctx->f->C_FindObjectsFinal(s->h);
+	if (rv != CKR_OK)
+		return p11_sfail(s, "C_FindObjects", rv, "test search");
+	a->out->count = n;
+	if (n > 0 && ctx->f->C_GetAttributeValue(s->h, h[0], fa, 4) == CKR_OK) {
+		a->out->sensitive = f[0] == CK_TRUE;
+		a->out->extractable = f[1] == CK_TRUE;
+		a->out->never_extractable = f[2] == CK_TRUE;
+		a->out->modifiable = f[3] == CK_TRUE;
+	}
+	return 0;
+}
+
+int
+p11_test_objects(p11_ctx *ctx, const char *label, int token,
+    struct p11_test_obj *out)
+{
+	struct objs_arg a = { label, token ? CK_TRUE : CK_FALSE, out };
+
+	return p11_run(ctx, op_objects, &a);
 }

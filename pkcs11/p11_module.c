@@ -468,7 +468,8 @@ p11_open(const struct p11_options *opt, p11_ctx **out)
 	ctx->f = ctx->mod->f;
 	if ((r = token_find(ctx, &ctx->slot, &ctx->tinfo)) != 0 ||
 	    (r = mechs_probe(ctx, opt->wrap)) != 0 ||
-	    (r = token_connect(ctx)) != 0)
+	    (r = token_connect(ctx)) != 0 ||
+	    (r = p11_copy_probe(ctx, !opt->no_session_copies)) != 0)
 		goto out;
 	*out = ctx;
 	ctx = NULL;
@@ -679,6 +680,8 @@ p11_token_info(p11_ctx *ctx, struct p11_token_info *out)
 	    sizeof(ctx->tinfo.model));
 	ti.wrap = ctx->wrap;
 	ti.sessions = ctx->nsess;
+	ti.session_copies = ctx->copies != P11_COPY_OFF;
+	ti.keys_modifiable = ctx->copies == P11_COPY_MODIFIABLE;
 	pthread_mutex_unlock(&ctx->lock);
 	*out = ti;
 	return 0;

@@ -596,10 +596,14 @@ thread_main(void *arg)
 		if (p11_wrap(ctx, "thr", 1, dek, 32, aad, strlen(aad), blob,
 		    &blen) != 0 ||
 		    p11_unwrap(ctx, "thr", blob, blen, aad, strlen(aad), out,
-		    &olen) != 0 || olen != 32 || memcmp(out, dek, 32) != 0)
+		    &olen) != 0 || olen != 32 || memcmp(out, dek, 32) != 0) {
+			fprintf(stderr, "thread %d, round %d: %s\n", t->n, i, kw_errdetail(KW_E_P11));
 			t->fails++;
-		if (i % 50 == 0 && p11_audit_key_ensure(ctx) != 0)
+		}
+		if (i % 50 == 0 && p11_audit_key_ensure(ctx) != 0) {
+			fprintf(stderr, "thread %d, audit key: %s\n", t->n, kw_errdetail(KW_E_P11));
 			t->fails++;
+		}
 	}
 	kw_wipe(out, sizeof(out));
 	return NULL;
@@ -698,6 +702,78 @@ test_list_destroy(void)
 	CU_ASSERT_EQUAL(p11_wrap(ctx, "ld", 2, dek, 32, NULL, 0, blob, &blen), 0);
 }
 
+/* Keys are used through session copies: one per key, as sensitive and
+ * unextractable as the token object, gone with the key; a context without
+ * copies uses the same keys and makes them non-modifiable. */
+static void
+test_session_copies(void)
+{
+	struct p11_options o;
+	struct p11_token_info ti;
+	struct p11_test_obj to, so;
+	p11_ctx *plain = NULL;
+	uint8_t dek[32], out[P11_DEK_MAX], blob[P11_WRAPPED_MAX];
+	size_t blen, olen;
+	int i;
+
+	CU_ASSERT_EQUAL_FATAL(p11_token_info(ctx, &ti), 0);
+	/* SoftHSM copies only modifiable keys. */
+	CU_ASSERT_EQUAL(ti.session_copies, 1);
+	CU_ASSERT_EQUAL(ti.keys_modifiable, 1);
+
+	CU_ASSERT_EQUAL_FATAL(p11_mkey_create(ctx, "sc", 1, NULL), 0);
+	CU_ASSERT_EQUAL(p11_test_objects(ctx, "keywarden/sc/v1", 0, &so), 0);
+	CU_ASSERT_EQUAL(so.count, 0);            /* no copy before first use */
+	memset(dek, 0x5c, sizeof(dek));
+	for (i = 0; i < 3; i++) {
+		CU_ASSERT_EQUAL(p11_wrap(ctx, "sc", 1, dek, 32, "a", 1, blob, &blen), 0);
+		CU_ASSERT_EQUAL(p11_unwrap(ctx, "sc", blob, blen, "a", 1, out, &olen), 0);
+		CU_ASSERT(olen == 32 && memcmp(out, dek, 32) == 0);
+	}
+	CU_ASSERT_EQUAL(p11_test_objects(ctx, "keywarden/sc/v1", 1, &to), 0);
+	CU_ASSERT_EQUAL(to.count, 1);
+	CU_ASSERT_EQUAL(to.sensitive, 1);
+	CU_ASSERT_EQUAL(to.extractable, 0);
+	CU_ASSERT_EQUAL(p11_test_objects(ctx, "keywarden/sc/v1", 0, &so), 0);
+	CU_ASSERT_EQUAL(so.count, 1);            /* one copy, however many uses */
+	CU_ASSERT_EQUAL(so.sensitive, 1);
+	CU_ASSERT_EQUAL(so.extractable, 0);
+	CU_ASSERT_EQUAL(so.never_extractable, 1);
+
+	/* The same key without copies: what one wraps the other unwraps. */
+	opts(&o, tok.module, LABEL, P11_WRAP_AUTO);
+	o.no_session_copies = 1;
+	CU_ASSERT_EQUAL_FATAL(p11_open(&o, &plain), 0);
+	CU_ASSERT_EQUAL(p11_token_info(plain, &ti), 0);
+	CU_ASSERT_EQUAL(ti.session_copies, 0);
+	CU_ASSERT_EQUAL(ti.keys_modifiable, 0);
+	CU_ASSERT_EQUAL(p11_unwrap(plain, "sc", blob, blen, "a", 1, out, &olen), 0);
+	CU_ASSERT(olen == 32 && memcmp(out, dek, 32) == 0);
+	CU_ASSERT_EQUAL(p11_mkey_create(plain, "sc2", 1, NULL), 0);
+	CU_ASSERT_EQUAL(p11_test_objects(plain, "keywarden/sc2/v1", 1, &to), 0);
+	CU_ASSERT_EQUAL(to.count, 1);
+	CU_ASSERT_EQUAL(to.modifiable, 0);
+	CU_ASSERT_EQUAL(p11_wrap(plain, "sc2", 1, dek, 32, NULL, 0, blob, &blen), 0);
+	CU_ASSERT_EQUAL(p11_test_objects(plain, "keywarden/sc2/v1", 0, &so), 0);
+	CU_ASSERT_EQUAL(so.count, 0);
+	/* A non-modifiable key still works with copies on: through itself. */
+	CU_ASSERT_EQUAL(p11_unwrap(ctx, "sc2", blob, blen, NULL, 0, out, &olen), 0);
+	CU_ASSERT(olen == 32 && memcmp(out, dek, 32) == 0);
+	CU_ASSERT_EQUAL(p11_test_objects(ctx, "keywarden/sc2/v1", 0, &so), 0);
+	CU_ASSERT_EQUAL(so.count, 0);
+	p11_close(plain);
+
+	/* Destroying the key destroys its copy. */
+	CU_ASSERT_EQUAL(p11_mkey_destroy(ctx, "sc", 1), 0);
+	CU_ASSERT_EQUAL(p11_test_objects(ctx, "keywarden/sc/v1", 0, &so), 0);
+	CU_ASSERT_EQUAL(so.count, 0);
+	CU_ASSERT_EQUAL(p11_test_objects(ctx, "keywarden/sc/v1", 1, &to), 0);
+	CU_ASSERT_EQUAL(to.count, 0);
+	CU_ASSERT_EQUAL(p11_unwrap(ctx, "sc", blob, blen, "a", 1, out, &olen),
+	    KW_E_KEY_NOT_FOUND);
+	kw_wipe(out, sizeof(out));
+}
+
 static void
 test_audit_hmac(void)
 {
@@ -714,6 +790,15 @@ test_audit_hmac(void)
 	CU_ASSERT_EQUAL(p11_audit_hmac(ctx, data, strlen(data), m1), 0);
 	CU_ASSERT_EQUAL(p11_audit_hmac(ctx, data, strlen(data), m2), 0);
 	CU_ASSERT(memcmp(m1, m2, P11_MAC_LEN) == 0);
+	{
+		/* The HMAC runs on one session copy of the audit key. */
+		struct p11_test_obj so;
+
+		CU_ASSERT_EQUAL(p11_test_objects(ctx, "keywarden/audit", 0, &so), 0);
+		CU_ASSERT_EQUAL(so.count, 1);
+		CU_ASSERT_EQUAL(so.sensitive, 1);
+		CU_ASSERT_EQUAL(so.extractable, 0);
+	}
 	CU_ASSERT_EQUAL(p11_audit_hmac_verify(ctx, data, strlen(data), m1), 0);
 	CU_ASSERT_EQUAL(p11_audit_hmac_verify(ctx, "event 1: alice read prod/dc",
 	    strlen(data), m1), KW_E_AUTH);
@@ -766,6 +851,7 @@ main(void)
 	    test_threads_recovery);
 	CU_add_test(s, "list and destroy versions", test_list_destroy);
 	CU_add_test(s, "audit HMAC", test_audit_hmac);
+	CU_add_test(s, "session copies", test_session_copies);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
