@@ -80,6 +80,7 @@ struct audit_log {
 	pthread_mutex_t mu;
 	pthread_cond_t wake;         /* the writer: work, retry, stop */
 	pthread_cond_t wd_wake;      /* the watchdog */
+	int lingering;               /* the writer waits for a bigger batch */
 	struct ent *q_head, *q_tail;
 	uint64_t queued;
 	struct ent *inflight;        /* the batch being written */
@@ -555,9 +556,12 @@ writer_main(void *arg)
 		    log->queued < LINGER_ENOUGH) {
 			uint64_t until = mono_us() + (uint64_t)log->opt.linger_us;
 			abs_deadline(&ts, until);
+			/* Submitters wake us only once the batch is big enough. */
+			log->lingering = 1;
 			while (!log->stopping && log->queued < LINGER_ENOUGH && mono_us() < until)
 				if (pthread_cond_timedwait(&log->wake, &log->mu, &ts) == ETIMEDOUT)
 					break;
+			log->lingering = 0;
 		}
 		/* Take up to MAX_BATCH events: one group commit. */
 		batch = log->q_head;
@@ -734,12 +738,13 @@ watchdog_main(void *arg)
 					earliest = e->deadline;
 				break;
 			}
+		/* Nothing waiting: look again in one timeout.  An event queued
+		 * meanwhile is due no sooner than that, so submitters need not
+		 * wake this thread (a wake per batch cost a context switch). */
 		if (earliest == UINT64_MAX)
-			pthread_cond_wait(&log->wd_wake, &log->mu);
-		else {
-			abs_deadline(&ts, earliest);
-			pthread_cond_timedwait(&log->wd_wake, &log->mu, &ts);
-		}
+			earliest = now + (uint64_t)log->opt.timeout_ms * 1000;
+		abs_deadline(&ts, earliest);
+		pthread_cond_timedwait(&log->wd_wake, &log->mu, &ts);
 	}
 	pthread_mutex_unlock(&log->mu);
 	return NULL;
@@ -752,36 +757,63 @@ static const char *const forbidden_keys[] = {
 };
 
 int
+audit_check_fields(const json_t *ev)
+{
+	const char *type;
+
+	for (size_t i = 0; i < sizeof(forbidden_keys) / sizeof(forbidden_keys[0]); i++)
+		if (json_object_get(ev, forbidden_keys[i]) != NULL)
+			return kw_fail(-EINVAL, "an audit event may not carry a \"%s\" field: events "
+			    "never hold secret material", forbidden_keys[i]);
+	type = json_string_value(json_object_get(ev, "type"));
+	if (type != NULL && (strcmp(type, "segment") == 0 || strcmp(type, "seal") == 0))
+		return kw_fail(-EINVAL, "an audit event may not have type \"%s\"", type);
+	return 0;
+}
+
+int
 audit_submit(struct audit_log *log, json_t *ev, audit_done_fn done, void *arg)
 {
-	struct ent *e = NULL;
-	const char *type;
-	int r, wake_wd;
+	char *body;
+	int r;
 
 	if (log == NULL || done == NULL || !json_is_object(ev)) {
 		r = kw_fail(-EINVAL, "an audit event must be a JSON object with a completion");
 		goto out;
 	}
-	for (size_t i = 0; i < sizeof(forbidden_keys) / sizeof(forbidden_keys[0]); i++)
-		if (json_object_get(ev, forbidden_keys[i]) != NULL) {
-			r = kw_fail(-EINVAL, "an audit event may not carry a \"%s\" field: events never hold secret material",
-			    forbidden_keys[i]);
-			goto out;
-		}
-	type = json_string_value(json_object_get(ev, "type"));
-	if (type != NULL && (strcmp(type, "segment") == 0 || strcmp(type, "seal") == 0)) {
-		r = kw_fail(-EINVAL, "an audit event may not have type \"%s\"", type);
+	if ((r = audit_check_fields(ev)) != 0)
 		goto out;
-	}
 	json_object_del(ev, "seq");
 	json_object_del(ev, "time");
 	json_object_del(ev, "prev");
-	if ((e = calloc(1, sizeof(*e))) == NULL ||
-	    (e->body = json_dumps(ev, JSON_COMPACT)) == NULL) {
+	if ((body = json_dumps(ev, JSON_COMPACT)) == NULL) {
 		r = -ENOMEM;
 		goto out;
 	}
-	e->bodylen = strlen(e->body);
+	json_decref(ev);
+	return audit_submit_body(log, body, strlen(body), done, arg);
+out:
+	json_decref(ev);
+	return r;
+}
+
+int
+audit_submit_body(struct audit_log *log, char *body, size_t bodylen, audit_done_fn done,
+    void *arg)
+{
+	struct ent *e = NULL;
+	int r;
+
+	if (log == NULL || body == NULL || done == NULL || bodylen < 2 || body[0] != '{') {
+		free(body);
+		return kw_fail(-EINVAL, "an audit event must be a JSON object with a completion");
+	}
+	if ((e = calloc(1, sizeof(*e))) == NULL) {
+		free(body);
+		return -ENOMEM;
+	}
+	e->body = body;
+	e->bodylen = bodylen;
 	if (e->bodylen > KWAC_LINE_MAX - 512) {
 		r = kw_fail(KW_E_TOO_LARGE, "an audit event of %zu bytes is over the limit of %d: clamp the fields the caller sent",
 		    e->bodylen, KWAC_LINE_MAX - 512);
@@ -798,7 +830,6 @@ audit_submit(struct audit_log *log, json_t *ev, audit_done_fn done, void *arg)
 		r = kw_fail(-ESHUTDOWN, "the audit log is closing");
 		goto out;
 	}
-	wake_wd = log->q_head == NULL;
 	if (log->q_tail != NULL)
 		log->q_tail->next = e;
 	else
@@ -806,14 +837,12 @@ audit_submit(struct audit_log *log, json_t *ev, audit_done_fn done, void *arg)
 	log->q_tail = e;
 	log->queued++;
 	e = NULL;       /* the queue owns it */
-	pthread_cond_signal(&log->wake);
-	if (wake_wd)
-		pthread_cond_signal(&log->wd_wake);
+	if (!log->lingering || log->queued >= LINGER_ENOUGH)
+		pthread_cond_signal(&log->wake);
 	pthread_mutex_unlock(&log->mu);
 	r = 0;
 out:
 	ent_free(e);
-	json_decref(ev);
 	return r;
 }
 
@@ -839,7 +868,7 @@ waiter_done(void *arg, int status, uint64_t seq)
 }
 
 int
-audit_submit_wait(struct audit_log *log, json_t *ev, uint64_t *seq)
+audit_submit_body_wait(struct audit_log *log, char *body, size_t bodylen, uint64_t *seq)
 {
 	struct waiter w;
 	int r;
@@ -847,7 +876,7 @@ audit_submit_wait(struct audit_log *log, json_t *ev, uint64_t *seq)
 	memset(&w, 0, sizeof(w));
 	pthread_mutex_init(&w.m, NULL);
 	pthread_cond_init(&w.c, NULL);
-	if ((r = audit_submit(log, ev, waiter_done, &w)) == 0) {
+	if ((r = audit_submit_body(log, body, bodylen, waiter_done, &w)) == 0) {
 		/* The watchdog bounds this wait by timeout_ms. */
 		pthread_mutex_lock(&w.m);
 		while (!w.done)
@@ -871,6 +900,30 @@ audit_submit_wait(struct audit_log *log, json_t *ev, uint64_t *seq)
 	if (r == 0 && seq != NULL)
 		*seq = w.seq;
 	return r;
+}
+
+int
+audit_submit_wait(struct audit_log *log, json_t *ev, uint64_t *seq)
+{
+	char *body;
+	int r;
+
+	if (log == NULL || !json_is_object(ev)) {
+		json_decref(ev);
+		return kw_fail(-EINVAL, "an audit event must be a JSON object");
+	}
+	if ((r = audit_check_fields(ev)) != 0) {
+		json_decref(ev);
+		return r;
+	}
+	json_object_del(ev, "seq");
+	json_object_del(ev, "time");
+	json_object_del(ev, "prev");
+	body = json_dumps(ev, JSON_COMPACT);
+	json_decref(ev);
+	if (body == NULL)
+		return -ENOMEM;
+	return audit_submit_body_wait(log, body, strlen(body), seq);
 }
 
 /* ---- open and close ----------------------------------------------------------- */
@@ -1118,11 +1171,13 @@ audit_open(const struct audit_options *opt, struct audit_log **out)
 		goto out;
 	}
 	log->writer_started = 1;
+	pthread_setname_np(log->writer, "kw-audit");
 	if ((r = pthread_create(&log->watchdog, NULL, watchdog_main, log)) != 0) {
 		r = kw_fail(-r, "cannot start the audit watchdog thread");
 		goto out;
 	}
 	log->wd_started = 1;
+	pthread_setname_np(log->watchdog, "kw-audit-wd");
 	if (torn != NULL) {
 		r = audit_submit_wait(log, torn, NULL);   /* steals torn */
 		torn = NULL;

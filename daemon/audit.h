@@ -93,6 +93,19 @@ typedef void (*audit_done_fn)(void *arg, int status, uint64_t seq);
  * -ESHUTDOWN when closing). */
 int audit_submit(struct audit_log *log, json_t *ev, audit_done_fn done, void *arg);
 
+/* audit_submit_wait for a printed event (as audit_submit_body). */
+int audit_submit_body_wait(struct audit_log *log, char *body, size_t bodylen, uint64_t *seq);
+
+/* 0 when ev's top-level fields obey the rules above, else -EINVAL. */
+int audit_check_fields(const json_t *ev);
+
+/* The same for an event already printed as one JSON object, body (bodylen
+ * bytes, malloc'd; taken, also on failure), by a caller that writes no
+ * "seq", "time" or "prev" and checks the rules above itself (the request
+ * events of audit_glue.c, which are built from known fields). */
+int audit_submit_body(struct audit_log *log, char *body, size_t bodylen, audit_done_fn done,
+    void *arg);
+
 /* Submit and wait until durable (intent events of writes, administrative
  * events).  Returns 0 and *seq (may be NULL), KW_E_AUDIT, -ETIMEDOUT, or a
  * code of audit_submit.  Never waits much longer than timeout_ms. */

@@ -13,6 +13,7 @@
 #include "pkcs11/p11.h"
 #include "daemon/audit.h"
 #include "daemon/audit_glue.h"
+#include "daemon/jw.h"
 #include "daemon/kwd.h"
 #include "daemon/log.h"
 
@@ -47,19 +48,43 @@ audit_glue_close(struct kwd *d)
 	d->audit = NULL;
 }
 
-static json_t *
-str_or_null(const char *s)
+/* The fields glue_event writes itself; a handler's extra fields of the
+ * same names are left out (they are the request's, not the handler's). */
+static const char *const own_fields[] = {
+	"type", "phase", "request_id", "caller", "action", "vault", "name", "outcome",
+	"rule", "version", "key_version", "status", "error", "reason", "policy_hash",
+};
+
+static int
+own_field(const char *k)
 {
-	return (s != NULL && *s != '\0') ? json_string(s) : json_null();
+	for (size_t i = 0; i < sizeof(own_fields) / sizeof(own_fields[0]); i++)
+		if (strcmp(k, own_fields[i]) == 0)
+			return 1;
+	return 0;
 }
 
-static json_t *
-glue_event(struct kwd_req *r, const char *phase)
+static const char *
+nonempty(const char *s)
+{
+	return (s != NULL && *s != '\0') ? s : NULL;
+}
+
+/* The request's event as JSON text, written directly (no jansson tree:
+ * this runs for every request).  NULL when out of memory, or -EINVAL in
+ * *err when a handler's extra fields break the audit rules. */
+static char *
+glue_event(struct kwd_req *r, const char *phase, size_t *len, int *err)
 {
 	const struct peer_identity *w = &r->who;
 	const char *outcome;
-	json_t *ev;
+	struct jw jw;
+	char *out;
 
+	*err = -ENOMEM;
+	if (r->extra != NULL && (*err = audit_check_fields(r->extra)) != 0)
+		return NULL;
+	*err = -ENOMEM;
 	if (!r->allowed && r->decided_by[0] != '\0')
 		outcome = "denied";          /* the policy said no */
 	else if (!r->allowed)
@@ -70,31 +95,56 @@ glue_event(struct kwd_req *r, const char *phase)
 		outcome = "success";
 	else
 		outcome = "failure";
-	ev = json_pack("{s:s,s:s,s:I,s:{s:i,s:o,s:i,s:o,s:i,s:o,s:o},s:s,s:o,s:o,s:s,s:s}",
-	    "type", "request", "phase", phase, "request_id", (json_int_t)r->id,
-	    "caller", "uid", (int)w->uid, "user", str_or_null(w->user), "gid", (int)w->gid,
-	    "group", str_or_null(w->group), "pid", (int)w->pid, "exe", str_or_null(w->exe),
-	    "unit", str_or_null(w->unit),
-	    "action", kwd_action_name(r->action),
-	    "vault", str_or_null(r->vault), "name", str_or_null(r->name),
-	    "outcome", outcome, "rule", r->decided_by);
-	if (ev == NULL)
-		return NULL;
+	jw_open(&jw);
+	jw_str(&jw, "type", "request");
+	jw_str(&jw, "phase", phase);
+	jw_int(&jw, "request_id", (int64_t)r->id);
+	jw_begin_obj(&jw, "caller");
+	jw_int(&jw, "uid", (int64_t)w->uid);
+	jw_str(&jw, "user", nonempty(w->user));
+	jw_int(&jw, "gid", (int64_t)w->gid);
+	jw_str(&jw, "group", nonempty(w->group));
+	jw_int(&jw, "pid", (int64_t)w->pid);
+	jw_str(&jw, "exe", nonempty(w->exe));
+	jw_str(&jw, "unit", nonempty(w->unit));
+	jw_end_obj(&jw);
+	jw_str(&jw, "action", kwd_action_name(r->action));
+	jw_str(&jw, "vault", nonempty(r->vault));
+	jw_str(&jw, "name", nonempty(r->name));
+	jw_str(&jw, "outcome", outcome);
+	jw_str(&jw, "rule", r->decided_by);
 	if (r->version != 0)
-		json_object_set_new(ev, "version", json_integer((json_int_t)r->version));
+		jw_int(&jw, "version", (int64_t)r->version);
 	if (r->key_version != 0)
-		json_object_set_new(ev, "key_version", json_integer((json_int_t)r->key_version));
+		jw_int(&jw, "key_version", (int64_t)r->key_version);
 	if (strcmp(phase, "outcome") == 0) {
-		json_object_set_new(ev, "status", json_integer(r->status));
+		jw_int(&jw, "status", r->status);
 		if (r->err_code[0] != '\0') {
-			json_object_set_new(ev, "error", json_string(r->err_code));
-			json_object_set_new(ev, "reason", json_string(r->err_msg));
+			jw_str(&jw, "error", r->err_code);
+			jw_str(&jw, "reason", r->err_msg);
 		}
 	}
-	json_object_set_new(ev, "policy_hash", r->policy_hash[0] ? json_string(r->policy_hash) : json_null());
-	if (r->extra != NULL)
-		json_object_update_missing(ev, r->extra);
-	return ev;
+	jw_str(&jw, "policy_hash", nonempty(r->policy_hash));
+	if (r->extra != NULL) {
+		const char *k;
+		json_t *v;
+
+		json_object_foreach(r->extra, k, v) {
+			char *t;
+
+			if (own_field(k))
+				continue;
+			if ((t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY)) == NULL) {
+				jw_free(&jw);
+				return NULL;
+			}
+			jw_raw(&jw, k, t, strlen(t));
+			free(t);
+		}
+	}
+	if ((out = jw_finish(&jw, len)) != NULL)
+		*err = 0;
+	return out;
 }
 
 static void
@@ -108,16 +158,19 @@ glue_done(void *arg, int status, uint64_t seq)
 void
 audit_glue_submit(struct kwd_req *r, void (*done)(void *arg, int status), void *arg)
 {
-	json_t *ev = glue_event(r, "outcome");
+	size_t len;
 	int e;
+	char *ev = glue_event(r, "outcome", &len, &e);
 
 	(void)arg;   /* always r */
 	r->audit_done = done;
 	if (ev == NULL) {
-		done(r, -ENOMEM);
+		log_err("audit: cannot build the event of request %llu: %s",
+		    (unsigned long long)r->id, kw_strerror(e));
+		done(r, e);
 		return;
 	}
-	if ((e = audit_submit(r->d->audit, ev, glue_done, r)) != 0) {
+	if ((e = audit_submit_body(r->d->audit, ev, len, glue_done, r)) != 0) {
 		log_err("audit: cannot queue the event of request %llu: %s",
 		    (unsigned long long)r->id, kw_errdetail(e));
 		done(r, e);
@@ -127,12 +180,13 @@ audit_glue_submit(struct kwd_req *r, void (*done)(void *arg, int status), void *
 int
 audit_glue_intent(struct kwd_req *r)
 {
-	json_t *ev = glue_event(r, "intent");
+	size_t len;
 	int e;
+	char *ev = glue_event(r, "intent", &len, &e);
 
 	if (ev == NULL)
-		return -ENOMEM;
-	e = audit_submit_wait(r->d->audit, ev, NULL);
+		return e;
+	e = audit_submit_body_wait(r->d->audit, ev, len, NULL);
 	if (e != 0)
 		log_err("audit: intent of request %llu not recorded: %s", (unsigned long long)r->id,
 		    kw_errdetail(e));

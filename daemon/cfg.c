@@ -628,6 +628,14 @@ k_lim_workers(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *yp)
 }
 
 static void
+k_lim_write_workers(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *yp)
+{
+	unsigned long long n;
+	if (cfg_uint(x, v, yp, 1, 256, &n) == 0)
+		x->c->write_workers = (unsigned)n;
+}
+
+static void
 k_lim_body(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *yp)
 {
 	cfg_size(x, v, yp, 1024, 64ULL << 20, &x->c->max_body);
@@ -664,7 +672,8 @@ k_lim_request_timeout(struct cfg_ctx *x, const char *k, yaml_node_t *v, const ch
 }
 
 static const struct cfg_key limit_keys[] = {
-	{ "workers", k_lim_workers }, { "max_body", k_lim_body },
+	{ "workers", k_lim_workers }, { "write_workers", k_lim_write_workers },
+	{ "max_body", k_lim_body },
 	{ "max_value", k_lim_value }, { "max_connections", k_lim_conns },
 	{ "client_timeout", k_lim_header_timeout }, { "request_timeout_ms", k_lim_request_timeout },
 };
@@ -775,7 +784,8 @@ config_load(const char *path, struct config **out, struct config_errors *errs)
 	c->audit_segment_bytes = 64ULL << 20;
 	c->audit_segment_seconds = 86400;
 	c->audit_timeout_ms = 2000;
-	c->workers = 8;
+	c->workers = 0;              /* the CPU count, after parsing */
+	c->write_workers = 16;
 	c->max_body = 1ULL << 20;
 	c->max_value = 256ULL << 10;
 	c->max_connections = 1024;
@@ -836,6 +846,12 @@ config_load(const char *path, struct config **out, struct config_errors *errs)
 		cfg_err(&x, root, "vaults", "declare at least one vault");
 	if (c->wrap == NULL)
 		c->wrap = strdup("auto");
+	if (c->workers == 0) {
+		/* Reads and key operations keep a thread on a core or in the
+		 * token: more threads than cores only contend (see README). */
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		c->workers = n < 2 ? 2 : n > 16 ? 16 : (unsigned)n;
+	}
 	if (c->state_dir != NULL) {
 		if (c->store_url == NULL) {
 			char *p = cfg_join(c->state_dir, "keywarden.db");

@@ -52,7 +52,8 @@ struct config {
 	struct config_vault *vaults;
 	size_t nvaults;
 
-	unsigned workers;
+	unsigned workers;            /* reads and key operations; 0 in the file: the CPU count */
+	unsigned write_workers;      /* writes, which wait for disks */
 	uint64_t max_body;           /* bytes of a request body */
 	uint64_t max_value;          /* bytes of a secret value */
 	unsigned max_connections;

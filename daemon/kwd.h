@@ -1,9 +1,10 @@
 /*
  * kwd.h - the daemon's shared state and the life of one request.
  *
- * Threads: one libevent loop thread owns HTTP, connections and replies; a
- * fixed pool of workers does token and store work (kwd_job_run); the audit
- * writer makes events durable.  A request travels:
+ * Threads: one libevent loop thread owns HTTP, connections and replies; two
+ * fixed pools of workers do token and store work (reads and key operations
+ * in one, writes, which wait for disks, in the other); the audit writer
+ * makes events durable.  A request travels:
  *
  *   loop: parse, identify, authorize --> worker: store + token + crypto
  *     --> audit: event durable --> loop: reply
@@ -125,13 +126,19 @@ struct kwd {
 	struct kwd_metrics m;
 	uint64_t started_us;
 
-	/* worker pool */
-	pthread_t *workers;
-	unsigned nworkers;
-	pthread_mutex_t q_lock;
-	pthread_cond_t q_cond;
-	struct kwd_req *q_head, *q_tail;
-	int q_stop;
+	/* Two worker pools: KWD_POOL_FAST runs what keeps a thread busy on
+	 * CPU and token (reads, key operations), sized for them; KWD_POOL_WRITE
+	 * runs what waits for disks (a write waits for its audit intent and its
+	 * store commit), so that waiting writes neither starve reads nor add
+	 * runnable threads to fight over the cores and the token. */
+	struct kwd_pool {
+		pthread_t *threads;
+		unsigned n;
+		pthread_mutex_t lock;
+		pthread_cond_t cond;
+		struct kwd_req *head, *tail;
+		int stop;
+	} pool[2];
 
 	/* completions back to the loop */
 	pthread_mutex_t c_lock;
@@ -154,11 +161,7 @@ struct kwd {
 	int maint_stop;
 };
 
-uint64_t kwd_now_us(void);
-/* RFC 3339 UTC with microseconds into buf (>= 32 bytes). */
-const char *kwd_time_str(char *buf, size_t len, int64_t us);
-/* Parse RFC 3339 ("2026-01-02T03:04:05Z", fractions, offsets). */
-int kwd_time_parse(const char *s, int64_t *us);
+#include "daemon/kwtime.h"   /* kwd_now_us, kwd_time_str, kwd_time_parse */
 
 /* RFC 3339 of us as a JSON string, or JSON null for 0 ("not set"). */
 json_t *kwd_time_json(int64_t us);
@@ -174,7 +177,9 @@ void kwd_reply_error(struct kwd_req *r, int status, const char *code,
 void kwd_reply_kwerr(struct kwd_req *r, int err, const char *what);
 
 /* --- queues --- */
-int kwd_workers_start(struct kwd *d, unsigned n);
+enum { KWD_POOL_FAST = 0, KWD_POOL_WRITE = 1 };
+/* Start nfast and nwrite workers. */
+int kwd_workers_start(struct kwd *d, unsigned nfast, unsigned nwrite);
 void kwd_workers_stop(struct kwd *d);
 void kwd_submit(struct kwd_req *r);            /* loop -> worker */
 void kwd_complete(struct kwd_req *r);          /* any thread -> loop (reply) */

@@ -180,7 +180,7 @@ reload_config(struct kwd *d)
 	if (strcmp(nc->socket_path, oc->socket_path) != 0 || strcmp(nc->token_module, oc->token_module) != 0 ||
 	    strcmp(nc->token, oc->token) != 0 || strcmp(nc->state_dir, oc->state_dir) != 0 ||
 	    strcmp(nc->store_url, oc->store_url) != 0 || strcmp(nc->audit_dir, oc->audit_dir) != 0 ||
-	    nc->workers != oc->workers ||
+	    nc->workers != oc->workers || nc->write_workers != oc->write_workers ||
 	    (nc->policy_file == NULL) != (oc->policy_file == NULL) ||
 	    (nc->policy_file && strcmp(nc->policy_file, oc->policy_file) != 0))
 		log_warn("reload: the socket, token, store, audit, workers or policy path changed: that takes a restart");
@@ -250,8 +250,10 @@ run(struct config *cfg)
 	d.cfg = cfg;
 	d.listen_fd = -1;
 	d.started_us = kwd_now_us();
-	pthread_mutex_init(&d.q_lock, NULL);
-	pthread_cond_init(&d.q_cond, NULL);
+	for (int i = 0; i < 2; i++) {
+		pthread_mutex_init(&d.pool[i].lock, NULL);
+		pthread_cond_init(&d.pool[i].cond, NULL);
+	}
 	pthread_mutex_init(&d.c_lock, NULL);
 	pthread_rwlock_init(&d.policy_lock, NULL);
 
@@ -266,7 +268,8 @@ run(struct config *cfg)
 	po.module = cfg->token_module;
 	po.token = cfg->token;
 	po.pin_file = cfg->pin_file;
-	po.sessions = cfg->token_sessions ? cfg->token_sessions : cfg->workers + 3;
+	po.sessions = cfg->token_sessions ? cfg->token_sessions :
+	    cfg->workers + cfg->write_workers + 3;
 	po.wrap = wrap_from_config(cfg->wrap);
 	po.no_session_copies = !cfg->session_copies;
 	if ((e = p11_open(&po, &d.p11)) != 0) {
@@ -289,7 +292,7 @@ run(struct config *cfg)
 	}
 	memset(&so, 0, sizeof(so));
 	so.url = cfg->store_url;
-	so.connections = cfg->workers + 2;
+	so.connections = cfg->workers + cfg->write_workers + 2;
 	if ((e = store_open(&so, &d.store)) != 0) {
 		log_err("store: %s", kw_errdetail(e));
 		goto out;
@@ -322,7 +325,7 @@ run(struct config *cfg)
 		log_err("audit stream: %s", kw_errdetail(e));
 		goto out;
 	}
-	if ((e = kwd_workers_start(&d, cfg->workers)) != 0) {
+	if ((e = kwd_workers_start(&d, cfg->workers, cfg->write_workers)) != 0) {
 		log_err("workers: %s", kw_strerror(e));
 		goto out;
 	}
@@ -341,16 +344,16 @@ run(struct config *cfg)
 
 	audit_glue_admin(&d, "start", json_pack("{s:s,s:i}", "version", PACKAGE_VERSION,
 	    "pid", (int)getpid()));
-	log_notice("keywardend %s ready on %s (%u workers, %zu vault%s)", PACKAGE_VERSION,
-	    cfg->socket_path, cfg->workers, cfg->nvaults, cfg->nvaults == 1 ? "" : "s");
+	log_notice("keywardend %s ready on %s (%u workers, %u write workers, %zu vault%s)",
+	    PACKAGE_VERSION, cfg->socket_path, cfg->workers, cfg->write_workers, cfg->nvaults,
+	    cfg->nvaults == 1 ? "" : "s");
 	sd_notify(0, "READY=1");
 	event_base_dispatch(d.base);
 	rc = 0;
 	log_notice("stopping");
 out:
 	kwd_rotation_stop_all(&d);
-	if (d.workers != NULL)
-		kwd_workers_stop(&d);
+	kwd_workers_stop(&d);
 	if (ev_term) event_free(ev_term);
 	if (ev_int) event_free(ev_int);
 	if (ev_hup) event_free(ev_hup);

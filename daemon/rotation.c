@@ -470,6 +470,8 @@ rot_launch(struct kwd_vault *v, uint64_t total, int resumed, const char *actor)
 	v->error[0] = '\0';
 	snprintf(v->actor, sizeof(v->actor), "%s", actor);
 	e = pthread_create(&v->thread, NULL, rot_main, v);
+	if (e == 0)
+		pthread_setname_np(v->thread, "kw-rewrap");
 	if (e != 0) {
 		v->state = ROT_FAILED;
 		snprintf(v->error, sizeof(v->error), "cannot start the rewrap thread: %s", strerror(e));
@@ -629,6 +631,7 @@ kwd_rotation_start_thread(struct kwd *d)
 	if (e != 0)
 		return kw_fail(-e, "cannot start the rotation thread");
 	d->maint_started = 1;
+	pthread_setname_np(d->maint, "kw-maint");
 	return 0;
 }
 

@@ -1,7 +1,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -14,12 +16,26 @@ int
 seal_aad(char *buf, size_t buflen, const char *vault, const char *name,
     uint64_t version)
 {
-	int n = snprintf(buf, buflen, "keywarden/v1/%s/%s/%llu", vault, name,
-	    (unsigned long long)version);
+	/* "keywarden/v1/<vault>/<name>/<version>", by hand: once per read. */
+	static const char pre[] = "keywarden/v1/";
+	size_t vl = strlen(vault), nl = strlen(name), dl = 0, n;
+	char digits[24];
 
-	if (n < 0 || (size_t)n >= buflen)
+	do {
+		digits[sizeof(digits) - 1 - dl++] = (char)('0' + version % 10);
+		version /= 10;
+	} while (version != 0);
+	n = sizeof(pre) - 1 + vl + 1 + nl + 1 + dl;
+	if (n >= buflen || n > INT_MAX)
 		return -ENAMETOOLONG;
-	return n;
+	memcpy(buf, pre, sizeof(pre) - 1);
+	memcpy(buf + sizeof(pre) - 1, vault, vl);
+	buf[sizeof(pre) - 1 + vl] = '/';
+	memcpy(buf + sizeof(pre) + vl, name, nl);
+	buf[sizeof(pre) + vl + nl] = '/';
+	memcpy(buf + sizeof(pre) + vl + nl + 1, digits + sizeof(digits) - dl, dl);
+	buf[n] = '\0';
+	return (int)n;
 }
 
 int

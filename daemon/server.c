@@ -36,78 +36,6 @@
 
 /* ---- time ------------------------------------------------------------------- */
 
-uint64_t
-kwd_now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
-}
-
-const char *
-kwd_time_str(char *buf, size_t len, int64_t us)
-{
-	time_t s = (time_t)(us / 1000000);
-	struct tm tm;
-
-	gmtime_r(&s, &tm);
-	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
-	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-	    (long)(us % 1000000));
-	return buf;
-}
-
-int
-kwd_time_parse(const char *s, int64_t *us)
-{
-	struct tm tm;
-	const char *p;
-	int64_t frac = 0, scale = 1000000, off = 0, secs;
-	int year, mon, day, hh, mm, ss, n = 0;
-
-	memset(&tm, 0, sizeof(tm));
-	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &year, &mon, &day, &hh, &mm, &ss, &n) != 6 ||
-	    n != 19)
-		return -EINVAL;
-	if (mon < 1 || mon > 12 || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60 ||
-	    year < 1970 || year > 9999)
-		return -EINVAL;
-	p = s + n;
-	if (*p == '.') {
-		p++;
-		if (*p < '0' || *p > '9')
-			return -EINVAL;
-		while (*p >= '0' && *p <= '9') {
-			if (scale > 1) {
-				scale /= 10;
-				frac += (*p - '0') * scale;
-			}
-			p++;
-		}
-	}
-	if (*p == 'Z' || *p == 'z') {
-		p++;
-	} else if (*p == '+' || *p == '-') {
-		int oh, om;
-		if (sscanf(p + 1, "%2d:%2d", &oh, &om) != 2 || strlen(p) != 6 || oh > 23 || om > 59)
-			return -EINVAL;
-		off = (int64_t)(oh * 3600 + om * 60) * (*p == '+' ? 1 : -1);
-		p += 6;
-	} else {
-		return -EINVAL;
-	}
-	if (*p != '\0')
-		return -EINVAL;
-	tm.tm_year = year - 1900;
-	tm.tm_mon = mon - 1;
-	tm.tm_mday = day;
-	tm.tm_hour = hh;
-	tm.tm_min = mm;
-	tm.tm_sec = ss;
-	secs = (int64_t)timegm(&tm) - off;
-	*us = secs * 1000000 + frac;
-	return 0;
-}
 
 /* ---- replies ------------------------------------------------------------------- */
 
@@ -415,68 +343,114 @@ kwd_finish(struct kwd_req *r)
 
 /* ---- workers ---------------------------------------------------------------------- */
 
+struct worker_arg {
+	struct kwd *d;
+	struct kwd_pool *p;
+};
+
 static void *
 worker_main(void *arg)
 {
-	struct kwd *d = arg;
+	struct worker_arg wa = *(struct worker_arg *)arg;
+	struct kwd_pool *p = wa.p;
 	struct kwd_req *r;
 
+	free(arg);
 	for (;;) {
-		pthread_mutex_lock(&d->q_lock);
-		while (d->q_head == NULL && !d->q_stop)
-			pthread_cond_wait(&d->q_cond, &d->q_lock);
-		if (d->q_head == NULL) {
-			pthread_mutex_unlock(&d->q_lock);
+		pthread_mutex_lock(&p->lock);
+		while (p->head == NULL && !p->stop)
+			pthread_cond_wait(&p->cond, &p->lock);
+		if (p->head == NULL) {
+			pthread_mutex_unlock(&p->lock);
 			return NULL;
 		}
-		r = d->q_head;
-		d->q_head = r->next;
-		if (d->q_head == NULL)
-			d->q_tail = NULL;
-		pthread_mutex_unlock(&d->q_lock);
+		r = p->head;
+		p->head = r->next;
+		if (p->head == NULL)
+			p->tail = NULL;
+		pthread_mutex_unlock(&p->lock);
 		kw_errclear();
 		r->handler(r);
 		kwd_finish(r);
 	}
 }
 
-int
-kwd_workers_start(struct kwd *d, unsigned n)
+static int
+pool_start(struct kwd *d, struct kwd_pool *p, unsigned n, const char *name)
 {
-	d->workers = calloc(n, sizeof(*d->workers));
-	if (d->workers == NULL)
+	if ((p->threads = calloc(n, sizeof(*p->threads))) == NULL)
 		return -ENOMEM;
-	for (d->nworkers = 0; d->nworkers < n; d->nworkers++) {
-		int e = pthread_create(&d->workers[d->nworkers], NULL, worker_main, d);
-		if (e != 0)
+	for (p->n = 0; p->n < n; p->n++) {
+		struct worker_arg *wa = malloc(sizeof(*wa));
+		int e;
+
+		if (wa == NULL)
+			return -ENOMEM;
+		wa->d = d;
+		wa->p = p;
+		if ((e = pthread_create(&p->threads[p->n], NULL, worker_main, wa)) != 0) {
+			free(wa);
 			return -e;
+		}
+		pthread_setname_np(p->threads[p->n], name);
 	}
 	return 0;
+}
+
+int
+kwd_workers_start(struct kwd *d, unsigned nfast, unsigned nwrite)
+{
+	int e;
+
+	if ((e = pool_start(d, &d->pool[KWD_POOL_FAST], nfast, "kw-worker")) != 0)
+		return e;
+	return pool_start(d, &d->pool[KWD_POOL_WRITE], nwrite, "kw-writer");
 }
 
 void
 kwd_workers_stop(struct kwd *d)
 {
-	pthread_mutex_lock(&d->q_lock);
-	d->q_stop = 1;
-	pthread_cond_broadcast(&d->q_cond);
-	pthread_mutex_unlock(&d->q_lock);
-	for (unsigned i = 0; i < d->nworkers; i++)
-		pthread_join(d->workers[i], NULL);
-	free(d->workers);
-	d->workers = NULL;
-	d->nworkers = 0;
+	for (int i = 0; i < 2; i++) {
+		struct kwd_pool *p = &d->pool[i];
+
+		pthread_mutex_lock(&p->lock);
+		p->stop = 1;
+		pthread_cond_broadcast(&p->cond);
+		pthread_mutex_unlock(&p->lock);
+		for (unsigned j = 0; j < p->n; j++)
+			pthread_join(p->threads[j], NULL);
+		free(p->threads);
+		p->threads = NULL;
+		p->n = 0;
+	}
+}
+
+/* Which pool runs an action: the ones that wait for a durable write (their
+ * audit intent, a store commit, a token key generation) or read much go
+ * to the write pool. */
+static int
+pool_of(enum kwd_action a)
+{
+	switch (a) {
+	case KWD_A_SECRET_SET: case KWD_A_SECRET_UPDATE: case KWD_A_SECRET_DELETE:
+	case KWD_A_SECRET_RECOVER: case KWD_A_SECRET_PURGE: case KWD_A_SECRET_BACKUP:
+	case KWD_A_SECRET_RESTORE: case KWD_A_AUDIT_READ: case KWD_A_POLICY_RELOAD:
+	case KWD_A_KEY_CREATE: case KWD_A_VAULT_ROTATE: case KWD_A_VAULT_RETIRE:
+		return KWD_POOL_WRITE;
+	default:
+		return KWD_POOL_FAST;
+	}
 }
 
 void
 kwd_submit(struct kwd_req *r)
 {
-	struct kwd *d = r->d;
+	struct kwd_pool *p = &r->d->pool[pool_of(r->action)];
 
-	pthread_mutex_lock(&d->q_lock);
-	req_append(&d->q_head, &d->q_tail, r);
-	pthread_cond_signal(&d->q_cond);
-	pthread_mutex_unlock(&d->q_lock);
+	pthread_mutex_lock(&p->lock);
+	req_append(&p->head, &p->tail, r);
+	pthread_cond_signal(&p->cond);
+	pthread_mutex_unlock(&p->lock);
 }
 
 /* ---- the HTTP callback ------------------------------------------------------------- */
