@@ -26,6 +26,7 @@
 #include "kw_auditchain.h"
 #include "daemon/audit.h"
 #include "daemon/audit_glue.h"
+#include "daemon/jw.h"
 #include "daemon/kwd.h"
 #include "daemon/log.h"
 #include "daemon/seal.h"
@@ -524,20 +525,67 @@ kwd_b64_json(const uint8_t *bin, size_t len, int url)
 	return j;
 }
 
+static void
+jw_time(struct jw *w, const char *key, int64_t us)
+{
+	char buf[40];
+
+	if (us == 0)
+		jw_null(w, key);
+	else
+		jw_str(w, key, kwd_time_str(buf, sizeof(buf), us));
+}
+
+/* A secret's metadata, the members of every reply that describes one,
+ * written into w's open object. */
+static void
+meta_jw(struct jw *w, const char *vault, const struct store_meta *m)
+{
+	jw_str(w, "vault", vault);
+	jw_str(w, "name", m->name);
+	jw_int(w, "version", (int64_t)m->version);
+	jw_time(w, "created", m->created);
+	jw_time(w, "updated", m->updated);
+	jw_bool(w, "enabled", m->enabled);
+	jw_time(w, "not_before", m->not_before);
+	jw_time(w, "expires", m->expires);
+	jw_str(w, "content_type", m->content_type);
+	if (m->tags[0] == '\0' || strcmp(m->tags, "{}") == 0) {
+		jw_raw(w, "tags", "{}", 2);
+	} else {
+		/* Stored by us as a JSON object; printed again so that a
+		 * damaged row cannot break the reply. */
+		json_t *t = json_loads(m->tags, 0, NULL);
+		char *txt = json_is_object(t) ? json_dumps(t, JSON_COMPACT) : NULL;
+
+		if (txt != NULL)
+			jw_raw(w, "tags", txt, strlen(txt));
+		else
+			jw_raw(w, "tags", "{}", 2);
+		free(txt);
+		json_decref(t);
+	}
+	jw_int(w, "key_version", (int64_t)m->key_version);
+	if (m->deleted != 0) {
+		jw_time(w, "deleted", m->deleted);
+		jw_time(w, "scheduled_purge", m->scheduled_purge);
+	}
+}
+
 static json_t *
 meta_json(const char *vault, const struct store_meta *m)
 {
-	json_t *tags = json_loads(m->tags[0] ? m->tags : "{}", 0, NULL);
-	json_t *o = json_pack("{s:s,s:s,s:I,s:o,s:o,s:b,s:o,s:o,s:s,s:o,s:I}",
-	    "vault", vault, "name", m->name, "version", (json_int_t)m->version,
-	    "created", kwd_time_json(m->created), "updated", kwd_time_json(m->updated),
-	    "enabled", m->enabled, "not_before", kwd_time_json(m->not_before),
-	    "expires", kwd_time_json(m->expires), "content_type", m->content_type,
-	    "tags", tags ? tags : json_object(), "key_version", (json_int_t)m->key_version);
-	if (o != NULL && m->deleted != 0) {
-		json_object_set_new(o, "deleted", kwd_time_json(m->deleted));
-		json_object_set_new(o, "scheduled_purge", kwd_time_json(m->scheduled_purge));
-	}
+	struct jw w;
+	size_t len;
+	char *txt;
+	json_t *o;
+
+	jw_open(&w);
+	meta_jw(&w, vault, m);
+	if ((txt = jw_finish(&w, &len)) == NULL)
+		return NULL;
+	o = json_loadb(txt, len, 0, NULL);
+	free(txt);
 	return o;
 }
 
@@ -755,7 +803,6 @@ h_secret_get(struct kwd_req *r)
 	size_t deklen = 0, ptlen, outlen, o = 0;
 	char aad[400];
 	int aadlen, e, utf8;
-	json_t *meta = NULL;
 	char *metatxt = NULL;
 
 	memset(&rec, 0, sizeof(rec));
@@ -803,9 +850,15 @@ h_secret_get(struct kwd_req *r)
 
 	/* The reply: metadata by jansson, the value spliced in by hand so it
 	 * lives only in locked memory. */
-	meta = meta_json(r->vault, &rec.meta);
-	json_object_set_new(meta, "encoding", json_string(utf8 ? "utf-8" : "base64"));
-	metatxt = json_dumps(meta, JSON_COMPACT);
+	{
+		struct jw w;
+		size_t len;
+
+		jw_open(&w);
+		meta_jw(&w, r->vault, &rec.meta);
+		jw_str(&w, "encoding", utf8 ? "utf-8" : "base64");
+		metatxt = jw_finish(&w, &len);
+	}
 	if (metatxt == NULL) {
 		kwd_reply_error(r, 500, "internal", "cannot encode the reply");
 		goto out;
@@ -844,7 +897,6 @@ out:
 	kw_secfree(pt);
 	kw_secfree(dek);
 	free(metatxt);
-	json_decref(meta);
 	store_record_clear(&rec);
 }
 

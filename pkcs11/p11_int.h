@@ -25,6 +25,8 @@ struct p11_sess {
  * them, else the token objects tkey and tmac themselves. */
 struct p11_kcache {
 	char label[96];
+	char vault[P11_VAULT_MAX + 1];  /* looked up by vault and version */
+	unsigned version;
 	CK_OBJECT_HANDLE key;
 	CK_OBJECT_HANDLE mac;   /* companion HMAC key, or CK_INVALID_HANDLE */
 	CK_OBJECT_HANDLE tkey, tmac;

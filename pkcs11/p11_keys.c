@@ -283,17 +283,19 @@ p11_key_get(p11_ctx *ctx, struct p11_sess *s, const char *vault,
 	size_t i;
 	int r;
 
-	if ((r = p11_label_make(label, sizeof(label), vault, version, NULL)) != 0)
-		return r;
+	/* The hit, once per operation: no label to print. */
 	pthread_mutex_lock(&ctx->lock);
 	for (i = 0; i < ctx->ncache; i++)
-		if (strcmp(ctx->cache[i].label, label) == 0) {
+		if (ctx->cache[i].version == version &&
+		    strcmp(ctx->cache[i].vault, vault) == 0) {
 			*key = ctx->cache[i].key;
 			*mac = ctx->cache[i].mac;
 			pthread_mutex_unlock(&ctx->lock);
 			return 0;
 		}
 	pthread_mutex_unlock(&ctx->lock);
+	if ((r = p11_label_make(label, sizeof(label), vault, version, NULL)) != 0)
+		return r;
 
 	if ((r = p11_find_one(ctx, s, CKO_SECRET_KEY, label, &k)) != 0) {
 		if (r == KW_E_KEY_NOT_FOUND)
@@ -337,6 +339,8 @@ p11_key_get(p11_ctx *ctx, struct p11_sess *s, const char *vault,
 		ctx->cachecap = cap;
 	}
 	snprintf(ctx->cache[i].label, sizeof(ctx->cache[i].label), "%s", label);
+	snprintf(ctx->cache[i].vault, sizeof(ctx->cache[i].vault), "%s", vault);
+	ctx->cache[i].version = version;
 	ctx->cache[i].key = kc;
 	ctx->cache[i].mac = mc;
 	ctx->cache[i].tkey = k;
