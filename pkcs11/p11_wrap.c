@@ -525,13 +525,15 @@ p11_wrap(p11_ctx *ctx, const char *vault, unsigned version,
 {
 	struct wrap_arg a;
 	uint8_t blob[P11_WRAPPED_MAX];
-	char label[96];
 	int r;
 
 	if (ctx == NULL)
 		return kw_fail(KW_E_INTERNAL, "PKCS#11 layer used before p11_open");
-	if ((r = p11_label_make(label, sizeof(label), vault, version, NULL)) != 0)
+	/* A valid name and version always make a label that fits. */
+	if ((r = p11_name_check("vault", vault, P11_VAULT_MAX)) != 0)
 		return r;
+	if (version == 0)
+		return kw_fail(-EINVAL, "master-key versions start at 1");
 	if (dek == NULL || deklen == 0 || deklen > P11_DEK_MAX)
 		return kw_fail(-EINVAL, "a data key must be 1 to %d bytes, not %zu",
 		    P11_DEK_MAX, deklen);
@@ -564,7 +566,6 @@ p11_unwrap(p11_ctx *ctx, const char *vault, const uint8_t *blob,
     size_t *deklen)
 {
 	struct wrap_arg a;
-	char label[96];
 	uint8_t *out = NULL;
 	int r;
 
@@ -575,8 +576,8 @@ p11_unwrap(p11_ctx *ctx, const char *vault, const uint8_t *blob,
 	memset(&a, 0, sizeof(a));
 	if ((r = p11_blob_info(blob, bloblen, &a.version, &a.mech)) != 0)
 		return r;
-	if ((r = p11_label_make(label, sizeof(label), vault, a.version,
-	    NULL)) != 0 || (r = mech_check(ctx, a.mech)) != 0)
+	if ((r = p11_name_check("vault", vault, P11_VAULT_MAX)) != 0 ||
+	    (r = mech_check(ctx, a.mech)) != 0)
 		return r;
 	a.vault = vault;
 	a.deklen = blob[6];
