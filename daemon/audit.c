@@ -25,7 +25,7 @@
 #include "kw_secmem.h"
 #include "daemon/audit.h"
 
-#define DEF_SEGMENT_BYTES (64ULL << 20)
+#define DEF_SEGMENT_BYTES (16ULL << 20)
 #define DEF_SEGMENT_SECONDS 86400ULL
 #define DEF_TIMEOUT_MS 2000
 #define DEF_RETRY_MS 200

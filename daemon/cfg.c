@@ -781,7 +781,7 @@ config_load(const char *path, struct config **out, struct config_errors *errs)
 	c->socket_mode = 0660;
 	c->token_sessions = 0;
 	c->session_copies = 1;
-	c->audit_segment_bytes = 64ULL << 20;
+	c->audit_segment_bytes = 16ULL << 20;   /* start-up reads the last one whole */
 	c->audit_segment_seconds = 86400;
 	c->audit_timeout_ms = 2000;
 	c->workers = 0;              /* the CPU count, after parsing */

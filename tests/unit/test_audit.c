@@ -1380,6 +1380,61 @@ test_torn_header(void)
 
 /* An altered line with sealed events after it is not a torn tail: open
  * refuses and changes nothing. */
+/* The writer's line shapes are read without jansson (fast_parse); any
+ * other shape goes to jansson.  Both must read the same fields, and refuse
+ * the same malformed values. */
+static void
+test_line_shapes(void)
+{
+	const char *H = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+	char line[512];
+	struct kwac_line a, b;
+
+	/* An event as written, and the same event with its fields reordered
+	 * (only jansson reads that one). */
+	snprintf(line, sizeof(line), "{\"seq\":42,\"time\":\"2026-11-29T07:00:00.000001Z\","
+	    "\"prev\":\"%s\",\"type\":\"request\",\"vault\":\"prod\"}", H);
+	CU_ASSERT_EQUAL_FATAL(kwac_line_parse(line, strlen(line), &a, NULL, 0), 0);
+	snprintf(line, sizeof(line), "{\"vault\":\"prod\",\"type\":\"request\",\"prev\":\"%s\","
+	    "\"time\":\"2026-11-29T07:00:00.000001Z\",\"seq\":42}", H);
+	CU_ASSERT_EQUAL_FATAL(kwac_line_parse(line, strlen(line), &b, NULL, 0), 0);
+	CU_ASSERT_EQUAL(a.type, KWAC_LINE_EVENT);
+	CU_ASSERT(memcmp(&a, &b, sizeof(a)) == 0);
+	CU_ASSERT_EQUAL(a.seq, 42);
+	CU_ASSERT_STRING_EQUAL(a.event, "request");
+	CU_ASSERT_STRING_EQUAL(a.time, "2026-11-29T07:00:00.000001Z");
+	/* An event of no fields of its own. */
+	snprintf(line, sizeof(line), "{\"seq\":7,\"time\":\"t\",\"prev\":\"%s\"}", H);
+	CU_ASSERT_EQUAL(kwac_line_parse(line, strlen(line), &a, NULL, 0), 0);
+	CU_ASSERT_STRING_EQUAL(a.event, "");
+	/* A seal and a header, as written. */
+	snprintf(line, sizeof(line), "{\"type\":\"seal\",\"seq\":42,\"hash\":\"%s\",\"hmac\":\"%s\"}", H, H);
+	CU_ASSERT_EQUAL(kwac_line_parse(line, strlen(line), &a, NULL, 0), 0);
+	CU_ASSERT_EQUAL(a.type, KWAC_LINE_SEAL);
+	CU_ASSERT_EQUAL(a.seq, 42);
+	CU_ASSERT_EQUAL(a.mac[31], 0xff);
+	snprintf(line, sizeof(line), "{\"type\":\"segment\",\"segment\":3,\"first_seq\":100,"
+	    "\"prev\":\"%s\",\"time\":\"2026-11-29T07:00:00.000001Z\"}", H);
+	CU_ASSERT_EQUAL(kwac_line_parse(line, strlen(line), &a, NULL, 0), 0);
+	CU_ASSERT_EQUAL(a.type, KWAC_LINE_HEADER);
+	CU_ASSERT_EQUAL(a.segment, 3);
+	CU_ASSERT_EQUAL(a.seq, 100);
+	/* Refused by either path: a leading zero, a seq over 2^63 - 1, seq 0,
+	 * a short hash, a line cut short, an upper-case hex digit. */
+	snprintf(line, sizeof(line), "{\"seq\":042,\"time\":\"t\",\"prev\":\"%s\"}", H);
+	CU_ASSERT_EQUAL(kwac_line_parse(line, strlen(line), &a, NULL, 0), KW_E_FORMAT);
+	snprintf(line, sizeof(line), "{\"seq\":9223372036854775808,\"time\":\"t\",\"prev\":\"%s\"}", H);
+	CU_ASSERT_EQUAL(kwac_line_parse(line, strlen(line), &a, NULL, 0), KW_E_FORMAT);
+	snprintf(line, sizeof(line), "{\"seq\":0,\"time\":\"t\",\"prev\":\"%s\"}", H);
+	CU_ASSERT_EQUAL(kwac_line_parse(line, strlen(line), &a, NULL, 0), KW_E_FORMAT);
+	snprintf(line, sizeof(line), "{\"seq\":1,\"time\":\"t\",\"prev\":\"0011\"}");
+	CU_ASSERT_EQUAL(kwac_line_parse(line, strlen(line), &a, NULL, 0), KW_E_FORMAT);
+	snprintf(line, sizeof(line), "{\"seq\":1,\"time\":\"t\",\"prev\":\"%s\",\"type\":\"req", H);
+	CU_ASSERT_EQUAL(kwac_line_parse(line, strlen(line), &a, NULL, 0), KW_E_FORMAT);
+	snprintf(line, sizeof(line), "{\"type\":\"seal\",\"seq\":1,\"hash\":\"%s\",\"hmac\":\"%.63sF\"}", H, H);
+	CU_ASSERT_EQUAL(kwac_line_parse(line, strlen(line), &a, NULL, 0), KW_E_FORMAT);
+}
+
 static void
 test_open_refuses_tampering(void)
 {
@@ -1573,6 +1628,7 @@ main(void)
 	CU_add_test(s, "a chain recomputed without the key fails its seal", test_recomputed_chain);
 	CU_add_test(s, "any changed byte is caught (200 random)", test_random_flips);
 	CU_add_test(s, "the result as JSON", test_result_json);
+	CU_add_test(s, "the writer's line shapes read without jansson, others with it", test_line_shapes);
 	CU_add_test(s, "open repairs a torn tail, records it, chain goes on", test_torn_tail_open);
 	CU_add_test(s, "open cuts off events that lack their seal", test_unsealed_tail_open);
 	CU_add_test(s, "open repairs a torn segment header", test_torn_header);
