@@ -21,6 +21,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -436,6 +437,7 @@ cleanup:
 	free(batch);
 	free(wrapped);
 	kw_secfree(dek);
+	malloc_trim(0);   /* a rewrap's batches leave free heap behind */
 	return NULL;
 }
 
@@ -613,6 +615,9 @@ maint_main(void *arg)
 		pthread_mutex_unlock(&d->maint_lock);
 		maint_check(d, first);
 		first = 0;
+		/* Give back what bursts left free in the threads' malloc
+		 * arenas, so that RSS follows the load down. */
+		malloc_trim(0);
 		pthread_mutex_lock(&d->maint_lock);
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += 60;

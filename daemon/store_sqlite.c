@@ -38,6 +38,11 @@
 
 #define SCHEMA_VERSION 1
 #define CACHE_KIB 2048          /* page cache per connection */
+/* All of SQLite's memory in this process, past which it recycles page cache
+ * rather than grow: each connection may cache CACHE_KIB, but a daemon with
+ * 20 connections (2 workers, 16 write workers) must not hold 40 MiB of
+ * pages when a few busy connections read most of the time. */
+#define HEAP_SOFT_LIMIT (12LL << 20)
 #define WAL_LIMIT (64 * 1024 * 1024)
 
 /* migrations[i] takes the schema from version i to i + 1. */
@@ -749,6 +754,8 @@ sq_open(const char *location, const struct store_options *opt, struct store_engi
 		return kw_fail(-ENOMEM, "store: out of memory");
 	}
 	e->max_conns = opt->connections ? opt->connections : 8;
+	if (sqlite3_soft_heap_limit64(-1) == 0)
+		sqlite3_soft_heap_limit64(HEAP_SOFT_LIMIT);
 	e->busy_ms = opt->busy_timeout_ms ? opt->busy_timeout_ms : 5000;
 	e->max_bytes = opt->max_bytes;
 	pthread_mutex_init(&e->lock, NULL);
