@@ -1506,6 +1506,18 @@ audit_reader_next(struct audit_reader *rd, const char **line, size_t *len,
 			snprintf(path, sizeof(path), "%s/%s", rd->dir, name);
 			if (access(path, F_OK) != 0)
 				return 0;
+			/* The writer finishes a segment before it creates the next,
+			 * but it may have added to this one since our last read:
+			 * read once more now that the next one exists. */
+			r = kwac_lines_next(&rd->lr, &text, &tlen, &off);
+			if (r < 0)
+				return r;
+			if (r == 0 && kwac_lines_partial(&rd->lr) > 0)
+				return kw_fail(KW_E_FORMAT, "audit segment %u ends in a partial line "
+				    "although segment %u exists: run keywardend --verify-audit",
+				    rd->seg, rd->seg + 1);
+		}
+		if (r == 0) {
 			kwac_lines_close(&rd->lr);
 			if ((r = kwac_lines_open(&rd->lr, path)) != 0) {
 				rd->seg = 0;

@@ -55,6 +55,11 @@ struct p11_ctx {
 	CK_SLOT_ID slot;
 	CK_TOKEN_INFO tinfo;
 
+	/* Held (with a session) by whoever searches for, copies, creates or
+	 * destroys master and audit keys: a token may show a copy under
+	 * construction to a concurrent search, as SoftHSM does (its
+	 * CKA_TOKEN still true, copied from the original). */
+	pthread_mutex_t keylock;
 	pthread_mutex_t lock;           /* guards everything below */
 	pthread_cond_t cond;
 	struct p11_sess *sess;

@@ -273,13 +273,15 @@ cache_drop(p11_ctx *ctx, struct p11_sess *s, const char *label)
 	}
 }
 
+static int key_find_copy(p11_ctx *ctx, struct p11_sess *s, const char *vault,
+    unsigned version, const char *label, CK_OBJECT_HANDLE *key,
+    CK_OBJECT_HANDLE *mac);
+
 int
 p11_key_get(p11_ctx *ctx, struct p11_sess *s, const char *vault,
     unsigned version, CK_OBJECT_HANDLE *key, CK_OBJECT_HANDLE *mac)
 {
-	char label[96], maclabel[100];
-	CK_OBJECT_HANDLE k, m = CK_INVALID_HANDLE, kc, mc;
-	struct p11_kcache *nc;
+	char label[96];
 	size_t i;
 	int r;
 
@@ -297,6 +299,35 @@ p11_key_get(p11_ctx *ctx, struct p11_sess *s, const char *vault,
 	if ((r = p11_label_make(label, sizeof(label), vault, version, NULL)) != 0)
 		return r;
 
+	pthread_mutex_lock(&ctx->keylock);
+	r = key_find_copy(ctx, s, vault, version, label, key, mac);
+	pthread_mutex_unlock(&ctx->keylock);
+	return r;
+}
+
+/* p11_key_get's slow path, under keylock: look again (another thread may
+ * have cached the key while we waited), else find and copy it. */
+static int
+key_find_copy(p11_ctx *ctx, struct p11_sess *s, const char *vault,
+    unsigned version, const char *label, CK_OBJECT_HANDLE *key,
+    CK_OBJECT_HANDLE *mac)
+{
+	char maclabel[100];
+	CK_OBJECT_HANDLE k, m = CK_INVALID_HANDLE, kc, mc;
+	struct p11_kcache *nc;
+	size_t i;
+	int r;
+
+	pthread_mutex_lock(&ctx->lock);
+	for (i = 0; i < ctx->ncache; i++)
+		if (ctx->cache[i].version == version &&
+		    strcmp(ctx->cache[i].vault, vault) == 0) {
+			*key = ctx->cache[i].key;
+			*mac = ctx->cache[i].mac;
+			pthread_mutex_unlock(&ctx->lock);
+			return 0;
+		}
+	pthread_mutex_unlock(&ctx->lock);
 	if ((r = p11_find_one(ctx, s, CKO_SECRET_KEY, label, &k)) != 0) {
 		if (r == KW_E_KEY_NOT_FOUND)
 			r = kw_fail(r, "vault '%s' has no master key v%u in token "
@@ -380,7 +411,7 @@ struct create_arg {
 };
 
 static int
-op_mkey_create(p11_ctx *ctx, struct p11_sess *s, void *arg)
+op_mkey_create_locked(p11_ctx *ctx, struct p11_sess *s, void *arg)
 {
 	struct create_arg *a = arg;
 	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
@@ -473,6 +504,17 @@ op_mkey_create(p11_ctx *ctx, struct p11_sess *s, void *arg)
 	memcpy(a->mk.id, id, sizeof(id));
 	snprintf(a->mk.label, sizeof(a->mk.label), "%s", label);
 	return 0;
+}
+
+static int
+op_mkey_create(p11_ctx *ctx, struct p11_sess *s, void *arg)
+{
+	int r;
+
+	pthread_mutex_lock(&ctx->keylock);
+	r = op_mkey_create_locked(ctx, s, arg);
+	pthread_mutex_unlock(&ctx->keylock);
+	return r;
 }
 
 int
@@ -568,7 +610,7 @@ mkey_list_one(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_HANDLE h, void *arg)
 }
 
 static int
-op_mkey_list(p11_ctx *ctx, struct p11_sess *s, void *arg)
+op_mkey_list_locked(p11_ctx *ctx, struct p11_sess *s, void *arg)
 {
 	struct list_arg *a = arg;
 	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
@@ -582,6 +624,17 @@ op_mkey_list(p11_ctx *ctx, struct p11_sess *s, void *arg)
 
 	a->n = 0;
 	return p11_find_each(ctx, s, t, 3, "keys", mkey_list_one, a);
+}
+
+static int
+op_mkey_list(p11_ctx *ctx, struct p11_sess *s, void *arg)
+{
+	int r;
+
+	pthread_mutex_lock(&ctx->keylock);
+	r = op_mkey_list_locked(ctx, s, arg);
+	pthread_mutex_unlock(&ctx->keylock);
+	return r;
 }
 
 int
@@ -612,7 +665,7 @@ struct destroy_arg {
 };
 
 static int
-op_mkey_destroy(p11_ctx *ctx, struct p11_sess *s, void *arg)
+op_mkey_destroy_locked(p11_ctx *ctx, struct p11_sess *s, void *arg)
 {
 	struct destroy_arg *a = arg;
 	CK_OBJECT_HANDLE k, m;
@@ -643,6 +696,17 @@ op_mkey_destroy(p11_ctx *ctx, struct p11_sess *s, void *arg)
 	return 0;
 }
 
+static int
+op_mkey_destroy(p11_ctx *ctx, struct p11_sess *s, void *arg)
+{
+	int r;
+
+	pthread_mutex_lock(&ctx->keylock);
+	r = op_mkey_destroy_locked(ctx, s, arg);
+	pthread_mutex_unlock(&ctx->keylock);
+	return r;
+}
+
 int
 p11_mkey_destroy(p11_ctx *ctx, const char *vault, unsigned version)
 {
@@ -653,8 +717,31 @@ p11_mkey_destroy(p11_ctx *ctx, const char *vault, unsigned version)
 
 /* ---- audit key ------------------------------------------------------------ */
 
+static int audit_find_copy(p11_ctx *ctx, struct p11_sess *s, int create,
+    CK_OBJECT_HANDLE *out);
+
 static int
 audit_get(p11_ctx *ctx, struct p11_sess *s, int create, CK_OBJECT_HANDLE *out)
+{
+	CK_OBJECT_HANDLE h;
+	int r;
+
+	pthread_mutex_lock(&ctx->lock);
+	h = ctx->audit;
+	pthread_mutex_unlock(&ctx->lock);
+	if (h != CK_INVALID_HANDLE) {
+		*out = h;
+		return 0;
+	}
+	pthread_mutex_lock(&ctx->keylock);
+	r = audit_find_copy(ctx, s, create, out);
+	pthread_mutex_unlock(&ctx->keylock);
+	return r;
+}
+
+/* audit_get's slow path, under keylock. */
+static int
+audit_find_copy(p11_ctx *ctx, struct p11_sess *s, int create, CK_OBJECT_HANDLE *out)
 {
 	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
 	CK_KEY_TYPE gen = CKK_GENERIC_SECRET;
@@ -812,7 +899,7 @@ struct read_arg {
 };
 
 static int
-op_read_value(p11_ctx *ctx, struct p11_sess *s, void *arg)
+op_read_value_locked(p11_ctx *ctx, struct p11_sess *s, void *arg)
 {
 	struct read_arg *a = arg;
 	CK_OBJECT_HANDLE h;
@@ -831,6 +918,17 @@ op_read_value(p11_ctx *ctx, struct p11_sess *s, void *arg)
 	if (ctx->f->C_GetAttributeValue(s->h, h, f, 2) != CKR_OK)
 		return kw_fail(KW_E_P11, "cannot read flags of '%s'", a->label);
 	return 0;
+}
+
+static int
+op_read_value(p11_ctx *ctx, struct p11_sess *s, void *arg)
+{
+	int r;
+
+	pthread_mutex_lock(&ctx->keylock);
+	r = op_read_value_locked(ctx, s, arg);
+	pthread_mutex_unlock(&ctx->keylock);
+	return r;
 }
 
 CK_RV
@@ -855,7 +953,7 @@ struct objs_arg {
 };
 
 static int
-op_objects(p11_ctx *ctx, struct p11_sess *s, void *arg)
+op_objects_locked(p11_ctx *ctx, struct p11_sess *s, void *arg)
 {
 	struct objs_arg *a = arg;
 	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
@@ -890,6 +988,17 @@ op_objects(p11_ctx *ctx, struct p11_sess *s, void *arg)
 		a->out->modifiable = f[3] == CK_TRUE;
 	}
 	return 0;
+}
+
+static int
+op_objects(p11_ctx *ctx, struct p11_sess *s, void *arg)
+{
+	int r;
+
+	pthread_mutex_lock(&ctx->keylock);
+	r = op_objects_locked(ctx, s, arg);
+	pthread_mutex_unlock(&ctx->keylock);
+	return r;
 }
 
 int

@@ -441,6 +441,7 @@ p11_open(const struct p11_options *opt, p11_ctx **out)
 		goto out;
 	}
 	pthread_mutex_init(&ctx->lock, NULL);
+	pthread_mutex_init(&ctx->keylock, NULL);
 	pthread_cond_init(&ctx->cond, NULL);
 	ctx->audit = CK_INVALID_HANDLE;
 	ctx->nsess = opt->sessions != 0 ? opt->sessions : POOL_DEFAULT;
@@ -496,6 +497,7 @@ p11_close(p11_ctx *ctx)
 	free(ctx->pin_file);
 	pthread_cond_destroy(&ctx->cond);
 	pthread_mutex_destroy(&ctx->lock);
+	pthread_mutex_destroy(&ctx->keylock);
 	free(ctx);
 }
 

@@ -657,6 +657,70 @@ test_threads_recovery(void)
 	ctx = keep;
 }
 
+/* Eight threads meet each new key version at once: all miss the cache,
+ * search and copy together, and list the versions meanwhile.  A token may
+ * show a copy under construction to a concurrent search (SoftHSM does);
+ * the layer serializes that, so no search sees two objects and no list
+ * shows a version twice. */
+#define RACE_VERSIONS 20
+
+struct race {
+	pthread_t t;
+	unsigned version;
+	int fails;
+	pthread_barrier_t *go;
+};
+
+static void *
+race_main(void *arg)
+{
+	struct race *a = arg;
+	uint8_t dek[32], blob[P11_WRAPPED_MAX], out[P11_DEK_MAX];
+	struct p11_mkey *v = NULL;
+	size_t n = 0, blen, olen;
+
+	memset(dek, (int)a->version, sizeof(dek));
+	pthread_barrier_wait(a->go);
+	if (p11_wrap(ctx, "race", a->version, dek, 32, "r", 1, blob, &blen) != 0 ||
+	    p11_unwrap(ctx, "race", blob, blen, "r", 1, out, &olen) != 0 ||
+	    olen != 32 || memcmp(out, dek, 32) != 0) {
+		fprintf(stderr, "\n  v%u: %s\n", a->version, kw_errdetail(KW_E_P11));
+		a->fails++;
+	}
+	if (p11_mkey_list(ctx, "race", &v, &n) != 0 || n != a->version) {
+		fprintf(stderr, "\n  v%u: listed %zu versions\n", a->version, n);
+		a->fails++;
+	}
+	free(v);
+	kw_wipe(out, sizeof(out));
+	return NULL;
+}
+
+static void
+test_copies_race(void)
+{
+	struct race t[NTHREADS];
+	pthread_barrier_t go;
+	int fails = 0;
+
+	for (unsigned v = 1; v <= RACE_VERSIONS; v++) {
+		CU_ASSERT_EQUAL_FATAL(p11_mkey_create(ctx, "race", v, NULL), 0);
+		pthread_barrier_init(&go, NULL, NTHREADS);
+		for (int i = 0; i < NTHREADS; i++) {
+			t[i].version = v;
+			t[i].fails = 0;
+			t[i].go = &go;
+			CU_ASSERT_FATAL(pthread_create(&t[i].t, NULL, race_main, &t[i]) == 0);
+		}
+		for (int i = 0; i < NTHREADS; i++) {
+			pthread_join(t[i].t, NULL);
+			fails += t[i].fails;
+		}
+		pthread_barrier_destroy(&go);
+	}
+	CU_ASSERT_EQUAL(fails, 0);
+}
+
 static void
 test_list_destroy(void)
 {
@@ -850,6 +914,7 @@ main(void)
 	CU_add_test(s, "eight threads and a device removal (shim)",
 	    test_threads_recovery);
 	CU_add_test(s, "list and destroy versions", test_list_destroy);
+	CU_add_test(s, "eight threads meet each new version at once", test_copies_race);
 	CU_add_test(s, "audit HMAC", test_audit_hmac);
 	CU_add_test(s, "session copies", test_session_copies);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
