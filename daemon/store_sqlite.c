@@ -33,6 +33,7 @@
 #include <sqlite3.h>
 
 #include "kw_error.h"
+#include "kw_grow.h"
 #include "daemon/store.h"
 #include "daemon/store_engine.h"
 
@@ -624,16 +625,8 @@ row_record(sqlite3_stmt *st, struct store_record *r, int with_body)
 static int
 grow(void **arr, size_t *cap, size_t n, size_t size)
 {
-	void *p;
-	size_t ncap;
-
-	if (n < *cap)
-		return 0;
-	ncap = *cap ? *cap * 2 : 16;
-	if ((p = reallocarray(*arr, ncap, size)) == NULL)
-		return kw_fail(-ENOMEM, "store: out of memory for %zu entries", ncap);
-	*arr = p;
-	*cap = ncap;
+	if (kw_grow(arr, cap, n, size) != 0)
+		return kw_fail(-ENOMEM, "store: out of memory for %zu entries", *cap ? *cap * 2 : 16);
 	return 0;
 }
 

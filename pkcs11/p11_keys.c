@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kw_error.h"
+#include "kw_grow.h"
 #include "kw_secmem.h"
 #include "p11_int.h"
 
@@ -148,10 +149,37 @@ p11_cache_clear(p11_ctx *ctx)
 	pthread_mutex_unlock(&ctx->lock);
 }
 
+/* p11_run(ctx, op, arg) with op under keylock. */
+struct keys_op {
+	p11_op_fn op;
+	void *arg;
+};
+
+static int
+op_keylocked(p11_ctx *ctx, struct p11_sess *s, void *arg)
+{
+	struct keys_op *k = arg;
+	int r;
+
+	pthread_mutex_lock(&ctx->keylock);
+	r = k->op(ctx, s, k->arg);
+	pthread_mutex_unlock(&ctx->keylock);
+	return r;
+}
+
+static int
+keys_run(p11_ctx *ctx, p11_op_fn op, void *arg)
+{
+	struct keys_op k = { op, arg };
+
+	return p11_run(ctx, op_keylocked, &k);
+}
+
 /* ---- session copies ------------------------------------------------------- */
 
-CK_OBJECT_HANDLE
-p11_session_copy(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_HANDLE h)
+/* A session copy of h, checked to be what h is, or h itself. */
+static CK_OBJECT_HANDLE
+copy_checked(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_HANDLE h)
 {
 	CK_BBOOL no = CK_FALSE, tok = CK_TRUE, sens = CK_FALSE, extr = CK_TRUE,
 	    never = CK_FALSE;
@@ -164,8 +192,6 @@ p11_session_copy(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_HANDLE h)
 	};
 	CK_OBJECT_HANDLE c = CK_INVALID_HANDLE;
 
-	if (ctx->copies == P11_COPY_OFF || h == CK_INVALID_HANDLE)
-		return h;
 	if (ctx->f->C_CopyObject(s->h, h, t, 1, &c) != CKR_OK ||
 	    c == CK_INVALID_HANDLE)
 		return h;
@@ -180,6 +206,14 @@ p11_session_copy(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_HANDLE h)
 	return c;
 }
 
+CK_OBJECT_HANDLE
+p11_session_copy(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_HANDLE h)
+{
+	if (ctx->copies == P11_COPY_OFF || h == CK_INVALID_HANDLE)
+		return h;
+	return copy_checked(ctx, s, h);
+}
+
 static void
 copy_destroy(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_HANDLE used,
     CK_OBJECT_HANDLE tok)
@@ -189,7 +223,7 @@ copy_destroy(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_HANDLE used,
 }
 
 /* Generate a throwaway AES session key, modifiable or not, and try to copy
- * it as p11_session_copy() would. */
+ * it as p11_session_copy() does. */
 static int
 probe_one(p11_ctx *ctx, struct p11_sess *s, int modifiable)
 {
@@ -212,15 +246,12 @@ probe_one(p11_ctx *ctx, struct p11_sess *s, int modifiable)
 	};
 	CK_MECHANISM m = { CKM_AES_KEY_GEN, NULL, 0 };
 	CK_OBJECT_HANDLE k = CK_INVALID_HANDLE, c;
-	enum p11_copy_mode save = ctx->copies;
 	int ok;
 
 	if (ctx->f->C_GenerateKey(s->h, &m, t, sizeof(t) / sizeof(t[0]), &k) !=
 	    CKR_OK)
 		return 0;
-	ctx->copies = P11_COPY_ON;
-	c = p11_session_copy(ctx, s, k);
-	ctx->copies = save;
+	c = copy_checked(ctx, s, k);
 	ok = c != k;
 	copy_destroy(ctx, s, c, k);
 	ctx->f->C_DestroyObject(s->h, k);
@@ -277,25 +308,35 @@ static int key_find_copy(p11_ctx *ctx, struct p11_sess *s, const char *vault,
     unsigned version, const char *label, CK_OBJECT_HANDLE *key,
     CK_OBJECT_HANDLE *mac);
 
+/* 1 and the cached handles of a vault's key version, or 0. */
+static int
+cache_find(p11_ctx *ctx, const char *vault, unsigned version,
+    CK_OBJECT_HANDLE *key, CK_OBJECT_HANDLE *mac)
+{
+	int found = 0;
+
+	pthread_mutex_lock(&ctx->lock);
+	for (size_t i = 0; i < ctx->ncache && !found; i++)
+		if (ctx->cache[i].version == version &&
+		    strcmp(ctx->cache[i].vault, vault) == 0) {
+			*key = ctx->cache[i].key;
+			*mac = ctx->cache[i].mac;
+			found = 1;
+		}
+	pthread_mutex_unlock(&ctx->lock);
+	return found;
+}
+
 int
 p11_key_get(p11_ctx *ctx, struct p11_sess *s, const char *vault,
     unsigned version, CK_OBJECT_HANDLE *key, CK_OBJECT_HANDLE *mac)
 {
 	char label[96];
-	size_t i;
 	int r;
 
 	/* The hit, once per operation: no label to print. */
-	pthread_mutex_lock(&ctx->lock);
-	for (i = 0; i < ctx->ncache; i++)
-		if (ctx->cache[i].version == version &&
-		    strcmp(ctx->cache[i].vault, vault) == 0) {
-			*key = ctx->cache[i].key;
-			*mac = ctx->cache[i].mac;
-			pthread_mutex_unlock(&ctx->lock);
-			return 0;
-		}
-	pthread_mutex_unlock(&ctx->lock);
+	if (cache_find(ctx, vault, version, key, mac))
+		return 0;
 	if ((r = p11_label_make(label, sizeof(label), vault, version, NULL)) != 0)
 		return r;
 
@@ -306,7 +347,8 @@ p11_key_get(p11_ctx *ctx, struct p11_sess *s, const char *vault,
 }
 
 /* p11_key_get's slow path, under keylock: look again (another thread may
- * have cached the key while we waited), else find and copy it. */
+ * have cached the key while we waited), else find and copy it.  Only this
+ * function adds to the cache, and only under keylock. */
 static int
 key_find_copy(p11_ctx *ctx, struct p11_sess *s, const char *vault,
     unsigned version, const char *label, CK_OBJECT_HANDLE *key,
@@ -314,20 +356,11 @@ key_find_copy(p11_ctx *ctx, struct p11_sess *s, const char *vault,
 {
 	char maclabel[100];
 	CK_OBJECT_HANDLE k, m = CK_INVALID_HANDLE, kc, mc;
-	struct p11_kcache *nc;
-	size_t i;
+	struct p11_kcache *e;
 	int r;
 
-	pthread_mutex_lock(&ctx->lock);
-	for (i = 0; i < ctx->ncache; i++)
-		if (ctx->cache[i].version == version &&
-		    strcmp(ctx->cache[i].vault, vault) == 0) {
-			*key = ctx->cache[i].key;
-			*mac = ctx->cache[i].mac;
-			pthread_mutex_unlock(&ctx->lock);
-			return 0;
-		}
-	pthread_mutex_unlock(&ctx->lock);
+	if (cache_find(ctx, vault, version, key, mac))
+		return 0;
 	if ((r = p11_find_one(ctx, s, CKO_SECRET_KEY, label, &k)) != 0) {
 		if (r == KW_E_KEY_NOT_FOUND)
 			r = kw_fail(r, "vault '%s' has no master key v%u in token "
@@ -345,38 +378,21 @@ key_find_copy(p11_ctx *ctx, struct p11_sess *s, const char *vault,
 
 	/* No reopen can run while we hold a session: the handles are current. */
 	pthread_mutex_lock(&ctx->lock);
-	for (i = 0; i < ctx->ncache; i++)
-		if (strcmp(ctx->cache[i].label, label) == 0)
-			break;
-	if (i < ctx->ncache) {
-		/* Another thread cached it meanwhile: use its copies. */
-		*key = ctx->cache[i].key;
-		*mac = ctx->cache[i].mac;
+	if (kw_grow((void **)&ctx->cache, &ctx->cachecap, ctx->ncache,
+	    sizeof(*ctx->cache)) != 0) {
 		pthread_mutex_unlock(&ctx->lock);
 		copy_destroy(ctx, s, kc, k);
 		copy_destroy(ctx, s, mc, m);
-		return 0;
+		return -ENOMEM;
 	}
-	if (ctx->ncache == ctx->cachecap) {
-		size_t cap = ctx->cachecap ? ctx->cachecap * 2 : 16;
-
-		if ((nc = realloc(ctx->cache, cap * sizeof(*nc))) == NULL) {
-			pthread_mutex_unlock(&ctx->lock);
-			copy_destroy(ctx, s, kc, k);
-			copy_destroy(ctx, s, mc, m);
-			return -ENOMEM;
-		}
-		ctx->cache = nc;
-		ctx->cachecap = cap;
-	}
-	snprintf(ctx->cache[i].label, sizeof(ctx->cache[i].label), "%s", label);
-	snprintf(ctx->cache[i].vault, sizeof(ctx->cache[i].vault), "%s", vault);
-	ctx->cache[i].version = version;
-	ctx->cache[i].key = kc;
-	ctx->cache[i].mac = mc;
-	ctx->cache[i].tkey = k;
-	ctx->cache[i].tmac = m;
-	ctx->ncache++;
+	e = &ctx->cache[ctx->ncache++];
+	snprintf(e->label, sizeof(e->label), "%s", label);
+	snprintf(e->vault, sizeof(e->vault), "%s", vault);
+	e->version = version;
+	e->key = kc;
+	e->mac = mc;
+	e->tkey = k;
+	e->tmac = m;
 	pthread_mutex_unlock(&ctx->lock);
 	*key = kc;
 	*mac = mc;
@@ -411,7 +427,7 @@ struct create_arg {
 };
 
 static int
-op_mkey_create_locked(p11_ctx *ctx, struct p11_sess *s, void *arg)
+op_mkey_create(p11_ctx *ctx, struct p11_sess *s, void *arg)
 {
 	struct create_arg *a = arg;
 	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
@@ -506,17 +522,6 @@ op_mkey_create_locked(p11_ctx *ctx, struct p11_sess *s, void *arg)
 	return 0;
 }
 
-static int
-op_mkey_create(p11_ctx *ctx, struct p11_sess *s, void *arg)
-{
-	int r;
-
-	pthread_mutex_lock(&ctx->keylock);
-	r = op_mkey_create_locked(ctx, s, arg);
-	pthread_mutex_unlock(&ctx->keylock);
-	return r;
-}
-
 int
 p11_mkey_create(p11_ctx *ctx, const char *vault, unsigned version,
     struct p11_mkey *out)
@@ -530,7 +535,7 @@ p11_mkey_create(p11_ctx *ctx, const char *vault, unsigned version,
 	memset(&a, 0, sizeof(a));
 	a.vault = vault;
 	a.version = version;
-	if ((r = p11_run(ctx, op_mkey_create, &a)) != 0)
+	if ((r = keys_run(ctx, op_mkey_create, &a)) != 0)
 		return r;
 	if (out != NULL)
 		*out = a.mk;
@@ -579,7 +584,6 @@ mkey_list_one(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_HANDLE h, void *arg)
 	struct list_arg *a = arg;
 	char label[128];
 	uint8_t id[64];
-	struct p11_mkey *nv;
 	unsigned ver;
 	CK_ATTRIBUTE at[] = {
 		{ CKA_LABEL, label, sizeof(label) - 1 },
@@ -592,14 +596,8 @@ mkey_list_one(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_HANDLE h, void *arg)
 	if ((ver = label_version(label, a->vault)) == 0 ||
 	    strlen(label) >= sizeof(a->v[0].label))
 		return 0;
-	if (a->n == a->cap) {
-		size_t cap = a->cap ? a->cap * 2 : 8;
-
-		if ((nv = realloc(a->v, cap * sizeof(*nv))) == NULL)
-			return -ENOMEM;
-		a->v = nv;
-		a->cap = cap;
-	}
+	if (kw_grow((void **)&a->v, &a->cap, a->n, sizeof(*a->v)) != 0)
+		return -ENOMEM;
 	memset(&a->v[a->n], 0, sizeof(a->v[a->n]));
 	a->v[a->n].version = ver;
 	memcpy(a->v[a->n].id, id, at[1].ulValueLen < P11_ID_LEN ?
@@ -610,7 +608,7 @@ mkey_list_one(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_HANDLE h, void *arg)
 }
 
 static int
-op_mkey_list_locked(p11_ctx *ctx, struct p11_sess *s, void *arg)
+op_mkey_list(p11_ctx *ctx, struct p11_sess *s, void *arg)
 {
 	struct list_arg *a = arg;
 	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
@@ -626,17 +624,6 @@ op_mkey_list_locked(p11_ctx *ctx, struct p11_sess *s, void *arg)
 	return p11_find_each(ctx, s, t, 3, "keys", mkey_list_one, a);
 }
 
-static int
-op_mkey_list(p11_ctx *ctx, struct p11_sess *s, void *arg)
-{
-	int r;
-
-	pthread_mutex_lock(&ctx->keylock);
-	r = op_mkey_list_locked(ctx, s, arg);
-	pthread_mutex_unlock(&ctx->keylock);
-	return r;
-}
-
 int
 p11_mkey_list(p11_ctx *ctx, const char *vault, struct p11_mkey **out,
     size_t *n)
@@ -648,7 +635,7 @@ p11_mkey_list(p11_ctx *ctx, const char *vault, struct p11_mkey **out,
 		return r;
 	memset(&a, 0, sizeof(a));
 	a.vault = vault;
-	if ((r = p11_run(ctx, op_mkey_list, &a)) != 0) {
+	if ((r = keys_run(ctx, op_mkey_list, &a)) != 0) {
 		free(a.v);
 		return r;
 	}
@@ -665,7 +652,7 @@ struct destroy_arg {
 };
 
 static int
-op_mkey_destroy_locked(p11_ctx *ctx, struct p11_sess *s, void *arg)
+op_mkey_destroy(p11_ctx *ctx, struct p11_sess *s, void *arg)
 {
 	struct destroy_arg *a = arg;
 	CK_OBJECT_HANDLE k, m;
@@ -696,23 +683,12 @@ op_mkey_destroy_locked(p11_ctx *ctx, struct p11_sess *s, void *arg)
 	return 0;
 }
 
-static int
-op_mkey_destroy(p11_ctx *ctx, struct p11_sess *s, void *arg)
-{
-	int r;
-
-	pthread_mutex_lock(&ctx->keylock);
-	r = op_mkey_destroy_locked(ctx, s, arg);
-	pthread_mutex_unlock(&ctx->keylock);
-	return r;
-}
-
 int
 p11_mkey_destroy(p11_ctx *ctx, const char *vault, unsigned version)
 {
 	struct destroy_arg a = { vault, version };
 
-	return p11_run(ctx, op_mkey_destroy, &a);
+	return keys_run(ctx, op_mkey_destroy, &a);
 }
 
 /* ---- audit key ------------------------------------------------------------ */
@@ -720,26 +696,35 @@ p11_mkey_destroy(p11_ctx *ctx, const char *vault, unsigned version)
 static int audit_find_copy(p11_ctx *ctx, struct p11_sess *s, int create,
     CK_OBJECT_HANDLE *out);
 
+/* 1 and the audit key's cached handle, or 0. */
 static int
-audit_get(p11_ctx *ctx, struct p11_sess *s, int create, CK_OBJECT_HANDLE *out)
+audit_cached(p11_ctx *ctx, CK_OBJECT_HANDLE *out)
 {
 	CK_OBJECT_HANDLE h;
-	int r;
 
 	pthread_mutex_lock(&ctx->lock);
 	h = ctx->audit;
 	pthread_mutex_unlock(&ctx->lock);
-	if (h != CK_INVALID_HANDLE) {
-		*out = h;
+	if (h == CK_INVALID_HANDLE)
 		return 0;
-	}
+	*out = h;
+	return 1;
+}
+
+static int
+audit_get(p11_ctx *ctx, struct p11_sess *s, int create, CK_OBJECT_HANDLE *out)
+{
+	int r;
+
+	if (audit_cached(ctx, out))
+		return 0;
 	pthread_mutex_lock(&ctx->keylock);
 	r = audit_find_copy(ctx, s, create, out);
 	pthread_mutex_unlock(&ctx->keylock);
 	return r;
 }
 
-/* audit_get's slow path, under keylock. */
+/* audit_get's slow path, under keylock (the only place ctx->audit is set). */
 static int
 audit_find_copy(p11_ctx *ctx, struct p11_sess *s, int create, CK_OBJECT_HANDLE *out)
 {
@@ -747,18 +732,13 @@ audit_find_copy(p11_ctx *ctx, struct p11_sess *s, int create, CK_OBJECT_HANDLE *
 	CK_KEY_TYPE gen = CKK_GENERIC_SECRET;
 	CK_ULONG vlen = 32;
 	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-	CK_OBJECT_HANDLE h, tok;
+	CK_OBJECT_HANDLE h;
 	uint8_t id[P11_ID_LEN];
 	CK_RV rv;
 	int r;
 
-	pthread_mutex_lock(&ctx->lock);
-	h = ctx->audit;
-	pthread_mutex_unlock(&ctx->lock);
-	if (h != CK_INVALID_HANDLE) {
-		*out = h;
+	if (audit_cached(ctx, out))
 		return 0;
-	}
 	r = p11_find_one(ctx, s, CKO_SECRET_KEY, AUDIT_LABEL, &h);
 	if (r == KW_E_KEY_NOT_FOUND && !create)
 		return kw_fail(r, "token '%s' has no audit key '" AUDIT_LABEL "': "
@@ -795,19 +775,8 @@ audit_find_copy(p11_ctx *ctx, struct p11_sess *s, int create, CK_OBJECT_HANDLE *
 			    "audit key '" AUDIT_LABEL "' in token '%s'", TOKNAME(ctx));
 	} else if (r != 0)
 		return r;
-	tok = h;
-	h = p11_session_copy(ctx, s, tok);
+	h = p11_session_copy(ctx, s, h);
 	pthread_mutex_lock(&ctx->lock);
-	if (ctx->audit != CK_INVALID_HANDLE) {
-		/* Another thread found it meanwhile: keep one copy. */
-		CK_OBJECT_HANDLE mine = h;
-
-		h = ctx->audit;
-		pthread_mutex_unlock(&ctx->lock);
-		copy_destroy(ctx, s, mine, tok);
-		*out = h;
-		return 0;
-	}
 	ctx->audit = h;
 	pthread_mutex_unlock(&ctx->lock);
 	*out = h;
@@ -899,7 +868,7 @@ struct read_arg {
 };
 
 static int
-op_read_value_locked(p11_ctx *ctx, struct p11_sess *s, void *arg)
+op_read_value(p11_ctx *ctx, struct p11_sess *s, void *arg)
 {
 	struct read_arg *a = arg;
 	CK_OBJECT_HANDLE h;
@@ -920,17 +889,6 @@ op_read_value_locked(p11_ctx *ctx, struct p11_sess *s, void *arg)
 	return 0;
 }
 
-static int
-op_read_value(p11_ctx *ctx, struct p11_sess *s, void *arg)
-{
-	int r;
-
-	pthread_mutex_lock(&ctx->keylock);
-	r = op_read_value_locked(ctx, s, arg);
-	pthread_mutex_unlock(&ctx->keylock);
-	return r;
-}
-
 CK_RV
 p11_test_read_value(p11_ctx *ctx, const char *label, int *sensitive,
     int *extractable)
@@ -939,7 +897,7 @@ p11_test_read_value(p11_ctx *ctx, const char *label, int *sensitive,
 
 	memset(&a, 0, sizeof(a));
 	a.label = label;
-	if (p11_run(ctx, op_read_value, &a) != 0)
+	if (keys_run(ctx, op_read_value, &a) != 0)
 		return CKR_GENERAL_ERROR;
 	*sensitive = a.sens == CK_TRUE;
 	*extractable = a.extr == CK_TRUE;
@@ -953,7 +911,7 @@ struct objs_arg {
 };
 
 static int
-op_objects_locked(p11_ctx *ctx, struct p11_sess *s, void *arg)
+op_objects(p11_ctx *ctx, struct p11_sess *s, void *arg)
 {
 	struct objs_arg *a = arg;
 	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
@@ -990,22 +948,11 @@ op_objects_locked(p11_ctx *ctx, struct p11_sess *s, void *arg)
 	return 0;
 }
 
-static int
-op_objects(p11_ctx *ctx, struct p11_sess *s, void *arg)
-{
-	int r;
-
-	pthread_mutex_lock(&ctx->keylock);
-	r = op_objects_locked(ctx, s, arg);
-	pthread_mutex_unlock(&ctx->keylock);
-	return r;
-}
-
 int
 p11_test_objects(p11_ctx *ctx, const char *label, int token,
     struct p11_test_obj *out)
 {
 	struct objs_arg a = { label, token ? CK_TRUE : CK_FALSE, out };
 
-	return p11_run(ctx, op_objects, &a);
+	return keys_run(ctx, op_objects, &a);
 }

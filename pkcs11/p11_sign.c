@@ -25,6 +25,7 @@
 #include <openssl/x509.h>
 
 #include "kw_error.h"
+#include "kw_grow.h"
 #include "p11_int.h"
 
 #define LABEL_LEN sizeof(((struct p11_skey *)0)->label)
@@ -370,7 +371,6 @@ skey_list_one(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_HANDLE h, void *arg)
 	struct list_arg *a = arg;
 	char label[LABEL_LEN + 1], name[P11_SKEY_NAME_MAX + 1];
 	uint8_t id[64];
-	struct p11_skey *nv;
 	enum p11_skey_type type;
 	unsigned ver;
 	CK_RV rv;
@@ -393,14 +393,8 @@ skey_list_one(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_HANDLE h, void *arg)
 		return 0;
 	if ((r = pair_type(ctx, s, h, label, &type)) != 0)
 		return r == KW_E_FORMAT ? 0 : r;
-	if (a->n == a->cap) {
-		size_t cap = a->cap ? a->cap * 2 : 8;
-
-		if ((nv = realloc(a->v, cap * sizeof(*nv))) == NULL)
-			return -ENOMEM;
-		a->v = nv;
-		a->cap = cap;
-	}
+	if (kw_grow((void **)&a->v, &a->cap, a->n, sizeof(*a->v)) != 0)
+		return -ENOMEM;
 	memset(&a->v[a->n], 0, sizeof(a->v[a->n]));
 	memcpy(a->v[a->n].name, name, strlen(name) + 1);
 	a->v[a->n].version = ver;
