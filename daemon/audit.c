@@ -771,6 +771,26 @@ audit_check_fields(const json_t *ev)
 	return 0;
 }
 
+/* An event object checked and printed, without the fields the writer
+ * sets: 0 and *body (malloc'd), or a code.  Takes ev's reference. */
+static int
+event_print(struct audit_log *log, json_t *ev, char **body)
+{
+	int r = 0;
+
+	if (log == NULL || !json_is_object(ev))
+		r = kw_fail(-EINVAL, "an audit event must be a JSON object");
+	else if ((r = audit_check_fields(ev)) == 0) {
+		json_object_del(ev, "seq");
+		json_object_del(ev, "time");
+		json_object_del(ev, "prev");
+		if ((*body = json_dumps(ev, JSON_COMPACT)) == NULL)
+			r = -ENOMEM;
+	}
+	json_decref(ev);
+	return r;
+}
+
 int
 audit_submit(struct audit_log *log, json_t *ev, audit_done_fn done, void *arg)
 {
@@ -778,23 +798,12 @@ audit_submit(struct audit_log *log, json_t *ev, audit_done_fn done, void *arg)
 	int r;
 
 	if (log == NULL || done == NULL || !json_is_object(ev)) {
-		r = kw_fail(-EINVAL, "an audit event must be a JSON object with a completion");
-		goto out;
+		json_decref(ev);
+		return kw_fail(-EINVAL, "an audit event must be a JSON object with a completion");
 	}
-	if ((r = audit_check_fields(ev)) != 0)
-		goto out;
-	json_object_del(ev, "seq");
-	json_object_del(ev, "time");
-	json_object_del(ev, "prev");
-	if ((body = json_dumps(ev, JSON_COMPACT)) == NULL) {
-		r = -ENOMEM;
-		goto out;
-	}
-	json_decref(ev);
+	if ((r = event_print(log, ev, &body)) != 0)
+		return r;
 	return audit_submit_body(log, body, strlen(body), done, arg);
-out:
-	json_decref(ev);
-	return r;
 }
 
 int
@@ -908,21 +917,8 @@ audit_submit_wait(struct audit_log *log, json_t *ev, uint64_t *seq)
 	char *body;
 	int r;
 
-	if (log == NULL || !json_is_object(ev)) {
-		json_decref(ev);
-		return kw_fail(-EINVAL, "an audit event must be a JSON object");
-	}
-	if ((r = audit_check_fields(ev)) != 0) {
-		json_decref(ev);
+	if ((r = event_print(log, ev, &body)) != 0)
 		return r;
-	}
-	json_object_del(ev, "seq");
-	json_object_del(ev, "time");
-	json_object_del(ev, "prev");
-	body = json_dumps(ev, JSON_COMPACT);
-	json_decref(ev);
-	if (body == NULL)
-		return -ENOMEM;
 	return audit_submit_body_wait(log, body, strlen(body), seq);
 }
 

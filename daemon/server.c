@@ -343,19 +343,12 @@ kwd_finish(struct kwd_req *r)
 
 /* ---- workers ---------------------------------------------------------------------- */
 
-struct worker_arg {
-	struct kwd *d;
-	struct kwd_pool *p;
-};
-
 static void *
 worker_main(void *arg)
 {
-	struct worker_arg wa = *(struct worker_arg *)arg;
-	struct kwd_pool *p = wa.p;
+	struct kwd_pool *p = arg;
 	struct kwd_req *r;
 
-	free(arg);
 	for (;;) {
 		pthread_mutex_lock(&p->lock);
 		while (p->head == NULL && !p->stop)
@@ -376,22 +369,15 @@ worker_main(void *arg)
 }
 
 static int
-pool_start(struct kwd *d, struct kwd_pool *p, unsigned n, const char *name)
+pool_start(struct kwd_pool *p, unsigned n, const char *name)
 {
 	if ((p->threads = calloc(n, sizeof(*p->threads))) == NULL)
 		return -ENOMEM;
 	for (p->n = 0; p->n < n; p->n++) {
-		struct worker_arg *wa = malloc(sizeof(*wa));
-		int e;
+		int e = pthread_create(&p->threads[p->n], NULL, worker_main, p);
 
-		if (wa == NULL)
-			return -ENOMEM;
-		wa->d = d;
-		wa->p = p;
-		if ((e = pthread_create(&p->threads[p->n], NULL, worker_main, wa)) != 0) {
-			free(wa);
+		if (e != 0)
 			return -e;
-		}
 		pthread_setname_np(p->threads[p->n], name);
 	}
 	return 0;
@@ -402,9 +388,9 @@ kwd_workers_start(struct kwd *d, unsigned nfast, unsigned nwrite)
 {
 	int e;
 
-	if ((e = pool_start(d, &d->pool[KWD_POOL_FAST], nfast, "kw-worker")) != 0)
+	if ((e = pool_start(&d->pool[KWD_POOL_FAST], nfast, "kw-worker")) != 0)
 		return e;
-	return pool_start(d, &d->pool[KWD_POOL_WRITE], nwrite, "kw-writer");
+	return pool_start(&d->pool[KWD_POOL_WRITE], nwrite, "kw-writer");
 }
 
 void
