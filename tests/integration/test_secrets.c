@@ -552,6 +552,10 @@ test_kill9_keeps_acknowledged(void)
 	CU_ASSERT_FATAL(w.acks != NULL);
 	CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, writer, &w), 0);
 	nanosleep(&ts, NULL);
+	/* At least 20 acknowledged writes before the kill, however slow the
+	 * disk's syncs are (up to 20 s more). */
+	for (int i = 0; i < 200 && __atomic_load_n(&w.n, __ATOMIC_ACQUIRE) < 20; i++)
+		usleep(100 * 1000);
 	kwt_daemon_kill9(&dmn);
 	w.stop = 1;
 	pthread_join(th, NULL);
@@ -660,7 +664,11 @@ test_sighup_reloads_config(void)
 	snprintf(cmd, sizeof(cmd), "cp %s %s.good && echo 'bogus: 1' >> %s", dmn.conf, dmn.conf, dmn.conf);
 	CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
 	kill(dmn.pid, SIGHUP);
-	usleep(300 * 1000);
+	/* Wait until the daemon has read and refused it: a fixed sleep lets a
+	 * slow machine read the file only after it is repaired below. */
+	for (int i = 0; i < 100 && !kwt_tree_contains(dmn.log, "bogus", 5); i++)
+		usleep(100 * 1000);
+	CU_ASSERT_FATAL(kwt_tree_contains(dmn.log, "bogus", 5));
 	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "DELETE", "/v1/vaults/prod/deleted/hup", NULL, NULL), 403);
 	/* lifting purge protection takes effect on SIGHUP */
 	snprintf(cmd, sizeof(cmd), "sed 's/purge_protection: true/purge_protection: false/' %s.good > %s",
