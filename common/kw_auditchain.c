@@ -448,9 +448,10 @@ int
 kwac_lines_next(struct kwac_lines *r, const char **line, size_t *len,
     uint64_t *off)
 {
-	char *nl, *nb;
+	char *nl, *nb, *z;
 	ssize_t n;
 
+	r->at_zero = 0;
 	for (;;) {
 		if (r->end > r->start &&
 		    (nl = memchr(r->buf + r->start, '\n', r->end - r->start)) != NULL) {
@@ -461,6 +462,12 @@ kwac_lines_next(struct kwac_lines *r, const char **line, size_t *len,
 			r->start += l + 1;
 			r->off += l + 1;
 			return 1;
+		}
+		if (r->zero_held) {
+			/* Nothing written past here yet: read again next time. */
+			r->zero_held = 0;
+			r->at_zero = 1;
+			return 0;
 		}
 		if (r->end - r->start > KWAC_LINE_MAX)
 			return kw_fail(KW_E_TOO_LARGE, "a line of the audit log is longer than %d bytes",
@@ -487,8 +494,82 @@ kwac_lines_next(struct kwac_lines *r, const char **line, size_t *len,
 			r->eof = 1;
 			return 0;
 		}
+		if ((z = memchr(r->buf + r->end, '\0', (size_t)n)) != NULL) {
+			/* Keep what comes before the zero byte; the next read
+			 * starts at it. */
+			size_t keep = (size_t)(z - (r->buf + r->end));
+			if (lseek(r->fd, -(off_t)((size_t)n - keep), SEEK_CUR) < 0)
+				return kw_fail(-errno, "cannot read the audit log: %s", strerror(errno));
+			n = (ssize_t)keep;
+			r->zero_held = 1;
+		}
 		r->end += (size_t)n;
 	}
+}
+
+int
+kwac_lines_skip_zeros(struct kwac_lines *r, uint64_t *zero_from, uint64_t *data_at)
+{
+	char buf[65536];
+	uint64_t from = r->off + (r->end - r->start), pos = from;
+	ssize_t n;
+
+	for (;;) {
+		do
+			n = pread(r->fd, buf, sizeof(buf), (off_t)pos);
+		while (n < 0 && errno == EINTR);
+		if (n < 0)
+			return kw_fail(-errno, "cannot read the audit log: %s", strerror(errno));
+		if (n == 0)
+			return 0;
+		for (ssize_t i = 0; i < n; i++)
+			if (buf[i] != '\0') {
+				pos += (uint64_t)i;
+				if (lseek(r->fd, (off_t)pos, SEEK_SET) < 0)
+					return kw_fail(-errno, "cannot read the audit log: %s",
+					    strerror(errno));
+				r->start = r->end = 0;
+				r->off = pos;
+				r->at_zero = r->zero_held = 0;
+				if (zero_from != NULL)
+					*zero_from = from;
+				if (data_at != NULL)
+					*data_at = pos;
+				return 1;
+			}
+		pos += (uint64_t)n;
+	}
+}
+
+int
+kwac_data_end(int fd, uint64_t *end)
+{
+	char buf[65536];
+	struct stat st;
+	uint64_t pos;
+	ssize_t n;
+
+	if (fstat(fd, &st) != 0)
+		return -errno;
+	pos = (uint64_t)st.st_size;
+	while (pos > 0) {
+		size_t want = pos < sizeof(buf) ? (size_t)pos : sizeof(buf);
+		do
+			n = pread(fd, buf, want, (off_t)(pos - want));
+		while (n < 0 && errno == EINTR);
+		if (n < 0)
+			return -errno;
+		if ((size_t)n != want)
+			return -EIO;   /* it shrank meanwhile */
+		for (size_t i = want; i > 0; i--)
+			if (buf[i - 1] != '\0') {
+				*end = pos - want + i;
+				return 0;
+			}
+		pos -= want;
+	}
+	*end = 0;
+	return 0;
 }
 
 size_t
@@ -716,6 +797,30 @@ chain_file(struct chain *c, const char *path, int last, uint64_t *good_end,
 			r = broke(c, KWAC_P_IO, path, lineno + 1, 0, "%s", kw_errdetail(r));
 			break;
 		}
+		if (r == 0 && lr.at_zero) {
+			/* Zero bytes: the active segment's preallocated tail
+			 * when nothing but zeros follows; anything else was
+			 * overwritten or damaged. */
+			uint64_t zfrom = 0, dat = 0;
+			int z = kwac_lines_skip_zeros(&lr, &zfrom, &dat);
+			if (z < 0) {
+				r = broke(c, KWAC_P_IO, path, lineno + 1, 0, "%s", kw_errdetail(z));
+				break;
+			}
+			if (z == 1) {
+				r = broke(c, KWAC_P_TORN, path, lineno + 1, c->last_seq + 1,
+				    "zero bytes from offset %" PRIu64 " to %" PRIu64 " with data after them: a torn write or overwritten data",
+				    zfrom, dat);
+				break;
+			}
+			if (!last) {
+				struct stat zst;
+				r = broke(c, KWAC_P_TORN, path, lineno + 1, c->last_seq + 1,
+				    "the segment ends in %" PRIu64 " zero bytes: only the last segment, still being written, may",
+				    fstat(lr.fd, &zst) == 0 ? (uint64_t)zst.st_size - zfrom : 0);
+				break;
+			}
+		}
 		if (r == 0) {
 			if (kwac_lines_partial(&lr) > 0 && last && c->opt != NULL && c->opt->live)
 				c->res->pending_bytes = kwac_lines_partial(&lr);
@@ -758,7 +863,7 @@ kwac_segment_scan(const char *path, unsigned index, struct kwac_scan *out)
 	uint64_t off;
 	struct kwac_line l;
 	struct stat st;
-	int r;
+	int fd, r;
 
 	memset(&s, 0, sizeof(s));
 	memset(&res, 0, sizeof(res));
@@ -766,9 +871,13 @@ kwac_segment_scan(const char *path, unsigned index, struct kwac_scan *out)
 	c.res = &res;
 	c.anywhere = 1;
 	c.index = index;
-	if (stat(path, &st) != 0)
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
 		return kw_fail(-errno, "cannot read %s: %s", path, strerror(errno));
-	s.size = (uint64_t)st.st_size;
+	r = fstat(fd, &st) == 0 ? kwac_data_end(fd, &s.size) : -errno;
+	close(fd);
+	if (r != 0)
+		return kw_fail(r, "cannot read %s: %s", path, strerror(-r));
+	s.zero_tail = (uint64_t)st.st_size - s.size;
 	r = chain_file(&c, path, 1, &s.good_end, &s.lines);
 	if (res.problem == KWAC_P_IO)
 		return kw_fail(-EIO, "cannot read %s: %s", path, res.what);

@@ -102,13 +102,21 @@ int kwac_line_parse(const char *line, size_t len, struct kwac_line *out,
 /* ---- reading lines from a file ---------------------------------------------- */
 
 /* A buffered reader of whole lines that tolerates a file still being
- * appended to: a last line without "\n" is not returned until it ends. */
+ * appended to: a last line without "\n" is not returned until it ends.
+ *
+ * The writer fills the active segment ahead of its data with zero bytes
+ * (audit.preallocate), so that a commit overwrites blocks the file already
+ * has instead of growing it.  A zero byte is never part of a line: the
+ * reader stops at the first one as it stops at the end of the file, and
+ * reads from there again at the next call. */
 struct kwac_lines {
 	int fd;
 	char *buf;
 	size_t cap, start, end;
 	uint64_t off;            /* file offset of buf[start] */
 	int eof;
+	int at_zero;             /* the last call stopped at a zero byte */
+	int zero_held;           /* a zero byte ends what is in buf */
 };
 
 /* Open path read-only.  0 or -errno. */
@@ -124,6 +132,16 @@ int kwac_lines_next(struct kwac_lines *r, const char **line, size_t *len,
 /* Bytes of an unfinished last line seen so far. */
 size_t kwac_lines_partial(const struct kwac_lines *r);
 
+/* After kwac_lines_next returned 0 at a zero byte (r->at_zero): read past
+ * the run of zero bytes.  1 when data follows them (the reader goes on
+ * from that byte, the partial line before the zeros dropped; *zero_from
+ * and *data_at say where the run began and ended), 0 when only zeros are
+ * left up to the end of the file (nothing moves), or -errno. */
+int kwac_lines_skip_zeros(struct kwac_lines *r, uint64_t *zero_from, uint64_t *data_at);
+
+/* The file's length without its trailing zero bytes: where its data ends. */
+int kwac_data_end(int fd, uint64_t *end);
+
 /* Close.  Accepts a reader whose open failed, or one already closed. */
 void kwac_lines_close(struct kwac_lines *r);
 
@@ -137,7 +155,9 @@ struct kwac_scan {
 	uint64_t good_end;       /* offset after the last header or seal line that
 	                            links: a batch ends with its seal, so events
 	                            after it were never acknowledged */
-	uint64_t size;           /* file size */
+	uint64_t size;           /* where the data ends: the file's size without
+	                            the zero bytes that end it */
+	uint64_t zero_tail;      /* those zero bytes: the preallocated tail */
 	uint64_t next_seq;       /* seq of the next event */
 	uint8_t last[KWAC_HASH_LEN]; /* hash of the last chained line before good_end */
 	unsigned long lines;     /* whole lines before good_end */

@@ -38,6 +38,11 @@
  * nothing. */
 #define LINGER_US_DEFAULT 200
 #define LINGER_ENOUGH 64
+/* Preallocation: keep at least PREALLOC_LOW zero bytes ahead of the data,
+ * adding PREALLOC_CHUNK at a time, up to the segment's size plus one
+ * chunk.  See seg_prealloc. */
+#define PREALLOC_CHUNK (1U << 20)
+#define PREALLOC_LOW (256U << 10)
 #define TIME_LEN 96
 
 enum ent_state { E_QUEUED, E_WRITING, E_ABANDONED };
@@ -96,6 +101,8 @@ struct audit_log {
 	int fd;                      /* current segment, -1 when closed */
 	unsigned seg;
 	uint64_t seg_size;           /* durable bytes of the segment */
+	uint64_t seg_zeroed;         /* the file holds data or zeros up to here */
+	int prealloc_failed;         /* no more zeros for this segment (disk full) */
 	int seg_has_header;
 	int seg_created;             /* the file was created by this process, dir not synced */
 	int64_t seg_started;         /* realtime us of its header */
@@ -320,12 +327,71 @@ seg_open(struct audit_log *log)
 		goto out;
 	}
 	log->fd = fd;
+	log->seg_zeroed = log->seg_size;
 	fd = -1;
 	r = 0;
 out:
 	if (fd >= 0)
 		close(fd);
 	return r;
+}
+
+/* Preallocation.  Appending to a file and syncing it costs two writes to
+ * the device (the data, and the journal's record of the new size and
+ * blocks); overwriting blocks the file already has costs one.  So after a
+ * commit the writer keeps zero bytes ahead of the data, written (not
+ * allocated as unwritten extents, which cost a journal record again at the
+ * first write) a chunk at a time; the next commit's sync makes them
+ * durable with its batch, and the commits after it only overwrite.
+ * Readers take a zero byte for the end of what is written
+ * (kwac_lines_next).  A segment is cut back to its data before the next
+ * one is created, and at close, so only the last segment ever ends in
+ * zeros.  Best effort: when the zeros cannot be written (a full disk, a
+ * file size limit) commits append as before. */
+static void
+seg_prealloc(struct audit_log *log)
+{
+	static const char zeros[65536];
+	uint64_t cap = log->opt.segment_bytes + PREALLOC_CHUNK, end;
+
+	if (log->opt.preallocate < 0 || log->prealloc_failed || log->fd < 0 ||
+	    log->seg_zeroed >= log->seg_size + PREALLOC_LOW || log->seg_zeroed >= cap)
+		return;
+	if (log->seg_zeroed < log->seg_size)
+		log->seg_zeroed = log->seg_size;
+	end = log->seg_zeroed + PREALLOC_CHUNK;
+	if (end > cap)
+		end = cap;
+	while (log->seg_zeroed < end) {
+		size_t n = end - log->seg_zeroed < sizeof(zeros) ?
+		    (size_t)(end - log->seg_zeroed) : sizeof(zeros);
+		ssize_t w = pwrite(log->fd, zeros, n, (off_t)log->seg_zeroed);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			log->prealloc_failed = 1;
+			return;
+		}
+		log->seg_zeroed += (uint64_t)w;
+	}
+}
+
+/* Cut the zeros off the end of the segment, durably: before the next
+ * segment is created, and at close. */
+static int
+seg_trim(struct audit_log *log)
+{
+	char path[1024];
+
+	if (log->fd < 0 || log->seg_zeroed <= log->seg_size)
+		return 0;
+	if (ftruncate(log->fd, (off_t)log->seg_size) != 0 || fdatasync(log->fd) != 0) {
+		seg_path(log, log->seg, path, sizeof(path));
+		return kw_fail(-errno, "cannot cut the preallocated zeros off audit segment %s: %s",
+		    path, strerror(errno));
+	}
+	log->seg_zeroed = log->seg_size;
+	return 0;
 }
 
 static int
@@ -374,9 +440,15 @@ commit(struct audit_log *log, struct ent *batch, json_t **extra, size_t nextra)
 	if (log->seg_has_header &&
 	    (log->seg_size >= log->opt.segment_bytes || (t > log->seg_started &&
 	    (uint64_t)(t - log->seg_started) >= log->opt.segment_seconds * 1000000))) {
+		/* Only the last segment may end in zeros: open it if a failed
+		 * commit closed it (seg_open cuts it too) and cut them. */
+		if ((r = seg_open(log)) != 0 || (r = seg_trim(log)) != 0)
+			goto fail;
 		seg_close(log);
 		log->seg++;
 		log->seg_size = 0;
+		log->seg_zeroed = 0;
+		log->prealloc_failed = 0;
 		log->seg_has_header = 0;
 		log->seg_created = 0;
 	}
@@ -663,6 +735,8 @@ writer_main(void *arg)
 			e->done(e->arg, status, r == 0 ? e->seq : 0);
 			ent_free(e);
 		}
+		if (r == 0)
+			seg_prealloc(log);
 		pthread_mutex_lock(&log->mu);
 		/* Stopping on a failing disk: do not retry forever. */
 		if (r != 0 && log->stopping) {
@@ -984,7 +1058,14 @@ out:
 /* A torn tail is what a crash leaves: bytes that were never acknowledged.
  * A seal that the audit key made, after the break, says otherwise: the
  * break is in data that was durable, so it was altered or corrupted, and
- * cutting it off would hide that.  1 when such a seal follows, 0 if not. */
+ * cutting it off would hide that.  1 when such a seal follows, 0 if not.
+ *
+ * One exception.  In a preallocated segment a commit overwrites zero bytes,
+ * and a crash during its sync may leave any of its pages on disk and not
+ * others: the one batch in flight (the writer commits one at a time) can
+ * come back with zeros inside it and its own seal whole at its end.  So
+ * when the tail after the break holds zero bytes, a seal proves alteration
+ * only if data follows it, that is, if more than that one batch is there. */
 static int
 sealed_after(struct audit_log *log, const char *path, uint64_t from)
 {
@@ -995,24 +1076,42 @@ sealed_after(struct audit_log *log, const char *path, uint64_t from)
 	uint64_t off;
 	uint8_t mac[KWAC_MAC_LEN];
 	char in[128];
-	int n, found = 0;
+	int n, r, sealed = 0, after = 0, zeros = 0;
 
 	if (kwac_lines_open(&lr, path) != 0)
 		return 0;
 	if (lseek(lr.fd, (off_t)from, SEEK_SET) == (off_t)from) {
 		lr.off = from;
-		while (!found && kwac_lines_next(&lr, &text, &len, &off) == 1) {
+		for (;;) {
+			r = kwac_lines_next(&lr, &text, &len, &off);
+			if (r == 0 && lr.at_zero) {
+				/* Zeros with data after them are inside the tail;
+				 * the zeros that end the file are not. */
+				if (kwac_lines_partial(&lr) > 0 && sealed)
+					after = 1;
+				if (kwac_lines_skip_zeros(&lr, NULL, NULL) != 1)
+					break;
+				zeros = 1;
+				continue;
+			}
+			if (r != 1) {
+				if (r == 0 && kwac_lines_partial(&lr) > 0 && sealed)
+					after = 1;
+				break;
+			}
+			if (sealed)
+				after = 1;
 			if (kwac_line_parse(text, len, &l, NULL, 0) != 0 ||
 			    l.type != KWAC_LINE_SEAL)
 				continue;
 			if ((n = kwac_seal_input(l.seq, l.hash, in, sizeof(in))) > 0 &&
 			    log->opt.seal(log->opt.seal_arg, (const uint8_t *)in, (size_t)n, mac) == 0 &&
 			    kw_memeq_ct(mac, l.mac, sizeof(mac)) == 0)
-				found = 1;
+				sealed = 1;
 		}
 	}
 	kwac_lines_close(&lr);
-	return found;
+	return sealed && (!zeros || after);
 }
 
 /* Find where the chain ends; repair a torn tail.  *torn gets the event that
@@ -1211,6 +1310,7 @@ audit_close(struct audit_log *log)
 	pthread_mutex_unlock(&log->mu);
 	if (log->wd_started)
 		pthread_join(log->watchdog, NULL);
+	(void)seg_trim(log);   /* if it fails, the last segment keeps its zeros: they are allowed */
 	seg_close(log);
 	if (log->dirfd >= 0)
 		close(log->dirfd);
@@ -1510,6 +1610,10 @@ audit_reader_next(struct audit_reader *rd, const char **line, size_t *len,
 				return r;
 			if (r == 0 && kwac_lines_partial(&rd->lr) > 0)
 				return kw_fail(KW_E_FORMAT, "audit segment %u ends in a partial line "
+				    "although segment %u exists: run keywardend --verify-audit",
+				    rd->seg, rd->seg + 1);
+			if (r == 0 && rd->lr.at_zero)
+				return kw_fail(KW_E_FORMAT, "audit segment %u holds zero bytes "
 				    "although segment %u exists: run keywardend --verify-audit",
 				    rd->seg, rd->seg + 1);
 		}

@@ -62,6 +62,8 @@ struct audit_options {
 	int syslog;                  /* copy each event to syslog(LOG_AUTHPRIV|LOG_INFO) */
 	int linger_us;               /* under load, wait this long for more events
 	                                before a commit; 0 = 200, -1 = never */
+	int preallocate;             /* fill the active segment with zeros ahead of
+	                                its data; 0 = yes, -1 = no */
 	audit_seal_fn seal;          /* required */
 	void *seal_arg;
 };

@@ -36,6 +36,7 @@ audit_glue_open(struct kwd *d)
 	o.timeout_ms = d->cfg->audit_timeout_ms;
 	o.syslog = d->cfg->audit_syslog;
 	o.linger_us = d->cfg->audit_group_commit_us;
+	o.preallocate = d->cfg->audit_preallocate ? 0 : -1;
 	o.seal = glue_seal;
 	o.seal_arg = d;
 	return audit_open(&o, &d->audit);

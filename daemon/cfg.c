@@ -520,10 +520,17 @@ k_audit_syslog(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *yp)
 	cfg_bool(x, v, yp, &x->c->audit_syslog);
 }
 
+static void
+k_audit_prealloc(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *yp)
+{
+	cfg_bool(x, v, yp, &x->c->audit_preallocate);
+}
+
 static const struct cfg_key audit_keys[] = {
 	{ "dir", k_audit_dir }, { "segment_size", k_audit_segsize },
 	{ "segment_age", k_audit_segage }, { "timeout_ms", k_audit_timeout },
 	{ "syslog", k_audit_syslog }, { "group_commit_us", k_audit_linger },
+	{ "preallocate", k_audit_prealloc },
 };
 
 static void
@@ -784,6 +791,7 @@ config_load(const char *path, struct config **out, struct config_errors *errs)
 	c->audit_segment_bytes = 16ULL << 20;   /* start-up reads the last one whole */
 	c->audit_segment_seconds = 86400;
 	c->audit_timeout_ms = 2000;
+	c->audit_preallocate = 1;
 	c->workers = 0;              /* the CPU count, after parsing */
 	c->write_workers = 16;
 	c->max_body = 1ULL << 20;

@@ -46,6 +46,7 @@ struct config {
 	unsigned audit_timeout_ms;
 	int audit_group_commit_us;   /* linger for a group commit; -1 never, 0 default */
 	int audit_syslog;
+	int audit_preallocate;       /* zero-fill the active segment ahead of its data */
 
 	char *policy_file;           /* NULL: only root and the daemon's uid */
 

@@ -230,6 +230,29 @@ flines_free(struct flines *fl)
 	memset(fl, 0, sizeof(*fl));
 }
 
+/* A segment's bytes without the zeros preallocated after them; -1 if it
+ * cannot be read. */
+static off_t
+data_len(const char *path)
+{
+	uint64_t end;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), r;
+
+	if (fd < 0)
+		return -1;
+	r = kwac_data_end(fd, &end);
+	close(fd);
+	return r == 0 ? (off_t)end : -1;
+}
+
+static off_t
+file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
 static void
 seg(const char *dir, unsigned idx, char *buf, size_t len)
 {
@@ -1074,10 +1097,13 @@ test_fail_closed(void)
 	CU_ASSERT_EQUAL(put_n(log, 5), 0);
 	seg(dir, 1, path, sizeof(path));
 	CU_ASSERT_EQUAL_FATAL(stat(path, &sb), 0);
+	CU_ASSERT(sb.st_size > data_len(path));   /* zeros ahead of the data */
 	signal(SIGXFSZ, SIG_IGN);
 	CU_ASSERT_EQUAL_FATAL(getrlimit(RLIMIT_FSIZE, &old), 0);
 	lim = old;
-	lim.rlim_cur = (rlim_t)sb.st_size + 100;   /* a partial write, then EFBIG */
+	/* No write may reach past 100 bytes after the data, zeros or not: a
+	 * partial write, then EFBIG. */
+	lim.rlim_cur = (rlim_t)data_len(path) + 100;
 	CU_ASSERT_EQUAL_FATAL(setrlimit(RLIMIT_FSIZE, &lim), 0);
 
 	t0 = now_s();
@@ -1151,8 +1177,7 @@ test_stuck_disk(void)
 		CU_ASSERT_EQUAL_FATAL(put(log, "fill", i), 0);
 		audit_status_get(log, &st);
 		seg(dir, st.segment, next, sizeof(next));
-		struct stat sb;
-		if (stat(next, &sb) == 0 && sb.st_size >= 4096)
+		if (data_len(next) >= 4096)
 			break;
 	}
 	seg(dir, st.segment + 1, next, sizeof(next));
@@ -1602,6 +1627,184 @@ test_crash(void)
 	CU_ASSERT(count_segments(dir) >= 2);
 }
 
+/* Overwrite [from, from + n) of path with zero bytes, and add tail zeros
+ * at the end, as a preallocating writer leaves them. */
+static void
+zero_range(const char *path, off_t from, size_t n, size_t tail)
+{
+	char z[4096] = { 0 };
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	off_t end;
+
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_FATAL(n <= sizeof(z));
+	if (n > 0)
+		CU_ASSERT_EQUAL(pwrite(fd, z, n, from), (ssize_t)n);
+	end = lseek(fd, 0, SEEK_END);
+	for (size_t done = 0; done < tail; done += sizeof(z))
+		CU_ASSERT(pwrite(fd, z, sizeof(z), end + (off_t)done) == (ssize_t)sizeof(z));
+	close(fd);
+}
+
+/* The writer keeps zeros ahead of the data in the active segment, and in
+ * no other: readers and the verifier take them for the end of what is
+ * written; a segment that has a successor and ends in zeros is refused. */
+static void
+test_preallocated(void)
+{
+	char dir[512], path[1024], last[1024];
+	struct audit_log *log;
+	struct audit_reader *rd;
+	struct audit_status st;
+	struct kwac_result res;
+	struct kwac_verify_opts live = vopts;
+	const char *line;
+	size_t len;
+	uint64_t seq, want;
+	int r;
+
+	live.live = 1;
+	snprintf(dir, sizeof(dir), "%s/prealloc", tmproot);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 8192, 2000, 0));
+	CU_ASSERT_EQUAL(put_n(log, 5), 0);
+	seg(dir, 1, path, sizeof(path));
+	CU_ASSERT(file_size(path) > data_len(path) + 4096);
+	/* While it is open: the files verify, and read back event by event. */
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &live, &res), 0);
+	CU_ASSERT_EQUAL(res.events, 5);
+	CU_ASSERT_EQUAL(res.pending_bytes, 0);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	CU_ASSERT_EQUAL_FATAL(audit_reader_open(NULL, dir, 0, &rd), 0);
+	for (want = 1; (r = audit_reader_next(rd, &line, &len, &seq)) == 1; want++) {
+		CU_ASSERT_EQUAL(seq, want);
+		CU_ASSERT_PTR_NULL(memchr(line, '\0', len));
+	}
+	CU_ASSERT_EQUAL(r, 0);
+	CU_ASSERT_EQUAL(want, 6);
+	/* ... and the reader goes on once more is written over the zeros. */
+	CU_ASSERT_EQUAL(put(log, "more", 1), 0);
+	CU_ASSERT_EQUAL(audit_reader_next(rd, &line, &len, &seq), 1);
+	CU_ASSERT_EQUAL(seq, 6);
+	audit_reader_close(rd);
+
+	/* Roll over a few times: each finished segment is cut to its data. */
+	do {
+		CU_ASSERT_EQUAL_FATAL(put(log, "fill", 0), 0);
+		audit_status_get(log, &st);
+	} while (st.segment < 3);
+	/* The zeros come after a commit's completions: one more commit, and
+	 * those of the first in segment 3 are there. */
+	CU_ASSERT_EQUAL(put(log, "fill", 1), 0);
+	audit_status_get(log, &st);
+	CU_ASSERT_EQUAL_FATAL(st.segment, 3);
+	for (unsigned i = 1; i < st.segment; i++) {
+		seg(dir, i, path, sizeof(path));
+		CU_ASSERT_EQUAL(file_size(path), data_len(path));
+	}
+	seg(dir, st.segment, last, sizeof(last));
+	CU_ASSERT(file_size(last) > data_len(last));
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	CU_ASSERT_EQUAL(res.segments, 3);
+	/* Closing cuts the last one too. */
+	audit_close(log);
+	CU_ASSERT_EQUAL(file_size(last), data_len(last));
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	show(&res);
+
+	/* Zeros at the end of a segment that has a successor: refused by the
+	 * verifier and by a reader. */
+	seg(dir, 1, path, sizeof(path));
+	{
+		off_t keep = file_size(path);
+		zero_range(path, 0, 0, 4096);
+		CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), KW_E_AUTH);
+		CU_ASSERT_EQUAL(res.problem, KWAC_P_TORN);
+		CU_ASSERT_PTR_NOT_NULL(strstr(res.what, "zero bytes"));
+		CU_ASSERT_EQUAL_FATAL(audit_reader_open(NULL, dir, 0, &rd), 0);
+		while ((r = audit_reader_next(rd, &line, &len, &seq)) == 1)
+			;
+		CU_ASSERT_EQUAL(r, KW_E_FORMAT);
+		audit_reader_close(rd);
+		CU_ASSERT_EQUAL(truncate(path, keep), 0);
+	}
+	/* Zeros over whole lines inside it, data after them: refused. */
+	{
+		struct flines fl;
+		flines_read(path, &fl);
+		zero_range(path, (off_t)strlen(fl.l[0]) + 1, strlen(fl.l[1]), 0);
+		flines_free(&fl);
+		CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), KW_E_AUTH);
+		CU_ASSERT_EQUAL(res.problem, KWAC_P_TORN);
+		CU_ASSERT_EQUAL(res.line, 2);
+		CU_ASSERT_PTR_NOT_NULL(strstr(res.what, "with data after them"));
+	}
+}
+
+/* A crash while a commit overwrote the zeros may leave some of its pages on
+ * disk and not others, with its seal whole at the end.  Open takes that
+ * one batch for a torn write: it is put aside, the acknowledged events
+ * stay.  Zeros inside acknowledged data, with sealed batches after them,
+ * are not a crash: open refuses. */
+static void
+test_torn_overwrite(void)
+{
+	char dir[512], path[1024];
+	struct audit_log *log;
+	struct kwac_result res;
+	off_t d1, d2;
+
+	snprintf(dir, sizeof(dir), "%s/tornover", tmproot);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 2000, 0));
+	CU_ASSERT_EQUAL(put_n(log, 10), 0);
+	seg(dir, 1, path, sizeof(path));
+	d1 = data_len(path);
+	CU_ASSERT_EQUAL(put(log, "last", 1), 0);   /* one batch: an event and its seal */
+	d2 = data_len(path);
+	audit_close(log);
+	CU_ASSERT_FATAL(d2 - d1 > 200);
+	/* Its first bytes never reached the disk; its seal did; zeros after. */
+	zero_range(path, d1, 64, 8192);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), KW_E_AUTH);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_TORN);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 2000, 0));
+	CU_ASSERT_EQUAL(audit_committed_seq(log), 11);   /* 10 kept, and the repair */
+	CU_ASSERT_EQUAL(put(log, "after", 1), 0);
+	audit_close(log);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	show(&res);
+	CU_ASSERT_EQUAL(res.torn_events, 1);
+	CU_ASSERT_EQUAL(res.last_seq, 12);
+	{
+		char *buf;
+		size_t len;
+		buf = slurp(path, &len);
+		CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"type\":\"audit.torn_tail\""));
+		CU_ASSERT_PTR_NULL(strstr(buf, "\"type\":\"last\""));
+		CU_ASSERT_PTR_NULL(memchr(buf, '\0', len));
+		free(buf);
+	}
+
+	/* Zeros over an acknowledged event that sealed batches follow. */
+	{
+		struct flines fl;
+		off_t at = 0;
+		char *before, *after;
+		size_t lb, la;
+		flines_read(path, &fl);
+		for (size_t i = 0; i < 4; i++)
+			at += (off_t)strlen(fl.l[i]) + 1;
+		zero_range(path, at + 10, 40, 4096);
+		flines_free(&fl);
+		before = slurp(path, &lb);
+		CU_ASSERT_PTR_NULL(log = log_open(dir, 0, 2000, 0));
+		CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_FORMAT), "sealed events follow"));
+		after = slurp(path, &la);
+		CU_ASSERT(before != NULL && after != NULL && lb == la && memcmp(before, after, lb) == 0);
+		free(before);
+		free(after);
+	}
+}
+
 int
 main(void)
 {
@@ -1643,6 +1846,8 @@ main(void)
 	CU_add_test(s, "segments roll over by age", test_roll_by_age);
 	CU_add_test(s, "a late write is recorded as such", test_late_write);
 	CU_add_test(s, "kill -9 mid-write: acknowledged events survive", test_crash);
+	CU_add_test(s, "the active segment is preallocated with zeros, no other", test_preallocated);
+	CU_add_test(s, "a torn overwrite of the zeros is repaired, zeros over sealed data refused", test_torn_overwrite);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();

@@ -71,7 +71,16 @@ test_good(void)
 	CU_ASSERT_EQUAL(c->vaults[1].retention_days, 7);
 	CU_ASSERT_PTR_NOT_NULL(config_vault_find(c, "dev"));
 	CU_ASSERT_PTR_NULL(config_vault_find(c, "nope"));
+	CU_ASSERT_EQUAL(c->audit_preallocate, 1);
 	config_free(c);
+	/* audit.preallocate: a boolean, off on request */
+	CU_ASSERT_EQUAL(load(GOOD "audit:\n  preallocate: false\n", &c, &e), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_EQUAL(c->audit_preallocate, 0);
+	config_free(c);
+	CU_ASSERT_EQUAL(load(GOOD "audit:\n  preallocate: sometimes\n", &c, &e), 1);
+	CU_ASSERT(has_error(&e, "audit.preallocate"));
+	config_errors_free(&e);
 }
 
 static void
