@@ -9,7 +9,9 @@
 #include <errno.h>
 #include <grp.h>
 #include <limits.h>
+#include <pthread.h>
 #include <pwd.h>
+#include <stdint.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +36,39 @@
 
 #define DEK_LEN 32
 #define PUT_RETRIES 16
+
+/* Writes of a new version to one name are serialized here: each reads the
+ * current version, seals the value for the next one, and inserts it, so
+ * two at once on one name would have all but one lose and retry, and 32
+ * clients writing one name could starve a writer.  A lock per stripe of
+ * names (by hash) keeps unrelated writes concurrent, so that they still
+ * share the store's and the audit log's syncs.  The store's uniqueness of
+ * (vault, name, version) stays the backstop, and the retry for whatever
+ * else writes the store. */
+#define PUT_STRIPES 1024
+static pthread_mutex_t put_stripe[PUT_STRIPES];
+static pthread_once_t put_stripe_once = PTHREAD_ONCE_INIT;
+
+static void
+put_stripe_init(void)
+{
+	for (int i = 0; i < PUT_STRIPES; i++)
+		pthread_mutex_init(&put_stripe[i], NULL);
+}
+
+static pthread_mutex_t *
+put_lock(const char *vault, const char *name)
+{
+	uint32_t h = 2166136261u;   /* FNV-1a over "vault\0name" */
+
+	pthread_once(&put_stripe_once, put_stripe_init);
+	for (const char *p = vault; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	h = (h ^ 0) * 16777619u;
+	for (const char *p = name; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	return &put_stripe[h % PUT_STRIPES];
+}
 
 const char *
 kwd_action_name(enum kwd_action a)
@@ -974,6 +1009,7 @@ h_secret_put(struct kwd_req *r)
 	uint8_t *dek = NULL;
 	uint64_t cas = 0, cur = 0;
 	int has_cas = 0, e, tries;
+	pthread_mutex_t *stripe = NULL;
 	unsigned mask;
 	char aad[400];
 	int aadlen;
@@ -1008,6 +1044,8 @@ h_secret_put(struct kwd_req *r)
 
 	if (kwd_intent_or_refuse(r, "written") != 0)
 		goto out;
+	stripe = put_lock(r->vault, r->name);
+	pthread_mutex_lock(stripe);
 	for (tries = 0;; tries++) {
 		if ((e = store_secret_current(r->d->store, r->vault, r->name, &cur)) != 0) {
 			kwd_reply_kwerr(r, e, "write");
@@ -1057,6 +1095,8 @@ h_secret_put(struct kwd_req *r)
 	atomic_fetch_add(&r->d->m.secret_writes, 1);
 	kwd_reply_json(r, 201, meta_json(r->vault, &rec.meta));
 out:
+	if (stripe != NULL)
+		pthread_mutex_unlock(stripe);
 	kw_secfree(dek);
 	kw_secret_clear(&val);
 	store_record_clear(&rec);

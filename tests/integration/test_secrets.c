@@ -423,9 +423,10 @@ mix_client(void *p)
 			    (unsigned long long)last[k] + 1);
 			st = kwt_http(dmn.sock, "PUT", path, body, &resp);
 			j = json_loads(resp, 0, NULL);
-			if (st != 201 || (uint64_t)json_integer_value(json_object_get(j, "version")) != last[k] + 1)
+			if (st != 201 || (uint64_t)json_integer_value(json_object_get(j, "version")) != last[k] + 1) {
 				a->errors++;
-			else
+				fprintf(stderr, "PUT %s: %ld %s\n", path, st, resp ? resp : "");
+			} else
 				last[k]++;
 			json_decref(j);
 			free(resp);
@@ -436,14 +437,20 @@ mix_client(void *p)
 			snprintf(want, sizeof(want), "c%d-k%d-v%llu", a->id, k, (unsigned long long)last[k]);
 			if (last[k] == 0 ? st != 404 :
 			    (st != 200 || strcmp(json_string_value(json_object_get(j, "value")) ?: "", want) != 0))
+			{
 				a->lost++;
+				fprintf(stderr, "GET %s: %ld %s\n", path, st, resp ? resp : "");
+			}
 			json_decref(j);
 			free(resp);
 		} else {
 			snprintf(body, sizeof(body), "{\"value\":\"hot-%d-%d\"}", a->id, i);
-			st = kwt_http(dmn.sock, "PUT", "/v1/vaults/dev/secrets/mix/hot", body, NULL);
-			if (st != 201)
+			st = kwt_http(dmn.sock, "PUT", "/v1/vaults/dev/secrets/mix/hot", body, &resp);
+			if (st != 201) {
 				a->errors++;
+				fprintf(stderr, "PUT mix/hot: %ld %s\n", st, resp ? resp : "");
+			}
+			free(resp);
 		}
 	}
 	return NULL;
