@@ -313,7 +313,22 @@ run(struct config *cfg)
 	}
 
 	evthread_use_pthreads();
-	if ((d.base = event_base_new()) == NULL) {
+	/* With epoll, let libevent gather the changes of one loop iteration
+	 * into one epoll_ctl per descriptor: evhttp stops reading a
+	 * connection while its request is served and reads again after the
+	 * reply, which was two system calls per request (get, 32 clients:
+	 * 23.4k against 21.9k/s, three alternating runs each).  libevent warns
+	 * that it mishandles a descriptor dup()ed and closed while registered;
+	 * the daemon registers none. */
+	{
+		struct event_config *ec = event_config_new();
+		if (ec != NULL)
+			event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+		d.base = ec != NULL ? event_base_new_with_config(ec) : NULL;
+		if (ec != NULL)
+			event_config_free(ec);
+	}
+	if (d.base == NULL) {
 		log_err("cannot create the event loop");
 		goto out;
 	}
