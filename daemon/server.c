@@ -287,11 +287,19 @@ void
 kwd_complete(struct kwd_req *r)
 {
 	struct kwd *d = r->d;
+	int first;
 
 	pthread_mutex_lock(&d->c_lock);
+	first = d->c_head == NULL;
 	req_append(&d->c_head, &d->c_tail, r);
 	pthread_mutex_unlock(&d->c_lock);
-	event_active(d->c_event, EV_READ, 0);
+	/* Only the completion that finds the queue empty wakes the loop: the
+	 * loop takes the whole queue at once, so a request added behind
+	 * another is taken with it.  (event_active takes libevent's base lock
+	 * and may write to its wake-up descriptor: once per audit batch, not
+	 * once per request.) */
+	if (first)
+		event_active(d->c_event, EV_READ, 0);
 }
 
 static void
