@@ -40,9 +40,11 @@
 #define LINGER_ENOUGH 64
 /* Preallocation: keep at least PREALLOC_LOW zero bytes ahead of the data,
  * adding PREALLOC_CHUNK at a time, up to the segment's size plus one
- * chunk.  See seg_prealloc. */
-#define PREALLOC_CHUNK (1U << 20)
-#define PREALLOC_LOW (256U << 10)
+ * chunk.  See seg_prealloc.  The commit after a chunk syncs it too: get's
+ * p99 at 32 clients was 2.1-2.2 ms with 256 KiB chunks, 2.4-2.8 ms with
+ * 1 MiB, 2.5-2.7 ms with 4 MiB; 64 and 128 KiB were no better than 256. */
+#define PREALLOC_CHUNK (256U << 10)
+#define PREALLOC_LOW (64U << 10)
 #define TIME_LEN 96
 
 enum ent_state { E_QUEUED, E_WRITING, E_ABANDONED };
