@@ -247,14 +247,31 @@ static int
 buf_event(struct audit_log *log, const char *body, size_t bodylen, const char *now,
     uint64_t seq)
 {
-	char head[200], hex[KWAC_HEX_LEN + 1];
-	size_t start = log->buflen;
-	int n, r;
+	char head[64 + TIME_LEN + KWAC_HEX_LEN], digits[24], *p = head;
+	size_t start = log->buflen, nd = 0, tl = strlen(now);
+	uint64_t v = seq;
+	int r;
 
-	kwac_hex(log->last, hex);
-	n = snprintf(head, sizeof(head), "{\"seq\":%" PRIu64 ",\"time\":\"%s\",\"prev\":\"%s\"",
-	    seq, now, hex);
-	if ((r = buf_add(log, head, (size_t)n)) != 0)
+	/* By hand: this runs for every event on the one writer thread. */
+	if (tl > TIME_LEN)
+		return KW_E_INTERNAL;
+	do
+		digits[nd++] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	memcpy(p, "{\"seq\":", 7);
+	p += 7;
+	while (nd > 0)
+		*p++ = digits[--nd];
+	memcpy(p, ",\"time\":\"", 9);
+	p += 9;
+	memcpy(p, now, tl);
+	p += tl;
+	memcpy(p, "\",\"prev\":\"", 10);
+	p += 10;
+	kwac_hex(log->last, p);
+	p += KWAC_HEX_LEN;
+	*p++ = '"';
+	if ((r = buf_add(log, head, (size_t)(p - head))) != 0)
 		return r;
 	/* body is "{}" or "{...}": splice its fields after ours. */
 	if (bodylen > 2 && (r = buf_add(log, ",", 1)) != 0)

@@ -20,7 +20,7 @@ grow(struct jw *w, size_t more)
 		return -1;
 	if (w->n + more + 1 <= w->cap)
 		return 0;
-	cap = w->cap ? w->cap : 512;
+	cap = w->cap ? w->cap : 1024;   /* a request's audit event fits, mostly */
 	while (cap < w->n + more + 1)
 		cap *= 2;
 	if ((nb = realloc(w->b, cap)) == NULL) {
