@@ -356,8 +356,8 @@ out:
 }
 
 /* Preallocation.  Appending to a file and syncing it costs two writes to
- * the device (the data, and the journal's record of the new size and
- * blocks); overwriting blocks the file already has costs one.  So after a
+ * the device (the data, and the file's new size and blocks: the inode, or
+ * a journal record); overwriting blocks the file already has costs one.  So after a
  * commit the writer keeps zero bytes ahead of the data, written (not
  * allocated as unwritten extents, which cost a journal record again at the
  * first write) a chunk at a time; the next commit's sync makes them
