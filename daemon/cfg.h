@@ -55,6 +55,7 @@ struct config {
 
 	unsigned workers;            /* reads and key operations; 0 in the file: the CPU count */
 	unsigned write_workers;      /* writes, which wait for disks */
+	unsigned event_loops;        /* HTTP event loops; 0 in the file: the CPU count, at most 8 */
 	uint64_t max_body;           /* bytes of a request body */
 	uint64_t max_value;          /* bytes of a secret value */
 	unsigned max_connections;

@@ -64,8 +64,10 @@ typedef void (*kwd_handler_fn)(struct kwd_req *r);
 /* One HTTP request in flight.  Owned by the loop until submitted; then by
  * the worker; then by the audit writer; then by the loop again, which
  * replies and frees it. */
+struct kwd_loop;
 struct kwd_req {
 	struct kwd *d;
+	struct kwd_loop *loop;         /* the event loop of its connection */
 	struct evhttp_request *http;   /* NULL-ed if the client went away */
 	uint64_t id;                   /* request id, also in the audit event */
 	struct peer_identity who;
@@ -109,20 +111,48 @@ struct kwd_metrics {
 	atomic_uint_fast64_t secret_reads, secret_writes;
 };
 
-struct kwd {
-	struct config *cfg;
+/* An event loop: its own libevent base, HTTP server on the shared listening
+ * socket, connections, completion queue and audit stream clients.  Loop 0
+ * runs on the main thread (which also has the signals and timers), the
+ * others each on a thread of their own (limits.event_loops).  A request
+ * stays on its connection's loop: only that thread touches its evhttp
+ * objects. */
+struct kwd_loop {
+	struct kwd *d;
+	unsigned idx;
 	struct event_base *base;
 	struct evhttp *http;
+	struct evhttp_bound_socket *bound;
+	int listen_fd;                 /* this loop's descriptor of the socket, or -1 */
+	pthread_t thread;
+	int started;
+
+	/* completions from workers and the audit writer */
+	pthread_mutex_t c_lock;
+	struct kwd_req *c_head, *c_tail;
+	struct event *c_event;
+	unsigned inflight;             /* loop thread only */
+
+	/* audit stream clients (loop thread only) */
+	struct event *stream_ev;
+	struct stream *streams;
+	atomic_uint nstreams;          /* read by the audit writer */
+};
+
+struct kwd {
+	struct config *cfg;
+	struct event_base *base;       /* the main thread's, loop 0's */
+	struct kwd_loop *loops;
+	unsigned nloops;
 	struct p11_ctx *p11;
 	struct store *store;
 	struct audit_log *audit;
 	struct policy *policy;         /* the policy in force (swapped on reload), or NULL */
 	char policy_hash[72];          /* SHA-256 of the policy in force, hex */
 	pthread_rwlock_t policy_lock;
-	uint64_t next_req_id;
+	atomic_uint_fast64_t next_req_id;
 	int listen_fd;
-	struct evhttp_bound_socket *bound;
-	int stopping;
+	atomic_int stopping;
 	struct kwd_metrics m;
 	uint64_t started_us;
 
@@ -140,16 +170,8 @@ struct kwd {
 		int stop;
 	} pool[2];
 
-	/* completions back to the loop */
-	pthread_mutex_t c_lock;
-	struct kwd_req *c_head, *c_tail;
-	struct event *c_event;
-	unsigned inflight;
-
-	/* audit stream subscribers (loop thread) */
-	struct event *stream_ev;
+	/* the audit log's subscription that wakes the loops' stream clients */
 	struct audit_sub *stream_sub;
-	struct stream *streams;
 
 	/* master-key versions and rotations of each vault (daemon/rotation.c) */
 	struct kwd_vault *vaults;

@@ -254,7 +254,6 @@ run(struct config *cfg)
 		pthread_mutex_init(&d.pool[i].lock, NULL);
 		pthread_cond_init(&d.pool[i].cond, NULL);
 	}
-	pthread_mutex_init(&d.c_lock, NULL);
 	pthread_rwlock_init(&d.policy_lock, NULL);
 
 	if ((e = kw_secmem_harden_process()) != 0)
@@ -313,22 +312,7 @@ run(struct config *cfg)
 	}
 
 	evthread_use_pthreads();
-	/* With epoll, let libevent gather the changes of one loop iteration
-	 * into one epoll_ctl per descriptor: evhttp stops reading a
-	 * connection while its request is served and reads again after the
-	 * reply, which was two system calls per request (get, 32 clients:
-	 * 23.4k against 21.9k/s, three alternating runs each).  libevent warns
-	 * that it mishandles a descriptor dup()ed and closed while registered;
-	 * the daemon registers none. */
-	{
-		struct event_config *ec = event_config_new();
-		if (ec != NULL)
-			event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-		d.base = ec != NULL ? event_base_new_with_config(ec) : NULL;
-		if (ec != NULL)
-			event_config_free(ec);
-	}
-	if (d.base == NULL) {
+	if ((d.base = server_base_new()) == NULL) {
 		log_err("cannot create the event loop");
 		goto out;
 	}
@@ -359,11 +343,18 @@ run(struct config *cfg)
 
 	audit_glue_admin(&d, "start", json_pack("{s:s,s:i}", "version", PACKAGE_VERSION,
 	    "pid", (int)getpid()));
-	log_notice("keywardend %s ready on %s (%u workers, %u write workers, %zu vault%s)",
-	    PACKAGE_VERSION, cfg->socket_path, cfg->workers, cfg->write_workers, cfg->nvaults,
+	log_notice("keywardend %s ready on %s (%u event loops, %u workers, %u write workers, %zu vault%s)",
+	    PACKAGE_VERSION, cfg->socket_path, cfg->event_loops, cfg->workers, cfg->write_workers, cfg->nvaults,
 	    cfg->nvaults == 1 ? "" : "s");
+	if ((e = server_run_loops(&d)) != 0) {
+		log_err("event loops: %s", kw_errdetail(e));
+		server_stop_accepting(&d);
+		server_join_loops(&d);
+		goto out;
+	}
 	sd_notify(0, "READY=1");
 	event_base_dispatch(d.base);
+	server_join_loops(&d);   /* each stops once its requests in flight are answered */
 	rc = 0;
 	log_notice("stopping");
 out:

@@ -2,8 +2,9 @@
  * stream.c - GET /v1/audit/stream?since=SEQ: the audit log, live, as
  * chunked JSON lines.
  *
- * One subscription to the audit log wakes the loop after every durable
- * batch; each client has its own reader (memory for recent lines, the
+ * One subscription to the audit log wakes the loops that have stream
+ * clients after every durable batch; each client, on its connection's
+ * loop, has its own reader (memory for recent lines, the
  * segment files for older ones) that the loop drains while the client's
  * output buffer has room.  So a slow client never slows the writer or the
  * other clients, and every line reaches a client once, in order.  A client
@@ -34,6 +35,7 @@
 
 struct stream {
 	struct kwd *d;
+	struct kwd_loop *loop;
 	struct evhttp_request *req;
 	struct evhttp_connection *evcon;
 	struct audit_reader *rd;
@@ -44,15 +46,18 @@ struct stream {
 	struct stream *next;
 };
 
-static void stream_pump_all(struct kwd *d);
+static void stream_pump_all(struct kwd_loop *l);
 
 static void
 stream_notify(void *arg, const struct audit_line *lines, size_t n)
 {
 	struct kwd *d = arg;
 	(void)lines; (void)n;
-	/* Only wake the loop: the readers fetch the lines themselves. */
-	event_active(d->stream_ev, EV_READ, 0);
+	/* Only wake the loops that have clients: the readers fetch the lines
+	 * themselves. */
+	for (unsigned i = 0; i < d->nloops; i++)
+		if (atomic_load(&d->loops[i].nstreams) > 0)
+			event_active(d->loops[i].stream_ev, EV_READ, 0);
 }
 
 static void
@@ -65,9 +70,11 @@ stream_wake(evutil_socket_t fd, short what, void *arg)
 int
 stream_init(struct kwd *d)
 {
-	d->stream_ev = event_new(d->base, -1, EV_PERSIST, stream_wake, d);
-	if (d->stream_ev == NULL)
-		return -ENOMEM;
+	for (unsigned i = 0; i < d->nloops; i++) {
+		struct kwd_loop *l = &d->loops[i];
+		if ((l->stream_ev = event_new(l->base, -1, EV_PERSIST, stream_wake, l)) == NULL)
+			return -ENOMEM;
+	}
 	return audit_subscribe(d->audit, stream_notify, d, &d->stream_sub, NULL);
 }
 
@@ -79,11 +86,12 @@ stream_free(struct stream *s)
 }
 
 static void
-stream_unlink(struct kwd *d, struct stream *s)
+stream_unlink(struct kwd_loop *l, struct stream *s)
 {
-	for (struct stream **pp = &d->streams; *pp != NULL; pp = &(*pp)->next)
+	for (struct stream **pp = &l->streams; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == s) {
 			*pp = s->next;
+			atomic_fetch_sub(&l->nstreams, 1);
 			return;
 		}
 }
@@ -167,16 +175,16 @@ stream_pump(struct stream *s)
 }
 
 static void
-stream_pump_all(struct kwd *d)
+stream_pump_all(struct kwd_loop *l)
 {
 	struct stream *s, *next;
 
-	for (s = d->streams; s != NULL; s = next) {
+	for (s = l->streams; s != NULL; s = next) {
 		next = s->next;
 		if (s->closed || s->ended) {
 			if (s->closed && !s->ended)
 				evhttp_send_reply_end(s->req);   /* frees the detached request */
-			stream_unlink(d, s);
+			stream_unlink(l, s);
 			stream_free(s);
 			continue;
 		}
@@ -185,8 +193,9 @@ stream_pump_all(struct kwd *d)
 }
 
 int
-stream_start(struct kwd *d, struct evhttp_request *req, uint64_t since, uint64_t id)
+stream_start(struct kwd_loop *l, struct evhttp_request *req, uint64_t since, uint64_t id)
 {
+	struct kwd *d = l->d;
 	struct stream *s = calloc(1, sizeof(*s));
 	int e;
 
@@ -197,12 +206,14 @@ stream_start(struct kwd *d, struct evhttp_request *req, uint64_t since, uint64_t
 		return e;
 	}
 	s->d = d;
+	s->loop = l;
 	s->req = req;
 	s->evcon = evhttp_request_get_connection(req);
 	s->last = since;
 	s->id = id;
-	s->next = d->streams;
-	d->streams = s;
+	s->next = l->streams;
+	l->streams = s;
+	atomic_fetch_add(&l->nstreams, 1);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/x-ndjson");
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
 	evhttp_send_reply_start(req, 200, "OK");
@@ -211,12 +222,12 @@ stream_start(struct kwd *d, struct evhttp_request *req, uint64_t since, uint64_t
 }
 
 void
-stream_conn_closed(struct kwd *d, struct evhttp_connection *evcon)
+stream_conn_closed(struct kwd_loop *l, struct evhttp_connection *evcon)
 {
-	for (struct stream *s = d->streams; s != NULL; s = s->next)
+	for (struct stream *s = l->streams; s != NULL; s = s->next)
 		if (s->evcon == evcon) {
 			s->closed = 1;
-			event_active(d->stream_ev, EV_READ, 0);
+			event_active(l->stream_ev, EV_READ, 0);
 		}
 }
 
@@ -228,14 +239,18 @@ stream_shutdown(struct kwd *d)
 	if (d->audit != NULL && d->stream_sub != NULL)
 		audit_unsubscribe(d->audit, d->stream_sub);
 	d->stream_sub = NULL;
-	for (s = d->streams; s != NULL; s = next) {
-		next = s->next;
-		if (!s->ended)
-			evhttp_send_reply_end(s->req);
-		stream_free(s);
+	for (unsigned i = 0; d->loops != NULL && i < d->nloops; i++) {
+		struct kwd_loop *l = &d->loops[i];
+		for (s = l->streams; s != NULL; s = next) {
+			next = s->next;
+			if (!s->ended)
+				evhttp_send_reply_end(s->req);
+			stream_free(s);
+		}
+		l->streams = NULL;
+		atomic_store(&l->nstreams, 0);
+		if (l->stream_ev != NULL)
+			event_free(l->stream_ev);
+		l->stream_ev = NULL;
 	}
-	d->streams = NULL;
-	if (d->stream_ev != NULL)
-		event_free(d->stream_ev);
-	d->stream_ev = NULL;
 }

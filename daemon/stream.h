@@ -3,11 +3,12 @@
 #define KW_STREAM_H
 #include <stdint.h>
 struct kwd;
+struct kwd_loop;
 struct evhttp_request;
 struct evhttp_connection;
 int stream_init(struct kwd *d);
 /* Take over req and stream every event after since. */
-int stream_start(struct kwd *d, struct evhttp_request *req, uint64_t since, uint64_t id);
-void stream_conn_closed(struct kwd *d, struct evhttp_connection *evcon);
+int stream_start(struct kwd_loop *l, struct evhttp_request *req, uint64_t since, uint64_t id);
+void stream_conn_closed(struct kwd_loop *l, struct evhttp_connection *evcon);
 void stream_shutdown(struct kwd *d);
 #endif

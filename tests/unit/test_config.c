@@ -72,7 +72,19 @@ test_good(void)
 	CU_ASSERT_PTR_NOT_NULL(config_vault_find(c, "dev"));
 	CU_ASSERT_PTR_NULL(config_vault_find(c, "nope"));
 	CU_ASSERT_EQUAL(c->audit_preallocate, 1);
+	{
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		CU_ASSERT_EQUAL(c->event_loops, n < 1 ? 1u : n > 8 ? 8u : (unsigned)n);
+	}
 	config_free(c);
+	/* limits.event_loops: 1..64 */
+	CU_ASSERT_EQUAL(load(GOOD "limits:\n  event_loops: 3\n", &c, &e), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_EQUAL(c->event_loops, 3);
+	config_free(c);
+	CU_ASSERT_EQUAL(load(GOOD "limits:\n  event_loops: 0\n", &c, &e), 1);
+	CU_ASSERT(has_error(&e, "limits.event_loops"));
+	config_errors_free(&e);
 	/* audit.preallocate: a boolean, off on request */
 	CU_ASSERT_EQUAL(load(GOOD "audit:\n  preallocate: false\n", &c, &e), 0);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
