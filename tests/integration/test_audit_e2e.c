@@ -327,18 +327,23 @@ reader(void *p)
 	return NULL;
 }
 
+/* Four subscribers (their connections spread over the daemon's event
+ * loops) each see every event exactly once, across a restart. */
 static void
 test_stream_exactly_once(void)
 {
-	struct sub *s = calloc(1, sizeof(*s));
+	enum { NSUB = 4 };
+	struct sub *s[NSUB];
 	struct reqs rq[4];
-	pthread_t sth, th[4];
+	pthread_t sth[NSUB], th[4];
 	uint64_t start, end;
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
 	start = committed_seq();
-	s->last = start;
-	CU_ASSERT_EQUAL_FATAL(pthread_create(&sth, NULL, subscriber, s), 0);
+	for (int k = 0; k < NSUB; k++) {
+		CU_ASSERT_PTR_NOT_NULL_FATAL(s[k] = calloc(1, sizeof(*s[k])));
+		s[k]->last = start;
+		CU_ASSERT_EQUAL_FATAL(pthread_create(&sth[k], NULL, subscriber, s[k]), 0);
+	}
 	for (int i = 0; i < 4; i++) {
 		rq[i] = (struct reqs){ .n = 2500 };
 		CU_ASSERT_EQUAL_FATAL(pthread_create(&th[i], NULL, reader, &rq[i]), 0);
@@ -350,19 +355,25 @@ test_stream_exactly_once(void)
 	for (int i = 0; i < 4; i++)
 		pthread_join(th[i], NULL);
 	end = committed_seq();
-	for (int i = 0; i < 600 && s->last < end; i++)
-		usleep(50 * 1000);
-	s->stop = 1;
-	pthread_join(sth, NULL);
-	printf("\n  stream: seq %llu..%llu, %llu events seen, %llu request outcomes, %llu duplicates, %llu gaps\n",
-	    (unsigned long long)start, (unsigned long long)end, (unsigned long long)s->count,
-	    (unsigned long long)s->requests, (unsigned long long)s->dups, (unsigned long long)s->gaps);
-	CU_ASSERT(s->last >= end);
-	CU_ASSERT_EQUAL(s->dups, 0);
-	CU_ASSERT_EQUAL(s->gaps, 0);
-	CU_ASSERT_EQUAL(s->count, s->last - start);
-	CU_ASSERT(s->requests >= 10000);
-	free(s);
+	for (int k = 0; k < NSUB; k++) {
+		for (int i = 0; i < 600 && s[k]->last < end; i++)
+			usleep(50 * 1000);
+		s[k]->stop = 1;
+	}
+	for (int k = 0; k < NSUB; k++) {
+		pthread_join(sth[k], NULL);
+		printf("\n  stream %d: seq %llu..%llu, %llu events seen, %llu request outcomes, %llu duplicates, %llu gaps",
+		    k, (unsigned long long)start, (unsigned long long)end, (unsigned long long)s[k]->count,
+		    (unsigned long long)s[k]->requests, (unsigned long long)s[k]->dups,
+		    (unsigned long long)s[k]->gaps);
+		CU_ASSERT(s[k]->last >= end);
+		CU_ASSERT_EQUAL(s[k]->dups, 0);
+		CU_ASSERT_EQUAL(s[k]->gaps, 0);
+		CU_ASSERT_EQUAL(s[k]->count, s[k]->last - start);
+		CU_ASSERT(s[k]->requests >= 10000);
+		free(s[k]);
+	}
+	printf("\n");
 }
 
 static int
@@ -408,7 +419,7 @@ main(void)
 	s = CU_add_suite("audit trail end to end", suite_init, suite_clean);
 	CU_add_test(s, "an unwritable log refuses reads with 503, then heals", test_fail_closed_and_heal);
 	CU_add_test(s, "kill -9 during a burst: every acknowledged write has its event", test_kill9_during_burst);
-	CU_add_test(s, "a subscriber sees 10,000 requests' events exactly once, across a restart", test_stream_exactly_once);
+	CU_add_test(s, "four subscribers see 10,000 requests' events exactly once, across a restart", test_stream_exactly_once);
 	CU_add_test(s, "keywarden audit tail and query", test_cli_tail_and_query);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
