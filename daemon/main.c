@@ -181,9 +181,10 @@ reload_config(struct kwd *d)
 	    strcmp(nc->token, oc->token) != 0 || strcmp(nc->state_dir, oc->state_dir) != 0 ||
 	    strcmp(nc->store_url, oc->store_url) != 0 || strcmp(nc->audit_dir, oc->audit_dir) != 0 ||
 	    nc->workers != oc->workers || nc->write_workers != oc->write_workers ||
+	    nc->event_loops != oc->event_loops ||
 	    (nc->policy_file == NULL) != (oc->policy_file == NULL) ||
 	    (nc->policy_file && strcmp(nc->policy_file, oc->policy_file) != 0))
-		log_warn("reload: the socket, token, store, audit, workers or policy path changed: that takes a restart");
+		log_warn("reload: the socket, token, store, audit, workers, event loops or policy path changed: that takes a restart");
 	log_notice("reload: configuration %s applied", oc->path);
 	config_free(nc);
 }
