@@ -729,8 +729,8 @@ sign_and_openssl_verify(const char *name, const char *alg, const char *dir)
 	CU_ASSERT_EQUAL_FATAL(st, 200);
 	CU_ASSERT_EQUAL(write_b64_file(sig, jstr(j, "signature")), 0);
 	{
-		char *argv_rsa[] = { "openssl", "dgst", "-sha256", "-verify", pem, "-signature", sig, msg, NULL };
-		char *argv_pss[] = { "openssl", "dgst", "-sha256", "-verify", pem, "-sigopt", "rsa_padding_mode:pss",
+		char *argv_rsa[] = { (char *)kwt_require("OPENSSL"), "dgst", "-sha256", "-verify", pem, "-signature", sig, msg, NULL };
+		char *argv_pss[] = { (char *)kwt_require("OPENSSL"), "dgst", "-sha256", "-verify", pem, "-sigopt", "rsa_padding_mode:pss",
 			"-sigopt", "rsa_pss_saltlen:32", "-signature", sig, msg, NULL };
 		rc = kwt_run(strcmp(alg, "PS256") == 0 ? argv_pss : argv_rsa, out, sizeof(out));
 		CU_ASSERT_EQUAL(rc, 0);
@@ -1001,7 +1001,7 @@ test_cli_rotate_and_sign(void)
 	CU_ASSERT_EQUAL(kwt_write_file(pem, o, 0644), 0);
 	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "sign", "dev", "cli", "--alg", "ES256", "--in", msg, "--out", sig, NULL), 0);
 	{
-		char *argv[] = { "openssl", "dgst", "-sha256", "-verify", pem, "-signature", sig, msg, NULL };
+		char *argv[] = { (char *)kwt_require("OPENSSL"), "dgst", "-sha256", "-verify", pem, "-signature", sig, msg, NULL };
 		CU_ASSERT_EQUAL(kwt_run(argv, o, sizeof(o)), 0);
 		CU_ASSERT_PTR_NOT_NULL(strstr(o, "Verified OK"));
 	}

@@ -641,7 +641,7 @@ openssl_cli(const char *dir, int pss, char *out, size_t outlen)
 	snprintf(pub, sizeof(pub), "%s/pub.pem", dir);
 	snprintf(sig, sizeof(sig), "%s/sig.der", dir);
 	snprintf(m, sizeof(m), "%s/msg", dir);
-	argv[n++] = getenv("OPENSSL") != NULL ? getenv("OPENSSL") : "openssl";
+	argv[n++] = (char *)kwt_require("OPENSSL");
 	argv[n++] = "dgst";
 	argv[n++] = "-sha256";
 	argv[n++] = "-verify";
