@@ -862,7 +862,6 @@ kwac_segment_scan(const char *path, unsigned index, struct kwac_scan *out)
 	size_t len;
 	uint64_t off;
 	struct kwac_line l;
-	struct stat st;
 	int fd, r;
 
 	memset(&s, 0, sizeof(s));
@@ -873,11 +872,10 @@ kwac_segment_scan(const char *path, unsigned index, struct kwac_scan *out)
 	c.index = index;
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
 		return kw_fail(-errno, "cannot read %s: %s", path, strerror(errno));
-	r = fstat(fd, &st) == 0 ? kwac_data_end(fd, &s.size) : -errno;
+	r = kwac_data_end(fd, &s.size);
 	close(fd);
 	if (r != 0)
 		return kw_fail(r, "cannot read %s: %s", path, strerror(-r));
-	s.zero_tail = (uint64_t)st.st_size - s.size;
 	r = chain_file(&c, path, 1, &s.good_end, &s.lines);
 	if (res.problem == KWAC_P_IO)
 		return kw_fail(-EIO, "cannot read %s: %s", path, res.what);

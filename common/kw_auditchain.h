@@ -157,7 +157,6 @@ struct kwac_scan {
 	                            after it were never acknowledged */
 	uint64_t size;           /* where the data ends: the file's size without
 	                            the zero bytes that end it */
-	uint64_t zero_tail;      /* those zero bytes: the preallocated tail */
 	uint64_t next_seq;       /* seq of the next event */
 	uint8_t last[KWAC_HASH_LEN]; /* hash of the last chained line before good_end */
 	unsigned long lines;     /* whole lines before good_end */

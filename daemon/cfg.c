@@ -862,17 +862,16 @@ config_load(const char *path, struct config **out, struct config_errors *errs)
 		cfg_err(&x, root, "vaults", "declare at least one vault");
 	if (c->wrap == NULL)
 		c->wrap = strdup("auto");
-	if (c->workers == 0) {
+	{
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		/* Reads and key operations keep a thread on a core or in the
 		 * token: more threads than cores only contend (see README). */
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		c->workers = n < 2 ? 2 : n > 16 ? 16 : (unsigned)n;
-	}
-	if (c->event_loops == 0) {
+		if (c->workers == 0)
+			c->workers = n < 2 ? 2 : n > 16 ? 16 : (unsigned)n;
 		/* HTTP parsing and replies in parallel, one loop per core up to
-		 * 8 (on 2 cores, 2 loops read about 6 % faster than 1). */
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		c->event_loops = n < 1 ? 1 : n > 8 ? 8 : (unsigned)n;
+		 * 8 (on 2 cores, 2 loops read about 5 % faster than 1). */
+		if (c->event_loops == 0)
+			c->event_loops = n < 1 ? 1 : n > 8 ? 8 : (unsigned)n;
 	}
 	if (c->state_dir != NULL) {
 		if (c->store_url == NULL) {

@@ -119,11 +119,9 @@ struct kwd_metrics {
  * objects. */
 struct kwd_loop {
 	struct kwd *d;
-	unsigned idx;
 	struct event_base *base;
 	struct evhttp *http;
-	struct evhttp_bound_socket *bound;
-	int listen_fd;                 /* this loop's descriptor of the socket, or -1 */
+	struct evhttp_bound_socket *bound;   /* its descriptor of the socket, until it stops accepting */
 	pthread_t thread;
 	int started;
 
@@ -151,7 +149,6 @@ struct kwd {
 	char policy_hash[72];          /* SHA-256 of the policy in force, hex */
 	pthread_rwlock_t policy_lock;
 	atomic_uint_fast64_t next_req_id;
-	int listen_fd;
 	atomic_int stopping;
 	struct kwd_metrics m;
 	uint64_t started_us;

@@ -249,7 +249,6 @@ run(struct config *cfg)
 
 	memset(&d, 0, sizeof(d));
 	d.cfg = cfg;
-	d.listen_fd = -1;
 	d.started_us = kwd_now_us();
 	for (int i = 0; i < 2; i++) {
 		pthread_mutex_init(&d.pool[i].lock, NULL);

@@ -492,7 +492,7 @@ http_cb(struct evhttp_request *req, void *arg)
 	struct kwd_loop *l = arg;
 	struct kwd *d = l->d;
 	struct kwd_req *r;
-	struct conn_slot slotv, *slot = &slotv;
+	struct conn_slot slot;
 	const struct evhttp_uri *uri;
 	const char *path;
 	struct evbuffer *in;
@@ -516,13 +516,13 @@ http_cb(struct evhttp_request *req, void *arg)
 		kwd_complete(r);
 		return;
 	}
-	if (conn_lookup(l, req, &slotv) != 0) {
+	if (conn_lookup(l, req, &slot) != 0) {
 		kwd_reply_error(r, 500, "internal", "cannot determine the caller's identity");
 		kwd_complete(r);
 		return;
 	}
-	r->who = slot->who;
-	if (slot->over_limit) {
+	r->who = slot.who;
+	if (slot.over_limit) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 		kwd_reply_error(r, 503, "unavailable", "too many connections (limit %u)",
 		    d->cfg->max_connections);
@@ -666,8 +666,6 @@ loop_setup(struct kwd *d, struct kwd_loop *l, unsigned idx)
 	struct timeval tv = { 0, 0 };
 
 	l->d = d;
-	l->idx = idx;
-	l->listen_fd = -1;
 	pthread_mutex_init(&l->c_lock, NULL);
 	if (idx == 0)
 		l->base = d->base;
@@ -709,7 +707,6 @@ server_start(struct kwd *d)
 	} else if ((r = socket_listen(d->cfg, &fd)) != 0) {
 		return r;
 	}
-	d->listen_fd = fd;
 	/* Every loop accepts on the socket (each through its own descriptor:
 	 * a loop closes its own when it stops accepting); a new connection
 	 * goes to whichever loop accepts it first, and stays there. */
@@ -724,7 +721,6 @@ server_start(struct kwd *d)
 				close(lfd);
 			return kw_fail(KW_E_INTERNAL, "evhttp_accept_socket failed");
 		}
-		l->listen_fd = lfd;
 	}
 	return 0;
 }
@@ -768,7 +764,6 @@ loop_stop(evutil_socket_t fd, short what, void *arg)
 		/* This closes the loop's descriptor of the socket. */
 		evhttp_del_accept_socket(l->http, l->bound);
 		l->bound = NULL;
-		l->listen_fd = -1;
 	}
 	/* Do not wait for ever on a request stuck in the token. */
 	event_base_loopexit(l->base, l->inflight == 0 ? NULL : &tv);
@@ -785,7 +780,6 @@ server_stop_accepting(struct kwd *d)
 			event_base_once(d->loops[i].base, -1, EV_TIMEOUT, loop_stop, &d->loops[i], &now);
 	if (d->nloops > 0)
 		loop_stop(-1, 0, &d->loops[0]);
-	d->listen_fd = -1;
 }
 
 void
