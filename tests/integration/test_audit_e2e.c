@@ -25,6 +25,7 @@
 #include <jansson.h>
 
 #include "tests/lib/kwtest.h"
+#include "tests/lib/kwt_cunit.h"
 
 static struct kwt_token tok;
 static struct kwt_daemon dmn;
@@ -421,11 +422,6 @@ main(void)
 	CU_add_test(s, "kill -9 during a burst: every acknowledged write has its event", test_kill9_during_burst);
 	CU_add_test(s, "four subscribers see 10,000 requests' events exactly once, across a restart", test_stream_exactly_once);
 	CU_add_test(s, "keywarden audit tail and query", test_cli_tail_and_query);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	if (CU_get_number_of_suites_failed() > 0)
-		failed++;
-	CU_cleanup_registry();
+	failed = kwt_cunit_run();
 	return failed ? 1 : 0;
 }

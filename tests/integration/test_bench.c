@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "tests/lib/kwtest.h"
+#include "tests/lib/kwt_cunit.h"
 
 static struct kwt_token tok;
 static struct kwt_daemon dmn;
@@ -178,9 +179,6 @@ main(void)
 	CU_add_test(s, "set: 1 s, no errors, versions written", test_set);
 	CU_add_test(s, "mixed: 1 s, 90/10", test_mixed);
 	CU_add_test(s, "datakey: 1 s, no errors", test_datakey);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
-	CU_cleanup_registry();
+	fails = kwt_cunit_run();
 	return fails ? 1 : 0;
 }

@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 
 #include "tests/lib/kwtest.h"
+#include "tests/lib/kwt_cunit.h"
 
 #define NSECRETS 10000
 
@@ -1030,11 +1031,6 @@ main(void)
 	CU_add_test(s, "the CLI: vault rotate --wait, sign, verify", test_cli_rotate_and_sign);
 	CU_add_test(s, "rotate 10,000 secrets under load with five kill -9", test_rotation_under_load_with_kills);
 	CU_add_test(s, "a scheduled rotation starts by itself", test_scheduled_rotation);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	if (CU_get_number_of_suites_failed() > 0)
-		failed++;
-	CU_cleanup_registry();
+	failed = kwt_cunit_run();
 	return failed ? 1 : 0;
 }

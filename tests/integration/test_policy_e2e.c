@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "tests/lib/kwtest.h"
+#include "tests/lib/kwt_cunit.h"
 
 static struct kwt_token tok;
 static struct kwt_daemon dmn;
@@ -395,11 +396,6 @@ main(void)
 	CU_add_test(s, "crypto users use keys, crypto officers rotate and create them", test_key_roles);
 	CU_add_test(s, "a broken reload keeps the old policy", test_broken_reload_keeps_old);
 	CU_add_test(s, "keywardend --check-policy", test_check_policy_cli);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	if (CU_get_number_of_suites_failed() > 0)
-		failed++;
-	CU_cleanup_registry();
+	failed = kwt_cunit_run();
 	return failed ? 1 : 0;
 }

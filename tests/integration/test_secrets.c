@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include "tests/lib/kwtest.h"
+#include "tests/lib/kwt_cunit.h"
 
 static struct kwt_token tok;
 static struct kwt_daemon dmn;
@@ -728,11 +729,6 @@ main(void)
 	CU_add_test(s, "kill -9 loses no acknowledged write", test_kill9_keeps_acknowledged);
 	CU_add_test(s, "SIGHUP applies what can change, refuses a broken file", test_sighup_reloads_config);
 	CU_add_test(s, "SIGTERM stops cleanly", test_sigterm_clean);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	if (CU_get_number_of_suites_failed() > 0)
-		failed++;
-	CU_cleanup_registry();
+	failed = kwt_cunit_run();
 	return failed ? 1 : 0;
 }

@@ -35,6 +35,7 @@
 #include "kw_secmem.h"
 #include "daemon/audit.h"
 #include "tests/lib/kwtest.h"
+#include "tests/lib/kwt_cunit.h"
 
 static const uint8_t test_key[32] = "keywarden-test-audit-key-0123456";
 static atomic_int seal_fail;   /* make the "token" refuse */
@@ -1848,10 +1849,7 @@ main(void)
 	CU_add_test(s, "kill -9 mid-write: acknowledged events survive", test_crash);
 	CU_add_test(s, "the active segment is preallocated with zeros, no other", test_preallocated);
 	CU_add_test(s, "a torn overwrite of the zeros is repaired, zeros over sealed data refused", test_torn_overwrite);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
+	failed = kwt_cunit_run();
 	if (failed == 0)
 		kwt_rmtree(tmproot);
 	else

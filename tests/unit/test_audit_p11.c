@@ -24,6 +24,7 @@
 #include "pkcs11/p11.h"
 #include "daemon/audit.h"
 #include "tests/lib/kwtest.h"
+#include "tests/lib/kwt_cunit.h"
 
 static struct kwt_token tok;
 static p11_ctx *ctx;
@@ -179,10 +180,7 @@ main(void)
 		return 99;
 	s = CU_add_suite("audit_p11", NULL, NULL);
 	CU_add_test(s, "seals made and checked by the token's audit key", test_token_seals);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
+	failed = kwt_cunit_run();
 	p11_close(ctx);
 	kwt_token_free(&tok);
 	kwt_rmtree(tmproot);

@@ -26,6 +26,7 @@
 #include <jansson.h>
 
 #include "client/keywarden.h"
+#include "tests/lib/kwt_cunit.h"
 
 /* ---- the canned server ------------------------------------------------------ */
 
@@ -762,10 +763,7 @@ main(void)
 	CU_add_test(s, "health: degraded report", test_health_degraded);
 	CU_add_test(s, "kw_request: text, empty and JSON replies", test_generic_request);
 	CU_add_test(s, "the CLI: output and exit codes", test_cli);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
+	failed = kwt_cunit_run();
 	fake_stop();
 	return failed ? 1 : 0;
 }

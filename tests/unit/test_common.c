@@ -9,6 +9,7 @@
 
 #include "kw_error.h"
 #include "kw_secmem.h"
+#include "tests/lib/kwt_cunit.h"
 
 static void
 test_strerror(void)
@@ -143,9 +144,6 @@ main(void)
 	CU_add_test(s, "kw_secret dup and clear", test_secret);
 	CU_add_test(s, "constant-time compare", test_memeq_ct);
 	CU_add_test(s, "secalloc from eight threads", test_secalloc_threads);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
+	failed = kwt_cunit_run();
 	return failed ? 1 : 0;
 }

@@ -11,6 +11,7 @@
 #include "kw_error.h"
 #include "daemon/cfg.h"
 #include "tests/lib/kwtest.h"
+#include "tests/lib/kwt_cunit.h"
 
 static char dir[256];
 
@@ -238,10 +239,7 @@ main(void)
 	CU_add_test(s, "required keys, syntax errors, duplicates, empty", test_required_and_syntax);
 	CU_add_test(s, "a world-writable file is refused", test_world_writable_refused);
 	CU_add_test(s, "sizes and durations", test_sizes_durations);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
+	failed = kwt_cunit_run();
 	kwt_rmtree(dir);
 	return failed ? 1 : 0;
 }

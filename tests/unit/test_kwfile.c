@@ -19,6 +19,7 @@
 
 #include "client/keywarden.h"
 #include "client/kw_file.h"
+#include "tests/lib/kwt_cunit.h"
 
 #define CS KWF_CHUNK
 #define REC (CS + KWF_TAG)
@@ -577,9 +578,6 @@ main(void)
 	CU_add_test(s, "chunks spliced from another file, same key", test_spliced);
 	CU_add_test(s, "one flipped byte: header, body, tag; other key", test_flipped);
 	CU_add_test(s, "garbage and chunks appended", test_appended);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
+	failed = kwt_cunit_run();
 	return failed ? 1 : 0;
 }

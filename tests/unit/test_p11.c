@@ -25,6 +25,7 @@
 #include "pkcs11/p11.h"
 #include "pkcs11/p11_int.h"
 #include "tests/lib/kwtest.h"
+#include "tests/lib/kwt_cunit.h"
 
 #define LABEL "kwp11"
 
@@ -917,10 +918,7 @@ main(void)
 	CU_add_test(s, "eight threads meet each new version at once", test_copies_race);
 	CU_add_test(s, "audit HMAC", test_audit_hmac);
 	CU_add_test(s, "session copies", test_session_copies);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
+	failed = kwt_cunit_run();
 	kwt_token_free(&tok);
 	return failed == 0 ? 0 : 1;
 }

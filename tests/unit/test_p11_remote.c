@@ -25,6 +25,7 @@
 #include "kw_secmem.h"
 #include "pkcs11/p11.h"
 #include "tests/lib/kwtest.h"
+#include "tests/lib/kwt_cunit.h"
 
 #define LABEL "kwremote"
 
@@ -204,10 +205,7 @@ main(void)
 	CU_add_test(s, "ECB+HMAC wrap through p11-kit remoting", test_remote_wrap);
 	CU_add_test(s, "direct token unwraps the remote blob",
 	    test_direct_unwraps_remote_blob);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
+	failed = kwt_cunit_run();
 	server_stop();
 	kwt_token_free(&tok);
 	return failed == 0 ? 0 : 1;

@@ -30,6 +30,7 @@
 #include "pkcs11/p11.h"
 #include "pkcs11/p11_int.h"
 #include "tests/lib/kwtest.h"
+#include "tests/lib/kwt_cunit.h"
 
 #define LABEL "kwsign"
 #define VAULT "signvault"
@@ -809,10 +810,7 @@ main(void)
 	    test_private_protected);
 	CU_add_test(s, "openssl dgst -verify", test_openssl_command);
 	CU_add_test(s, "destroy", test_destroy);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
+	failed = kwt_cunit_run();
 	kwt_token_free(&tok);
 	return failed == 0 ? 0 : 1;
 }

@@ -13,6 +13,7 @@
 #include "kw_error.h"
 #include "policy/policy.h"
 #include "tests/lib/kwtest.h"
+#include "tests/lib/kwt_cunit.h"
 
 static char dir[256];
 static char example[512];
@@ -1079,10 +1080,7 @@ main(void)
 	CU_add_test(s, "errors: the fixture with one of each", test_errors_fixture);
 	CU_add_test(s, "file owner and mode", test_file_checks);
 	CU_add_test(s, "1,000 rules decide correctly", test_thousand_rules);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
+	failed = kwt_cunit_run();
 	kwt_rmtree(dir);
 	return failed ? 1 : 0;
 }

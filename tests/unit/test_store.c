@@ -17,6 +17,7 @@
 
 #include "kw_error.h"
 #include "daemon/store.h"
+#include "tests/lib/kwt_cunit.h"
 
 static char dir[256];
 static int dbseq;
@@ -1319,10 +1320,7 @@ main(void)
 	CU_add_test(su, "a writer killed mid-way loses no acknowledged put", test_crash);
 	CU_add_test(su, "a read-only file or directory is a clear store error", test_readonly);
 	CU_add_test(su, "a damaged file is a clear store error", test_corrupt);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
+	failed = kwt_cunit_run();
 	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	return failed ? 1 : 0;
 }

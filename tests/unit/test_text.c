@@ -18,6 +18,7 @@
 #include "daemon/jw.h"
 #include "daemon/kwtime.h"
 #include "daemon/seal.h"
+#include "tests/lib/kwt_cunit.h"
 
 static void
 test_jw_roundtrip(void)
@@ -195,9 +196,6 @@ main(void)
 	CU_add_test(s, "jw: bytes that are not UTF-8", test_jw_invalid_utf8);
 	CU_add_test(s, "kwd_time_str against gmtime_r, and back", test_time_str);
 	CU_add_test(s, "seal_aad against snprintf", test_seal_aad);
-	CU_basic_set_mode(CU_BRM_VERBOSE);
-	CU_basic_run_tests();
-	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
-	CU_cleanup_registry();
+	failed = kwt_cunit_run();
 	return failed ? 1 : 0;
 }
