@@ -18,7 +18,6 @@
 #include <string.h>
 
 #include <event2/buffer.h>
-#include <event2/http.h>
 #include <openssl/evp.h>
 
 #include "kw_error.h"
@@ -28,6 +27,7 @@
 #include "kw_auditchain.h"
 #include "daemon/audit.h"
 #include "daemon/audit_glue.h"
+#include "daemon/http_parse.h"
 #include "daemon/jw.h"
 #include "daemon/kwd.h"
 #include "daemon/log.h"
@@ -215,8 +215,7 @@ split_name(struct kwd_req *r, const char *rest, int allow_versions, int *version
 static void
 route_method_error(struct kwd_req *r, const char *allowed)
 {
-	if (r->http != NULL)
-		evhttp_add_header(evhttp_request_get_output_headers(r->http), "Allow", allowed);
+	r->allow = allowed;   /* a literal */
 	kwd_reply_error(r, 405, "method_not_allowed", "this resource allows %s", allowed);
 }
 
@@ -229,7 +228,7 @@ kwd_route(struct kwd_req *r, const char *path)
 
 	if (strcmp(path, "/v1/health") == 0 || strcmp(path, "/v1/whoami") == 0 ||
 	    strcmp(path, "/v1/metrics") == 0) {
-		if (m != EVHTTP_REQ_GET && m != EVHTTP_REQ_HEAD) {
+		if (m != KWH_GET && m != KWH_HEAD) {
 			route_method_error(r, "GET");
 			return;
 		}
@@ -238,7 +237,7 @@ kwd_route(struct kwd_req *r, const char *path)
 		return;
 	}
 	if (strcmp(path, "/v1/audit/stream") == 0) {
-		if (m != EVHTTP_REQ_GET) {
+		if (m != KWH_GET) {
 			route_method_error(r, "GET");
 			return;
 		}
@@ -247,7 +246,7 @@ kwd_route(struct kwd_req *r, const char *path)
 		return;
 	}
 	if (strcmp(path, "/v1/audit/verify") == 0 || strcmp(path, "/v1/audit/seal-check") == 0) {
-		if (m != EVHTTP_REQ_POST) {
+		if (m != KWH_POST) {
 			route_method_error(r, "POST");
 			return;
 		}
@@ -256,7 +255,7 @@ kwd_route(struct kwd_req *r, const char *path)
 		return;
 	}
 	if (strcmp(path, "/v1/policy/reload") == 0 || strcmp(path, "/v1/policy/explain") == 0) {
-		if (m != EVHTTP_REQ_POST) {
+		if (m != KWH_POST) {
 			route_method_error(r, "POST");
 			return;
 		}
@@ -265,7 +264,7 @@ kwd_route(struct kwd_req *r, const char *path)
 		return;
 	}
 	if (strcmp(path, "/v1/policy/who-can") == 0) {
-		if (m != EVHTTP_REQ_GET) {
+		if (m != KWH_GET) {
 			route_method_error(r, "GET");
 			return;
 		}
@@ -274,7 +273,7 @@ kwd_route(struct kwd_req *r, const char *path)
 		return;
 	}
 	if (strcmp(path, "/v1/vaults") == 0) {
-		if (m != EVHTTP_REQ_GET) {
+		if (m != KWH_GET) {
 			route_method_error(r, "GET");
 			return;
 		}
@@ -306,7 +305,7 @@ kwd_route(struct kwd_req *r, const char *path)
 	}
 	p = slash + 1;
 	if (strcmp(p, "secrets") == 0) {
-		if (m != EVHTTP_REQ_GET) {
+		if (m != KWH_GET) {
 			route_method_error(r, "GET");
 			return;
 		}
@@ -319,7 +318,7 @@ kwd_route(struct kwd_req *r, const char *path)
 		if (split_name(r, p + 8, 1, &vl) != 0)
 			return;
 		if (vl) {
-			if (m != EVHTTP_REQ_GET) {
+			if (m != KWH_GET) {
 				route_method_error(r, "GET");
 				return;
 			}
@@ -328,21 +327,21 @@ kwd_route(struct kwd_req *r, const char *path)
 			return;
 		}
 		switch (m) {
-		case EVHTTP_REQ_GET:
+		case KWH_GET:
 			r->action = KWD_A_SECRET_GET;
 			r->handler = h_secret_get;
 			return;
-		case EVHTTP_REQ_PUT:
+		case KWH_PUT:
 			if (r->has_version)
 				break;
 			r->action = KWD_A_SECRET_SET;
 			r->handler = h_secret_put;
 			return;
-		case EVHTTP_REQ_PATCH:
+		case KWH_PATCH:
 			r->action = KWD_A_SECRET_UPDATE;
 			r->handler = h_secret_patch;
 			return;
-		case EVHTTP_REQ_DELETE:
+		case KWH_DELETE:
 			if (r->has_version)
 				break;
 			r->action = KWD_A_SECRET_DELETE;
@@ -353,7 +352,7 @@ kwd_route(struct kwd_req *r, const char *path)
 		return;
 	}
 	if (strcmp(p, "deleted") == 0) {
-		if (m != EVHTTP_REQ_GET) {
+		if (m != KWH_GET) {
 			route_method_error(r, "GET");
 			return;
 		}
@@ -374,7 +373,7 @@ kwd_route(struct kwd_req *r, const char *path)
 			rest[len - 8] = '\0';
 			if (split_name(r, rest, 0, &vl) != 0)
 				return;
-			if (m != EVHTTP_REQ_POST) {
+			if (m != KWH_POST) {
 				route_method_error(r, "POST");
 				return;
 			}
@@ -384,7 +383,7 @@ kwd_route(struct kwd_req *r, const char *path)
 		}
 		if (split_name(r, rest, 0, &vl) != 0)
 			return;
-		if (m != EVHTTP_REQ_DELETE) {
+		if (m != KWH_DELETE) {
 			route_method_error(r, "DELETE");
 			return;
 		}
@@ -393,7 +392,7 @@ kwd_route(struct kwd_req *r, const char *path)
 		return;
 	}
 	if (strcmp(p, "backup") == 0) {
-		if (m != EVHTTP_REQ_GET) {
+		if (m != KWH_GET) {
 			route_method_error(r, "GET");
 			return;
 		}
@@ -402,7 +401,7 @@ kwd_route(struct kwd_req *r, const char *path)
 		return;
 	}
 	if (strcmp(p, "restore") == 0) {
-		if (m != EVHTTP_REQ_POST) {
+		if (m != KWH_POST) {
 			route_method_error(r, "POST");
 			return;
 		}
@@ -411,10 +410,10 @@ kwd_route(struct kwd_req *r, const char *path)
 		return;
 	}
 	if (strcmp(p, "rotation") == 0) {
-		if (m == EVHTTP_REQ_POST) {
+		if (m == KWH_POST) {
 			r->action = KWD_A_VAULT_ROTATE;
 			r->handler = h_rotation_start;
-		} else if (m == EVHTTP_REQ_GET) {
+		} else if (m == KWH_GET) {
 			r->action = KWD_A_VAULT_STATUS;
 			r->handler = h_rotation_status;
 		} else {
@@ -423,7 +422,7 @@ kwd_route(struct kwd_req *r, const char *path)
 		return;
 	}
 	if (strcmp(p, "master-keys") == 0) {
-		if (m != EVHTTP_REQ_GET) {
+		if (m != KWH_GET) {
 			route_method_error(r, "GET");
 			return;
 		}
@@ -438,7 +437,7 @@ kwd_route(struct kwd_req *r, const char *path)
 			kwd_reply_error(r, 404, "not_found", "use master-keys/{version}/retire or /destroy");
 			return;
 		}
-		if (m != EVHTTP_REQ_POST) {
+		if (m != KWH_POST) {
 			route_method_error(r, "POST");
 			return;
 		}
@@ -457,7 +456,7 @@ kwd_route(struct kwd_req *r, const char *path)
 		};
 		for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
 			if (strcmp(p + 5, ops[i].op) == 0) {
-				if (m != EVHTTP_REQ_POST) {
+				if (m != KWH_POST) {
 					route_method_error(r, "POST");
 					return;
 				}
@@ -469,7 +468,7 @@ kwd_route(struct kwd_req *r, const char *path)
 		return;
 	}
 	if (strcmp(p, "signing-keys") == 0) {
-		if (m == EVHTTP_REQ_POST) {
+		if (m == KWH_POST) {
 			/* The name is in the body; the policy decides on it. */
 			const char *n = r->body ? json_string_value(json_object_get(r->body, "name")) : NULL;
 			if (n == NULL || strlen(n) == 0 || strlen(n) > 64 || vault_check(n, strlen(n)) != 0) {
@@ -480,7 +479,7 @@ kwd_route(struct kwd_req *r, const char *path)
 			snprintf(r->name, sizeof(r->name), "%s", n);
 			r->action = KWD_A_KEY_CREATE;
 			r->handler = h_skey_create;
-		} else if (m == EVHTTP_REQ_GET) {
+		} else if (m == KWH_GET) {
 			r->action = KWD_A_KEY_VERIFY;
 			r->handler = h_skey_list;
 		} else {
@@ -498,7 +497,7 @@ kwd_route(struct kwd_req *r, const char *path)
 		memcpy(r->name, n, nl);
 		r->name[nl] = '\0';
 		if (op == NULL) {
-			if (m != EVHTTP_REQ_GET) {
+			if (m != KWH_GET) {
 				route_method_error(r, "GET");
 				return;
 			}
@@ -506,7 +505,7 @@ kwd_route(struct kwd_req *r, const char *path)
 			r->handler = h_skey_get;
 			return;
 		}
-		if (m != EVHTTP_REQ_POST) {
+		if (m != KWH_POST) {
 			route_method_error(r, "POST");
 			return;
 		}
@@ -986,8 +985,9 @@ take_value(struct kwd_req *r, kw_secret *val)
 			goto oom;
 	}
 	if (val->len > r->d->cfg->max_value) {
+		size_t got = val->len;
 		kw_secret_clear(val);
-		kwd_reply_error(r, 413, "too_large", "the value is %zu bytes; the limit is %llu", val->len,
+		kwd_reply_error(r, 413, "too_large", "the value is %zu bytes; the limit is %llu", got,
 		    (unsigned long long)r->d->cfg->max_value);
 		goto wipe;
 	}

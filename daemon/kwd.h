@@ -26,11 +26,12 @@
 #include "daemon/cfg.h"
 #include "daemon/identity.h"
 
+#include <time.h>
+
+struct event;
 struct event_base;
-struct evhttp;
-struct evhttp_request;
 struct evbuffer;
-struct evhttp_bound_socket;
+struct kwd_conn;
 struct p11_ctx;
 struct store;
 struct audit_log;
@@ -68,10 +69,10 @@ struct kwd_loop;
 struct kwd_req {
 	struct kwd *d;
 	struct kwd_loop *loop;         /* the event loop of its connection */
-	struct evhttp_request *http;   /* NULL-ed if the client went away */
+	struct kwd_conn *conn;         /* NULL-ed if the client went away */
 	uint64_t id;                   /* request id, also in the audit event */
 	struct peer_identity who;
-	int method;                    /* EVHTTP_REQ_* */
+	int method;                    /* KWH_* (daemon/http_parse.h) */
 	enum kwd_action action;
 	char vault[CONFIG_VAULT_MAX + 1];
 	char name[257];
@@ -89,6 +90,8 @@ struct kwd_req {
 	int status;                    /* HTTP status */
 	struct evbuffer *reply;        /* JSON body (or text) */
 	const char *content_type;
+	const char *allow;             /* an Allow header (405), or NULL */
+	int close;                     /* close the connection after the reply */
 	kw_secret reply_secret;        /* a reply that holds a value: wiped after send */
 	json_t *extra;                 /* extra audit fields set by the handler, or NULL */
 	int allowed;                   /* the policy's word */
@@ -111,17 +114,20 @@ struct kwd_metrics {
 	atomic_uint_fast64_t secret_reads, secret_writes;
 };
 
-/* An event loop: its own libevent base, HTTP server on the shared listening
- * socket, connections, completion queue and audit stream clients.  Loop 0
- * runs on the main thread (which also has the signals and timers), the
- * others each on a thread of their own (limits.event_loops).  A request
- * stays on its connection's loop: only that thread touches its evhttp
- * objects. */
+/* An event loop: its own libevent base, its descriptor of the listening
+ * socket, connections (daemon/http.c), completion queue and audit stream
+ * clients.  Loop 0 runs on the main thread (which also has the signals and
+ * timers), the others each on a thread of their own (limits.event_loops).
+ * A request stays on its connection's loop: only that thread touches the
+ * connection. */
 struct kwd_loop {
 	struct kwd *d;
 	struct event_base *base;
-	struct evhttp *http;
-	struct evhttp_bound_socket *bound;   /* its descriptor of the socket, until it stops accepting */
+	int listen_fd;                 /* its descriptor of the socket, until it stops accepting */
+	struct event *listener, *accept_pause, *sweep;
+	struct kwd_conn *conns;        /* loop thread only */
+	char date[40];                 /* the Date header, of date_t */
+	time_t date_t;
 	pthread_t thread;
 	int started;
 

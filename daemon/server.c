@@ -21,16 +21,12 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <sys/queue.h>
-#include <event2/keyvalq_struct.h>
-#include <event2/listener.h>
 #include <systemd/sd-daemon.h>
 
 #include "kw_error.h"
 #include "daemon/audit_glue.h"
+#include "daemon/http.h"
 #include "daemon/kwd.h"
 #include "daemon/log.h"
 #include "daemon/server.h"
@@ -122,99 +118,20 @@ kwd_reply_kwerr(struct kwd_req *r, int err, const char *what)
 	}
 }
 
-/* ---- per-connection state ----------------------------------------------------- */
-
-struct conn_slot {
-	struct evhttp_connection *evcon;
-	struct peer_identity who;
-	int over_limit;
-};
-
-/* By descriptor, for all loops (a descriptor is on one loop at a time):
- * under conns_lock, which only guards the table. */
-static struct conn_slot *conns;
-static size_t nconns;
-static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void
-conn_closed(struct evhttp_connection *evcon, void *arg)
-{
-	struct kwd_loop *l = arg;
-	int found = 0, over = 0;
-
-	pthread_mutex_lock(&conns_lock);
-	for (size_t i = 0; i < nconns; i++)
-		if (conns[i].evcon == evcon) {
-			conns[i].evcon = NULL;
-			over = conns[i].over_limit;
-			found = 1;
-			break;
-		}
-	pthread_mutex_unlock(&conns_lock);
-	if (!found)
-		return;
-	stream_conn_closed(l, evcon);
-	if (!over)
-		atomic_fetch_sub(&l->d->m.connections_open, 1);
-}
-
-/* The identity of the connection a request came on, computed at its first
- * request and kept for the connection's life: the peer of a connected Unix
- * socket never changes.  0 and *out, or -1. */
-static int
-conn_lookup(struct kwd_loop *l, struct evhttp_request *req, struct conn_slot *out)
-{
-	struct kwd *d = l->d;
-	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-	struct bufferevent *bev;
-	int fd, r = -1;
-	struct conn_slot *s;
-
-	if (evcon == NULL || (bev = evhttp_connection_get_bufferevent(evcon)) == NULL)
-		return -1;
-	fd = (int)bufferevent_getfd(bev);
-	if (fd < 0)
-		return -1;
-	pthread_mutex_lock(&conns_lock);
-	if ((size_t)fd >= nconns) {
-		size_t n = (size_t)fd + 64;
-		struct conn_slot *ns = realloc(conns, n * sizeof(*ns));
-		if (ns == NULL)
-			goto out;
-		memset(ns + nconns, 0, (n - nconns) * sizeof(*ns));
-		conns = ns;
-		nconns = n;
-	}
-	s = &conns[fd];
-	if (s->evcon != evcon) {
-		memset(s, 0, sizeof(*s));
-		if (identity_from_socket(fd, identity_now_ticks(), &s->who) != 0)
-			goto out;
-		s->evcon = evcon;
-		atomic_fetch_add(&d->m.connections_total, 1);
-		if (atomic_load(&d->m.connections_open) >= d->cfg->max_connections) {
-			s->over_limit = 1;
-			atomic_fetch_add(&d->m.connections_refused, 1);
-		} else {
-			atomic_fetch_add(&d->m.connections_open, 1);
-		}
-		evhttp_connection_set_closecb(evcon, conn_closed, l);
-	}
-	*out = *s;
-	r = 0;
-out:
-	pthread_mutex_unlock(&conns_lock);
-	return r;
-}
-
-/* ---- request entry --------------------------------------------------------------- */
+/* ---- replies to the connection ------------------------------------------------------ */
 
 static void kwd_req_free(struct kwd_req *r);
+
+void
+server_request_orphaned(void *req)
+{
+	struct kwd_req *r = req;
+	r->conn = NULL;   /* it is still served and audited; its reply goes nowhere */
+}
 
 static void
 send_now(struct kwd_req *r)
 {
-	struct evkeyvalq *h;
 	int status = r->status ? r->status : 500;
 	uint64_t dt = kwd_now_us() - r->t_start_us;
 
@@ -225,53 +142,21 @@ send_now(struct kwd_req *r)
 		atomic_fetch_add(&r->d->m.responses_4xx, 1);
 	else
 		atomic_fetch_add(&r->d->m.responses_5xx, 1);
-	if (r->http != NULL && r->stream && status == 200) {
-		int e = stream_start(r->loop, r->http, r->stream_since, r->id);
+	if (r->conn != NULL && r->stream && status == 200) {
+		int e = stream_start(r->loop, r->conn, r->stream_since, r->id);
 		if (e != 0) {
 			kwd_reply_kwerr(r, e, "audit stream");
 			status = r->status;
 			r->stream = 0;
 		} else {
-			r->http = NULL;   /* the stream owns it now */
+			r->conn = NULL;   /* the stream has the connection now */
 		}
 	}
-	if (r->http != NULL) {
-		h = evhttp_request_get_output_headers(r->http);
-		evhttp_add_header(h, "Content-Type", r->content_type ? r->content_type : "application/json");
-		evhttp_add_header(h, "Cache-Control", "no-store");
-		if (r->reply_secret.data != NULL) {
-			/* The body holds a secret: hand libevent a reference to
-			 * our locked buffer, wiped when libevent is done with it. */
-			struct evbuffer *b = evbuffer_new();
-			kw_secret *keep = malloc(sizeof(*keep));
-			if (b == NULL || keep == NULL) {
-				free(keep);
-				if (b) evbuffer_free(b);
-				evhttp_send_error(r->http, 500, "Internal Server Error");
-			} else {
-				*keep = r->reply_secret;
-				r->reply_secret.data = NULL;
-				r->reply_secret.len = 0;
-				evbuffer_add_reference(b, keep->data, keep->len,
-				    server_secret_cleanup, keep);
-				evhttp_send_reply(r->http, status, NULL, b);
-				evbuffer_free(b);
-			}
-		} else {
-			evhttp_send_reply(r->http, status, NULL, r->reply);
-		}
-		r->http = NULL;
-	}
+	if (r->conn != NULL)
+		http_reply(r->conn, status, r->content_type ? r->content_type : "application/json",
+		    r->allow, r->reply, &r->reply_secret, r->close);
+	r->conn = NULL;
 	kwd_req_free(r);
-}
-
-void
-server_secret_cleanup(const void *data, size_t len, void *arg)
-{
-	kw_secret *s = arg;
-	(void)data; (void)len;
-	kw_secret_clear(s);
-	free(s);
 }
 
 static void
@@ -466,97 +351,153 @@ kwd_submit(struct kwd_req *r)
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* ---- the HTTP callback ------------------------------------------------------------- */
+/* ---- a request arrives --------------------------------------------------------------- */
 
-static void
-parse_query(struct kwd_req *r, const struct evhttp_uri *uri)
+static int
+hex_digit(char c)
 {
-	const char *q = evhttp_uri_get_query(uri);
-	struct evkeyvalq kv;
-	struct evkeyval *e;
-
-	r->query = json_object();
-	if (q == NULL || *q == '\0')
-		return;
-	TAILQ_INIT(&kv);
-	if (evhttp_parse_query_str(q, &kv) != 0)
-		return;
-	TAILQ_FOREACH(e, &kv, next)
-		json_object_set_new(r->query, e->key, json_string(e->value));
-	evhttp_clear_headers(&kv);
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
+	    c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
-static void
-http_cb(struct evhttp_request *req, void *arg)
+/* [s, s+n) with %XX and '+' decoded, as a new string; a '%' not followed
+ * by two hex digits, or one that would decode to NUL, stays as it is. */
+static char *
+pct_decode(const char *s, size_t n)
 {
-	struct kwd_loop *l = arg;
-	struct kwd *d = l->d;
-	struct kwd_req *r;
-	struct conn_slot slot;
-	const struct evhttp_uri *uri;
-	const char *path;
-	struct evbuffer *in;
-	size_t blen;
+	char *out = malloc(n + 1), *o = out;
 
+	if (out == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		int hi, lo;
+		if (s[i] == '+') {
+			*o++ = ' ';
+		} else if (s[i] == '%' && i + 2 < n && (hi = hex_digit(s[i + 1])) >= 0 &&
+		    (lo = hex_digit(s[i + 2])) >= 0 && (hi | lo) != 0) {
+			*o++ = (char)(hi << 4 | lo);
+			i += 2;
+		} else {
+			*o++ = s[i];
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+/* The query string (after '?', up to '#') into r->query: an object of
+ * strings, percent-decoded ('+' is a space), the last of a repeated key
+ * winning.  A malformed escape leaves the query empty, as before. */
+static void
+parse_query(struct kwd_req *r, const char *q, size_t n)
+{
+	r->query = json_object();
+	if (n == 0 || r->query == NULL)
+		return;
+	for (size_t i = 0; i < n;) {
+		size_t j = i, eq = (size_t)-1;
+		char *k, *v;
+		while (j < n && q[j] != '&') {
+			if (q[j] == '=' && eq == (size_t)-1)
+				eq = j;
+			j++;
+		}
+		if (j > i) {
+			size_t kend = eq == (size_t)-1 ? j : eq;
+			k = pct_decode(q + i, kend - i);
+			v = eq == (size_t)-1 ? strdup("") : pct_decode(q + eq + 1, j - eq - 1);
+			if (k == NULL || v == NULL) {
+				free(k);
+				free(v);
+				json_object_clear(r->query);
+				return;
+			}
+			json_object_set_new(r->query, k, json_string(v));
+			free(k);
+			free(v);
+		}
+		i = j + 1;
+	}
+}
+
+void
+server_request(struct kwd_conn *c, const struct kwh_head *h, const char *body, size_t blen)
+{
+	struct kwd_loop *l = NULL;
+	struct kwd *d;
+	struct kwd_req *r;
+	char *path;
+	size_t plen, qat;
+
+	l = http_conn_loop(c);
+	d = l->d;
 	atomic_fetch_add(&d->m.requests, 1);
 	if ((r = calloc(1, sizeof(*r))) == NULL) {
-		evhttp_send_error(req, 503, "Service Unavailable");
+		struct evbuffer *b = evbuffer_new();
+		if (b != NULL)
+			evbuffer_add_printf(b, "{\"error\":{\"code\":\"unavailable\",\"message\":\"out of memory\"}}\n");
+		http_reply(c, 503, "application/json", NULL, b, NULL, 1);
+		if (b != NULL)
+			evbuffer_free(b);
 		return;
 	}
 	r->d = d;
 	r->loop = l;
-	r->http = req;
+	r->conn = c;
 	r->id = atomic_fetch_add(&d->next_req_id, 1) + 1;
-	r->method = (int)evhttp_request_get_command(req);
+	r->method = h->method;
 	r->t_start_us = kwd_now_us();
 	l->inflight++;
+	http_conn_set_request(c, r);
 
 	if (atomic_load(&d->stopping)) {
+		r->close = 1;
 		kwd_reply_error(r, 503, "unavailable", "the daemon is shutting down");
 		kwd_complete(r);
 		return;
 	}
-	if (conn_lookup(l, req, &slot) != 0) {
-		kwd_reply_error(r, 500, "internal", "cannot determine the caller's identity");
-		kwd_complete(r);
-		return;
-	}
-	r->who = slot.who;
-	if (slot.over_limit) {
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+	r->who = *http_conn_who(c);
+	if (http_conn_over_limit(c)) {
+		r->close = 1;
 		kwd_reply_error(r, 503, "unavailable", "too many connections (limit %u)",
 		    d->cfg->max_connections);
 		kwd_complete(r);
 		return;
 	}
-	uri = evhttp_request_get_evhttp_uri(req);
-	path = uri ? evhttp_uri_get_path(uri) : NULL;
-	if (path == NULL) {
-		kwd_reply_error(r, 400, "bad_request", "the request has no path");
+	/* The path is the target up to '?' or '#'; percent escapes stay for
+	 * the router, which decodes each part. */
+	for (qat = 0; qat < h->target_len && h->target[qat] != '?' && h->target[qat] != '#'; qat++)
+		;
+	plen = qat;
+	if ((path = strndup(h->target, plen)) == NULL) {
+		kwd_reply_error(r, 503, "unavailable", "out of memory");
 		kwd_complete(r);
 		return;
 	}
-	parse_query(r, uri);
+	if (qat < h->target_len && h->target[qat] == '?') {
+		size_t qend = qat + 1;
+		while (qend < h->target_len && h->target[qend] != '#')
+			qend++;
+		parse_query(r, h->target + qat + 1, qend - qat - 1);
+	} else {
+		parse_query(r, NULL, 0);
+	}
 
-	in = evhttp_request_get_input_buffer(req);
-	blen = evbuffer_get_length(in);
 	if (blen > 0) {
 		json_error_t je;
-		const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)blen);
-		r->body = json_loadb(data, blen, JSON_REJECT_DUPLICATES, &je);
-		/* The body may hold a value in clear: wipe libevent's copy. */
-		kw_wipe((void *)(uintptr_t)data, blen);
-		evbuffer_drain(in, blen);
+		r->body = json_loadb(body, blen, JSON_REJECT_DUPLICATES, &je);
 		if (r->body == NULL || !json_is_object(r->body)) {
 			kwd_reply_error(r, 400, "invalid_json",
 			    "the body is not a JSON object (line %d, column %d: %s)",
 			    je.line, je.column, r->body ? "expected an object" : je.text);
+			free(path);
 			kwd_complete(r);
 			return;
 		}
 	}
 
 	kwd_route(r, path);   /* replies itself on a bad route */
+	free(path);
 	if (r->status != 0) {
 		kwd_finish(r);
 		return;
@@ -642,13 +583,12 @@ struct event_base *
 server_base_new(void)
 {
 	/* With epoll, let libevent gather the changes of one loop iteration
-	 * into one epoll_ctl per descriptor: evhttp stops reading a
-	 * connection while its request is served and reads again after the
-	 * reply, which was two system calls per request (get, 32 clients:
-	 * 23.4k against 21.9k/s, three alternating runs each).  libevent warns
-	 * that it mishandles a descriptor dup()ed and closed while registered
-	 * in the same base; each loop's copy of the listening socket is in its
-	 * own base. */
+	 * into one epoll_ctl per descriptor (it paid when evhttp re-armed
+	 * each connection twice per request; http.c keeps reads armed, and
+	 * arms a write only when the socket is full).  libevent warns that it
+	 * mishandles a descriptor dup()ed and closed while registered in the
+	 * same base; each loop's copy of the listening socket is in its own
+	 * base. */
 	struct event_config *ec = event_config_new();
 	struct event_base *b;
 
@@ -663,24 +603,15 @@ server_base_new(void)
 static int
 loop_setup(struct kwd *d, struct kwd_loop *l, unsigned idx)
 {
-	struct timeval tv = { 0, 0 };
-
 	l->d = d;
+	l->listen_fd = -1;
 	pthread_mutex_init(&l->c_lock, NULL);
 	if (idx == 0)
 		l->base = d->base;
 	else if ((l->base = server_base_new()) == NULL)
 		return kw_fail(-ENOMEM, "cannot create event loop %u", idx);
-	if ((l->c_event = event_new(l->base, -1, EV_PERSIST, completions_cb, l)) == NULL ||
-	    (l->http = evhttp_new(l->base)) == NULL)
+	if ((l->c_event = event_new(l->base, -1, EV_PERSIST, completions_cb, l)) == NULL)
 		return -ENOMEM;
-	evhttp_set_max_body_size(l->http, (ev_ssize_t)d->cfg->max_body);
-	evhttp_set_max_headers_size(l->http, 16384);
-	tv.tv_sec = d->cfg->header_timeout_s;
-	evhttp_set_timeout_tv(l->http, &tv);
-	evhttp_set_allowed_methods(l->http, EVHTTP_REQ_GET | EVHTTP_REQ_PUT |
-	    EVHTTP_REQ_POST | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD);
-	evhttp_set_gencb(l->http, http_cb, l);
 	return 0;
 }
 
@@ -716,10 +647,10 @@ server_start(struct kwd *d)
 		if (lfd < 0)
 			return kw_fail(-errno, "cannot share the socket with event loop %u: %s", i,
 			    strerror(errno));
-		if ((l->bound = evhttp_accept_socket_with_handle(l->http, lfd)) == NULL) {
-			if (i > 0)
+		if ((r = http_listen(l, lfd)) != 0) {
+			if (l->listen_fd < 0 && i > 0)
 				close(lfd);
-			return kw_fail(KW_E_INTERNAL, "evhttp_accept_socket failed");
+			return r;
 		}
 	}
 	return 0;
@@ -760,11 +691,7 @@ loop_stop(evutil_socket_t fd, short what, void *arg)
 	struct timeval tv = { 10, 0 };
 
 	(void)fd; (void)what;
-	if (l->bound != NULL) {
-		/* This closes the loop's descriptor of the socket. */
-		evhttp_del_accept_socket(l->http, l->bound);
-		l->bound = NULL;
-	}
+	http_stop_listening(l);   /* closes the loop's descriptor of the socket */
 	/* Do not wait for ever on a request stuck in the token. */
 	event_base_loopexit(l->base, l->inflight == 0 ? NULL : &tv);
 }
@@ -802,8 +729,7 @@ server_free(struct kwd *d)
 		 * them. */
 		if (l->c_event != NULL)
 			completions_cb(-1, 0, l);
-		if (l->http != NULL)
-			evhttp_free(l->http);   /* closes its descriptor of the socket if still bound */
+		http_loop_free(l);   /* closes its connections and its descriptor of the socket */
 		if (l->c_event != NULL)
 			event_free(l->c_event);
 		if (i > 0 && l->base != NULL)
@@ -815,7 +741,4 @@ server_free(struct kwd *d)
 	d->nloops = 0;
 	if (d->cfg != NULL && sd_listen_fds(0) <= 0)
 		unlink(d->cfg->socket_path);
-	free(conns);
-	conns = NULL;
-	nconns = 0;
 }

@@ -15,5 +15,4 @@ void server_stop_accepting(struct kwd *d);
 /* After loop 0 returned: wait for the other loops to return. */
 void server_join_loops(struct kwd *d);
 void server_free(struct kwd *d);
-void server_secret_cleanup(const void *data, size_t len, void *arg);
 #endif

@@ -19,12 +19,11 @@
 #include <string.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
 
 #include "kw_error.h"
 #include "daemon/audit.h"
+#include "daemon/http.h"
 #include "daemon/kwd.h"
 #include "daemon/log.h"
 #include "daemon/stream.h"
@@ -36,8 +35,7 @@
 struct stream {
 	struct kwd *d;
 	struct kwd_loop *loop;
-	struct evhttp_request *req;
-	struct evhttp_connection *evcon;
+	struct kwd_conn *conn;   /* NULL once closed */
 	struct audit_reader *rd;
 	uint64_t last;           /* seq of the last line sent */
 	uint64_t id;             /* request id */
@@ -104,22 +102,22 @@ stream_end(struct stream *s, const char *last_line)
 			struct evbuffer *b = evbuffer_new();
 			if (b != NULL) {
 				evbuffer_add_printf(b, "%s\n", last_line);
-				evhttp_send_reply_chunk(s->req, b);
+				http_stream_send(s->conn, b);
 				evbuffer_free(b);
 			}
 		}
-		evhttp_send_reply_end(s->req);
 		s->ended = 1;
+		http_stream_finish(s->conn);   /* may close the connection */
+		s->conn = NULL;
 	}
 }
 
 static void stream_pump(struct stream *s);
 
 static void
-stream_written(struct evhttp_connection *evcon, void *arg)
+stream_written(void *arg)
 {
 	struct stream *s = arg;
-	(void)evcon;
 	if (!s->closed && !s->ended)
 		stream_pump(s);
 }
@@ -128,8 +126,7 @@ stream_written(struct evhttp_connection *evcon, void *arg)
 static void
 stream_pump(struct stream *s)
 {
-	struct bufferevent *bev;
-	struct evbuffer *out, *chunk;
+	struct evbuffer *chunk;
 	const char *line;
 	size_t len, n = 0;
 	uint64_t seq;
@@ -137,9 +134,7 @@ stream_pump(struct stream *s)
 
 	if (s->closed || s->ended)
 		return;
-	bev = evhttp_connection_get_bufferevent(s->evcon);
-	out = bev ? bufferevent_get_output(bev) : NULL;
-	if (out == NULL || evbuffer_get_length(out) >= KW_STREAM_HIGH_WATER) {
+	if (http_out_pending(s->conn) >= KW_STREAM_HIGH_WATER) {
 		uint64_t committed = audit_committed_seq(s->d->audit);
 		if (committed > s->last + KW_STREAM_MAX_LAG) {
 			char msg[256];
@@ -170,7 +165,7 @@ stream_pump(struct stream *s)
 		return;
 	}
 	if (n > 0)
-		evhttp_send_reply_chunk_with_cb(s->req, chunk, stream_written, s);
+		http_stream_send(s->conn, chunk);   /* written from the loop; then stream_written */
 	evbuffer_free(chunk);
 }
 
@@ -182,8 +177,6 @@ stream_pump_all(struct kwd_loop *l)
 	for (s = l->streams; s != NULL; s = next) {
 		next = s->next;
 		if (s->closed || s->ended) {
-			if (s->closed && !s->ended)
-				evhttp_send_reply_end(s->req);   /* frees the detached request */
 			stream_unlink(l, s);
 			stream_free(s);
 			continue;
@@ -193,7 +186,7 @@ stream_pump_all(struct kwd_loop *l)
 }
 
 int
-stream_start(struct kwd_loop *l, struct evhttp_request *req, uint64_t since, uint64_t id)
+stream_start(struct kwd_loop *l, struct kwd_conn *c, uint64_t since, uint64_t id)
 {
 	struct kwd *d = l->d;
 	struct stream *s = calloc(1, sizeof(*s));
@@ -207,26 +200,26 @@ stream_start(struct kwd_loop *l, struct evhttp_request *req, uint64_t since, uin
 	}
 	s->d = d;
 	s->loop = l;
-	s->req = req;
-	s->evcon = evhttp_request_get_connection(req);
+	s->conn = c;
 	s->last = since;
 	s->id = id;
 	s->next = l->streams;
 	l->streams = s;
 	atomic_fetch_add(&l->nstreams, 1);
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/x-ndjson");
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
-	evhttp_send_reply_start(req, 200, "OK");
-	stream_pump(s);
+	http_set_drained_cb(c, stream_written, s);
+	http_stream_begin(c, "application/x-ndjson");   /* may close c */
+	if (!s->closed)
+		stream_pump(s);
 	return 0;
 }
 
 void
-stream_conn_closed(struct kwd_loop *l, struct evhttp_connection *evcon)
+stream_conn_closed(struct kwd_loop *l, struct kwd_conn *c)
 {
 	for (struct stream *s = l->streams; s != NULL; s = s->next)
-		if (s->evcon == evcon) {
+		if (s->conn == c) {
 			s->closed = 1;
+			s->conn = NULL;
 			event_active(l->stream_ev, EV_READ, 0);
 		}
 }
@@ -243,8 +236,10 @@ stream_shutdown(struct kwd *d)
 		struct kwd_loop *l = &d->loops[i];
 		for (s = l->streams; s != NULL; s = next) {
 			next = s->next;
-			if (!s->ended)
-				evhttp_send_reply_end(s->req);
+			if (!s->ended && !s->closed) {
+				s->ended = 1;
+				http_stream_finish(s->conn);   /* best effort: the loops have stopped */
+			}
 			stream_free(s);
 		}
 		l->streams = NULL;

@@ -4,11 +4,11 @@
 #include <stdint.h>
 struct kwd;
 struct kwd_loop;
-struct evhttp_request;
-struct evhttp_connection;
+struct kwd_conn;
 int stream_init(struct kwd *d);
-/* Take over req and stream every event after since. */
-int stream_start(struct kwd_loop *l, struct evhttp_request *req, uint64_t since, uint64_t id);
-void stream_conn_closed(struct kwd_loop *l, struct evhttp_connection *evcon);
+/* Answer the request in flight on c with every event after since. */
+int stream_start(struct kwd_loop *l, struct kwd_conn *c, uint64_t since, uint64_t id);
+/* c closed (from http.c): its stream, if any, stops. */
+void stream_conn_closed(struct kwd_loop *l, struct kwd_conn *c);
 void stream_shutdown(struct kwd *d);
 #endif
