@@ -114,7 +114,8 @@ usage(FILE *f)
 	    "      --prefix P         secret names are P<7 digits> (bench/s)\n"
 	    "      --value-bytes B    size of the values written (32)\n"
 	    "      --raw-seconds T    length of each raw token loop (1)\n"
-	    "      --raw-threads N    threads of the second raw loop (default: the daemon's workers)\n"
+	    "      --raw-threads N    threads of the second raw loop (default: the daemon's workers\n"
+	    "                         or the CPUs, whichever is more; at least 2)\n"
 	    "      --no-raw           skip the raw token loop\n"
 	    "      --pid PID          the daemon's pid (default: from the socket's SO_PEERCRED)\n"
 	    "      --json             one JSON object per point; the last line is the last point\n"
@@ -861,8 +862,14 @@ bad:
 	}
 	if (o.vault == NULL)
 		o.vault = "dev";
-	if (o.raw_threads == 0)
-		o.raw_threads = workers ? workers : 2;
+	if (o.raw_threads == 0) {
+		/* The daemon's workers or the CPUs, whichever is more: a
+		 * daemon with fewer workers than cores is still measured
+		 * against the token's best rate on this machine. */
+		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		o.raw_threads = workers > (unsigned)(ncpu > 0 ? ncpu : 1) ? workers :
+		    (unsigned)(ncpu > 1 ? ncpu : 2);
+	}
 	if (o.pid <= 0)
 		o.pid = daemon_pid_find(o.socket);
 

@@ -324,8 +324,10 @@ kwd_workers_stop(struct kwd *d)
 }
 
 /* Which pool runs an action: the ones that wait for a durable write (their
- * audit intent, a store commit, a token key generation) or read much go
- * to the write pool. */
+ * audit intent, a store commit, a token key generation), read much, or
+ * hold the token for milliseconds (an RSA signature) go to the write pool,
+ * so that reads never queue behind them (the read pool may have a single
+ * worker: see workers_for_token). */
 static int
 pool_of(enum kwd_action a)
 {
@@ -334,6 +336,7 @@ pool_of(enum kwd_action a)
 	case KWD_A_SECRET_RECOVER: case KWD_A_SECRET_PURGE: case KWD_A_SECRET_BACKUP:
 	case KWD_A_SECRET_RESTORE: case KWD_A_AUDIT_READ: case KWD_A_POLICY_RELOAD:
 	case KWD_A_KEY_CREATE: case KWD_A_VAULT_ROTATE: case KWD_A_VAULT_RETIRE:
+	case KWD_A_KEY_SIGN:
 		return KWD_POOL_WRITE;
 	default:
 		return KWD_POOL_FAST;
