@@ -206,10 +206,14 @@ stream_start(struct kwd_loop *l, struct kwd_conn *c, uint64_t since, uint64_t id
 	s->next = l->streams;
 	l->streams = s;
 	atomic_fetch_add(&l->nstreams, 1);
-	http_set_drained_cb(c, stream_written, s);
 	http_stream_begin(c, "application/x-ndjson");   /* may close c */
-	if (!s->closed)
+	if (!s->closed) {
+		/* One pump now; the next ones each time the client has taken
+		 * what was queued (a pump finding the queue full would take
+		 * the client for a laggard). */
+		http_set_drained_cb(c, stream_written, s);
 		stream_pump(s);
+	}
 	return 0;
 }
 
