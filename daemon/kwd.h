@@ -166,6 +166,7 @@ struct kwd {
 	 * store commit), so that waiting writes neither starve reads nor add
 	 * runnable threads to fight over the cores and the token. */
 	struct kwd_pool {
+		struct kwd *d;
 		pthread_t *threads;
 		unsigned n;
 		pthread_mutex_t lock;

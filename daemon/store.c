@@ -342,6 +342,20 @@ store_secret_current(struct store *s, const char *vault, const char *name, uint6
 }
 
 int
+store_read_begin(struct store *s)
+{
+	NEED(s);
+	return s->ops->read_begin != NULL ? s->ops->read_begin(s->eng) : 0;
+}
+
+void
+store_read_end(struct store *s)
+{
+	if (s != NULL && s->ops->read_end != NULL)
+		s->ops->read_end(s->eng);
+}
+
+int
 store_secret_get(struct store *s, const char *vault, const char *name, uint64_t version,
     struct store_record *out)
 {

@@ -154,6 +154,16 @@ int store_secret_put(struct store *s, const char *vault,
 int store_secret_current(struct store *s, const char *vault, const char *name,
     uint64_t *version);
 
+/* Group the calling thread's next reads (store_secret_get and the other
+ * reads, never a write) into one snapshot, taken at the first of them,
+ * until store_read_end: a server that has several reads queued answers
+ * them back to back without a transaction each.  Each read still sees
+ * every write acknowledged before its request was taken from the queue,
+ * provided the group starts after the requests were taken.  0, or an
+ * error (then the reads go on one by one). */
+int store_read_begin(struct store *s);
+void store_read_end(struct store *s);
+
 /* Read version (0: current) of a live (not deleted) name.  out->body is
  * malloc'd; release with store_record_clear(). */
 int store_secret_get(struct store *s, const char *vault, const char *name,

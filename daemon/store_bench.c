@@ -1,13 +1,15 @@
 /*
  * store-bench - how fast the store reads and writes, and how fast it opens.
  *
- *   store-bench [-R] [-d DIR] [-s SECONDS] [-r READERS] [-w WRITERS] [COUNT...]
+ *   store-bench [-R] [-d DIR] [-g GROUP] [-s SECONDS] [-r READERS] [-w WRITERS] [COUNT...]
  *
  * For each COUNT (default: 1000 and 1000000) it fills a fresh database in
  * DIR (default: a temporary directory, removed after) with COUNT secrets,
  * reopens it (the open time), then measures random gets and durable puts
  * of new versions from several threads; with -R, a full rotation (rewrap
- * of every record in batches of 1000).  Not run by make check.
+ * of every record in batches of 1000).  -g GROUP: each reader's reads go
+ * GROUP at a time into one read transaction (store_read_begin), as the
+ * daemon's worker groups queued reads.  Not run by make check.
  */
 #include "config.h"
 
@@ -29,6 +31,7 @@ static double seconds = 2.0;
 static atomic_int stop;
 static double last_cpu;         /* CPUs busy during the last run() */
 static int rotate;              /* -R: also time a full rotation */
+static int group = 1;           /* -g: reads per store_read_begin/end */
 
 static double
 now(void)
@@ -100,6 +103,9 @@ reader(void *arg)
 	while (!atomic_load(&stop)) {
 		struct store_record r;
 		size_t i = (size_t)rand_r(&b->seed) % b->count;
+		if (group > 1 && b->ops % (uint64_t)group == 0 &&
+		    (b->err = store_read_begin(b->s)) != 0)
+			break;
 		snprintf(name, sizeof(name), "app/service-%07zu/password", i);
 		memset(&r, 0, sizeof(r));
 		if ((b->err = store_secret_get(b->s, "bench", name, 0, &r)) != 0) {
@@ -108,7 +114,11 @@ reader(void *arg)
 		}
 		store_record_clear(&r);
 		b->ops++;
+		if (group > 1 && b->ops % (uint64_t)group == 0)
+			store_read_end(b->s);
 	}
+	if (group > 1)
+		store_read_end(b->s);
 	return NULL;
 }
 
@@ -332,20 +342,22 @@ main(int argc, char **argv)
 	int readers = 2, writers = 2, c, rc = 0;
 	size_t defaults[] = { 1000, 1000000 };
 
-	while ((c = getopt(argc, argv, "d:s:r:w:R")) != -1) {
+	while ((c = getopt(argc, argv, "d:g:s:r:w:R")) != -1) {
 		switch (c) {
 		case 'd': dir = optarg; break;
 		case 's': seconds = atof(optarg); break;
 		case 'r': readers = atoi(optarg); break;
 		case 'w': writers = atoi(optarg); break;
 		case 'R': rotate = 1; break;
+		case 'g': group = atoi(optarg); break;
 		default:
-			fprintf(stderr, "usage: store-bench [-R] [-d DIR] [-s SECONDS] [-r READERS] "
+			fprintf(stderr, "usage: store-bench [-R] [-d DIR] [-g GROUP] [-s SECONDS] [-r READERS] "
 			    "[-w WRITERS] [COUNT...]\n");
 			return 2;
 		}
 	}
-	if (readers < 1 || readers > 64 || writers < 1 || writers > 64 || seconds <= 0) {
+	if (readers < 1 || readers > 64 || writers < 1 || writers > 64 || seconds <= 0 ||
+	    group < 1 || group > 1000) {
 		fprintf(stderr, "store-bench: threads must be 1..64 and seconds > 0\n");
 		return 2;
 	}

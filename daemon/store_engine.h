@@ -80,6 +80,12 @@ struct store_ops {
 	    int (*fn)(void *arg, const struct store_record *rec), void *arg);
 	int (*vault_import)(struct store_engine *e, const char *vault,
 	    const struct store_record *recs, size_t n);
+
+	/* Optional (NULL: reads are not grouped).  The calling thread's
+	 * reads, until read_end, share one snapshot taken at the first of
+	 * them; no write may come between. */
+	int (*read_begin)(struct store_engine *e);
+	void (*read_end)(struct store_engine *e);
 };
 
 extern const struct store_ops store_sqlite_ops;

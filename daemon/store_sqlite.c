@@ -361,14 +361,25 @@ deadline(struct timespec *ts, unsigned ms)
 	}
 }
 
-/* A connection for this thread until conn_put(): an idle one, a new one
- * while the pool is not full, or wait up to busy_timeout for one. */
+/* The connection this thread holds for a group of reads (sq_read_begin),
+ * and its engine. */
+static __thread struct conn *pinned;
+static __thread struct store_engine *pinned_e;
+
+/* A connection for this thread until conn_put(): the one of its group of
+ * reads, an idle one, a new one while the pool is not full, or wait up to
+ * busy_timeout for one. */
 static int
 conn_get(struct store_engine *e, struct conn **out)
 {
 	struct conn *c;
 	struct timespec ts;
 	int r = 0;
+
+	if (pinned != NULL && pinned_e == e) {
+		*out = pinned;
+		return 0;
+	}
 
 	deadline(&ts, e->busy_ms);
 	pthread_mutex_lock(&e->lock);
@@ -412,6 +423,8 @@ conn_put(struct store_engine *e, struct conn *c)
 	for (int i = 0; i < ST__N; i++)
 		if (c->st[i] != NULL && sqlite3_stmt_busy(c->st[i]))
 			sqlite3_reset(c->st[i]);
+	if (c == pinned)
+		return;   /* kept, with its read transaction, until sq_read_end */
 	if (!sqlite3_get_autocommit(c->db) || c->writing)
 		tx_rollback(e, c);
 	pthread_mutex_lock(&e->lock);
@@ -1474,6 +1487,41 @@ out:
 }
 
 static int
+sq_read_begin(struct store_engine *e)
+{
+	struct conn *c;
+	int r, rc;
+
+	if (pinned != NULL)
+		return 0;
+	if ((r = conn_get(e, &c)) != 0)
+		return r;
+	/* Deferred: the snapshot is taken at the first read. */
+	if ((rc = sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL)) != SQLITE_OK) {
+		r = sq_fail(e, c->db, rc, "starting a group of reads");
+		conn_put(e, c);
+		return r;
+	}
+	pinned = c;
+	pinned_e = e;
+	return 0;
+}
+
+static void
+sq_read_end(struct store_engine *e)
+{
+	struct conn *c = pinned;
+
+	if (c == NULL || pinned_e != e)
+		return;
+	pinned = NULL;
+	pinned_e = NULL;
+	if (!sqlite3_get_autocommit(c->db))
+		sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);   /* conn_put rolls back if this failed */
+	conn_put(e, c);
+}
+
+static int
 sq_secret_versions(struct store_engine *e, const char *vault, const char *name,
     struct store_meta **out, size_t *nout)
 {
@@ -1928,4 +1976,6 @@ const struct store_ops store_sqlite_ops = {
 	.rewrap_apply = sq_rewrap_apply,
 	.vault_export = sq_vault_export,
 	.vault_import = sq_vault_import,
+	.read_begin = sq_read_begin,
+	.read_end = sq_read_end,
 };

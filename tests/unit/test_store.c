@@ -982,6 +982,57 @@ test_threads(void)
 	store_close(s);
 }
 
+/* A writer thread that puts version 2 of "g" and says when it is done. */
+struct group_writer {
+	struct store *s;
+	int err;
+};
+
+static void *
+group_write(void *arg)
+{
+	struct group_writer *g = arg;
+	uint64_t cur = 0;
+
+	g->err = put(g->s, "v", "g", 2, 1, "two", &cur);
+	return NULL;
+}
+
+/* A group of reads sees one snapshot: a write committed by another
+ * thread after the group's first read is not seen inside the group, and
+ * is seen after it; the group's own connection goes back to the pool. */
+static void
+test_read_group(void)
+{
+	char path[300];
+	struct store *s = fresh(path, sizeof(path));
+	struct group_writer g;
+	pthread_t t;
+	uint64_t cur = 0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	CU_ASSERT_EQUAL(put(s, "v", "g", 1, 1, "one", &cur), 0);
+	CU_ASSERT_EQUAL(store_read_begin(s), 0);
+	CU_ASSERT(body_is(s, "g", 0, "one"));
+	g = (struct group_writer){ .s = s };
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, group_write, &g), 0);
+	pthread_join(t, NULL);
+	CU_ASSERT_EQUAL(g.err, 0);                 /* the group does not block writers */
+	CU_ASSERT(body_is(s, "g", 0, "one"));       /* the group's snapshot */
+	CU_ASSERT(!body_is(s, "g", 2, "two"));
+	store_read_end(s);
+	CU_ASSERT(body_is(s, "g", 0, "two"));       /* and after it, the write */
+	/* A new group starts from a new snapshot; ending twice is harmless. */
+	CU_ASSERT_EQUAL(store_read_begin(s), 0);
+	CU_ASSERT(body_is(s, "g", 2, "two"));
+	store_read_end(s);
+	store_read_end(s);
+	/* Writes after the group work on the same thread. */
+	CU_ASSERT_EQUAL(put(s, "v", "g", 3, 1, "three", &cur), 0);
+	CU_ASSERT(body_is(s, "g", 0, "three"));
+	store_close(s);
+}
+
 /* A write lock held by another process-like connection: busy, then fine. */
 static void
 test_busy(void)
@@ -1302,6 +1353,7 @@ main(void)
 		return 99;
 	su = CU_add_suite("store", NULL, NULL);
 	CU_add_test(su, "put, get, current, versions", test_put_get);
+	CU_add_test(su, "a group of reads sees one snapshot", test_read_group);
 	CU_add_test(su, "check-and-set conflicts", test_cas);
 	CU_add_test(su, "list: prefix with % and _, pages", test_list);
 	CU_add_test(su, "update attributes, tags validated", test_update);
