@@ -800,7 +800,7 @@ config_load(const char *path, struct config **out, struct config_errors *errs)
 	c->audit_segment_seconds = 86400;
 	c->audit_timeout_ms = 2000;
 	c->audit_preallocate = 1;
-	c->workers = 0;              /* chosen for the token at start */
+	c->workers = 0;              /* the CPU count, after parsing */
 	c->write_workers = 16;
 	c->max_body = 1ULL << 20;
 	c->max_value = 256ULL << 10;
@@ -864,8 +864,15 @@ config_load(const char *path, struct config **out, struct config_errors *errs)
 		c->wrap = strdup("auto");
 	{
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		/* limits.workers 0 is chosen for the token once it is open
-		 * (daemon/main.c, workers_for_token). */
+		/* Reads and key operations keep a thread on a core or in the
+		 * token: more threads than cores only contend.  One worker
+		 * was tried for SoftHSM, whose sessions wait on each other's
+		 * locks: on 2 cores it read as fast over 1,000 secrets with a
+		 * lower p99, but over 1,000,000 (after they were written) at
+		 * 0.67-0.84 of that rate against 0.90-0.95 with 2
+		 * (docs/performance.md). */
+		if (c->workers == 0)
+			c->workers = n < 2 ? 2 : n > 16 ? 16 : (unsigned)n;
 		/* HTTP parsing and replies in parallel, one loop per core up to
 		 * 8 (on 2 cores, 2 loops read about 5 % faster than 1). */
 		if (c->event_loops == 0)

@@ -53,7 +53,7 @@ struct config {
 	struct config_vault *vaults;
 	size_t nvaults;
 
-	unsigned workers;            /* reads and key operations; 0: chosen for the token at start */
+	unsigned workers;            /* reads and key operations; 0 in the file: the CPU count */
 	unsigned write_workers;      /* writes, which wait for disks */
 	unsigned event_loops;        /* HTTP event loops; 0 in the file: the CPU count, at most 8 */
 	uint64_t max_body;           /* bytes of a request body */

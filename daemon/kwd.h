@@ -148,7 +148,6 @@ struct kwd {
 	struct event_base *base;       /* the main thread's, loop 0's */
 	struct kwd_loop *loops;
 	unsigned nloops;
-	unsigned nworkers;             /* of KWD_POOL_FAST: limits.workers, or chosen for the token */
 	struct p11_ctx *p11;
 	struct store *store;
 	struct audit_log *audit;

@@ -238,30 +238,6 @@ wrap_from_config(const char *s)
 	return P11_WRAP_AUTO;
 }
 
-/* The CPU count, within [lo, hi]. */
-static unsigned
-cpus(unsigned lo, unsigned hi)
-{
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	return n < (long)lo ? lo : n > (long)hi ? hi : (unsigned)n;
-}
-
-/* limits.workers, or what suits the token: reads and key operations keep
- * a thread on a core or in the token, so more threads than cores only
- * contend.  SoftHSM serializes its work within a process, and its
- * sessions wait on each other's locks: with 2 cores and 32 clients, 1
- * worker read 34.0k/s (p99 1.7-1.8 ms) against 29.1-33.6k/s (p99 2.0-2.1
- * ms) for 2 (docs/performance.md).  Other tokens get one per core. */
-static unsigned
-workers_for_token(const struct config *cfg, const struct p11_token_info *ti)
-{
-	if (cfg->workers != 0)
-		return cfg->workers;
-	if (ti != NULL && strncmp(ti->manufacturer, "SoftHSM", 7) == 0)
-		return 1;
-	return cpus(2, 16);
-}
-
 static int
 run(struct config *cfg)
 {
@@ -292,7 +268,7 @@ run(struct config *cfg)
 	po.token = cfg->token;
 	po.pin_file = cfg->pin_file;
 	po.sessions = cfg->token_sessions ? cfg->token_sessions :
-	    (cfg->workers ? cfg->workers : cpus(2, 16)) + cfg->write_workers + 3;
+	    cfg->workers + cfg->write_workers + 3;
 	po.wrap = wrap_from_config(cfg->wrap);
 	po.no_session_copies = !cfg->session_copies;
 	if ((e = p11_open(&po, &d.p11)) != 0) {
@@ -301,15 +277,12 @@ run(struct config *cfg)
 	}
 	{
 		struct p11_token_info ti;
-		int have = p11_token_info(d.p11, &ti) == 0;
-
-		if (have)
+		if (p11_token_info(d.p11, &ti) == 0)
 			log_info("token '%s' (%s): wrap %s, %u sessions, session copies %s%s",
 			    ti.label, ti.manufacturer, p11_wrap_mech_name(ti.wrap), ti.sessions,
 			    ti.session_copies ? "on" : "off",
 			    ti.keys_modifiable ? " (new keys are created modifiable, "
 			    "the only keys this token copies)" : "");
-		d.nworkers = workers_for_token(cfg, have ? &ti : NULL);
 	}
 	if ((e = p11_audit_key_ensure(d.p11)) != 0) {
 		log_err("token: audit key: %s", kw_errdetail(e));
@@ -317,7 +290,7 @@ run(struct config *cfg)
 	}
 	memset(&so, 0, sizeof(so));
 	so.url = cfg->store_url;
-	so.connections = d.nworkers + cfg->write_workers + 2;
+	so.connections = cfg->workers + cfg->write_workers + 2;
 	if ((e = store_open(&so, &d.store)) != 0) {
 		log_err("store: %s", kw_errdetail(e));
 		goto out;
@@ -350,7 +323,7 @@ run(struct config *cfg)
 		log_err("audit stream: %s", kw_errdetail(e));
 		goto out;
 	}
-	if ((e = kwd_workers_start(&d, d.nworkers, cfg->write_workers)) != 0) {
+	if ((e = kwd_workers_start(&d, cfg->workers, cfg->write_workers)) != 0) {
 		log_err("workers: %s", kw_strerror(e));
 		goto out;
 	}
@@ -370,7 +343,7 @@ run(struct config *cfg)
 	audit_glue_admin(&d, "start", json_pack("{s:s,s:i}", "version", PACKAGE_VERSION,
 	    "pid", (int)getpid()));
 	log_notice("keywardend %s ready on %s (%u event loops, %u workers, %u write workers, %zu vault%s)",
-	    PACKAGE_VERSION, cfg->socket_path, cfg->event_loops, d.nworkers, cfg->write_workers, cfg->nvaults,
+	    PACKAGE_VERSION, cfg->socket_path, cfg->event_loops, cfg->workers, cfg->write_workers, cfg->nvaults,
 	    cfg->nvaults == 1 ? "" : "s");
 	if ((e = server_run_loops(&d)) != 0) {
 		log_err("event loops: %s", kw_errdetail(e));

@@ -356,8 +356,8 @@ kwd_workers_stop(struct kwd *d)
 /* Which pool runs an action: the ones that wait for a durable write (their
  * audit intent, a store commit, a token key generation), read much, or
  * hold the token for milliseconds (an RSA signature) go to the write pool,
- * so that reads never queue behind them (the read pool may have a single
- * worker: see workers_for_token). */
+ * so that reads never queue behind them (the read pool has one worker per
+ * core). */
 static int
 pool_of(enum kwd_action a)
 {
