@@ -1,10 +1,11 @@
 /*
  * kwd.h - the daemon's shared state and the life of one request.
  *
- * Threads: one libevent loop thread owns HTTP, connections and replies; two
- * fixed pools of workers do token and store work (reads and key operations
- * in one, writes, which wait for disks, in the other); the audit writer
- * makes events durable.  A request travels:
+ * Threads: event loops (libevent's, limits.event_loops) own connections,
+ * HTTP (daemon/http.c) and replies, each its own connections; two fixed
+ * pools of workers do token and store work (reads and key operations in
+ * one, writes, which wait for disks, and slow token work in the other);
+ * the audit writer makes events durable.  A request travels:
  *
  *   loop: parse, identify, authorize --> worker: store + token + crypto
  *     --> audit: event durable --> loop: reply
