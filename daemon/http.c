@@ -99,8 +99,14 @@ in_grow(struct kwd_conn *c, size_t want)
 		n = n > SIZE_MAX / 2 ? want : n * 2;
 	if (n == c->in_cap)
 		return 0;
+	/* Locked memory while small; ordinary memory (still wiped) when the
+	 * locked pages run out or the body is large. */
 	sec = n <= HTTP_IN_FIRST;
-	nb = sec ? kw_secalloc(n) : malloc(n);
+	nb = sec ? kw_secalloc(n) : NULL;
+	if (nb == NULL) {
+		sec = 0;
+		nb = malloc(n);
+	}
 	if (nb == NULL)
 		return -ENOMEM;
 	if (c->in != NULL) {
