@@ -50,6 +50,7 @@ struct kwd_conn {
 	int peer_eof;                  /* the client shut its side */
 	struct peer_identity who;
 	int over_limit;
+	int unidentified;              /* identity_from_socket failed */
 
 	/* input: in[0..in_len) of in_cap bytes; kw_secalloc'd while in_sec */
 	char *in;
@@ -489,6 +490,12 @@ http_conn_over_limit(const struct kwd_conn *c)
 	return c->over_limit;
 }
 
+int
+http_conn_identified(const struct kwd_conn *c)
+{
+	return !c->unidentified;
+}
+
 void
 http_conn_set_request(struct kwd_conn *c, void *req)
 {
@@ -640,7 +647,7 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 
 	(void)what;
 	for (int i = 0; i < HTTP_ACCEPT_BURST; i++) {
-		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), ie;
 		struct kwd_conn *c;
 
 		if (fd < 0) {
@@ -658,10 +665,8 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 		if ((c = calloc(1, sizeof(*c))) == NULL ||
 		    (c->out = evbuffer_new()) == NULL ||
 		    (c->rev = event_new(l->base, fd, EV_READ | EV_PERSIST, read_cb, c)) == NULL ||
-		    (c->wev = event_new(l->base, fd, EV_WRITE, write_cb, c)) == NULL ||
-		    identity_from_socket(fd, identity_now_ticks(), &c->who) != 0) {
-			log_warn("cannot take a connection: %s", c == NULL || c->wev == NULL ?
-			    "out of memory" : "the peer's identity is unknown");
+		    (c->wev = event_new(l->base, fd, EV_WRITE, write_cb, c)) == NULL) {
+			log_warn("cannot take a connection: out of memory");
 			if (c != NULL) {
 				if (c->rev) event_free(c->rev);
 				if (c->wev) event_free(c->wev);
@@ -670,6 +675,12 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 			}
 			close(fd);
 			continue;
+		}
+		/* A caller the kernel cannot name is served nothing but a 500
+		 * saying so (server_request). */
+		if ((ie = identity_from_socket(fd, identity_now_ticks(), &c->who)) != 0) {
+			log_warn("a connection's peer cannot be identified: %s", strerror(-ie));
+			c->unidentified = 1;
 		}
 		c->l = l;
 		c->fd = fd;

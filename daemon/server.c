@@ -489,6 +489,12 @@ server_request(struct kwd_conn *c, const struct kwh_head *h, const char *body, s
 		kwd_complete(r);
 		return;
 	}
+	if (!http_conn_identified(c)) {
+		r->close = 1;
+		kwd_reply_error(r, 500, "internal", "cannot determine the caller's identity");
+		kwd_complete(r);
+		return;
+	}
 	r->who = *http_conn_who(c);
 	if (http_conn_over_limit(c)) {
 		r->close = 1;
