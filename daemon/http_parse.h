@@ -60,6 +60,12 @@ struct kwh_chunked {
 int kwh_chunked_step(struct kwh_chunked *c, char *buf, size_t len, size_t *in, size_t *out,
     uint64_t max_body, const char **why);
 
+/* Percent-decode a query string's key or value: %XX and '+' (a space)
+ * from s[0..n) into out, which has room for n + 1 bytes; a '%' not
+ * followed by two hex digits, or one that would decode to NUL, stays as it
+ * is.  Returns the decoded length; out is NUL-terminated. */
+size_t kwh_pct_decode(const char *s, size_t n, char *out);
+
 /* The reason phrase of a status ("OK", "Not Found"), or "Unknown". */
 const char *kwh_reason(int status);
 

@@ -27,6 +27,7 @@
 #include "kw_error.h"
 #include "daemon/audit_glue.h"
 #include "daemon/http.h"
+#include "daemon/http_parse.h"
 #include "daemon/kwd.h"
 #include "daemon/log.h"
 #include "daemon/server.h"
@@ -386,35 +387,14 @@ kwd_submit(struct kwd_req *r)
 
 /* ---- a request arrives --------------------------------------------------------------- */
 
-static int
-hex_digit(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
-	    c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* [s, s+n) with %XX and '+' decoded, as a new string; a '%' not followed
- * by two hex digits, or one that would decode to NUL, stays as it is. */
+/* [s, s+n) percent-decoded into a new string (kwh_pct_decode). */
 static char *
 pct_decode(const char *s, size_t n)
 {
-	char *out = malloc(n + 1), *o = out;
+	char *out = malloc(n + 1);
 
-	if (out == NULL)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		int hi, lo;
-		if (s[i] == '+') {
-			*o++ = ' ';
-		} else if (s[i] == '%' && i + 2 < n && (hi = hex_digit(s[i + 1])) >= 0 &&
-		    (lo = hex_digit(s[i + 2])) >= 0 && (hi | lo) != 0) {
-			*o++ = (char)(hi << 4 | lo);
-			i += 2;
-		} else {
-			*o++ = s[i];
-		}
-	}
-	*o = '\0';
+	if (out != NULL)
+		kwh_pct_decode(s, n, out);
 	return out;
 }
 

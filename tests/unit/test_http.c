@@ -1059,6 +1059,35 @@ test_chunked_leftover(void)
 /* ---- reason phrases ---- */
 
 static void
+test_pct_decode(void)
+{
+	static const struct { const char *in, *out; size_t len; } cs[] = {
+		{ "", "", 0 },
+		{ "abc", "abc", 3 },
+		{ "a+b", "a b", 3 },
+		{ "db%2Fpw", "db/pw", 5 },
+		{ "%41%62", "Ab", 2 },
+		{ "%e2%82%ac", "\xe2\x82\xac", 3 },
+		{ "%", "%", 1 },            /* a '%' without two hex digits stays */
+		{ "%4", "%4", 2 },
+		{ "%4g", "%4g", 3 },
+		{ "%%41", "%A", 2 },
+		{ "%00x", "%00x", 4 },      /* never a NUL */
+		{ "x%41", "xA", 2 },
+	};
+	char out[32];
+
+	for (size_t i = 0; i < NELEM(cs); i++) {
+		memset(out, 'Z', sizeof(out));
+		CU_ASSERT_EQUAL(kwh_pct_decode(cs[i].in, strlen(cs[i].in), out), cs[i].len);
+		CU_ASSERT_EQUAL(memcmp(out, cs[i].out, cs[i].len + 1), 0);
+	}
+	/* Only the n bytes given are read. */
+	CU_ASSERT_EQUAL(kwh_pct_decode("%41", 2, out), 2);
+	CU_ASSERT_STRING_EQUAL(out, "%4");
+}
+
+static void
 test_reason(void)
 {
 	const int parser_statuses[] = { 400, 413, 417, 431, 501, 505 };
@@ -1114,7 +1143,8 @@ main(void)
 	    test_chunked_limits);
 	CU_add_test(s, "bad framing", test_chunked_bad_framing);
 	CU_add_test(s, "bytes after the body are left alone", test_chunked_leftover);
-	s = CU_add_suite("http reason phrases", NULL, NULL);
+	s = CU_add_suite("http reason phrases and query decoding", NULL, NULL);
+	CU_add_test(s, "kwh_pct_decode", test_pct_decode);
 	CU_add_test(s, "kwh_reason", test_reason);
 	failed = kwt_cunit_run();
 	return failed ? 1 : 0;
