@@ -350,23 +350,30 @@ test_large_body(void)
 }
 
 static int
-raw_connect(void)
+raw_connect_to(const char *sock)
 {
 	struct sockaddr_un sa;
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
-	if (strlen(dmn.sock) >= sizeof(sa.sun_path)) {
-		close(fd);
+	if (fd < 0 || strlen(sock) >= sizeof(sa.sun_path)) {
+		if (fd >= 0)
+			close(fd);
 		return -1;
 	}
-	memcpy(sa.sun_path, dmn.sock, strlen(dmn.sock) + 1);
+	memcpy(sa.sun_path, sock, strlen(sock) + 1);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
 		close(fd);
 		return -1;
 	}
 	return fd;
+}
+
+static int
+raw_connect(void)
+{
+	return raw_connect_to(dmn.sock);
 }
 
 static void
@@ -619,6 +626,56 @@ test_protocol_garbage(void)
 	CU_ASSERT(answered > 0);
 	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/health", NULL, NULL), 200);
 	CU_ASSERT_EQUAL(waitpid(dmn.pid, NULL, WNOHANG), 0);   /* still running */
+}
+
+/* limits.max_connections: the connection over the limit is answered 503
+ * and closed; once one of the others closes, a new one is served. */
+static void
+test_connection_limit(void)
+{
+	struct kwt_daemon d2;
+	int fds[4], over;
+	char out[2048];
+	const char *rq = "GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n";
+	struct timeval tv = { 3, 0 };
+	ssize_t n;
+
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_start_limits(&d2, &tok, "  max_connections: 4\n",
+	    "vaults:\n  - name: dev\n"), 0);
+	for (int i = 0; i < 4; i++) {
+		CU_ASSERT_FATAL((fds[i] = raw_connect_to(d2.sock)) >= 0);
+		setsockopt(fds[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		/* each is served (and so counted) before the next connects */
+		CU_ASSERT(write(fds[i], rq, strlen(rq)) == (ssize_t)strlen(rq));
+		n = read(fds[i], out, sizeof(out) - 1);
+		CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+	}
+	/* The fifth: refused with a reason, and closed. */
+	{
+		CU_ASSERT_FATAL((over = raw_connect_to(d2.sock)) >= 0);
+		setsockopt(over, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		CU_ASSERT(write(over, rq, strlen(rq)) == (ssize_t)strlen(rq));
+		n = read(over, out, sizeof(out) - 1);
+		if (n > 0)
+			out[n] = '\0';
+		CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 503 ", 13) == 0);
+		CU_ASSERT(n > 0 && strstr(out, "too many connections (limit 4)") != NULL);
+		CU_ASSERT(n > 0 && strstr(out, "Connection: close\r\n") != NULL);
+		close(over);
+	}
+	/* One of the four leaves: a new connection is served. */
+	close(fds[0]);
+	for (int tries = 0; tries < 50; tries++) {
+		long st = kwt_http(d2.sock, "GET", "/v1/health", NULL, NULL);
+		if (st == 200)
+			break;
+		usleep(20000);   /* the daemon sees the close on its next loop turn */
+		if (tries == 49)
+			CU_ASSERT_EQUAL(st, 200);
+	}
+	for (int i = 1; i < 4; i++)
+		close(fds[i]);
+	kwt_daemon_free(&d2);
 }
 
 struct mix_arg {
@@ -947,6 +1004,7 @@ main(void)
 	CU_add_test(s, "HTTP: malformed and ambiguous requests are refused", test_protocol_refusals);
 	CU_add_test(s, "HTTP: pipelining, chunked bodies, 100-continue, 1.0, HEAD", test_protocol_framing);
 	CU_add_test(s, "HTTP: random bytes and mutated requests", test_protocol_garbage);
+	CU_add_test(s, "limits.max_connections: the next is refused, then served", test_connection_limit);
 	CU_add_test(s, "32 clients x 1000 mixed operations", test_concurrent_mixed);
 	CU_add_test(s, "curl --unix-socket", test_curl_cli);
 	CU_add_test(s, "the keywarden command", test_cli);

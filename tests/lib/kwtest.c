@@ -236,15 +236,32 @@ kwt_daemon_spawn(struct kwt_daemon *d)
 	return -1;
 }
 
+static int daemon_start(struct kwt_daemon *d, const struct kwt_token *t,
+    const char *socket_group, const char *limits, const char *extra);
+
 int
 kwt_daemon_start(struct kwt_daemon *d, const struct kwt_token *t, const char *extra)
 {
-	return kwt_daemon_start_group(d, t, NULL, extra);
+	return daemon_start(d, t, NULL, NULL, extra);
 }
 
 int
 kwt_daemon_start_group(struct kwt_daemon *d, const struct kwt_token *t,
     const char *socket_group, const char *extra)
+{
+	return daemon_start(d, t, socket_group, NULL, extra);
+}
+
+int
+kwt_daemon_start_limits(struct kwt_daemon *d, const struct kwt_token *t,
+    const char *limits, const char *extra)
+{
+	return daemon_start(d, t, NULL, limits, extra);
+}
+
+static int
+daemon_start(struct kwt_daemon *d, const struct kwt_token *t,
+    const char *socket_group, const char *limits, const char *extra)
 {
 	const char *top = kwt_require("KW_TOP_BUILDDIR");
 	char conf[8192], group[128] = "";
@@ -268,10 +285,11 @@ kwt_daemon_start_group(struct kwt_daemon *d, const struct kwt_token *t,
 	    "token:\n  module: %s\n  token: %s\n  pin_file: %s\n"
 	    "state_dir: %s\n"
 	    "audit:\n  dir: %s\n"
-	    "limits:\n  workers: 2\n  client_timeout: 2s\n"
+	    "limits:\n  workers: 2\n  client_timeout: 2s\n%s"
 	    "log:\n  level: info\n"
 	    "%s",
 	    d->sock, group, t->module, t->label, t->pin_file, d->state, d->audit,
+	    limits ? limits : "",
 	    extra ? extra :
 	    "vaults:\n  - name: prod\n    purge_protection: true\n    retention_days: 1\n"
 	    "  - name: dev\n    retention_days: 0\n");

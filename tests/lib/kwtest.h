@@ -76,6 +76,10 @@ int kwt_daemon_start(struct kwt_daemon *d, const struct kwt_token *t, const char
  * connect. */
 int kwt_daemon_start_group(struct kwt_daemon *d, const struct kwt_token *t,
     const char *socket_group, const char *extra);
+/* The same, with more settings under limits: (YAML lines indented by two
+ * spaces, each ending in a newline). */
+int kwt_daemon_start_limits(struct kwt_daemon *d, const struct kwt_token *t,
+    const char *limits, const char *extra);
 /* Start again with the same configuration and state. */
 int kwt_daemon_restart(struct kwt_daemon *d);
 /* SIGTERM and wait; returns the exit status (or -1). */
