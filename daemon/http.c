@@ -11,7 +11,7 @@
  * the connection (so serving a request costs no epoll change); a client
  * that sends more than one buffer ahead of its replies is paused until they
  * are written.  A once-a-second sweep per loop cuts clients that are too
- * slow to send a request or to read a reply (limits.header_timeout).
+ * slow to send a request or to read a reply (limits.client_timeout).
  */
 #include "config.h"
 
@@ -88,6 +88,18 @@ mono_s(void)
 
 /* ---- input buffer ------------------------------------------------------------ */
 
+/* Wipe and release an input buffer of cap bytes. */
+static void
+in_release(char *p, size_t cap, int sec)
+{
+	if (sec) {
+		kw_secfree(p);
+	} else {
+		kw_wipe(p, cap);
+		free(p);
+	}
+}
+
 /* Grow c->in to at least want bytes; the old block is wiped. */
 static int
 in_grow(struct kwd_conn *c, size_t want)
@@ -112,12 +124,7 @@ in_grow(struct kwd_conn *c, size_t want)
 		return -ENOMEM;
 	if (c->in != NULL) {
 		memcpy(nb, c->in, c->in_len);
-		if (c->in_sec) {
-			kw_secfree(c->in);
-		} else {
-			kw_wipe(c->in, c->in_cap);
-			free(c->in);
-		}
+		in_release(c->in, c->in_cap, c->in_sec);
 	}
 	c->in = nb;
 	c->in_cap = n;
@@ -142,12 +149,7 @@ in_free(struct kwd_conn *c)
 {
 	if (c->in == NULL)
 		return;
-	if (c->in_sec) {
-		kw_secfree(c->in);
-	} else {
-		kw_wipe(c->in, c->in_cap);
-		free(c->in);
-	}
+	in_release(c->in, c->in_cap, c->in_sec);
 	c->in = NULL;
 	c->in_len = c->in_cap = 0;
 }
@@ -386,10 +388,24 @@ http_reply(struct kwd_conn *c, int status, const char *content_type, const char 
 	conn_flush(c);
 }
 
+static const char *
+refusal_code(int status)
+{
+	switch (status) {
+	case 413: return "too_large";
+	case 417: return "expectation_failed";
+	case 431: return "headers_too_large";
+	case 501: return "not_implemented";
+	case 503: return "unavailable";
+	case 505: return "version_not_supported";
+	default: return "bad_request";
+	}
+}
+
 /* A refusal from the protocol layer itself: JSON like every other error,
  * then close (the rest of the input cannot be trusted to be framed). */
 static void
-http_refuse(struct kwd_conn *c, int status, const char *code, const char *why)
+http_refuse(struct kwd_conn *c, int status, const char *why)
 {
 	struct evbuffer *b = evbuffer_new();
 
@@ -400,23 +416,11 @@ http_refuse(struct kwd_conn *c, int status, const char *code, const char *why)
 	reading_set(c, 0);
 	in_consume(c, c->in_len);
 	if (b != NULL)
-		evbuffer_add_printf(b, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n", code,
+		evbuffer_add_printf(b, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n",
+		    refusal_code(status),
 		    why ? why : "the request is malformed");
 	http_reply(c, status, "application/json", NULL, b, NULL, 1);
 	evbuffer_free(b);
-}
-
-static const char *
-refusal_code(int status)
-{
-	switch (status) {
-	case 413: return "too_large";
-	case 417: return "expectation_failed";
-	case 431: return "headers_too_large";
-	case 501: return "not_implemented";
-	case 505: return "version_not_supported";
-	default: return "bad_request";
-	}
 }
 
 void
@@ -522,7 +526,7 @@ conn_process(struct kwd_conn *c)
 			if (rc < 0) {
 				c->minor = 1;
 				c->method = 0;
-				http_refuse(c, -rc, refusal_code(-rc), why);
+				http_refuse(c, -rc, why);
 				return;
 			}
 			c->have_head = 1;
@@ -532,7 +536,7 @@ conn_process(struct kwd_conn *c)
 			c->minor = c->h.minor;
 			c->keep_alive = c->h.keep_alive;
 			if (c->h.has_length && c->h.content_length > max_body) {
-				http_refuse(c, 413, "too_large",
+				http_refuse(c, 413,
 				    "the body is larger than the server accepts (limits.max_body)");
 				return;
 			}
@@ -545,7 +549,7 @@ conn_process(struct kwd_conn *c)
 			rc = kwh_chunked_step(&c->ch, c->in, c->in_len, &c->ch_in, &c->ch_out,
 			    max_body, &why);
 			if (rc < 0) {
-				http_refuse(c, -rc, refusal_code(-rc), why);
+				http_refuse(c, -rc, why);
 				return;
 			}
 			body = c->in + c->h.head_len;
@@ -563,13 +567,15 @@ conn_process(struct kwd_conn *c)
 			size_t want = c->h.chunked ? c->h.head_len + max_body + HTTP_CHUNK_SLACK :
 			    c->h.head_len + blen;
 			if (c->h.chunked && c->in_len == c->in_cap && c->in_cap >= want) {
-				http_refuse(c, 413, "too_large",
+				http_refuse(c, 413,
 				    "the chunked body's framing is larger than the server accepts");
 				return;
 			}
-			if (c->in_len == c->in_cap &&
-			    in_grow(c, c->h.chunked ? c->in_cap * 2 > want ? want : c->in_cap * 2 : want) != 0) {
-				http_refuse(c, 503, "unavailable", "out of memory for the request body");
+			/* A chunked body's length is unknown: double, up to want. */
+			if (c->h.chunked && c->in_cap * 2 < want)
+				want = c->in_cap * 2;
+			if (c->in_len == c->in_cap && in_grow(c, want) != 0) {
+				http_refuse(c, 503, "out of memory for the request body");
 				return;
 			}
 			if (c->h.expect_continue && !c->sent_continue) {
@@ -606,13 +612,11 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (c->in_len == c->in_cap) {
-		size_t want = c->in_cap == 0 ? HTTP_IN_FIRST : c->in_cap;
-		/* Before a head is whole, the buffer grows up to the head's
+		/* Before a head is whole, the buffer doubles up to the head's
 		 * limit (the parser refuses beyond it); conn_process grows it
 		 * for a body.  A request sent ahead waits for its turn. */
-		if (c->state != C_READ || (c->have_head && c->in_cap > 0) ||
-		    (c->in_cap >= HTTP_MAX_HEAD) ||
-		    in_grow(c, c->in_cap == 0 ? want : c->in_cap * 2) != 0) {
+		if (c->state != C_READ || c->have_head || c->in_cap >= HTTP_MAX_HEAD ||
+		    in_grow(c, c->in_cap + 1) != 0) {
 			reading_set(c, 0);
 			return;
 		}
@@ -712,7 +716,7 @@ accept_resume(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Once a second: cut connections that made no progress for
- * limits.header_timeout while they owed us a request, or while a reply
+ * limits.client_timeout while they owed us a request, or while a reply
  * waited for them to read it.  One in BUSY (the request is being served) or
  * an idle stream is left alone. */
 static void

@@ -20,14 +20,13 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <jansson.h>
 
 #include "kw_secmem.h"
 #include "daemon/cfg.h"
 #include "daemon/identity.h"
-
-#include <time.h>
 
 struct event;
 struct event_base;

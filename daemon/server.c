@@ -157,7 +157,6 @@ send_now(struct kwd_req *r)
 	if (r->conn != NULL)
 		http_reply(r->conn, status, r->content_type ? r->content_type : "application/json",
 		    r->allow, r->reply, &r->reply_secret, r->close);
-	r->conn = NULL;
 	kwd_req_free(r);
 }
 
@@ -399,8 +398,9 @@ pct_decode(const char *s, size_t n)
 }
 
 /* The query string (after '?', up to '#') into r->query: an object of
- * strings, percent-decoded ('+' is a space), the last of a repeated key
- * winning.  A malformed escape leaves the query empty, as before. */
+ * strings, percent-decoded ('+' is a space; an escape that is not two hex
+ * digits stays as it is), the last of a repeated key winning.  Out of
+ * memory leaves the query empty. */
 static void
 parse_query(struct kwd_req *r, const char *q, size_t n)
 {
@@ -436,14 +436,12 @@ parse_query(struct kwd_req *r, const char *q, size_t n)
 void
 server_request(struct kwd_conn *c, const struct kwh_head *h, const char *body, size_t blen)
 {
-	struct kwd_loop *l = NULL;
-	struct kwd *d;
+	struct kwd_loop *l = http_conn_loop(c);
+	struct kwd *d = l->d;
 	struct kwd_req *r;
 	char *path;
-	size_t plen, qat;
+	size_t qat;
 
-	l = http_conn_loop(c);
-	d = l->d;
 	atomic_fetch_add(&d->m.requests, 1);
 	if ((r = calloc(1, sizeof(*r))) == NULL) {
 		struct evbuffer *b = evbuffer_new();
@@ -487,8 +485,7 @@ server_request(struct kwd_conn *c, const struct kwh_head *h, const char *body, s
 	 * the router, which decodes each part. */
 	for (qat = 0; qat < h->target_len && h->target[qat] != '?' && h->target[qat] != '#'; qat++)
 		;
-	plen = qat;
-	if ((path = strndup(h->target, plen)) == NULL) {
+	if ((path = strndup(h->target, qat)) == NULL) {
 		kwd_reply_error(r, 503, "unavailable", "out of memory");
 		kwd_complete(r);
 		return;

@@ -34,7 +34,6 @@
 
 struct stream {
 	struct kwd *d;
-	struct kwd_loop *loop;
 	struct kwd_conn *conn;   /* NULL once closed */
 	struct audit_reader *rd;
 	uint64_t last;           /* seq of the last line sent */
@@ -199,7 +198,6 @@ stream_start(struct kwd_loop *l, struct kwd_conn *c, uint64_t since, uint64_t id
 		return e;
 	}
 	s->d = d;
-	s->loop = l;
 	s->conn = c;
 	s->last = since;
 	s->id = id;
