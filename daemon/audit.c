@@ -753,11 +753,15 @@ writer_main(void *arg)
 		pthread_mutex_unlock(&log->mu);
 
 		status = r == 0 ? 0 : KW_E_AUDIT;
+		if (done_list != NULL && log->opt.batch_begin != NULL)
+			log->opt.batch_begin(log->opt.batch_arg);
 		for (e = done_list; e != NULL; e = next) {
 			next = e->next;
 			e->done(e->arg, status, r == 0 ? e->seq : 0);
 			ent_free(e);
 		}
+		if (done_list != NULL && log->opt.batch_end != NULL)
+			log->opt.batch_end(log->opt.batch_arg);
 		if (r == 0)
 			seg_prealloc(log);
 		pthread_mutex_lock(&log->mu);

@@ -66,6 +66,13 @@ struct audit_options {
 	                                its data; 0 = yes, -1 = no */
 	audit_seal_fn seal;          /* required */
 	void *seal_arg;
+	/* Optional: called on the writer thread before the first and after
+	 * the last done callback of one batch, so that done can hold its
+	 * work and hand it on once per batch (one wake-up of a reader's
+	 * thread instead of one per event). */
+	void (*batch_begin)(void *arg);
+	void (*batch_end)(void *arg);
+	void *batch_arg;
 };
 
 /* Open the log: find the last segment, check its tail (see above), start the

@@ -39,6 +39,9 @@ audit_glue_open(struct kwd *d)
 	o.preallocate = d->cfg->audit_preallocate ? 0 : -1;
 	o.seal = glue_seal;
 	o.seal_arg = d;
+	o.batch_begin = kwd_complete_hold;
+	o.batch_end = kwd_complete_release;
+	o.batch_arg = d;
 	return audit_open(&o, &d->audit);
 }
 

@@ -209,6 +209,9 @@ int kwd_workers_start(struct kwd *d, unsigned nfast, unsigned nwrite);
 void kwd_workers_stop(struct kwd *d);
 void kwd_submit(struct kwd_req *r);            /* loop -> worker */
 void kwd_complete(struct kwd_req *r);          /* any thread -> loop (reply) */
+/* Hold this thread's completions, then hand them on once per loop. */
+void kwd_complete_hold(void *arg);
+void kwd_complete_release(void *arg);
 void kwd_finish(struct kwd_req *r);            /* after handler: audit, then complete */
 
 /* --- handlers (daemon/handlers.c) --- */

@@ -37,7 +37,12 @@
 #include "daemon/seal.h"
 #include "daemon/store.h"
 
-#define REWRAP_BATCH 512
+/* Records per scan and per store transaction.  Each commit makes every
+ * reader's connection drop its page cache, and each batch pays a scan, a
+ * commit and its sync: at 100,000 records under `get` load, 2048 rewrapped
+ * 17-20k records/s against 17k at 512 and 14k at 128, with `get` the same.
+ * A writer waits at most one apply (about 10 ms) behind it. */
+#define REWRAP_BATCH 2048
 #define PROGRESS_EVERY_US (2 * 1000000)   /* an audit progress event at most this often */
 #define TOKEN_RETRIES 20                   /* a token error pauses, then retries a batch */
 

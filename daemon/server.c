@@ -188,23 +188,91 @@ req_append(struct kwd_req **head, struct kwd_req **tail, struct kwd_req *r)
 
 /* Completions: from workers and the audit writer back to the request's
  * loop. */
-void
-kwd_complete(struct kwd_req *r)
+
+/* Hand a chain of completions [head..tail] of loop l over: one lock, and
+ * a wake-up only when the loop's queue was empty (the loop takes the whole
+ * queue at once, so what is added behind another is taken with it).
+ * event_active takes libevent's base lock and may write to its wake-up
+ * descriptor. */
+static void
+complete_chain(struct kwd_loop *l, struct kwd_req *head, struct kwd_req *tail)
 {
-	struct kwd_loop *l = r->loop;
 	int first;
 
 	pthread_mutex_lock(&l->c_lock);
 	first = l->c_head == NULL;
-	req_append(&l->c_head, &l->c_tail, r);
+	if (l->c_tail != NULL)
+		l->c_tail->next = head;
+	else
+		l->c_head = head;
+	l->c_tail = tail;
 	pthread_mutex_unlock(&l->c_lock);
-	/* Only the completion that finds the queue empty wakes the loop: the
-	 * loop takes the whole queue at once, so a request added behind
-	 * another is taken with it.  (event_active takes libevent's base lock
-	 * and may write to its wake-up descriptor: once per audit batch, not
-	 * once per request.) */
 	if (first)
 		event_active(l->c_event, EV_READ, 0);
+}
+
+/* The audit writer completes a whole batch of requests at once.  Handed
+ * over one by one, each found its loop's queue just emptied by the loop
+ * (awake on the other core) and woke it again: about one write to the
+ * wake-up descriptor and one context switch per request.  Between
+ * kwd_complete_hold and kwd_complete_release the thread's completions are
+ * held, and released with one hand-over per loop. */
+static __thread int held_on;
+static __thread struct kwd_req *held_head, *held_tail;
+
+void
+kwd_complete_hold(void *arg)
+{
+	(void)arg;
+	held_on = 1;
+}
+
+void
+kwd_complete_release(void *arg)
+{
+	struct kwd_req *r, *next, *head, **tail, *last;
+
+	(void)arg;
+	held_on = 0;
+	/* One pass per loop that has any: few loops, batches of tens. */
+	while ((r = held_head) != NULL) {
+		struct kwd_loop *l = r->loop;
+
+		head = NULL;
+		last = NULL;
+		tail = &held_head;
+		for (; r != NULL; r = next) {
+			next = r->next;
+			if (r->loop != l) {
+				tail = &r->next;
+				continue;
+			}
+			*tail = next;        /* out of the held list */
+			r->next = NULL;
+			if (last != NULL)
+				last->next = r;
+			else
+				head = r;
+			last = r;
+		}
+		complete_chain(l, head, last);
+	}
+	held_tail = NULL;
+}
+
+void
+kwd_complete(struct kwd_req *r)
+{
+	r->next = NULL;
+	if (held_on) {
+		if (held_tail != NULL)
+			held_tail->next = r;
+		else
+			held_head = r;
+		held_tail = r;
+		return;
+	}
+	complete_chain(r->loop, r, r);
 }
 
 static void
