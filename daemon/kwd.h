@@ -148,6 +148,11 @@ struct kwd {
 	struct event_base *base;       /* the main thread's, loop 0's */
 	struct kwd_loop *loops;
 	unsigned nloops;
+	/* The socket file this process bound (not one passed by systemd):
+	 * removed at exit only if the path still names it. */
+	int sock_bound;
+	dev_t sock_dev;
+	ino_t sock_ino;
 	struct p11_ctx *p11;
 	struct store *store;
 	struct audit_log *audit;

@@ -607,7 +607,7 @@ server_request(struct kwd_conn *c, const struct kwh_head *h, const char *body, s
 /* ---- the socket --------------------------------------------------------------------- */
 
 static int
-socket_listen(const struct config *c, int *out)
+socket_listen(struct kwd *d, const struct config *c, int *out)
 {
 	struct sockaddr_un sa;
 	mode_t old;
@@ -654,13 +654,35 @@ socket_listen(const struct config *c, int *out)
 			return r;
 		}
 	}
-	if (chmod(c->socket_path, c->socket_mode) != 0 || listen(fd, 1024) != 0) {
+	if (chmod(c->socket_path, c->socket_mode) != 0 || listen(fd, 1024) != 0 ||
+	    lstat(c->socket_path, &st) != 0) {
 		r = kw_fail(-errno, "chmod/listen %s: %s", c->socket_path, strerror(errno));
 		close(fd);
 		return r;
 	}
+	d->sock_bound = 1;
+	d->sock_dev = st.st_dev;
+	d->sock_ino = st.st_ino;
 	*out = fd;
 	return 0;
+}
+
+/* Remove the socket file at exit: only the one this process bound, and
+ * only while the path still names it.  A daemon that found another
+ * listening and gave up, or one whose file a newer daemon has replaced,
+ * leaves the path alone (it used to remove it, and with it the only way
+ * to reach the daemon that was running). */
+static void
+socket_unlink(struct kwd *d)
+{
+	struct stat st;
+
+	if (d->cfg == NULL || !d->sock_bound)
+		return;
+	if (lstat(d->cfg->socket_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	    st.st_dev == d->sock_dev && st.st_ino == d->sock_ino)
+		unlink(d->cfg->socket_path);
+	d->sock_bound = 0;
 }
 
 struct event_base *
@@ -719,7 +741,7 @@ server_start(struct kwd *d)
 		fd = SD_LISTEN_FDS_START;
 		evutil_make_socket_nonblocking(fd);
 		log_info("using the socket passed by systemd");
-	} else if ((r = socket_listen(d->cfg, &fd)) != 0) {
+	} else if ((r = socket_listen(d, d->cfg, &fd)) != 0) {
 		return r;
 	}
 	/* Every loop accepts on the socket (each through its own descriptor:
@@ -823,6 +845,5 @@ server_free(struct kwd *d)
 	free(d->loops);
 	d->loops = NULL;
 	d->nloops = 0;
-	if (d->cfg != NULL && sd_listen_fds(0) <= 0)
-		unlink(d->cfg->socket_path);
+	socket_unlink(d);
 }

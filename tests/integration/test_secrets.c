@@ -974,6 +974,25 @@ test_sighup_reloads_config(void)
 	CU_ASSERT(kwt_tree_contains(dmn.log, "bogus", 5));
 }
 
+/* A second daemon started on the same socket gives up with a clear error
+ * and leaves the first one's socket where it is. */
+static void
+test_second_daemon(void)
+{
+	char cmd[1400], out[4096];
+	char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+	struct stat before, after;
+
+	CU_ASSERT_EQUAL_FATAL(stat(dmn.sock, &before), 0);
+	snprintf(cmd, sizeof(cmd), "exec '%s' --config '%s' 2>&1", dmn.exe, dmn.conf);
+	CU_ASSERT_NOT_EQUAL(kwt_run(argv, out, sizeof(out)), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "another daemon is listening on"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, dmn.sock));
+	CU_ASSERT_EQUAL_FATAL(stat(dmn.sock, &after), 0);
+	CU_ASSERT_EQUAL(before.st_ino, after.st_ino);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/health", NULL, NULL), 200);
+}
+
 static void
 test_sigterm_clean(void)
 {
@@ -1012,6 +1031,7 @@ main(void)
 	CU_add_test(s, "plaintext in no file; survives restart", test_plaintext_nowhere);
 	CU_add_test(s, "kill -9 loses no acknowledged write", test_kill9_keeps_acknowledged);
 	CU_add_test(s, "SIGHUP applies what can change, refuses a broken file", test_sighup_reloads_config);
+	CU_add_test(s, "a second daemon on the socket leaves the first alone", test_second_daemon);
 	CU_add_test(s, "SIGTERM stops cleanly", test_sigterm_clean);
 	failed = kwt_cunit_run();
 	return failed ? 1 : 0;
