@@ -526,11 +526,19 @@ k_audit_prealloc(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *y
 	cfg_bool(x, v, yp, &x->c->audit_preallocate);
 }
 
+static void
+k_audit_lag(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *yp)
+{
+	unsigned long long n;
+	if (cfg_uint(x, v, yp, 100, 100000000, &n) == 0)
+		x->c->audit_stream_max_lag = (unsigned)n;
+}
+
 static const struct cfg_key audit_keys[] = {
 	{ "dir", k_audit_dir }, { "segment_size", k_audit_segsize },
 	{ "segment_age", k_audit_segage }, { "timeout_ms", k_audit_timeout },
 	{ "syslog", k_audit_syslog }, { "group_commit_us", k_audit_linger },
-	{ "preallocate", k_audit_prealloc },
+	{ "preallocate", k_audit_prealloc }, { "stream_max_lag", k_audit_lag },
 };
 
 static void
@@ -800,6 +808,7 @@ config_load(const char *path, struct config **out, struct config_errors *errs)
 	c->audit_segment_seconds = 86400;
 	c->audit_timeout_ms = 2000;
 	c->audit_preallocate = 1;
+	c->audit_stream_max_lag = 200000;
 	c->workers = 0;              /* the CPU count, after parsing */
 	c->write_workers = 16;
 	c->max_body = 1ULL << 20;

@@ -47,6 +47,7 @@ struct config {
 	int audit_group_commit_us;   /* linger for a group commit; -1 never, 0 default */
 	int audit_syslog;
 	int audit_preallocate;       /* zero-fill the active segment ahead of its data */
+	unsigned audit_stream_max_lag;   /* events a stream client may fall behind before it is cut off */
 
 	char *policy_file;           /* NULL: only root and the daemon's uid */
 

@@ -8,8 +8,9 @@
  * segment files for older ones) that the loop drains while the client's
  * output buffer has room.  So a slow client never slows the writer or the
  * other clients, and every line reaches a client once, in order.  A client
- * that falls more than KW_STREAM_MAX_LAG events behind is told so in a last
- * line and cut off; it resumes with ?since= the last seq it saw.
+ * that falls more than audit.stream_max_lag events behind (while its
+ * output is full) is told so in a last line and cut off; it resumes with
+ * ?since= the last seq it saw.
  */
 #include "config.h"
 
@@ -30,7 +31,6 @@
 
 #define KW_STREAM_HIGH_WATER (256 * 1024)
 #define KW_STREAM_BATCH 1024
-#define KW_STREAM_MAX_LAG 200000
 
 struct stream {
 	struct kwd *d;
@@ -38,6 +38,7 @@ struct stream {
 	struct audit_reader *rd;
 	uint64_t last;           /* seq of the last line sent */
 	uint64_t id;             /* request id */
+	uint64_t max_lag;        /* audit.stream_max_lag when it began */
 	int closed;              /* the connection went away */
 	int ended;               /* we ended the reply */
 	struct stream *next;
@@ -135,11 +136,12 @@ stream_pump(struct stream *s)
 		return;
 	if (http_out_pending(s->conn) >= KW_STREAM_HIGH_WATER) {
 		uint64_t committed = audit_committed_seq(s->d->audit);
-		if (committed > s->last + KW_STREAM_MAX_LAG) {
+		if (committed > s->last + s->max_lag) {
 			char msg[256];
 			snprintf(msg, sizeof(msg),
-			    "{\"type\":\"stream.lagged\",\"last_seq\":%llu,\"message\":\"the client fell more than %d events behind; resume with since=%llu\"}",
-			    (unsigned long long)s->last, KW_STREAM_MAX_LAG, (unsigned long long)s->last);
+			    "{\"type\":\"stream.lagged\",\"last_seq\":%llu,\"message\":\"the client fell more than %llu events behind; resume with since=%llu\"}",
+			    (unsigned long long)s->last, (unsigned long long)s->max_lag,
+			    (unsigned long long)s->last);
 			log_notice("audit stream of request %llu cut off: %llu events behind",
 			    (unsigned long long)s->id, (unsigned long long)(committed - s->last));
 			stream_end(s, msg);
@@ -201,6 +203,7 @@ stream_start(struct kwd_loop *l, struct kwd_conn *c, uint64_t since, uint64_t id
 	s->conn = c;
 	s->last = since;
 	s->id = id;
+	s->max_lag = d->cfg->audit_stream_max_lag ? d->cfg->audit_stream_max_lag : 200000;
 	s->next = l->streams;
 	l->streams = s;
 	atomic_fetch_add(&l->nstreams, 1);

@@ -31,14 +31,20 @@ static struct kwt_token tok;
 static struct kwt_daemon dmn;
 
 static uint64_t
-committed_seq(void)
+committed_seq_of(const char *sock)
 {
 	long st;
-	json_t *j = kwt_http_json(dmn.sock, "GET", "/v1/health", NULL, &st);
+	json_t *j = kwt_http_json(sock, "GET", "/v1/health", NULL, &st);
 	uint64_t s = (uint64_t)json_integer_value(json_object_get(json_object_get(j, "audit"), "committed_seq"));
 
 	json_decref(j);
 	return s;
+}
+
+static uint64_t
+committed_seq(void)
+{
+	return committed_seq_of(dmn.sock);
 }
 
 static int
@@ -227,6 +233,7 @@ test_kill9_during_burst(void)
 /* ---- the stream ----------------------------------------------------------- */
 
 struct sub {
+	const char *sock;         /* NULL: the suite's daemon */
 	uint64_t since;           /* resume point */
 	uint64_t last;            /* last seq seen */
 	uint64_t count, dups, gaps, requests;
@@ -290,7 +297,7 @@ subscriber(void *p)
 		char url[128];
 		snprintf(url, sizeof(url), "http://localhost/v1/audit/stream?since=%llu",
 		    (unsigned long long)s->last);
-		curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, dmn.sock);
+		curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, s->sock ? s->sock : dmn.sock);
 		curl_easy_setopt(c, CURLOPT_URL, url);
 		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sub_write);
 		curl_easy_setopt(c, CURLOPT_WRITEDATA, s);
@@ -308,6 +315,7 @@ subscriber(void *p)
 
 struct reqs {
 	int n, errors;
+	const char *sock;        /* NULL: the suite's daemon */
 };
 
 static void *
@@ -316,7 +324,8 @@ reader(void *p)
 	struct reqs *r = p;
 
 	for (int i = 0; i < r->n; i++) {
-		long st = kwt_http(dmn.sock, "GET", "/v1/vaults/dev/secrets/guarded", NULL, NULL);
+		long st = kwt_http(r->sock ? r->sock : dmn.sock, "GET", "/v1/vaults/dev/secrets/guarded",
+		    NULL, NULL);
 		if (st != 200) {
 			/* during the restart: retry until served */
 			usleep(20 * 1000);
@@ -377,6 +386,159 @@ test_stream_exactly_once(void)
 	printf("\n");
 }
 
+/* Does the file at path hold needle? */
+static int
+file_has(const char *path, const char *needle)
+{
+	char *t = NULL;
+	size_t cap = 0, len = 0;
+	FILE *f = fopen(path, "r");
+	int found = 0;
+
+	if (f == NULL)
+		return 0;
+	for (;;) {
+		if (len + 65536 + 1 > cap) {
+			char *n = realloc(t, cap = len + 65536 + 1);
+			if (n == NULL)
+				break;
+			t = n;
+		}
+		size_t r = fread(t + len, 1, 65536, f);
+		if (r == 0)
+			break;
+		len += r;
+	}
+	fclose(f);
+	if (t != NULL) {
+		t[len] = '\0';
+		found = strstr(t, needle) != NULL;
+	}
+	free(t);
+	return found;
+}
+
+/* A subscriber that stops reading is cut off once it falls more than
+ * audit.stream_max_lag events behind, with a last line that says where
+ * to resume; a subscriber reading alongside it sees every event; and the
+ * cut one, resuming with since=, gets the rest exactly once. */
+static void
+test_stream_lag_cut(void)
+{
+	enum { NREQ = 4, EACH = 2000, CAP = 8 << 20 };
+	struct kwt_token t2;
+	struct kwt_daemon d2;
+	struct reqs rq[NREQ];
+	pthread_t th[NREQ], sth;
+	struct sub *good, *resumed;
+	char req[256], *buf, *p;
+	size_t got = 0;
+	uint64_t since, end, n = 0, maxseq = 0, lagged_at = 0;
+	int fd, ended = 0;
+
+	buf = NULL;
+	CU_ASSERT_EQUAL_FATAL(kwt_token_new(&t2, "kw-lag"), 0);
+	/* A client timeout long enough that only the lag can end the stream. */
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_start_opts(&d2, &t2, "  client_timeout: 60s\n",
+	    "  stream_max_lag: 1000\n", NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_http(d2.sock, "PUT", "/v1/vaults/dev/secrets/guarded",
+	    "{\"value\":\"lag\"}", NULL), 201);
+	since = committed_seq_of(d2.sock);
+
+	/* The stalled one asks, then reads nothing (below). */
+	CU_ASSERT((fd = kwt_connect(d2.sock)) >= 0);
+	snprintf(req, sizeof(req), "GET /v1/audit/stream?since=%llu HTTP/1.1\r\nHost: kw\r\n\r\n",
+	    (unsigned long long)since);
+	CU_ASSERT_EQUAL(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+	/* The good one reads as fast as it can. */
+	CU_ASSERT_PTR_NOT_NULL_FATAL(good = calloc(1, sizeof(*good)));
+	good->sock = d2.sock;
+	good->last = since;
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&sth, NULL, subscriber, good), 0);
+
+	for (int i = 0; i < NREQ; i++) {
+		rq[i] = (struct reqs){ .n = EACH, .sock = d2.sock };
+		CU_ASSERT_EQUAL_FATAL(pthread_create(&th[i], NULL, reader, &rq[i]), 0);
+	}
+	/* It reads nothing until the daemon says it cut it off. */
+	CU_ASSERT_PTR_NOT_NULL_FATAL(buf = malloc(CAP + 1));
+	{
+		struct timeval tv = { 10, 0 };
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	}
+	for (int i = 0; i < 1200 && !file_has(d2.log, "cut off: "); i++)
+		usleep(100 * 1000);
+	CU_ASSERT(file_has(d2.log, "cut off: "));
+	/* Now it reads what it was sent: events from since on, in order,
+	 * then the notice, then the response's last chunk. */
+	while (got < CAP) {
+		ssize_t r = read(fd, buf + got, CAP - got);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+		if (got >= 5 && memcmp(buf + got - 5, "0\r\n\r\n", 5) == 0) {
+			ended = 1;   /* the last chunk: the response is over */
+			break;
+		}
+	}
+	buf[got] = '\0';
+	close(fd);
+	CU_ASSERT(ended);
+	for (int i = 0; i < NREQ; i++) {
+		pthread_join(th[i], NULL);
+		CU_ASSERT_EQUAL(rq[i].errors, 0);
+	}
+	end = committed_seq_of(d2.sock);
+	for (int i = 0; i < 600 && good->last < end; i++)
+		usleep(50 * 1000);
+	good->stop = 1;
+	pthread_join(sth, NULL);
+	CU_ASSERT(good->last >= end);
+	CU_ASSERT_EQUAL(good->dups, 0);
+	CU_ASSERT_EQUAL(good->gaps, 0);
+	CU_ASSERT_EQUAL(good->count, good->last - since);
+	CU_ASSERT(good->requests >= NREQ * EACH);
+
+	for (p = buf; (p = strstr(p, "{\"seq\":")) != NULL; p += 7) {
+		uint64_t seq = strtoull(p + 7, NULL, 10);
+		n++;
+		if (seq != since + n)
+			break;
+		maxseq = seq;
+	}
+	CU_ASSERT_EQUAL(maxseq, since + n);
+	if ((p = strstr(buf, "\"type\":\"stream.lagged\",\"last_seq\":")) != NULL)
+		lagged_at = strtoull(p + strlen("\"type\":\"stream.lagged\",\"last_seq\":"), NULL, 10);
+	printf("\n  stalled stream: %llu events (seq %llu..%llu) of %llu, then cut off at last_seq %llu",
+	    (unsigned long long)n, (unsigned long long)since + 1, (unsigned long long)maxseq,
+	    (unsigned long long)(end - since), (unsigned long long)lagged_at);
+	CU_ASSERT_PTR_NOT_NULL(p);
+	CU_ASSERT_EQUAL(lagged_at, maxseq);
+	CU_ASSERT(maxseq > since);
+	CU_ASSERT(maxseq + 1000 < end);
+	free(buf);
+
+	/* Resumed from where it was cut: the rest, once each. */
+	CU_ASSERT_PTR_NOT_NULL_FATAL(resumed = calloc(1, sizeof(*resumed)));
+	resumed->sock = d2.sock;
+	resumed->last = maxseq;
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&sth, NULL, subscriber, resumed), 0);
+	for (int i = 0; i < 600 && resumed->last < end; i++)
+		usleep(50 * 1000);
+	resumed->stop = 1;
+	pthread_join(sth, NULL);
+	CU_ASSERT(resumed->last >= end);
+	CU_ASSERT_EQUAL(resumed->dups, 0);
+	CU_ASSERT_EQUAL(resumed->gaps, 0);
+	CU_ASSERT_EQUAL(resumed->count, resumed->last - maxseq);
+	printf("\n  resumed from %llu: %llu events, no gap, no duplicate\n",
+	    (unsigned long long)maxseq, (unsigned long long)resumed->count);
+	free(good);
+	free(resumed);
+	kwt_daemon_free(&d2);
+	kwt_token_free(&t2);
+}
+
 static int
 count_lines(const char *s)
 {
@@ -421,6 +583,7 @@ main(void)
 	CU_add_test(s, "an unwritable log refuses reads with 503, then heals", test_fail_closed_and_heal);
 	CU_add_test(s, "kill -9 during a burst: every acknowledged write has its event", test_kill9_during_burst);
 	CU_add_test(s, "four subscribers see 10,000 requests' events exactly once, across a restart", test_stream_exactly_once);
+	CU_add_test(s, "a stalled subscriber is cut off past stream_max_lag; the others see all", test_stream_lag_cut);
 	CU_add_test(s, "keywarden audit tail and query", test_cli_tail_and_query);
 	failed = kwt_cunit_run();
 	return failed ? 1 : 0;

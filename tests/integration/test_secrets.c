@@ -350,30 +350,9 @@ test_large_body(void)
 }
 
 static int
-raw_connect_to(const char *sock)
-{
-	struct sockaddr_un sa;
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sun_family = AF_UNIX;
-	if (fd < 0 || strlen(sock) >= sizeof(sa.sun_path)) {
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	memcpy(sa.sun_path, sock, strlen(sock) + 1);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static int
 raw_connect(void)
 {
-	return raw_connect_to(dmn.sock);
+	return kwt_connect(dmn.sock);
 }
 
 static void
@@ -643,7 +622,7 @@ test_connection_limit(void)
 	CU_ASSERT_EQUAL_FATAL(kwt_daemon_start_limits(&d2, &tok, "  max_connections: 4\n",
 	    "vaults:\n  - name: dev\n"), 0);
 	for (int i = 0; i < 4; i++) {
-		CU_ASSERT_FATAL((fds[i] = raw_connect_to(d2.sock)) >= 0);
+		CU_ASSERT_FATAL((fds[i] = kwt_connect(d2.sock)) >= 0);
 		setsockopt(fds[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		/* each is served (and so counted) before the next connects */
 		CU_ASSERT(write(fds[i], rq, strlen(rq)) == (ssize_t)strlen(rq));
@@ -652,7 +631,7 @@ test_connection_limit(void)
 	}
 	/* The fifth: refused with a reason, and closed. */
 	{
-		CU_ASSERT_FATAL((over = raw_connect_to(d2.sock)) >= 0);
+		CU_ASSERT_FATAL((over = kwt_connect(d2.sock)) >= 0);
 		setsockopt(over, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		CU_ASSERT(write(over, rq, strlen(rq)) == (ssize_t)strlen(rq));
 		n = read(over, out, sizeof(out) - 1);

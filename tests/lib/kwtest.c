@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -237,31 +239,38 @@ kwt_daemon_spawn(struct kwt_daemon *d)
 }
 
 static int daemon_start(struct kwt_daemon *d, const struct kwt_token *t,
-    const char *socket_group, const char *limits, const char *extra);
+    const char *socket_group, const char *limits, const char *audit, const char *extra);
 
 int
 kwt_daemon_start(struct kwt_daemon *d, const struct kwt_token *t, const char *extra)
 {
-	return daemon_start(d, t, NULL, NULL, extra);
+	return daemon_start(d, t, NULL, NULL, NULL, extra);
 }
 
 int
 kwt_daemon_start_group(struct kwt_daemon *d, const struct kwt_token *t,
     const char *socket_group, const char *extra)
 {
-	return daemon_start(d, t, socket_group, NULL, extra);
+	return daemon_start(d, t, socket_group, NULL, NULL, extra);
 }
 
 int
 kwt_daemon_start_limits(struct kwt_daemon *d, const struct kwt_token *t,
     const char *limits, const char *extra)
 {
-	return daemon_start(d, t, NULL, limits, extra);
+	return daemon_start(d, t, NULL, limits, NULL, extra);
+}
+
+int
+kwt_daemon_start_opts(struct kwt_daemon *d, const struct kwt_token *t,
+    const char *limits, const char *audit, const char *extra)
+{
+	return daemon_start(d, t, NULL, limits, audit, extra);
 }
 
 static int
 daemon_start(struct kwt_daemon *d, const struct kwt_token *t,
-    const char *socket_group, const char *limits, const char *extra)
+    const char *socket_group, const char *limits, const char *audit, const char *extra)
 {
 	const char *top = kwt_require("KW_TOP_BUILDDIR");
 	char conf[8192], group[128] = "";
@@ -284,11 +293,13 @@ daemon_start(struct kwt_daemon *d, const struct kwt_token *t,
 	    "socket:\n  path: %s\n  mode: \"0660\"\n%s"
 	    "token:\n  module: %s\n  token: %s\n  pin_file: %s\n"
 	    "state_dir: %s\n"
-	    "audit:\n  dir: %s\n"
-	    "limits:\n  workers: 2\n  client_timeout: 2s\n%s"
+	    "audit:\n  dir: %s\n%s"
+	    "limits:\n  workers: 2\n%s%s"
 	    "log:\n  level: info\n"
 	    "%s",
 	    d->sock, group, t->module, t->label, t->pin_file, d->state, d->audit,
+	    audit ? audit : "",
+	    limits != NULL && strstr(limits, "client_timeout:") != NULL ? "" : "  client_timeout: 2s\n",
 	    limits ? limits : "",
 	    extra ? extra :
 	    "vaults:\n  - name: prod\n    purge_protection: true\n    retention_days: 1\n"
@@ -296,6 +307,27 @@ daemon_start(struct kwt_daemon *d, const struct kwt_token *t,
 	if (kwt_write_file(d->conf, conf, 0600) != 0)
 		return -1;
 	return kwt_daemon_spawn(d);
+}
+
+int
+kwt_connect(const char *sock)
+{
+	struct sockaddr_un sa;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (fd < 0 || strlen(sock) >= sizeof(sa.sun_path)) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	memcpy(sa.sun_path, sock, strlen(sock) + 1);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 int

@@ -80,6 +80,10 @@ int kwt_daemon_start_group(struct kwt_daemon *d, const struct kwt_token *t,
  * spaces, each ending in a newline). */
 int kwt_daemon_start_limits(struct kwt_daemon *d, const struct kwt_token *t,
     const char *limits, const char *extra);
+/* The same, with more settings under limits: and under audit: (either
+ * may be NULL).  limits may set client_timeout (default 2s here). */
+int kwt_daemon_start_opts(struct kwt_daemon *d, const struct kwt_token *t,
+    const char *limits, const char *audit, const char *extra);
 /* Start again with the same configuration and state. */
 int kwt_daemon_restart(struct kwt_daemon *d);
 /* SIGTERM and wait; returns the exit status (or -1). */
@@ -94,6 +98,9 @@ void kwt_daemon_free(struct kwt_daemon *d);
  * exchange failed. */
 long kwt_http(const char *sock, const char *method, const char *path,
     const char *body, char **resp);
+
+/* A connection to the Unix socket at sock (blocking), or -1. */
+int kwt_connect(const char *sock);
 
 /* kwt_http with the reply parsed as JSON: a new reference, or NULL when
  * the reply is not JSON.  *status as kwt_http returns it. */

@@ -94,6 +94,18 @@ test_good(void)
 	CU_ASSERT_EQUAL(load(GOOD "audit:\n  preallocate: sometimes\n", &c, &e), 1);
 	CU_ASSERT(has_error(&e, "audit.preallocate"));
 	config_errors_free(&e);
+	/* audit.stream_max_lag: 100..100000000, default 200000 */
+	CU_ASSERT_EQUAL(load(GOOD, &c, &e), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_EQUAL(c->audit_stream_max_lag, 200000);
+	config_free(c);
+	CU_ASSERT_EQUAL(load(GOOD "audit:\n  stream_max_lag: 1000\n", &c, &e), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_EQUAL(c->audit_stream_max_lag, 1000);
+	config_free(c);
+	CU_ASSERT_EQUAL(load(GOOD "audit:\n  stream_max_lag: 10\n", &c, &e), 1);
+	CU_ASSERT(has_error(&e, "audit.stream_max_lag"));
+	config_errors_free(&e);
 }
 
 static void
