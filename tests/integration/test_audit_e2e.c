@@ -313,6 +313,21 @@ subscriber(void *p)
 	return NULL;
 }
 
+/* Let subscriber s (on thread th) reach seq end (up to 30 s), stop it, and
+ * check that it saw every event after from exactly once. */
+static void
+sub_finish(struct sub *s, pthread_t th, uint64_t from, uint64_t end)
+{
+	for (int i = 0; i < 600 && s->last < end; i++)
+		usleep(50 * 1000);
+	s->stop = 1;
+	pthread_join(th, NULL);
+	CU_ASSERT(s->last >= end);
+	CU_ASSERT_EQUAL(s->dups, 0);
+	CU_ASSERT_EQUAL(s->gaps, 0);
+	CU_ASSERT_EQUAL(s->count, s->last - from);
+}
+
 struct reqs {
 	int n, errors;
 	const char *sock;        /* NULL: the suite's daemon */
@@ -489,14 +504,7 @@ test_stream_lag_cut(void)
 		CU_ASSERT_EQUAL(rq[i].errors, 0);
 	}
 	end = committed_seq_of(d2.sock);
-	for (int i = 0; i < 600 && good->last < end; i++)
-		usleep(50 * 1000);
-	good->stop = 1;
-	pthread_join(sth, NULL);
-	CU_ASSERT(good->last >= end);
-	CU_ASSERT_EQUAL(good->dups, 0);
-	CU_ASSERT_EQUAL(good->gaps, 0);
-	CU_ASSERT_EQUAL(good->count, good->last - since);
+	sub_finish(good, sth, since, end);
 	CU_ASSERT(good->requests >= NREQ * EACH);
 
 	for (p = buf; (p = strstr(p, "{\"seq\":")) != NULL; p += 7) {
@@ -523,14 +531,7 @@ test_stream_lag_cut(void)
 	resumed->sock = d2.sock;
 	resumed->last = maxseq;
 	CU_ASSERT_EQUAL_FATAL(pthread_create(&sth, NULL, subscriber, resumed), 0);
-	for (int i = 0; i < 600 && resumed->last < end; i++)
-		usleep(50 * 1000);
-	resumed->stop = 1;
-	pthread_join(sth, NULL);
-	CU_ASSERT(resumed->last >= end);
-	CU_ASSERT_EQUAL(resumed->dups, 0);
-	CU_ASSERT_EQUAL(resumed->gaps, 0);
-	CU_ASSERT_EQUAL(resumed->count, resumed->last - maxseq);
+	sub_finish(resumed, sth, maxseq, end);
 	printf("\n  resumed from %llu: %llu events, no gap, no duplicate\n",
 	    (unsigned long long)maxseq, (unsigned long long)resumed->count);
 	free(good);
