@@ -14,10 +14,16 @@
 /* One pooled session.  rv is the CK_RV of the last failed call made on it
  * during the current operation, so that the pool can tell whether a reopen
  * may help. */
+/* Public random bytes (IVs, nonces) drawn from the token's RNG this many
+ * at a time per session; see p11_sess_nonce. */
+#define P11_NONCE_POOL 768
+
 struct p11_sess {
 	CK_SESSION_HANDLE h;
 	int busy;
 	CK_RV rv;
+	uint8_t nonces[P11_NONCE_POOL];
+	size_t nonces_left;      /* the unused ones are nonces[0..nonces_left) */
 };
 
 /* A cached master key: looked up once, forgotten on reopen.  key and mac
@@ -93,6 +99,11 @@ int p11_rv_retryable(CK_RV rv);
 typedef int (*p11_op_fn)(p11_ctx *ctx, struct p11_sess *s, void *arg);
 int p11_run(p11_ctx *ctx, p11_op_fn op, void *arg);
 /* Record rv on the session and return p11_fail_rv(). */
+/* n bytes for an IV or a nonce: public values that must never repeat,
+ * from the token's RNG.  One C_GenerateRandom per P11_NONCE_POOL bytes
+ * instead of one per wrap (5 % of a rewrap); each byte is handed out once
+ * and then zeroed.  Never for keys. */
+int p11_sess_nonce(p11_ctx *ctx, struct p11_sess *s, uint8_t *out, size_t n);
 int p11_sfail(struct p11_sess *s, const char *fn, CK_RV rv, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 

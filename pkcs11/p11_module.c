@@ -672,6 +672,31 @@ p11_run(p11_ctx *ctx, p11_op_fn op, void *arg)
 	return r;
 }
 
+int
+p11_sess_nonce(p11_ctx *ctx, struct p11_sess *s, uint8_t *out, size_t n)
+{
+	CK_RV rv;
+
+	if (n > sizeof(s->nonces)) {
+		if ((rv = ctx->f->C_GenerateRandom(s->h, out, n)) != CKR_OK)
+			return p11_sfail(s, "C_GenerateRandom", rv, "the RNG of token "
+			    "'%s' failed", TOKNAME(ctx));
+		return 0;
+	}
+	if (s->nonces_left < n) {
+		if ((rv = ctx->f->C_GenerateRandom(s->h, s->nonces, sizeof(s->nonces))) != CKR_OK) {
+			s->nonces_left = 0;
+			return p11_sfail(s, "C_GenerateRandom", rv, "the RNG of token "
+			    "'%s' failed", TOKNAME(ctx));
+		}
+		s->nonces_left = sizeof(s->nonces);
+	}
+	s->nonces_left -= n;
+	memcpy(out, s->nonces + s->nonces_left, n);
+	memset(s->nonces + s->nonces_left, 0, n);
+	return 0;
+}
+
 /* ---- small operations ---------------------------------------------------- */
 
 static int

@@ -155,9 +155,10 @@ gcm_wrap(p11_ctx *ctx, struct p11_sess *s, struct wrap_arg *a,
 	CK_ULONG n = a->deklen + GCM_TAG;
 	CK_RV rv;
 
-	if ((rv = ctx->f->C_GenerateRandom(s->h, iv, GCM_IV)) != CKR_OK)
-		return p11_sfail(s, "C_GenerateRandom", rv, "the RNG of token "
-		    "'%s' failed", TOKNAME(ctx));
+	int r;
+
+	if ((r = p11_sess_nonce(ctx, s, iv, GCM_IV)) != 0)
+		return r;
 	memset(&gp, 0, sizeof(gp));
 	gp.pIv = iv;
 	gp.ulIvLen = GCM_IV;
@@ -411,7 +412,6 @@ op_wrap(p11_ctx *ctx, struct p11_sess *s, void *arg)
 	CK_OBJECT_HANDLE key, mac;
 	uint8_t adstack[AD_STACK], *ad = NULL, *nonce, *ct;
 	size_t adlen = 0, body;
-	CK_RV rv;
 	int r;
 
 	if ((r = p11_key_get(ctx, s, a->vault, a->version, &key, &mac)) != 0)
@@ -437,12 +437,8 @@ op_wrap(p11_ctx *ctx, struct p11_sess *s, void *arg)
 		nonce = a->blob + HDR_LEN;
 		ct = nonce + CTR_NONCE;
 		body = HDR_LEN + CTR_NONCE + a->deklen;
-		if ((rv = ctx->f->C_GenerateRandom(s->h, nonce, CTR_NONCE)) !=
-		    CKR_OK) {
-			r = p11_sfail(s, "C_GenerateRandom", rv, "the RNG of token "
-			    "'%s' failed", TOKNAME(ctx));
+		if ((r = p11_sess_nonce(ctx, s, nonce, CTR_NONCE)) != 0)
 			goto out;
-		}
 		if ((r = ctr_xor(ctx, s, a, key, nonce, a->dek, ct)) != 0)
 			goto out;
 		if ((ad = ad_build(adstack, a->blob, body, a->vault, a->aad,

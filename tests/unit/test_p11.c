@@ -475,6 +475,32 @@ wrap_checks(p11_ctx *c, enum p11_wrap_mech m, const char *vault, int idx)
 	CU_ASSERT_EQUAL(p11_unwrap(c, vault, blob, blen, "x", 1, out, &olen),
 	    KW_E_AUTH);
 
+	/* One key wrapped 300 times: each blob new, so no IV or nonce twice
+	 * (GCM and the CTR mode take theirs from a pool of the token's random
+	 * bytes, refilled every few dozen wraps), and each unwraps.  AES-KWP
+	 * is deterministic and has none. */
+	if (m != P11_WRAP_AES_KWP) {
+		enum { N = 300 };
+		uint8_t (*many)[P11_WRAPPED_MAX] = calloc(N, P11_WRAPPED_MAX);
+		size_t mlen = 0, k, j;
+		int same = 0, bad_unwrap = 0;
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(many);
+		for (k = 0; k < N; k++) {
+			CU_ASSERT_EQUAL_FATAL(p11_wrap(c, vault, 1, dek, 32, aad, strlen(aad),
+			    many[k], &mlen), 0);
+			if (p11_unwrap(c, vault, many[k], mlen, aad, strlen(aad), out, &olen) != 0 ||
+			    olen != 32 || memcmp(out, dek, 32) != 0)
+				bad_unwrap++;
+		}
+		for (k = 0; k < N; k++)
+			for (j = k + 1; j < N; j++)
+				same += memcmp(many[k], many[j], mlen) == 0;
+		CU_ASSERT_EQUAL(same, 0);
+		CU_ASSERT_EQUAL(bad_unwrap, 0);
+		free(many);
+	}
+
 	/* the blob kept for later: 32 bytes under v1 with aad */
 	CU_ASSERT_EQUAL(p11_wrap(c, vault, 1, dek, 32, aad, strlen(aad), blob,
 	    &blen), 0);
