@@ -1440,6 +1440,18 @@ h_vault_restore(struct kwd_req *r)
 			kwd_reply_error(r, 400, "invalid_value", "record %zu ('%s'): malformed", i, name);
 			goto out;
 		}
+		/* A record under a retired or destroyed master-key version
+		 * could never be opened, nor rewrapped by a rotation: bringing
+		 * it back would store what no one can read.  (A version the
+		 * store does not know yet, as in a restore into a new store on
+		 * the same token, is left to the import.) */
+		if ((e = kwd_keys_usable(r->d, r->vault, x->meta.key_version)) == KW_E_RETIRED) {
+			kwd_reply_error(r, 403, "key_retired",
+			    "record %zu ('%s' version %llu) is wrapped under master key version %u of vault '%s', which is retired or destroyed: nothing could open it, so nothing was restored",
+			    i, name, (unsigned long long)x->meta.version, x->meta.key_version, r->vault);
+			goto out;
+		}
+		kw_errclear();
 	}
 	if (kwd_intent_or_refuse(r, "restored") != 0)
 		goto out;

@@ -362,7 +362,7 @@ test_retire_refuses_then_destroy(void)
 	json_decref(rotation_wait("dev", 30));
 	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "DELETE", "/v1/vaults/dev/secrets/keep", NULL, NULL), 200);
 	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "DELETE", "/v1/vaults/dev/deleted/keep", NULL, NULL), 200);
-	j = reqf("POST", &st, backup, "/v1/vaults/dev/restore");
+	j = reqf("POST", &st, json_incref(backup), "/v1/vaults/dev/restore");
 	CU_ASSERT_EQUAL(st, 200);
 	json_decref(j);
 	/* version cur wraps one record again: retire refuses and says so */
@@ -404,6 +404,21 @@ test_retire_refuses_then_destroy(void)
 	CU_ASSERT_STRING_EQUAL(jstr(j, "value") ?: "", "kept");
 	CU_ASSERT(jint(j, "key_version") > cur);
 	json_decref(j);
+	/* The backup's record is wrapped under the destroyed version: it
+	 * cannot come back (nothing could open it), under another name
+	 * either, and nothing of the restore is written. */
+	{
+		json_t *recs = json_object_get(backup, "records"), *rec;
+		size_t i;
+		json_array_foreach(recs, i, rec)
+			json_object_set_new(rec, "name", json_string("keep-again"));
+	}
+	j = reqf("POST", &st, backup, "/v1/vaults/dev/restore");   /* takes backup */
+	CU_ASSERT_EQUAL(st, 403);
+	CU_ASSERT_STRING_EQUAL(kwt_err_code(j) ?: "", "key_retired");
+	CU_ASSERT_PTR_NOT_NULL(strstr(jstr(json_object_get(j, "error"), "message") ?: "", "keep-again"));
+	json_decref(j);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/vaults/dev/secrets/keep-again", NULL, NULL), 404);
 	/* the state survives a restart */
 	CU_ASSERT_EQUAL(kwt_daemon_stop(&dmn), 0);
 	CU_ASSERT_EQUAL_FATAL(kwt_daemon_restart(&dmn), 0);
