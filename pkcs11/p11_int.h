@@ -98,12 +98,15 @@ int p11_rv_retryable(CK_RV rv);
  * failure reopen the token and run it once more. */
 typedef int (*p11_op_fn)(p11_ctx *ctx, struct p11_sess *s, void *arg);
 int p11_run(p11_ctx *ctx, p11_op_fn op, void *arg);
-/* Record rv on the session and return p11_fail_rv(). */
+/* n bytes from the token's RNG on session s (key ids, nonces);
+ * 0, or the failure recorded on s. */
+int p11_sess_rng(p11_ctx *ctx, struct p11_sess *s, void *out, size_t n);
 /* n bytes for an IV or a nonce: public values that must never repeat,
  * from the token's RNG.  One C_GenerateRandom per P11_NONCE_POOL bytes
  * instead of one per wrap (5 % of a rewrap); each byte is handed out once
  * and then zeroed.  Never for keys. */
 int p11_sess_nonce(p11_ctx *ctx, struct p11_sess *s, uint8_t *out, size_t n);
+/* Record rv on the session and return p11_fail_rv(). */
 int p11_sfail(struct p11_sess *s, const char *fn, CK_RV rv, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 

@@ -453,9 +453,8 @@ op_mkey_create(p11_ctx *ctx, struct p11_sess *s, void *arg)
 	if (r != KW_E_KEY_NOT_FOUND)
 		return r;
 	k = CK_INVALID_HANDLE;
-	if ((rv = ctx->f->C_GenerateRandom(s->h, id, sizeof(id))) != CKR_OK)
-		return p11_sfail(s, "C_GenerateRandom", rv, "the RNG of token "
-		    "'%s' failed", TOKNAME(ctx));
+	if ((r = p11_sess_rng(ctx, s, id, sizeof(id))) != 0)
+		return r;
 	{
 		CK_ATTRIBUTE t[] = {
 			{ CKA_CLASS, &cls, sizeof(cls) },
@@ -765,9 +764,8 @@ audit_find_copy(p11_ctx *ctx, struct p11_sess *s, int create, CK_OBJECT_HANDLE *
 			    "'%s' lacks %s: it cannot hold the audit HMAC key",
 			    TOKNAME(ctx), !ctx->has_hmac ? "CKM_SHA256_HMAC" :
 			    "CKM_GENERIC_SECRET_KEY_GEN");
-		if ((rv = ctx->f->C_GenerateRandom(s->h, id, sizeof(id))) != CKR_OK)
-			return p11_sfail(s, "C_GenerateRandom", rv, "the RNG of "
-			    "token '%s' failed", TOKNAME(ctx));
+		if ((r = p11_sess_rng(ctx, s, id, sizeof(id))) != 0)
+			return r;
 		rv = keygen(ctx, s, CKM_GENERIC_SECRET_KEY_GEN, t,
 		    sizeof(t) / sizeof(t[0]), &h);
 		if (rv != CKR_OK)

@@ -673,22 +673,27 @@ p11_run(p11_ctx *ctx, p11_op_fn op, void *arg)
 }
 
 int
-p11_sess_nonce(p11_ctx *ctx, struct p11_sess *s, uint8_t *out, size_t n)
+p11_sess_rng(p11_ctx *ctx, struct p11_sess *s, void *out, size_t n)
 {
 	CK_RV rv;
 
-	if (n > sizeof(s->nonces)) {
-		if ((rv = ctx->f->C_GenerateRandom(s->h, out, n)) != CKR_OK)
-			return p11_sfail(s, "C_GenerateRandom", rv, "the RNG of token "
-			    "'%s' failed", TOKNAME(ctx));
-		return 0;
-	}
+	if ((rv = ctx->f->C_GenerateRandom(s->h, out, n)) != CKR_OK)
+		return p11_sfail(s, "C_GenerateRandom", rv, "the RNG of token "
+		    "'%s' failed", TOKNAME(ctx));
+	return 0;
+}
+
+int
+p11_sess_nonce(p11_ctx *ctx, struct p11_sess *s, uint8_t *out, size_t n)
+{
+	int r;
+
+	if (n > sizeof(s->nonces))
+		return p11_sess_rng(ctx, s, out, n);
 	if (s->nonces_left < n) {
-		if ((rv = ctx->f->C_GenerateRandom(s->h, s->nonces, sizeof(s->nonces))) != CKR_OK) {
-			s->nonces_left = 0;
-			return p11_sfail(s, "C_GenerateRandom", rv, "the RNG of token "
-			    "'%s' failed", TOKNAME(ctx));
-		}
+		s->nonces_left = 0;
+		if ((r = p11_sess_rng(ctx, s, s->nonces, sizeof(s->nonces))) != 0)
+			return r;
 		s->nonces_left = sizeof(s->nonces);
 	}
 	s->nonces_left -= n;
@@ -730,12 +735,8 @@ static int
 op_random(p11_ctx *ctx, struct p11_sess *s, void *arg)
 {
 	struct rand_arg *a = arg;
-	CK_RV rv;
 
-	if ((rv = ctx->f->C_GenerateRandom(s->h, a->buf, a->len)) != CKR_OK)
-		return p11_sfail(s, "C_GenerateRandom", rv, "the RNG of token "
-		    "'%s' failed", TOKNAME(ctx));
-	return 0;
+	return p11_sess_rng(ctx, s, a->buf, a->len);
 }
 
 int

@@ -264,9 +264,8 @@ op_skey_create(p11_ctx *ctx, struct p11_sess *s, void *arg)
 		    "in token '%s'", a->label, TOKNAME(ctx));
 	if (r != KW_E_KEY_NOT_FOUND)
 		return r;
-	if ((rv = ctx->f->C_GenerateRandom(s->h, a->id, sizeof(a->id))) != CKR_OK)
-		return p11_sfail(s, "C_GenerateRandom", rv, "the RNG of token "
-		    "'%s' failed", TOKNAME(ctx));
+	if ((r = p11_sess_rng(ctx, s, a->id, sizeof(a->id))) != 0)
+		return r;
 
 	attr_add(pt, &np, CKA_TOKEN, &yes, sizeof(yes));
 	attr_add(pt, &np, CKA_PRIVATE, &no, sizeof(no));
