@@ -203,7 +203,7 @@ stream_start(struct kwd_loop *l, struct kwd_conn *c, uint64_t since, uint64_t id
 	s->conn = c;
 	s->last = since;
 	s->id = id;
-	s->max_lag = d->cfg->audit_stream_max_lag ? d->cfg->audit_stream_max_lag : 200000;
+	s->max_lag = d->cfg->audit_stream_max_lag;
 	s->next = l->streams;
 	l->streams = s;
 	atomic_fetch_add(&l->nstreams, 1);
