@@ -401,38 +401,6 @@ test_stream_exactly_once(void)
 	printf("\n");
 }
 
-/* Does the file at path hold needle? */
-static int
-file_has(const char *path, const char *needle)
-{
-	char *t = NULL;
-	size_t cap = 0, len = 0;
-	FILE *f = fopen(path, "r");
-	int found = 0;
-
-	if (f == NULL)
-		return 0;
-	for (;;) {
-		if (len + 65536 + 1 > cap) {
-			char *n = realloc(t, cap = len + 65536 + 1);
-			if (n == NULL)
-				break;
-			t = n;
-		}
-		size_t r = fread(t + len, 1, 65536, f);
-		if (r == 0)
-			break;
-		len += r;
-	}
-	fclose(f);
-	if (t != NULL) {
-		t[len] = '\0';
-		found = strstr(t, needle) != NULL;
-	}
-	free(t);
-	return found;
-}
-
 /* A subscriber that stops reading is cut off once it falls more than
  * audit.stream_max_lag events behind, with a last line that says where
  * to resume; a subscriber reading alongside it sees every event; and the
@@ -481,9 +449,9 @@ test_stream_lag_cut(void)
 		struct timeval tv = { 10, 0 };
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	}
-	for (int i = 0; i < 1200 && !file_has(d2.log, "cut off: "); i++)
+	for (int i = 0; i < 1200 && !kwt_file_contains(d2.log, "cut off: ", 9); i++)
 		usleep(100 * 1000);
-	CU_ASSERT(file_has(d2.log, "cut off: "));
+	CU_ASSERT(kwt_file_contains(d2.log, "cut off: ", 9));
 	/* Now it reads what it was sent: events from since on, in order,
 	 * then the notice, then the response's last chunk. */
 	while (got < CAP) {

@@ -471,7 +471,7 @@ kwt_http(const char *sock, const char *method, const char *path,
 	return status;
 }
 
-static int
+int
 kwt_file_contains(const char *path, const void *needle, size_t len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);

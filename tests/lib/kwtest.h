@@ -115,5 +115,8 @@ const char *kwt_err_code(struct json_t *reply);
  * Returns its exit status. */
 int kwt_cli(const char *sock, char *out, size_t outlen, ...);
 
+/* Does the file at path contain the bytes needle?  1 yes, 0 no (also when
+ * it cannot be read). */
+int kwt_file_contains(const char *path, const void *needle, size_t len);
 /* Does any file under dir contain the bytes needle?  1 yes, 0 no. */
 int kwt_tree_contains(const char *dir, const void *needle, size_t len);
