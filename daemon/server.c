@@ -174,16 +174,17 @@ kwd_req_free(struct kwd_req *r)
 	free(r);
 }
 
-/* Append r to a queue; the caller holds the queue's lock. */
+/* Append the chain first..last (last->next NULL) to a queue; the caller
+ * holds the queue's lock. */
 static void
-req_append(struct kwd_req **head, struct kwd_req **tail, struct kwd_req *r)
+req_append(struct kwd_req **head, struct kwd_req **tail, struct kwd_req *first,
+    struct kwd_req *last)
 {
-	r->next = NULL;
 	if (*tail != NULL)
-		(*tail)->next = r;
+		(*tail)->next = first;
 	else
-		*head = r;
-	*tail = r;
+		*head = first;
+	*tail = last;
 }
 
 /* Completions: from workers and the audit writer back to the request's
@@ -201,11 +202,7 @@ complete_chain(struct kwd_loop *l, struct kwd_req *head, struct kwd_req *tail)
 
 	pthread_mutex_lock(&l->c_lock);
 	first = l->c_head == NULL;
-	if (l->c_tail != NULL)
-		l->c_tail->next = head;
-	else
-		l->c_head = head;
-	l->c_tail = tail;
+	req_append(&l->c_head, &l->c_tail, head, tail);
 	pthread_mutex_unlock(&l->c_lock);
 	if (first)
 		event_active(l->c_event, EV_READ, 0);
@@ -249,11 +246,7 @@ kwd_complete_release(void *arg)
 			}
 			*tail = next;        /* out of the held list */
 			r->next = NULL;
-			if (last != NULL)
-				last->next = r;
-			else
-				head = r;
-			last = r;
+			req_append(&head, &last, r, r);
 		}
 		complete_chain(l, head, last);
 	}
@@ -265,11 +258,7 @@ kwd_complete(struct kwd_req *r)
 {
 	r->next = NULL;
 	if (held_on) {
-		if (held_tail != NULL)
-			held_tail->next = r;
-		else
-			held_head = r;
-		held_tail = r;
+		req_append(&held_head, &held_tail, r, r);
 		return;
 	}
 	complete_chain(r->loop, r, r);
@@ -447,7 +436,8 @@ kwd_submit(struct kwd_req *r)
 	struct kwd_pool *p = &r->d->pool[pool_of(r->action)];
 
 	pthread_mutex_lock(&p->lock);
-	req_append(&p->head, &p->tail, r);
+	r->next = NULL;
+	req_append(&p->head, &p->tail, r, r);
 	pthread_cond_signal(&p->cond);
 	pthread_mutex_unlock(&p->lock);
 }
