@@ -518,7 +518,7 @@ commit(struct audit_log *log, struct ent *batch, json_t **extra, size_t nextra)
 		r = kw_fail(r, "cannot write audit segment %s: %s", path, strerror(-r));
 		goto fail;
 	}
-	if (fdatasync(log->fd) != 0) {
+	if ((log->opt.datasync != NULL ? log->opt.datasync(log->fd) : fdatasync(log->fd)) != 0) {
 		r = kw_fail(-errno, "cannot flush audit segment %s to disk: %s", path,
 		    strerror(errno));
 		goto fail;

@@ -73,6 +73,9 @@ struct audit_options {
 	void (*batch_begin)(void *arg);
 	void (*batch_end)(void *arg);
 	void *batch_arg;
+	/* Optional, for fault injection: called instead of fdatasync(2) to
+	 * make each commit durable; 0, or -1 with errno set. */
+	int (*datasync)(int fd);
 };
 
 /* Open the log: find the last segment, check its tail (see above), start the

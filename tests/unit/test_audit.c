@@ -1160,6 +1160,127 @@ test_seal_refused(void)
 	CU_ASSERT_EQUAL(res.events, 5);
 }
 
+/* The disk fails two syncs in a row while events keep coming: their
+ * batches are refused and cut off the file (they were written, not made
+ * durable), every acknowledged event is there once, and the log heals. */
+#define SF_THREADS 8
+#define SF_PER 150
+static atomic_int sf_calls, sf_fail_from, sf_fail_n;
+static int sf_status[SF_THREADS * SF_PER];
+static uint64_t sf_seq[SF_THREADS * SF_PER];
+static struct audit_log *sf_log;
+
+static int
+sf_datasync(int fd)
+{
+	int call = atomic_fetch_add(&sf_calls, 1);
+	int from = atomic_load(&sf_fail_from);
+
+	if (from > 0 && call >= from && call < from + atomic_load(&sf_fail_n)) {
+		usleep(3000);   /* a slow failure: more events queue meanwhile */
+		errno = EIO;
+		return -1;
+	}
+	return fdatasync(fd);
+}
+
+static atomic_int sf_left;
+
+static void
+sf_done(void *arg, int status, uint64_t seq)
+{
+	int id = (int)(intptr_t)arg;
+
+	sf_status[id] = status;
+	sf_seq[id] = seq;
+	atomic_fetch_sub(&sf_left, 1);
+}
+
+/* Submitters that do not wait: events keep coming while a sync runs. */
+static void *
+sf_thread(void *arg)
+{
+	int t = (int)(intptr_t)arg;
+
+	for (int k = 0; k < SF_PER; k++) {
+		int id = t * SF_PER + k;
+		if (audit_submit(sf_log, json_pack("{s:s,s:i}", "type", "sf", "i", id),
+		    sf_done, (void *)(intptr_t)id) != 0) {
+			sf_status[id] = -1;
+			atomic_fetch_sub(&sf_left, 1);
+		}
+		usleep(200);
+	}
+	return NULL;
+}
+
+static void
+test_sync_fails(void)
+{
+	char dir[512], path[1024], pat[64], *buf;
+	struct audit_options o;
+	struct audit_status st;
+	struct kwac_result res;
+	pthread_t th[SF_THREADS];
+	size_t len;
+	int acked = 0, refused = 0, missing = 0, leaked = 0, twice = 0;
+
+	snprintf(dir, sizeof(dir), "%s/syncfail", tmproot);
+	memset(&o, 0, sizeof(o));
+	o.dir = dir;
+	o.timeout_ms = 5000;
+	o.retry_ms = 20;
+	o.seal = test_seal;
+	o.datasync = sf_datasync;
+	atomic_store(&sf_calls, 0);
+	atomic_store(&sf_fail_from, 40);   /* two failed syncs in a row */
+	atomic_store(&sf_fail_n, 2);
+	atomic_store(&sf_left, SF_THREADS * SF_PER);
+	CU_ASSERT_EQUAL_FATAL(audit_open(&o, &sf_log), 0);
+	for (int t = 0; t < SF_THREADS; t++)
+		CU_ASSERT_EQUAL_FATAL(pthread_create(&th[t], NULL, sf_thread, (void *)(intptr_t)t), 0);
+	for (int t = 0; t < SF_THREADS; t++)
+		pthread_join(th[t], NULL);
+	while (atomic_load(&sf_left) > 0)
+		usleep(1000);
+	CU_ASSERT(atomic_load(&sf_calls) > 42);
+	CU_ASSERT_EQUAL(wait_state(sf_log, AUDIT_OK, 3.0), 0);
+	audit_status_get(sf_log, &st);
+	audit_close(sf_log);
+
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	show(&res);
+	seg(dir, 1, path, sizeof(path));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(buf = slurp(path, &len));
+	for (int id = 0; id < SF_THREADS * SF_PER; id++) {
+		char *at;
+		snprintf(pat, sizeof(pat), "\"type\":\"sf\",\"i\":%d}", id);
+		at = strstr(buf, pat);
+		if (sf_status[id] == 0) {
+			acked++;
+			if (at == NULL)
+				missing++;
+			else if (strstr(at + 1, pat) != NULL)
+				twice++;
+		} else {
+			CU_ASSERT_EQUAL(sf_status[id], KW_E_AUDIT);
+			refused++;
+			if (at != NULL)
+				leaked++;
+		}
+	}
+	printf("\n  %d acknowledged, %d refused across the failed syncs\n", acked, refused);
+	CU_ASSERT(refused >= 1);
+	CU_ASSERT_EQUAL(missing, 0);
+	CU_ASSERT_EQUAL(twice, 0);
+	CU_ASSERT_EQUAL(leaked, 0);
+	CU_ASSERT_EQUAL((uint64_t)refused, st.refused);
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"type\":\"audit.recovered\""));
+	/* Every event the log holds: the acknowledged ones and the recovery. */
+	CU_ASSERT_EQUAL(res.events, (uint64_t)acked + 1);
+	free(buf);
+}
+
 /* A stuck disk: the next segment is a FIFO nobody reads, so the writer
  * blocks in open().  Waiting submissions fail after the timeout. */
 static void
@@ -1841,6 +1962,7 @@ main(void)
 	CU_add_test(s, "group commit: 8 threads, consecutive seqs, events/s", test_group_commit);
 	CU_add_test(s, "fail closed when the file cannot grow, then heal", test_fail_closed);
 	CU_add_test(s, "fail closed when the token will not seal", test_seal_refused);
+	CU_add_test(s, "a failed sync refuses its batch, cuts it off, heals", test_sync_fails);
 	CU_add_test(s, "a stuck disk fails waiters in bounded time", test_stuck_disk);
 	CU_add_test(s, "the reader returns exactly the events after since", test_reader);
 	CU_add_test(s, "a stalled subscriber does not block the writer", test_slow_subscriber);
