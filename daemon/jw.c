@@ -20,7 +20,11 @@ grow(struct jw *w, size_t more)
 		return -1;
 	if (w->n + more + 1 <= w->cap)
 		return 0;
-	cap = w->cap ? w->cap : 1024;   /* a request's audit event fits, mostly */
+	/* A request's audit event fits, mostly.  Under 1,024 bytes on
+	 * purpose: glibc serves a request of 1,024 or more from its large
+	 * bins, consolidating the fast bins first, and this buffer is freed
+	 * on the audit thread, so it rarely comes back from the tcache. */
+	cap = w->cap ? w->cap : 1000;
 	while (cap < w->n + more + 1)
 		cap *= 2;
 	if ((nb = realloc(w->b, cap)) == NULL) {
