@@ -58,4 +58,5 @@ int cli_signkey_public(kw_client *c, int argc, char **argv);
 int cli_sign(kw_client *c, int argc, char **argv);
 int cli_verify(kw_client *c, int argc, char **argv);
 int cli_file_crypt(kw_client *c, int argc, char **argv);
+int cli_file_rewrap(kw_client *c, int argc, char **argv);
 #endif

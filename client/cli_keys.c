@@ -842,6 +842,38 @@ tmp_open(const char *out)
 	return f;
 }
 
+/* Make the temporary file durable and rename it to dest, durably: EX_OK,
+ * or an exit code with the error told.  Closes *out. */
+static int
+tmp_commit(FILE **out, const char *dest)
+{
+	char *d = NULL;
+	int r, dfd;
+
+	r = fflush(*out) != 0 || fsync(fileno(*out)) != 0;
+	if (fclose(*out) != 0)
+		r = 1;
+	*out = NULL;
+	if (r != 0)
+		return sys_fail("cannot write", tmp_path);
+	if (rename(tmp_path, dest) != 0)
+		return sys_fail("cannot rename the output to", dest);
+	tmp_live = 0;
+	/* The rename itself, durable before we say it is done. */
+	if ((d = strdup(dest)) == NULL)
+		return sys_fail("cannot sync the directory of", dest);
+	if ((dfd = open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || fsync(dfd) != 0) {
+		r = sys_fail("cannot sync the directory of", dest);
+		if (dfd >= 0)
+			close(dfd);
+		free(d);
+		return r;
+	}
+	close(dfd);
+	free(d);
+	return EX_OK;
+}
+
 /* encrypt-file VAULT and decrypt-file. */
 int
 cli_file_crypt(kw_client *c, int argc, char **argv)
@@ -889,22 +921,7 @@ cli_file_crypt(kw_client *c, int argc, char **argv)
 		ex = exit_code(r);
 		goto out;
 	}
-	if (fflush(out) != 0 || fsync(fileno(out)) != 0) {
-		ex = sys_fail("cannot write", tmp_path);
-		goto out;
-	}
-	r = fclose(out);
-	out = NULL;
-	if (r != 0) {
-		ex = sys_fail("cannot write", tmp_path);
-		goto out;
-	}
-	if (rename(tmp_path, o.out) != 0) {
-		ex = sys_fail("cannot rename the output to", o.out);
-		goto out;
-	}
-	tmp_live = 0;
-	ex = EX_OK;
+	ex = tmp_commit(&out, o.out);
  out:
 	if (out != NULL)
 		fclose(out);
@@ -913,6 +930,110 @@ cli_file_crypt(kw_client *c, int argc, char **argv)
 		tmp_live = 0;
 	}
 	if (in != NULL && in != stdin)
+		fclose(in);
+	kopts_free(&o);
+	return ex;
+}
+
+/* rewrap-file --in F [--out F]: the file's data key under the vault's
+ * current master key.  In place unless --out: the new file is written
+ * beside it, checked chunk by chunk, synced and renamed over it, with
+ * the old one's mode (and owner, as root). */
+int
+cli_file_rewrap(kw_client *c, int argc, char **argv)
+{
+	struct kopts o;
+	struct sigaction sa;
+	struct stat st;
+	FILE *in = NULL, *out = NULL;
+	const char *dest;
+	uint64_t from = 0, to = 0;
+	int r, ex = EX_ERR;
+
+	KPARSE("iox", 0);
+	if (o.in == NULL || strcmp(o.in, "-") == 0) {
+		ex = usage_error("--in FILE is required (a file, not stdin)");
+		goto out;
+	}
+	if (o.out != NULL && strcmp(o.out, "-") == 0) {
+		ex = usage_error("--out must be a file, which appears only once the whole "
+		    "file has been checked");
+		goto out;
+	}
+	dest = o.out != NULL ? o.out : o.in;
+	if ((in = fopen(o.in, "rbe")) == NULL || fstat(fileno(in), &st) != 0) {
+		ex = sys_fail("cannot open", o.in);
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		ex = usage_error("%s is not a regular file", o.in);
+		goto out;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	if ((out = tmp_open(dest)) == NULL) {
+		ex = sys_fail("cannot create a temporary file beside", dest);
+		goto out;
+	}
+	if (o.out == NULL && (fchmod(fileno(out), st.st_mode & 07777) != 0 ||
+	    (geteuid() == 0 && fchown(fileno(out), st.st_uid, st.st_gid) != 0))) {
+		ex = sys_fail("cannot give the new file the mode and owner of", o.in);
+		goto out;
+	}
+	if ((r = kw_file_rewrap(c, o.context, in, out, &from, &to)) != 0) {
+		const char *m = kw_client_last_error(c);
+		fprintf(stderr, "keywarden: %s: %s; the file is left as it was\n", o.in,
+		    m != NULL && *m != '\0' ? m : kw_errdetail(r));
+		ex = exit_code(r);
+		goto out;
+	}
+	if (from == to && o.out == NULL) {
+		printf("%s: already under the current master key (version %" PRIu64 "); "
+		    "left as it is\n", o.in, to);
+		ex = EX_OK;
+		goto out;
+	}
+	if (from == to) {
+		/* A copy was asked for: the bytes as they are. */
+		if (fseek(in, 0, SEEK_SET) != 0) {
+			ex = sys_fail("cannot read", o.in);
+			goto out;
+		}
+		for (char buf[65536];;) {
+			size_t n = fread(buf, 1, sizeof(buf), in);
+			if (n > 0 && fwrite(buf, 1, n, out) != n) {
+				ex = sys_fail("cannot write", tmp_path);
+				goto out;
+			}
+			if (n < sizeof(buf))
+				break;
+		}
+		if (ferror(in)) {
+			ex = sys_fail("cannot read", o.in);
+			goto out;
+		}
+	}
+	if ((ex = tmp_commit(&out, dest)) != EX_OK)
+		goto out;
+	if (from == to)
+		printf("%s: already under the current master key (version %" PRIu64 "); "
+		    "copied to %s\n", o.in, to, dest);
+	else
+		printf("%s: data key rewrapped from master-key version %" PRIu64 " to %" PRIu64
+		    "%s%s\n", o.in, from, to, o.out != NULL ? "; written to " : "",
+		    o.out != NULL ? o.out : "");
+ out:
+	if (out != NULL)
+		fclose(out);
+	if (tmp_live) {
+		(void)unlink(tmp_path);
+		tmp_live = 0;
+	}
+	if (in != NULL)
 		fclose(in);
 	kopts_free(&o);
 	return ex;

@@ -1081,6 +1081,8 @@ static const struct cmd cmds[] = {
 	{ NULL, "encrypt-file", "encrypt-file VAULT --in F --out F [--context K=V ...]",
 	    cli_file_crypt },
 	{ NULL, "decrypt-file", "decrypt-file --in F --out F [--context K=V ...]", cli_file_crypt },
+	{ NULL, "rewrap-file", "rewrap-file --in F [--out F] [--context K=V ...]   (after a rotation)",
+	    cli_file_rewrap },
 	{ NULL, "backup", "backup VAULT [--output F]", do_backup },
 	{ NULL, "restore", "restore VAULT [--file F]", do_restore },
 	{ NULL, "whoami", "whoami", do_whoami },

@@ -291,6 +291,19 @@ int kw_file_encrypt(kw_client *c, const char *vault, const json_t *context,
     FILE *in, FILE *out);
 int kw_file_decrypt(kw_client *c, const json_t *context, FILE *in, FILE *out);
 
+/* The file in, with its data key wrapped by the vault's current master
+ * key, written to out: after a rotation, so that the file still opens
+ * once the old master-key version is retired.  The data key stays the
+ * same; the header gets the new wrapped key and a fresh salt, and every
+ * chunk is checked and sealed again (the header is bound into each
+ * chunk's tag).  The new wrapped key is unwrapped and compared before
+ * anything is written.  *from_version and *to_version get the versions;
+ * when they are equal the key is current already and nothing is written
+ * to out.  context as for kw_file_decrypt.  Errors as kw_file_decrypt;
+ * on failure out may hold part of the new file: the caller discards it. */
+int kw_file_rewrap(kw_client *c, const json_t *context, FILE *in, FILE *out,
+    uint64_t *from_version, uint64_t *to_version);
+
 #ifdef __cplusplus
 }
 #endif

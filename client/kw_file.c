@@ -442,8 +442,14 @@ kwf_seal(const kw_secret *dk, const struct kwf_header *h, FILE *in, FILE *out)
 	return r;
 }
 
-int
-kwf_open(const kw_secret *dk, const struct kwf_header *h, FILE *in, FILE *out)
+/* What open_chunks does with each chunk's plaintext (in the chunker's
+ * secure buffer, wiped after). */
+typedef int chunk_sink(void *arg, uint64_t counter, int final, const uint8_t *pt, size_t n);
+
+/* Read the chunks that follow h in in, check each, hand its plaintext on. */
+static int
+open_chunks(const kw_secret *dk, const struct kwf_header *h, FILE *in, chunk_sink *sink,
+    void *arg)
 {
 	struct chunker k;
 	uint64_t counter;
@@ -490,17 +496,70 @@ kwf_open(const kw_secret *dk, const struct kwf_header *h, FILE *in, FILE *out)
 			kw_wipe(k.pt, cs);
 			goto out;
 		}
-		if (fwrite(k.pt, 1, n - KWF_TAG, out) != n - KWF_TAG) {
-			r = kw_fail(-EIO, "cannot write the decrypted file: %s", strerror(errno));
-			goto out;
-		}
+		r = sink(arg, counter, final, k.pt, n - KWF_TAG);
 		kw_wipe(k.pt, n - KWF_TAG);
-		if (final)
+		if (r != 0 || final)
 			break;
 	}
-	r = flush_out(out, "the decrypted file");
  out:
 	chunker_free(&k);
+	return r;
+}
+
+static int
+sink_write(void *arg, uint64_t counter, int final, const uint8_t *pt, size_t n)
+{
+	(void)counter;
+	(void)final;
+	if (fwrite(pt, 1, n, arg) != n)
+		return kw_fail(-EIO, "cannot write the decrypted file: %s", strerror(errno));
+	return 0;
+}
+
+int
+kwf_open(const kw_secret *dk, const struct kwf_header *h, FILE *in, FILE *out)
+{
+	int r = open_chunks(dk, h, in, sink_write, out);
+
+	return r != 0 ? r : flush_out(out, "the decrypted file");
+}
+
+struct reseal {
+	struct chunker k;
+	FILE *out;
+};
+
+/* The same chunk, same counter and final flag, sealed under the new header. */
+static int
+sink_reseal(void *arg, uint64_t counter, int final, const uint8_t *pt, size_t n)
+{
+	struct reseal *rs = arg;
+	int r;
+
+	if ((r = chunk_seal(&rs->k, counter, final, pt, n, rs->k.ct)) != 0)
+		return r;
+	if (fwrite(rs->k.ct, 1, n + KWF_TAG, rs->out) != n + KWF_TAG)
+		return kw_fail(-EIO, "cannot write the rewrapped file: %s", strerror(errno));
+	return 0;
+}
+
+int
+kwf_reseal(const kw_secret *dk, const struct kwf_header *from, FILE *in,
+    const struct kwf_header *to, FILE *out)
+{
+	struct reseal rs;
+	int r;
+
+	if (to->chunk_size != from->chunk_size)
+		return kw_fail(-EINVAL, "a rewrapped file keeps its chunk size");
+	if ((r = chunker_init(&rs.k, dk, to, 1)) != 0)
+		return r;
+	rs.out = out;
+	if (fwrite(to->raw, 1, to->raw_len, out) != to->raw_len)
+		r = kw_fail(-EIO, "cannot write the rewrapped file: %s", strerror(errno));
+	else if ((r = open_chunks(dk, from, in, sink_reseal, &rs)) == 0)
+		r = flush_out(out, "the rewrapped file");
+	chunker_free(&rs.k);
 	return r;
 }
 
@@ -553,20 +612,19 @@ kw_file_encrypt(kw_client *c, const char *vault, const json_t *context, FILE *in
 	return r;
 }
 
-int
-kw_file_decrypt(kw_client *c, const json_t *context, FILE *in, FILE *out)
+/* Read the header from in, check it against the caller's context (NULL:
+ * take the header's), and build the context its key was wrapped with. */
+static int
+header_open(const json_t *context, FILE *in, struct kwf_header *h, json_t **wctx)
 {
-	struct kwf_header h = { 0 };
-	kw_secret dk = { NULL, 0 };
-	json_t *wctx = NULL;
 	char *want = NULL, *have = NULL;
 	int r;
 
-	if ((r = kwf_header_read(in, &h)) != 0)
-		goto out;
+	if ((r = kwf_header_read(in, h)) != 0)
+		return r;
 	if (context != NULL) {
 		if ((want = kwf_context_canonical(context)) == NULL ||
-		    (have = kwf_context_canonical(h.context)) == NULL) {
+		    (have = kwf_context_canonical(h->context)) == NULL) {
 			r = kw_fail(-ENOMEM, "out of memory");
 			goto out;
 		}
@@ -576,12 +634,27 @@ kw_file_decrypt(kw_client *c, const json_t *context, FILE *in, FILE *out)
 			goto out;
 		}
 	}
-	if (json_object_get(h.context, KWF_CONTEXT_KEY) != NULL) {
+	if (json_object_get(h->context, KWF_CONTEXT_KEY) != NULL) {
 		r = kw_fail(KW_E_FORMAT, "the file's context uses the reserved key \""
 		    KWF_CONTEXT_KEY "\"");
 		goto out;
 	}
-	if ((r = wrap_context(h.context, &wctx)) != 0)
+	r = wrap_context(h->context, wctx);
+ out:
+	free(want);
+	free(have);
+	return r;
+}
+
+int
+kw_file_decrypt(kw_client *c, const json_t *context, FILE *in, FILE *out)
+{
+	struct kwf_header h = { 0 };
+	kw_secret dk = { NULL, 0 };
+	json_t *wctx = NULL;
+	int r;
+
+	if ((r = header_open(context, in, &h, &wctx)) != 0)
 		goto out;
 	if ((r = kw_unwrap(c, h.vault, h.wrapped, h.wrapped_len, wctx, &dk, NULL)) != 0)
 		goto out;
@@ -590,7 +663,50 @@ kw_file_decrypt(kw_client *c, const json_t *context, FILE *in, FILE *out)
 	kw_secret_clear(&dk);
 	kwf_header_free(&h);
 	json_decref(wctx);
-	free(want);
-	free(have);
+	return r;
+}
+
+int
+kw_file_rewrap(kw_client *c, const json_t *context, FILE *in, FILE *out,
+    uint64_t *from_version, uint64_t *to_version)
+{
+	struct kwf_header h = { 0 }, nh = { 0 };
+	kw_secret dk = { NULL, 0 }, check = { NULL, 0 };
+	json_t *wctx = NULL;
+	uint8_t *nw = NULL;
+	size_t nwlen = 0;
+	uint64_t v0 = 0, v1 = 0;
+	int r;
+
+	if ((r = header_open(context, in, &h, &wctx)) != 0)
+		goto out;
+	if ((r = kw_unwrap(c, h.vault, h.wrapped, h.wrapped_len, wctx, &dk, &v0)) != 0 ||
+	    (r = kw_rewrap(c, h.vault, h.wrapped, h.wrapped_len, wctx, &nw, &nwlen, &v1)) != 0)
+		goto out;
+	if (v1 == v0)
+		goto out;       /* under the current key already: out stays empty */
+	/* The new header must open what the chunks are sealed with, or the
+	 * file would be lost once the old version is retired. */
+	if ((r = kw_unwrap(c, h.vault, nw, nwlen, wctx, &check, NULL)) != 0)
+		goto out;
+	if (check.len != dk.len || kw_memeq_ct(check.data, dk.data, dk.len) != 0) {
+		r = kw_fail(KW_E_INTERNAL, "the rewrapped data key does not unwrap to the "
+		    "file's data key");
+		goto out;
+	}
+	if ((r = kwf_header_build(&nh, h.vault, nw, nwlen, h.context, h.chunk_size)) != 0)
+		goto out;
+	r = kwf_reseal(&dk, &h, in, &nh, out);
+ out:
+	if (r == 0 && from_version != NULL)
+		*from_version = v0;
+	if (r == 0 && to_version != NULL)
+		*to_version = v1;
+	kw_secret_clear(&dk);
+	kw_secret_clear(&check);
+	kwf_header_free(&h);
+	kwf_header_free(&nh);
+	json_decref(wctx);
+	free(nw);
 	return r;
 }

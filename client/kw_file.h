@@ -63,4 +63,12 @@ int kwf_seal(const kw_secret *dk, const struct kwf_header *h, FILE *in, FILE *ou
  * out.  0, KW_E_AUTH (with "chunk N: ..." in kw_errdetail), -EIO, -ENOMEM. */
 int kwf_open(const kw_secret *dk, const struct kwf_header *h, FILE *in, FILE *out);
 
+/* Read the chunks that follow from in, check each, and write them to out
+ * sealed under to: the header to's bytes, then the same chunks (same
+ * plaintext, counters and final flag) under the key derived from dk and
+ * to's salt.  The chunk sizes must agree.  The plaintext stays in secure
+ * memory.  0, KW_E_AUTH as kwf_open, -EIO, -ENOMEM, KW_E_INTERNAL. */
+int kwf_reseal(const kw_secret *dk, const struct kwf_header *from, FILE *in,
+    const struct kwf_header *to, FILE *out);
+
 #endif

@@ -6,6 +6,8 @@
  */
 #include "config.h"
 
+#include <sys/stat.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -1027,6 +1029,131 @@ test_cli_rotate_and_sign(void)
 	kwt_rmtree(dir);
 }
 
+/* rewrap-file: after a rotation a file's data key moves to the new master
+ * key, in place, so the file still opens once the old version is retired;
+ * a file left behind does not.  A refused rewrap leaves the file as it was. */
+static void
+test_cli_rewrap_file(void)
+{
+	char dir[256], in[300], enc[300], left[300], copy[300], bad[300], out[300], o[4096];
+	char want_msg[128];
+	unsigned char want[32], got[32];
+	unsigned char *a, *b;
+	long n, an, bn;
+	json_int_t v0, v1;
+	struct stat sb;
+	json_t *j;
+	long st;
+	DIR *dh;
+	struct dirent *de;
+	int stray = 0;
+
+	CU_ASSERT_EQUAL_FATAL(kwt_tmpdir(dir, sizeof(dir), "kwtest-rewrap"), 0);
+	snprintf(in, sizeof(in), "%s/in", dir);
+	snprintf(enc, sizeof(enc), "%s/in.kwf", dir);
+	snprintf(left, sizeof(left), "%s/left.kwf", dir);
+	snprintf(copy, sizeof(copy), "%s/copy.kwf", dir);
+	snprintf(bad, sizeof(bad), "%s/bad.kwf", dir);
+	snprintf(out, sizeof(out), "%s/out", dir);
+	j = reqf("GET", &st, NULL, "/v1/vaults/dev/master-keys");
+	v0 = jint(j, "current");
+	json_decref(j);
+
+	CU_ASSERT_EQUAL_FATAL(make_file(in, 2 * CHUNK + 1000, 11, want), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_cli(dmn.sock, o, sizeof(o), "encrypt-file", "dev", "--in", in,
+	    "--out", enc, "--context", "app=rw", NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_cli(dmn.sock, o, sizeof(o), "encrypt-file", "dev", "--in", in,
+	    "--out", left, NULL), 0);
+	CU_ASSERT_EQUAL(chmod(enc, 0640), 0);
+	a = slurp(enc, &an);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+
+	/* nothing to do before a rotation: the file is not rewritten */
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "rewrap-file", "--in", enc, NULL), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, "already under the current master key"));
+	b = slurp(enc, &bn);
+	CU_ASSERT(b != NULL && bn == an && memcmp(a, b, (size_t)an) == 0);
+	free(b);
+
+	CU_ASSERT_EQUAL_FATAL(kwt_cli(dmn.sock, o, sizeof(o), "vault", "rotate", "dev", "--wait", NULL), 0);
+	j = reqf("GET", &st, NULL, "/v1/vaults/dev/master-keys");
+	v1 = jint(j, "current");
+	json_decref(j);
+	CU_ASSERT_FATAL(v1 > v0);
+
+	/* another context is refused, and the file stays as it was */
+	CU_ASSERT_NOT_EQUAL(kwt_cli_all(dmn.sock, o, sizeof(o), "rewrap-file", "--in", enc,
+	    "--context", "app=other", NULL), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, "left as it was"));
+	b = slurp(enc, &bn);
+	CU_ASSERT(b != NULL && bn == an && memcmp(a, b, (size_t)an) == 0);
+	free(b);
+
+	/* a damaged chunk is refused before anything is replaced */
+	{
+		unsigned char *t = malloc((size_t)an);
+		memcpy(t, a, (size_t)an);
+		t[an - CHUNK] ^= 0x40;
+		CU_ASSERT_EQUAL(spit(bad, t, an), 0);
+		free(t);
+	}
+	CU_ASSERT_NOT_EQUAL(kwt_cli_all(dmn.sock, o, sizeof(o), "rewrap-file", "--in", bad, NULL), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, "authentication failed"));
+
+	/* in place: same size, new bytes, same mode; and a copy with --out */
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "rewrap-file", "--in", enc, NULL), 0);
+	snprintf(want_msg, sizeof(want_msg), "from master-key version %lld to %lld",
+	    (long long)v0, (long long)v1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, want_msg));
+	b = slurp(enc, &bn);
+	CU_ASSERT(b != NULL && bn == an && memcmp(a, b, (size_t)an) != 0);
+	free(b);
+	CU_ASSERT_EQUAL(stat(enc, &sb), 0);
+	CU_ASSERT_EQUAL(sb.st_mode & 07777, 0640);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "rewrap-file", "--in", enc, NULL), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, "already under the current master key"));
+	CU_ASSERT_EQUAL(spit(copy, a, an), 0);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "rewrap-file", "--in", copy, "--out", out,
+	    NULL), 0);
+	b = slurp(copy, &bn);
+	CU_ASSERT(b != NULL && bn == an && memcmp(a, b, (size_t)an) == 0);
+	free(b);
+	rename(out, copy);
+
+	/* retire the old version: the rewrapped files open, the one left
+	 * behind does not */
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/master-keys/%d/retire", (int)v0);
+	CU_ASSERT_EQUAL(st, 200);
+	json_decref(j);
+	unlink(out);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "decrypt-file", "--in", enc, "--out", out,
+	    "--context", "app=rw", NULL), 0);
+	CU_ASSERT_EQUAL(file_sha256(out, got, &n), 0);
+	CU_ASSERT(n == 2 * CHUNK + 1000 && memcmp(want, got, 32) == 0);
+	unlink(out);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "decrypt-file", "--in", copy, "--out", out,
+	    NULL), 0);
+	CU_ASSERT_EQUAL(file_sha256(out, got, &n), 0);
+	CU_ASSERT(n == 2 * CHUNK + 1000 && memcmp(want, got, 32) == 0);
+	unlink(out);
+	CU_ASSERT_NOT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "decrypt-file", "--in", left, "--out", out,
+	    NULL), 0);
+	CU_ASSERT_NOT_EQUAL(kwt_cli_all(dmn.sock, o, sizeof(o), "rewrap-file", "--in", left, NULL), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, "retired"));
+
+	/* no temporary file is left behind by any of it */
+	if ((dh = opendir(dir)) != NULL) {
+		while ((de = readdir(dh)) != NULL)
+			if (de->d_name[0] == '.' && strcmp(de->d_name, ".") != 0 &&
+			    strcmp(de->d_name, "..") != 0)
+				stray++;
+		closedir(dh);
+	}
+	CU_ASSERT_EQUAL(stray, 0);
+	free(a);
+	kwt_rmtree(dir);
+}
+
 int
 main(void)
 {
@@ -1044,6 +1171,7 @@ main(void)
 	CU_add_test(s, "signing keys: ES256, RS256, PS256 verified by openssl", test_signing_keys);
 	CU_add_test(s, "encrypt-file: 0 B, 1 B, 100 MiB; truncated, reordered, spliced refused", test_cli_encrypt_file);
 	CU_add_test(s, "the CLI: vault rotate --wait, sign, verify", test_cli_rotate_and_sign);
+	CU_add_test(s, "rewrap-file: in place after a rotation; opens once the old key is retired", test_cli_rewrap_file);
 	CU_add_test(s, "rotate 10,000 secrets under load with five kill -9", test_rotation_under_load_with_kills);
 	CU_add_test(s, "a scheduled rotation starts by itself", test_scheduled_rotation);
 	failed = kwt_cunit_run();

@@ -79,8 +79,9 @@ kwt_write_file(const char *path, const char *content, int mode)
 	return close(fd);
 }
 
-int
-kwt_run(char *const argv[], char *out, size_t outlen)
+/* Run argv; its stdout (and stderr too, if both) into out. */
+static int
+run(char *const argv[], char *out, size_t outlen, int both)
 {
 	int p[2], status;
 	pid_t pid;
@@ -95,6 +96,8 @@ kwt_run(char *const argv[], char *out, size_t outlen)
 		int devnull = open("/dev/null", O_RDONLY);
 		dup2(devnull, 0);
 		dup2(p[1], 1);
+		if (both)
+			dup2(p[1], 2);
 		close(p[0]);
 		close(p[1]);
 		execvp(argv[0], argv);
@@ -121,6 +124,12 @@ kwt_run(char *const argv[], char *out, size_t outlen)
 		if (errno != EINTR)
 			return -1;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int
+kwt_run(char *const argv[], char *out, size_t outlen)
+{
+	return run(argv, out, outlen, 0);
 }
 
 int
@@ -519,23 +528,44 @@ kwt_tree_contains(const char *dir, const void *needle, size_t len)
 	return found;
 }
 
-int
-kwt_cli(const char *sock, char *out, size_t outlen, ...)
+static int
+cli_v(const char *sock, char *out, size_t outlen, int both, va_list ap)
 {
 	char exe[600], *argv[16];
-	va_list ap;
 	int i = 0;
 
 	snprintf(exe, sizeof(exe), "%s/client/keywarden", kwt_require("KW_TOP_BUILDDIR"));
 	argv[i++] = exe;
 	argv[i++] = "--socket";
 	argv[i++] = (char *)sock;
-	va_start(ap, outlen);
 	while (i < 15 && (argv[i] = va_arg(ap, char *)) != NULL)
 		i++;
-	va_end(ap);
 	argv[i] = NULL;
-	return kwt_run(argv, out, outlen);
+	return run(argv, out, outlen, both);
+}
+
+int
+kwt_cli(const char *sock, char *out, size_t outlen, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, outlen);
+	r = cli_v(sock, out, outlen, 0, ap);
+	va_end(ap);
+	return r;
+}
+
+int
+kwt_cli_all(const char *sock, char *out, size_t outlen, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, outlen);
+	r = cli_v(sock, out, outlen, 1, ap);
+	va_end(ap);
+	return r;
 }
 
 json_t *

@@ -114,6 +114,8 @@ const char *kwt_err_code(struct json_t *reply);
  * arguments that follow (NULL-terminated, at most 12); stdout into out.
  * Returns its exit status. */
 int kwt_cli(const char *sock, char *out, size_t outlen, ...);
+/* kwt_cli with its stderr into out too, after or among stdout. */
+int kwt_cli_all(const char *sock, char *out, size_t outlen, ...);
 
 /* Does the file at path contain the bytes needle?  1 yes, 0 no (also when
  * it cannot be read). */

@@ -555,6 +555,92 @@ test_appended(void)
 	}
 }
 
+/* ---- reseal (rewrap-file) ------------------------------------------------------ */
+
+static const uint8_t wrapped2[] = "another wrapped form of the same data key";
+
+/* Reseal ct (made by seal()) under a new header carrying wrapped2; the code,
+ * and the new file in *out. */
+static int
+reseal_buf(const kw_secret *dk, const uint8_t *ct, size_t n, uint8_t **out, size_t *outlen)
+{
+	struct kwf_header h, nh;
+	FILE *in = file_of(ct, n), *o = tmpfile();
+	int r;
+
+	CU_ASSERT_FATAL(o != NULL);
+	if ((r = kwf_header_read(in, &h)) == 0) {
+		CU_ASSERT_FATAL(kwf_header_build(&nh, h.vault, wrapped2, sizeof(wrapped2),
+		    h.context, h.chunk_size) == 0);
+		r = kwf_reseal(dk, &h, in, &nh, o);
+		kwf_header_free(&nh);
+		kwf_header_free(&h);
+	}
+	*out = slurp(o, outlen);
+	fclose(in);
+	fclose(o);
+	return r;
+}
+
+static void
+reseal_round_trip(size_t n)
+{
+	kw_secret dk = new_key();
+	uint8_t *pt = random_bytes(n), *ct, *re, *back;
+	size_t ctlen, relen, backlen;
+	struct kwf_header h;
+	FILE *f;
+
+	ct = seal(&dk, NULL, pt, n, &ctlen, NULL);
+	CU_ASSERT_EQUAL_FATAL(reseal_buf(&dk, ct, ctlen, &re, &relen), 0);
+	/* Same layout, other bytes: new wrapped key and salt, new tags. */
+	CU_ASSERT_EQUAL(relen, ctlen - sizeof(wrapped) + sizeof(wrapped2));
+	f = file_of(re, relen);
+	CU_ASSERT_EQUAL_FATAL(kwf_header_read(f, &h), 0);
+	CU_ASSERT(h.wrapped_len == sizeof(wrapped2) && memcmp(h.wrapped, wrapped2, sizeof(wrapped2)) == 0);
+	kwf_header_free(&h);
+	fclose(f);
+	CU_ASSERT_EQUAL(open_buf(&dk, re, relen, &back, &backlen), 0);
+	CU_ASSERT(backlen == n && memcmp(back, pt, n) == 0);
+	free(pt);
+	free(ct);
+	free(re);
+	free(back);
+	kw_secret_clear(&dk);
+}
+
+static void test_reseal_0(void) { reseal_round_trip(0); }
+static void test_reseal_cs(void) { reseal_round_trip(CS); }
+static void test_reseal_3cs(void) { reseal_round_trip(3 * CS + 17); }
+
+/* A damaged or truncated file is refused by reseal as by open, at the same
+ * chunk; the chunks before it were already written and the caller throws
+ * the output away.  Under another key nothing opens. */
+static void
+test_reseal_refuses(void)
+{
+	kw_secret dk = new_key(), other = new_key();
+	uint8_t *pt = random_bytes(3 * CS + 17), *ct, *re;
+	size_t ctlen, hlen, relen;
+
+	ct = seal(&dk, NULL, pt, 3 * CS + 17, &ctlen, &hlen);
+	ct[hlen + REC + 100] ^= 1;
+	CU_ASSERT_EQUAL(reseal_buf(&dk, ct, ctlen, &re, &relen), KW_E_AUTH);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_AUTH), "chunk 1: authentication failed"));
+	free(re);
+	ct[hlen + REC + 100] ^= 1;
+	CU_ASSERT_EQUAL(reseal_buf(&dk, ct, hlen + 2 * REC, &re, &relen), KW_E_AUTH);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_AUTH), "chunk 1: the file ends after it"));
+	free(re);
+	CU_ASSERT_EQUAL(reseal_buf(&other, ct, ctlen, &re, &relen), KW_E_AUTH);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_AUTH), "chunk 0:"));
+	free(re);
+	free(pt);
+	free(ct);
+	kw_secret_clear(&dk);
+	kw_secret_clear(&other);
+}
+
 int
 main(void)
 {
@@ -578,6 +664,10 @@ main(void)
 	CU_add_test(s, "chunks spliced from another file, same key", test_spliced);
 	CU_add_test(s, "one flipped byte: header, body, tag; other key", test_flipped);
 	CU_add_test(s, "garbage and chunks appended", test_appended);
+	CU_add_test(s, "reseal under a new header: 0 bytes", test_reseal_0);
+	CU_add_test(s, "reseal under a new header: chunk size", test_reseal_cs);
+	CU_add_test(s, "reseal under a new header: 3 chunks and a bit", test_reseal_3cs);
+	CU_add_test(s, "reseal refuses what open refuses", test_reseal_refuses);
 	failed = kwt_cunit_run();
 	return failed ? 1 : 0;
 }
