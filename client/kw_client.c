@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "keywarden.h"
+#include "kw_b64.h"
 
 #define KW_URL_BASE "http://localhost"
 #define KW_REPLY_MAX ((size_t)256 * 1024 * 1024)
@@ -701,51 +702,20 @@ add_base64(struct kw_buf *b, const uint8_t *s, size_t n)
 	return r;
 }
 
-static int
-b64val(int ch)
-{
-	if (ch >= 'A' && ch <= 'Z')
-		return ch - 'A';
-	if (ch >= 'a' && ch <= 'z')
-		return ch - 'a' + 26;
-	if (ch >= '0' && ch <= '9')
-		return ch - '0' + 52;
-	if (ch == '+' || ch == '-')
-		return 62;
-	if (ch == '/' || ch == '_')
-		return 63;
-	return -1;
-}
-
-/* Decode base64 text (padding optional) into a fresh secret. */
+/* Decode base64 text (either alphabet, padding optional) into a fresh
+ * secret. */
 int
 kw_base64_decode(const char *s, size_t n, kw_secret *out)
 {
 	kw_secret v = { NULL, 0 };
-	uint32_t acc = 0;
-	int bits = 0, r;
-	size_t o = 0;
+	int r;
 
-	while (n > 0 && s[n - 1] == '=')
-		n--;
-	if ((r = kw_secret_alloc(&v, n / 4 * 3 + 3)) != 0)
+	if ((r = kw_secret_alloc(&v, KWB64_MAX(n))) != 0)
 		return r;
-	for (size_t i = 0; i < n; i++) {
-		int x = b64val((unsigned char)s[i]);
-		if (x < 0) {
-			kw_secret_clear(&v);
-			acc = 0;
-			return -EINVAL;
-		}
-		acc = (acc << 6) | (uint32_t)x;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			v.data[o++] = (uint8_t)(acc >> bits);
-		}
+	if ((r = kwb64_decode(s, n, KWB64_ANY, v.data, &v.len)) != 0) {
+		kw_secret_clear(&v);
+		return r;
 	}
-	acc = 0;
-	v.len = o;
 	*out = v;
 	return 0;
 }

@@ -20,6 +20,7 @@
 #include <event2/buffer.h>
 #include <openssl/evp.h>
 
+#include "kw_b64.h"
 #include "kw_error.h"
 #include "kw_secmem.h"
 #include "pkcs11/p11.h"
@@ -960,26 +961,20 @@ take_value(struct kwd_req *r, kw_secret *val)
 	len = json_string_length(v);
 	if (strcmp(encs, "base64") == 0) {
 		uint8_t *tmp;
-		int n;
-		size_t pad = 0;
+		size_t n;
 		if (len % 4 != 0) {
 			kwd_reply_error(r, 400, "invalid_value", "the value is not valid base64 (length not a multiple of 4)");
 			goto wipe;
 		}
-		if (len > 0 && s[len - 1] == '=')
-			pad++;
-		if (len > 1 && s[len - 2] == '=')
-			pad++;
-		if ((tmp = kw_secalloc(len / 4 * 3 + 3)) == NULL)
+		if ((tmp = kw_secalloc(KWB64_MAX(len))) == NULL)
 			goto oom;
-		n = EVP_DecodeBlock(tmp, (const unsigned char *)s, (int)len);
-		if (n < 0 || (size_t)n < pad) {
+		if (kwb64_decode(s, len, 0, tmp, &n) != 0) {
 			kw_secfree(tmp);
 			kwd_reply_error(r, 400, "invalid_value", "the value is not valid base64");
 			goto wipe;
 		}
 		val->data = tmp;
-		val->len = (size_t)n - pad;
+		val->len = n;
 	} else {
 		if (kw_secret_dup(val, s, len) != 0)
 			goto oom;
@@ -1323,23 +1318,19 @@ static int
 b64_take(json_t *o, const char *key, uint8_t *out, size_t max, size_t *len)
 {
 	const char *s = json_string_value(json_object_get(o, key));
-	size_t sl, pad = 0;
+	size_t sl, n;
 	uint8_t *tmp;
-	int n;
 
 	if (s == NULL || (sl = strlen(s)) % 4 != 0)
 		return -EINVAL;
-	if (sl > 0 && s[sl - 1] == '=') pad++;
-	if (sl > 1 && s[sl - 2] == '=') pad++;
-	if ((tmp = malloc(sl / 4 * 3 + 1)) == NULL)
+	if ((tmp = malloc(KWB64_MAX(sl))) == NULL)
 		return -ENOMEM;
-	n = EVP_DecodeBlock(tmp, (const unsigned char *)s, (int)sl);
-	if (n < 0 || (size_t)n - pad > max) {
+	if (kwb64_decode(s, sl, 0, tmp, &n) != 0 || n > max) {
 		free(tmp);
 		return -EINVAL;
 	}
-	memcpy(out, tmp, (size_t)n - pad);
-	*len = (size_t)n - pad;
+	memcpy(out, tmp, n);
+	*len = n;
 	free(tmp);
 	return 0;
 }

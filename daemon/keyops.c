@@ -35,6 +35,7 @@
 #include <event2/buffer.h>
 #include <openssl/evp.h>
 
+#include "kw_b64.h"
 #include "kw_error.h"
 #include "kw_secmem.h"
 #include "pkcs11/p11.h"
@@ -119,9 +120,9 @@ body_b64(struct kwd_req *r, const char *field, int secret, size_t max, uint8_t *
 {
 	json_t *v = r->body ? json_object_get(r->body, field) : NULL;
 	char *s;
-	size_t len, pad = 0;
+	size_t len, n;
 	uint8_t *buf = NULL;
-	int n, e = -1;
+	int e = -1;
 
 	if (v == NULL || !json_is_string(v)) {
 		kwd_reply_error(r, 400, "invalid_parameter", "the body needs \"%s\", a base64 string", field);
@@ -137,27 +138,22 @@ body_b64(struct kwd_req *r, const char *field, int secret, size_t max, uint8_t *
 		kwd_reply_error(r, 413, "too_large", "\"%s\" is larger than %zu bytes", field, max);
 		goto out;
 	}
-	if (len > 0 && s[len - 1] == '=')
-		pad++;
-	if (len > 1 && s[len - 2] == '=')
-		pad++;
-	buf = secret ? kw_secalloc(len / 4 * 3 + 3) : malloc(len / 4 * 3 + 3);
+	buf = secret ? kw_secalloc(KWB64_MAX(len)) : malloc(KWB64_MAX(len));
 	if (buf == NULL) {
 		kwd_reply_error(r, 503, "unavailable", "out of memory");
 		goto out;
 	}
-	n = EVP_DecodeBlock(buf, (const unsigned char *)s, (int)len);
-	if (n < 0 || (size_t)n < pad) {
+	if (kwb64_decode(s, len, 0, buf, &n) != 0) {
 		kwd_reply_error(r, 400, "invalid_parameter", "\"%s\" is not valid base64", field);
 		goto out;
 	}
-	if ((size_t)n - pad > max) {
+	if (n > max) {
 		kwd_reply_error(r, 413, "too_large", "\"%s\" is %zu bytes; at most %zu are allowed", field,
-		    (size_t)n - pad, max);
+		    n, max);
 		goto out;
 	}
 	*out = buf;
-	*outlen = (size_t)n - pad;
+	*outlen = n;
 	buf = NULL;
 	e = 0;
 out:

@@ -23,6 +23,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "kw_b64.h"
 #include "kw_error.h"
 #include "pkcs11/p11.h"
 #include "daemon/kwd.h"
@@ -50,30 +51,15 @@ bn_b64url(const BIGNUM *bn)
 static int
 b64_decode_any(const char *s, uint8_t **out, size_t *outlen)
 {
-	size_t len = strlen(s), pad, i;
-	char *t;
-	int n;
+	size_t len = strlen(s);
 
-	if ((t = malloc(len + 4)) == NULL)
+	if ((*out = malloc(KWB64_MAX(len))) == NULL)
 		return -ENOMEM;
-	for (i = 0; i < len; i++)
-		t[i] = s[i] == '-' ? '+' : s[i] == '_' ? '/' : s[i];
-	while (i % 4 != 0)
-		t[i++] = '=';
-	t[i] = '\0';
-	pad = (i > 0 && t[i - 1] == '=') + (i > 1 && t[i - 2] == '=');
-	if ((*out = malloc(i / 4 * 3 + 3)) == NULL) {
-		free(t);
-		return -ENOMEM;
-	}
-	n = EVP_DecodeBlock(*out, (unsigned char *)t, (int)i);
-	free(t);
-	if (n < 0 || (size_t)n < pad) {
+	if (kwb64_decode(s, len, KWB64_ANY, *out, outlen) != 0) {
 		free(*out);
 		*out = NULL;
 		return -EINVAL;
 	}
-	*outlen = (size_t)n - pad;
 	return 0;
 }
 

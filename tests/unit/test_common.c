@@ -7,6 +7,10 @@
 
 #include <CUnit/Basic.h>
 
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "kw_b64.h"
 #include "kw_error.h"
 #include "kw_secmem.h"
 #include "tests/lib/kwt_cunit.h"
@@ -128,6 +132,64 @@ test_secalloc_threads(void)
 	}
 }
 
+/* ---- base64 ---------------------------------------------------------------- */
+
+static int
+dec(const char *s, unsigned flags, char *out, size_t *n)
+{
+	uint8_t buf[64];
+	int r = kwb64_decode(s, strlen(s), flags, buf, n);
+
+	if (r == 0) {
+		memcpy(out, buf, *n);
+		out[*n] = '\0';
+	}
+	return r;
+}
+
+static void
+test_b64(void)
+{
+	static const struct { const char *in; unsigned flags; const char *want; } ok[] = {
+		{ "", 0, "" }, { "QQ==", 0, "A" }, { "QUI=", 0, "AB" }, { "QUJD", 0, "ABC" },
+		{ "QUJDRA==", 0, "ABCD" },
+		{ "", KWB64_ANY, "" }, { "QQ", KWB64_ANY, "A" }, { "QUI", KWB64_ANY, "AB" },
+		{ "QQ==", KWB64_ANY, "A" }, { "QUJDRA", KWB64_ANY, "ABCD" },
+		{ "-_-_", KWB64_ANY, "\xfb\xff\xbf" }, { "+/+/", KWB64_ANY, "\xfb\xff\xbf" },
+	};
+	static const struct { const char *in; unsigned flags; } bad[] = {
+		{ "QQ", 0 }, { "QQ=", 0 }, { "Q===", 0 }, { "QU!D", 0 }, { "-_-_", 0 },
+		{ "Q", KWB64_ANY }, { "QQ=Q", KWB64_ANY }, { "QU!D", KWB64_ANY }, { "QUJDR", KWB64_ANY },
+	};
+	char out[64];
+	size_t n;
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		CU_ASSERT_EQUAL(dec(ok[i].in, ok[i].flags, out, &n), 0);
+		CU_ASSERT(n == strlen(ok[i].want) && memcmp(out, ok[i].want, n) == 0);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CU_ASSERT_EQUAL(dec(bad[i].in, bad[i].flags, out, &n), -EINVAL);
+
+	/* What OpenSSL encodes decodes back, every length 0..100, both ways
+	 * (the URL form without padding). */
+	for (size_t len = 0; len <= 100; len++) {
+		uint8_t raw[100], enc[160], back[KWB64_MAX(160)];
+		int el;
+
+		CU_ASSERT_FATAL(RAND_bytes(raw, sizeof(raw)) == 1);
+		el = EVP_EncodeBlock(enc, raw, (int)len);
+		CU_ASSERT_EQUAL(kwb64_decode((char *)enc, (size_t)el, 0, back, &n), 0);
+		CU_ASSERT(n == len && memcmp(back, raw, len) == 0);
+		for (int i = 0; i < el; i++)
+			enc[i] = enc[i] == '+' ? '-' : enc[i] == '/' ? '_' : enc[i];
+		while (el > 0 && enc[el - 1] == '=')
+			el--;
+		CU_ASSERT_EQUAL(kwb64_decode((char *)enc, (size_t)el, KWB64_ANY, back, &n), 0);
+		CU_ASSERT(n == len && memcmp(back, raw, len) == 0);
+	}
+}
+
 int
 main(void)
 {
@@ -142,6 +204,7 @@ main(void)
 	CU_add_test(s, "secalloc sizes and zeroing", test_secalloc_sizes);
 	CU_add_test(s, "freed blocks come back zeroed", test_secalloc_reuse_is_zeroed);
 	CU_add_test(s, "kw_secret dup and clear", test_secret);
+	CU_add_test(s, "base64: both alphabets, padding, refusals, round trips", test_b64);
 	CU_add_test(s, "constant-time compare", test_memeq_ct);
 	CU_add_test(s, "secalloc from eight threads", test_secalloc_threads);
 	failed = kwt_cunit_run();
