@@ -635,6 +635,27 @@ cli_signkey_create(kw_client *c, int argc, char **argv)
 	return ex;
 }
 
+/* sign-key destroy VAULT NAME --version N */
+int
+cli_signkey_destroy(kw_client *c, int argc, char **argv)
+{
+	struct kopts o;
+	json_t *key = NULL;
+	int r, ex;
+
+	KPARSE("v", 2);
+	if (o.version == 0) {
+		ex = usage_error("--version N is required: the version to destroy");
+		goto out;
+	}
+	r = kw_signkey_destroy(c, o.pos[0], o.pos[1], o.version, &key);
+	ex = r != 0 ? fail(c, r) : show_signkey(key);
+ out:
+	json_decref(key);
+	kopts_free(&o);
+	return ex;
+}
+
 int
 cli_signkey_list(kw_client *c, int argc, char **argv)
 {

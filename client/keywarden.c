@@ -1072,6 +1072,7 @@ static const struct cmd cmds[] = {
 	{ "key", "decrypt", "decrypt VAULT [--in F] [--out F] [--context K=V ...]", cli_key_crypt },
 	{ "sign-key", "create", "create VAULT NAME --type ec-p256|rsa-3072", cli_signkey_create },
 	{ "sign-key", "rotate", "rotate VAULT NAME", cli_signkey_create },
+	{ "sign-key", "destroy", "destroy VAULT NAME --version N   (not the newest)", cli_signkey_destroy },
 	{ "sign-key", "list", "list VAULT", cli_signkey_list },
 	{ "sign-key", "public", "public VAULT NAME [--version N] [--jwk]", cli_signkey_public },
 	{ NULL, "sign", "sign VAULT NAME --alg ES256|RS256|PS256 [--in F] [--out F] [--jose]",

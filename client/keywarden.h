@@ -244,6 +244,13 @@ int kw_signkey_create(kw_client *c, const char *vault, const char *name,
 int kw_signkey_rotate(kw_client *c, const char *vault, const char *name,
     json_t **key);
 
+/* Destroy version (not the newest) of a signing key in the token: it
+ * neither signs nor verifies any more, and its number is not used again.
+ * *key (may be NULL) gets the newest version as kw_signkey_get returns
+ * it.  KW_E_CONFLICT for the newest version: rotate first. */
+int kw_signkey_destroy(kw_client *c, const char *vault, const char *name,
+    uint64_t version, json_t **key);
+
 /* {"keys":[...]}. */
 int kw_signkey_list(kw_client *c, const char *vault, json_t **reply);
 

@@ -1351,6 +1351,16 @@ kw_signkey_rotate(kw_client *c, const char *vault, const char *name, json_t **ke
 }
 
 int
+kw_signkey_destroy(kw_client *c, const char *vault, const char *name, uint64_t version,
+    json_t **key)
+{
+	char op[48];
+
+	snprintf(op, sizeof(op), "/versions/%llu/destroy", (unsigned long long)version);
+	return vault_call(c, "POST", vault, "/signing-keys/", name, op, key);
+}
+
+int
 kw_signkey_list(kw_client *c, const char *vault, json_t **reply)
 {
 	return vault_call(c, "GET", vault, "/signing-keys", NULL, NULL, reply);

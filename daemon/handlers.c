@@ -519,8 +519,18 @@ kwd_route(struct kwd_req *r, const char *path)
 		} else if (strcmp(op, "/verify") == 0) {
 			r->action = KWD_A_KEY_VERIFY;
 			r->handler = h_skey_verify;
+		} else if (strncmp(op, "/versions/", 10) == 0) {
+			const char *num = op + 10, *end = strchr(num, '/');
+			if (end == NULL || parse_u64(num, (size_t)(end - num), &r->version) != 0 ||
+			    r->version == 0 || r->version > 1000000 || strcmp(end, "/destroy") != 0) {
+				kwd_reply_error(r, 404, "not_found", "use signing-keys/{name}/versions/{version}/destroy");
+				return;
+			}
+			r->has_version = 1;
+			r->action = KWD_A_VAULT_RETIRE;
+			r->handler = h_skey_destroy;
 		} else {
-			kwd_reply_error(r, 404, "not_found", "no signing key operation '%.40s' (rotate, sign, verify)", op + 1);
+			kwd_reply_error(r, 404, "not_found", "no signing key operation '%.40s' (rotate, sign, verify, versions/{version}/destroy)", op + 1);
 		}
 		return;
 	}

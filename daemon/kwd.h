@@ -287,6 +287,7 @@ void h_skey_list(struct kwd_req *r);
 void h_skey_get(struct kwd_req *r);
 void h_skey_sign(struct kwd_req *r);
 void h_skey_verify(struct kwd_req *r);
+void h_skey_destroy(struct kwd_req *r);
 
 /* --- authorization (daemon/authz.c) --- */
 struct kwd_decision {

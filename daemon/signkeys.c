@@ -27,6 +27,7 @@
 #include "kw_error.h"
 #include "pkcs11/p11.h"
 #include "daemon/kwd.h"
+#include "daemon/log.h"
 
 #define MESSAGE_MAX (1024 * 1024)
 
@@ -252,6 +253,58 @@ void
 h_skey_rotate(struct kwd_req *r)
 {
 	skey_make(r, 1);
+}
+
+/* Destroy one version of a signing key: both halves leave the token, so
+ * it neither signs nor verifies any more.  Not the newest, the one that
+ * signs: rotate first.  Its number is never used again, since the next
+ * version counts from the newest. */
+void
+h_skey_destroy(struct kwd_req *r)
+{
+	struct p11_skey *keys = NULL;
+	unsigned ver = (unsigned)r->version;
+	size_t n = 0, i;
+	json_t *o;
+	int e;
+
+	if (skey_versions(r, &keys, &n) != 0)
+		return;
+	for (i = 0; i < n && keys[i].version != ver; i++)
+		;
+	if (n == 0) {
+		kwd_reply_error(r, 404, "not_found", "vault '%s' has no signing key '%s'", r->vault, r->name);
+		goto out;
+	}
+	if (i == n) {
+		kwd_reply_error(r, 404, "version_not_found", "signing key '%s' has no version %u", r->name, ver);
+		goto out;
+	}
+	if (i == n - 1) {
+		kwd_reply_error(r, 409, "key_in_use", "version %u is the newest of signing key '%s', the one "
+		    "that signs: rotate it first (keywarden sign-key rotate %s %s)", ver, r->name, r->vault,
+		    r->name);
+		goto out;
+	}
+	r->extra = json_pack("{s:s,s:i}", "operation", "destroy", "signing_key_version", (int)ver);
+	if (kwd_intent_or_refuse(r, "destroyed") != 0)
+		goto out;
+	/* Gone already (a concurrent destroy): the same outcome. */
+	if ((e = p11_skey_destroy(r->d->p11, r->vault, r->name, ver)) != 0 && e != KW_E_KEY_NOT_FOUND) {
+		kwd_reply_kwerr(r, e, "destroy signing key");
+		goto out;
+	}
+	log_notice("vault '%s': signing key '%s' version %u destroyed in the token", r->vault, r->name, ver);
+	free(keys);
+	keys = NULL;
+	if (skey_versions(r, &keys, &n) != 0)
+		goto out;
+	if (n > 0 && (o = skey_json(r, keys, n, keys[n - 1].version)) != NULL)
+		kwd_reply_json(r, 200, o);
+	else if (n == 0)
+		kwd_reply_error(r, 404, "not_found", "vault '%s' has no signing key '%s'", r->vault, r->name);
+out:
+	free(keys);
 }
 
 void

@@ -831,6 +831,83 @@ test_signing_keys(void)
 	kwt_rmtree(dir);
 }
 
+/* Destroying a signing key version: not the newest; afterwards it neither
+ * signs nor verifies, its number is not reused, and the audit log says so. */
+static void
+test_signing_key_destroy(void)
+{
+	char o[16384], *sig1;
+	long st;
+	json_t *j, *v;
+
+	j = reqf("POST", &st, json_pack("{s:s,s:s}", "name", "gone", "type", "ec-p256"), "/v1/vaults/dev/signing-keys");
+	CU_ASSERT_EQUAL_FATAL(st, 201);
+	json_decref(j);
+	j = reqf("POST", &st, json_pack("{s:s}", "message", "AA=="), "/v1/vaults/dev/signing-keys/gone/sign");
+	CU_ASSERT_EQUAL_FATAL(st, 200);
+	sig1 = strdup(jstr(j, "signature") ?: "");
+	json_decref(j);
+	for (int i = 0; i < 2; i++) {
+		j = reqf("POST", &st, NULL, "/v1/vaults/dev/signing-keys/gone/rotate");
+		CU_ASSERT_EQUAL(st, 201);
+		json_decref(j);
+	}
+
+	/* the newest signs: refused; unknown versions and paths: 404 */
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/signing-keys/gone/versions/3/destroy");
+	CU_ASSERT_EQUAL(st, 409);
+	CU_ASSERT_STRING_EQUAL(kwt_err_code(j) ?: "", "key_in_use");
+	json_decref(j);
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/signing-keys/gone/versions/9/destroy");
+	CU_ASSERT_EQUAL(st, 404);
+	CU_ASSERT_STRING_EQUAL(kwt_err_code(j) ?: "", "version_not_found");
+	json_decref(j);
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/signing-keys/gone/versions/x/destroy");
+	CU_ASSERT_EQUAL(st, 404);
+	json_decref(j);
+	j = reqf("GET", &st, NULL, "/v1/vaults/dev/signing-keys/gone/versions/1/destroy");
+	CU_ASSERT_EQUAL(st, 405);
+	json_decref(j);
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/signing-keys/nope/versions/1/destroy");
+	CU_ASSERT_EQUAL(st, 404);
+	json_decref(j);
+
+	/* the CLI destroys version 1 */
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "sign-key", "destroy", "dev", "gone", "--version", "1", NULL), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, "gone.3"));
+	CU_ASSERT_NOT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "sign-key", "destroy", "dev", "gone", NULL), 0);
+	j = reqf("GET", &st, NULL, "/v1/vaults/dev/signing-keys/gone");
+	CU_ASSERT_EQUAL(st, 200);
+	v = json_object_get(j, "versions");
+	CU_ASSERT(json_array_size(v) == 2 && json_integer_value(json_array_get(v, 0)) == 2);
+	json_decref(j);
+	j = reqf("GET", &st, NULL, "/v1/vaults/dev/signing-keys/gone?version=1");
+	CU_ASSERT_EQUAL(st, 404);
+	json_decref(j);
+	/* signing goes on with the newest; version 1 no longer verifies what
+	 * it signed */
+	j = reqf("POST", &st, json_pack("{s:s}", "message", "AA=="), "/v1/vaults/dev/signing-keys/gone/sign");
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_STRING_EQUAL(jstr(j, "kid") ?: "", "gone.3");
+	json_decref(j);
+	j = reqf("POST", &st, json_pack("{s:s,s:s,s:s,s:i}", "alg", "ES256", "message", "AA==",
+	    "signature", sig1, "key_version", 1), "/v1/vaults/dev/signing-keys/gone/verify");
+	CU_ASSERT_EQUAL(st, 404);
+	CU_ASSERT(!json_is_true(json_object_get(j, "valid")));
+	json_decref(j);
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/signing-keys/gone/versions/1/destroy");
+	CU_ASSERT_EQUAL(st, 404);
+	json_decref(j);
+	/* numbers go on from the newest */
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/signing-keys/gone/rotate");
+	CU_ASSERT_EQUAL(st, 201);
+	CU_ASSERT_EQUAL(jint(j, "version"), 4);
+	json_decref(j);
+	CU_ASSERT_EQUAL(kwt_tree_contains(dmn.audit, "\"operation\":\"destroy\",\"signing_key_version\":1",
+	    strlen("\"operation\":\"destroy\",\"signing_key_version\":1")), 1);
+	free(sig1);
+}
+
 /* ---- the CLI: encrypt-file, rotate --wait, sign ------------------------------------ */
 
 #define CHUNK 65536
@@ -1172,6 +1249,7 @@ main(void)
 	CU_add_test(s, "encrypt-file: 0 B, 1 B, 100 MiB; truncated, reordered, spliced refused", test_cli_encrypt_file);
 	CU_add_test(s, "the CLI: vault rotate --wait, sign, verify", test_cli_rotate_and_sign);
 	CU_add_test(s, "rewrap-file: in place after a rotation; opens once the old key is retired", test_cli_rewrap_file);
+	CU_add_test(s, "signing keys: destroy a version, not the newest", test_signing_key_destroy);
 	CU_add_test(s, "rotate 10,000 secrets under load with five kill -9", test_rotation_under_load_with_kills);
 	CU_add_test(s, "a scheduled rotation starts by itself", test_scheduled_rotation);
 	failed = kwt_cunit_run();
