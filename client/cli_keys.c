@@ -832,13 +832,22 @@ on_signal(int sig)
 	raise(sig);
 }
 
-/* Create "<dir of out>/.<base of out>.XXXXXX" (mode 0600). */
+/* Create "<dir of out>/.<base of out>.XXXXXX" (mode 0600), to be removed
+ * by a signal that ends us before tmp_commit. */
 static FILE *
 tmp_open(const char *out)
 {
 	char *d1 = strdup(out), *d2 = strdup(out);
+	struct sigaction sa;
 	FILE *f = NULL;
 	int fd = -1;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 
 	if (d1 == NULL || d2 == NULL)
 		goto out;
@@ -900,7 +909,6 @@ int
 cli_file_crypt(kw_client *c, int argc, char **argv)
 {
 	struct kopts o;
-	struct sigaction sa;
 	FILE *in = NULL, *out = NULL;
 	int enc = strcmp(argv[0], "encrypt-file") == 0, r, ex = EX_ERR;
 
@@ -920,12 +928,6 @@ cli_file_crypt(kw_client *c, int argc, char **argv)
 		ex = sys_fail("cannot open", o.in);
 		goto out;
 	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
 	if ((out = tmp_open(o.out)) == NULL) {
 		ex = sys_fail("cannot create a temporary file beside", o.out);
 		goto out;
@@ -964,7 +966,6 @@ int
 cli_file_rewrap(kw_client *c, int argc, char **argv)
 {
 	struct kopts o;
-	struct sigaction sa;
 	struct stat st;
 	FILE *in = NULL, *out = NULL;
 	const char *dest;
@@ -990,12 +991,6 @@ cli_file_rewrap(kw_client *c, int argc, char **argv)
 		ex = usage_error("%s is not a regular file", o.in);
 		goto out;
 	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
 	if ((out = tmp_open(dest)) == NULL) {
 		ex = sys_fail("cannot create a temporary file beside", dest);
 		goto out;
