@@ -1108,6 +1108,153 @@ test_reason(void)
 		CU_ASSERT_STRING_NOT_EQUAL(kwh_reason(parser_statuses[i]), "Unknown");
 }
 
+/* ---- random mutations ------------------------------------------------------- */
+
+/* Seeds the mutations start from: what clients send, and what the
+ * parsers are most particular about. */
+static const char *const seeds[] = {
+	"GET /v1/vaults/prod/secrets/db HTTP/1.1\r\nHost: x\r\n\r\n",
+	"PUT /v1/vaults/prod/secrets/db HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\n"
+	    "Content-Type: application/json\r\n\r\n{\"value\":\"hunter\"}",
+	"POST /v1/vaults/v/keys/datakey HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+	    "Expect: 100-continue\r\n\r\n5\r\n{\"a\":\r\n3;ext=1\r\n1}\n\r\n0\r\nT: v\r\n\r\n",
+	"GET /v1/health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+	"\r\nDELETE /v1/vaults/a/secrets/b?x=%41&y=+ HTTP/1.1\nHost: h\nConnection: close\n\n",
+};
+
+static const char *const dict[] = {
+	"\r\n", "\n", ":", " ", "\t", "0", "1", "f", "F", ";", "chunked", "Content-Length",
+	"Transfer-Encoding", "Host", "Expect", "100-continue", "HTTP/1.1", "HTTP/1.0", "\r\n\r\n",
+	"18446744073709551616", "ffffffffffffffff", "%", "?", "#", "\x00", "\x7f", "\xff",
+};
+
+/* xorshift64*: the same inputs on every run and every machine. */
+static uint64_t
+rnd(uint64_t *st)
+{
+	*st ^= *st >> 12;
+	*st ^= *st << 25;
+	*st ^= *st >> 27;
+	return *st * 2685821657736338717ULL;
+}
+
+/* One to eight mutations of buf[0..*n) (capacity cap): flip, set, insert
+ * from the dictionary, delete, duplicate a run. */
+static void
+mutate(uint64_t *st, char *buf, size_t *n, size_t cap)
+{
+	for (int k = (int)(rnd(st) % 8) + 1; k > 0; k--) {
+		size_t at = *n > 0 ? rnd(st) % (*n + 1) : 0, m;
+		const char *w;
+
+		switch (rnd(st) % 5) {
+		case 0:
+			if (at < *n)
+				buf[at] ^= (char)(1u << (rnd(st) % 8));
+			break;
+		case 1:
+			if (at < *n)
+				buf[at] = (char)rnd(st);
+			break;
+		case 2:
+			w = dict[rnd(st) % NELEM(dict)];
+			m = strlen(w) > 0 ? strlen(w) : 1;   /* "\x00" has length 0: one NUL */
+			if (*n + m <= cap) {
+				memmove(buf + at + m, buf + at, *n - at);
+				memcpy(buf + at, w, m);
+				*n += m;
+			}
+			break;
+		case 3:
+			m = rnd(st) % 16;
+			if (at + m > *n)
+				m = *n - at;
+			memmove(buf + at, buf + at + m, *n - at - m);
+			*n -= m;
+			break;
+		default:
+			m = rnd(st) % 32;
+			if (at + m > *n)
+				m = *n - at;
+			if (*n + m <= cap) {
+				memmove(buf + at + m, buf + at, *n - at);
+				*n += m;
+			}
+			break;
+		}
+	}
+}
+
+/* The properties of one input: what a parse accepts it accepts from the
+ * head alone, and the same whatever follows; fed whole or byte by byte, a
+ * chunked body gives the same answer and the same bytes; nothing is read
+ * or written outside the buffer (ASan, heap blocks of exact size). */
+static int
+check_one(const char *in, size_t n)
+{
+	struct kwh_head h, h2;
+	int r, r2, bad = 0;
+
+	r = parse_n(in, n, MAX_HEAD, &h);
+	if (r > 0) {
+		bad |= (size_t)r > n;
+		r2 = parse_n(in, (size_t)r, MAX_HEAD, &h2);
+		bad |= r2 != r || h2.method != h.method || h2.content_length != h.content_length ||
+		    h2.chunked != h.chunked || h2.target_len != h.target_len;
+	} else if (r == 0) {
+		bad |= n >= MAX_HEAD;
+	}
+	if (r > 0 && h.chunked) {
+		size_t len = n - (size_t)r, in1 = 0, out1 = 0, in2 = 0, out2 = 0;
+		char *a = dup_exact(in + r, len), *b = dup_exact(in + r, len);
+		struct kwh_chunked c1, c2;
+		const char *why = NULL;
+		int s1, s2 = 0;
+
+		memset(&c1, 0, sizeof(c1));
+		memset(&c2, 0, sizeof(c2));
+		s1 = kwh_chunked_step(&c1, a, len, &in1, &out1, 1 << 20, &why);
+		bad |= out1 > in1 || in1 > len || (s1 < 0 && why == NULL);
+		for (size_t avail = 1; avail <= len && s2 == 0; avail++)
+			s2 = kwh_chunked_step(&c2, b, avail, &in2, &out2, 1 << 20, &why);
+		bad |= s1 != s2 || out2 > in2;
+		if (s1 == 1 && s2 == 1)
+			bad |= in1 != in2 || out1 != out2 || memcmp(a, b, out1) != 0;
+		free(a);
+		free(b);
+	}
+	if (bad) {
+		fprintf(stderr, "\n  property failed on: ");
+		show(in, n);
+		fputc('\n', stderr);
+	}
+	return bad;
+}
+
+static void
+test_mutations(void)
+{
+	enum { CAP = 2048, ROUNDS = 60000 };
+	char buf[CAP];
+	uint64_t st = 0x6b657977617264ULL;   /* "keyward" */
+	int failed = 0, accepted = 0;
+
+	for (int i = 0; i < ROUNDS && failed < 5; i++) {
+		const char *seed = seeds[i % NELEM(seeds)];
+		size_t n = strlen(seed);
+		struct kwh_head h;
+
+		memcpy(buf, seed, n);
+		mutate(&st, buf, &n, CAP);
+		failed += check_one(buf, n);
+		accepted += parse_n(buf, n, MAX_HEAD, &h) > 0;
+	}
+	CU_ASSERT_EQUAL(failed, 0);
+	/* The mutations must reach both sides, or this tests little. */
+	CU_ASSERT(accepted > ROUNDS / 20 && accepted < ROUNDS - ROUNDS / 20);
+	printf("\n  %d mutated requests, %d heads accepted\n", ROUNDS, accepted);
+}
+
 int
 main(void)
 {
@@ -1146,6 +1293,7 @@ main(void)
 	s = CU_add_suite("http reason phrases and query decoding", NULL, NULL);
 	CU_add_test(s, "kwh_pct_decode", test_pct_decode);
 	CU_add_test(s, "kwh_reason", test_reason);
+	CU_add_test(s, "60,000 seeded mutations: the parsers' properties hold", test_mutations);
 	failed = kwt_cunit_run();
 	return failed ? 1 : 0;
 }
