@@ -982,6 +982,8 @@ cli_file_rewrap(kw_client *c, int argc, char **argv)
 		    "file has been checked");
 		goto out;
 	}
+	if (o.out != NULL && strcmp(o.out, o.in) == 0)
+		o.out = NULL;           /* in place, said twice */
 	dest = o.out != NULL ? o.out : o.in;
 	if ((in = fopen(o.in, "rbe")) == NULL || fstat(fileno(in), &st) != 0) {
 		ex = sys_fail("cannot open", o.in);

@@ -313,6 +313,14 @@ test_key_roles(void)
 	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "POST", "/v1/vaults/dev/signing-keys/k/sign",
 	    "{\"message\":\"aGk=\"}", out, sizeof(out)), 200);
 	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "POST", "/v1/vaults/dev/master-keys/1/retire", NULL, out, sizeof(out)), 403);
+	/* only the officer destroys a signing key version, and not the newest */
+	CU_ASSERT_EQUAL(as_user("kwt-bob", curl, "POST", "/v1/vaults/dev/signing-keys/k/rotate", NULL, out, sizeof(out)), 201);
+	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "POST", "/v1/vaults/dev/signing-keys/k/versions/1/destroy", NULL,
+	    out, sizeof(out)), 403);
+	CU_ASSERT_EQUAL(as_user("kwt-bob", curl, "POST", "/v1/vaults/dev/signing-keys/k/versions/2/destroy", NULL,
+	    out, sizeof(out)), 409);
+	CU_ASSERT_EQUAL(as_user("kwt-bob", curl, "POST", "/v1/vaults/dev/signing-keys/k/versions/1/destroy", NULL,
+	    out, sizeof(out)), 200);
 
 	CU_ASSERT_EQUAL(write_policy(NULL), 0);
 	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "POST", "/v1/policy/reload", NULL, NULL), 200);
