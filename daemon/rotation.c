@@ -45,6 +45,12 @@
 #define REWRAP_BATCH 2048
 #define PROGRESS_EVERY_US (2 * 1000000)   /* an audit progress event at most this often */
 #define TOKEN_RETRIES 20                   /* a token error pauses, then retries a batch */
+/* Counting the records left under each older version reads their whole
+ * range of an index: 6-10 ms at 100,000 records.  While a rotation runs,
+ * status requests share one count a second (a poller every 20 ms took a
+ * third of a core from the rewrap it watched); otherwise each reads the
+ * store afresh, so the proof after the end is exact. */
+#define REMAINING_EVERY_US 1000000
 
 enum rot_state { ROT_IDLE = 0, ROT_RUNNING, ROT_DONE, ROT_FAILED };
 
@@ -70,6 +76,8 @@ struct kwd_vault {
 	int resumed;
 	char actor[64];
 	char error[256];
+	json_t *rem;                    /* the last count while running, and when */
+	int64_t rem_at;
 	struct kwd *d;
 };
 
@@ -136,6 +144,7 @@ kwd_keys_free(struct kwd *d)
 	for (size_t i = 0; i < d->nvaults; i++) {
 		struct kwd_vault *v = &d->vaults[i];
 		free(v->keys);
+		json_decref(v->rem);
 		pthread_mutex_destroy(&v->admin);
 		pthread_rwlock_destroy(&v->lock);
 		pthread_mutex_destroy(&v->rlock);
@@ -482,6 +491,8 @@ rot_launch(struct kwd_vault *v, uint64_t total, int resumed, const char *actor)
 	v->finished = 0;
 	v->resumed = resumed;
 	v->error[0] = '\0';
+	json_decref(v->rem);            /* a count of the rotation before */
+	v->rem = NULL;
 	snprintf(v->actor, sizeof(v->actor), "%s", actor);
 	e = pthread_create(&v->thread, NULL, rot_main, v);
 	if (e == 0)
@@ -682,9 +693,29 @@ static json_t *
 rotation_json(struct kwd *d, struct kwd_vault *v, int *err)
 {
 	uint64_t left = 0;
-	json_t *rem = remaining_json(d, v, &left, err), *o;
+	json_t *rem = NULL, *o;
 	double rate = 0, eta = 0;
-	int64_t now = (int64_t)kwd_now_us();
+	int64_t now = (int64_t)kwd_now_us(), at = now;
+	int running;
+
+	*err = 0;
+	pthread_mutex_lock(&v->rlock);
+	running = v->state == ROT_RUNNING;
+	if (running && v->rem != NULL && now - v->rem_at < REMAINING_EVERY_US) {
+		rem = json_deep_copy(v->rem);
+		at = v->rem_at;
+	}
+	pthread_mutex_unlock(&v->rlock);
+	if (rem == NULL) {
+		rem = remaining_json(d, v, &left, err);
+		if (running && *err == 0) {
+			pthread_mutex_lock(&v->rlock);
+			json_decref(v->rem);
+			v->rem = json_deep_copy(rem);
+			v->rem_at = now;
+			pthread_mutex_unlock(&v->rlock);
+		}
+	}
 
 	pthread_mutex_lock(&v->rlock);
 	if (v->started != 0) {
@@ -695,12 +726,13 @@ rotation_json(struct kwd *d, struct kwd_vault *v, int *err)
 	if (v->state == ROT_RUNNING && rate > 0 && v->total > v->done)
 		eta = (double)(v->total - v->done) / rate;
 	pthread_rwlock_rdlock(&v->lock);
-	o = json_pack("{s:s,s:s,s:i,s:o,s:o,s:I,s:I,s:I,s:f,s:f,s:b,s:o,s:o}",
+	o = json_pack("{s:s,s:s,s:i,s:o,s:o,s:I,s:I,s:I,s:f,s:f,s:b,s:o,s:o,s:o}",
 	    "vault", v->name, "state", rot_state_names[v->state], "key_version", (int)v->current,
 	    "started", kwd_time_json(v->started), "finished", kwd_time_json(v->finished),
 	    "done", (json_int_t)v->done, "total", (json_int_t)v->total, "skipped", (json_int_t)v->skipped,
 	    "rate_per_s", rate, "eta_s", eta, "resumed", v->resumed,
-	    "error", v->error[0] ? json_string(v->error) : json_null(), "remaining", rem);
+	    "error", v->error[0] ? json_string(v->error) : json_null(), "remaining", rem,
+	    "remaining_at", kwd_time_json(at));
 	pthread_rwlock_unlock(&v->lock);
 	pthread_mutex_unlock(&v->rlock);
 	return o;

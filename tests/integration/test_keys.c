@@ -539,6 +539,19 @@ test_rotation_under_load_with_kills(void)
 	CU_ASSERT_EQUAL(newv, oldv + 1);
 	CU_ASSERT(jint(j, "total") >= NSECRETS);
 	json_decref(j);
+	/* While it runs, status requests share one count of what is left a
+	 * second: two at once see the same count, taken at the same time. */
+	{
+		json_t *a = reqf("GET", &st, NULL, "/v1/vaults/prod/rotation");
+		json_t *b = reqf("GET", &st, NULL, "/v1/vaults/prod/rotation");
+		CU_ASSERT_PTR_NOT_NULL(jstr(a, "remaining_at"));
+		if (strcmp(jstr(a, "state") ?: "", "running") == 0 &&
+		    strcmp(jstr(b, "state") ?: "", "running") == 0 &&
+		    strcmp(jstr(a, "remaining_at") ?: "", jstr(b, "remaining_at") ?: "") == 0)
+			CU_ASSERT(json_equal(json_object_get(a, "remaining"), json_object_get(b, "remaining")));
+		json_decref(a);
+		json_decref(b);
+	}
 
 	/* Kill the daemon at five random moments while the rewrap runs:
 	 * after a random share of what is left, judged from the rate seen. */
@@ -579,6 +592,7 @@ test_rotation_under_load_with_kills(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
 	CU_ASSERT_STRING_EQUAL(jstr(j, "state"), "done");
 	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_object_get(j, "remaining"), "1")), 0);
+	CU_ASSERT_PTR_NOT_NULL(jstr(j, "remaining_at"));
 	json_decref(j);
 	atomic_store(&stop, 1);
 	for (int t = 0; t < CLIENTS; t++) {
