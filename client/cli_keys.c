@@ -993,6 +993,24 @@ cli_file_rewrap(kw_client *c, int argc, char **argv)
 		ex = usage_error("%s is not a regular file", o.in);
 		goto out;
 	}
+	if (o.out == NULL) {
+		/* In place, a new file takes the name: a symbolic link would be
+		 * replaced rather than its target rewrapped, and another hard
+		 * link would keep the old key, to be lost with it. */
+		struct stat lst;
+		if (lstat(o.in, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+			char *real = realpath(o.in, NULL);
+			ex = usage_error("%s is a symbolic link: rewrap the file it names%s%s", o.in,
+			    real ? ", " : "", real ? real : "");
+			free(real);
+			goto out;
+		}
+		if (st.st_nlink > 1) {
+			ex = usage_error("%s has %ju hard links, which would keep the old key: "
+			    "remove the others, or write a copy with --out", o.in, (uintmax_t)st.st_nlink);
+			goto out;
+		}
+	}
 	if ((out = tmp_open(dest)) == NULL) {
 		ex = sys_fail("cannot create a temporary file beside", dest);
 		goto out;

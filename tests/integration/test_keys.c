@@ -1180,6 +1180,20 @@ test_cli_rewrap_file(void)
 	CU_ASSERT(b != NULL && bn == an && memcmp(a, b, (size_t)an) == 0);
 	free(b);
 
+	/* in place, a symbolic link or a second hard link is refused */
+	{
+		char ln[300];
+		snprintf(ln, sizeof(ln), "%s/link.kwf", dir);
+		CU_ASSERT_EQUAL(symlink(enc, ln), 0);
+		CU_ASSERT_EQUAL(kwt_cli_all(dmn.sock, o, sizeof(o), "rewrap-file", "--in", ln, NULL), 2);
+		CU_ASSERT_PTR_NOT_NULL(strstr(o, "symbolic link"));
+		unlink(ln);
+		CU_ASSERT_EQUAL(link(enc, ln), 0);
+		CU_ASSERT_EQUAL(kwt_cli_all(dmn.sock, o, sizeof(o), "rewrap-file", "--in", ln, NULL), 2);
+		CU_ASSERT_PTR_NOT_NULL(strstr(o, "hard links"));
+		unlink(ln);
+	}
+
 	/* a damaged chunk is refused before anything is replaced */
 	{
 		unsigned char *t = malloc((size_t)an);
