@@ -331,6 +331,9 @@ cli_vault_rotate(kw_client *c, int argc, char **argv)
 		    json_integer_value(json_object_get(st, "key_version")), st_state(st),
 		    json_integer_value(json_object_get(st, "done")));
 		left = print_remaining(stdout, st);
+		if (strcmp(st_state(st), "done") == 0)
+			printf("files made by encrypt-file are not in the store: run keywarden "
+			    "rewrap-file --in FILE on each before you retire an older version\n");
 	}
 	if (strcmp(st_state(st), "failed") == 0) {
 		const char *e = json_string_value(json_object_get(st, "error"));

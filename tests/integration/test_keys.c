@@ -1167,6 +1167,7 @@ test_cli_rewrap_file(void)
 	free(b);
 
 	CU_ASSERT_EQUAL_FATAL(kwt_cli(dmn.sock, o, sizeof(o), "vault", "rotate", "dev", "--wait", NULL), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, "keywarden rewrap-file"));   /* the reminder */
 	j = reqf("GET", &st, NULL, "/v1/vaults/dev/master-keys");
 	v1 = jint(j, "current");
 	json_decref(j);
