@@ -47,9 +47,10 @@
 #define TOKEN_RETRIES 20                   /* a token error pauses, then retries a batch */
 /* Counting the records left under each older version reads their whole
  * range of an index: 6-10 ms at 100,000 records.  While a rotation runs,
- * status requests share one count a second (a poller every 20 ms took a
- * third of a core from the rewrap it watched); otherwise each reads the
- * store afresh, so the proof after the end is exact. */
+ * status requests share one count a second (at that size a poller every
+ * 20 ms, as the bench polls, would keep a third of a core counting);
+ * otherwise each reads the store afresh, so the proof after the end is
+ * exact. */
 #define REMAINING_EVERY_US 1000000
 
 enum rot_state { ROT_IDLE = 0, ROT_RUNNING, ROT_DONE, ROT_FAILED };
