@@ -1018,8 +1018,9 @@ cli_file_rewrap(kw_client *c, int argc, char **argv)
 		ex = sys_fail("cannot create a temporary file beside", dest);
 		goto out;
 	}
-	if (o.out == NULL && (fchmod(fileno(out), st.st_mode & 07777) != 0 ||
-	    (geteuid() == 0 && fchown(fileno(out), st.st_uid, st.st_gid) != 0))) {
+	/* The owner first: a change of owner clears the set-id bits. */
+	if (o.out == NULL && ((geteuid() == 0 && fchown(fileno(out), st.st_uid, st.st_gid) != 0) ||
+	    fchmod(fileno(out), st.st_mode & 07777) != 0)) {
 		ex = sys_fail("cannot give the new file the mode and owner of", o.in);
 		goto out;
 	}
