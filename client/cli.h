@@ -7,6 +7,8 @@
 extern int opt_json;
 int exit_code(int r);
 int fail(kw_client *c, int r);
+/* fail, the message after "what: " and followed by after (not NULL). */
+int fail_on(kw_client *c, int r, const char *what, const char *after);
 /* Shared by the commands (keywarden.c). */
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int sys_fail(const char *what, const char *path);

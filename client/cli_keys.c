@@ -907,6 +907,19 @@ tmp_commit(FILE **out, const char *dest)
 	return EX_OK;
 }
 
+/* Close the temporary file (out may be NULL) and remove it, unless
+ * tmp_commit renamed it. */
+static void
+tmp_discard(FILE *out)
+{
+	if (out != NULL)
+		fclose(out);
+	if (tmp_live) {
+		(void)unlink(tmp_path);
+		tmp_live = 0;
+	}
+}
+
 /* encrypt-file VAULT and decrypt-file. */
 int
 cli_file_crypt(kw_client *c, int argc, char **argv)
@@ -941,20 +954,12 @@ cli_file_crypt(kw_client *c, int argc, char **argv)
 	r = enc ? kw_file_encrypt(c, o.pos[0], o.context, in, out) :
 	    kw_file_decrypt(c, o.context, in, out);
 	if (r != 0) {
-		const char *m = kw_client_last_error(c);
-		fprintf(stderr, "keywarden: %s: %s\n", strcmp(o.in, "-") == 0 ? "stdin" : o.in,
-		    m != NULL && *m != '\0' ? m : kw_errdetail(r));
-		ex = exit_code(r);
+		ex = fail_on(c, r, strcmp(o.in, "-") == 0 ? "stdin" : o.in, "");
 		goto out;
 	}
 	ex = tmp_commit(&out, o.out);
  out:
-	if (out != NULL)
-		fclose(out);
-	if (tmp_live) {
-		(void)unlink(tmp_path);
-		tmp_live = 0;
-	}
+	tmp_discard(out);
 	if (in != NULL && in != stdin)
 		fclose(in);
 	kopts_free(&o);
@@ -1025,10 +1030,7 @@ cli_file_rewrap(kw_client *c, int argc, char **argv)
 		goto out;
 	}
 	if ((r = kw_file_rewrap(c, o.context, in, out, &from, &to)) != 0) {
-		const char *m = kw_client_last_error(c);
-		fprintf(stderr, "keywarden: %s: %s; the file is left as it was\n", o.in,
-		    m != NULL && *m != '\0' ? m : kw_errdetail(r));
-		ex = exit_code(r);
+		ex = fail_on(c, r, o.in, "; the file is left as it was");
 		goto out;
 	}
 	if (from == to && o.out == NULL) {
@@ -1067,12 +1069,7 @@ cli_file_rewrap(kw_client *c, int argc, char **argv)
 		    "%s%s\n", o.in, from, to, o.out != NULL ? "; written to " : "",
 		    o.out != NULL ? o.out : "");
  out:
-	if (out != NULL)
-		fclose(out);
-	if (tmp_live) {
-		(void)unlink(tmp_path);
-		tmp_live = 0;
-	}
+	tmp_discard(out);
 	if (in != NULL)
 		fclose(in);
 	kopts_free(&o);

@@ -91,11 +91,17 @@ exit_code(int r)
 int
 fail(kw_client *c, int r)
 {
+	return fail_on(c, r, NULL, "");
+}
+
+int
+fail_on(kw_client *c, int r, const char *what, const char *after)
+{
 	const char *m = c != NULL ? kw_client_last_error(c) : "";
 
 	if (m == NULL || *m == '\0')
 		m = kw_errdetail(r);
-	fprintf(stderr, "keywarden: %s\n", m);
+	fprintf(stderr, "keywarden: %s%s%s%s\n", what ? what : "", what ? ": " : "", m, after);
 	return exit_code(r);
 }
 
