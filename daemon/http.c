@@ -402,10 +402,8 @@ refusal_code(int status)
 	}
 }
 
-/* A refusal from the protocol layer itself: JSON like every other error,
- * then close (the rest of the input cannot be trusted to be framed). */
-static void
-http_refuse(struct kwd_conn *c, int status, const char *why)
+void
+http_reply_refusal(struct kwd_conn *c, int status, const char *why)
 {
 	struct evbuffer *b = evbuffer_new();
 
@@ -413,14 +411,25 @@ http_refuse(struct kwd_conn *c, int status, const char *why)
 		atomic_fetch_add(&c->l->d->m.responses_4xx, 1);
 	else
 		atomic_fetch_add(&c->l->d->m.responses_5xx, 1);
-	reading_set(c, 0);
-	in_consume(c, c->in_len);
+	/* Out of memory for even this buffer: the reply goes out with an
+	 * empty body, its status still says why. */
 	if (b != NULL)
 		evbuffer_add_printf(b, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n",
 		    refusal_code(status),
 		    why ? why : "the request is malformed");
 	http_reply(c, status, "application/json", NULL, b, NULL, 1);
-	evbuffer_free(b);
+	if (b != NULL)
+		evbuffer_free(b);
+}
+
+/* A refusal from the protocol layer itself: JSON like every other error,
+ * then close (the rest of the input cannot be trusted to be framed). */
+static void
+http_refuse(struct kwd_conn *c, int status, const char *why)
+{
+	reading_set(c, 0);
+	in_consume(c, c->in_len);
+	http_reply_refusal(c, status, why);
 }
 
 void

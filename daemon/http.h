@@ -54,6 +54,11 @@ int http_conn_identified(const struct kwd_conn *c);
 /* The request in flight on c: set by the server, cleared by the reply. */
 void http_conn_set_request(struct kwd_conn *c, void *req);
 
+/* Reply to the request in flight on c with a JSON error of the protocol
+ * layer's own (status's code, why as the message: a constant, never a
+ * caller's bytes) and close; counted in the metrics.  For a refusal
+ * before any struct kwd_req exists. */
+void http_reply_refusal(struct kwd_conn *c, int status, const char *why);
 /* Reply to the request in flight on c and free nothing of the caller's.
  * body is moved out of (left empty); secret, if not NULL, is the body
  * instead: it is taken over (left empty) and wiped once written.  allow:

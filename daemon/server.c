@@ -502,12 +502,7 @@ server_request(struct kwd_conn *c, const struct kwh_head *h, const char *body, s
 
 	atomic_fetch_add(&d->m.requests, 1);
 	if ((r = calloc(1, sizeof(*r))) == NULL) {
-		struct evbuffer *b = evbuffer_new();
-		if (b != NULL)
-			evbuffer_add_printf(b, "{\"error\":{\"code\":\"unavailable\",\"message\":\"out of memory\"}}\n");
-		http_reply(c, 503, "application/json", NULL, b, NULL, 1);
-		if (b != NULL)
-			evbuffer_free(b);
+		http_reply_refusal(c, 503, "out of memory");
 		return;
 	}
 	r->d = d;
