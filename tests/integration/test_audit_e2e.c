@@ -543,17 +543,14 @@ test_cli_tail_and_query(void)
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failed;
+	static const struct kwt_case cases[] = {
+		{ "an unwritable log refuses reads with 503, then heals", test_fail_closed_and_heal },
+		{ "kill -9 during a burst: every acknowledged write has its event", test_kill9_during_burst },
+		{ "four subscribers see 10,000 requests' events exactly once, across a restart", test_stream_exactly_once },
+		{ "a stalled subscriber is cut off past stream_max_lag; the others see all", test_stream_lag_cut },
+		{ "keywarden audit tail and query", test_cli_tail_and_query },
+		{ NULL, NULL }
+	};
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 99;
-	s = CU_add_suite("audit trail end to end", suite_init, suite_clean);
-	CU_add_test(s, "an unwritable log refuses reads with 503, then heals", test_fail_closed_and_heal);
-	CU_add_test(s, "kill -9 during a burst: every acknowledged write has its event", test_kill9_during_burst);
-	CU_add_test(s, "four subscribers see 10,000 requests' events exactly once, across a restart", test_stream_exactly_once);
-	CU_add_test(s, "a stalled subscriber is cut off past stream_max_lag; the others see all", test_stream_lag_cut);
-	CU_add_test(s, "keywarden audit tail and query", test_cli_tail_and_query);
-	failed = kwt_cunit_run();
-	return failed ? 1 : 0;
+	return kwt_cunit_main("audit trail end to end", suite_init, suite_clean, cases);
 }

@@ -169,16 +169,13 @@ test_datakey(void)
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned fails;
+	static const struct kwt_case cases[] = {
+		{ "get: 1 s, no errors, figures agree", test_get },
+		{ "set: 1 s, no errors, versions written", test_set },
+		{ "mixed: 1 s, 90/10", test_mixed },
+		{ "datakey: 1 s, no errors", test_datakey },
+		{ NULL, NULL }
+	};
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	s = CU_add_suite("bench", suite_init, suite_clean);
-	CU_add_test(s, "get: 1 s, no errors, figures agree", test_get);
-	CU_add_test(s, "set: 1 s, no errors, versions written", test_set);
-	CU_add_test(s, "mixed: 1 s, 90/10", test_mixed);
-	CU_add_test(s, "datakey: 1 s, no errors", test_datakey);
-	fails = kwt_cunit_run();
-	return fails ? 1 : 0;
+	return kwt_cunit_main("bench", suite_init, suite_clean, cases);
 }

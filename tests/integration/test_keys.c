@@ -1263,24 +1263,21 @@ test_cli_rewrap_file(void)
 int
 main(void)
 {
-	CU_pSuite s;
-	int failed;
+	static const struct kwt_case cases[] = {
+		{ "data keys: datakey, unwrap, context, rewrap", test_datakey_unwrap_rewrap },
+		{ "encrypt and decrypt with context; tampering fails", test_encrypt_decrypt },
+		{ "blobs across a rotation; retired opens nothing", test_blobs_across_rotation },
+		{ "rotation status, bad requests", test_rotation_status_and_conflict },
+		{ "retire refuses while used; destroy removes from the token", test_retire_refuses_then_destroy },
+		{ "signing keys: ES256, RS256, PS256 verified by openssl", test_signing_keys },
+		{ "encrypt-file: 0 B, 1 B, 100 MiB; truncated, reordered, spliced refused", test_cli_encrypt_file },
+		{ "the CLI: vault rotate --wait, sign, verify", test_cli_rotate_and_sign },
+		{ "rewrap-file: in place after a rotation; opens once the old key is retired", test_cli_rewrap_file },
+		{ "signing keys: destroy a version, not the newest", test_signing_key_destroy },
+		{ "rotate 10,000 secrets under load with five kill -9", test_rotation_under_load_with_kills },
+		{ "a scheduled rotation starts by itself", test_scheduled_rotation },
+		{ NULL, NULL }
+	};
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 1;
-	s = CU_add_suite("keys", suite_init, suite_clean);
-	CU_add_test(s, "data keys: datakey, unwrap, context, rewrap", test_datakey_unwrap_rewrap);
-	CU_add_test(s, "encrypt and decrypt with context; tampering fails", test_encrypt_decrypt);
-	CU_add_test(s, "blobs across a rotation; retired opens nothing", test_blobs_across_rotation);
-	CU_add_test(s, "rotation status, bad requests", test_rotation_status_and_conflict);
-	CU_add_test(s, "retire refuses while used; destroy removes from the token", test_retire_refuses_then_destroy);
-	CU_add_test(s, "signing keys: ES256, RS256, PS256 verified by openssl", test_signing_keys);
-	CU_add_test(s, "encrypt-file: 0 B, 1 B, 100 MiB; truncated, reordered, spliced refused", test_cli_encrypt_file);
-	CU_add_test(s, "the CLI: vault rotate --wait, sign, verify", test_cli_rotate_and_sign);
-	CU_add_test(s, "rewrap-file: in place after a rotation; opens once the old key is retired", test_cli_rewrap_file);
-	CU_add_test(s, "signing keys: destroy a version, not the newest", test_signing_key_destroy);
-	CU_add_test(s, "rotate 10,000 secrets under load with five kill -9", test_rotation_under_load_with_kills);
-	CU_add_test(s, "a scheduled rotation starts by itself", test_scheduled_rotation);
-	failed = kwt_cunit_run();
-	return failed ? 1 : 0;
+	return kwt_cunit_main("keys", suite_init, suite_clean, cases);
 }

@@ -390,20 +390,18 @@ test_check_policy_cli(void)
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failed;
+	static const struct kwt_case cases[] = {
+		{ "whoami is what the kernel says", test_whoami_is_the_kernel_view },
+		{ "developers read the prod API key, only leads change it", test_devs_read_leads_write },
+		{ "only the billing service reads the connection string", test_only_billing_reads_db },
+		{ "explain and who-can", test_explain_and_who_can },
+		{ "keywarden policy explain, who-can, check", test_cli_policy },
+		{ "crypto users use keys, crypto officers rotate and create them", test_key_roles },
+		{ "a broken reload keeps the old policy", test_broken_reload_keeps_old },
+		{ "keywardend --check-policy", test_check_policy_cli },
+		{ NULL, NULL }
+	};
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 99;
-	s = CU_add_suite("permissions end to end, real users and groups", suite_init, suite_clean);
-	CU_add_test(s, "whoami is what the kernel says", test_whoami_is_the_kernel_view);
-	CU_add_test(s, "developers read the prod API key, only leads change it", test_devs_read_leads_write);
-	CU_add_test(s, "only the billing service reads the connection string", test_only_billing_reads_db);
-	CU_add_test(s, "explain and who-can", test_explain_and_who_can);
-	CU_add_test(s, "keywarden policy explain, who-can, check", test_cli_policy);
-	CU_add_test(s, "crypto users use keys, crypto officers rotate and create them", test_key_roles);
-	CU_add_test(s, "a broken reload keeps the old policy", test_broken_reload_keeps_old);
-	CU_add_test(s, "keywardend --check-policy", test_check_policy_cli);
-	failed = kwt_cunit_run();
-	return failed ? 1 : 0;
+	return kwt_cunit_main("permissions end to end, real users and groups",
+	    suite_init, suite_clean, cases);
 }

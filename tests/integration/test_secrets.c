@@ -984,34 +984,31 @@ test_sigterm_clean(void)
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failed;
+	static const struct kwt_case cases[] = {
+		{ "health, whoami, vaults", test_health_whoami },
+		{ "set, get, versions, list", test_set_get_versions },
+		{ "binary and unicode values", test_binary_and_unicode },
+		{ "check-and-set", test_cas },
+		{ "attributes: disabled, expired, not yet valid", test_attributes },
+		{ "soft delete, recover, purge, purge protection", test_delete_recover_purge },
+		{ "bad input gets a clear error", test_bad_input },
+		{ "a 10 MiB body and an over-limit value", test_large_body },
+		{ "slow and vanishing clients", test_slow_and_vanishing_clients },
+		{ "HTTP: malformed and ambiguous requests are refused", test_protocol_refusals },
+		{ "HTTP: pipelining, chunked bodies, 100-continue, 1.0, HEAD", test_protocol_framing },
+		{ "HTTP: random bytes and mutated requests", test_protocol_garbage },
+		{ "limits.max_connections: the next is refused, then served", test_connection_limit },
+		{ "32 clients x 1000 mixed operations", test_concurrent_mixed },
+		{ "curl --unix-socket", test_curl_cli },
+		{ "the keywarden command", test_cli },
+		{ "backup and restore", test_backup_restore },
+		{ "plaintext in no file; survives restart", test_plaintext_nowhere },
+		{ "kill -9 loses no acknowledged write", test_kill9_keeps_acknowledged },
+		{ "SIGHUP applies what can change, refuses a broken file", test_sighup_reloads_config },
+		{ "a second daemon on the socket leaves the first alone", test_second_daemon },
+		{ "SIGTERM stops cleanly", test_sigterm_clean },
+		{ NULL, NULL }
+	};
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 99;
-	s = CU_add_suite("secrets service end to end", suite_init, suite_clean);
-	CU_add_test(s, "health, whoami, vaults", test_health_whoami);
-	CU_add_test(s, "set, get, versions, list", test_set_get_versions);
-	CU_add_test(s, "binary and unicode values", test_binary_and_unicode);
-	CU_add_test(s, "check-and-set", test_cas);
-	CU_add_test(s, "attributes: disabled, expired, not yet valid", test_attributes);
-	CU_add_test(s, "soft delete, recover, purge, purge protection", test_delete_recover_purge);
-	CU_add_test(s, "bad input gets a clear error", test_bad_input);
-	CU_add_test(s, "a 10 MiB body and an over-limit value", test_large_body);
-	CU_add_test(s, "slow and vanishing clients", test_slow_and_vanishing_clients);
-	CU_add_test(s, "HTTP: malformed and ambiguous requests are refused", test_protocol_refusals);
-	CU_add_test(s, "HTTP: pipelining, chunked bodies, 100-continue, 1.0, HEAD", test_protocol_framing);
-	CU_add_test(s, "HTTP: random bytes and mutated requests", test_protocol_garbage);
-	CU_add_test(s, "limits.max_connections: the next is refused, then served", test_connection_limit);
-	CU_add_test(s, "32 clients x 1000 mixed operations", test_concurrent_mixed);
-	CU_add_test(s, "curl --unix-socket", test_curl_cli);
-	CU_add_test(s, "the keywarden command", test_cli);
-	CU_add_test(s, "backup and restore", test_backup_restore);
-	CU_add_test(s, "plaintext in no file; survives restart", test_plaintext_nowhere);
-	CU_add_test(s, "kill -9 loses no acknowledged write", test_kill9_keeps_acknowledged);
-	CU_add_test(s, "SIGHUP applies what can change, refuses a broken file", test_sighup_reloads_config);
-	CU_add_test(s, "a second daemon on the socket leaves the first alone", test_second_daemon);
-	CU_add_test(s, "SIGTERM stops cleanly", test_sigterm_clean);
-	failed = kwt_cunit_run();
-	return failed ? 1 : 0;
+	return kwt_cunit_main("secrets service end to end", suite_init, suite_clean, cases);
 }

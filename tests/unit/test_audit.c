@@ -1930,51 +1930,50 @@ test_torn_overwrite(void)
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failed;
+	static const struct kwt_case cases[] = {
+		{ "an intact log verifies, seals checked", test_intact },
+		{ "a changed field is caught at its line", test_changed_field },
+		{ "a deleted line is caught at its place", test_deleted_line },
+		{ "an inserted line is caught at its place", test_inserted_line },
+		{ "two swapped lines are caught", test_swapped_lines },
+		{ "a truncated tail is reported torn", test_truncated_tail },
+		{ "a deleted segment is caught", test_deleted_segment },
+		{ "swapped segments are caught", test_swapped_segments },
+		{ "a chain recomputed without the key fails its seal", test_recomputed_chain },
+		{ "any changed byte is caught (200 random)", test_random_flips },
+		{ "the result as JSON", test_result_json },
+		{ "the writer's line shapes read without jansson, others with it", test_line_shapes },
+		{ "open repairs a torn tail, records it, chain goes on", test_torn_tail_open },
+		{ "open cuts off events that lack their seal", test_unsealed_tail_open },
+		{ "open repairs a torn segment header", test_torn_header },
+		{ "open refuses a break followed by sealed events", test_open_refuses_tampering },
+		{ "events never carry secret fields", test_refuses_secrets },
+		{ "group commit: 8 threads, consecutive seqs, events/s", test_group_commit },
+		{ "fail closed when the file cannot grow, then heal", test_fail_closed },
+		{ "fail closed when the token will not seal", test_seal_refused },
+		{ "a failed sync refuses its batch, cuts it off, heals", test_sync_fails },
+		{ "a stuck disk fails waiters in bounded time", test_stuck_disk },
+		{ "the reader returns exactly the events after since", test_reader },
+		{ "a stalled subscriber does not block the writer", test_slow_subscriber },
+		{ "segments roll over by age", test_roll_by_age },
+		{ "a late write is recorded as such", test_late_write },
+		{ "kill -9 mid-write: acknowledged events survive", test_crash },
+		{ "the active segment is preallocated with zeros, no other", test_preallocated },
+		{ "a torn overwrite of the zeros is repaired, zeros over sealed data refused", test_torn_overwrite },
+		{ NULL, NULL }
+	};
+	int r;
 
 	if (kwt_tmpdir(tmproot, sizeof(tmproot), "kwaudit") != 0)
-		return 99;
-	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 99;
 	if (base_make() != 0) {
 		fprintf(stderr, "cannot build the base audit log in %s\n", tmproot);
 		return 99;
 	}
-	s = CU_add_suite("audit", NULL, NULL);
-	CU_add_test(s, "an intact log verifies, seals checked", test_intact);
-	CU_add_test(s, "a changed field is caught at its line", test_changed_field);
-	CU_add_test(s, "a deleted line is caught at its place", test_deleted_line);
-	CU_add_test(s, "an inserted line is caught at its place", test_inserted_line);
-	CU_add_test(s, "two swapped lines are caught", test_swapped_lines);
-	CU_add_test(s, "a truncated tail is reported torn", test_truncated_tail);
-	CU_add_test(s, "a deleted segment is caught", test_deleted_segment);
-	CU_add_test(s, "swapped segments are caught", test_swapped_segments);
-	CU_add_test(s, "a chain recomputed without the key fails its seal", test_recomputed_chain);
-	CU_add_test(s, "any changed byte is caught (200 random)", test_random_flips);
-	CU_add_test(s, "the result as JSON", test_result_json);
-	CU_add_test(s, "the writer's line shapes read without jansson, others with it", test_line_shapes);
-	CU_add_test(s, "open repairs a torn tail, records it, chain goes on", test_torn_tail_open);
-	CU_add_test(s, "open cuts off events that lack their seal", test_unsealed_tail_open);
-	CU_add_test(s, "open repairs a torn segment header", test_torn_header);
-	CU_add_test(s, "open refuses a break followed by sealed events", test_open_refuses_tampering);
-	CU_add_test(s, "events never carry secret fields", test_refuses_secrets);
-	CU_add_test(s, "group commit: 8 threads, consecutive seqs, events/s", test_group_commit);
-	CU_add_test(s, "fail closed when the file cannot grow, then heal", test_fail_closed);
-	CU_add_test(s, "fail closed when the token will not seal", test_seal_refused);
-	CU_add_test(s, "a failed sync refuses its batch, cuts it off, heals", test_sync_fails);
-	CU_add_test(s, "a stuck disk fails waiters in bounded time", test_stuck_disk);
-	CU_add_test(s, "the reader returns exactly the events after since", test_reader);
-	CU_add_test(s, "a stalled subscriber does not block the writer", test_slow_subscriber);
-	CU_add_test(s, "segments roll over by age", test_roll_by_age);
-	CU_add_test(s, "a late write is recorded as such", test_late_write);
-	CU_add_test(s, "kill -9 mid-write: acknowledged events survive", test_crash);
-	CU_add_test(s, "the active segment is preallocated with zeros, no other", test_preallocated);
-	CU_add_test(s, "a torn overwrite of the zeros is repaired, zeros over sealed data refused", test_torn_overwrite);
-	failed = kwt_cunit_run();
-	if (failed == 0)
+	r = kwt_cunit_main("audit", NULL, NULL, cases);
+	if (r == 0)
 		kwt_rmtree(tmproot);
 	else
 		fprintf(stderr, "kept %s for inspection\n", tmproot);
-	return failed == 0 ? 0 : 1;
+	return r;
 }

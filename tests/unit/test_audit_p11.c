@@ -167,8 +167,11 @@ test_token_seals(void)
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failed;
+	static const struct kwt_case cases[] = {
+		{ "seals made and checked by the token's audit key", test_token_seals },
+		{ NULL, NULL }
+	};
+	int r;
 
 	kwt_require("SOFTHSM2_MODULE");
 	kwt_require("SOFTHSM2_UTIL");
@@ -176,13 +179,9 @@ main(void)
 		return 99;
 	if (token_open(&tok, "audit", &ctx) != 0)
 		return 99;
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 99;
-	s = CU_add_suite("audit_p11", NULL, NULL);
-	CU_add_test(s, "seals made and checked by the token's audit key", test_token_seals);
-	failed = kwt_cunit_run();
+	r = kwt_cunit_main("audit_p11", NULL, NULL, cases);
 	p11_close(ctx);
 	kwt_token_free(&tok);
 	kwt_rmtree(tmproot);
-	return failed == 0 ? 0 : 1;
+	return r;
 }

@@ -737,8 +737,21 @@ test_cli(void)
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failed;
+	static const struct kwt_case cases[] = {
+		{ "RFC 3339 times", test_time_parse },
+		{ "HTTP status to error code", test_error_mapping },
+		{ "socket path: argument, environment, default", test_socket_choice },
+		{ "get: value and metadata, escapes, versions", test_get_value },
+		{ "chunked replies and keep-alive", test_chunked_and_keepalive },
+		{ "error replies keep the daemon's message", test_error_reply },
+		{ "set: the body on the wire", test_set_body },
+		{ "no daemon: unavailable, with the socket path", test_unavailable },
+		{ "health: degraded report", test_health_degraded },
+		{ "kw_request: text, empty and JSON replies", test_generic_request },
+		{ "the CLI: output and exit codes", test_cli },
+		{ NULL, NULL }
+	};
+	int r;
 
 	if (getenv("KW_TOP_BUILDDIR") == NULL) {
 		fprintf(stderr, "test_client: KW_TOP_BUILDDIR is not set: run it with make check\n");
@@ -749,21 +762,7 @@ main(void)
 		fprintf(stderr, "test_client: cannot start the canned server: %s\n", strerror(errno));
 		return 99;
 	}
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 99;
-	s = CU_add_suite("client", NULL, NULL);
-	CU_add_test(s, "RFC 3339 times", test_time_parse);
-	CU_add_test(s, "HTTP status to error code", test_error_mapping);
-	CU_add_test(s, "socket path: argument, environment, default", test_socket_choice);
-	CU_add_test(s, "get: value and metadata, escapes, versions", test_get_value);
-	CU_add_test(s, "chunked replies and keep-alive", test_chunked_and_keepalive);
-	CU_add_test(s, "error replies keep the daemon's message", test_error_reply);
-	CU_add_test(s, "set: the body on the wire", test_set_body);
-	CU_add_test(s, "no daemon: unavailable, with the socket path", test_unavailable);
-	CU_add_test(s, "health: degraded report", test_health_degraded);
-	CU_add_test(s, "kw_request: text, empty and JSON replies", test_generic_request);
-	CU_add_test(s, "the CLI: output and exit codes", test_cli);
-	failed = kwt_cunit_run();
+	r = kwt_cunit_main("client", NULL, NULL, cases);
 	fake_stop();
-	return failed ? 1 : 0;
+	return r;
 }

@@ -193,20 +193,17 @@ test_b64(void)
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failed;
+	static const struct kwt_case cases[] = {
+		{ "kw_strerror names every code", test_strerror },
+		{ "kw_fail detail is per code", test_detail },
+		{ "secalloc sizes and zeroing", test_secalloc_sizes },
+		{ "freed blocks come back zeroed", test_secalloc_reuse_is_zeroed },
+		{ "kw_secret dup and clear", test_secret },
+		{ "base64: both alphabets, padding, refusals, round trips", test_b64 },
+		{ "constant-time compare", test_memeq_ct },
+		{ "secalloc from eight threads", test_secalloc_threads },
+		{ NULL, NULL }
+	};
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 99;
-	s = CU_add_suite("common", NULL, NULL);
-	CU_add_test(s, "kw_strerror names every code", test_strerror);
-	CU_add_test(s, "kw_fail detail is per code", test_detail);
-	CU_add_test(s, "secalloc sizes and zeroing", test_secalloc_sizes);
-	CU_add_test(s, "freed blocks come back zeroed", test_secalloc_reuse_is_zeroed);
-	CU_add_test(s, "kw_secret dup and clear", test_secret);
-	CU_add_test(s, "base64: both alphabets, padding, refusals, round trips", test_b64);
-	CU_add_test(s, "constant-time compare", test_memeq_ct);
-	CU_add_test(s, "secalloc from eight threads", test_secalloc_threads);
-	failed = kwt_cunit_run();
-	return failed ? 1 : 0;
+	return kwt_cunit_main("common", NULL, NULL, cases);
 }

@@ -234,21 +234,20 @@ test_sizes_durations(void)
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failed;
+	static const struct kwt_case cases[] = {
+		{ "a good file", test_good },
+		{ "environment variables", test_env },
+		{ "every error, with file:line:col and key path", test_every_error_with_position },
+		{ "required keys, syntax errors, duplicates, empty", test_required_and_syntax },
+		{ "a world-writable file is refused", test_world_writable_refused },
+		{ "sizes and durations", test_sizes_durations },
+		{ NULL, NULL }
+	};
+	int r;
 
 	if (kwt_tmpdir(dir, sizeof(dir), "kwtest-config") != 0)
 		return 99;
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 99;
-	s = CU_add_suite("configuration", NULL, NULL);
-	CU_add_test(s, "a good file", test_good);
-	CU_add_test(s, "environment variables", test_env);
-	CU_add_test(s, "every error, with file:line:col and key path", test_every_error_with_position);
-	CU_add_test(s, "required keys, syntax errors, duplicates, empty", test_required_and_syntax);
-	CU_add_test(s, "a world-writable file is refused", test_world_writable_refused);
-	CU_add_test(s, "sizes and durations", test_sizes_durations);
-	failed = kwt_cunit_run();
+	r = kwt_cunit_main("configuration", NULL, NULL, cases);
 	kwt_rmtree(dir);
-	return failed ? 1 : 0;
+	return r;
 }

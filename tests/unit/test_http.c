@@ -1258,42 +1258,49 @@ test_mutations(void)
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failed;
+	static const struct kwt_case head_tests[] = {
+		{ "a minimal GET: length, method, target, defaults", test_head_minimal },
+		{ "methods: the six, unknown, lowercase, not tokens", test_head_methods },
+		{ "targets: origin-form of visible ASCII only", test_head_target },
+		{ "versions: 1.0 and 1.1 only", test_head_version },
+		{ "keep-alive by version and Connection", test_head_keep_alive },
+		{ "Content-Length: values, duplicates, junk, overflow",
+		    test_head_content_length },
+		{ "Transfer-Encoding: chunked only, never with a length",
+		    test_head_transfer_encoding },
+		{ "Host: exactly one in HTTP/1.1", test_head_host },
+		{ "Expect: 100-continue only", test_head_expect },
+		{ "header syntax: folding, colons, control bytes", test_head_header_syntax },
+		{ "at most 100 headers", test_head_header_count },
+		{ "every prefix of a request needs more", test_head_incomplete },
+		{ "a head at and over max_head", test_head_max },
+		{ "empty lines before the request line", test_head_leading_crlf },
+		{ "bare LF line endings", test_head_bare_lf },
+		{ "the body is not part of the head", test_head_body_not_counted },
+		{ NULL, NULL }
+	};
+	static const struct kwt_case chunked_tests[] = {
+		{ "a body decoded in place in one call", test_chunked_whole },
+		{ "a body fed byte by byte, and split in two", test_chunked_bytewise },
+		{ "extensions, trailers, hex in any case", test_chunked_ext_trailers },
+		{ "max_body: per chunk, in total, 17 digits, wrap-around",
+		    test_chunked_limits },
+		{ "bad framing", test_chunked_bad_framing },
+		{ "bytes after the body are left alone", test_chunked_leftover },
+		{ NULL, NULL }
+	};
+	static const struct kwt_case decoding_tests[] = {
+		{ "kwh_pct_decode", test_pct_decode },
+		{ "kwh_reason", test_reason },
+		{ "60,000 seeded mutations: the parsers' properties hold", test_mutations },
+		{ NULL, NULL }
+	};
+	static const struct kwt_suite suites[] = {
+		{ "http request head", NULL, NULL, head_tests },
+		{ "http chunked body", NULL, NULL, chunked_tests },
+		{ "http reason phrases and query decoding", NULL, NULL, decoding_tests },
+		{ NULL, NULL, NULL, NULL }
+	};
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 99;
-	s = CU_add_suite("http request head", NULL, NULL);
-	CU_add_test(s, "a minimal GET: length, method, target, defaults", test_head_minimal);
-	CU_add_test(s, "methods: the six, unknown, lowercase, not tokens", test_head_methods);
-	CU_add_test(s, "targets: origin-form of visible ASCII only", test_head_target);
-	CU_add_test(s, "versions: 1.0 and 1.1 only", test_head_version);
-	CU_add_test(s, "keep-alive by version and Connection", test_head_keep_alive);
-	CU_add_test(s, "Content-Length: values, duplicates, junk, overflow",
-	    test_head_content_length);
-	CU_add_test(s, "Transfer-Encoding: chunked only, never with a length",
-	    test_head_transfer_encoding);
-	CU_add_test(s, "Host: exactly one in HTTP/1.1", test_head_host);
-	CU_add_test(s, "Expect: 100-continue only", test_head_expect);
-	CU_add_test(s, "header syntax: folding, colons, control bytes", test_head_header_syntax);
-	CU_add_test(s, "at most 100 headers", test_head_header_count);
-	CU_add_test(s, "every prefix of a request needs more", test_head_incomplete);
-	CU_add_test(s, "a head at and over max_head", test_head_max);
-	CU_add_test(s, "empty lines before the request line", test_head_leading_crlf);
-	CU_add_test(s, "bare LF line endings", test_head_bare_lf);
-	CU_add_test(s, "the body is not part of the head", test_head_body_not_counted);
-	s = CU_add_suite("http chunked body", NULL, NULL);
-	CU_add_test(s, "a body decoded in place in one call", test_chunked_whole);
-	CU_add_test(s, "a body fed byte by byte, and split in two", test_chunked_bytewise);
-	CU_add_test(s, "extensions, trailers, hex in any case", test_chunked_ext_trailers);
-	CU_add_test(s, "max_body: per chunk, in total, 17 digits, wrap-around",
-	    test_chunked_limits);
-	CU_add_test(s, "bad framing", test_chunked_bad_framing);
-	CU_add_test(s, "bytes after the body are left alone", test_chunked_leftover);
-	s = CU_add_suite("http reason phrases and query decoding", NULL, NULL);
-	CU_add_test(s, "kwh_pct_decode", test_pct_decode);
-	CU_add_test(s, "kwh_reason", test_reason);
-	CU_add_test(s, "60,000 seeded mutations: the parsers' properties hold", test_mutations);
-	failed = kwt_cunit_run();
-	return failed ? 1 : 0;
+	return kwt_cunit_main_suites(suites);
 }

@@ -644,30 +644,27 @@ test_reseal_refuses(void)
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failed;
+	static const struct kwt_case cases[] = {
+		{ "round trip: 0 bytes", test_rt_0 },
+		{ "round trip: 1 byte", test_rt_1 },
+		{ "round trip: chunk size - 1", test_rt_cs_minus_1 },
+		{ "round trip: chunk size", test_rt_cs },
+		{ "round trip: chunk size + 1", test_rt_cs_plus_1 },
+		{ "round trip: 3 chunks and a bit", test_rt_3cs },
+		{ "round trip: 100 MiB streamed", test_rt_100mib },
+		{ "the header as documented", test_header_layout },
+		{ "not a keywarden file, header cut short", test_not_a_file },
+		{ "truncated: last chunk dropped, cut mid-chunk", test_truncated },
+		{ "reordered and repeated chunks", test_reordered },
+		{ "chunks spliced from another file, same key", test_spliced },
+		{ "one flipped byte: header, body, tag; other key", test_flipped },
+		{ "garbage and chunks appended", test_appended },
+		{ "reseal under a new header: 0 bytes", test_reseal_0 },
+		{ "reseal under a new header: chunk size", test_reseal_cs },
+		{ "reseal under a new header: 3 chunks and a bit", test_reseal_3cs },
+		{ "reseal refuses what open refuses", test_reseal_refuses },
+		{ NULL, NULL }
+	};
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 99;
-	s = CU_add_suite("kw_file", NULL, NULL);
-	CU_add_test(s, "round trip: 0 bytes", test_rt_0);
-	CU_add_test(s, "round trip: 1 byte", test_rt_1);
-	CU_add_test(s, "round trip: chunk size - 1", test_rt_cs_minus_1);
-	CU_add_test(s, "round trip: chunk size", test_rt_cs);
-	CU_add_test(s, "round trip: chunk size + 1", test_rt_cs_plus_1);
-	CU_add_test(s, "round trip: 3 chunks and a bit", test_rt_3cs);
-	CU_add_test(s, "round trip: 100 MiB streamed", test_rt_100mib);
-	CU_add_test(s, "the header as documented", test_header_layout);
-	CU_add_test(s, "not a keywarden file, header cut short", test_not_a_file);
-	CU_add_test(s, "truncated: last chunk dropped, cut mid-chunk", test_truncated);
-	CU_add_test(s, "reordered and repeated chunks", test_reordered);
-	CU_add_test(s, "chunks spliced from another file, same key", test_spliced);
-	CU_add_test(s, "one flipped byte: header, body, tag; other key", test_flipped);
-	CU_add_test(s, "garbage and chunks appended", test_appended);
-	CU_add_test(s, "reseal under a new header: 0 bytes", test_reseal_0);
-	CU_add_test(s, "reseal under a new header: chunk size", test_reseal_cs);
-	CU_add_test(s, "reseal under a new header: 3 chunks and a bit", test_reseal_3cs);
-	CU_add_test(s, "reseal refuses what open refuses", test_reseal_refuses);
-	failed = kwt_cunit_run();
-	return failed ? 1 : 0;
+	return kwt_cunit_main("kw_file", NULL, NULL, cases);
 }

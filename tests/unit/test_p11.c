@@ -903,8 +903,42 @@ test_audit_hmac(void)
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failed;
+	static const struct kwt_case error_tests[] = {
+		{ "names and blob headers", test_names },
+		{ "open by label, serial and URI", test_open_ok_by_label_serial_uri },
+		{ "wrong PIN", test_wrong_pin },
+		{ "PIN file mode 0644", test_pin_file_mode },
+		{ "PIN file reading", test_pin_read },
+		{ "missing module", test_missing_module },
+		{ "absent token", test_absent_token },
+		{ "missing mechanisms (shim)", test_missing_mechanisms },
+		{ NULL, NULL }
+	};
+	static const struct kwt_case recovery_tests[] = {
+		{ "reopen after injected faults (shim)", test_recovery },
+		{ NULL, NULL }
+	};
+	static const struct kwt_case key_tests[] = {
+		{ "token RNG", test_random },
+		{ "master keys sensitive, non-extractable", test_mkey_sensitive },
+		{ "wrap/unwrap by every mechanism", test_wrap_every_mechanism },
+		{ "old mechanisms still unwrap", test_old_mechanism_unwraps },
+		{ "eight threads", test_threads },
+		{ "eight threads and a device removal (shim)",
+		    test_threads_recovery },
+		{ "list and destroy versions", test_list_destroy },
+		{ "eight threads meet each new version at once", test_copies_race },
+		{ "audit HMAC", test_audit_hmac },
+		{ "session copies", test_session_copies },
+		{ NULL, NULL }
+	};
+	static const struct kwt_suite suites[] = {
+		{ "p11_errors", NULL, NULL, error_tests },
+		{ "p11_recovery", NULL, NULL, recovery_tests },
+		{ "p11_keys", keys_init, keys_clean, key_tests },
+		{ NULL, NULL, NULL, NULL }
+	};
+	int r;
 	const char *top;
 
 	kwt_require("SOFTHSM2_MODULE");
@@ -919,32 +953,7 @@ main(void)
 	if (kwt_token_new(&tok, LABEL) != 0)
 		return 99;
 	setenv("KW_SHIM_MODULE", tok.module, 1);
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 99;
-	s = CU_add_suite("p11_errors", NULL, NULL);
-	CU_add_test(s, "names and blob headers", test_names);
-	CU_add_test(s, "open by label, serial and URI", test_open_ok_by_label_serial_uri);
-	CU_add_test(s, "wrong PIN", test_wrong_pin);
-	CU_add_test(s, "PIN file mode 0644", test_pin_file_mode);
-	CU_add_test(s, "PIN file reading", test_pin_read);
-	CU_add_test(s, "missing module", test_missing_module);
-	CU_add_test(s, "absent token", test_absent_token);
-	CU_add_test(s, "missing mechanisms (shim)", test_missing_mechanisms);
-	s = CU_add_suite("p11_recovery", NULL, NULL);
-	CU_add_test(s, "reopen after injected faults (shim)", test_recovery);
-	s = CU_add_suite("p11_keys", keys_init, keys_clean);
-	CU_add_test(s, "token RNG", test_random);
-	CU_add_test(s, "master keys sensitive, non-extractable", test_mkey_sensitive);
-	CU_add_test(s, "wrap/unwrap by every mechanism", test_wrap_every_mechanism);
-	CU_add_test(s, "old mechanisms still unwrap", test_old_mechanism_unwraps);
-	CU_add_test(s, "eight threads", test_threads);
-	CU_add_test(s, "eight threads and a device removal (shim)",
-	    test_threads_recovery);
-	CU_add_test(s, "list and destroy versions", test_list_destroy);
-	CU_add_test(s, "eight threads meet each new version at once", test_copies_race);
-	CU_add_test(s, "audit HMAC", test_audit_hmac);
-	CU_add_test(s, "session copies", test_session_copies);
-	failed = kwt_cunit_run();
+	r = kwt_cunit_main_suites(suites);
 	kwt_token_free(&tok);
-	return failed == 0 ? 0 : 1;
+	return r;
 }

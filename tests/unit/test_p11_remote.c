@@ -180,8 +180,13 @@ test_direct_unwraps_remote_blob(void)
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failed;
+	static const struct kwt_case cases[] = {
+		{ "ECB+HMAC wrap through p11-kit remoting", test_remote_wrap },
+		{ "direct token unwraps the remote blob",
+		    test_direct_unwraps_remote_blob },
+		{ NULL, NULL }
+	};
+	int r;
 
 	kwt_require("SOFTHSM2_MODULE");
 	kwt_require("SOFTHSM2_UTIL");
@@ -199,14 +204,8 @@ main(void)
 		kwt_token_free(&tok);
 		return 99;
 	}
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 99;
-	s = CU_add_suite("p11_remote", NULL, NULL);
-	CU_add_test(s, "ECB+HMAC wrap through p11-kit remoting", test_remote_wrap);
-	CU_add_test(s, "direct token unwraps the remote blob",
-	    test_direct_unwraps_remote_blob);
-	failed = kwt_cunit_run();
+	r = kwt_cunit_main("p11_remote", NULL, NULL, cases);
 	server_stop();
 	kwt_token_free(&tok);
-	return failed == 0 ? 0 : 1;
+	return r;
 }

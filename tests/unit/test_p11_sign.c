@@ -777,8 +777,33 @@ test_destroy(void)
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failed;
+	static const struct kwt_case name_tests[] = {
+		{ "type and algorithm names", test_names },
+		{ NULL, NULL }
+	};
+	static const struct kwt_case recovery_tests[] = {
+		{ "reopen after injected faults (shim)", test_recovery },
+		{ NULL, NULL }
+	};
+	static const struct kwt_case key_tests[] = {
+		{ "create, versions, list", test_create_list },
+		{ "list order", test_list_order },
+		{ "public keys as SubjectPublicKeyInfo", test_public_keys },
+		{ "ES256, RS256, PS256 verified by OpenSSL", test_sign_verify },
+		{ "refused signatures", test_sign_refused },
+		{ "private keys sensitive, non-extractable",
+		    test_private_protected },
+		{ "openssl dgst -verify", test_openssl_command },
+		{ "destroy", test_destroy },
+		{ NULL, NULL }
+	};
+	static const struct kwt_suite suites[] = {
+		{ "p11_sign_names", NULL, NULL, name_tests },
+		{ "p11_sign_recovery", NULL, NULL, recovery_tests },
+		{ "p11_sign_keys", keys_init, keys_clean, key_tests },
+		{ NULL, NULL, NULL, NULL }
+	};
+	int r;
 	const char *top;
 
 	kwt_require("SOFTHSM2_MODULE");
@@ -794,23 +819,7 @@ main(void)
 	if (kwt_token_new(&tok, LABEL) != 0)
 		return 99;
 	setenv("KW_SHIM_MODULE", tok.module, 1);
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 99;
-	s = CU_add_suite("p11_sign_names", NULL, NULL);
-	CU_add_test(s, "type and algorithm names", test_names);
-	s = CU_add_suite("p11_sign_recovery", NULL, NULL);
-	CU_add_test(s, "reopen after injected faults (shim)", test_recovery);
-	s = CU_add_suite("p11_sign_keys", keys_init, keys_clean);
-	CU_add_test(s, "create, versions, list", test_create_list);
-	CU_add_test(s, "list order", test_list_order);
-	CU_add_test(s, "public keys as SubjectPublicKeyInfo", test_public_keys);
-	CU_add_test(s, "ES256, RS256, PS256 verified by OpenSSL", test_sign_verify);
-	CU_add_test(s, "refused signatures", test_sign_refused);
-	CU_add_test(s, "private keys sensitive, non-extractable",
-	    test_private_protected);
-	CU_add_test(s, "openssl dgst -verify", test_openssl_command);
-	CU_add_test(s, "destroy", test_destroy);
-	failed = kwt_cunit_run();
+	r = kwt_cunit_main_suites(suites);
 	kwt_token_free(&tok);
-	return failed == 0 ? 0 : 1;
+	return r;
 }

@@ -1052,8 +1052,26 @@ test_thousand_rules(void)
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failed;
+	static const struct kwt_case cases[] = {
+		{ "devs read the prod API key, only leads update it", test_devs_read_leads_update },
+		{ "only the billing service reads the db string", test_only_billing_reads_db },
+		{ "an explicit deny beats any allow", test_deny_beats_allow },
+		{ "no rule, no access", test_default_deny },
+		{ "name patterns: *, **, exact", test_patterns },
+		{ "indexed and scanned rules decide in file order", test_file_order },
+		{ "built-in roles", test_builtin_roles },
+		{ "action names", test_actions },
+		{ "combinations, named groups, who-can", test_combinations_and_who_can },
+		{ "errors: unknown keys, types, roles, actions, duplicates", test_errors_each },
+		{ "errors: rules that can never match", test_errors_never_match },
+		{ "errors: users and groups that do not exist", test_errors_users_groups },
+		{ "errors: all collected, in file order", test_errors_all_collected },
+		{ "errors: the fixture with one of each", test_errors_fixture },
+		{ "file owner and mode", test_file_checks },
+		{ "1,000 rules decide correctly", test_thousand_rules },
+		{ NULL, NULL }
+	};
+	int r;
 
 	if (kwt_tmpdir(dir, sizeof(dir), "kwtest-policy") != 0)
 		return 99;
@@ -1061,26 +1079,7 @@ main(void)
 		kwt_rmtree(dir);
 		return 99;
 	}
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 99;
-	s = CU_add_suite("policy", NULL, NULL);
-	CU_add_test(s, "devs read the prod API key, only leads update it", test_devs_read_leads_update);
-	CU_add_test(s, "only the billing service reads the db string", test_only_billing_reads_db);
-	CU_add_test(s, "an explicit deny beats any allow", test_deny_beats_allow);
-	CU_add_test(s, "no rule, no access", test_default_deny);
-	CU_add_test(s, "name patterns: *, **, exact", test_patterns);
-	CU_add_test(s, "indexed and scanned rules decide in file order", test_file_order);
-	CU_add_test(s, "built-in roles", test_builtin_roles);
-	CU_add_test(s, "action names", test_actions);
-	CU_add_test(s, "combinations, named groups, who-can", test_combinations_and_who_can);
-	CU_add_test(s, "errors: unknown keys, types, roles, actions, duplicates", test_errors_each);
-	CU_add_test(s, "errors: rules that can never match", test_errors_never_match);
-	CU_add_test(s, "errors: users and groups that do not exist", test_errors_users_groups);
-	CU_add_test(s, "errors: all collected, in file order", test_errors_all_collected);
-	CU_add_test(s, "errors: the fixture with one of each", test_errors_fixture);
-	CU_add_test(s, "file owner and mode", test_file_checks);
-	CU_add_test(s, "1,000 rules decide correctly", test_thousand_rules);
-	failed = kwt_cunit_run();
+	r = kwt_cunit_main("policy", NULL, NULL, cases);
 	kwt_rmtree(dir);
-	return failed ? 1 : 0;
+	return r;
 }

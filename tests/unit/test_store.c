@@ -1342,37 +1342,36 @@ test_full_threads(void)
 int
 main(void)
 {
-	CU_pSuite su;
-	unsigned failed;
+	static const struct kwt_case cases[] = {
+		{ "put, get, current, versions", test_put_get },
+		{ "a group of reads sees one snapshot", test_read_group },
+		{ "check-and-set conflicts", test_cas },
+		{ "list: prefix with % and _, pages", test_list },
+		{ "update attributes, tags validated", test_update },
+		{ "soft delete, recover, purge", test_delete },
+		{ "vaults: ensure, get, set, list", test_vaults },
+		{ "master keys: add, current, state, usage", test_keys },
+		{ "rewrap batches with writes underneath", test_rewrap },
+		{ "export and all-or-nothing import", test_export_import },
+		{ "everything survives close and reopen", test_reopen },
+		{ "schema version recorded, newer refused", test_schema },
+		{ "URLs: sqlite, plain path, postgresql not built", test_url },
+		{ "8 threads of mixed puts and gets", test_threads },
+		{ "busy beyond the timeout is unavailable", test_busy },
+		{ "a full database is a clear store error", test_full },
+		{ "a full database under concurrent writers", test_full_threads },
+		{ "a writer killed mid-way loses no acknowledged put", test_crash },
+		{ "a read-only file or directory is a clear store error", test_readonly },
+		{ "a damaged file is a clear store error", test_corrupt },
+		{ NULL, NULL }
+	};
+	int r;
 
 	if (mkdtemp(strcpy(dir, "/tmp/kwstore.XXXXXX")) == NULL) {
 		perror("mkdtemp");
 		return 99;
 	}
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 99;
-	su = CU_add_suite("store", NULL, NULL);
-	CU_add_test(su, "put, get, current, versions", test_put_get);
-	CU_add_test(su, "a group of reads sees one snapshot", test_read_group);
-	CU_add_test(su, "check-and-set conflicts", test_cas);
-	CU_add_test(su, "list: prefix with % and _, pages", test_list);
-	CU_add_test(su, "update attributes, tags validated", test_update);
-	CU_add_test(su, "soft delete, recover, purge", test_delete);
-	CU_add_test(su, "vaults: ensure, get, set, list", test_vaults);
-	CU_add_test(su, "master keys: add, current, state, usage", test_keys);
-	CU_add_test(su, "rewrap batches with writes underneath", test_rewrap);
-	CU_add_test(su, "export and all-or-nothing import", test_export_import);
-	CU_add_test(su, "everything survives close and reopen", test_reopen);
-	CU_add_test(su, "schema version recorded, newer refused", test_schema);
-	CU_add_test(su, "URLs: sqlite, plain path, postgresql not built", test_url);
-	CU_add_test(su, "8 threads of mixed puts and gets", test_threads);
-	CU_add_test(su, "busy beyond the timeout is unavailable", test_busy);
-	CU_add_test(su, "a full database is a clear store error", test_full);
-	CU_add_test(su, "a full database under concurrent writers", test_full_threads);
-	CU_add_test(su, "a writer killed mid-way loses no acknowledged put", test_crash);
-	CU_add_test(su, "a read-only file or directory is a clear store error", test_readonly);
-	CU_add_test(su, "a damaged file is a clear store error", test_corrupt);
-	failed = kwt_cunit_run();
+	r = kwt_cunit_main("store", NULL, NULL, cases);
 	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	return failed ? 1 : 0;
+	return r;
 }

@@ -186,16 +186,13 @@ test_seal_aad(void)
 int
 main(void)
 {
-	CU_pSuite s;
-	unsigned failed;
+	static const struct kwt_case cases[] = {
+		{ "jw: every kind of member, read back by jansson", test_jw_roundtrip },
+		{ "jw: bytes that are not UTF-8", test_jw_invalid_utf8 },
+		{ "kwd_time_str against gmtime_r, and back", test_time_str },
+		{ "seal_aad against snprintf", test_seal_aad },
+		{ NULL, NULL }
+	};
 
-	if (CU_initialize_registry() != CUE_SUCCESS)
-		return 99;
-	s = CU_add_suite("hand-written text", NULL, NULL);
-	CU_add_test(s, "jw: every kind of member, read back by jansson", test_jw_roundtrip);
-	CU_add_test(s, "jw: bytes that are not UTF-8", test_jw_invalid_utf8);
-	CU_add_test(s, "kwd_time_str against gmtime_r, and back", test_time_str);
-	CU_add_test(s, "seal_aad against snprintf", test_seal_aad);
-	failed = kwt_cunit_run();
-	return failed ? 1 : 0;
+	return kwt_cunit_main("hand-written text", NULL, NULL, cases);
 }
