@@ -39,10 +39,22 @@
 
 #define SCHEMA_VERSION 1
 #define CACHE_KIB 2048          /* page cache per connection */
+/* ... and of a connection that serves groups of reads (sq_read_begin).  A
+ * read descends three B-trees (names, the secrets' unique index, secrets);
+ * at 1M secrets their interior pages are about 270 (1.1 MiB) and each read
+ * brings three leaves.  Under least-recently-used eviction the interior
+ * pages stay only if the cache also holds the leaves read between two
+ * visits of one: 2 MiB lost one of them per read, 4 MiB none. */
+#define READ_CACHE_KIB 4096
 /* All of SQLite's memory in this process, past which it recycles page cache
  * rather than grow: each connection may cache CACHE_KIB, but a daemon with
  * 20 connections (2 workers, 16 write workers) must not hold 40 MiB of
- * pages when a few busy connections read most of the time. */
+ * pages when a few busy connections read most of the time.  Past three
+ * quarters of it, a connection other than a reader's gives its unused
+ * pages back when it is handed back to the pool: after a burst of writes,
+ * the write connections' caches would otherwise hold the memory the
+ * readers' caches need to grow into (SQLite does not take pages from one
+ * connection's cache for another's). */
 #define HEAP_SOFT_LIMIT (12LL << 20)
 #define WAL_LIMIT (64 * 1024 * 1024)
 
@@ -194,7 +206,8 @@ struct conn {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST__N];
 	int writing;            /* holds the engine's write lock */
-	struct conn *next;      /* on the idle list */
+	int reader;             /* serves groups of reads: READ_CACHE_KIB */
+	struct conn *next;      /* on an idle list */
 };
 
 struct store_engine {
@@ -204,7 +217,8 @@ struct store_engine {
 	uint64_t max_bytes;
 	pthread_mutex_t lock;   /* guards idle and nconns */
 	pthread_cond_t cond;
-	struct conn *idle;
+	struct conn *idle;      /* idle connections, last used first */
+	struct conn *idle_read; /* ... those with a reader's cache */
 	unsigned nconns;        /* open connections, idle or in use */
 	pthread_mutex_t wlock;  /* one writer of this process at a time */
 	/* Group commit of puts: waiting puts queue here; one of them, the
@@ -367,12 +381,13 @@ static __thread struct conn *pinned;
 static __thread struct store_engine *pinned_e;
 
 /* A connection for this thread until conn_put(): the one of its group of
- * reads, an idle one, a new one while the pool is not full, or wait up to
- * busy_timeout for one. */
+ * reads, an idle one (a reader takes one with a reader's cache first, any
+ * other caller one without), a new one while the pool is not full, or wait
+ * up to busy_timeout for one. */
 static int
-conn_get(struct store_engine *e, struct conn **out)
+conn_take(struct store_engine *e, int reader, struct conn **out)
 {
-	struct conn *c;
+	struct conn *c, **first, **second;
 	struct timespec ts;
 	int r = 0;
 
@@ -381,12 +396,17 @@ conn_get(struct store_engine *e, struct conn **out)
 		return 0;
 	}
 
+	first = reader ? &e->idle_read : &e->idle;
+	second = reader ? &e->idle : &e->idle_read;
 	deadline(&ts, e->busy_ms);
 	pthread_mutex_lock(&e->lock);
-	while (e->idle == NULL && e->nconns >= e->max_conns && r == 0)
+	while (e->idle == NULL && e->idle_read == NULL && e->nconns >= e->max_conns && r == 0)
 		r = pthread_cond_timedwait(&e->cond, &e->lock, &ts);
-	if ((c = e->idle) != NULL) {
-		e->idle = c->next;
+	if ((c = *first) != NULL || (c = *second) != NULL) {
+		if (c == *first)
+			*first = c->next;
+		else
+			*second = c->next;
 		c->next = NULL;
 		pthread_mutex_unlock(&e->lock);
 		*out = c;
@@ -411,6 +431,12 @@ conn_get(struct store_engine *e, struct conn **out)
 	return 0;
 }
 
+static int
+conn_get(struct store_engine *e, struct conn **out)
+{
+	return conn_take(e, 0, out);
+}
+
 static void
 tx_rollback(struct store_engine *e, struct conn *c);
 
@@ -427,6 +453,8 @@ conn_put(struct store_engine *e, struct conn *c)
 		return;   /* kept, with its read transaction, until sq_read_end */
 	if (!sqlite3_get_autocommit(c->db) || c->writing)
 		tx_rollback(e, c);
+	if (!c->reader && sqlite3_memory_used() > HEAP_SOFT_LIMIT / 4 * 3)
+		sqlite3_db_release_memory(c->db);
 	pthread_mutex_lock(&e->lock);
 	if (!sqlite3_get_autocommit(c->db)) {
 		/* Could not even roll back: do not hand it out again. */
@@ -434,8 +462,10 @@ conn_put(struct store_engine *e, struct conn *c)
 		pthread_mutex_unlock(&e->lock);
 		conn_close(c);
 	} else {
-		c->next = e->idle;
-		e->idle = c;
+		struct conn **list = c->reader ? &e->idle_read : &e->idle;
+
+		c->next = *list;
+		*list = c;
 		pthread_mutex_unlock(&e->lock);
 	}
 	pthread_cond_signal(&e->cond);
@@ -735,6 +765,10 @@ sq_close(struct store_engine *e)
 		return;
 	while ((c = e->idle) != NULL) {
 		e->idle = c->next;
+		conn_close(c);
+	}
+	while ((c = e->idle_read) != NULL) {
+		e->idle_read = c->next;
 		conn_close(c);
 	}
 	pthread_mutex_destroy(&e->lock);
@@ -1494,8 +1528,18 @@ sq_read_begin(struct store_engine *e)
 
 	if (pinned != NULL)
 		return 0;
-	if ((r = conn_get(e, &c)) != 0)
+	if ((r = conn_take(e, 1, &c)) != 0)
 		return r;
+	if (!c->reader) {
+		char sql[48];
+
+		snprintf(sql, sizeof(sql), "PRAGMA cache_size = -%d", READ_CACHE_KIB);
+		if ((r = pragma_int(e, c->db, sql, NULL)) != 0) {
+			conn_put(e, c);
+			return r;
+		}
+		c->reader = 1;
+	}
 	/* Deferred: the snapshot is taken at the first read. */
 	if ((rc = sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL)) != SQLITE_OK) {
 		r = sq_fail(e, c->db, rc, "starting a group of reads");
