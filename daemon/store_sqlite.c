@@ -44,7 +44,8 @@
  * at 1M secrets their interior pages are about 270 (1.1 MiB) and each read
  * brings three leaves.  Under least-recently-used eviction the interior
  * pages stay only if the cache also holds the leaves read between two
- * visits of one: 2 MiB lost one of them per read, 4 MiB none. */
+ * visits of one: at 2 MiB a read missed about one interior page, at 4 MiB
+ * about one in five reads does (docs/performance.md). */
 #define READ_CACHE_KIB 4096
 /* All of SQLite's memory in this process, past which it recycles page cache
  * rather than grow: each connection may cache CACHE_KIB, but a daemon with
