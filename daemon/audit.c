@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -1279,6 +1280,19 @@ audit_open(const struct audit_options *opt, struct audit_log **out)
 	}
 	if ((log->dirfd = open(log->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
 		r = kw_fail(-errno, "cannot open the audit directory %s: %s", log->dir,
+		    strerror(errno));
+		goto out;
+	}
+	/* One writer per log.  A second (another daemon given this directory)
+	 * would fork the chain, and could take the first one's batch in
+	 * flight for a torn tail and cut it off.  The kernel drops the lock
+	 * when the directory is closed or the process ends, kill -9 included;
+	 * readers (verification, the CLI, a backup) take none. */
+	if (flock(log->dirfd, LOCK_EX | LOCK_NB) != 0) {
+		r = errno == EWOULDBLOCK ?
+		    kw_fail(KW_E_AUDIT, "the audit directory %s is being written by another "
+		    "process (another keywardend?): a log has one writer", log->dir) :
+		    kw_fail(-errno, "cannot lock the audit directory %s: %s", log->dir,
 		    strerror(errno));
 		goto out;
 	}

@@ -4,11 +4,13 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -229,6 +231,45 @@ make_dir(const char *path, mode_t mode)
 	return 0;
 }
 
+/* One daemon per state directory.  SQLite would let two share the store,
+ * but each keeps its own view of the vaults' key versions and runs its own
+ * rotations and schedule.  The lock is taken before anything else is
+ * opened and lasts as long as the process: the kernel drops it at any
+ * exit, kill -9 included.  The file holds the pid, for the message a
+ * second daemon gives. */
+static int
+lock_state_dir(const char *dir, int *out)
+{
+	char path[4096], pid[24];
+	size_t len;
+	ssize_t n;
+	int fd, err;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/keywardend.lock", dir) >= sizeof(path))
+		return kw_fail(KW_E_CONFIG, "state directory %s: the path is too long", dir);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0)
+		return kw_fail(-errno, "cannot open %s: %s", path, strerror(errno));
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		err = errno;
+		if (err != EWOULDBLOCK) {
+			close(fd);
+			return kw_fail(-err, "cannot lock %s: %s", path, strerror(err));
+		}
+		n = pread(fd, pid, sizeof(pid) - 1, 0);
+		close(fd);
+		len = n > 0 ? strspn(pid, "0123456789") : 0;
+		pid[len] = '\0';
+		return kw_fail(-EBUSY, "another keywardend%s%s%s serves the state directory %s: "
+		    "one daemon per store (stop that one first, or give this one its own "
+		    "state_dir and audit.dir)", len ? " (pid " : "", pid, len ? ")" : "", dir);
+	}
+	len = (size_t)snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, len, 0) != (ssize_t)len)
+		log_warn("cannot write the pid into %s: %s", path, strerror(errno));
+	*out = fd;
+	return 0;
+}
+
 static enum p11_wrap_mech
 wrap_from_config(const char *s)
 {
@@ -245,7 +286,7 @@ run(struct config *cfg)
 	struct p11_options po;
 	struct store_options so;
 	struct event *ev_term = NULL, *ev_int = NULL, *ev_hup = NULL;
-	int e, rc = 1;
+	int e, rc = 1, lockfd = -1;
 
 	memset(&d, 0, sizeof(d));
 	d.cfg = cfg;
@@ -259,6 +300,10 @@ run(struct config *cfg)
 	if ((e = kw_secmem_harden_process()) != 0)
 		log_warn("cannot disable core dumps: %s", kw_strerror(e));
 	if ((e = make_dir(cfg->state_dir, 0700)) != 0) {
+		log_err("state directory: %s", kw_errdetail(e));
+		goto out;
+	}
+	if ((e = lock_state_dir(cfg->state_dir, &lockfd)) != 0) {
 		log_err("state directory: %s", kw_errdetail(e));
 		goto out;
 	}
@@ -373,6 +418,8 @@ out:
 	kwd_policy_free(&d);
 	if (d.base != NULL)
 		event_base_free(d.base);
+	if (lockfd >= 0)
+		close(lockfd);   /* last: everything it guards is closed */
 	return rc;
 }
 

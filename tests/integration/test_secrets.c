@@ -953,23 +953,53 @@ test_sighup_reloads_config(void)
 	CU_ASSERT(kwt_tree_contains(dmn.log, "bogus", 5));
 }
 
-/* A second daemon started on the same socket gives up with a clear error
- * and leaves the first one's socket where it is. */
+/* A second daemon started on the same configuration gives up with a clear
+ * error, naming the first one's pid, and leaves its socket where it is.
+ * One given its own socket and state directory but the same audit
+ * directory is refused too, before it touches the log: the first one's
+ * events, written meanwhile, are all there and the chain verifies. */
 static void
 test_second_daemon(void)
 {
-	char cmd[1400], out[4096];
+	char cmd[2400], out[4096], want[64], conf2[400], sock2[400];
 	char *argv[] = { "/bin/sh", "-c", cmd, NULL };
 	struct stat before, after;
+	json_t *v;
+	long st = 0;
 
 	CU_ASSERT_EQUAL_FATAL(stat(dmn.sock, &before), 0);
 	snprintf(cmd, sizeof(cmd), "exec '%s' --config '%s' 2>&1", dmn.exe, dmn.conf);
 	CU_ASSERT_NOT_EQUAL(kwt_run(argv, out, sizeof(out)), 0);
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, "another daemon is listening on"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, dmn.sock));
+	snprintf(want, sizeof(want), "another keywardend (pid %ld) serves the state directory",
+	    (long)dmn.pid);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, dmn.state));
 	CU_ASSERT_EQUAL_FATAL(stat(dmn.sock, &after), 0);
 	CU_ASSERT_EQUAL(before.st_ino, after.st_ino);
 	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/health", NULL, NULL), 200);
+
+	snprintf(conf2, sizeof(conf2), "%s/second.yaml", dmn.dir);
+	snprintf(sock2, sizeof(sock2), "%s/second.sock", dmn.dir);
+	snprintf(cmd, sizeof(cmd), "sed -e 's|^state_dir: .*|state_dir: %s/state2|' -e 's|%s|%s|' "
+	    "'%s' > '%s'", dmn.dir, dmn.sock, sock2, dmn.conf, conf2);
+	CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "PUT", "/v1/vaults/dev/secrets/second", "{\"value\":\"1\"}",
+	    NULL), 201);
+	/* Bounded: a daemon that was not refused would serve until killed. */
+	snprintf(cmd, sizeof(cmd), "exec timeout 20 '%s' --config '%s' 2>&1", dmn.exe, conf2);
+	CU_ASSERT_NOT_EQUAL(kwt_run(argv, out, sizeof(out)), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "is being written by another process"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, dmn.audit));
+	CU_ASSERT_EQUAL(access(sock2, F_OK), -1);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "PUT", "/v1/vaults/dev/secrets/second", "{\"value\":\"2\"}",
+	    NULL), 201);
+	v = kwt_http_json(dmn.sock, "POST", "/v1/audit/verify", NULL, &st);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+	CU_ASSERT(json_is_true(json_object_get(v, "ok")));
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(v, "torn_tails")), 0);
+	json_decref(v);
+	CU_ASSERT(kwt_tree_contains(dmn.audit, "second", 6));
 }
 
 static void
@@ -1005,7 +1035,7 @@ main(void)
 		{ "plaintext in no file; survives restart", test_plaintext_nowhere },
 		{ "kill -9 loses no acknowledged write", test_kill9_keeps_acknowledged },
 		{ "SIGHUP applies what can change, refuses a broken file", test_sighup_reloads_config },
-		{ "a second daemon on the socket leaves the first alone", test_second_daemon },
+		{ "a second daemon on the same state or audit directory is refused", test_second_daemon },
 		{ "SIGTERM stops cleanly", test_sigterm_clean },
 		{ NULL, NULL }
 	};

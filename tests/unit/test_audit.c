@@ -1669,6 +1669,45 @@ test_roll_by_age(void)
 	CU_ASSERT_EQUAL(res.events, 4);
 }
 
+/* A second writer of one directory (another daemon given the same
+ * audit.dir) is refused before it reads anything, and the first goes on
+ * untouched; once the first is closed the directory opens again. */
+static void
+test_second_writer(void)
+{
+	char dir[512];
+	struct audit_options o;
+	struct audit_log *log, *second = NULL;
+	struct kwac_result res;
+	uint64_t before;
+	int r;
+
+	snprintf(dir, sizeof(dir), "%s/second", tmproot);
+	log = log_open(dir, 0, 0, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log);
+	CU_ASSERT_EQUAL(put_n(log, 3), 0);
+	memset(&o, 0, sizeof(o));
+	o.dir = dir;
+	o.seal = test_seal;
+	r = audit_open(&o, &second);
+	CU_ASSERT_EQUAL(r, KW_E_AUDIT);
+	CU_ASSERT_PTR_NULL(second);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(r), "written by another process"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(r), dir));
+	audit_close(second);
+	CU_ASSERT_EQUAL(put_n(log, 3), 0);
+	audit_close(log);
+	CU_ASSERT_EQUAL_FATAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	CU_ASSERT_EQUAL(res.events, 6);
+	before = res.events;
+	log = log_open(dir, 0, 0, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log);
+	CU_ASSERT_EQUAL(put_n(log, 1), 0);
+	audit_close(log);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	CU_ASSERT_EQUAL(res.events, before + 1);
+}
+
 /* kill -9 while four threads write: every acknowledged event is there and
  * the log verifies after the next open. */
 struct crash_arg {
@@ -1957,6 +1996,7 @@ main(void)
 		{ "a stalled subscriber does not block the writer", test_slow_subscriber },
 		{ "segments roll over by age", test_roll_by_age },
 		{ "a late write is recorded as such", test_late_write },
+		{ "a second writer of one directory is refused, the first goes on", test_second_writer },
 		{ "kill -9 mid-write: acknowledged events survive", test_crash },
 		{ "the active segment is preallocated with zeros, no other", test_preallocated },
 		{ "a torn overwrite of the zeros is repaired, zeros over sealed data refused", test_torn_overwrite },
