@@ -336,6 +336,7 @@ run(struct config *cfg)
 	memset(&so, 0, sizeof(so));
 	so.url = cfg->store_url;
 	so.connections = cfg->workers + cfg->write_workers + 2;
+	so.exclusive = 1;
 	if ((e = store_open(&so, &d.store)) != 0) {
 		log_err("store: %s", kw_errdetail(e));
 		goto out;

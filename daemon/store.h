@@ -97,6 +97,10 @@ struct store_options {
 	unsigned busy_timeout_ms; /* wait for a lock at most this long; 0 = 5000 */
 	uint64_t max_bytes;     /* 0: no limit; a write that would grow the
 	                           database beyond it fails as on a full disk */
+	int exclusive;          /* the daemon's: hold the store for as long as it
+	                           is open, and refuse one another process holds
+	                           (readers and backups that do not ask for it
+	                           are not kept out) */
 };
 
 /* Open (creating and migrating the schema as needed).  *out on success. */

@@ -15,7 +15,8 @@
  * one call, each with its statements prepared once on first use and reused.
  * Writers of this process take a mutex before BEGIN IMMEDIATE, so they queue
  * in the process instead of polling SQLite's busy handler; another process
- * (a backup, a second daemon) is waited for up to busy_timeout_ms.  Puts,
+ * (a backup, sqlite3 reading the file) is waited for up to busy_timeout_ms.
+ * A second daemon is kept out altogether (store_options.exclusive).  Puts,
  * the frequent write, are group-committed: concurrent puts share one
  * transaction and one fsync (see sq_secret_put()).
  */
@@ -29,6 +30,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/file.h>
 
 #include <sqlite3.h>
 
@@ -221,6 +223,7 @@ struct store_engine {
 	struct conn *idle;      /* idle connections, last used first */
 	struct conn *idle_read; /* ... those with a reader's cache */
 	unsigned nconns;        /* open connections, idle or in use */
+	int lockfd;             /* holds the flock of an exclusive open, or -1 */
 	pthread_mutex_t wlock;  /* one writer of this process at a time */
 	/* Group commit of puts: waiting puts queue here; one of them, the
 	 * leader, writes all it finds in one transaction and one fsync. */
@@ -778,6 +781,8 @@ sq_close(struct store_engine *e)
 	pthread_mutex_destroy(&e->qlock);
 	pthread_cond_destroy(&e->qcond);
 	free(e->path);
+	if (e->lockfd >= 0)
+		close(e->lockfd);   /* after every connection */
 	free(e);
 }
 
@@ -794,6 +799,7 @@ sq_open(const char *location, const struct store_options *opt, struct store_engi
 			free(e);
 		return kw_fail(-ENOMEM, "store: out of memory");
 	}
+	e->lockfd = -1;
 	e->max_conns = opt->connections ? opt->connections : 8;
 	if (sqlite3_soft_heap_limit64(-1) == 0)
 		sqlite3_soft_heap_limit64(HEAP_SOFT_LIMIT);
@@ -814,7 +820,27 @@ sq_open(const char *location, const struct store_options *opt, struct store_engi
 		    "directory", e->path, strerror(errno));
 		goto out;
 	}
-	close(fd);
+	/* One daemon per store: each keeps its own view of the vaults' key
+	 * versions and runs its own rotations.  flock(2) does not touch the
+	 * POSIX locks SQLite takes on the same file (on a local file system,
+	 * the only kind WAL mode allows), and the kernel drops it however the
+	 * process ends.  The descriptor stays open until sq_close(), after the
+	 * connections: closing a descriptor of the file drops the process's
+	 * POSIX locks on it. */
+	if (opt->exclusive) {
+		if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+			r = errno == EWOULDBLOCK ?
+			    kw_fail(KW_E_STORE, "the database %s is held by another keywardend: a "
+			    "store serves one daemon", e->path) :
+			    kw_fail(KW_E_STORE, "cannot lock the database %s: %s", e->path,
+			    strerror(errno));
+			close(fd);
+			goto out;
+		}
+		e->lockfd = fd;
+	} else {
+		close(fd);
+	}
 	if ((r = conn_open(e, &c)) != 0)
 		goto out;
 	e->nconns = 1;

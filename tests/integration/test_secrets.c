@@ -957,11 +957,12 @@ test_sighup_reloads_config(void)
  * error, naming the first one's pid, and leaves its socket where it is.
  * One given its own socket and state directory but the same audit
  * directory is refused too, before it touches the log: the first one's
- * events, written meanwhile, are all there and the chain verifies. */
+ * events, written meanwhile, are all there and the chain verifies.  So is
+ * one given only the first one's store. */
 static void
 test_second_daemon(void)
 {
-	char cmd[2400], out[4096], want[64], conf2[400], sock2[400];
+	char cmd[4096], out[4096], want[64], conf2[400], sock2[400];
 	char *argv[] = { "/bin/sh", "-c", cmd, NULL };
 	struct stat before, after;
 	json_t *v;
@@ -1000,6 +1001,18 @@ test_second_daemon(void)
 	CU_ASSERT_EQUAL(json_integer_value(json_object_get(v, "torn_tails")), 0);
 	json_decref(v);
 	CU_ASSERT(kwt_tree_contains(dmn.audit, "second", 6));
+
+	/* Its own socket, state and audit directories, but the first one's
+	 * store. */
+	snprintf(cmd, sizeof(cmd), "sed -e 's|^state_dir: .*|state_dir: %s/state3|' -e 's|%s|%s|' "
+	    "-e 's|%s|%s/audit3|' '%s' > '%s' && echo 'store: sqlite:%s/keywarden.db' >> '%s'",
+	    dmn.dir, dmn.sock, sock2, dmn.audit, dmn.dir, dmn.conf, conf2, dmn.state, conf2);
+	CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "exec timeout 20 '%s' --config '%s' 2>&1", dmn.exe, conf2);
+	CU_ASSERT_NOT_EQUAL(kwt_run(argv, out, sizeof(out)), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "is held by another keywardend"));
+	CU_ASSERT_EQUAL(access(sock2, F_OK), -1);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/vaults/dev/secrets/second", NULL, NULL), 200);
 }
 
 static void
@@ -1035,7 +1048,7 @@ main(void)
 		{ "plaintext in no file; survives restart", test_plaintext_nowhere },
 		{ "kill -9 loses no acknowledged write", test_kill9_keeps_acknowledged },
 		{ "SIGHUP applies what can change, refuses a broken file", test_sighup_reloads_config },
-		{ "a second daemon on the same state or audit directory is refused", test_second_daemon },
+		{ "a second daemon on the same state, audit directory or store is refused", test_second_daemon },
 		{ "SIGTERM stops cleanly", test_sigterm_clean },
 		{ NULL, NULL }
 	};

@@ -852,6 +852,40 @@ test_schema(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_STORE), "missing/kw.db"));
 }
 
+/* The daemon opens its store exclusively: a second exclusive open (another
+ * daemon) is refused, naming the file; one that does not ask (a backup, a
+ * reader) is not; once the first closes, the store opens again. */
+static void
+test_exclusive(void)
+{
+	struct store_options o;
+	struct store *a = NULL, *b = NULL, *c = NULL;
+	char path[512], url[600];
+	int e;
+
+	db_path(path, sizeof(path));
+	snprintf(url, sizeof(url), "sqlite:%s", path);
+	memset(&o, 0, sizeof(o));
+	o.url = url;
+	o.exclusive = 1;
+	CU_ASSERT_EQUAL_FATAL(store_open(&o, &a), 0);
+	e = store_open(&o, &b);
+	CU_ASSERT_EQUAL(e, KW_E_STORE);
+	CU_ASSERT_PTR_NULL(b);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(e), "held by another keywardend"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(e), path));
+	o.exclusive = 0;
+	CU_ASSERT_EQUAL(store_open(&o, &c), 0);
+	CU_ASSERT_EQUAL(store_ping(c), 0);
+	store_close(c);
+	/* The first one still works: the refused open took nothing from it. */
+	CU_ASSERT_EQUAL(store_ping(a), 0);
+	store_close(a);
+	o.exclusive = 1;
+	CU_ASSERT_EQUAL(store_open(&o, &b), 0);
+	store_close(b);
+}
+
 static void
 test_url(void)
 {
@@ -1355,6 +1389,7 @@ main(void)
 		{ "export and all-or-nothing import", test_export_import },
 		{ "everything survives close and reopen", test_reopen },
 		{ "schema version recorded, newer refused", test_schema },
+		{ "an exclusive open keeps out another, not a reader", test_exclusive },
 		{ "URLs: sqlite, plain path, postgresql not built", test_url },
 		{ "8 threads of mixed puts and gets", test_threads },
 		{ "busy beyond the timeout is unavailable", test_busy },
