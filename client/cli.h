@@ -56,6 +56,8 @@ int cli_key_unwrap(kw_client *c, int argc, char **argv);
 int cli_key_crypt(kw_client *c, int argc, char **argv);
 int cli_signkey_create(kw_client *c, int argc, char **argv);
 int cli_signkey_destroy(kw_client *c, int argc, char **argv);
+int cli_signkey_disable(kw_client *c, int argc, char **argv);
+int cli_signkey_enable(kw_client *c, int argc, char **argv);
 int cli_signkey_list(kw_client *c, int argc, char **argv);
 int cli_signkey_public(kw_client *c, int argc, char **argv);
 int cli_sign(kw_client *c, int argc, char **argv);

@@ -604,9 +604,20 @@ show_signkey(const json_t *key)
 		else if (json_is_integer(v))
 			printf("%s: %" JSON_INTEGER_FORMAT "\n", fields[i], json_integer_value(v));
 	}
+	if (json_is_boolean(v = json_object_get(key, "enabled")))
+		printf("enabled: %s\n", json_is_true(v) ? "yes" : "no");
 	if (json_is_array(v = json_object_get(key, "versions"))) {
 		json_t *x;
 		printf("versions:");
+		json_array_foreach(v, i, x) {
+			printf("%s%" JSON_INTEGER_FORMAT, n++ ? "," : " ", json_integer_value(x));
+		}
+		putchar('\n');
+	}
+	if (json_is_array(v = json_object_get(key, "disabled_versions")) && json_array_size(v) > 0) {
+		json_t *x;
+		n = 0;
+		printf("disabled versions:");
 		json_array_foreach(v, i, x) {
 			printf("%s%" JSON_INTEGER_FORMAT, n++ ? "," : " ", json_integer_value(x));
 		}
@@ -638,9 +649,9 @@ cli_signkey_create(kw_client *c, int argc, char **argv)
 	return ex;
 }
 
-/* sign-key destroy VAULT NAME --version N */
-int
-cli_signkey_destroy(kw_client *c, int argc, char **argv)
+/* sign-key destroy|disable|enable VAULT NAME --version N */
+static int
+signkey_version_op(kw_client *c, int argc, char **argv, const char *op)
 {
 	struct kopts o;
 	json_t *key = NULL;
@@ -648,15 +659,34 @@ cli_signkey_destroy(kw_client *c, int argc, char **argv)
 
 	KPARSE("v", 2);
 	if (o.version == 0) {
-		ex = usage_error("--version N is required: the version to destroy");
+		ex = usage_error("--version N is required: the version to %s", op);
 		goto out;
 	}
-	r = kw_signkey_destroy(c, o.pos[0], o.pos[1], o.version, &key);
+	r = strcmp(op, "destroy") == 0 ? kw_signkey_destroy(c, o.pos[0], o.pos[1], o.version, &key) :
+	    kw_signkey_set_enabled(c, o.pos[0], o.pos[1], o.version, strcmp(op, "enable") == 0, &key);
 	ex = r != 0 ? fail(c, r) : show_signkey(key);
  out:
 	json_decref(key);
 	kopts_free(&o);
 	return ex;
+}
+
+int
+cli_signkey_destroy(kw_client *c, int argc, char **argv)
+{
+	return signkey_version_op(c, argc, argv, "destroy");
+}
+
+int
+cli_signkey_disable(kw_client *c, int argc, char **argv)
+{
+	return signkey_version_op(c, argc, argv, "disable");
+}
+
+int
+cli_signkey_enable(kw_client *c, int argc, char **argv)
+{
+	return signkey_version_op(c, argc, argv, "enable");
 }
 
 int

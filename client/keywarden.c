@@ -1079,6 +1079,8 @@ static const struct cmd cmds[] = {
 	{ "sign-key", "create", "create VAULT NAME --type ec-p256|rsa-3072", cli_signkey_create },
 	{ "sign-key", "rotate", "rotate VAULT NAME", cli_signkey_create },
 	{ "sign-key", "destroy", "destroy VAULT NAME --version N   (not the newest)", cli_signkey_destroy },
+	{ "sign-key", "disable", "disable VAULT NAME --version N   (neither signs nor verifies)", cli_signkey_disable },
+	{ "sign-key", "enable", "enable VAULT NAME --version N", cli_signkey_enable },
 	{ "sign-key", "list", "list VAULT", cli_signkey_list },
 	{ "sign-key", "public", "public VAULT NAME [--version N] [--jwk]", cli_signkey_public },
 	{ NULL, "sign", "sign VAULT NAME --alg ES256|RS256|PS256 [--in F] [--out F] [--jose]",

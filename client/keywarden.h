@@ -251,6 +251,15 @@ int kw_signkey_rotate(kw_client *c, const char *vault, const char *name,
 int kw_signkey_destroy(kw_client *c, const char *vault, const char *name,
     uint64_t version, json_t **key);
 
+/* Disable (enabled 0) or enable again one version of a signing key.  A
+ * disabled version neither signs nor verifies through the daemon (its
+ * public key stays readable); disabling the newest stops all signing with
+ * the key until it is enabled or rotated.  *key (may be NULL) gets that
+ * version as kw_signkey_get returns it, with "enabled" and
+ * "disabled_versions". */
+int kw_signkey_set_enabled(kw_client *c, const char *vault, const char *name,
+    uint64_t version, int enabled, json_t **key);
+
 /* {"keys":[...]}. */
 int kw_signkey_list(kw_client *c, const char *vault, json_t **reply);
 

@@ -1361,6 +1361,17 @@ kw_signkey_destroy(kw_client *c, const char *vault, const char *name, uint64_t v
 }
 
 int
+kw_signkey_set_enabled(kw_client *c, const char *vault, const char *name, uint64_t version,
+    int enabled, json_t **key)
+{
+	char op[48];
+
+	snprintf(op, sizeof(op), "/versions/%llu/%s", (unsigned long long)version,
+	    enabled ? "enable" : "disable");
+	return vault_call(c, "POST", vault, "/signing-keys/", name, op, key);
+}
+
+int
 kw_signkey_list(kw_client *c, const char *vault, json_t **reply)
 {
 	return vault_call(c, "GET", vault, "/signing-keys", NULL, NULL, reply);

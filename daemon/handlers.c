@@ -522,15 +522,22 @@ kwd_route(struct kwd_req *r, const char *path)
 		} else if (strncmp(op, "/versions/", 10) == 0) {
 			const char *num = op + 10, *end = strchr(num, '/');
 			if (end == NULL || parse_u64(num, (size_t)(end - num), &r->version) != 0 ||
-			    r->version == 0 || r->version > 1000000 || strcmp(end, "/destroy") != 0) {
-				kwd_reply_error(r, 404, "not_found", "use signing-keys/{name}/versions/{version}/destroy");
+			    r->version == 0 || r->version > 1000000 ||
+			    (strcmp(end, "/destroy") != 0 && strcmp(end, "/disable") != 0 &&
+			    strcmp(end, "/enable") != 0)) {
+				kwd_reply_error(r, 404, "not_found", "use signing-keys/{name}/versions/{version}/"
+				    "destroy, /disable or /enable");
 				return;
 			}
 			r->has_version = 1;
+			/* Taking a version out of service, or putting it back: the
+			 * crypto officer's, like retiring a master key. */
 			r->action = KWD_A_VAULT_RETIRE;
-			r->handler = h_skey_destroy;
+			r->handler = strcmp(end, "/destroy") == 0 ? h_skey_destroy :
+			    strcmp(end, "/disable") == 0 ? h_skey_disable : h_skey_enable;
 		} else {
-			kwd_reply_error(r, 404, "not_found", "no signing key operation '%.40s' (rotate, sign, verify, versions/{version}/destroy)", op + 1);
+			kwd_reply_error(r, 404, "not_found", "no signing key operation '%.40s' (rotate, sign, verify, "
+			    "versions/{version}/destroy, disable, enable)", op + 1);
 		}
 		return;
 	}

@@ -288,6 +288,8 @@ void h_skey_get(struct kwd_req *r);
 void h_skey_sign(struct kwd_req *r);
 void h_skey_verify(struct kwd_req *r);
 void h_skey_destroy(struct kwd_req *r);
+void h_skey_disable(struct kwd_req *r);
+void h_skey_enable(struct kwd_req *r);
 
 /* --- authorization (daemon/authz.c) --- */
 struct kwd_decision {

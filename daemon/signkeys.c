@@ -5,7 +5,10 @@
  * The token holds the truth: a signing key is the set of key pairs
  * labelled "keywarden/<vault>/sign/<name>/v<N>" (pkcs11/p11.h).  Private
  * keys never leave it; verifying needs only the public key and runs here
- * with OpenSSL.  The key's kid is "<name>.<version>".
+ * with OpenSSL.  The key's kid is "<name>.<version>".  The store keeps
+ * which versions are disabled (the token's objects are not modifiable): a
+ * disabled version neither signs nor verifies here until it is enabled
+ * again; its public key stays readable.
  */
 #include "config.h"
 
@@ -28,6 +31,7 @@
 #include "pkcs11/p11.h"
 #include "daemon/kwd.h"
 #include "daemon/log.h"
+#include "daemon/store.h"
 
 #define MESSAGE_MAX (1024 * 1024)
 
@@ -99,6 +103,46 @@ skey_versions(struct kwd_req *r, struct p11_skey **keys, size_t *n)
 	return e;
 }
 
+/* The disabled versions of r's signing key (ascending); on an error the
+ * reply says so: the store is down, and a disabled version must not be
+ * taken for an enabled one. */
+static int
+skey_disabled(struct kwd_req *r, uint32_t **dis, size_t *nd)
+{
+	int e = store_skey_disabled(r->d->store, r->vault, r->name, dis, nd);
+	if (e != 0)
+		kwd_reply_kwerr(r, e, "signing key state");
+	return e;
+}
+
+static int
+is_disabled(const uint32_t *dis, size_t nd, unsigned version)
+{
+	for (size_t i = 0; i < nd; i++)
+		if (dis[i] == version)
+			return 1;
+	return 0;
+}
+
+/* 0 if version may sign or verify; else the reply is a 403. */
+static int
+refuse_disabled(struct kwd_req *r, unsigned version, const char *op)
+{
+	uint32_t *dis = NULL;
+	size_t nd = 0;
+	int bad;
+
+	if (skey_disabled(r, &dis, &nd) != 0)
+		return -1;
+	bad = is_disabled(dis, nd, version);
+	free(dis);
+	if (bad)
+		kwd_reply_error(r, 403, "key_disabled", "version %u of signing key '%s' is disabled: it does "
+		    "not %s (enable it, or %s)", version, r->name, op,
+		    strcmp(op, "sign") == 0 ? "rotate to a new version" : "verify with another version");
+	return bad ? -1 : 0;
+}
+
 static EVP_PKEY *
 skey_pkey(struct kwd_req *r, unsigned version)
 {
@@ -121,15 +165,18 @@ skey_pkey(struct kwd_req *r, unsigned version)
 	return pk;
 }
 
-/* {"name","type","version","versions","kid","public_key_pem","jwk"} */
+/* {"name","type","version","enabled","versions","disabled_versions","kid",
+ * "public_key_pem","jwk"} */
 static json_t *
 skey_json(struct kwd_req *r, const struct p11_skey *keys, size_t n, unsigned version)
 {
 	const struct p11_skey *k = NULL;
-	json_t *vers = json_array(), *jwk = NULL, *o;
+	json_t *vers = json_array(), *disv = json_array(), *jwk = NULL, *o;
 	EVP_PKEY *pk;
 	BIO *bio = NULL;
 	char kid[96], *pem = NULL;
+	uint32_t *dis = NULL;
+	size_t nd = 0;
 	long pl;
 
 	for (size_t i = 0; i < n; i++) {
@@ -139,13 +186,21 @@ skey_json(struct kwd_req *r, const struct p11_skey *keys, size_t n, unsigned ver
 	}
 	if (k == NULL) {
 		json_decref(vers);
+		json_decref(disv);
 		kwd_reply_error(r, 404, "version_not_found", "signing key '%s' has no version %u", r->name, version);
 		return NULL;
 	}
-	if ((pk = skey_pkey(r, version)) == NULL) {
+	if (skey_disabled(r, &dis, &nd) != 0 || (pk = skey_pkey(r, version)) == NULL) {
+		free(dis);
 		json_decref(vers);
+		json_decref(disv);
 		return NULL;
 	}
+	/* Only versions the token still has: a destroyed one's record is
+	 * removed with it, but a crash between the two may leave one. */
+	for (size_t i = 0; i < n; i++)
+		if (is_disabled(dis, nd, keys[i].version))
+			json_array_append_new(disv, json_integer(keys[i].version));
 	snprintf(kid, sizeof(kid), "%s.%u", k->name, k->version);
 	if ((bio = BIO_new(BIO_s_mem())) != NULL && PEM_write_bio_PUBKEY(bio, pk) == 1) {
 		char *data;
@@ -176,15 +231,19 @@ skey_json(struct kwd_req *r, const struct p11_skey *keys, size_t n, unsigned ver
 	EVP_PKEY_free(pk);
 	if (pem == NULL || jwk == NULL) {
 		free(pem);
+		free(dis);
 		json_decref(jwk);
 		json_decref(vers);
+		json_decref(disv);
 		kwd_reply_error(r, 500, "internal", "cannot encode the public key of '%s'", r->name);
 		return NULL;
 	}
-	o = json_pack("{s:s,s:s,s:s,s:i,s:o,s:s,s:s,s:o}", "vault", r->vault, "name", k->name,
-	    "type", p11_skey_type_name(k->type), "version", (int)k->version, "versions", vers,
+	o = json_pack("{s:s,s:s,s:s,s:i,s:b,s:o,s:o,s:s,s:s,s:o}", "vault", r->vault, "name", k->name,
+	    "type", p11_skey_type_name(k->type), "version", (int)k->version,
+	    "enabled", !is_disabled(dis, nd, k->version), "versions", vers, "disabled_versions", disv,
 	    "kid", kid, "public_key_pem", pem, "jwk", jwk);
 	free(pem);
+	free(dis);
 	return o;
 }
 
@@ -255,6 +314,31 @@ h_skey_rotate(struct kwd_req *r)
 	skey_make(r, 1);
 }
 
+/* The versions of r's signing key, and the index of r->version among
+ * them; else the reply is a 404 (*keys is freed by the caller either
+ * way). */
+static int
+skey_version_at(struct kwd_req *r, struct p11_skey **keys, size_t *n, size_t *at)
+{
+	size_t i;
+
+	if (skey_versions(r, keys, n) != 0)
+		return -1;
+	if (*n == 0) {
+		kwd_reply_error(r, 404, "not_found", "vault '%s' has no signing key '%s'", r->vault, r->name);
+		return -1;
+	}
+	for (i = 0; i < *n && (*keys)[i].version != (unsigned)r->version; i++)
+		;
+	if (i == *n) {
+		kwd_reply_error(r, 404, "version_not_found", "signing key '%s' has no version %u", r->name,
+		    (unsigned)r->version);
+		return -1;
+	}
+	*at = i;
+	return 0;
+}
+
 /* Destroy one version of a signing key: both halves leave the token, so
  * it neither signs nor verifies any more.  Not the newest, the one that
  * signs: rotate first.  Its number is never used again, since the next
@@ -268,18 +352,8 @@ h_skey_destroy(struct kwd_req *r)
 	json_t *o;
 	int e;
 
-	if (skey_versions(r, &keys, &n) != 0)
-		return;
-	for (i = 0; i < n && keys[i].version != ver; i++)
-		;
-	if (n == 0) {
-		kwd_reply_error(r, 404, "not_found", "vault '%s' has no signing key '%s'", r->vault, r->name);
+	if (skey_version_at(r, &keys, &n, &i) != 0)
 		goto out;
-	}
-	if (i == n) {
-		kwd_reply_error(r, 404, "version_not_found", "signing key '%s' has no version %u", r->name, ver);
-		goto out;
-	}
 	if (i == n - 1) {
 		kwd_reply_error(r, 409, "key_in_use", "version %u is the newest of signing key '%s', the one "
 		    "that signs: rotate it first (keywarden sign-key rotate %s %s)", ver, r->name, r->vault,
@@ -295,6 +369,12 @@ h_skey_destroy(struct kwd_req *r)
 		goto out;
 	}
 	log_notice("vault '%s': signing key '%s' version %u destroyed in the token", r->vault, r->name, ver);
+	/* Its disabled mark, if any, goes too.  A failure leaves a record for
+	 * a version that no longer exists and is never made again (numbers
+	 * are not reused): harmless, and skey_json() shows only live ones. */
+	if ((e = store_skey_set_enabled(r->d->store, r->vault, r->name, ver, 1, 0)) != 0)
+		log_warn("vault '%s': signing key '%s' version %u: cannot clear its state in the store: %s",
+		    r->vault, r->name, ver, kw_errdetail(e));
 	free(keys);
 	keys = NULL;
 	if (skey_versions(r, &keys, &n) != 0)
@@ -305,6 +385,49 @@ h_skey_destroy(struct kwd_req *r)
 		kwd_reply_error(r, 404, "not_found", "vault '%s' has no signing key '%s'", r->vault, r->name);
 out:
 	free(keys);
+}
+
+/* Disable or enable one version.  Disabling the newest stops all signing
+ * with the key until it is enabled again or the key is rotated: signing
+ * never falls back to an older version.  Both are idempotent. */
+static void
+skey_set_enabled(struct kwd_req *r, int enabled)
+{
+	struct p11_skey *keys = NULL;
+	unsigned ver = (unsigned)r->version;
+	size_t n = 0, i;
+	json_t *o;
+	int e;
+
+	if (skey_version_at(r, &keys, &n, &i) != 0)
+		goto out;
+	r->extra = json_pack("{s:s,s:i}", "operation", enabled ? "enable" : "disable",
+	    "signing_key_version", (int)ver);
+	if (kwd_intent_or_refuse(r, enabled ? "enabled" : "disabled") != 0)
+		goto out;
+	if ((e = store_skey_set_enabled(r->d->store, r->vault, r->name, ver, enabled,
+	    (int64_t)kwd_now_us())) != 0) {
+		kwd_reply_kwerr(r, e, enabled ? "enable signing key" : "disable signing key");
+		goto out;
+	}
+	log_notice("vault '%s': signing key '%s' version %u %s", r->vault, r->name, ver,
+	    enabled ? "enabled" : "disabled");
+	if ((o = skey_json(r, keys, n, ver)) != NULL)
+		kwd_reply_json(r, 200, o);
+out:
+	free(keys);
+}
+
+void
+h_skey_disable(struct kwd_req *r)
+{
+	skey_set_enabled(r, 0);
+}
+
+void
+h_skey_enable(struct kwd_req *r)
+{
+	skey_set_enabled(r, 1);
 }
 
 void
@@ -469,7 +592,8 @@ h_skey_sign(struct kwd_req *r)
 		goto out;
 	}
 	k = &keys[n - 1];     /* signing always uses the newest version */
-	if (req_alg(r, k, &alg) != 0 || req_digest(r, digest) != 0)
+	if (req_alg(r, k, &alg) != 0 || req_digest(r, digest) != 0 ||
+	    refuse_disabled(r, k->version, "sign") != 0)
 		goto out;
 	if ((e = p11_skey_sign(r->d->p11, r->vault, r->name, k->version, alg, digest, sig, &sl)) != 0) {
 		kwd_reply_kwerr(r, e, "sign");
@@ -518,7 +642,8 @@ h_skey_verify(struct kwd_req *r)
 		goto out;
 	}
 	if (req_skey_version(r, keys, n, &version) != 0 || (k = pick(r, keys, n, version)) == NULL ||
-	    req_alg(r, k, &alg) != 0 || req_digest(r, digest) != 0)
+	    req_alg(r, k, &alg) != 0 || req_digest(r, digest) != 0 ||
+	    refuse_disabled(r, version, "verify") != 0)
 		goto out;
 	ss = r->body ? json_string_value(json_object_get(r->body, "signature")) : NULL;
 	if (ss == NULL || b64_decode_any(ss, &sig, &sl) != 0 || sl == 0 || sl > P11_SIG_MAX) {

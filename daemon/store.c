@@ -541,3 +541,30 @@ store_vault_import(struct store *s, const char *vault, const struct store_record
 	}
 	return s->ops->vault_import(s->eng, vault, recs, n);
 }
+
+int
+store_skey_set_enabled(struct store *s, const char *vault, const char *name,
+    uint32_t version, int enabled, int64_t when)
+{
+	int e;
+
+	NEED(s);
+	if ((e = check_vault(vault)) != 0 || (e = check_name(name)) != 0 ||
+	    (e = check_version(version, 0)) != 0)
+		return e;
+	return s->ops->skey_set_enabled(s->eng, vault, name, version, enabled != 0, when);
+}
+
+int
+store_skey_disabled(struct store *s, const char *vault, const char *name,
+    uint32_t **out, size_t *n)
+{
+	int e;
+
+	NEED(s); NEED(out); NEED(n);
+	*out = NULL;
+	*n = 0;
+	if ((e = check_vault(vault)) != 0 || (e = check_name(name)) != 0)
+		return e;
+	return s->ops->skey_disabled(s->eng, vault, name, out, n);
+}

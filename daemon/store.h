@@ -253,4 +253,17 @@ int store_vault_export(struct store *s, const char *vault,
 int store_vault_import(struct store *s, const char *vault,
     const struct store_record *recs, size_t n);
 
+/* ---- signing keys ------------------------------------------------------------- */
+
+/* The key pairs live in the token (pkcs11/); the store keeps the one thing
+ * the token cannot, since keywarden makes them non-modifiable: which
+ * versions are disabled.  A version without a record is enabled.  Enabling
+ * removes the record (as does destroying the version). */
+int store_skey_set_enabled(struct store *s, const char *vault, const char *name,
+    uint32_t version, int enabled, int64_t when);
+/* The disabled versions of signing key name, ascending: *out malloc'd
+ * (free()), NULL when *n is 0. */
+int store_skey_disabled(struct store *s, const char *vault, const char *name,
+    uint32_t **out, size_t *n);
+
 #endif

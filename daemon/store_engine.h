@@ -81,6 +81,11 @@ struct store_ops {
 	int (*vault_import)(struct store_engine *e, const char *vault,
 	    const struct store_record *recs, size_t n);
 
+	int (*skey_set_enabled)(struct store_engine *e, const char *vault,
+	    const char *name, uint32_t version, int enabled, int64_t when);
+	int (*skey_disabled)(struct store_engine *e, const char *vault,
+	    const char *name, uint32_t **out, size_t *n);
+
 	/* Optional (NULL: reads are not grouped).  The calling thread's
 	 * reads, until read_end, share one snapshot taken at the first of
 	 * them; no write may come between. */

@@ -39,7 +39,7 @@
 #include "daemon/store.h"
 #include "daemon/store_engine.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define CACHE_KIB 2048          /* page cache per connection */
 /* ... and of a connection that serves groups of reads (sq_read_begin).  A
  * read descends three B-trees (names, the secrets' unique index, secrets);
@@ -107,6 +107,14 @@ static const char *const migrations[SCHEMA_VERSION] = {
 	"  UNIQUE (vault, name, version),"
 	"  FOREIGN KEY (vault, name) REFERENCES names(vault, name) ON DELETE CASCADE);"
 	"CREATE INDEX secrets_key_version ON secrets(vault, key_version);",
+	/* 1 -> 2: the disabled versions of signing keys (their key pairs are
+	 * in the token, which cannot record it). */
+	"CREATE TABLE signing_key_disabled ("
+	"  vault TEXT NOT NULL REFERENCES vaults(name),"
+	"  name TEXT NOT NULL,"
+	"  version INTEGER NOT NULL,"
+	"  since INTEGER NOT NULL,"
+	"  PRIMARY KEY (vault, name, version)) WITHOUT ROWID;",
 };
 
 /* The columns of a struct store_meta, in row_meta()'s order. */
@@ -130,6 +138,7 @@ enum st {
 	ST_CURRENT, ST_GET, ST_META, ST_VERSIONS, ST_LIST, ST_UPDATE,
 	ST_DELETE, ST_RECOVER, ST_PURGE, ST_DELETED_LIST,
 	ST_REWRAP_SCAN, ST_REWRAP_APPLY, ST_EXPORT,
+	ST_SKEY_DISABLE, ST_SKEY_ENABLE, ST_SKEY_DISABLED,
 	ST__N
 };
 
@@ -201,6 +210,11 @@ static const char *const st_sql[ST__N] = {
 	    "ORDER BY s.name, s.version LIMIT ?5",
 	[ST_REWRAP_APPLY] = "UPDATE secrets SET key_version = ?5, wrapped = ?6 "
 	    "WHERE vault = ?1 AND name = ?2 AND version = ?3 AND key_version = ?4",
+	[ST_SKEY_DISABLE] = "INSERT INTO signing_key_disabled(vault, name, version, since) "
+	    "VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+	[ST_SKEY_ENABLE] = "DELETE FROM signing_key_disabled WHERE vault = ?1 AND name = ?2 AND version = ?3",
+	[ST_SKEY_DISABLED] = "SELECT version FROM signing_key_disabled WHERE vault = ?1 AND name = ?2 "
+	    "ORDER BY version",
 	[ST_EXPORT] = "SELECT " META_COLS ", s.wrapped, s.nonce, s.body" SECRETS_NAMES
 	    "WHERE s.vault = ?1 ORDER BY s.name, s.version",
 };
@@ -1175,6 +1189,69 @@ out:
 }
 
 static int
+sq_skey_set_enabled(struct store_engine *e, const char *vault, const char *name,
+    uint32_t version, int enabled, int64_t when)
+{
+	struct conn *c = NULL;
+	sqlite3_stmt *st = NULL;
+	const char *what = enabled ? "enabling a signing key" : "disabling a signing key";
+	int r;
+
+	if ((r = conn_get(e, &c)) != 0)
+		return r;
+	if ((r = tx_begin(e, c, 1)) != 0)
+		goto out;
+	if ((r = vault_read(e, c, vault, NULL)) != 0 ||
+	    (r = st_get(e, c, enabled ? ST_SKEY_ENABLE : ST_SKEY_DISABLE, &st)) != 0)
+		goto end;
+	if ((bind_text(st, 1, vault) | bind_text(st, 2, name) | sqlite3_bind_int64(st, 3, version) |
+	    (enabled ? SQLITE_OK : sqlite3_bind_int64(st, 4, when))) != SQLITE_OK)
+		r = bind_fail(e, c, st, what);
+	else
+		r = st_exec(e, c, st, what);
+end:
+	r = tx_end(e, c, r);
+out:
+	conn_put(e, c);
+	return r;
+}
+
+static int
+sq_skey_disabled(struct store_engine *e, const char *vault, const char *name, uint32_t **out,
+    size_t *nout)
+{
+	struct conn *c = NULL;
+	uint32_t *arr = NULL;
+	size_t n = 0, cap = 0;
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if ((r = conn_get(e, &c)) != 0)
+		return r;
+	if ((r = st_get(e, c, ST_SKEY_DISABLED, &st)) != 0)
+		goto out;
+	if ((bind_text(st, 1, vault) | bind_text(st, 2, name)) != SQLITE_OK) {
+		r = bind_fail(e, c, st, "reading the disabled versions of a signing key");
+		goto out;
+	}
+	while ((r = st_step(e, c, st, "reading the disabled versions of a signing key")) == 1) {
+		if ((r = grow((void **)&arr, &cap, n, sizeof(*arr))) != 0)
+			break;
+		arr[n++] = (uint32_t)sqlite3_column_int64(st, 0);
+	}
+	sqlite3_reset(st);
+	if (r == 0) {
+		*out = arr;
+		*nout = n;
+		arr = NULL;
+	}
+out:
+	conn_put(e, c);
+	free(arr);
+	return r;
+}
+
+static int
 sq_key_list(struct store_engine *e, const char *vault, struct store_key **out, size_t *nout)
 {
 	struct conn *c = NULL;
@@ -2031,6 +2108,8 @@ const struct store_ops store_sqlite_ops = {
 	.key_set_current = sq_key_set_current,
 	.key_set_state = sq_key_set_state,
 	.key_list = sq_key_list,
+	.skey_set_enabled = sq_skey_set_enabled,
+	.skey_disabled = sq_skey_disabled,
 	.key_usage = sq_key_usage,
 	.secret_put = sq_secret_put,
 	.secret_current = sq_secret_current,

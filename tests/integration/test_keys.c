@@ -922,6 +922,118 @@ test_signing_key_destroy(void)
 	free(sig1);
 }
 
+/* Disabling a version stops it signing (the newest) and verifying, across
+ * a restart, until it is enabled again; destroying a disabled version
+ * clears its mark. */
+static void
+test_signing_key_disable(void)
+{
+	char o[16384], *sig1;
+	long st;
+	json_t *j, *v;
+
+	j = reqf("POST", &st, json_pack("{s:s,s:s}", "name", "dis", "type", "ec-p256"), "/v1/vaults/dev/signing-keys");
+	CU_ASSERT_EQUAL_FATAL(st, 201);
+	CU_ASSERT(json_is_true(json_object_get(j, "enabled")));
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(j, "disabled_versions")), 0);
+	json_decref(j);
+	j = reqf("POST", &st, json_pack("{s:s}", "message", "AA=="), "/v1/vaults/dev/signing-keys/dis/sign");
+	CU_ASSERT_EQUAL_FATAL(st, 200);
+	sig1 = strdup(jstr(j, "signature") ?: "");
+	json_decref(j);
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/signing-keys/dis/rotate");
+	CU_ASSERT_EQUAL(st, 201);
+	json_decref(j);
+
+	/* version 1 disabled (twice: the same outcome) no longer verifies */
+	for (int i = 0; i < 2; i++) {
+		j = reqf("POST", &st, NULL, "/v1/vaults/dev/signing-keys/dis/versions/1/disable");
+		CU_ASSERT_EQUAL(st, 200);
+		CU_ASSERT_EQUAL(jint(j, "version"), 1);
+		CU_ASSERT(json_is_false(json_object_get(j, "enabled")));
+		v = json_object_get(j, "disabled_versions");
+		CU_ASSERT(json_array_size(v) == 1 && json_integer_value(json_array_get(v, 0)) == 1);
+		json_decref(j);
+	}
+	j = reqf("POST", &st, json_pack("{s:s,s:s,s:s,s:i}", "alg", "ES256", "message", "AA==",
+	    "signature", sig1, "key_version", 1), "/v1/vaults/dev/signing-keys/dis/verify");
+	CU_ASSERT_EQUAL(st, 403);
+	CU_ASSERT_STRING_EQUAL(kwt_err_code(j) ?: "", "key_disabled");
+	CU_ASSERT(!json_is_true(json_object_get(j, "valid")));
+	json_decref(j);
+	/* the public key stays readable; the newest still signs */
+	j = reqf("GET", &st, NULL, "/v1/vaults/dev/signing-keys/dis?version=1");
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_PTR_NOT_NULL(jstr(j, "public_key_pem"));
+	CU_ASSERT(json_is_false(json_object_get(j, "enabled")));
+	json_decref(j);
+	j = reqf("POST", &st, json_pack("{s:s}", "message", "AA=="), "/v1/vaults/dev/signing-keys/dis/sign");
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_STRING_EQUAL(jstr(j, "kid") ?: "", "dis.2");
+	json_decref(j);
+
+	/* the CLI disables the newest: no signing at all, and no fall-back
+	 * to an older version; it lasts across a restart */
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "sign-key", "disable", "dev", "dis", "--version", "2", NULL), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, "enabled: no"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, "disabled versions: 1,2"));
+	CU_ASSERT_NOT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "sign-key", "disable", "dev", "dis", NULL), 0);
+	CU_ASSERT_EQUAL(kwt_daemon_stop(&dmn), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_restart(&dmn), 0);
+	j = reqf("POST", &st, json_pack("{s:s}", "message", "AA=="), "/v1/vaults/dev/signing-keys/dis/sign");
+	CU_ASSERT_EQUAL(st, 403);
+	CU_ASSERT_STRING_EQUAL(kwt_err_code(j) ?: "", "key_disabled");
+	CU_ASSERT_PTR_NULL(json_object_get(j, "signature"));
+	json_decref(j);
+
+	/* enabled again, both work again */
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "sign-key", "enable", "dev", "dis", "--version", "2", NULL), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, "enabled: yes"));
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/signing-keys/dis/versions/1/enable");
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT(json_is_true(json_object_get(j, "enabled")));
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(j, "disabled_versions")), 0);
+	json_decref(j);
+	j = reqf("POST", &st, json_pack("{s:s,s:s,s:s,s:i}", "alg", "ES256", "message", "AA==",
+	    "signature", sig1, "key_version", 1), "/v1/vaults/dev/signing-keys/dis/verify");
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT(json_is_true(json_object_get(j, "valid")));
+	json_decref(j);
+	j = reqf("POST", &st, json_pack("{s:s}", "message", "AA=="), "/v1/vaults/dev/signing-keys/dis/sign");
+	CU_ASSERT_EQUAL(st, 200);
+	json_decref(j);
+
+	/* refusals */
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/signing-keys/dis/versions/9/disable");
+	CU_ASSERT_EQUAL(st, 404);
+	CU_ASSERT_STRING_EQUAL(kwt_err_code(j) ?: "", "version_not_found");
+	json_decref(j);
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/signing-keys/nope/versions/1/enable");
+	CU_ASSERT_EQUAL(st, 404);
+	json_decref(j);
+	j = reqf("GET", &st, NULL, "/v1/vaults/dev/signing-keys/dis/versions/1/disable");
+	CU_ASSERT_EQUAL(st, 405);
+	json_decref(j);
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/signing-keys/dis/versions/1/pause");
+	CU_ASSERT_EQUAL(st, 404);
+	json_decref(j);
+
+	/* a disabled version destroyed takes its mark with it */
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/signing-keys/dis/versions/1/disable");
+	CU_ASSERT_EQUAL(st, 200);
+	json_decref(j);
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/signing-keys/dis/versions/1/destroy");
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(j, "disabled_versions")), 0);
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(j, "versions")), 1);
+	json_decref(j);
+	CU_ASSERT(kwt_tree_contains(dmn.audit, "\"operation\":\"disable\",\"signing_key_version\":2",
+	    strlen("\"operation\":\"disable\",\"signing_key_version\":2")));
+	CU_ASSERT(kwt_tree_contains(dmn.audit, "\"operation\":\"enable\",\"signing_key_version\":1",
+	    strlen("\"operation\":\"enable\",\"signing_key_version\":1")));
+	free(sig1);
+}
+
 /* ---- the CLI: encrypt-file, rotate --wait, sign ------------------------------------ */
 
 #define CHUNK 65536
@@ -1274,6 +1386,7 @@ main(void)
 		{ "the CLI: vault rotate --wait, sign, verify", test_cli_rotate_and_sign },
 		{ "rewrap-file: in place after a rotation; opens once the old key is retired", test_cli_rewrap_file },
 		{ "signing keys: destroy a version, not the newest", test_signing_key_destroy },
+		{ "signing keys: disable and enable a version", test_signing_key_disable },
 		{ "rotate 10,000 secrets under load with five kill -9", test_rotation_under_load_with_kills },
 		{ "a scheduled rotation starts by itself", test_scheduled_rotation },
 		{ NULL, NULL }

@@ -321,6 +321,21 @@ test_key_roles(void)
 	    out, sizeof(out)), 409);
 	CU_ASSERT_EQUAL(as_user("kwt-bob", curl, "POST", "/v1/vaults/dev/signing-keys/k/versions/1/destroy", NULL,
 	    out, sizeof(out)), 200);
+	/* only the officer disables and enables one; the user's signing stops
+	 * and starts with it */
+	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "POST", "/v1/vaults/dev/signing-keys/k/versions/2/disable", NULL,
+	    out, sizeof(out)), 403);
+	CU_ASSERT_EQUAL(as_user("kwt-bob", curl, "POST", "/v1/vaults/dev/signing-keys/k/versions/2/disable", NULL,
+	    out, sizeof(out)), 200);
+	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "POST", "/v1/vaults/dev/signing-keys/k/sign",
+	    "{\"message\":\"aGk=\"}", out, sizeof(out)), 403);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "key_disabled"));
+	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "POST", "/v1/vaults/dev/signing-keys/k/versions/2/enable", NULL,
+	    out, sizeof(out)), 403);
+	CU_ASSERT_EQUAL(as_user("kwt-bob", curl, "POST", "/v1/vaults/dev/signing-keys/k/versions/2/enable", NULL,
+	    out, sizeof(out)), 200);
+	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "POST", "/v1/vaults/dev/signing-keys/k/sign",
+	    "{\"message\":\"aGk=\"}", out, sizeof(out)), 200);
 
 	CU_ASSERT_EQUAL(write_policy(NULL), 0);
 	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "POST", "/v1/policy/reload", NULL, NULL), 200);

@@ -215,6 +215,13 @@ kwt_daemon_spawn(struct kwt_daemon *d)
 	int logfd;
 	struct timespec ts = { 0, 50 * 1000 * 1000 };
 
+	/* The one still running would answer the health check below for a
+	 * second one that exits at once (the state directory is taken). */
+	if (d->pid > 0) {
+		fprintf(stderr, "keywardend (pid %ld) is still running: stop it before starting "
+		    "it again\n", (long)d->pid);
+		return -1;
+	}
 	logfd = open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (logfd < 0)
 		return -1;

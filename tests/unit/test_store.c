@@ -773,7 +773,7 @@ test_reopen(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
 	CU_ASSERT_EQUAL(store_ping(s), 0);
 	CU_ASSERT_EQUAL(store_schema_version(s, &ver), 0);
-	CU_ASSERT_EQUAL(ver, 1);
+	CU_ASSERT_EQUAL(ver, 2);
 	CU_ASSERT_EQUAL(store_vault_get(s, "v", &v), 0);
 	CU_ASSERT_EQUAL(v.key_version, 1);
 	CU_ASSERT_EQUAL(v.retention_days, 7);
@@ -809,7 +809,7 @@ test_schema(void)
 		sqlite3_stmt *st = NULL;
 		CU_ASSERT_EQUAL(sqlite3_prepare_v2(db, "SELECT version FROM kw_schema", -1, &st, NULL), SQLITE_OK);
 		CU_ASSERT_EQUAL(sqlite3_step(st), SQLITE_ROW);
-		CU_ASSERT_EQUAL(sqlite3_column_int(st, 0), 1);
+		CU_ASSERT_EQUAL(sqlite3_column_int(st, 0), 2);
 		sqlite3_finalize(st);
 		CU_ASSERT_EQUAL(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
 		CU_ASSERT_EQUAL(sqlite3_step(st), SQLITE_ROW);
@@ -850,6 +850,57 @@ test_schema(void)
 	o.url = url;
 	CU_ASSERT_EQUAL(store_open(&o, &s), KW_E_STORE);
 	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_STORE), "missing/kw.db"));
+}
+
+/* A store of schema version 1 (before signing keys could be disabled) is
+ * migrated at open, its records kept; the disabled versions of signing
+ * keys are recorded, listed per key and cleared. */
+static void
+test_migrate_v1(void)
+{
+	char path[512];
+	struct store *s;
+	sqlite3 *db = NULL;
+	uint32_t *dis = NULL;
+	size_t n = 9;
+	int version = 0;
+
+	s = fresh(path, sizeof(path));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	CU_ASSERT_EQUAL(put(s, "v", "kept", 1, 1, "body one", NULL), 0);
+	store_close(s);
+	/* Back to version 1's schema, as a keywarden of then left it. */
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
+	CU_ASSERT_EQUAL(sqlite3_exec(db, "DROP TABLE signing_key_disabled; "
+	    "UPDATE kw_schema SET version = 1", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	s = open_at(path, 0, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	CU_ASSERT_EQUAL(store_schema_version(s, &version), 0);
+	CU_ASSERT_EQUAL(version, 2);
+	CU_ASSERT(body_is(s, "kept", 0, "body one"));
+	CU_ASSERT_EQUAL(store_skey_disabled(s, "v", "k", &dis, &n), 0);
+	CU_ASSERT_EQUAL(n, 0);
+	CU_ASSERT_PTR_NULL(dis);
+	CU_ASSERT_EQUAL(store_skey_set_enabled(s, "v", "k", 3, 0, 100), 0);
+	CU_ASSERT_EQUAL(store_skey_set_enabled(s, "v", "k", 1, 0, 100), 0);
+	CU_ASSERT_EQUAL(store_skey_set_enabled(s, "v", "k", 1, 0, 200), 0);   /* again: no change */
+	CU_ASSERT_EQUAL(store_skey_set_enabled(s, "v", "other", 2, 0, 100), 0);
+	CU_ASSERT_EQUAL(store_skey_disabled(s, "v", "k", &dis, &n), 0);
+	CU_ASSERT_FATAL(n == 2 && dis != NULL);
+	CU_ASSERT(dis[0] == 1 && dis[1] == 3);
+	free(dis);
+	CU_ASSERT_EQUAL(store_skey_set_enabled(s, "v", "k", 1, 1, 300), 0);
+	CU_ASSERT_EQUAL(store_skey_set_enabled(s, "v", "k", 7, 1, 300), 0);   /* never disabled */
+	CU_ASSERT_EQUAL(store_skey_disabled(s, "v", "k", &dis, &n), 0);
+	CU_ASSERT(n == 1 && dis != NULL && dis[0] == 3);
+	free(dis);
+	/* the vault must exist; names and versions are checked */
+	CU_ASSERT_EQUAL(store_skey_set_enabled(s, "nope", "k", 1, 0, 1), KW_E_NOT_FOUND);
+	CU_ASSERT_NOT_EQUAL(store_skey_set_enabled(s, "v", "", 1, 0, 1), 0);
+	CU_ASSERT_NOT_EQUAL(store_skey_set_enabled(s, "v", "k", 0, 0, 1), 0);
+	store_close(s);
 }
 
 /* The daemon opens its store exclusively: a second exclusive open (another
@@ -1390,6 +1441,7 @@ main(void)
 		{ "everything survives close and reopen", test_reopen },
 		{ "schema version recorded, newer refused", test_schema },
 		{ "an exclusive open keeps out another, not a reader", test_exclusive },
+		{ "schema 1 migrates to 2; signing keys' disabled versions", test_migrate_v1 },
 		{ "URLs: sqlite, plain path, postgresql not built", test_url },
 		{ "8 threads of mixed puts and gets", test_threads },
 		{ "busy beyond the timeout is unavailable", test_busy },
