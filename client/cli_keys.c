@@ -692,8 +692,8 @@ cli_signkey_enable(kw_client *c, int argc, char **argv)
 int
 cli_signkey_list(kw_client *c, int argc, char **argv)
 {
-	static const char *const cols[] = { "name", "type", "version", "kid", NULL };
-	static const char *const heads[] = { "NAME", "TYPE", "VERSION", "KID" };
+	static const char *const cols[] = { "name", "type", "version", "kid", "disabled_versions", NULL };
+	static const char *const heads[] = { "NAME", "TYPE", "VERSION", "KID", "DISABLED" };
 	struct kopts o;
 	json_t *reply = NULL;
 	int r, ex;

@@ -206,7 +206,8 @@ field_str(const json_t *v, char *buf, size_t len)
 		snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
 		return buf;
 	}
-	if (json_is_object(v) && json_object_size(v) == 0)
+	if ((json_is_object(v) && json_object_size(v) == 0) ||
+	    (json_is_array(v) && json_array_size(v) == 0))
 		return "-";
 	if (json_is_object(v)) {
 		int flat = 1;

@@ -435,6 +435,7 @@ h_skey_list(struct kwd_req *r)
 {
 	struct p11_skey *keys = NULL;
 	size_t n = 0;
+	char kid[96];
 	json_t *arr = json_array(), *cur = NULL;
 	int e = p11_skey_list(r->d->p11, r->vault, NULL, &keys, &n);
 
@@ -451,8 +452,30 @@ h_skey_list(struct kwd_req *r)
 		}
 		json_array_append_new(json_object_get(cur, "versions"), json_integer(keys[i].version));
 		json_object_set_new(cur, "version", json_integer(keys[i].version));
+		snprintf(kid, sizeof(kid), "%s.%u", keys[i].name, keys[i].version);
+		json_object_set_new(cur, "kid", json_string(kid));
 	}
 	free(keys);
+	/* Each key's disabled versions, of those the token still has. */
+	for (size_t i = 0; i < json_array_size(arr); i++) {
+		json_t *k = json_array_get(arr, i), *vers = json_object_get(k, "versions"), *x;
+		json_t *disv = json_array();
+		uint32_t *dis = NULL;
+		size_t nd = 0, j;
+
+		if ((e = store_skey_disabled(r->d->store, r->vault, json_string_value(json_object_get(k, "name")),
+		    &dis, &nd)) != 0) {
+			json_decref(disv);
+			json_decref(arr);
+			kwd_reply_kwerr(r, e, "list signing keys");
+			return;
+		}
+		json_array_foreach(vers, j, x)
+			if (is_disabled(dis, nd, (unsigned)json_integer_value(x)))
+				json_array_append_new(disv, json_integer(json_integer_value(x)));
+		free(dis);
+		json_object_set_new(k, "disabled_versions", disv);
+	}
 	kwd_reply_json(r, 200, json_pack("{s:s,s:o}", "vault", r->vault, "keys", arr));
 }
 

@@ -977,6 +977,28 @@ test_signing_key_disable(void)
 	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "sign-key", "disable", "dev", "dis", "--version", "2", NULL), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(o, "enabled: no"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(o, "disabled versions: 1,2"));
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "sign-key", "list", "dev", NULL), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, "DISABLED"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, "[1,2]"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(o, "dis.2"));
+	j = reqf("GET", &st, NULL, "/v1/vaults/dev/signing-keys");
+	CU_ASSERT_EQUAL(st, 200);
+	{
+		json_t *k;
+		size_t i;
+		int seen = 0;
+		json_array_foreach(json_object_get(j, "keys"), i, k) {
+			v = json_object_get(k, "disabled_versions");
+			if (strcmp(jstr(k, "name") ?: "", "dis") == 0) {
+				seen = 1;
+				CU_ASSERT(json_array_size(v) == 2 && json_integer_value(json_array_get(v, 1)) == 2);
+			} else {
+				CU_ASSERT(json_is_array(v));
+			}
+		}
+		CU_ASSERT(seen);
+	}
+	json_decref(j);
 	CU_ASSERT_NOT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "sign-key", "disable", "dev", "dis", NULL), 0);
 	CU_ASSERT_EQUAL(kwt_daemon_stop(&dmn), 0);
 	CU_ASSERT_EQUAL_FATAL(kwt_daemon_restart(&dmn), 0);
