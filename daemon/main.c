@@ -257,7 +257,8 @@ lock_state_dir(const char *dir, int *out)
 		}
 		n = pread(fd, pid, sizeof(pid) - 1, 0);
 		close(fd);
-		len = n > 0 ? strspn(pid, "0123456789") : 0;
+		pid[n > 0 ? n : 0] = '\0';
+		len = strspn(pid, "0123456789");
 		pid[len] = '\0';
 		return kw_fail(-EBUSY, "another keywardend%s%s%s serves the state directory %s: "
 		    "one daemon per store (stop that one first, or give this one its own "
