@@ -40,9 +40,12 @@
 /* Records per scan and per store transaction.  Each commit makes every
  * reader's connection drop its page cache, and each batch pays a scan, a
  * commit and its sync: at 100,000 records under `get` load, 2048 rewrapped
- * 17-20k records/s against 17k at 512 and 14k at 128, with `get` the same.
- * A writer waits at most one apply (about 10 ms) behind it. */
-#define REWRAP_BATCH 2048
+ * 17-20k records/s against 17k at 512 and 14k at 128, with `get` the same;
+ * at about 70,000 records, 4096 rewrapped 15.1k/s on average against 13.7k
+ * for 2048, faster in 7 of 8 alternating pairs, `get` the same
+ * (docs/performance.md).  A writer waits at most one apply behind it: about
+ * 10 ms at 2048, so about 20 ms here. */
+#define REWRAP_BATCH 4096
 #define PROGRESS_EVERY_US (2 * 1000000)   /* an audit progress event at most this often */
 #define TOKEN_RETRIES 20                   /* a token error pauses, then retries a batch */
 /* Counting the records left under each older version reads their whole
