@@ -277,17 +277,17 @@ rot_should_stop(struct kwd_vault *v)
 
 /* Rewrap one record's data key into out; 0, or the token's error. */
 static int
-rewrap_one(struct kwd *d, const char *vault, const struct store_record *rec, uint32_t target,
+rewrap_one(struct kwd *d, const char *vault, const struct store_rewrap_rec *rec, uint32_t target,
     uint8_t *dek, uint8_t *out, size_t *outlen)
 {
 	char aad[400];
 	size_t deklen = 0;
 	int aadlen, e;
 
-	aadlen = seal_aad(aad, sizeof(aad), vault, rec->meta.name, rec->meta.version);
+	aadlen = seal_aad(aad, sizeof(aad), vault, rec->name, rec->version);
 	if (aadlen < 0)
 		return kw_fail(KW_E_FORMAT, "record '%s' version %" PRIu64 ": name too long for its AAD",
-		    rec->meta.name, rec->meta.version);
+		    rec->name, rec->version);
 	e = p11_unwrap(d->p11, vault, rec->wrapped, rec->wrapped_len, aad, (size_t)aadlen, dek, &deklen);
 	if (e == 0)
 		e = p11_wrap(d->p11, vault, target, dek, deklen, aad, (size_t)aadlen, out, outlen);
@@ -317,7 +317,7 @@ rot_main(void *arg)
 {
 	struct kwd_vault *v = arg;
 	struct kwd *d = v->d;
-	struct store_record *recs = NULL;
+	struct store_rewrap_rec *recs = NULL;
 	struct store_rewrap *batch = NULL;
 	uint8_t *wrapped = NULL, *dek = NULL;
 	char cursor[STORE_NAME_MAX + 1] = "";
@@ -365,7 +365,7 @@ rot_main(void *arg)
 		}
 		for (size_t i = 0; i < n; i++) {
 			size_t wl = 0;
-			if (kwd_keys_usable(d, v->name, recs[i].meta.key_version) != 0) {
+			if (kwd_keys_usable(d, v->name, recs[i].key_version) != 0) {
 				skipped++;     /* under a retired version: nothing can open it */
 				continue;
 			}
@@ -376,14 +376,14 @@ rot_main(void *arg)
 				/* A record that does not authenticate is left as
 				 * it is, counted, and named in the log. */
 				log_err("rotation of vault '%s': record '%s' version %" PRIu64 " left under version %u: %s",
-				    v->name, recs[i].meta.name, recs[i].meta.version, recs[i].meta.key_version,
+				    v->name, recs[i].name, recs[i].version, recs[i].key_version,
 				    kw_errdetail(e));
 				skipped++;
 				continue;
 			}
-			batch[nb].name = recs[i].meta.name;
-			batch[nb].version = recs[i].meta.version;
-			batch[nb].old_key_version = recs[i].meta.key_version;
+			batch[nb].name = recs[i].name;
+			batch[nb].version = recs[i].version;
+			batch[nb].old_key_version = recs[i].key_version;
 			batch[nb].new_key_version = target;
 			batch[nb].wrapped = wrapped + nb * P11_WRAPPED_MAX;
 			batch[nb].wrapped_len = wl;
@@ -391,16 +391,14 @@ rot_main(void *arg)
 		}
 		if (nb > 0 && (e = store_rewrap_apply(d->store, v->name, batch, nb, &applied)) != 0)
 			goto retry;
-		snprintf(cursor, sizeof(cursor), "%s", recs[n - 1].meta.name);
-		cursor_ver = recs[n - 1].meta.version;
+		snprintf(cursor, sizeof(cursor), "%s", recs[n - 1].name);
+		cursor_ver = recs[n - 1].version;
 		have_cursor = 1;
 		retries = 0;
 		pthread_mutex_lock(&v->rlock);
 		v->done += applied;
 		v->skipped += skipped;
 		pthread_mutex_unlock(&v->rlock);
-		for (size_t i = 0; i < n; i++)
-			store_record_clear(&recs[i]);
 		free(recs);
 		recs = NULL;
 		if ((int64_t)kwd_now_us() - last_event >= PROGRESS_EVERY_US) {
@@ -411,12 +409,8 @@ rot_main(void *arg)
 retry:
 		/* The token or the store failed: wait and try the batch
 		 * again; give up after a while and say why. */
-		if (recs != NULL) {
-			for (size_t i = 0; i < n; i++)
-				store_record_clear(&recs[i]);
-			free(recs);
-			recs = NULL;
-		}
+		free(recs);
+		recs = NULL;
 		if (++retries > TOKEN_RETRIES)
 			goto out;
 		log_warn("rotation of vault '%s': %s; retrying", v->name, kw_errdetail(e));

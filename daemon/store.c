@@ -471,7 +471,7 @@ store_secret_purge(struct store *s, const char *vault, const char *name)
 
 int
 store_rewrap_scan(struct store *s, const char *vault, uint32_t target, const char *after_name,
-    uint64_t after_version, size_t limit, struct store_record **out, size_t *n)
+    uint64_t after_version, size_t limit, struct store_rewrap_rec **out, size_t *n)
 {
 	int e;
 

@@ -201,7 +201,7 @@ static int
 bench_rotate(struct store *s)
 {
 	struct store_key k;
-	struct store_record *rs = NULL;
+	struct store_rewrap_rec *rs = NULL;
 	struct store_rewrap *w = NULL;
 	char cname[STORE_NAME_MAX + 1] = "";
 	uint64_t cver = 0, rows = 0;
@@ -227,13 +227,13 @@ bench_rotate(struct store *s)
 		if (n == 0)
 			break;
 		for (size_t i = 0; i < n; i++)
-			w[i] = (struct store_rewrap){ rs[i].meta.name, rs[i].meta.version,
-			    rs[i].meta.key_version, 2, wrapped, sizeof(wrapped) };
+			w[i] = (struct store_rewrap){ rs[i].name, rs[i].version,
+			    rs[i].key_version, 2, wrapped, sizeof(wrapped) };
 		if ((e = store_rewrap_apply(s, "bench", w, n, &applied)) != 0)
 			break;
 		rows += applied;
-		snprintf(cname, sizeof(cname), "%s", rs[n - 1].meta.name);
-		cver = rs[n - 1].meta.version;
+		snprintf(cname, sizeof(cname), "%s", rs[n - 1].name);
+		cver = rs[n - 1].version;
 		free(rs);
 		rs = NULL;
 	}

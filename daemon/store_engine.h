@@ -72,7 +72,7 @@ struct store_ops {
 
 	int (*rewrap_scan)(struct store_engine *e, const char *vault,
 	    uint32_t target, const char *after_name, uint64_t after_version,
-	    size_t limit, struct store_record **out, size_t *n);
+	    size_t limit, struct store_rewrap_rec **out, size_t *n);
 	int (*rewrap_apply)(struct store_engine *e, const char *vault,
 	    const struct store_rewrap *batch, size_t n, size_t *applied);
 

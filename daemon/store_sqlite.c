@@ -205,7 +205,9 @@ static const char *const st_sql[ST__N] = {
 	[ST_DELETED_LIST] = "SELECT " META_COLS " FROM names n INDEXED BY names_deleted "
 	    "JOIN secrets s ON s.vault = n.vault AND s.name = n.name WHERE n.vault = ?1 AND n.deleted IS NOT NULL AND s.version = n.current ORDER BY n.name",
 
-	[ST_REWRAP_SCAN] = "SELECT " META_COLS ", s.wrapped, s.nonce" SECRETS_NAMES
+	/* No join: a secrets row always has its names row (the foreign key),
+	 * and a rotation needs nothing from it. */
+	[ST_REWRAP_SCAN] = "SELECT s.name, s.version, s.key_version, s.wrapped FROM secrets s "
 	    "WHERE s.vault = ?1 AND s.key_version <> ?2 AND (s.name, s.version) > (?3, ?4) "
 	    "ORDER BY s.name, s.version LIMIT ?5",
 	[ST_REWRAP_APPLY] = "UPDATE secrets SET key_version = ?5, wrapped = ?6 "
@@ -1934,10 +1936,10 @@ sq_deleted_get(struct store_engine *e, const char *vault, const char *name, stru
 
 static int
 sq_rewrap_scan(struct store_engine *e, const char *vault, uint32_t target, const char *after_name,
-    uint64_t after_version, size_t limit, struct store_record **out, size_t *nout)
+    uint64_t after_version, size_t limit, struct store_rewrap_rec **out, size_t *nout)
 {
 	struct conn *c = NULL;
-	struct store_record *arr = NULL;
+	struct store_rewrap_rec *arr = NULL;
 	size_t n = 0, cap = 0;
 	sqlite3_stmt *st = NULL;
 	int r;
@@ -1954,9 +1956,30 @@ sq_rewrap_scan(struct store_engine *e, const char *vault, uint32_t target, const
 		goto out;
 	}
 	while ((r = st_step(e, c, st, "scanning for rotation")) == 1) {
-		if ((r = grow((void **)&arr, &cap, n, sizeof(*arr))) != 0 ||
-		    (r = row_record(st, &arr[n], 0)) != 0)
+		struct store_rewrap_rec *x;
+		const char *name = (const char *)sqlite3_column_text(st, 0);
+		size_t wl = (size_t)sqlite3_column_bytes(st, 3);
+
+		if ((r = grow((void **)&arr, &cap, n, sizeof(*arr))) != 0)
 			break;
+		x = &arr[n];
+		if (name == NULL || strlen(name) > STORE_NAME_MAX) {
+			r = kw_fail(KW_E_FORMAT, "store: a record of vault '%s' has no name or one longer "
+			    "than %d bytes", vault, STORE_NAME_MAX);
+			break;
+		}
+		if (wl > sizeof(x->wrapped)) {
+			r = kw_fail(KW_E_FORMAT, "store: the wrapped key of '%s' version %llu is %zu bytes, "
+			    "more than %d", name, (unsigned long long)sqlite3_column_int64(st, 1), wl,
+			    STORE_WRAPPED_MAX);
+			break;
+		}
+		memcpy(x->name, name, strlen(name) + 1);
+		x->version = (uint64_t)sqlite3_column_int64(st, 1);
+		x->key_version = (uint32_t)sqlite3_column_int64(st, 2);
+		x->wrapped_len = wl;
+		if (wl > 0)
+			memcpy(x->wrapped, sqlite3_column_blob(st, 3), wl);
 		n++;
 	}
 	sqlite3_reset(st);

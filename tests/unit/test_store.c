@@ -555,7 +555,8 @@ test_rewrap(void)
 	char path[300];
 	struct store *s = fresh(path, sizeof(path));
 	struct store_key k;
-	struct store_record *rs = NULL, r;
+	struct store_rewrap_rec *rs = NULL;
+	struct store_record r;
 	char name[16], cname[STORE_NAME_MAX + 1] = "";
 	uint64_t c, cver = 0;
 	size_t n, applied, total = 0, batches = 0, i;
@@ -584,11 +585,12 @@ test_rewrap(void)
 		}
 		CU_ASSERT(n <= 7);
 		for (i = 0; i < n; i++) {
-			CU_ASSERT_PTR_NULL(rs[i].body);
-			CU_ASSERT_EQUAL(rs[i].meta.key_version, 1);
+			CU_ASSERT_EQUAL(rs[i].key_version, 1);
 			CU_ASSERT_EQUAL(rs[i].wrapped_len, 40);
-			batch[i].name = rs[i].meta.name;
-			batch[i].version = rs[i].meta.version;
+			CU_ASSERT(rs[i].wrapped[0] == 0x41 && rs[i].wrapped[39] == 0x41);   /* as mkrec wrote it */
+			CU_ASSERT(rs[i].name[0] == 'n' && rs[i].version >= 1 && rs[i].version <= 2);
+			batch[i].name = rs[i].name;
+			batch[i].version = rs[i].version;
 			batch[i].old_key_version = 1;
 			batch[i].new_key_version = 2;
 			batch[i].wrapped = w2;
@@ -597,7 +599,7 @@ test_rewrap(void)
 		if (batches == 0) {
 			/* Underneath the rotation: a writer adds a version (on
 			 * key 2), and another rewrap changes one scanned row. */
-			struct store_rewrap other = { rs[1].meta.name, rs[1].meta.version, 1, 2,
+			struct store_rewrap other = { rs[1].name, rs[1].version, 1, 2,
 			    (const uint8_t *)"0123456789abcdef0123456789abcdef01234567", 40 };
 			CU_ASSERT_EQUAL(put(s, "v", "n00", 3, 2, "z", NULL), 0);
 			CU_ASSERT_EQUAL(store_rewrap_apply(s, "v", &other, 1, &applied), 0);
@@ -606,11 +608,9 @@ test_rewrap(void)
 		CU_ASSERT_EQUAL(store_rewrap_apply(s, "v", batch, n, &applied), 0);
 		CU_ASSERT_EQUAL(applied, batches == 0 ? n - 1 : n);
 		total += applied;
-		snprintf(cname, sizeof(cname), "%s", rs[n - 1].meta.name);
-		cver = rs[n - 1].meta.version;
+		snprintf(cname, sizeof(cname), "%s", rs[n - 1].name);
+		cver = rs[n - 1].version;
 		batches++;
-		for (i = 0; i < n; i++)
-			store_record_clear(&rs[i]);
 		free(rs);
 	}
 	CU_ASSERT_EQUAL(batches, 3);        /* 20 rows by 7 */
