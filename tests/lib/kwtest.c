@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -213,6 +214,7 @@ static int
 kwt_daemon_spawn(struct kwt_daemon *d)
 {
 	int logfd;
+	pid_t parent;
 	struct timespec ts = { 0, 50 * 1000 * 1000 };
 
 	/* The one still running would answer the health check below for a
@@ -225,12 +227,17 @@ kwt_daemon_spawn(struct kwt_daemon *d)
 	logfd = open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (logfd < 0)
 		return -1;
+	parent = getpid();
 	d->pid = fork();
 	if (d->pid < 0) {
 		close(logfd);
 		return -1;
 	}
 	if (d->pid == 0) {
+		/* A test program that crashes takes its daemon with it: one
+		 * left behind would hold its state directory's lock. */
+		if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent)
+			_exit(127);
 		dup2(logfd, 2);
 		dup2(logfd, 1);
 		execl(d->exe, d->exe, "--config", d->conf, (char *)NULL);
