@@ -407,7 +407,7 @@ static __thread struct store_engine *pinned_e;
 static int
 conn_take(struct store_engine *e, int reader, struct conn **out)
 {
-	struct conn *c, **first, **second;
+	struct conn *c, **from;
 	struct timespec ts;
 	int r = 0;
 
@@ -416,17 +416,16 @@ conn_take(struct store_engine *e, int reader, struct conn **out)
 		return 0;
 	}
 
-	first = reader ? &e->idle_read : &e->idle;
-	second = reader ? &e->idle : &e->idle_read;
 	deadline(&ts, e->busy_ms);
 	pthread_mutex_lock(&e->lock);
 	while (e->idle == NULL && e->idle_read == NULL && e->nconns >= e->max_conns && r == 0)
 		r = pthread_cond_timedwait(&e->cond, &e->lock, &ts);
-	if ((c = *first) != NULL || (c = *second) != NULL) {
-		if (c == *first)
-			*first = c->next;
-		else
-			*second = c->next;
+	/* The list of the caller's kind if it has one, else the other. */
+	from = reader ? &e->idle_read : &e->idle;
+	if (*from == NULL)
+		from = reader ? &e->idle : &e->idle_read;
+	if ((c = *from) != NULL) {
+		*from = c->next;
 		c->next = NULL;
 		pthread_mutex_unlock(&e->lock);
 		*out = c;
@@ -652,22 +651,36 @@ row_meta(sqlite3_stmt *st, struct store_meta *m)
 	m->scheduled_purge = sqlite3_column_int64(st, 11);
 }
 
+/* Column i, a wrapped data key, into out (STORE_WRAPPED_MAX bytes) and
+ * *len; name and version only say whose it is in an error. */
+static int
+col_wrapped(sqlite3_stmt *st, int i, const char *name, uint64_t version, uint8_t *out,
+    size_t *len)
+{
+	const void *p;
+	size_t n = (size_t)sqlite3_column_bytes(st, i);
+
+	if (n > STORE_WRAPPED_MAX)
+		return kw_fail(KW_E_FORMAT, "store: the wrapped key of '%s' version %llu is %zu bytes, "
+		    "more than %d", name, (unsigned long long)version, n, STORE_WRAPPED_MAX);
+	if ((p = sqlite3_column_blob(st, i)) != NULL)
+		memcpy(out, p, n);
+	*len = n;
+	return 0;
+}
+
 /* The record columns after the metadata; body only when with_body. */
 static int
 row_record(sqlite3_stmt *st, struct store_record *r, int with_body)
 {
-	const void *p;
 	size_t n;
+	int e;
 
 	memset(r, 0, sizeof(*r));
 	row_meta(st, &r->meta);
-	n = (size_t)sqlite3_column_bytes(st, COL_WRAPPED);
-	if (n > sizeof(r->wrapped))
-		return kw_fail(KW_E_FORMAT, "store: the wrapped key of '%s' version %llu is %zu bytes, "
-		    "more than %d", r->meta.name, (unsigned long long)r->meta.version, n, STORE_WRAPPED_MAX);
-	if ((p = sqlite3_column_blob(st, COL_WRAPPED)) != NULL)
-		memcpy(r->wrapped, p, n);
-	r->wrapped_len = n;
+	if ((e = col_wrapped(st, COL_WRAPPED, r->meta.name, r->meta.version, r->wrapped,
+	    &r->wrapped_len)) != 0)
+		return e;
 	n = (size_t)sqlite3_column_bytes(st, COL_NONCE);
 	if (n != sizeof(r->nonce))
 		return kw_fail(KW_E_FORMAT, "store: the nonce of '%s' version %llu is %zu bytes, not %zu",
@@ -1958,7 +1971,6 @@ sq_rewrap_scan(struct store_engine *e, const char *vault, uint32_t target, const
 	while ((r = st_step(e, c, st, "scanning for rotation")) == 1) {
 		struct store_rewrap_rec *x;
 		const char *name = (const char *)sqlite3_column_text(st, 0);
-		size_t wl = (size_t)sqlite3_column_bytes(st, 3);
 
 		if ((r = grow((void **)&arr, &cap, n, sizeof(*arr))) != 0)
 			break;
@@ -1968,18 +1980,11 @@ sq_rewrap_scan(struct store_engine *e, const char *vault, uint32_t target, const
 			    "than %d bytes", vault, STORE_NAME_MAX);
 			break;
 		}
-		if (wl > sizeof(x->wrapped)) {
-			r = kw_fail(KW_E_FORMAT, "store: the wrapped key of '%s' version %llu is %zu bytes, "
-			    "more than %d", name, (unsigned long long)sqlite3_column_int64(st, 1), wl,
-			    STORE_WRAPPED_MAX);
-			break;
-		}
 		memcpy(x->name, name, strlen(name) + 1);
 		x->version = (uint64_t)sqlite3_column_int64(st, 1);
 		x->key_version = (uint32_t)sqlite3_column_int64(st, 2);
-		x->wrapped_len = wl;
-		if (wl > 0)
-			memcpy(x->wrapped, sqlite3_column_blob(st, 3), wl);
+		if ((r = col_wrapped(st, 3, x->name, x->version, x->wrapped, &x->wrapped_len)) != 0)
+			break;
 		n++;
 	}
 	sqlite3_reset(st);
