@@ -124,6 +124,21 @@ is_disabled(const uint32_t *dis, size_t nd, unsigned version)
 	return 0;
 }
 
+/* The versions in vers (a JSON array) that dis lists.  Only versions the
+ * token still has: a destroyed one's mark is removed with it, but a crash
+ * between the two may leave one. */
+static json_t *
+disabled_of(const json_t *vers, const uint32_t *dis, size_t nd)
+{
+	json_t *out = json_array(), *x;
+	size_t i;
+
+	json_array_foreach(vers, i, x)
+		if (is_disabled(dis, nd, (unsigned)json_integer_value(x)))
+			json_array_append_new(out, json_integer(json_integer_value(x)));
+	return out;
+}
+
 /* 0 if version may sign or verify; else the reply is a 403. */
 static int
 refuse_disabled(struct kwd_req *r, unsigned version, const char *op)
@@ -171,7 +186,7 @@ static json_t *
 skey_json(struct kwd_req *r, const struct p11_skey *keys, size_t n, unsigned version)
 {
 	const struct p11_skey *k = NULL;
-	json_t *vers = json_array(), *disv = json_array(), *jwk = NULL, *o;
+	json_t *vers = json_array(), *jwk = NULL, *o;
 	EVP_PKEY *pk;
 	BIO *bio = NULL;
 	char kid[96], *pem = NULL;
@@ -186,21 +201,14 @@ skey_json(struct kwd_req *r, const struct p11_skey *keys, size_t n, unsigned ver
 	}
 	if (k == NULL) {
 		json_decref(vers);
-		json_decref(disv);
 		kwd_reply_error(r, 404, "version_not_found", "signing key '%s' has no version %u", r->name, version);
 		return NULL;
 	}
 	if (skey_disabled(r, &dis, &nd) != 0 || (pk = skey_pkey(r, version)) == NULL) {
 		free(dis);
 		json_decref(vers);
-		json_decref(disv);
 		return NULL;
 	}
-	/* Only versions the token still has: a destroyed one's record is
-	 * removed with it, but a crash between the two may leave one. */
-	for (size_t i = 0; i < n; i++)
-		if (is_disabled(dis, nd, keys[i].version))
-			json_array_append_new(disv, json_integer(keys[i].version));
 	snprintf(kid, sizeof(kid), "%s.%u", k->name, k->version);
 	if ((bio = BIO_new(BIO_s_mem())) != NULL && PEM_write_bio_PUBKEY(bio, pk) == 1) {
 		char *data;
@@ -234,13 +242,13 @@ skey_json(struct kwd_req *r, const struct p11_skey *keys, size_t n, unsigned ver
 		free(dis);
 		json_decref(jwk);
 		json_decref(vers);
-		json_decref(disv);
 		kwd_reply_error(r, 500, "internal", "cannot encode the public key of '%s'", r->name);
 		return NULL;
 	}
 	o = json_pack("{s:s,s:s,s:s,s:i,s:b,s:o,s:o,s:s,s:s,s:o}", "vault", r->vault, "name", k->name,
 	    "type", p11_skey_type_name(k->type), "version", (int)k->version,
-	    "enabled", !is_disabled(dis, nd, k->version), "versions", vers, "disabled_versions", disv,
+	    "enabled", !is_disabled(dis, nd, k->version), "versions", vers,
+	    "disabled_versions", disabled_of(vers, dis, nd),
 	    "kid", kid, "public_key_pem", pem, "jwk", jwk);
 	free(pem);
 	free(dis);
@@ -314,13 +322,24 @@ h_skey_rotate(struct kwd_req *r)
 	skey_make(r, 1);
 }
 
+/* The version of keys asked for; else the reply is a 404. */
+static const struct p11_skey *
+pick(struct kwd_req *r, const struct p11_skey *keys, size_t n, unsigned version)
+{
+	for (size_t i = 0; i < n; i++)
+		if (keys[i].version == version)
+			return &keys[i];
+	kwd_reply_error(r, 404, "version_not_found", "signing key '%s' has no version %u", r->name, version);
+	return NULL;
+}
+
 /* The versions of r's signing key, and the index of r->version among
  * them; else the reply is a 404 (*keys is freed by the caller either
  * way). */
 static int
 skey_version_at(struct kwd_req *r, struct p11_skey **keys, size_t *n, size_t *at)
 {
-	size_t i;
+	const struct p11_skey *k;
 
 	if (skey_versions(r, keys, n) != 0)
 		return -1;
@@ -328,14 +347,9 @@ skey_version_at(struct kwd_req *r, struct p11_skey **keys, size_t *n, size_t *at
 		kwd_reply_error(r, 404, "not_found", "vault '%s' has no signing key '%s'", r->vault, r->name);
 		return -1;
 	}
-	for (i = 0; i < *n && (*keys)[i].version != (unsigned)r->version; i++)
-		;
-	if (i == *n) {
-		kwd_reply_error(r, 404, "version_not_found", "signing key '%s' has no version %u", r->name,
-		    (unsigned)r->version);
+	if ((k = pick(r, *keys, *n, (unsigned)r->version)) == NULL)
 		return -1;
-	}
-	*at = i;
+	*at = (size_t)(k - *keys);
 	return 0;
 }
 
@@ -458,23 +472,19 @@ h_skey_list(struct kwd_req *r)
 	free(keys);
 	/* Each key's disabled versions, of those the token still has. */
 	for (size_t i = 0; i < json_array_size(arr); i++) {
-		json_t *k = json_array_get(arr, i), *vers = json_object_get(k, "versions"), *x;
-		json_t *disv = json_array();
+		json_t *k = json_array_get(arr, i);
 		uint32_t *dis = NULL;
-		size_t nd = 0, j;
+		size_t nd = 0;
 
 		if ((e = store_skey_disabled(r->d->store, r->vault, json_string_value(json_object_get(k, "name")),
 		    &dis, &nd)) != 0) {
-			json_decref(disv);
 			json_decref(arr);
 			kwd_reply_kwerr(r, e, "list signing keys");
 			return;
 		}
-		json_array_foreach(vers, j, x)
-			if (is_disabled(dis, nd, (unsigned)json_integer_value(x)))
-				json_array_append_new(disv, json_integer(json_integer_value(x)));
+		json_object_set_new(k, "disabled_versions",
+		    disabled_of(json_object_get(k, "versions"), dis, nd));
 		free(dis);
-		json_object_set_new(k, "disabled_versions", disv);
 	}
 	kwd_reply_json(r, 200, json_pack("{s:s,s:o}", "vault", r->vault, "keys", arr));
 }
@@ -584,16 +594,6 @@ req_alg(struct kwd_req *r, const struct p11_skey *k, enum p11_sig_alg *alg)
 		return -1;
 	}
 	return 0;
-}
-
-static const struct p11_skey *
-pick(struct kwd_req *r, const struct p11_skey *keys, size_t n, unsigned version)
-{
-	for (size_t i = 0; i < n; i++)
-		if (keys[i].version == version)
-			return &keys[i];
-	kwd_reply_error(r, 404, "version_not_found", "signing key '%s' has no version %u", r->name, version);
-	return NULL;
 }
 
 void
