@@ -588,12 +588,25 @@ cli_key_crypt(kw_client *c, int argc, char **argv)
 
 /* ---- sign-key create, rotate, list, public ------------------------------------------ */
 
+/* "label: 1,2,3", a line. */
+static void
+print_versions(const char *label, const json_t *arr)
+{
+	const json_t *x;
+	size_t i;
+
+	printf("%s:", label);
+	json_array_foreach(arr, i, x)
+		printf("%s%" JSON_INTEGER_FORMAT, i ? "," : " ", json_integer_value(x));
+	putchar('\n');
+}
+
 static int
 show_signkey(const json_t *key)
 {
 	static const char *const fields[] = { "name", "type", "version", "kid", NULL };
 	json_t *v;
-	size_t i, n = 0;
+	size_t i;
 
 	if (opt_json)
 		return print_json(key);
@@ -606,23 +619,10 @@ show_signkey(const json_t *key)
 	}
 	if (json_is_boolean(v = json_object_get(key, "enabled")))
 		printf("enabled: %s\n", json_is_true(v) ? "yes" : "no");
-	if (json_is_array(v = json_object_get(key, "versions"))) {
-		json_t *x;
-		printf("versions:");
-		json_array_foreach(v, i, x) {
-			printf("%s%" JSON_INTEGER_FORMAT, n++ ? "," : " ", json_integer_value(x));
-		}
-		putchar('\n');
-	}
-	if (json_is_array(v = json_object_get(key, "disabled_versions")) && json_array_size(v) > 0) {
-		json_t *x;
-		n = 0;
-		printf("disabled versions:");
-		json_array_foreach(v, i, x) {
-			printf("%s%" JSON_INTEGER_FORMAT, n++ ? "," : " ", json_integer_value(x));
-		}
-		putchar('\n');
-	}
+	if (json_is_array(v = json_object_get(key, "versions")))
+		print_versions("versions", v);
+	if (json_is_array(v = json_object_get(key, "disabled_versions")) && json_array_size(v) > 0)
+		print_versions("disabled versions", v);
 	return EX_OK;
 }
 

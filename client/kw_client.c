@@ -1350,25 +1350,29 @@ kw_signkey_rotate(kw_client *c, const char *vault, const char *name, json_t **ke
 	return vault_call(c, "POST", vault, "/signing-keys/", name, "/rotate", key);
 }
 
+/* POST .../signing-keys/{name}/versions/{version}/{what}. */
+static int
+signkey_version_call(kw_client *c, const char *vault, const char *name, uint64_t version,
+    const char *what, json_t **key)
+{
+	char op[48];
+
+	snprintf(op, sizeof(op), "/versions/%llu/%s", (unsigned long long)version, what);
+	return vault_call(c, "POST", vault, "/signing-keys/", name, op, key);
+}
+
 int
 kw_signkey_destroy(kw_client *c, const char *vault, const char *name, uint64_t version,
     json_t **key)
 {
-	char op[48];
-
-	snprintf(op, sizeof(op), "/versions/%llu/destroy", (unsigned long long)version);
-	return vault_call(c, "POST", vault, "/signing-keys/", name, op, key);
+	return signkey_version_call(c, vault, name, version, "destroy", key);
 }
 
 int
 kw_signkey_set_enabled(kw_client *c, const char *vault, const char *name, uint64_t version,
     int enabled, json_t **key)
 {
-	char op[48];
-
-	snprintf(op, sizeof(op), "/versions/%llu/%s", (unsigned long long)version,
-	    enabled ? "enable" : "disable");
-	return vault_call(c, "POST", vault, "/signing-keys/", name, op, key);
+	return signkey_version_call(c, vault, name, version, enabled ? "enable" : "disable", key);
 }
 
 int
