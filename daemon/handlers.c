@@ -1352,10 +1352,16 @@ b64_take(json_t *o, const char *key, uint8_t *out, size_t max, size_t *len)
 	return 0;
 }
 
+/* What a backup document is built of, while the store's scan runs. */
+struct backup_doc {
+	json_t *records;
+	json_t *marks;     /* disabled signing-key versions */
+};
+
 static int
 backup_one(void *arg, const struct store_record *rec)
 {
-	json_t *arr = arg, *o = meta_json("", &rec->meta);
+	json_t *arr = ((struct backup_doc *)arg)->records, *o = meta_json("", &rec->meta);
 
 	json_object_del(o, "vault");
 	json_object_set_new(o, "deleted", kwd_time_json(rec->meta.deleted));
@@ -1369,21 +1375,81 @@ backup_one(void *arg, const struct store_record *rec)
 	return json_array_append_new(arr, o) == 0 ? 0 : -ENOMEM;
 }
 
+static int
+backup_mark(void *arg, const struct store_skey_mark *m)
+{
+	json_t *o = json_pack("{s:s,s:I,s:o}", "name", m->name, "version", (json_int_t)m->version,
+	    "since", kwd_time_json(m->since));
+
+	return o != NULL && json_array_append_new(((struct backup_doc *)arg)->marks, o) == 0 ?
+	    0 : -ENOMEM;
+}
+
 void
 h_vault_backup(struct kwd_req *r)
 {
-	json_t *arr = json_array();
+	struct backup_doc doc = { json_array(), json_array() };
 	char t[40];
-	int e = store_vault_export(r->d->store, r->vault, backup_one, arr);
+	int e = doc.records && doc.marks ?
+	    store_vault_export(r->d->store, r->vault, backup_one, backup_mark, &doc) : -ENOMEM;
 
 	if (e != 0) {
-		json_decref(arr);
+		json_decref(doc.records);
+		json_decref(doc.marks);
 		kwd_reply_kwerr(r, e, "backup");
 		return;
 	}
-	kwd_reply_json(r, 200, json_pack("{s:s,s:i,s:s,s:s,s:o}", "keywarden_backup", "1",
+	kwd_reply_json(r, 200, json_pack("{s:s,s:i,s:s,s:s,s:o,s:o}", "keywarden_backup", "1",
 	    "format", 1, "vault", r->vault, "created", kwd_time_str(t, sizeof(t), (int64_t)kwd_now_us()),
-	    "records", arr));
+	    "records", doc.records, "disabled_signing_keys", doc.marks));
+}
+
+/* The backup's disabled signing-key versions (absent in backups made before
+ * signing keys could be disabled): *out malloc'd, or a 400 sent and -1. */
+static int
+restore_marks(struct kwd_req *r, struct store_skey_mark **out, size_t *nout)
+{
+	json_t *a = json_object_get(r->body, "disabled_signing_keys"), *o;
+	struct store_skey_mark *m;
+	size_t i, n;
+
+	*out = NULL;
+	*nout = 0;
+	if (a == NULL)
+		return 0;
+	if (!json_is_array(a)) {
+		kwd_reply_error(r, 400, "invalid_value", "disabled_signing_keys: an array expected");
+		return -1;
+	}
+	if ((n = json_array_size(a)) == 0)
+		return 0;
+	if ((m = calloc(n, sizeof(*m))) == NULL) {
+		kwd_reply_error(r, 503, "unavailable", "out of memory");
+		return -1;
+	}
+	json_array_foreach(a, i, o) {
+		const char *name = json_string_value(json_object_get(o, "name"));
+		json_t *v = json_object_get(o, "version"), *since = json_object_get(o, "since");
+		size_t nl = name ? strlen(name) : 0;
+
+		if (nl == 0 || nl > 64 || vault_check(name, nl) != 0 || !json_is_integer(v) ||
+		    json_integer_value(v) < 1 || json_integer_value(v) > UINT32_MAX ||
+		    (since != NULL && (!json_is_string(since) ||
+		    kwd_time_parse(json_string_value(since), &m[i].since) != 0))) {
+			free(m);
+			kwd_reply_error(r, 400, "invalid_value", "disabled_signing_keys[%zu]: a name of 1 to "
+			    "64 characters of A-Z a-z 0-9 . _ -, a version from 1, and a time in since "
+			    "expected", i);
+			return -1;
+		}
+		memcpy(m[i].name, name, nl + 1);
+		m[i].version = (uint32_t)json_integer_value(v);
+		if (since == NULL)
+			m[i].since = (int64_t)kwd_now_us();
+	}
+	*out = m;
+	*nout = n;
+	return 0;
 }
 
 void
@@ -1391,7 +1457,8 @@ h_vault_restore(struct kwd_req *r)
 {
 	json_t *recs = r->body ? json_object_get(r->body, "records") : NULL;
 	struct store_record *rv = NULL;
-	size_t n, i;
+	struct store_skey_mark *marks = NULL;
+	size_t n, i, nmarks = 0;
 	int e;
 
 	if (!json_is_array(recs) || json_integer_value(json_object_get(r->body, "format")) != 1) {
@@ -1461,18 +1528,20 @@ h_vault_restore(struct kwd_req *r)
 		}
 		kw_errclear();
 	}
-	if (kwd_intent_or_refuse(r, "restored") != 0)
+	if (restore_marks(r, &marks, &nmarks) != 0 || kwd_intent_or_refuse(r, "restored") != 0)
 		goto out;
-	e = store_vault_import(r->d->store, r->vault, rv, n);
+	e = store_vault_import(r->d->store, r->vault, rv, n, marks, nmarks);
 	if (e != 0) {
 		kwd_reply_kwerr(r, e, "restore");
 		goto out;
 	}
-	kwd_reply_json(r, 200, json_pack("{s:s,s:I}", "vault", r->vault, "restored", (json_int_t)n));
+	kwd_reply_json(r, 200, json_pack("{s:s,s:I,s:I}", "vault", r->vault, "restored", (json_int_t)n,
+	    "disabled_signing_keys", (json_int_t)nmarks));
 out:
 	for (i = 0; i < n; i++)
 		store_record_clear(&rv[i]);
 	free(rv);
+	free(marks);
 }
 
 /* ---- the audit stream ------------------------------------------------------------ */

@@ -61,6 +61,12 @@ check_name(const char *name)
 }
 
 static int
+check_skey_name(const char *name)
+{
+	return check_str(name, STORE_NAME_MAX, "signing key name");
+}
+
+static int
 check_version(uint64_t v, int zero_ok)
 {
 	if ((v == 0 && !zero_ok) || v > (uint64_t)INT64_MAX)
@@ -510,36 +516,52 @@ store_rewrap_apply(struct store *s, const char *vault, const struct store_rewrap
 
 /* ---- backup / restore ------------------------------------------------------------------ */
 
+/* Item i of a list failed check e: say which, keeping the check's detail. */
+static int
+fail_item(int e, const char *what, size_t i)
+{
+	char why[512];
+
+	snprintf(why, sizeof(why), "%s", kw_errdetail(e));
+	return kw_fail(e, "%s %zu: %s", what, i, why);
+}
+
 int
 store_vault_export(struct store *s, const char *vault,
-    int (*fn)(void *arg, const struct store_record *rec), void *arg)
+    int (*fn)(void *arg, const struct store_record *rec),
+    int (*mark_fn)(void *arg, const struct store_skey_mark *m), void *arg)
 {
 	int e;
 
 	NEED(s); NEED(fn);
 	if ((e = check_vault(vault)) != 0)
 		return e;
-	return s->ops->vault_export(s->eng, vault, fn, arg);
+	return s->ops->vault_export(s->eng, vault, fn, mark_fn, arg);
 }
 
 int
-store_vault_import(struct store *s, const char *vault, const struct store_record *recs, size_t n)
+store_vault_import(struct store *s, const char *vault, const struct store_record *recs, size_t n,
+    const struct store_skey_mark *marks, size_t nmarks)
 {
 	int e;
 
 	NEED(s);
 	if (n > 0)
 		NEED(recs);
+	if (nmarks > 0)
+		NEED(marks);
 	if ((e = check_vault(vault)) != 0)
 		return e;
 	for (size_t i = 0; i < n; i++) {
-		if ((e = check_record(&recs[i])) != 0) {
-			char why[512];
-			snprintf(why, sizeof(why), "%s", kw_errdetail(e));
-			return kw_fail(e, "record %zu: %s", i, why);
-		}
+		if ((e = check_record(&recs[i])) != 0)
+			return fail_item(e, "record", i);
 	}
-	return s->ops->vault_import(s->eng, vault, recs, n);
+	for (size_t i = 0; i < nmarks; i++) {
+		if ((e = check_skey_name(marks[i].name)) != 0 ||
+		    (e = check_version(marks[i].version, 0)) != 0)
+			return fail_item(e, "disabled signing key", i);
+	}
+	return s->ops->vault_import(s->eng, vault, recs, n, marks, nmarks);
 }
 
 int
@@ -549,7 +571,7 @@ store_skey_set_enabled(struct store *s, const char *vault, const char *name,
 	int e;
 
 	NEED(s);
-	if ((e = check_vault(vault)) != 0 || (e = check_name(name)) != 0 ||
+	if ((e = check_vault(vault)) != 0 || (e = check_skey_name(name)) != 0 ||
 	    (e = check_version(version, 0)) != 0)
 		return e;
 	return s->ops->skey_set_enabled(s->eng, vault, name, version, enabled != 0, when);
@@ -564,7 +586,7 @@ store_skey_disabled(struct store *s, const char *vault, const char *name,
 	NEED(s); NEED(out); NEED(n);
 	*out = NULL;
 	*n = 0;
-	if ((e = check_vault(vault)) != 0 || (e = check_name(name)) != 0)
+	if ((e = check_vault(vault)) != 0 || (e = check_skey_name(name)) != 0)
 		return e;
 	return s->ops->skey_disabled(s->eng, vault, name, out, n);
 }

@@ -249,19 +249,32 @@ int store_rewrap_apply(struct store *s, const char *vault,
 
 /* ---- backup / restore ---------------------------------------------------------- */
 
-/* Call fn for every record (live and deleted, with body) of the vault inside
- * one read transaction, so the copy is consistent while writes go on.  A
- * non-zero return from fn stops the scan and is returned.  rec->body is lent
- * for the call.  fn runs on the caller's thread, which holds one of the
- * pool's connections meanwhile.  KW_E_NOT_FOUND if the vault does not exist. */
+/* A disabled version of a signing key, as a backup carries it. */
+struct store_skey_mark {
+	char name[STORE_NAME_MAX + 1];
+	uint32_t version;
+	int64_t since;
+};
+
+/* Call fn for every record (live and deleted, with body) of the vault, then
+ * mark_fn (unless NULL) for every disabled signing-key version of the vault,
+ * inside one read transaction, so the copy is consistent while writes go on.
+ * A non-zero return from a callback stops the scan and is returned.
+ * rec->body is lent for the call.  The callbacks run on the caller's thread,
+ * which holds one of the pool's connections meanwhile.  KW_E_NOT_FOUND if the
+ * vault does not exist. */
 int store_vault_export(struct store *s, const char *vault,
-    int (*fn)(void *arg, const struct store_record *rec), void *arg);
-/* Insert records in one transaction; KW_E_CONFLICT (nothing written) if any
- * name already exists in the vault (live or deleted) or a (name, version)
- * appears twice, with the name in kw_errdetail().  A record with
- * meta.deleted set restores its name as deleted.  The vault must exist. */
+    int (*fn)(void *arg, const struct store_record *rec),
+    int (*mark_fn)(void *arg, const struct store_skey_mark *m), void *arg);
+/* Insert records, and mark the signing-key versions in marks disabled, in one
+ * transaction; KW_E_CONFLICT (nothing written) if any name already exists in
+ * the vault (live or deleted) or a (name, version) appears twice, with the
+ * name in kw_errdetail().  A record with meta.deleted set restores its name
+ * as deleted.  A version already disabled keeps its mark and its time: marks
+ * only disable, a restore never enables a version.  The vault must exist. */
 int store_vault_import(struct store *s, const char *vault,
-    const struct store_record *recs, size_t n);
+    const struct store_record *recs, size_t n,
+    const struct store_skey_mark *marks, size_t nmarks);
 
 /* ---- signing keys ------------------------------------------------------------- */
 

@@ -280,7 +280,7 @@ bench_one(const char *dir, size_t count, int readers, int writers)
 		size_t n = count - i < chunk ? count - i : chunk;
 		for (size_t j = 0; j < n; j++)
 			fill_record(&batch[j], i + j, 1, body);
-		if ((e = store_vault_import(s, "bench", batch, n)) != 0) {
+		if ((e = store_vault_import(s, "bench", batch, n, NULL, 0)) != 0) {
 			fprintf(stderr, "store-bench: fill: %s\n", kw_errdetail(e));
 			goto out;
 		}

@@ -77,9 +77,11 @@ struct store_ops {
 	    const struct store_rewrap *batch, size_t n, size_t *applied);
 
 	int (*vault_export)(struct store_engine *e, const char *vault,
-	    int (*fn)(void *arg, const struct store_record *rec), void *arg);
+	    int (*fn)(void *arg, const struct store_record *rec),
+	    int (*mark_fn)(void *arg, const struct store_skey_mark *m), void *arg);
 	int (*vault_import)(struct store_engine *e, const char *vault,
-	    const struct store_record *recs, size_t n);
+	    const struct store_record *recs, size_t n,
+	    const struct store_skey_mark *marks, size_t nmarks);
 
 	int (*skey_set_enabled)(struct store_engine *e, const char *vault,
 	    const char *name, uint32_t version, int enabled, int64_t when);

@@ -138,7 +138,7 @@ enum st {
 	ST_CURRENT, ST_GET, ST_META, ST_VERSIONS, ST_LIST, ST_UPDATE,
 	ST_DELETE, ST_RECOVER, ST_PURGE, ST_DELETED_LIST,
 	ST_REWRAP_SCAN, ST_REWRAP_APPLY, ST_EXPORT,
-	ST_SKEY_DISABLE, ST_SKEY_ENABLE, ST_SKEY_DISABLED,
+	ST_SKEY_DISABLE, ST_SKEY_ENABLE, ST_SKEY_DISABLED, ST_SKEY_EXPORT,
 	ST__N
 };
 
@@ -217,6 +217,8 @@ static const char *const st_sql[ST__N] = {
 	[ST_SKEY_ENABLE] = "DELETE FROM signing_key_disabled WHERE vault = ?1 AND name = ?2 AND version = ?3",
 	[ST_SKEY_DISABLED] = "SELECT version FROM signing_key_disabled WHERE vault = ?1 AND name = ?2 "
 	    "ORDER BY version",
+	[ST_SKEY_EXPORT] = "SELECT name, version, since FROM signing_key_disabled WHERE vault = ?1 "
+	    "ORDER BY name, version",
 	[ST_EXPORT] = "SELECT " META_COLS ", s.wrapped, s.nonce, s.body" SECRETS_NAMES
 	    "WHERE s.vault = ?1 ORDER BY s.name, s.version",
 };
@@ -2038,10 +2040,12 @@ out:
 
 static int
 sq_vault_export(struct store_engine *e, const char *vault,
-    int (*fn)(void *arg, const struct store_record *rec), void *arg)
+    int (*fn)(void *arg, const struct store_record *rec),
+    int (*mark_fn)(void *arg, const struct store_skey_mark *m), void *arg)
 {
 	struct conn *c = NULL;
 	struct store_record rec;
+	struct store_skey_mark mark;
 	sqlite3_stmt *st = NULL;
 	int r;
 
@@ -2066,6 +2070,21 @@ sq_vault_export(struct store_engine *e, const char *vault,
 			break;
 	}
 	sqlite3_reset(st);
+	if (r != 0 || mark_fn == NULL || (r = st_get(e, c, ST_SKEY_EXPORT, &st)) != 0)
+		goto end;
+	if (bind_text(st, 1, vault) != SQLITE_OK) {
+		r = bind_fail(e, c, st, "exporting a vault's disabled signing keys");
+		goto end;
+	}
+	while ((r = st_step(e, c, st, "exporting a vault's disabled signing keys")) == 1) {
+		const unsigned char *name = sqlite3_column_text(st, 0);
+		snprintf(mark.name, sizeof(mark.name), "%s", name ? (const char *)name : "");
+		mark.version = (uint32_t)sqlite3_column_int64(st, 1);
+		mark.since = sqlite3_column_int64(st, 2);
+		if ((r = mark_fn(arg, &mark)) != 0)
+			break;
+	}
+	sqlite3_reset(st);
 end:
 	/* Only reads: ending with a rollback keeps fn's result. */
 	tx_rollback(e, c);
@@ -2076,7 +2095,7 @@ out:
 
 static int
 sq_vault_import(struct store_engine *e, const char *vault, const struct store_record *recs,
-    size_t n)
+    size_t n, const struct store_skey_mark *marks, size_t nmarks)
 {
 	struct conn *c = NULL;
 	sqlite3_stmt *st = NULL;
@@ -2114,6 +2133,16 @@ sq_vault_import(struct store_engine *e, const char *vault, const struct store_re
 		    (r = secret_insert(e, c, vault, &recs[i])) == KW_E_CONFLICT)
 			r = kw_fail(KW_E_CONFLICT, "record %zu: '%s' version %llu appears twice: nothing "
 			    "was restored", i, m->name, (unsigned long long)m->version);
+	}
+	if (r != 0 || nmarks == 0 || (r = st_get(e, c, ST_SKEY_DISABLE, &st)) != 0)
+		goto end;
+	for (i = 0; i < nmarks && r == 0; i++) {
+		if ((bind_text(st, 1, vault) | bind_text(st, 2, marks[i].name) |
+		    sqlite3_bind_int64(st, 3, marks[i].version) |
+		    sqlite3_bind_int64(st, 4, marks[i].since)) != SQLITE_OK)
+			r = bind_fail(e, c, st, "restoring a vault's disabled signing keys");
+		else
+			r = st_exec(e, c, st, "restoring a vault's disabled signing keys");
 	}
 end:
 	r = tx_end(e, c, r);

@@ -930,7 +930,7 @@ test_signing_key_disable(void)
 {
 	char o[16384], *sig1;
 	long st;
-	json_t *j, *v;
+	json_t *j, *v, *backup, *marks;
 
 	j = reqf("POST", &st, json_pack("{s:s,s:s}", "name", "dis", "type", "ec-p256"), "/v1/vaults/dev/signing-keys");
 	CU_ASSERT_EQUAL_FATAL(st, 201);
@@ -1000,6 +1000,23 @@ test_signing_key_disable(void)
 	}
 	json_decref(j);
 	CU_ASSERT_NOT_EQUAL(kwt_cli(dmn.sock, o, sizeof(o), "sign-key", "disable", "dev", "dis", NULL), 0);
+	/* a backup of the vault carries the marks */
+	backup = reqf("GET", &st, NULL, "/v1/vaults/dev/backup");
+	CU_ASSERT_EQUAL_FATAL(st, 200);
+	marks = json_object_get(backup, "disabled_signing_keys");
+	{
+		json_t *m;
+		size_t i;
+		int seen = 0;
+		json_array_foreach(marks, i, m) {
+			if (strcmp(jstr(m, "name") ?: "", "dis") == 0) {
+				CU_ASSERT_EQUAL(jint(m, "version"), seen + 1);
+				CU_ASSERT_PTR_NOT_NULL(jstr(m, "since"));
+				seen++;
+			}
+		}
+		CU_ASSERT_EQUAL(seen, 2);
+	}
 	CU_ASSERT_EQUAL(kwt_daemon_stop(&dmn), 0);
 	CU_ASSERT_EQUAL_FATAL(kwt_daemon_restart(&dmn), 0);
 	j = reqf("POST", &st, json_pack("{s:s}", "message", "AA=="), "/v1/vaults/dev/signing-keys/dis/sign");
@@ -1022,6 +1039,31 @@ test_signing_key_disable(void)
 	CU_ASSERT(json_is_true(json_object_get(j, "valid")));
 	json_decref(j);
 	j = reqf("POST", &st, json_pack("{s:s}", "message", "AA=="), "/v1/vaults/dev/signing-keys/dis/sign");
+	CU_ASSERT_EQUAL(st, 200);
+	json_decref(j);
+
+	/* Restoring the backup's marks disables the versions again (a store
+	 * rebuilt from backups must not bring disabled keys back to use); a
+	 * malformed mark is refused, naming it, and changes nothing. */
+	j = reqf("POST", &st, json_pack("{s:i,s:[],s:[{s:s,s:i}]}", "format", 1, "records",
+	    "disabled_signing_keys", "name", "dis", "version", 0), "/v1/vaults/dev/restore");
+	CU_ASSERT_EQUAL(st, 400);
+	CU_ASSERT_PTR_NOT_NULL(strstr(jstr(json_object_get(j, "error"), "message") ?: "", "disabled_signing_keys[0]"));
+	json_decref(j);
+	j = reqf("POST", &st, json_pack("{s:i,s:[],s:O}", "format", 1, "records",
+	    "disabled_signing_keys", marks), "/v1/vaults/dev/restore");
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_EQUAL(jint(j, "disabled_signing_keys"), (long)json_array_size(marks));
+	json_decref(j);
+	json_decref(backup);
+	j = reqf("POST", &st, json_pack("{s:s}", "message", "AA=="), "/v1/vaults/dev/signing-keys/dis/sign");
+	CU_ASSERT_EQUAL(st, 403);
+	CU_ASSERT_STRING_EQUAL(kwt_err_code(j) ?: "", "key_disabled");
+	json_decref(j);
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/signing-keys/dis/versions/2/enable");
+	CU_ASSERT_EQUAL(st, 200);
+	json_decref(j);
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/signing-keys/dis/versions/1/enable");
 	CU_ASSERT_EQUAL(st, 200);
 	json_decref(j);
 

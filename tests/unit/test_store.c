@@ -642,7 +642,20 @@ struct copy {
 	struct store_record *r;
 	size_t n;
 	int stop_after;
+	struct store_skey_mark m[8];
+	size_t nm;
 };
+
+static int
+copy_mark(void *arg, const struct store_skey_mark *m)
+{
+	struct copy *c = arg;
+
+	if (c->nm == sizeof(c->m) / sizeof(c->m[0]))
+		return -ENOSPC;
+	c->m[c->nm++] = *m;
+	return 0;
+}
 
 static int
 copy_one(void *arg, const struct store_record *rec)
@@ -686,18 +699,29 @@ test_export_import(void)
 	CU_ASSERT_EQUAL(put(s, "v", "b", 1, 1, "b1", NULL), 0);
 	CU_ASSERT_EQUAL(put(s, "v", "d", 1, 1, "d1", NULL), 0);
 	CU_ASSERT_EQUAL(store_secret_delete(s, "v", "d", 10, 20, NULL), 0);
-	CU_ASSERT_EQUAL(store_vault_export(s, "v", copy_one, &c), 0);
+	CU_ASSERT_EQUAL(store_skey_set_enabled(s, "v", "sig", 2, 0, 77), 0);
+	CU_ASSERT_EQUAL(store_skey_set_enabled(s, "v", "sig", 1, 0, 66), 0);
+	CU_ASSERT_EQUAL(store_skey_set_enabled(s, "v", "other", 3, 0, 88), 0);
+	CU_ASSERT_EQUAL(store_vault_export(s, "v", copy_one, copy_mark, &c), 0);
 	CU_ASSERT_EQUAL_FATAL(c.n, 4);
+	/* the disabled signing-key versions, by name and version, with their time */
+	CU_ASSERT_EQUAL_FATAL(c.nm, 3);
+	CU_ASSERT_STRING_EQUAL(c.m[0].name, "other");
+	CU_ASSERT_EQUAL(c.m[0].since, 88);
+	CU_ASSERT_STRING_EQUAL(c.m[1].name, "sig");
+	CU_ASSERT_EQUAL(c.m[1].version, 1);
+	CU_ASSERT_EQUAL(c.m[1].since, 66);
+	CU_ASSERT_EQUAL(c.m[2].version, 2);
 	CU_ASSERT_STRING_EQUAL(c.r[0].meta.name, "a");
 	CU_ASSERT_EQUAL(c.r[1].meta.version, 2);
 	CU_ASSERT_EQUAL(c.r[1].body_len, 2);
 	CU_ASSERT_EQUAL(memcmp(c.r[1].body, "a2", 2), 0);
 	CU_ASSERT_EQUAL(c.r[3].meta.deleted, 10);
 	CU_ASSERT_EQUAL(c.r[3].meta.scheduled_purge, 20);
-	CU_ASSERT_EQUAL(store_vault_export(s, "nope", copy_one, &c), KW_E_NOT_FOUND);
+	CU_ASSERT_EQUAL(store_vault_export(s, "nope", copy_one, copy_mark, &c), KW_E_NOT_FOUND);
 	{
 		struct copy stop = { .stop_after = 2 };
-		CU_ASSERT_EQUAL(store_vault_export(s, "v", copy_one, &stop), -ECANCELED);
+		CU_ASSERT_EQUAL(store_vault_export(s, "v", copy_one, NULL, &stop), -ECANCELED);
 		CU_ASSERT_EQUAL(stop.n, 2);
 		copy_free(&stop);
 	}
@@ -705,8 +729,25 @@ test_export_import(void)
 	memset(&v, 0, sizeof(v));
 	snprintf(v.name, sizeof(v.name), "w");
 	CU_ASSERT_EQUAL(store_vault_ensure(s, &v, NULL), 0);
-	CU_ASSERT_EQUAL(store_vault_import(s, "nope", c.r, c.n), KW_E_NOT_FOUND);
-	CU_ASSERT_EQUAL(store_vault_import(s, "w", c.r, c.n), 0);
+	CU_ASSERT_EQUAL(store_vault_import(s, "nope", c.r, c.n, c.m, c.nm), KW_E_NOT_FOUND);
+	/* w already has sig version 1 disabled, since another time: kept */
+	CU_ASSERT_EQUAL(store_skey_set_enabled(s, "w", "sig", 1, 0, 5), 0);
+	CU_ASSERT_EQUAL(store_vault_import(s, "w", c.r, c.n, c.m, c.nm), 0);
+	{
+		struct copy w = { 0 };
+		uint32_t *dis = NULL;
+		size_t nd = 0;
+		CU_ASSERT_EQUAL(store_skey_disabled(s, "w", "sig", &dis, &nd), 0);
+		CU_ASSERT_EQUAL_FATAL(nd, 2);
+		CU_ASSERT_EQUAL(dis[0], 1);
+		CU_ASSERT_EQUAL(dis[1], 2);
+		free(dis);
+		CU_ASSERT_EQUAL(store_vault_export(s, "w", copy_one, copy_mark, &w), 0);
+		CU_ASSERT_EQUAL_FATAL(w.nm, 3);
+		CU_ASSERT_EQUAL(w.m[1].since, 5);
+		CU_ASSERT_EQUAL(w.m[2].since, 77);
+		copy_free(&w);
+	}
 	CU_ASSERT_EQUAL(store_secret_list(s, "w", NULL, NULL, 0, &ms, &n), 0);
 	CU_ASSERT_EQUAL_FATAL(n, 2);
 	CU_ASSERT_STRING_EQUAL(ms[0].name, "a");
@@ -727,20 +768,34 @@ test_export_import(void)
 		store_record_clear(&r);
 	}
 	/* Again: every name exists (even the deleted one): nothing written. */
-	CU_ASSERT_EQUAL(store_vault_import(s, "w", c.r + 3, 1), KW_E_CONFLICT);
+	CU_ASSERT_EQUAL(store_vault_import(s, "w", c.r + 3, 1, NULL, 0), KW_E_CONFLICT);
 	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_CONFLICT), "'d'"));
 
 	/* Into a third vault where only the last name exists: all or nothing. */
 	snprintf(v.name, sizeof(v.name), "x");
 	CU_ASSERT_EQUAL(store_vault_ensure(s, &v, NULL), 0);
 	CU_ASSERT_EQUAL(put(s, "x", "d", 1, 1, "mine", NULL), 0);
-	CU_ASSERT_EQUAL(store_vault_import(s, "x", c.r, c.n), KW_E_CONFLICT);
+	CU_ASSERT_EQUAL(store_vault_import(s, "x", c.r, c.n, c.m, c.nm), KW_E_CONFLICT);
+	{
+		/* all or nothing: the marks were not written either */
+		uint32_t *dis = NULL;
+		size_t nd = 1;
+		CU_ASSERT_EQUAL(store_skey_disabled(s, "x", "sig", &dis, &nd), 0);
+		CU_ASSERT_EQUAL(nd, 0);
+		free(dis);
+	}
+	{
+		/* a mark with a bad name is refused before anything is written */
+		struct store_skey_mark bad = { .version = 1 };
+		CU_ASSERT_EQUAL(store_vault_import(s, "x", NULL, 0, &bad, 1), -EINVAL);
+		CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(-EINVAL), "disabled signing key 0"));
+	}
 	CU_ASSERT_EQUAL(store_key_usage(s, "x", 1, &cnt), 0);
 	CU_ASSERT_EQUAL(cnt, 1);
 	/* A record twice in one batch: all or nothing again. */
 	{
 		struct store_record two[3] = { c.r[0], c.r[1], c.r[0] };
-		CU_ASSERT_EQUAL(store_vault_import(s, "x", two, 3), KW_E_CONFLICT);
+		CU_ASSERT_EQUAL(store_vault_import(s, "x", two, 3, NULL, 0), KW_E_CONFLICT);
 		CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_CONFLICT), "twice"));
 	}
 	CU_ASSERT_EQUAL(store_key_usage(s, "x", 1, &cnt), 0);
