@@ -81,7 +81,8 @@ authz_identity(const struct peer_identity *w, struct policy_identity *id)
 }
 
 void
-kwd_authorize(struct kwd *d, const struct kwd_req *r, struct kwd_decision *out)
+kwd_authorize_as(struct kwd *d, const struct kwd_req *r, enum kwd_action action, const char *name,
+    struct kwd_decision *out)
 {
 	struct policy_identity id;
 	struct policy_decision pd;
@@ -105,19 +106,25 @@ kwd_authorize(struct kwd *d, const struct kwd_req *r, struct kwd_decision *out)
 	}
 	out->allow = 0;
 	snprintf(out->policy_hash, sizeof(out->policy_hash), "%s", policy_hash(d->policy));
-	if (authz_action(r->action, &a) != 0) {
+	if (authz_action(action, &a) != 0) {
 		pthread_rwlock_unlock(&d->policy_lock);
 		snprintf(out->reason, sizeof(out->reason), "denied: not an action the policy knows");
 		return;
 	}
 	authz_identity(&r->who, &id);
-	vault_scoped = r->action != KWD_A_AUDIT_STREAM && r->action != KWD_A_AUDIT_READ &&
-	    r->action != KWD_A_POLICY_RELOAD && r->action != KWD_A_POLICY_EXPLAIN && r->vault[0] != '\0';
+	vault_scoped = action != KWD_A_AUDIT_STREAM && action != KWD_A_AUDIT_READ &&
+	    action != KWD_A_POLICY_RELOAD && action != KWD_A_POLICY_EXPLAIN && r->vault[0] != '\0';
 	policy_decide(d->policy, &id, a, vault_scoped ? r->vault : NULL,
-	    r->name[0] != '\0' ? r->name : NULL, &pd);
+	    name != NULL && name[0] != '\0' ? name : NULL, &pd);
 	out->allow = pd.allow;
 	policy_decision_format(&pd, out->reason, sizeof(out->reason));
 	pthread_rwlock_unlock(&d->policy_lock);
+}
+
+void
+kwd_authorize(struct kwd *d, const struct kwd_req *r, struct kwd_decision *out)
+{
+	kwd_authorize_as(d, r, r->action, r->name, out);
 }
 
 /* Load the configured policy; swap it in if it is whole.  The errors go to

@@ -1404,8 +1404,72 @@ h_vault_backup(struct kwd_req *r)
 	    "records", doc.records, "disabled_signing_keys", doc.marks));
 }
 
+/* Disabling a signing key's version is vault.retire on that key, not part
+ * of secret.restore: each key named in the marks must allow it to the
+ * caller (else a 403, and -1).  Marks of versions the token does not hold
+ * (destroyed since the backup, or never made) are dropped: a mark must not
+ * wait for a version a later rotation would create.  The marks kept are
+ * named in the request's audit event. */
+static int
+restore_marks_allowed(struct kwd_req *r, struct store_skey_mark *m, size_t *n)
+{
+	struct kwd_decision dec;
+	struct p11_skey *keys = NULL;
+	json_t *named;
+	size_t i, j, nk = 0, kept = 0;
+	int e;
+
+	if ((named = json_array()) == NULL) {
+		kwd_reply_error(r, 503, "unavailable", "out of memory");
+		return -1;
+	}
+	for (i = 0; i < *n; i++) {
+		int held = 0;
+
+		/* the marks come sorted by name from a backup; ask once per key */
+		if (i == 0 || strcmp(m[i].name, m[i - 1].name) != 0) {
+			kwd_authorize_as(r->d, r, KWD_A_VAULT_RETIRE, m[i].name, &dec);
+			if (!dec.allow) {
+				r->allowed = 0;
+				snprintf(r->decided_by, sizeof(r->decided_by), "%s", dec.reason);
+				snprintf(r->policy_hash, sizeof(r->policy_hash), "%s", dec.policy_hash);
+				kwd_reply_error(r, 403, "forbidden", "disabled_signing_keys names signing key "
+				    "'%s': restoring its disabled versions needs %s on it, and %s: nothing "
+				    "was restored", m[i].name, kwd_action_name(KWD_A_VAULT_RETIRE), dec.reason);
+				goto fail;
+			}
+			free(keys);
+			keys = NULL;
+			nk = 0;
+			e = p11_skey_list(r->d->p11, r->vault, m[i].name, &keys, &nk);
+			if (e != 0 && e != KW_E_NOT_FOUND && e != KW_E_KEY_NOT_FOUND) {
+				kwd_reply_kwerr(r, e, "restore");
+				goto fail;
+			}
+		}
+		for (j = 0; j < nk; j++)
+			held |= keys[j].version == m[i].version;
+		if (!held)
+			continue;
+		if (json_array_append_new(named, json_sprintf("%s.%u", m[i].name, m[i].version)) != 0) {
+			kwd_reply_error(r, 503, "unavailable", "out of memory");
+			goto fail;
+		}
+		m[kept++] = m[i];
+	}
+	free(keys);
+	*n = kept;
+	json_decref(r->extra);
+	r->extra = json_pack("{s:o}", "disabled_signing_keys", named);
+	return 0;
+fail:
+	free(keys);
+	json_decref(named);
+	return -1;
+}
+
 /* The backup's disabled signing-key versions (absent in backups made before
- * signing keys could be disabled): *out malloc'd, or a 400 sent and -1. */
+ * signing keys could be disabled): *out malloc'd, or a reply sent and -1. */
 static int
 restore_marks(struct kwd_req *r, struct store_skey_mark **out, size_t *nout)
 {
@@ -1447,6 +1511,10 @@ restore_marks(struct kwd_req *r, struct store_skey_mark **out, size_t *nout)
 		if (since == NULL)
 			m[i].since = (int64_t)kwd_now_us();
 	}
+	if (restore_marks_allowed(r, m, &n) != 0) {
+		free(m);
+		return -1;
+	}
 	*out = m;
 	*nout = n;
 	return 0;
@@ -1465,6 +1533,16 @@ h_vault_restore(struct kwd_req *r)
 		kwd_reply_error(r, 400, "invalid_value", "the body is not a keywarden backup of format 1");
 		return;
 	}
+	/* The token binds each wrapped key to its vault: records restored into
+	 * another vault could never be opened, and would hold its key
+	 * versions from being retired. */
+	if (json_is_string(json_object_get(r->body, "vault")) &&
+	    strcmp(json_string_value(json_object_get(r->body, "vault")), r->vault) != 0) {
+		kwd_reply_error(r, 400, "invalid_value", "this is a backup of vault '%.64s': its records "
+		    "open only in that vault, not in '%s'", json_string_value(json_object_get(r->body,
+		    "vault")), r->vault);
+		return;
+	}
 	n = json_array_size(recs);
 	if ((rv = calloc(n ? n : 1, sizeof(*rv))) == NULL) {
 		kwd_reply_error(r, 503, "unavailable", "out of memory");
@@ -1477,7 +1555,7 @@ h_vault_restore(struct kwd_req *r)
 		const char *body = json_string_value(json_object_get(o, "body"));
 		const char *why;
 		size_t nl, bl;
-		unsigned mask;
+		unsigned mask, bv = 0;
 		json_t *saved = r->body;
 		json_t *attrs;
 
@@ -1513,6 +1591,15 @@ h_vault_restore(struct kwd_req *r)
 		    b64_take(o, "nonce", x->nonce, sizeof(x->nonce), &nl) != 0 || nl != sizeof(x->nonce) ||
 		    x->meta.version == 0 || x->meta.key_version == 0 || x->body_len < SEAL_TAG_LEN) {
 			kwd_reply_error(r, 400, "invalid_value", "record %zu ('%s'): malformed", i, name);
+			goto out;
+		}
+		/* The store's key_version is what retirement and rotation go
+		 * by; it must be the version the wrapped key names, or a
+		 * record could pass for one under a live version. */
+		if (p11_blob_info(x->wrapped, x->wrapped_len, &bv, NULL) != 0 ||
+		    bv != x->meta.key_version) {
+			kwd_reply_error(r, 400, "invalid_value", "record %zu ('%s'): key_version %u is not "
+			    "the master-key version its wrapped key names", i, name, x->meta.key_version);
 			goto out;
 		}
 		/* A record under a retired or destroyed master-key version

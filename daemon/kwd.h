@@ -298,6 +298,10 @@ struct kwd_decision {
 	char policy_hash[72];
 };
 void kwd_authorize(struct kwd *d, const struct kwd_req *r, struct kwd_decision *out);
+/* The decision on another action, by r's caller in r's vault, about name
+ * (a request that does more than its own action checks each part). */
+void kwd_authorize_as(struct kwd *d, const struct kwd_req *r, enum kwd_action action,
+    const char *name, struct kwd_decision *out);
 /* Load the configured policy and swap it in, or keep the old one and
  * return the errors (a JSON array of "file:line:col: ..." strings). */
 int kwd_policy_reload(struct kwd *d, json_t **errs);

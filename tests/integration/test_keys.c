@@ -415,10 +415,23 @@ test_retire_refuses_then_destroy(void)
 		json_array_foreach(recs, i, rec)
 			json_object_set_new(rec, "name", json_string("keep-again"));
 	}
-	j = reqf("POST", &st, backup, "/v1/vaults/dev/restore");   /* takes backup */
+	j = reqf("POST", &st, json_incref(backup), "/v1/vaults/dev/restore");
 	CU_ASSERT_EQUAL(st, 403);
 	CU_ASSERT_STRING_EQUAL(kwt_err_code(j) ?: "", "key_retired");
 	CU_ASSERT_PTR_NOT_NULL(strstr(jstr(json_object_get(j, "error"), "message") ?: "", "keep-again"));
+	json_decref(j);
+	/* nor by claiming a live version in key_version: the wrapped key
+	 * names its own */
+	{
+		json_t *recs = json_object_get(backup, "records"), *rec;
+		size_t i;
+		json_array_foreach(recs, i, rec)
+			json_object_set_new(rec, "key_version", json_integer(cur + 2));
+	}
+	j = reqf("POST", &st, backup, "/v1/vaults/dev/restore");   /* takes backup */
+	CU_ASSERT_EQUAL(st, 400);
+	CU_ASSERT_PTR_NOT_NULL(strstr(jstr(json_object_get(j, "error"), "message") ?: "",
+	    "is not the master-key version its wrapped key names"));
 	json_decref(j);
 	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/vaults/dev/secrets/keep-again", NULL, NULL), 404);
 	/* the state survives a restart */

@@ -337,6 +337,39 @@ test_key_roles(void)
 	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "POST", "/v1/vaults/dev/signing-keys/k/sign",
 	    "{\"message\":\"aGk=\"}", out, sizeof(out)), 200);
 
+	/* A restore that would disable a signing-key version needs
+	 * vault.retire on that key too: secret.restore alone (a secrets
+	 * officer) is refused, and nothing is disabled. */
+	CU_ASSERT_EQUAL_FATAL(write_policy(
+	    "  - name: devs-use-dev-keys\n"
+	    "    who: developers\n"
+	    "    allow: [crypto-user, secrets-officer]\n"
+	    "    vault: dev\n"
+	    "  - name: leads-manage-dev-keys\n"
+	    "    who: leads\n"
+	    "    allow: [crypto-officer, secrets-officer]\n"
+	    "    vault: dev\n"), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_http(dmn.sock, "POST", "/v1/policy/reload", NULL, NULL), 200);
+	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "POST", "/v1/vaults/dev/restore",
+	    "{\"format\":1,\"records\":[],\"disabled_signing_keys\":[{\"name\":\"k\",\"version\":2}]}",
+	    out, sizeof(out)), 403);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "vault.retire"));
+	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "POST", "/v1/vaults/dev/signing-keys/k/sign",
+	    "{\"message\":\"aGk=\"}", out, sizeof(out)), 200);
+	/* the officer may; a mark of a version the token lacks is dropped */
+	CU_ASSERT_EQUAL(as_user("kwt-bob", curl, "POST", "/v1/vaults/dev/restore",
+	    "{\"format\":1,\"records\":[],\"disabled_signing_keys\":[{\"name\":\"k\",\"version\":2},"
+	    "{\"name\":\"k\",\"version\":7}]}", out, sizeof(out)), 200);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"disabled_signing_keys\":1"));
+	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "POST", "/v1/vaults/dev/signing-keys/k/sign",
+	    "{\"message\":\"aGk=\"}", out, sizeof(out)), 403);
+	CU_ASSERT_EQUAL(as_user("kwt-bob", curl, "POST", "/v1/vaults/dev/signing-keys/k/versions/2/enable", NULL,
+	    out, sizeof(out)), 200);
+	/* a backup restores only into the vault it was taken of */
+	CU_ASSERT_EQUAL(as_user("kwt-bob", curl, "POST", "/v1/vaults/dev/restore",
+	    "{\"format\":1,\"vault\":\"prod\",\"records\":[]}", out, sizeof(out)), 400);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "backup of vault 'prod'"));
+
 	CU_ASSERT_EQUAL(write_policy(NULL), 0);
 	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "POST", "/v1/policy/reload", NULL, NULL), 200);
 }
