@@ -159,6 +159,28 @@ kwd_policy_reload(struct kwd *d, json_t **errs_out)
 		return e;
 	}
 	snprintf(hash, sizeof(hash), "%s", policy_hash(p));
+	/* Once the daemon runs, a policy takes effect only after the log
+	 * holds a durable record of it: a change nobody can see in the audit
+	 * trail must not decide anything.  (At start the log is not open yet;
+	 * its "start" event names the policy.) */
+	if (d->audit != NULL) {
+		char prev[72];
+		pthread_rwlock_rdlock(&d->policy_lock);
+		snprintf(prev, sizeof(prev), "%s", d->policy_hash);
+		pthread_rwlock_unlock(&d->policy_lock);
+		if (audit_glue_admin(d, "policy.reload", json_pack("{s:s,s:s,s:s}", "result", "ok",
+		    "policy_hash", hash, "previous_policy_hash", prev)) != 0) {
+			log_err("policy %s not put in force: the audit log cannot record it; the old "
+			    "policy stays in force", d->cfg->policy_file);
+			policy_free(p);
+			if (arr != NULL) {
+				json_array_append_new(arr, json_string("the audit log cannot record the "
+				    "new policy, so the old one stays in force"));
+				*errs_out = arr;
+			}
+			return KW_E_AUDIT;
+		}
+	}
 	pthread_rwlock_wrlock(&d->policy_lock);
 	old = d->policy;
 	d->policy = p;

@@ -1724,6 +1724,12 @@ h_policy_reload(struct kwd_req *r)
 		return;
 	}
 	e = kwd_policy_reload(r->d, &errs);
+	if (e == KW_E_AUDIT) {
+		json_decref(errs);
+		kwd_reply_error(r, 503, "unavailable", "the audit log cannot record the new policy, so "
+		    "the old policy stays in force");
+		return;
+	}
 	if (e != 0) {
 		audit_glue_admin(r->d, "policy.reload", json_pack("{s:s,s:O}", "result", "refused",
 		    "errors", errs ? errs : json_array()));
@@ -1744,8 +1750,6 @@ h_policy_reload(struct kwd_req *r)
 	kwd_reply_json(r, 200, json_pack("{s:b,s:s,s:I}", "reloaded", 1, "policy_hash",
 	    policy_hash(r->d->policy), "rules", (json_int_t)policy_rule_count(r->d->policy)));
 	pthread_rwlock_unlock(&r->d->policy_lock);
-	audit_glue_admin(r->d, "policy.reload", json_pack("{s:s,s:s}", "result", "ok",
-	    "policy_hash", r->d->policy_hash));
 }
 
 /* The caller described in a request body: {"uid"|"user", "gid"|"group",

@@ -203,12 +203,10 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	if (d->cfg->policy_file == NULL) {
 		log_notice("no policy file is configured: nothing to reload");
 	} else if (kwd_policy_reload(d, &errs) != 0) {
+		/* (a policy put in force was recorded by kwd_policy_reload) */
 		log_err("the new policy was refused; the old one stays in force");
 		audit_glue_admin(d, "policy.reload", json_pack("{s:s,s:O}", "result", "refused",
 		    "errors", errs));
-	} else {
-		audit_glue_admin(d, "policy.reload", json_pack("{s:s,s:s}", "result", "ok",
-		    "policy_hash", d->policy_hash));
 	}
 	json_decref(errs);
 	sd_notify(0, "READY=1");

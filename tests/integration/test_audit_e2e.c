@@ -65,21 +65,6 @@ suite_clean(void)
 	return 0;
 }
 
-/* The most data in one audit segment. */
-static off_t
-largest_audit_file(void)
-{
-	char cmd[600], out[64];
-	char *argv[] = { "sh", "-c", cmd, NULL };
-
-	/* Data only: the zeros preallocated after it take no growth to fill. */
-	snprintf(cmd, sizeof(cmd), "for f in %s/*.jsonl; do tr -d '\\000' < \"$f\" | wc -c; done | sort -n | tail -n 1",
-	    dmn.audit);
-	if (kwt_run(argv, out, sizeof(out)) != 0)
-		return -1;
-	return (off_t)atoll(out);
-}
-
 static void
 test_fail_closed_and_heal(void)
 {
@@ -95,7 +80,7 @@ test_fail_closed_and_heal(void)
 	 * written (as on a full disk; works for root too). */
 	CU_ASSERT_EQUAL_FATAL(prlimit(dmn.pid, RLIMIT_FSIZE, NULL, &old), 0);
 	lim = old;
-	lim.rlim_cur = (rlim_t)largest_audit_file();
+	lim.rlim_cur = (rlim_t)kwt_audit_largest(dmn.audit);
 	CU_ASSERT_FATAL(lim.rlim_cur > 0);
 	CU_ASSERT_EQUAL_FATAL(prlimit(dmn.pid, RLIMIT_FSIZE, &lim, NULL), 0);
 	for (int i = 0; i < 5; i++) {

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -374,6 +375,47 @@ test_key_roles(void)
 	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "POST", "/v1/policy/reload", NULL, NULL), 200);
 }
 
+/* A policy takes effect only once the audit log has recorded it: while
+ * the log cannot be written, a reload is refused and the old policy
+ * decides. */
+static void
+test_reload_needs_audit(void)
+{
+	struct rlimit lim, old;
+	char *resp = NULL;
+	long st;
+	int healed = 0;
+
+	CU_ASSERT_EQUAL(as_user("kwt-eve", curl, "GET", "/v1/vaults/dev/secrets/none", NULL, NULL, 0), 403);
+	CU_ASSERT_EQUAL_FATAL(write_policy("  - name: eve-reads-dev\n    who: { user: kwt-eve }\n"
+	    "    allow: secrets-reader\n    vault: dev\n"), 0);
+	CU_ASSERT_EQUAL_FATAL(prlimit(dmn.pid, RLIMIT_FSIZE, NULL, &old), 0);
+	lim = old;
+	lim.rlim_cur = (rlim_t)kwt_audit_largest(dmn.audit);
+	CU_ASSERT_FATAL(lim.rlim_cur > 0);
+	CU_ASSERT_EQUAL_FATAL(prlimit(dmn.pid, RLIMIT_FSIZE, &lim, NULL), 0);
+	st = kwt_http(dmn.sock, "POST", "/v1/policy/reload", "{}", &resp);
+	CU_ASSERT_EQUAL(st, 503);
+	CU_ASSERT_PTR_NOT_NULL(strstr(resp ?: "", "audit"));
+	free(resp);
+	CU_ASSERT_EQUAL_FATAL(prlimit(dmn.pid, RLIMIT_FSIZE, &old, NULL), 0);
+	for (int i = 0; i < 100 && !healed; i++) {
+		healed = kwt_http(dmn.sock, "GET", "/v1/health", NULL, NULL) == 200;
+		if (!healed)
+			usleep(50 * 1000);
+	}
+	CU_ASSERT_FATAL(healed);
+	/* the old policy still decides: eve is refused, not told "not found" */
+	CU_ASSERT_EQUAL(as_user("kwt-eve", curl, "GET", "/v1/vaults/dev/secrets/none", NULL, NULL, 0), 403);
+	/* with the log back, the same reload goes through and is recorded */
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "POST", "/v1/policy/reload", "{}", NULL), 200);
+	CU_ASSERT_EQUAL(as_user("kwt-eve", curl, "GET", "/v1/vaults/dev/secrets/none", NULL, NULL, 0), 404);
+	CU_ASSERT(kwt_tree_contains(dmn.audit, "\"previous_policy_hash\"", strlen("\"previous_policy_hash\"")));
+
+	CU_ASSERT_EQUAL(write_policy(NULL), 0);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "POST", "/v1/policy/reload", "{}", NULL), 200);
+}
+
 static void
 test_broken_reload_keeps_old(void)
 {
@@ -445,6 +487,7 @@ main(void)
 		{ "explain and who-can", test_explain_and_who_can },
 		{ "keywarden policy explain, who-can, check", test_cli_policy },
 		{ "crypto users use keys, crypto officers rotate and create them", test_key_roles },
+		{ "a reload the audit log cannot record keeps the old policy", test_reload_needs_audit },
 		{ "a broken reload keeps the old policy", test_broken_reload_keeps_old },
 		{ "keywardend --check-policy", test_check_policy_cli },
 		{ NULL, NULL }

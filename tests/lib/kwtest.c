@@ -127,6 +127,20 @@ run(char *const argv[], char *out, size_t outlen, int both)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+
+off_t
+kwt_audit_largest(const char *dir)
+{
+	char cmd[600], out[64];
+	char *argv[] = { "sh", "-c", cmd, NULL };
+
+	snprintf(cmd, sizeof(cmd), "for f in %s/*.jsonl; do tr -d '\\000' < \"$f\" | wc -c; done | sort -n | tail -n 1",
+	    dir);
+	if (kwt_run(argv, out, sizeof(out)) != 0)
+		return -1;
+	return (off_t)atoll(out);
+}
+
 int
 kwt_run(char *const argv[], char *out, size_t outlen)
 {

@@ -38,6 +38,10 @@ const char *kwt_require(const char *envname);
 /* Run argv (NULL-terminated) with stdout captured into out (NUL-terminated,
  * truncated to outlen-1).  Returns the exit status, or -1. */
 int kwt_run(char *const argv[], char *out, size_t outlen);
+/* The most data (not counting preallocated zeros) in one segment of the
+ * audit directory dir, or -1: an RLIMIT_FSIZE at that size stops the log
+ * from growing, as a full disk would. */
+off_t kwt_audit_largest(const char *dir);
 
 /* Make a temporary directory under $TMPDIR (or /tmp); path is written into
  * buf.  Returns 0 or -1. */
