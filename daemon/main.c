@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <jansson.h>
 #include <systemd/sd-daemon.h>
 
 #include "kw_error.h"
@@ -423,6 +425,19 @@ out:
 	return rc;
 }
 
+/* jansson frees through this: request bodies carry secret values, and the
+ * parser's buffers and strings hold copies of them, whatever path the
+ * request takes afterwards (a refusal included).  The text json_dumps()
+ * returns is ours and freed with free(). */
+static void
+json_free_wiped(void *p)
+{
+	if (p != NULL) {
+		explicit_bzero(p, malloc_usable_size(p));
+		free(p);
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -441,6 +456,7 @@ main(int argc, char **argv)
 	struct config_errors errs;
 	int c, r;
 
+	json_set_alloc_funcs(malloc, json_free_wiped);
 	while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':

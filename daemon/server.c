@@ -556,9 +556,15 @@ server_request(struct kwd_conn *c, const struct kwh_head *h, const char *body, s
 		json_error_t je;
 		r->body = json_loadb(body, blen, JSON_REJECT_DUPLICATES, &je);
 		if (r->body == NULL || !json_is_object(r->body)) {
+			/* jansson ends some messages with "near '<text>'", a
+			 * piece of the body that may be a secret value. */
+			char *near = strstr(je.text, " near '");
+			if (near != NULL)
+				*near = '\0';
 			kwd_reply_error(r, 400, "invalid_json",
 			    "the body is not a JSON object (line %d, column %d: %s)",
 			    je.line, je.column, r->body ? "expected an object" : je.text);
+			explicit_bzero(&je, sizeof(je));
 			free(path);
 			kwd_complete(r);
 			return;

@@ -304,6 +304,25 @@ test_bad_input(void)
 		json_decref(j);
 	}
 	{
+		/* A body that does not parse: the error names where, never
+		 * what (jansson quotes the text near the error, which can be a
+		 * piece of the secret). */
+		static const char *const leaky[] = {
+			"{\"value\":\"s3cr3t-pass\nword\"}",
+			"{\"value\":\"s3cr3t-pass",
+			"{\"value\":s3cr3t}",
+		};
+		for (size_t i = 0; i < sizeof(leaky) / sizeof(leaky[0]); i++) {
+			char *resp = NULL;
+			long st = kwt_http(dmn.sock, "PUT", "/v1/vaults/dev/secrets/a", leaky[i], &resp);
+			CU_ASSERT_EQUAL(st, 400);
+			CU_ASSERT_PTR_NOT_NULL(strstr(resp ?: "", "invalid_json"));
+			CU_ASSERT_PTR_NOT_NULL(strstr(resp ?: "", "line 1"));
+			CU_ASSERT_PTR_NULL(strstr(resp ?: "", "s3cr3t"));
+			free(resp);
+		}
+	}
+	{
 		/* A name of 257 bytes. */
 		char path[400], *name = path + 26;
 		long st;
