@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -102,9 +103,18 @@ identity_from_socket(int fd, uint64_t seen_ticks, struct peer_identity *out)
 		snprintf(path, sizeof(path), "/proc/%d/exe", (int)id.pid);
 		n = readlink(path, exe, sizeof(exe) - 1);
 		if (n > 0) {
+			struct stat running, named;
+
 			exe[n] = '\0';
-			/* A replaced or deleted binary is not the one a rule names. */
-			if (strstr(exe, " (deleted)") != NULL)
+			/* A replaced or deleted binary is not the one a rule
+			 * names.  Nor is a file that only has that path in the
+			 * caller's own mount namespace (an unprivileged user
+			 * namespace can bind-mount anything over a path): the
+			 * path must lead here to the very file the process
+			 * runs, the same device and inode. */
+			if (strstr(exe, " (deleted)") != NULL ||
+			    stat(path, &running) != 0 || stat(exe, &named) != 0 ||
+			    running.st_dev != named.st_dev || running.st_ino != named.st_ino)
 				n = 0;
 		}
 		if (sd_pid_get_unit(id.pid, &unit) < 0) {

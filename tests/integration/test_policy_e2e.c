@@ -226,6 +226,21 @@ test_only_billing_reads_db(void)
 	CU_ASSERT_EQUAL(as_user("kwt-billing", curl, "GET", p, NULL, out, sizeof(out)), 403);
 	/* the same bytes copied to another path */
 	CU_ASSERT_EQUAL(as_user("kwt-billing", other_exe, "GET", p, NULL, out, sizeof(out)), 403);
+	/* Another user's program bind-mounted over the billing binary's path,
+	 * in a user and mount namespace of its own: /proc/PID/exe shows the
+	 * billing path, but the file there is not the one that runs. */
+	{
+		char cmd[2048], buf[4096];
+		char *argv[] = { "setpriv", "--reuid=kwt-eve", "--regid=kwt-clients", "--init-groups",
+		    "unshare", "-Urm", "sh", "-c", cmd, NULL };
+		snprintf(cmd, sizeof(cmd), "mount --bind %s %s && exec %s -s -w '\\n%%{http_code}' "
+		    "--unix-socket %s http://localhost%s", other_exe, billing_exe, billing_exe, dmn.sock, p);
+		CU_ASSERT_EQUAL(kwt_run(argv, buf, sizeof(buf)), 0);
+		if (strstr(buf, "\n403") == NULL)
+			fprintf(stderr, "bind-mounted billing path: %s\n", buf);
+		CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\n403"));
+		CU_ASSERT_PTR_NULL(strstr(buf, "postgres://billing"));
+	}
 	/* developers and leads: no */
 	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "GET", p, NULL, out, sizeof(out)), 403);
 	CU_ASSERT_EQUAL(as_user("kwt-bob", curl, "GET", p, NULL, out, sizeof(out)), 403);
