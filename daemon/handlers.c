@@ -1071,6 +1071,13 @@ h_secret_put(struct kwd_req *r)
 		}
 		rec.meta.version = cur + 1;
 		r->version = rec.meta.version;
+		/* again at each try: the store refuses a version retired
+		 * since the last look (KW_E_RETIRED below) */
+		if (tries > 0 && (e = kwd_keys_current(r->d, r->vault, &rec.meta.key_version)) != 0) {
+			kwd_reply_kwerr(r, e, "write");
+			goto out;
+		}
+		r->key_version = rec.meta.key_version;
 		aadlen = seal_aad(aad, sizeof(aad), r->vault, r->name, rec.meta.version);
 		/* A fresh data key from the token for every version. */
 		if ((e = p11_random(r->d->p11, dek, DEK_LEN)) != 0 ||
@@ -1089,7 +1096,8 @@ h_secret_put(struct kwd_req *r)
 			    r->name, r->vault);
 			goto out;
 		}
-		if (e == KW_E_CONFLICT && !has_cas && tries < PUT_RETRIES)
+		if ((e == KW_E_CONFLICT && !has_cas && tries < PUT_RETRIES) ||
+		    (e == KW_E_RETIRED && tries < PUT_RETRIES))
 			continue;
 		if (e == KW_E_CONFLICT) {
 			kwd_reply_error(r, 409, "conflict", has_cas ?

@@ -936,6 +936,12 @@ h_mkey_retire(struct kwd_req *r)
 	if (e == 0)
 		e = view_refresh(r->d, v);
 	pthread_mutex_unlock(&v->admin);
+	if (e == KW_E_CONFLICT) {
+		/* a write put a record under it after the count above */
+		kwd_reply_error(r, 409, "key_in_use", "%s: let the rotation finish (keywarden vault "
+		    "rotation %s)", kw_errdetail(e), v->name);
+		return;
+	}
 	if (e != 0) {
 		kwd_reply_kwerr(r, e, "retire");
 		return;

@@ -131,7 +131,9 @@ int store_key_add(struct store *s, const char *vault, const struct store_key *k)
 int store_key_set_current(struct store *s, const char *vault, uint32_t version);
 /* Change a version's state; `retired` becomes `when` on leaving ACTIVE (and
  * is kept from RETIRED to DESTROYED).  KW_E_CONFLICT for the vault's current
- * version (make another current first) or for leaving DESTROYED. */
+ * version (make another current first), for leaving DESTROYED, or for leaving
+ * ACTIVE while records are still wrapped under the version (counted in the
+ * same transaction, so no write slips one in between). */
 int store_key_set_state(struct store *s, const char *vault, uint32_t version,
     enum store_key_state state, int64_t when);
 /* *out malloc'd, sorted by version. */
@@ -149,8 +151,10 @@ int store_key_usage(struct store *s, const char *vault, uint32_t version,
  * deleted; else KW_E_CONFLICT with the current version in *current (may be
  * NULL; 0 for a deleted name, with a detail that says it is deleted).
  * KW_E_NOT_FOUND if the vault does not exist; KW_E_FORMAT if the tags are
- * not a JSON object of strings.  The caller picks the version before encrypting because it is part
- * of the body's AAD, and retries on a conflict it did not ask for. */
+ * not a JSON object of strings; KW_E_RETIRED (nothing written) if the
+ * record's master-key version is recorded as retired or destroyed.  The
+ * caller picks the version before encrypting because it is part of the
+ * body's AAD, and retries on a conflict it did not ask for. */
 int store_secret_put(struct store *s, const char *vault,
     const struct store_record *rec, uint64_t *current);
 

@@ -1128,6 +1128,28 @@ key_read(struct store_engine *e, struct conn *c, const char *vault, uint32_t ver
 	return r;
 }
 
+/* How many records of the vault are wrapped under version. */
+static int
+key_count(struct store_engine *e, struct conn *c, const char *vault, uint32_t version,
+    uint64_t *count)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if ((r = st_get(e, c, ST_KEY_USAGE, &st)) != 0)
+		return r;
+	if ((bind_text(st, 1, vault) | sqlite3_bind_int64(st, 2, version)) != SQLITE_OK)
+		return bind_fail(e, c, st, "counting a master key's records");
+	if ((r = st_step(e, c, st, "counting a master key's records")) == 1) {
+		*count = (uint64_t)sqlite3_column_int64(st, 0);
+		r = 0;
+	} else if (r == 0) {
+		r = kw_fail(KW_E_INTERNAL, "store: count(*) returned no row");
+	}
+	sqlite3_reset(st);
+	return r;
+}
+
 static int
 sq_key_set_current(struct store_engine *e, const char *vault, uint32_t version)
 {
@@ -1186,6 +1208,19 @@ sq_key_set_state(struct store_engine *e, const char *vault, uint32_t version,
 		r = kw_fail(KW_E_CONFLICT, "master-key version %u is the current key of vault '%s': "
 		    "make another version current first", version, vault);
 		goto end;
+	}
+	/* Counted in the transaction that retires: a write cannot slip a
+	 * record under the version between the count and the change (the
+	 * write, in turn, checks the version's state in its own). */
+	if (state != STORE_KEY_ACTIVE && old == STORE_KEY_ACTIVE) {
+		uint64_t used = 0;
+		if ((r = key_count(e, c, vault, version, &used)) != 0)
+			goto end;
+		if (used > 0) {
+			r = kw_fail(KW_E_CONFLICT, "%llu record(s) of vault '%s' still use master key "
+			    "version %u", (unsigned long long)used, vault, version);
+			goto end;
+		}
 	}
 	if (state == STORE_KEY_ACTIVE)
 		retired = 0;
@@ -1317,25 +1352,11 @@ static int
 sq_key_usage(struct store_engine *e, const char *vault, uint32_t version, uint64_t *count)
 {
 	struct conn *c = NULL;
-	sqlite3_stmt *st = NULL;
 	int r;
 
 	if ((r = conn_get(e, &c)) != 0)
 		return r;
-	if ((r = st_get(e, c, ST_KEY_USAGE, &st)) != 0)
-		goto out;
-	if ((bind_text(st, 1, vault) | sqlite3_bind_int64(st, 2, version)) != SQLITE_OK) {
-		r = bind_fail(e, c, st, "counting a master key's records");
-		goto out;
-	}
-	if ((r = st_step(e, c, st, "counting a master key's records")) == 1) {
-		*count = (uint64_t)sqlite3_column_int64(st, 0);
-		r = 0;
-	} else if (r == 0) {
-		r = kw_fail(KW_E_INTERNAL, "store: count(*) returned no row");
-	}
-	sqlite3_reset(st);
-out:
+	r = key_count(e, c, vault, version, count);
 	conn_put(e, c);
 	return r;
 }
@@ -1348,8 +1369,22 @@ secret_insert(struct store_engine *e, struct conn *c, const char *vault,
 {
 	const struct store_meta *m = &rec->meta;
 	sqlite3_stmt *st = NULL;
-	int r;
+	int64_t retired;
+	int r, state;
 
+	/* Never a record under a version retired or destroyed (a write that
+	 * chose its version before a retirement): nothing could open it.  A
+	 * version the store does not know (a restore into a new store on the
+	 * same token) is the caller's to vouch for. */
+	r = key_read(e, c, vault, m->key_version, &state, &retired);
+	if (r == 0 && state != STORE_KEY_ACTIVE)
+		return kw_fail(KW_E_RETIRED, "master-key version %u of vault '%s' is %s: '%s' "
+		    "version %llu was not written", m->key_version, vault,
+		    state == STORE_KEY_RETIRED ? "retired" : "destroyed", m->name,
+		    (unsigned long long)m->version);
+	if (r != 0 && r != KW_E_NOT_FOUND)
+		return r;
+	kw_errclear();
 	if ((r = st_get(e, c, ST_SECRET_NEW, &st)) != 0)
 		return r;
 	if ((bind_text(st, 1, vault) | bind_text(st, 2, m->name) |

@@ -519,10 +519,23 @@ test_keys(void)
 	CU_ASSERT_EQUAL(store_key_usage(s, "v", 3, &c), 0);
 	CU_ASSERT_EQUAL(c, 0);
 
-	/* The current key cannot be retired. */
+	/* The current key cannot be retired, nor one that still wraps a
+	 * record (counted in the retiring transaction). */
 	CU_ASSERT_EQUAL(store_key_set_state(s, "v", 2, STORE_KEY_RETIRED, 3000), KW_E_CONFLICT);
+	CU_ASSERT_EQUAL(store_key_set_state(s, "v", 1, STORE_KEY_RETIRED, 3000), KW_E_CONFLICT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_CONFLICT), "1 record(s)"));
+	CU_ASSERT_EQUAL(store_secret_delete(s, "v", "a", 10, 20, NULL), 0);
+	CU_ASSERT_EQUAL(store_secret_purge(s, "v", "a"), 0);
 	CU_ASSERT_EQUAL(store_key_set_state(s, "v", 1, STORE_KEY_RETIRED, 3000), 0);
 	CU_ASSERT_EQUAL(store_key_set_current(s, "v", 1), KW_E_RETIRED);
+	/* A write that chose version 1 before it was retired is refused,
+	 * with nothing written; an unknown version is the caller's affair. */
+	CU_ASSERT_EQUAL(put(s, "v", "late", 1, 1, "z", NULL), KW_E_RETIRED);
+	CU_ASSERT_EQUAL(store_secret_current(s, "v", "late", &c), 0);
+	CU_ASSERT_EQUAL(c, 0);
+	CU_ASSERT_EQUAL(put(s, "v", "other", 1, 7, "z", NULL), 0);
+	CU_ASSERT_EQUAL(store_key_usage(s, "v", 1, &c), 0);
+	CU_ASSERT_EQUAL(c, 0);
 	CU_ASSERT_EQUAL(store_key_list(s, "v", &ks, &n), 0);
 	CU_ASSERT_EQUAL_FATAL(n, 2);
 	CU_ASSERT_EQUAL(ks[0].version, 1);
