@@ -185,19 +185,29 @@ id_bloom(const struct policy_identity *id)
 	return b;
 }
 
+/* Whether the caller is one the conjunction names.  What the daemon could
+ * not learn about the caller (its executable or unit when the process was
+ * gone, its groups when it has too many) never makes an allow rule match;
+ * for a deny rule it cannot rule the caller out, so only what is known can
+ * (fail closed: a deny is not escaped by hiding from it). */
 static int
-conj_match(const struct pol_conj *c, const struct policy_identity *id, uint64_t bloom)
+conj_match(const struct pol_conj *c, const struct policy_identity *id, uint64_t bloom, int deny)
 {
-	if ((id->known & c->need) != c->need)
+	unsigned known = id->known & c->need;
+	int groups_known = (id->known & POLICY_ID_GROUPS) != 0;
+
+	if (known != c->need && !deny)
 		return 0;
-	if ((c->need & POLICY_ID_UID) && id->uid != c->uid)
+	if ((known & POLICY_ID_UID) && id->uid != c->uid)
 		return 0;
+	if ((known & POLICY_ID_EXE) && (id->exe == NULL || strcmp(id->exe, c->exe) != 0))
+		return 0;
+	if ((known & POLICY_ID_UNIT) && (id->unit == NULL || strcmp(id->unit, c->unit) != 0))
+		return 0;
+	if (deny && !groups_known)
+		return 1;
 	/* A group the caller is surely not in: no need to look further. */
 	if ((c->gbloom & ~bloom) != 0)
-		return 0;
-	if ((c->need & POLICY_ID_EXE) && (id->exe == NULL || strcmp(id->exe, c->exe) != 0))
-		return 0;
-	if ((c->need & POLICY_ID_UNIT) && (id->unit == NULL || strcmp(id->unit, c->unit) != 0))
 		return 0;
 	for (unsigned i = 0; i < c->ngids; i++)
 		if (!has_gid(id, c->gids[i]))
@@ -219,10 +229,10 @@ name_match(const struct pol_rule *r, const char *name)
 }
 
 static int
-who_match(const struct pol_rule *r, const struct policy_identity *id, uint64_t bloom)
+who_match(const struct pol_rule *r, const struct policy_identity *id, uint64_t bloom, int deny)
 {
 	for (size_t i = 0; i < r->nwho; i++)
-		if (conj_match(&r->who[i], id, bloom))
+		if (conj_match(&r->who[i], id, bloom, deny))
 			return 1;
 	return 0;
 }
@@ -325,7 +335,7 @@ policy_decide(const struct policy *p, const struct policy_identity *id,
 		while ((k = cand_next(&it)) != UINT32_MAX) {
 			const struct pol_rule *r = &p->rules[k];
 
-			if (!who_match(r, id, bloom) || !name_match(r, name))
+			if (!who_match(r, id, bloom, deny) || !name_match(r, name))
 				continue;
 			out->allow = !deny;
 			out->rule = r->name;

@@ -313,6 +313,57 @@ test_deny_beats_allow(void)
 	policy_free(p);
 }
 
+/* A deny cannot be escaped by hiding from it: what the daemon could not
+ * learn about the caller (an executable, the groups) does not rule the
+ * caller out of a deny rule, while it never lets an allow rule match. */
+static void
+test_deny_unknown_fails_closed(void)
+{
+	struct policy *p = NULL;
+	struct policy_errors *e = NULL;
+	char path[512], deny_exe[600], deny_grp[600], allow[600];
+	gid_t other = 77, member = 4242;
+	struct policy_identity known_exe = who(1000, 1000, &other, 1, "/usr/bin/other", NULL);
+	struct policy_identity no_exe = who(1000, 1000, &other, 1, NULL, NULL);
+	struct policy_identity no_groups = who(1000, 1000, NULL, 0, "/usr/bin/other", NULL);
+	struct policy_identity in_group = who(1000, 1000, &member, 1, "/usr/bin/other", NULL);
+
+	no_groups.known &= ~POLICY_ID_GROUPS;
+	CU_ASSERT_EQUAL(load_text("deny-unknown.yaml",
+	    "rules:\n"
+	    "  - name: user-reads\n"
+	    "    who: {user: 1000}\n"
+	    "    allow: secrets-reader\n"
+	    "    vault: v\n"
+	    "  - name: not-through-curl\n"
+	    "    who: {exe: /usr/bin/curl}\n"
+	    "    deny: secret.get\n"
+	    "    vault: v\n"
+	    "  - name: not-contractors\n"
+	    "    who: {group: 4242}\n"
+	    "    deny: secret.get\n"
+	    "    vault: v\n"
+	    "    names: ['g/**']\n"
+	    "  - name: curl-reads-pub\n"
+	    "    who: {exe: /usr/bin/curl}\n"
+	    "    allow: secret.get\n"
+	    "    vault: pub\n",
+	    0600, NULL, &p, &e, path, sizeof(path)), 0);
+	print_errors(e);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	snprintf(deny_exe, sizeof(deny_exe), "denied by rule 'not-through-curl' at %s:6", path);
+	snprintf(deny_grp, sizeof(deny_grp), "denied by rule 'not-contractors' at %s:10", path);
+	snprintf(allow, sizeof(allow), "allowed by rule 'user-reads' at %s:2", path);
+	EXPECT(p, &known_exe, "secret.get", "v", "x", allow);
+	EXPECT(p, &no_exe, "secret.get", "v", "x", deny_exe);
+	EXPECT(p, &known_exe, "secret.get", "v", "g/x", allow);
+	EXPECT(p, &in_group, "secret.get", "v", "g/x", deny_grp);
+	EXPECT(p, &no_groups, "secret.get", "v", "g/x", deny_grp);
+	/* an unknown executable still matches no allow rule */
+	EXPECT(p, &no_exe, "secret.get", "pub", "x", "denied: no rule allows it");
+	policy_free(p);
+}
+
 static void
 test_default_deny(void)
 {
@@ -1056,6 +1107,7 @@ main(void)
 		{ "devs read the prod API key, only leads update it", test_devs_read_leads_update },
 		{ "only the billing service reads the db string", test_only_billing_reads_db },
 		{ "an explicit deny beats any allow", test_deny_beats_allow },
+		{ "a deny rule is not escaped by what is unknown of the caller", test_deny_unknown_fails_closed },
 		{ "no rule, no access", test_default_deny },
 		{ "name patterns: *, **, exact", test_patterns },
 		{ "indexed and scanned rules decide in file order", test_file_order },
