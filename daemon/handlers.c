@@ -1299,7 +1299,8 @@ h_deleted_purge(struct kwd_req *r)
 	}
 	if (kwd_intent_or_refuse(r, "purged") != 0)
 		return;
-	if ((e = store_secret_purge(r->d->store, r->vault, r->name)) != 0) {
+	if ((e = store_secret_purge(r->d->store, r->vault, r->name,
+	    __atomic_load_n(&cv->purge_protection, __ATOMIC_RELAXED) ? (int64_t)kwd_now_us() : 0)) != 0) {
 		kwd_reply_kwerr(r, e, "purge");
 		return;
 	}

@@ -463,14 +463,14 @@ store_secret_recover(struct store *s, const char *vault, const char *name, struc
 }
 
 int
-store_secret_purge(struct store *s, const char *vault, const char *name)
+store_secret_purge(struct store *s, const char *vault, const char *name, int64_t due_by)
 {
 	int e;
 
 	NEED(s);
 	if ((e = check_vault(vault)) != 0 || (e = check_name(name)) != 0)
 		return e;
-	return s->ops->secret_purge(s->eng, vault, name);
+	return s->ops->secret_purge(s->eng, vault, name, due_by);
 }
 
 /* ---- rotation ------------------------------------------------------------------------ */

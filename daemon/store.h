@@ -214,8 +214,11 @@ int store_deleted_get(struct store *s, const char *vault, const char *name,
 /* Bring a deleted name back.  KW_E_NOT_FOUND if not deleted. */
 int store_secret_recover(struct store *s, const char *vault, const char *name,
     struct store_meta *out);
-/* Remove a deleted name and all its versions for good. */
-int store_secret_purge(struct store *s, const char *vault, const char *name);
+/* Remove a deleted name and all its versions for good.  due_by non-zero: only
+ * if its scheduled purge is not later (purge protection, checked in the same
+ * statement, so that a recovery and a new delete in between cannot bring an
+ * early purge).  KW_E_NOT_FOUND if not deleted, or not due. */
+int store_secret_purge(struct store *s, const char *vault, const char *name, int64_t due_by);
 
 /* ---- rotation (rewrap) -------------------------------------------------------- */
 

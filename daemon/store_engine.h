@@ -68,7 +68,7 @@ struct store_ops {
 	int (*secret_recover)(struct store_engine *e, const char *vault,
 	    const char *name, struct store_meta *out);
 	int (*secret_purge)(struct store_engine *e, const char *vault,
-	    const char *name);
+	    const char *name, int64_t due_by);
 
 	int (*rewrap_scan)(struct store_engine *e, const char *vault,
 	    uint32_t target, const char *after_name, uint64_t after_version,

@@ -201,7 +201,8 @@ static const char *const st_sql[ST__N] = {
 	    "WHERE vault = ?1 AND name = ?2 AND deleted IS NULL",
 	[ST_RECOVER] = "UPDATE names SET deleted = NULL, scheduled_purge = NULL "
 	    "WHERE vault = ?1 AND name = ?2 AND deleted IS NOT NULL",
-	[ST_PURGE] = "DELETE FROM names WHERE vault = ?1 AND name = ?2 AND deleted IS NOT NULL",
+	[ST_PURGE] = "DELETE FROM names WHERE vault = ?1 AND name = ?2 AND deleted IS NOT NULL "
+	    "AND (?3 = 0 OR scheduled_purge <= ?3)",
 	[ST_DELETED_LIST] = "SELECT " META_COLS " FROM names n INDEXED BY names_deleted "
 	    "JOIN secrets s ON s.vault = n.vault AND s.name = n.name WHERE n.vault = ?1 AND n.deleted IS NOT NULL AND s.version = n.current ORDER BY n.name",
 
@@ -1901,7 +1902,8 @@ name_change(struct store_engine *e, const char *vault, const char *name, enum st
 		goto end;
 	if ((bind_text(st, 1, vault) | bind_text(st, 2, name)) != SQLITE_OK ||
 	    (id == ST_DELETE && (sqlite3_bind_int64(st, 3, now) |
-	    sqlite3_bind_int64(st, 4, purge)) != SQLITE_OK)) {
+	    sqlite3_bind_int64(st, 4, purge)) != SQLITE_OK) ||
+	    (id == ST_PURGE && sqlite3_bind_int64(st, 3, now) != SQLITE_OK)) {
 		r = bind_fail(e, c, st, what);
 		goto end;
 	}
@@ -1938,9 +1940,10 @@ sq_secret_recover(struct store_engine *e, const char *vault, const char *name,
 }
 
 static int
-sq_secret_purge(struct store_engine *e, const char *vault, const char *name)
+sq_secret_purge(struct store_engine *e, const char *vault, const char *name, int64_t due_by)
 {
-	return name_change(e, vault, name, ST_PURGE, 0, 0, NULL, "purging a secret", "deleted");
+	return name_change(e, vault, name, ST_PURGE, due_by, 0, NULL, "purging a secret",
+	    due_by != 0 ? "deleted (and due for purge)" : "deleted");
 }
 
 static int

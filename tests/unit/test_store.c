@@ -414,10 +414,16 @@ test_delete(void)
 	free(ms);
 
 	/* Purge: only a deleted name, and for good. */
-	CU_ASSERT_EQUAL(store_secret_purge(s, "v", "gone"), KW_E_NOT_FOUND);
+	CU_ASSERT_EQUAL(store_secret_purge(s, "v", "gone", 0), KW_E_NOT_FOUND);
 	CU_ASSERT_EQUAL(store_secret_delete(s, "v", "gone", 300, 400, NULL), 0);
-	CU_ASSERT_EQUAL(store_secret_purge(s, "v", "gone"), 0);
-	CU_ASSERT_EQUAL(store_secret_purge(s, "v", "gone"), KW_E_NOT_FOUND);
+	/* under purge protection, not before its time */
+	CU_ASSERT_EQUAL(store_secret_purge(s, "v", "gone", 399), KW_E_NOT_FOUND);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_NOT_FOUND), "due for purge"));
+	CU_ASSERT_EQUAL(store_deleted_get(s, "v", "gone", &m), 0);
+	CU_ASSERT_EQUAL(store_secret_purge(s, "v", "gone", 400), 0);
+	CU_ASSERT_EQUAL(store_secret_delete(s, "v", "stays", 300, 400, NULL), 0);
+	CU_ASSERT_EQUAL(store_secret_recover(s, "v", "stays", &m), 0);
+	CU_ASSERT_EQUAL(store_secret_purge(s, "v", "gone", 0), KW_E_NOT_FOUND);
 	CU_ASSERT_EQUAL(store_deleted_get(s, "v", "gone", &m), KW_E_NOT_FOUND);
 	{
 		uint64_t c1 = 1;
@@ -525,7 +531,7 @@ test_keys(void)
 	CU_ASSERT_EQUAL(store_key_set_state(s, "v", 1, STORE_KEY_RETIRED, 3000), KW_E_CONFLICT);
 	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_CONFLICT), "1 record(s)"));
 	CU_ASSERT_EQUAL(store_secret_delete(s, "v", "a", 10, 20, NULL), 0);
-	CU_ASSERT_EQUAL(store_secret_purge(s, "v", "a"), 0);
+	CU_ASSERT_EQUAL(store_secret_purge(s, "v", "a", 0), 0);
 	CU_ASSERT_EQUAL(store_key_set_state(s, "v", 1, STORE_KEY_RETIRED, 3000), 0);
 	CU_ASSERT_EQUAL(store_key_set_current(s, "v", 1), KW_E_RETIRED);
 	/* A write that chose version 1 before it was retired is refused,
@@ -1247,7 +1253,7 @@ test_full(void)
 	CU_ASSERT(body_is(s, name, 0, body));
 	/* Room made by a purge is usable again. */
 	CU_ASSERT_EQUAL(store_secret_delete(s, "v", "f0000", 1, 2, NULL), 0);
-	CU_ASSERT_EQUAL(store_secret_purge(s, "v", "f0000"), 0);
+	CU_ASSERT_EQUAL(store_secret_purge(s, "v", "f0000", 0), 0);
 	CU_ASSERT_EQUAL(put(s, "v", "small", 1, 1, "x", NULL), 0);
 	store_close(s);
 	/* Without the limit, the file opens and is whole. */
