@@ -7,11 +7,13 @@
  *                                    \--(stream begun)--> STREAM --(end)--> READ
  *
  * and CLOSING once a reply that ends the connection is queued: it closes
- * when its output is written.  The read event stays armed for the life of
- * the connection (so serving a request costs no epoll change); a client
- * that sends more than one buffer ahead of its replies is paused until they
- * are written.  A once-a-second sweep per loop cuts clients that are too
- * slow to send a request or to read a reply (limits.client_timeout).
+ * when its output is written.  The read event stays armed while the client
+ * reads its replies (so serving a request costs no epoll change); a client
+ * that sends more than one buffer ahead of its replies, or sends while a
+ * reply waits for it to read, is paused until they are written: no request
+ * is taken while a reply is unwritten, so a connection holds at most one.
+ * A once-a-second sweep per loop cuts clients that are too slow to send a
+ * request or to read a reply (limits.client_timeout).
  */
 #include "config.h"
 
@@ -72,7 +74,14 @@ struct kwd_conn {
 	struct evbuffer *out;
 	void (*drained)(void *);
 	void *drained_arg;
-	time_t t_active;               /* last progress either way (monotonic s) */
+	int out_wait;                  /* wev armed: the socket would not take out */
+	size_t out_counted;            /* of out, in the metric conn_out_backlog */
+
+	/* monotonic seconds.  Each direction has its own clock, so that a
+	 * client that keeps sending cannot keep alive a connection whose
+	 * replies it does not read. */
+	time_t t_active;               /* the last bytes read */
+	time_t t_written;              /* the last bytes written, or out began to wait */
 
 	struct kwd_conn *prev, *next;  /* the loop's connections */
 };
@@ -159,6 +168,22 @@ in_free(struct kwd_conn *c)
 static void conn_process(struct kwd_conn *c);
 static void conn_flush(struct kwd_conn *c);
 
+/* Count n bytes of c's output as waiting for the client, in place of what
+ * was counted before. */
+static void
+out_account(struct kwd_conn *c, size_t n)
+{
+	struct kwd_metrics *m = &c->l->d->m;
+
+	if (n == c->out_counted)
+		return;
+	if (n > c->out_counted)
+		atomic_fetch_add(&m->conn_out_backlog, n - c->out_counted);
+	else
+		atomic_fetch_sub(&m->conn_out_backlog, c->out_counted - n);
+	c->out_counted = n;
+}
+
 static void
 conn_close(struct kwd_conn *c)
 {
@@ -179,6 +204,7 @@ conn_close(struct kwd_conn *c)
 	event_free(c->rev);
 	event_free(c->wev);
 	close(c->fd);
+	out_account(c, 0);
 	evbuffer_free(c->out);   /* runs the cleanup (a wipe) of a secret not yet written */
 	in_free(c);
 	if (!c->over_limit)
@@ -226,6 +252,9 @@ conn_drained(struct kwd_conn *c)
 			conn_close(c);
 			return;
 		}
+		/* The client owes the next request from now, not from when it
+		 * sent the last one (which may have been served for long). */
+		c->t_active = mono_s();
 		reading_set(c, 1);
 		conn_process(c);
 	}
@@ -234,14 +263,23 @@ conn_drained(struct kwd_conn *c)
 static void
 conn_flush(struct kwd_conn *c)
 {
-	while (evbuffer_get_length(c->out) > 0) {
+	size_t len;
+
+	while ((len = evbuffer_get_length(c->out)) > 0) {
 		int n = evbuffer_write(c->out, c->fd);
 
 		if (n > 0) {
-			c->t_active = mono_s();
+			c->t_written = mono_s();
 			continue;
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			/* The client's time to read starts now, not at
+			 * the last write of an earlier reply. */
+			if (!c->out_wait) {
+				c->out_wait = 1;
+				c->t_written = mono_s();
+			}
+			out_account(c, len);
 			event_add(c->wev, NULL);
 			return;
 		}
@@ -250,6 +288,8 @@ conn_flush(struct kwd_conn *c)
 		conn_close(c);   /* EPIPE: the client is gone */
 		return;
 	}
+	c->out_wait = 0;
+	out_account(c, 0);
 	conn_drained(c);
 }
 
@@ -528,6 +568,13 @@ conn_process(struct kwd_conn *c)
 	int rc;
 
 	while (c->state == C_READ && c->in_len > 0) {
+		if (!c->have_head && evbuffer_get_length(c->out) > 0) {
+			/* A reply is still unwritten: the next request waits
+			 * for it (conn_drained), so that what a connection
+			 * queues stays one reply. */
+			reading_set(c, 0);
+			return;
+		}
 		if (!c->have_head) {
 			rc = kwh_parse_head(c->in, c->in_len, HTTP_MAX_HEAD, &c->h, &why);
 			if (rc == 0)
@@ -620,6 +667,15 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 			conn_close(c);
 		return;
 	}
+	if (c->state == C_READ && evbuffer_get_length(c->out) > 0) {
+		/* A reply waits for the client to read it: read nothing
+		 * more until it is written (conn_drained reads again).  A
+		 * client that sends requests and never reads the replies
+		 * would otherwise grow c->out without bound, and every read
+		 * would count as its progress. */
+		reading_set(c, 0);
+		return;
+	}
 	if (c->in_len == c->in_cap) {
 		/* Before a head is whole, the buffer doubles up to the head's
 		 * limit (the parser refuses beyond it); conn_process grows it
@@ -700,7 +756,7 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 		c->state = C_READ;
 		c->minor = 1;
 		c->keep_alive = 1;
-		c->t_active = mono_s();
+		c->t_active = c->t_written = mono_s();
 		if (atomic_load(&d->m.connections_open) >= d->cfg->max_connections) {
 			c->over_limit = 1;
 			atomic_fetch_add(&d->m.connections_refused, 1);
@@ -724,10 +780,18 @@ accept_resume(evutil_socket_t fd, short what, void *arg)
 		event_add(l->listener, NULL);
 }
 
+static void
+conn_timed_out(struct kwd_conn *c)
+{
+	atomic_fetch_add(&c->l->d->m.connections_timed_out, 1);
+	conn_close(c);
+}
+
 /* Once a second: cut connections that made no progress for
- * limits.client_timeout while they owed us a request, or while a reply
- * waited for them to read it.  One in BUSY (the request is being served) or
- * an idle stream is left alone. */
+ * limits.client_timeout while a reply waited for them to read it (only
+ * what they read counts then, not what they send), or while they owed us
+ * a request.  One in BUSY (the request is being served) or an idle stream
+ * is left alone. */
 static void
 sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -738,15 +802,18 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd; (void)what;
 	for (c = l->conns; c != NULL; c = next) {
 		next = c->next;
-		if (c->state == C_LINGER && now - c->t_active >= HTTP_LINGER_S) {
-			conn_close(c);
+		if (c->state == C_LINGER) {
+			if (now - c->t_active >= HTTP_LINGER_S)
+				conn_close(c);
 			continue;
 		}
-		if (now - c->t_active < limit)
+		if (c->out_wait) {
+			if (now - c->t_written >= limit)
+				conn_timed_out(c);
 			continue;
-		if (evbuffer_get_length(c->out) > 0 || c->state == C_READ ||
-		    c->state == C_CLOSING)
-			conn_close(c);
+		}
+		if (c->state == C_READ && now - c->t_active >= limit)
+			conn_timed_out(c);
 	}
 }
 

@@ -8,7 +8,8 @@
  * a connection lives on the loop that accepted it, and only that loop's
  * thread touches it.  One request per connection is served at a time
  * (requests sent ahead are read and kept, up to a bound, until the reply
- * before them is written).
+ * before them is written); while a reply waits for its client to read it,
+ * nothing more is read from that client.
  *
  * Request bodies land in locked, non-dumpable memory when they are small
  * (kw_secalloc) and are wiped, whatever their size, as soon as they are

@@ -607,6 +607,79 @@ test_protocol_garbage(void)
 	CU_ASSERT_EQUAL(waitpid(dmn.pid, NULL, WNOHANG), 0);   /* still running */
 }
 
+/* The value of a metric without labels in /v1/metrics, or -1. */
+static long long
+metric(const char *sock, const char *name)
+{
+	char *resp = NULL, key[128];
+	const char *p;
+	long long v = -1;
+
+	snprintf(key, sizeof(key), "\n%s ", name);
+	if (kwt_http(sock, "GET", "/v1/metrics", NULL, &resp) == 200 && resp != NULL &&
+	    (p = strstr(resp, key)) != NULL)
+		v = strtoll(p + strlen(key), NULL, 10);
+	free(resp);
+	return v;
+}
+
+static double
+secs_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* A client that sends requests without end and never reads a reply: the
+ * daemon takes no request while a reply waits for it, so what it holds for
+ * the client stays one reply, and it cuts the client off once nothing was
+ * written for client_timeout (2 s), however much the client goes on
+ * sending.  Others are served meanwhile. */
+static void
+test_unread_replies(void)
+{
+	const char *rq = "GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n";
+	size_t len = strlen(rq), off = 0;
+	long long cut0 = metric(dmn.sock, "keywarden_connections_timed_out_total");
+	long long backlog, most = 0;
+	struct timespec t0, tcheck;
+	int fd = raw_connect(), closed = 0, served = 0, checks = 0;
+
+	CU_ASSERT_FATAL(fd >= 0 && cut0 >= 0);
+	CU_ASSERT_FATAL(fcntl(fd, F_SETFL, O_NONBLOCK) == 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	tcheck = t0;
+	while (!closed && secs_since(&t0) < 7) {
+		/* A request a millisecond: slow enough that the daemon
+		 * never has a buffer of them to wait on. */
+		ssize_t n = send(fd, rq + off, len - off, MSG_NOSIGNAL);
+
+		if (n < 0)
+			closed = errno == EPIPE || errno == ECONNRESET;
+		else
+			off = (off + (size_t)n) % len;
+		usleep(1000);
+		if (secs_since(&tcheck) >= 0.25) {
+			clock_gettime(CLOCK_MONOTONIC, &tcheck);
+			checks++;
+			served += kwt_http(dmn.sock, "GET", "/v1/health", NULL, NULL) == 200;
+			if ((backlog = metric(dmn.sock, "keywarden_connection_output_backlog_bytes")) > most)
+				most = backlog;
+		}
+	}
+	if (!closed || most >= 65536)
+		fprintf(stderr, "\n  after %.1f s: %s; most output held for it %lld bytes\n",
+		    secs_since(&t0), closed ? "cut off" : "still connected", most);
+	CU_ASSERT(closed);            /* cut off after client_timeout + the sweep's second */
+	CU_ASSERT(most < 65536);      /* one health reply is about 300 bytes */
+	CU_ASSERT(checks > 0 && served == checks);
+	CU_ASSERT(metric(dmn.sock, "keywarden_connections_timed_out_total") > cut0);
+	CU_ASSERT_EQUAL(metric(dmn.sock, "keywarden_connection_output_backlog_bytes"), 0);
+	close(fd);
+}
+
 /* limits.max_connections: the connection over the limit is answered 503
  * and closed; once one of the others closes, a new one is served. */
 static void
@@ -1041,6 +1114,7 @@ main(void)
 		{ "HTTP: pipelining, chunked bodies, 100-continue, 1.0, HEAD", test_protocol_framing },
 		{ "HTTP: random bytes and mutated requests", test_protocol_garbage },
 		{ "limits.max_connections: the next is refused, then served", test_connection_limit },
+		{ "a client that never reads its replies is held to one, then cut off", test_unread_replies },
 		{ "32 clients x 1000 mixed operations", test_concurrent_mixed },
 		{ "curl --unix-socket", test_curl_cli },
 		{ "the keywarden command", test_cli },
