@@ -51,7 +51,6 @@ struct kwd_conn {
 	int reading;                   /* rev is armed */
 	int peer_eof;                  /* the client shut its side */
 	struct peer_identity who;
-	int over_limit;
 	int unidentified;              /* identity_from_socket failed */
 
 	/* input: in[0..in_len) of in_cap bytes; kw_secalloc'd while in_sec */
@@ -207,8 +206,7 @@ conn_close(struct kwd_conn *c)
 	out_account(c, 0);
 	evbuffer_free(c->out);   /* runs the cleanup (a wipe) of a secret not yet written */
 	in_free(c);
-	if (!c->over_limit)
-		atomic_fetch_sub(&l->d->m.connections_open, 1);
+	atomic_fetch_sub(&l->d->m.connections_open, 1);
 	free(c);
 }
 
@@ -538,12 +536,6 @@ http_conn_who(const struct kwd_conn *c)
 }
 
 int
-http_conn_over_limit(const struct kwd_conn *c)
-{
-	return c->over_limit;
-}
-
-int
 http_conn_identified(const struct kwd_conn *c)
 {
 	return !c->unidentified;
@@ -708,6 +700,45 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- accepting and the sweep --------------------------------------------------------- */
 
+/* Count one more connection open, unless limits.max_connections are open
+ * already.  A compare-and-swap: every loop accepts at once, and a load then
+ * an add would let each of them take the last place. */
+static int
+conn_count_take(struct kwd *d)
+{
+	uint_fast64_t n = atomic_load(&d->m.connections_open);
+
+	do {
+		if (n >= d->cfg->max_connections)
+			return -EAGAIN;
+	} while (!atomic_compare_exchange_weak(&d->m.connections_open, &n, n + 1));
+	return 0;
+}
+
+/* A connection over the limit: a 503 that fits in the new socket's empty
+ * buffer, then close, with nothing allocated for it.  It is not read: a
+ * client that sent its request already still finds the reply first. */
+static void
+conn_refuse_over_limit(struct kwd_loop *l, int fd)
+{
+	char body[160], msg[512];
+	int blen, n;
+
+	atomic_fetch_add(&l->d->m.connections_refused, 1);
+	blen = snprintf(body, sizeof(body),
+	    "{\"error\":{\"code\":\"unavailable\",\"message\":"
+	    "\"too many connections (limit %u)\"}}\n", l->d->cfg->max_connections);
+	n = snprintf(msg, sizeof(msg), "HTTP/1.1 503 %s\r\nDate: %s\r\n"
+	    "Cache-Control: no-store\r\nContent-Type: application/json\r\n"
+	    "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
+	    kwh_reason(503), http_date(l), blen, body);
+	/* Best effort: a client that is gone is not told. */
+	if (blen > 0 && (size_t)blen < sizeof(body) && n > 0 && (size_t)n < sizeof(msg) &&
+	    send(fd, msg, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("cannot refuse a connection over the limit: %s", strerror(errno));
+	close(fd);
+}
+
 static void
 accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
@@ -731,6 +762,10 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 			return;
 		}
 		atomic_fetch_add(&d->m.connections_total, 1);
+		if (conn_count_take(d) != 0) {
+			conn_refuse_over_limit(l, fd);
+			continue;
+		}
 		if ((c = calloc(1, sizeof(*c))) == NULL ||
 		    (c->out = evbuffer_new()) == NULL ||
 		    (c->rev = event_new(l->base, fd, EV_READ | EV_PERSIST, read_cb, c)) == NULL ||
@@ -742,6 +777,7 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 				if (c->out) evbuffer_free(c->out);
 				free(c);
 			}
+			atomic_fetch_sub(&d->m.connections_open, 1);
 			close(fd);
 			continue;
 		}
@@ -757,12 +793,6 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 		c->minor = 1;
 		c->keep_alive = 1;
 		c->t_active = c->t_written = mono_s();
-		if (atomic_load(&d->m.connections_open) >= d->cfg->max_connections) {
-			c->over_limit = 1;
-			atomic_fetch_add(&d->m.connections_refused, 1);
-		} else {
-			atomic_fetch_add(&d->m.connections_open, 1);
-		}
 		c->next = l->conns;
 		if (l->conns != NULL)
 			l->conns->prev = c;

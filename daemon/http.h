@@ -48,8 +48,6 @@ void server_request_orphaned(void *req);
 struct kwd_loop *http_conn_loop(const struct kwd_conn *c);
 /* The caller at the other end, as the kernel reported it at accept. */
 const struct peer_identity *http_conn_who(const struct kwd_conn *c);
-/* Accepted over limits.max_connections: refuse its requests. */
-int http_conn_over_limit(const struct kwd_conn *c);
 /* 0 if the kernel could not say who the peer is: refuse its requests. */
 int http_conn_identified(const struct kwd_conn *c);
 /* The request in flight on c: set by the server, cleared by the reply. */

@@ -680,16 +680,33 @@ test_unread_replies(void)
 	close(fd);
 }
 
-/* limits.max_connections: the connection over the limit is answered 503
- * and closed; once one of the others closes, a new one is served. */
+/* Read from fd until the daemon closes it, the buffer is full or a read
+ * fails (its timeout); out is NUL-terminated.  *eof: the daemon closed it. */
+static size_t
+read_until_close(int fd, char *out, size_t outsz, int *eof)
+{
+	size_t got = 0;
+	ssize_t n = -1;
+
+	*eof = 0;
+	while (got + 1 < outsz && (n = read(fd, out + got, outsz - 1 - got)) > 0)
+		got += (size_t)n;
+	*eof = got + 1 < outsz && n == 0;
+	out[got] = '\0';
+	return got;
+}
+
+/* limits.max_connections: a connection over the limit is answered 503 and
+ * closed at once, before it sends anything, and the daemon keeps nothing
+ * of it; once one of the others closes, a new one is served. */
 static void
 test_connection_limit(void)
 {
 	struct kwt_daemon d2;
-	int fds[4], over;
+	int fds[4], over, eof;
 	char out[2048];
 	const char *rq = "GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n";
-	struct timeval tv = { 3, 0 };
+	struct timeval tv = { 3, 0 }, tv_over = { 1, 0 };
 	ssize_t n;
 
 	CU_ASSERT_EQUAL_FATAL(kwt_daemon_start_limits(&d2, &tok, "  max_connections: 4\n",
@@ -702,18 +719,35 @@ test_connection_limit(void)
 		n = read(fds[i], out, sizeof(out) - 1);
 		CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
 	}
-	/* The fifth: refused with a reason, and closed. */
-	{
+	/* Over the limit: refused with a reason and closed, without waiting
+	 * for a request (one that never came used to be kept for ever). */
+	for (int i = 0; i < 8; i++) {
 		CU_ASSERT_FATAL((over = kwt_connect(d2.sock)) >= 0);
-		setsockopt(over, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		CU_ASSERT(write(over, rq, strlen(rq)) == (ssize_t)strlen(rq));
-		n = read(over, out, sizeof(out) - 1);
-		if (n > 0)
-			out[n] = '\0';
+		setsockopt(over, SOL_SOCKET, SO_RCVTIMEO, &tv_over, sizeof(tv_over));
+		n = (ssize_t)read_until_close(over, out, sizeof(out), &eof);
+		if (n == 0)
+			fprintf(stderr, "\n  over the limit: no reply without a request\n");
 		CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 503 ", 13) == 0);
 		CU_ASSERT(n > 0 && strstr(out, "too many connections (limit 4)") != NULL);
 		CU_ASSERT(n > 0 && strstr(out, "Connection: close\r\n") != NULL);
+		CU_ASSERT(eof);
 		close(over);
+	}
+	/* One that sends its request still reads the refusal (the send
+	 * fails if the daemon closed first). */
+	CU_ASSERT_FATAL((over = kwt_connect(d2.sock)) >= 0);
+	setsockopt(over, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	(void)send(over, rq, strlen(rq), MSG_NOSIGNAL);
+	n = read(over, out, sizeof(out) - 1);
+	if (n > 0)
+		out[n] = '\0';
+	CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 503 ", 13) == 0);
+	close(over);
+	/* The four are still served. */
+	for (int i = 0; i < 4; i++) {
+		CU_ASSERT(write(fds[i], rq, strlen(rq)) == (ssize_t)strlen(rq));
+		n = read(fds[i], out, sizeof(out) - 1);
+		CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
 	}
 	/* One of the four leaves: a new connection is served. */
 	close(fds[0]);
@@ -724,6 +758,19 @@ test_connection_limit(void)
 		usleep(20000);   /* the daemon sees the close on its next loop turn */
 		if (tries == 49)
 			CU_ASSERT_EQUAL(st, 200);
+	}
+	/* Counted: the refusals, and the open ones (the three, and the one
+	 * asking, once the daemon has seen the last one close). */
+	{
+		long long refused = -1, open = -1;
+
+		for (int tries = 0; tries < 50 && (refused < 0 || open != 4); tries++) {
+			usleep(20000);
+			refused = metric(d2.sock, "keywarden_connections_refused_total");
+			open = metric(d2.sock, "keywarden_connections_open");
+		}
+		CU_ASSERT(refused >= 9);
+		CU_ASSERT_EQUAL(open, 4);
 	}
 	for (int i = 1; i < 4; i++)
 		close(fds[i]);
