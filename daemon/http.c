@@ -78,7 +78,9 @@ struct kwd_conn {
 
 	/* monotonic seconds.  Each direction has its own clock, so that a
 	 * client that keeps sending cannot keep alive a connection whose
-	 * replies it does not read. */
+	 * replies it does not read; and a head has a deadline, not a pace,
+	 * so that it cannot be sent a byte at a time for ever. */
+	time_t t_start;                /* the request's first byte, or the turn to send one */
 	time_t t_active;               /* the last bytes read */
 	time_t t_written;              /* the last bytes written, or out began to wait */
 
@@ -251,8 +253,9 @@ conn_drained(struct kwd_conn *c)
 			return;
 		}
 		/* The client owes the next request from now, not from when it
-		 * sent the last one (which may have been served for long). */
-		c->t_active = mono_s();
+		 * sent the last one (which may have been served for long), and
+		 * one it sent ahead has its whole time from now. */
+		c->t_start = mono_s();
 		reading_set(c, 1);
 		conn_process(c);
 	}
@@ -680,8 +683,10 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	n = read(fd, c->in + c->in_len, c->in_cap - c->in_len);
 	if (n > 0) {
-		c->in_len += (size_t)n;
 		c->t_active = mono_s();
+		if (c->in_len == 0)
+			c->t_start = c->t_active;   /* a request's first byte */
+		c->in_len += (size_t)n;
 		if (c->state == C_READ)
 			conn_process(c);
 		return;
@@ -792,7 +797,7 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 		c->state = C_READ;
 		c->minor = 1;
 		c->keep_alive = 1;
-		c->t_active = c->t_written = mono_s();
+		c->t_start = c->t_active = c->t_written = mono_s();
 		c->next = l->conns;
 		if (l->conns != NULL)
 			l->conns->prev = c;
@@ -819,9 +824,11 @@ conn_timed_out(struct kwd_conn *c)
 
 /* Once a second: cut connections that made no progress for
  * limits.client_timeout while a reply waited for them to read it (only
- * what they read counts then, not what they send), or while they owed us
- * a request.  One in BUSY (the request is being served) or an idle stream
- * is left alone. */
+ * what they read counts then, not what they send), that sent nothing for
+ * as long when they owed us a request or the rest of its body, or whose
+ * request line and headers are not whole client_timeout after their first
+ * byte.  One in BUSY (the request is being served) or an idle stream is
+ * left alone. */
 static void
 sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -842,7 +849,8 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
 				conn_timed_out(c);
 			continue;
 		}
-		if (c->state == C_READ && now - c->t_active >= limit)
+		if (c->state == C_READ &&
+		    now - (c->have_head ? c->t_active : c->t_start) >= limit)
 			conn_timed_out(c);
 	}
 }

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -680,6 +681,41 @@ test_unread_replies(void)
 	close(fd);
 }
 
+/* A head sent a byte every 300 ms (each byte well within client_timeout,
+ * 2 s, of the one before) is cut off about client_timeout after its first
+ * byte, not kept for as long as it dribbles; others are served meanwhile. */
+static void
+test_head_deadline(void)
+{
+	const char *head = "GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+	long long cut0 = metric(dmn.sock, "keywarden_connections_timed_out_total");
+	struct timespec t0;
+	int fd = raw_connect(), closed = 0;
+	char buf[256];
+	size_t i;
+
+	CU_ASSERT_FATAL(fd >= 0 && cut0 >= 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (i = 0; head[i] != '\0' && !closed; i++) {
+		struct pollfd p = { fd, POLLIN, 0 };
+
+		if (send(fd, head + i, 1, MSG_NOSIGNAL) != 1) {
+			closed = 1;
+			break;
+		}
+		if (poll(&p, 1, 300) > 0 && read(fd, buf, sizeof(buf)) <= 0)
+			closed = 1;
+	}
+	if (!closed || secs_since(&t0) > 5)
+		fprintf(stderr, "\n  %zu bytes in %.1f s: %s\n", i, secs_since(&t0),
+		    closed ? "cut off" : "answered or still connected");
+	CU_ASSERT(closed);
+	CU_ASSERT(secs_since(&t0) < 5);   /* 2 s, and up to the sweep's second */
+	CU_ASSERT(metric(dmn.sock, "keywarden_connections_timed_out_total") > cut0);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/health", NULL, NULL), 200);
+	close(fd);
+}
+
 /* Read from fd until the daemon closes it, the buffer is full or a read
  * fails (its timeout); out is NUL-terminated.  *eof: the daemon closed it. */
 static size_t
@@ -1162,6 +1198,7 @@ main(void)
 		{ "HTTP: random bytes and mutated requests", test_protocol_garbage },
 		{ "limits.max_connections: the next is refused, then served", test_connection_limit },
 		{ "a client that never reads its replies is held to one, then cut off", test_unread_replies },
+		{ "a head sent a byte at a time is cut off client_timeout after its first", test_head_deadline },
 		{ "32 clients x 1000 mixed operations", test_concurrent_mixed },
 		{ "curl --unix-socket", test_curl_cli },
 		{ "the keywarden command", test_cli },
