@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -813,6 +814,38 @@ test_connection_limit(void)
 	kwt_daemon_free(&d2);
 }
 
+/* The daemon raises its soft limit of open files to the hard one: started
+ * with a soft limit of 256, it runs with the hard limit. */
+static void
+test_nofile_raised(void)
+{
+	struct kwt_daemon d2;
+	struct rlimit was, low;
+	char path[64], out[4096], *line;
+	unsigned long long soft = 0, hard = 0;
+	int fd;
+	ssize_t n;
+
+	CU_ASSERT_FATAL(getrlimit(RLIMIT_NOFILE, &was) == 0);
+	low = was;
+	low.rlim_cur = 256;
+	CU_ASSERT_FATAL(setrlimit(RLIMIT_NOFILE, &low) == 0);
+	CU_ASSERT_EQUAL(kwt_daemon_start(&d2, &tok, "vaults:\n  - name: dev\n"), 0);
+	setrlimit(RLIMIT_NOFILE, &was);
+	snprintf(path, sizeof(path), "/proc/%ld/limits", (long)d2.pid);
+	CU_ASSERT_FATAL((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0);
+	n = read(fd, out, sizeof(out) - 1);
+	close(fd);
+	out[n > 0 ? n : 0] = '\0';
+	line = strstr(out, "Max open files");
+	CU_ASSERT_PTR_NOT_NULL(line);
+	if (line != NULL)
+		CU_ASSERT_EQUAL(sscanf(line, "Max open files %llu %llu", &soft, &hard), 2);
+	CU_ASSERT(hard > 256);
+	CU_ASSERT_EQUAL(soft, hard);
+	kwt_daemon_free(&d2);
+}
+
 struct mix_arg {
 	int id;
 	int errors;
@@ -1199,6 +1232,7 @@ main(void)
 		{ "limits.max_connections: the next is refused, then served", test_connection_limit },
 		{ "a client that never reads its replies is held to one, then cut off", test_unread_replies },
 		{ "a head sent a byte at a time is cut off client_timeout after its first", test_head_deadline },
+		{ "the daemon raises its soft limit of open files to the hard one", test_nofile_raised },
 		{ "32 clients x 1000 mixed operations", test_concurrent_mixed },
 		{ "curl --unix-socket", test_curl_cli },
 		{ "the keywarden command", test_cli },
