@@ -50,6 +50,8 @@ struct kwd_conn {
 	struct event *rev, *wev;
 	int reading;                   /* rev is armed */
 	int peer_eof;                  /* the client shut its side */
+	int dispatching;               /* in server_request: conn_close defers */
+	int close_deferred;            /* conn_close came while dispatching */
 	struct peer_identity who;
 	int unidentified;              /* identity_from_socket failed */
 
@@ -190,6 +192,13 @@ conn_close(struct kwd_conn *c)
 {
 	struct kwd_loop *l = c->l;
 
+	if (c->dispatching) {
+		/* conn_process still holds c after server_request, which can
+		 * reply and so close at once (a refusal for want of memory, to
+		 * a client that is gone): conn_process closes it then. */
+		c->close_deferred = 1;
+		return;
+	}
 	if (c->req != NULL) {
 		server_request_orphaned(c->req);
 		c->req = NULL;
@@ -639,7 +648,13 @@ conn_process(struct kwd_conn *c)
 		c->state = C_BUSY;
 		c->have_head = 0;
 		c->h.target = c->in + c->target_off;   /* the buffer may have moved */
+		c->dispatching = 1;
 		server_request(c, &c->h, body, blen);
+		c->dispatching = 0;
+		if (c->close_deferred) {
+			conn_close(c);   /* wipes the input */
+			return;
+		}
 		/* The head and body were copied or parsed: wipe them. */
 		in_consume(c, used);
 		if (c->state == C_BUSY && c->in_len >= c->in_cap)

@@ -846,6 +846,69 @@ test_nofile_raised(void)
 	kwt_daemon_free(&d2);
 }
 
+/* Out of memory for a request (server_request), from a client that sent it
+ * and closed at once: the 503 saying so fails to be written and closes the
+ * connection inside server_request, and the daemon must not touch the
+ * connection after that (it did: in_consume on freed memory, a crash).
+ * libkwfailalloc.so makes the request's allocation fail while a file
+ * exists. */
+static void
+test_request_oom_client_gone(void)
+{
+	const char *top = kwt_require("KW_TOP_BUILDDIR"), *asan = getenv("ASAN_OPTIONS");
+	const char *rq = "GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n";
+	char lib[600], dir[256], trig[300], opts[1024], out[2048];
+	struct timeval tv = { 3, 0 };
+	struct kwt_daemon d2;
+	int fd, started;
+	ssize_t n;
+
+	snprintf(lib, sizeof(lib), "%s/tests/shim/.libs/libkwfailalloc.so", top);
+	CU_ASSERT_FATAL(access(lib, R_OK) == 0);
+	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-oom") == 0);
+	snprintf(trig, sizeof(trig), "%s/fail", dir);
+	/* In the sanitizer build the daemon's calloc is ASan's, found
+	 * behind the preloaded one. */
+	snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0", asan ? asan : "",
+	    asan ? ":" : "");
+	setenv("LD_PRELOAD", lib, 1);
+	setenv("KW_FAILALLOC_FILE", trig, 1);
+	setenv("ASAN_OPTIONS", opts, 1);
+	started = kwt_daemon_start(&d2, &tok, "vaults:\n  - name: dev\n");
+	unsetenv("LD_PRELOAD");
+	unsetenv("KW_FAILALLOC_FILE");
+	if (asan != NULL) {
+		snprintf(opts, sizeof(opts), "%s", asan);
+		setenv("ASAN_OPTIONS", opts, 1);
+	} else {
+		unsetenv("ASAN_OPTIONS");
+	}
+	CU_ASSERT_EQUAL_FATAL(started, 0);
+	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
+
+	/* The shim works: a client that waits is told. */
+	CU_ASSERT_FATAL((fd = kwt_connect(d2.sock)) >= 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	CU_ASSERT(write(fd, rq, strlen(rq)) == (ssize_t)strlen(rq));
+	n = read(fd, out, sizeof(out) - 1);
+	out[n > 0 ? n : 0] = '\0';
+	CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 503 ", 13) == 0 &&
+	    strstr(out, "out of memory") != NULL);
+	close(fd);
+	/* Clients that are gone before their reply. */
+	for (int i = 0; i < 5; i++) {
+		CU_ASSERT_FATAL((fd = kwt_connect(d2.sock)) >= 0);
+		CU_ASSERT(write(fd, rq, strlen(rq)) == (ssize_t)strlen(rq));
+		close(fd);
+	}
+	usleep(300000);
+	unlink(trig);
+	CU_ASSERT_EQUAL(waitpid(d2.pid, NULL, WNOHANG), 0);   /* still running */
+	CU_ASSERT_EQUAL(kwt_http(d2.sock, "GET", "/v1/health", NULL, NULL), 200);
+	kwt_daemon_free(&d2);
+	kwt_rmtree(dir);
+}
+
 struct mix_arg {
 	int id;
 	int errors;
@@ -1233,6 +1296,7 @@ main(void)
 		{ "a client that never reads its replies is held to one, then cut off", test_unread_replies },
 		{ "a head sent a byte at a time is cut off client_timeout after its first", test_head_deadline },
 		{ "the daemon raises its soft limit of open files to the hard one", test_nofile_raised },
+		{ "out of memory for a request from a client that is gone", test_request_oom_client_gone },
 		{ "32 clients x 1000 mixed operations", test_concurrent_mixed },
 		{ "curl --unix-socket", test_curl_cli },
 		{ "the keywarden command", test_cli },
