@@ -112,18 +112,15 @@ in_release(char *p, size_t cap, int sec)
 	}
 }
 
-/* Grow c->in to at least want bytes; the old block is wiped. */
+/* Move c's input into a new buffer of n bytes (n >= c->in_len); the old one
+ * is wiped and released. */
 static int
-in_grow(struct kwd_conn *c, size_t want)
+in_resize(struct kwd_conn *c, size_t n)
 {
-	size_t n = c->in_cap ? c->in_cap : HTTP_IN_FIRST;
+	struct kwd_metrics *m = &c->l->d->m;
 	char *nb;
 	int sec;
 
-	while (n < want)
-		n = n > SIZE_MAX / 2 ? want : n * 2;
-	if (n == c->in_cap)
-		return 0;
 	/* Locked memory while small; ordinary memory (still wiped) when the
 	 * locked pages run out or the body is large. */
 	sec = n <= HTTP_IN_FIRST;
@@ -138,10 +135,38 @@ in_grow(struct kwd_conn *c, size_t want)
 		memcpy(nb, c->in, c->in_len);
 		in_release(c->in, c->in_cap, c->in_sec);
 	}
+	if (n > c->in_cap)
+		atomic_fetch_add(&m->conn_in_bytes, n - c->in_cap);
+	else
+		atomic_fetch_sub(&m->conn_in_bytes, c->in_cap - n);
 	c->in = nb;
 	c->in_cap = n;
 	c->in_sec = sec;
 	return 0;
+}
+
+/* Grow c->in to at least want bytes. */
+static int
+in_grow(struct kwd_conn *c, size_t want)
+{
+	size_t n = c->in_cap ? c->in_cap : HTTP_IN_FIRST;
+
+	while (n < want)
+		n = n > SIZE_MAX / 2 ? want : n * 2;
+	if (n == c->in_cap)
+		return 0;
+	return in_resize(c, n);
+}
+
+/* After a large request: back to the first, small buffer, so that a
+ * connection does not keep the largest body it ever sent (in ordinary
+ * memory, the large one) for as long as it stays open. */
+static void
+in_shrink(struct kwd_conn *c)
+{
+	if (c->in_cap <= HTTP_IN_FIRST || c->in_len > HTTP_IN_FIRST)
+		return;
+	(void)in_resize(c, HTTP_IN_FIRST);   /* out of memory: keep the large one */
 }
 
 /* Drop the first n bytes of input, wiping them. */
@@ -162,6 +187,7 @@ in_free(struct kwd_conn *c)
 	if (c->in == NULL)
 		return;
 	in_release(c->in, c->in_cap, c->in_sec);
+	atomic_fetch_sub(&c->l->d->m.conn_in_bytes, c->in_cap);
 	c->in = NULL;
 	c->in_len = c->in_cap = 0;
 }
@@ -657,6 +683,7 @@ conn_process(struct kwd_conn *c)
 		}
 		/* The head and body were copied or parsed: wipe them. */
 		in_consume(c, used);
+		in_shrink(c);
 		if (c->state == C_BUSY && c->in_len >= c->in_cap)
 			reading_set(c, 0);   /* far enough ahead: wait for the reply */
 	}

@@ -13,7 +13,9 @@
  *
  * Request bodies land in locked, non-dumpable memory when they are small
  * (kw_secalloc) and are wiped, whatever their size, as soon as they are
- * consumed and when the connection closes; a reply that holds a secret is
+ * consumed and when the connection closes; a buffer grown for a large
+ * request is wiped and given back once the request is consumed, and the
+ * connection goes on with a small one.  A reply that holds a secret is
  * written from the caller's locked buffer and wiped once written.
  */
 #ifndef KW_HTTP_H

@@ -95,6 +95,8 @@ h_metrics(struct kwd_req *r)
 	G("connections_open", "Connections open.", atomic_load(&m->connections_open));
 	C("connections_timed_out_total", "Connections cut off by limits.client_timeout.",
 	    m->connections_timed_out);
+	G("connection_input_buffer_bytes", "Bytes of request buffers held by open connections.",
+	    atomic_load(&m->conn_in_bytes));
 	G("connection_output_backlog_bytes",
 	    "Bytes of replies queued for clients that have not read them.",
 	    atomic_load(&m->conn_out_backlog));

@@ -717,6 +717,66 @@ test_head_deadline(void)
 	close(fd);
 }
 
+/* Read replies from fd into out until needle shows, or the read times out.
+ * 1 if it did. */
+static int
+read_until(int fd, char *out, size_t outsz, const char *needle)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	out[0] = '\0';
+	while (strstr(out, needle) == NULL && got + 1 < outsz &&
+	    (n = read(fd, out + got, outsz - 1 - got)) > 0) {
+		got += (size_t)n;
+		out[got] = '\0';
+	}
+	return strstr(out, needle) != NULL;
+}
+
+/* A connection that sent a large body goes back to a small input buffer
+ * once the request is consumed (it kept the large one for as long as it
+ * stayed open), with what it sent behind it, and is served as before. */
+static void
+test_input_buffer_shrinks(void)
+{
+	const char *health = "GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n";
+	size_t n = 900 * 1024, hl, len, sent = 0;
+	char *rq = malloc(n + 512), out[8192];
+	struct timeval tv = { 5, 0 };
+	long long held;
+	int fd = raw_connect();
+
+	CU_ASSERT_FATAL(rq != NULL && fd >= 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	hl = (size_t)snprintf(rq, 512, "PUT /v1/vaults/dev/secrets/shrink HTTP/1.1\r\nHost: x\r\n"
+	    "Content-Length: %zu\r\n\r\n", n);
+	memcpy(rq + hl, "{\"value\":\"", 10);
+	memset(rq + hl + 10, 'a', n - 12);
+	memcpy(rq + hl + n - 2, "\"}", 2);
+	strcpy(rq + hl + n, health);   /* sent ahead, behind the large one */
+	len = hl + n + strlen(health);
+	while (sent < len) {
+		ssize_t w = write(fd, rq + sent, len - sent);
+		if (w <= 0)
+			break;
+		sent += (size_t)w;
+	}
+	CU_ASSERT_EQUAL(sent, len);
+	/* over limits.max_value: 413, and the connection stays */
+	CU_ASSERT(read_until(fd, out, sizeof(out), "\"status\":\"ok\""));
+	CU_ASSERT(strncmp(out, "HTTP/1.1 413 ", 13) == 0);
+	held = metric(dmn.sock, "keywarden_connection_input_buffer_bytes");
+	if (held < 0 || held >= 65536)
+		fprintf(stderr, "\n  input buffers held: %lld bytes\n", held);
+	CU_ASSERT(held >= 0 && held < 65536);   /* a few connections of 4 KiB */
+	CU_ASSERT(write(fd, health, strlen(health)) == (ssize_t)strlen(health));
+	CU_ASSERT(read_until(fd, out, sizeof(out), "\"status\":\"ok\""));
+	CU_ASSERT(strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+	close(fd);
+	free(rq);
+}
+
 /* Read from fd until the daemon closes it, the buffer is full or a read
  * fails (its timeout); out is NUL-terminated.  *eof: the daemon closed it. */
 static size_t
@@ -1297,6 +1357,7 @@ main(void)
 		{ "a head sent a byte at a time is cut off client_timeout after its first", test_head_deadline },
 		{ "the daemon raises its soft limit of open files to the hard one", test_nofile_raised },
 		{ "out of memory for a request from a client that is gone", test_request_oom_client_gone },
+		{ "the input buffer shrinks back after a large request", test_input_buffer_shrinks },
 		{ "32 clients x 1000 mixed operations", test_concurrent_mixed },
 		{ "curl --unix-socket", test_curl_cli },
 		{ "the keywarden command", test_cli },
