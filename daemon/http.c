@@ -7,11 +7,13 @@
  *                                    \--(stream begun)--> STREAM --(end)--> READ
  *
  * and CLOSING once a reply that ends the connection is queued: it closes
- * when its output is written.  The read event stays armed for the life of
- * the connection (so serving a request costs no epoll change); a client
- * that sends more than one buffer ahead of its replies is paused until they
- * are written.  A once-a-second sweep per loop cuts clients that are too
- * slow to send a request or to read a reply (limits.client_timeout).
+ * when its output is written.  The read event stays armed while the client
+ * reads its replies (so serving a request costs no epoll change); a client
+ * that sends more than one buffer ahead of its replies, or sends while a
+ * reply waits for it to read, is paused until they are written: no request
+ * is taken while a reply is unwritten, so a connection holds at most one.
+ * A once-a-second sweep per loop cuts clients that are too slow to send a
+ * request or to read a reply (limits.client_timeout).
  */
 #include "config.h"
 
@@ -48,8 +50,9 @@ struct kwd_conn {
 	struct event *rev, *wev;
 	int reading;                   /* rev is armed */
 	int peer_eof;                  /* the client shut its side */
+	int dispatching;               /* in server_request: conn_close defers */
+	int close_deferred;            /* conn_close came while dispatching */
 	struct peer_identity who;
-	int over_limit;
 	int unidentified;              /* identity_from_socket failed */
 
 	/* input: in[0..in_len) of in_cap bytes; kw_secalloc'd while in_sec */
@@ -72,7 +75,16 @@ struct kwd_conn {
 	struct evbuffer *out;
 	void (*drained)(void *);
 	void *drained_arg;
-	time_t t_active;               /* last progress either way (monotonic s) */
+	int out_wait;                  /* wev armed: the socket would not take out */
+	size_t out_counted;            /* of out, in the metric conn_out_backlog */
+
+	/* monotonic seconds.  Each direction has its own clock, so that a
+	 * client that keeps sending cannot keep alive a connection whose
+	 * replies it does not read; and a head has a deadline, not a pace,
+	 * so that it cannot be sent a byte at a time for ever. */
+	time_t t_start;                /* the request's first byte, or the turn to send one */
+	time_t t_active;               /* the last bytes read */
+	time_t t_written;              /* the last bytes written, or out began to wait */
 
 	struct kwd_conn *prev, *next;  /* the loop's connections */
 };
@@ -100,18 +112,15 @@ in_release(char *p, size_t cap, int sec)
 	}
 }
 
-/* Grow c->in to at least want bytes; the old block is wiped. */
+/* Move c's input into a new buffer of n bytes (n >= c->in_len); the old one
+ * is wiped and released. */
 static int
-in_grow(struct kwd_conn *c, size_t want)
+in_resize(struct kwd_conn *c, size_t n)
 {
-	size_t n = c->in_cap ? c->in_cap : HTTP_IN_FIRST;
+	struct kwd_metrics *m = &c->l->d->m;
 	char *nb;
 	int sec;
 
-	while (n < want)
-		n = n > SIZE_MAX / 2 ? want : n * 2;
-	if (n == c->in_cap)
-		return 0;
 	/* Locked memory while small; ordinary memory (still wiped) when the
 	 * locked pages run out or the body is large. */
 	sec = n <= HTTP_IN_FIRST;
@@ -126,10 +135,38 @@ in_grow(struct kwd_conn *c, size_t want)
 		memcpy(nb, c->in, c->in_len);
 		in_release(c->in, c->in_cap, c->in_sec);
 	}
+	if (n > c->in_cap)
+		atomic_fetch_add(&m->conn_in_bytes, n - c->in_cap);
+	else
+		atomic_fetch_sub(&m->conn_in_bytes, c->in_cap - n);
 	c->in = nb;
 	c->in_cap = n;
 	c->in_sec = sec;
 	return 0;
+}
+
+/* Grow c->in to at least want bytes. */
+static int
+in_grow(struct kwd_conn *c, size_t want)
+{
+	size_t n = c->in_cap ? c->in_cap : HTTP_IN_FIRST;
+
+	while (n < want)
+		n = n > SIZE_MAX / 2 ? want : n * 2;
+	if (n == c->in_cap)
+		return 0;
+	return in_resize(c, n);
+}
+
+/* After a large request: back to the first, small buffer, so that a
+ * connection does not keep the largest body it ever sent (in ordinary
+ * memory, the large one) for as long as it stays open. */
+static void
+in_shrink(struct kwd_conn *c)
+{
+	if (c->in_cap <= HTTP_IN_FIRST || c->in_len > HTTP_IN_FIRST)
+		return;
+	(void)in_resize(c, HTTP_IN_FIRST);   /* out of memory: keep the large one */
 }
 
 /* Drop the first n bytes of input, wiping them. */
@@ -150,6 +187,7 @@ in_free(struct kwd_conn *c)
 	if (c->in == NULL)
 		return;
 	in_release(c->in, c->in_cap, c->in_sec);
+	atomic_fetch_sub(&c->l->d->m.conn_in_bytes, c->in_cap);
 	c->in = NULL;
 	c->in_len = c->in_cap = 0;
 }
@@ -159,11 +197,34 @@ in_free(struct kwd_conn *c)
 static void conn_process(struct kwd_conn *c);
 static void conn_flush(struct kwd_conn *c);
 
+/* Count n bytes of c's output as waiting for the client, in place of what
+ * was counted before. */
+static void
+out_account(struct kwd_conn *c, size_t n)
+{
+	struct kwd_metrics *m = &c->l->d->m;
+
+	if (n == c->out_counted)
+		return;
+	if (n > c->out_counted)
+		atomic_fetch_add(&m->conn_out_backlog, n - c->out_counted);
+	else
+		atomic_fetch_sub(&m->conn_out_backlog, c->out_counted - n);
+	c->out_counted = n;
+}
+
 static void
 conn_close(struct kwd_conn *c)
 {
 	struct kwd_loop *l = c->l;
 
+	if (c->dispatching) {
+		/* conn_process still holds c after server_request, which can
+		 * reply and so close at once (a refusal for want of memory, to
+		 * a client that is gone): conn_process closes it then. */
+		c->close_deferred = 1;
+		return;
+	}
 	if (c->req != NULL) {
 		server_request_orphaned(c->req);
 		c->req = NULL;
@@ -179,10 +240,10 @@ conn_close(struct kwd_conn *c)
 	event_free(c->rev);
 	event_free(c->wev);
 	close(c->fd);
+	out_account(c, 0);
 	evbuffer_free(c->out);   /* runs the cleanup (a wipe) of a secret not yet written */
 	in_free(c);
-	if (!c->over_limit)
-		atomic_fetch_sub(&l->d->m.connections_open, 1);
+	atomic_fetch_sub(&l->d->m.connections_open, 1);
 	free(c);
 }
 
@@ -226,6 +287,10 @@ conn_drained(struct kwd_conn *c)
 			conn_close(c);
 			return;
 		}
+		/* The client owes the next request from now, not from when it
+		 * sent the last one (which may have been served for long), and
+		 * one it sent ahead has its whole time from now. */
+		c->t_start = mono_s();
 		reading_set(c, 1);
 		conn_process(c);
 	}
@@ -234,14 +299,23 @@ conn_drained(struct kwd_conn *c)
 static void
 conn_flush(struct kwd_conn *c)
 {
-	while (evbuffer_get_length(c->out) > 0) {
+	size_t len;
+
+	while ((len = evbuffer_get_length(c->out)) > 0) {
 		int n = evbuffer_write(c->out, c->fd);
 
 		if (n > 0) {
-			c->t_active = mono_s();
+			c->t_written = mono_s();
 			continue;
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			/* The client's time to read starts now, not at
+			 * the last write of an earlier reply. */
+			if (!c->out_wait) {
+				c->out_wait = 1;
+				c->t_written = mono_s();
+			}
+			out_account(c, len);
 			event_add(c->wev, NULL);
 			return;
 		}
@@ -250,6 +324,8 @@ conn_flush(struct kwd_conn *c)
 		conn_close(c);   /* EPIPE: the client is gone */
 		return;
 	}
+	c->out_wait = 0;
+	out_account(c, 0);
 	conn_drained(c);
 }
 
@@ -498,12 +574,6 @@ http_conn_who(const struct kwd_conn *c)
 }
 
 int
-http_conn_over_limit(const struct kwd_conn *c)
-{
-	return c->over_limit;
-}
-
-int
 http_conn_identified(const struct kwd_conn *c)
 {
 	return !c->unidentified;
@@ -528,6 +598,13 @@ conn_process(struct kwd_conn *c)
 	int rc;
 
 	while (c->state == C_READ && c->in_len > 0) {
+		if (!c->have_head && evbuffer_get_length(c->out) > 0) {
+			/* A reply is still unwritten: the next request waits
+			 * for it (conn_drained), so that what a connection
+			 * queues stays one reply. */
+			reading_set(c, 0);
+			return;
+		}
 		if (!c->have_head) {
 			rc = kwh_parse_head(c->in, c->in_len, HTTP_MAX_HEAD, &c->h, &why);
 			if (rc == 0)
@@ -597,9 +674,16 @@ conn_process(struct kwd_conn *c)
 		c->state = C_BUSY;
 		c->have_head = 0;
 		c->h.target = c->in + c->target_off;   /* the buffer may have moved */
+		c->dispatching = 1;
 		server_request(c, &c->h, body, blen);
+		c->dispatching = 0;
+		if (c->close_deferred) {
+			conn_close(c);   /* wipes the input */
+			return;
+		}
 		/* The head and body were copied or parsed: wipe them. */
 		in_consume(c, used);
+		in_shrink(c);
 		if (c->state == C_BUSY && c->in_len >= c->in_cap)
 			reading_set(c, 0);   /* far enough ahead: wait for the reply */
 	}
@@ -620,6 +704,15 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 			conn_close(c);
 		return;
 	}
+	if (c->state == C_READ && evbuffer_get_length(c->out) > 0) {
+		/* A reply waits for the client to read it: read nothing
+		 * more until it is written (conn_drained reads again).  A
+		 * client that sends requests and never reads the replies
+		 * would otherwise grow c->out without bound, and every read
+		 * would count as its progress. */
+		reading_set(c, 0);
+		return;
+	}
 	if (c->in_len == c->in_cap) {
 		/* Before a head is whole, the buffer doubles up to the head's
 		 * limit (the parser refuses beyond it); conn_process grows it
@@ -632,8 +725,10 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	n = read(fd, c->in + c->in_len, c->in_cap - c->in_len);
 	if (n > 0) {
-		c->in_len += (size_t)n;
 		c->t_active = mono_s();
+		if (c->in_len == 0)
+			c->t_start = c->t_active;   /* a request's first byte */
+		c->in_len += (size_t)n;
 		if (c->state == C_READ)
 			conn_process(c);
 		return;
@@ -651,6 +746,45 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* ---- accepting and the sweep --------------------------------------------------------- */
+
+/* Count one more connection open, unless limits.max_connections are open
+ * already.  A compare-and-swap: every loop accepts at once, and a load then
+ * an add would let each of them take the last place. */
+static int
+conn_count_take(struct kwd *d)
+{
+	uint_fast64_t n = atomic_load(&d->m.connections_open);
+
+	do {
+		if (n >= d->cfg->max_connections)
+			return -EAGAIN;
+	} while (!atomic_compare_exchange_weak(&d->m.connections_open, &n, n + 1));
+	return 0;
+}
+
+/* A connection over the limit: a 503 that fits in the new socket's empty
+ * buffer, then close, with nothing allocated for it.  It is not read: a
+ * client that sent its request already still finds the reply first. */
+static void
+conn_refuse_over_limit(struct kwd_loop *l, int fd)
+{
+	char body[160], msg[512];
+	int blen, n;
+
+	atomic_fetch_add(&l->d->m.connections_refused, 1);
+	blen = snprintf(body, sizeof(body),
+	    "{\"error\":{\"code\":\"unavailable\",\"message\":"
+	    "\"too many connections (limit %u)\"}}\n", l->d->cfg->max_connections);
+	n = snprintf(msg, sizeof(msg), "HTTP/1.1 503 %s\r\nDate: %s\r\n"
+	    "Cache-Control: no-store\r\nContent-Type: application/json\r\n"
+	    "Content-Length: %d\r\nConnection: close\r\n\r\n%s",
+	    kwh_reason(503), http_date(l), blen, body);
+	/* Best effort: a client that is gone is not told. */
+	if (blen > 0 && (size_t)blen < sizeof(body) && n > 0 && (size_t)n < sizeof(msg) &&
+	    send(fd, msg, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("cannot refuse a connection over the limit: %s", strerror(errno));
+	close(fd);
+}
 
 static void
 accept_cb(evutil_socket_t lfd, short what, void *arg)
@@ -675,6 +809,10 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 			return;
 		}
 		atomic_fetch_add(&d->m.connections_total, 1);
+		if (conn_count_take(d) != 0) {
+			conn_refuse_over_limit(l, fd);
+			continue;
+		}
 		if ((c = calloc(1, sizeof(*c))) == NULL ||
 		    (c->out = evbuffer_new()) == NULL ||
 		    (c->rev = event_new(l->base, fd, EV_READ | EV_PERSIST, read_cb, c)) == NULL ||
@@ -686,6 +824,7 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 				if (c->out) evbuffer_free(c->out);
 				free(c);
 			}
+			atomic_fetch_sub(&d->m.connections_open, 1);
 			close(fd);
 			continue;
 		}
@@ -700,13 +839,7 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 		c->state = C_READ;
 		c->minor = 1;
 		c->keep_alive = 1;
-		c->t_active = mono_s();
-		if (atomic_load(&d->m.connections_open) >= d->cfg->max_connections) {
-			c->over_limit = 1;
-			atomic_fetch_add(&d->m.connections_refused, 1);
-		} else {
-			atomic_fetch_add(&d->m.connections_open, 1);
-		}
+		c->t_start = c->t_active = c->t_written = mono_s();
 		c->next = l->conns;
 		if (l->conns != NULL)
 			l->conns->prev = c;
@@ -724,10 +857,20 @@ accept_resume(evutil_socket_t fd, short what, void *arg)
 		event_add(l->listener, NULL);
 }
 
+static void
+conn_timed_out(struct kwd_conn *c)
+{
+	atomic_fetch_add(&c->l->d->m.connections_timed_out, 1);
+	conn_close(c);
+}
+
 /* Once a second: cut connections that made no progress for
- * limits.client_timeout while they owed us a request, or while a reply
- * waited for them to read it.  One in BUSY (the request is being served) or
- * an idle stream is left alone. */
+ * limits.client_timeout while a reply waited for them to read it (only
+ * what they read counts then, not what they send), that sent nothing for
+ * as long when they owed us a request or the rest of its body, or whose
+ * request line and headers are not whole client_timeout after their first
+ * byte.  One in BUSY (the request is being served) or an idle stream is
+ * left alone. */
 static void
 sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -738,15 +881,19 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd; (void)what;
 	for (c = l->conns; c != NULL; c = next) {
 		next = c->next;
-		if (c->state == C_LINGER && now - c->t_active >= HTTP_LINGER_S) {
-			conn_close(c);
+		if (c->state == C_LINGER) {
+			if (now - c->t_active >= HTTP_LINGER_S)
+				conn_close(c);
 			continue;
 		}
-		if (now - c->t_active < limit)
+		if (c->out_wait) {
+			if (now - c->t_written >= limit)
+				conn_timed_out(c);
 			continue;
-		if (evbuffer_get_length(c->out) > 0 || c->state == C_READ ||
-		    c->state == C_CLOSING)
-			conn_close(c);
+		}
+		if (c->state == C_READ &&
+		    now - (c->have_head ? c->t_active : c->t_start) >= limit)
+			conn_timed_out(c);
 	}
 }
 

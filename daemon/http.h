@@ -8,11 +8,14 @@
  * a connection lives on the loop that accepted it, and only that loop's
  * thread touches it.  One request per connection is served at a time
  * (requests sent ahead are read and kept, up to a bound, until the reply
- * before them is written).
+ * before them is written); while a reply waits for its client to read it,
+ * nothing more is read from that client.
  *
  * Request bodies land in locked, non-dumpable memory when they are small
  * (kw_secalloc) and are wiped, whatever their size, as soon as they are
- * consumed and when the connection closes; a reply that holds a secret is
+ * consumed and when the connection closes; a buffer grown for a large
+ * request is wiped and given back once the request is consumed, and the
+ * connection goes on with a small one.  A reply that holds a secret is
  * written from the caller's locked buffer and wiped once written.
  */
 #ifndef KW_HTTP_H
@@ -47,8 +50,6 @@ void server_request_orphaned(void *req);
 struct kwd_loop *http_conn_loop(const struct kwd_conn *c);
 /* The caller at the other end, as the kernel reported it at accept. */
 const struct peer_identity *http_conn_who(const struct kwd_conn *c);
-/* Accepted over limits.max_connections: refuse its requests. */
-int http_conn_over_limit(const struct kwd_conn *c);
 /* 0 if the kernel could not say who the peer is: refuse its requests. */
 int http_conn_identified(const struct kwd_conn *c);
 /* The request in flight on c: set by the server, cleared by the reply. */

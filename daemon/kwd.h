@@ -110,6 +110,10 @@ struct kwd_metrics {
 	atomic_uint_fast64_t denied;
 	atomic_uint_fast64_t token_errors, store_errors, audit_errors;
 	atomic_uint_fast64_t connections_open, connections_total, connections_refused;
+	atomic_uint_fast64_t connections_timed_out;
+	/* gauges (daemon/http.c): bytes of the connections' input buffers,
+	 * and of replies waiting for clients that do not read them */
+	atomic_uint_fast64_t conn_in_bytes, conn_out_backlog;
 	atomic_uint_fast64_t latency_us_sum;
 	atomic_uint_fast64_t secret_reads, secret_writes;
 };

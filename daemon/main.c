@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -271,6 +272,39 @@ lock_state_dir(const char *dir, int *out)
 	return 0;
 }
 
+/* Raise the soft limit of open files to the hard one.  Every connection is
+ * a descriptor, and the usual soft limit, 1024, is limits.max_connections'
+ * default before the store, the audit log and the token take theirs; the
+ * soft limit exists for programs that use select(), and the daemon's loops
+ * use epoll. */
+static void
+raise_nofile(const struct config *cfg)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)cfg->max_connections + 256;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		log_warn("cannot read the limit of open files: %s", strerror(errno));
+		return;
+	}
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t was = rl.rlim_cur;
+
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+			log_warn("cannot raise the limit of open files from %llu to %llu: %s",
+			    (unsigned long long)was, (unsigned long long)rl.rlim_max, strerror(errno));
+			rl.rlim_cur = was;
+		}
+	}
+	/* Not fatal: connections past it wait in the backlog while accept
+	 * pauses (daemon/http.c). */
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+		log_warn("open files are limited to %llu: fewer than limits.max_connections (%u) "
+		    "and the daemon's own; raise LimitNOFILE (or ulimit -n)",
+		    (unsigned long long)rl.rlim_cur, cfg->max_connections);
+}
+
 static enum p11_wrap_mech
 wrap_from_config(const char *s)
 {
@@ -300,6 +334,7 @@ run(struct config *cfg)
 
 	if ((e = kw_secmem_harden_process()) != 0)
 		log_warn("cannot disable core dumps: %s", kw_strerror(e));
+	raise_nofile(cfg);
 	if ((e = make_dir(cfg->state_dir, 0700)) != 0) {
 		log_err("state directory: %s", kw_errdetail(e));
 		goto out;

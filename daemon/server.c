@@ -527,13 +527,6 @@ server_request(struct kwd_conn *c, const struct kwh_head *h, const char *body, s
 		return;
 	}
 	r->who = *http_conn_who(c);
-	if (http_conn_over_limit(c)) {
-		r->close = 1;
-		kwd_reply_error(r, 503, "unavailable", "too many connections (limit %u)",
-		    d->cfg->max_connections);
-		kwd_complete(r);
-		return;
-	}
 	/* The path is the target up to '?' or '#'; percent escapes stay for
 	 * the router, which decodes each part. */
 	for (qat = 0; qat < h->target_len && h->target[qat] != '?' && h->target[qat] != '#'; qat++)

@@ -93,6 +93,13 @@ h_metrics(struct kwd_req *r)
 	C("connections_total", "Connections accepted.", m->connections_total);
 	C("connections_refused_total", "Connections over the limit.", m->connections_refused);
 	G("connections_open", "Connections open.", atomic_load(&m->connections_open));
+	C("connections_timed_out_total", "Connections cut off by limits.client_timeout.",
+	    m->connections_timed_out);
+	G("connection_input_buffer_bytes", "Bytes of request buffers held by open connections.",
+	    atomic_load(&m->conn_in_bytes));
+	G("connection_output_backlog_bytes",
+	    "Bytes of replies queued for clients that have not read them.",
+	    atomic_load(&m->conn_out_backlog));
 	C("request_duration_microseconds_sum", "Sum of request latencies.", m->latency_us_sum);
 	G("uptime_seconds", "Seconds since start.", (kwd_now_us() - r->d->started_us) / 1000000);
 	if (r->d->audit != NULL) {

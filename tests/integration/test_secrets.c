@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -626,16 +628,201 @@ test_protocol_garbage(void)
 	CU_ASSERT_EQUAL(waitpid(dmn.pid, NULL, WNOHANG), 0);   /* still running */
 }
 
-/* limits.max_connections: the connection over the limit is answered 503
- * and closed; once one of the others closes, a new one is served. */
+/* The value of a metric without labels in /v1/metrics, or -1. */
+static long long
+metric(const char *sock, const char *name)
+{
+	char *resp = NULL, key[128];
+	const char *p;
+	long long v = -1;
+
+	snprintf(key, sizeof(key), "\n%s ", name);
+	if (kwt_http(sock, "GET", "/v1/metrics", NULL, &resp) == 200 && resp != NULL &&
+	    (p = strstr(resp, key)) != NULL)
+		v = strtoll(p + strlen(key), NULL, 10);
+	free(resp);
+	return v;
+}
+
+static double
+secs_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* A client that sends requests without end and never reads a reply: the
+ * daemon takes no request while a reply waits for it, so what it holds for
+ * the client stays one reply, and it cuts the client off once nothing was
+ * written for client_timeout (2 s), however much the client goes on
+ * sending.  Others are served meanwhile. */
+static void
+test_unread_replies(void)
+{
+	const char *rq = "GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n";
+	size_t len = strlen(rq), off = 0;
+	long long cut0 = metric(dmn.sock, "keywarden_connections_timed_out_total");
+	long long backlog, most = 0;
+	struct timespec t0, tcheck;
+	int fd = raw_connect(), closed = 0, served = 0, checks = 0;
+
+	CU_ASSERT_FATAL(fd >= 0 && cut0 >= 0);
+	CU_ASSERT_FATAL(fcntl(fd, F_SETFL, O_NONBLOCK) == 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	tcheck = t0;
+	while (!closed && secs_since(&t0) < 7) {
+		/* A request a millisecond: slow enough that the daemon
+		 * never has a buffer of them to wait on. */
+		ssize_t n = send(fd, rq + off, len - off, MSG_NOSIGNAL);
+
+		if (n < 0)
+			closed = errno == EPIPE || errno == ECONNRESET;
+		else
+			off = (off + (size_t)n) % len;
+		usleep(1000);
+		if (secs_since(&tcheck) >= 0.25) {
+			clock_gettime(CLOCK_MONOTONIC, &tcheck);
+			checks++;
+			served += kwt_http(dmn.sock, "GET", "/v1/health", NULL, NULL) == 200;
+			if ((backlog = metric(dmn.sock, "keywarden_connection_output_backlog_bytes")) > most)
+				most = backlog;
+		}
+	}
+	if (!closed || most >= 65536)
+		fprintf(stderr, "\n  after %.1f s: %s; most output held for it %lld bytes\n",
+		    secs_since(&t0), closed ? "cut off" : "still connected", most);
+	CU_ASSERT(closed);            /* cut off after client_timeout + the sweep's second */
+	CU_ASSERT(most < 65536);      /* one health reply is about 300 bytes */
+	CU_ASSERT(checks > 0 && served == checks);
+	CU_ASSERT(metric(dmn.sock, "keywarden_connections_timed_out_total") > cut0);
+	CU_ASSERT_EQUAL(metric(dmn.sock, "keywarden_connection_output_backlog_bytes"), 0);
+	close(fd);
+}
+
+/* A head sent a byte every 300 ms (each byte well within client_timeout,
+ * 2 s, of the one before) is cut off about client_timeout after its first
+ * byte, not kept for as long as it dribbles; others are served meanwhile. */
+static void
+test_head_deadline(void)
+{
+	const char *head = "GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+	long long cut0 = metric(dmn.sock, "keywarden_connections_timed_out_total");
+	struct timespec t0;
+	int fd = raw_connect(), closed = 0;
+	char buf[256];
+	size_t i;
+
+	CU_ASSERT_FATAL(fd >= 0 && cut0 >= 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (i = 0; head[i] != '\0' && !closed; i++) {
+		struct pollfd p = { fd, POLLIN, 0 };
+
+		if (send(fd, head + i, 1, MSG_NOSIGNAL) != 1) {
+			closed = 1;
+			break;
+		}
+		if (poll(&p, 1, 300) > 0 && read(fd, buf, sizeof(buf)) <= 0)
+			closed = 1;
+	}
+	if (!closed || secs_since(&t0) > 5)
+		fprintf(stderr, "\n  %zu bytes in %.1f s: %s\n", i, secs_since(&t0),
+		    closed ? "cut off" : "answered or still connected");
+	CU_ASSERT(closed);
+	CU_ASSERT(secs_since(&t0) < 5);   /* 2 s, and up to the sweep's second */
+	CU_ASSERT(metric(dmn.sock, "keywarden_connections_timed_out_total") > cut0);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/health", NULL, NULL), 200);
+	close(fd);
+}
+
+/* Read replies from fd into out until needle shows, or the read times out.
+ * 1 if it did. */
+static int
+read_until(int fd, char *out, size_t outsz, const char *needle)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	out[0] = '\0';
+	while (strstr(out, needle) == NULL && got + 1 < outsz &&
+	    (n = read(fd, out + got, outsz - 1 - got)) > 0) {
+		got += (size_t)n;
+		out[got] = '\0';
+	}
+	return strstr(out, needle) != NULL;
+}
+
+/* A connection that sent a large body goes back to a small input buffer
+ * once the request is consumed (it kept the large one for as long as it
+ * stayed open), with what it sent behind it, and is served as before. */
+static void
+test_input_buffer_shrinks(void)
+{
+	const char *health = "GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n";
+	size_t n = 900 * 1024, hl, len, sent = 0;
+	char *rq = malloc(n + 512), out[8192];
+	struct timeval tv = { 5, 0 };
+	long long held;
+	int fd = raw_connect();
+
+	CU_ASSERT_FATAL(rq != NULL && fd >= 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	hl = (size_t)snprintf(rq, 512, "PUT /v1/vaults/dev/secrets/shrink HTTP/1.1\r\nHost: x\r\n"
+	    "Content-Length: %zu\r\n\r\n", n);
+	memcpy(rq + hl, "{\"value\":\"", 10);
+	memset(rq + hl + 10, 'a', n - 12);
+	memcpy(rq + hl + n - 2, "\"}", 2);
+	strcpy(rq + hl + n, health);   /* sent ahead, behind the large one */
+	len = hl + n + strlen(health);
+	while (sent < len) {
+		ssize_t w = write(fd, rq + sent, len - sent);
+		if (w <= 0)
+			break;
+		sent += (size_t)w;
+	}
+	CU_ASSERT_EQUAL(sent, len);
+	/* over limits.max_value: 413, and the connection stays */
+	CU_ASSERT(read_until(fd, out, sizeof(out), "\"status\":\"ok\""));
+	CU_ASSERT(strncmp(out, "HTTP/1.1 413 ", 13) == 0);
+	held = metric(dmn.sock, "keywarden_connection_input_buffer_bytes");
+	if (held < 0 || held >= 65536)
+		fprintf(stderr, "\n  input buffers held: %lld bytes\n", held);
+	CU_ASSERT(held >= 0 && held < 65536);   /* a few connections of 4 KiB */
+	CU_ASSERT(write(fd, health, strlen(health)) == (ssize_t)strlen(health));
+	CU_ASSERT(read_until(fd, out, sizeof(out), "\"status\":\"ok\""));
+	CU_ASSERT(strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+	close(fd);
+	free(rq);
+}
+
+/* Read from fd until the daemon closes it, the buffer is full or a read
+ * fails (its timeout); out is NUL-terminated.  *eof: the daemon closed it. */
+static size_t
+read_until_close(int fd, char *out, size_t outsz, int *eof)
+{
+	size_t got = 0;
+	ssize_t n = -1;
+
+	*eof = 0;
+	while (got + 1 < outsz && (n = read(fd, out + got, outsz - 1 - got)) > 0)
+		got += (size_t)n;
+	*eof = got + 1 < outsz && n == 0;
+	out[got] = '\0';
+	return got;
+}
+
+/* limits.max_connections: a connection over the limit is answered 503 and
+ * closed at once, before it sends anything, and the daemon keeps nothing
+ * of it; once one of the others closes, a new one is served. */
 static void
 test_connection_limit(void)
 {
 	struct kwt_daemon d2;
-	int fds[4], over;
+	int fds[4], over, eof;
 	char out[2048];
 	const char *rq = "GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n";
-	struct timeval tv = { 3, 0 };
+	struct timeval tv = { 3, 0 }, tv_over = { 1, 0 };
 	ssize_t n;
 
 	CU_ASSERT_EQUAL_FATAL(kwt_daemon_start_limits(&d2, &tok, "  max_connections: 4\n",
@@ -648,18 +835,35 @@ test_connection_limit(void)
 		n = read(fds[i], out, sizeof(out) - 1);
 		CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
 	}
-	/* The fifth: refused with a reason, and closed. */
-	{
+	/* Over the limit: refused with a reason and closed, without waiting
+	 * for a request (one that never came used to be kept for ever). */
+	for (int i = 0; i < 8; i++) {
 		CU_ASSERT_FATAL((over = kwt_connect(d2.sock)) >= 0);
-		setsockopt(over, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		CU_ASSERT(write(over, rq, strlen(rq)) == (ssize_t)strlen(rq));
-		n = read(over, out, sizeof(out) - 1);
-		if (n > 0)
-			out[n] = '\0';
+		setsockopt(over, SOL_SOCKET, SO_RCVTIMEO, &tv_over, sizeof(tv_over));
+		n = (ssize_t)read_until_close(over, out, sizeof(out), &eof);
+		if (n == 0)
+			fprintf(stderr, "\n  over the limit: no reply without a request\n");
 		CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 503 ", 13) == 0);
 		CU_ASSERT(n > 0 && strstr(out, "too many connections (limit 4)") != NULL);
 		CU_ASSERT(n > 0 && strstr(out, "Connection: close\r\n") != NULL);
+		CU_ASSERT(eof);
 		close(over);
+	}
+	/* One that sends its request still reads the refusal (the send
+	 * fails if the daemon closed first). */
+	CU_ASSERT_FATAL((over = kwt_connect(d2.sock)) >= 0);
+	setsockopt(over, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	(void)send(over, rq, strlen(rq), MSG_NOSIGNAL);
+	n = read(over, out, sizeof(out) - 1);
+	if (n > 0)
+		out[n] = '\0';
+	CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 503 ", 13) == 0);
+	close(over);
+	/* The four are still served. */
+	for (int i = 0; i < 4; i++) {
+		CU_ASSERT(write(fds[i], rq, strlen(rq)) == (ssize_t)strlen(rq));
+		n = read(fds[i], out, sizeof(out) - 1);
+		CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
 	}
 	/* One of the four leaves: a new connection is served. */
 	close(fds[0]);
@@ -671,9 +875,117 @@ test_connection_limit(void)
 		if (tries == 49)
 			CU_ASSERT_EQUAL(st, 200);
 	}
+	/* Counted: the refusals, and the open ones (the three, and the one
+	 * asking, once the daemon has seen the last one close). */
+	{
+		long long refused = -1, open = -1;
+
+		for (int tries = 0; tries < 50 && (refused < 0 || open != 4); tries++) {
+			usleep(20000);
+			refused = metric(d2.sock, "keywarden_connections_refused_total");
+			open = metric(d2.sock, "keywarden_connections_open");
+		}
+		CU_ASSERT(refused >= 9);
+		CU_ASSERT_EQUAL(open, 4);
+	}
 	for (int i = 1; i < 4; i++)
 		close(fds[i]);
 	kwt_daemon_free(&d2);
+}
+
+/* The daemon raises its soft limit of open files to the hard one: started
+ * with a soft limit of 256, it runs with the hard limit. */
+static void
+test_nofile_raised(void)
+{
+	struct kwt_daemon d2;
+	struct rlimit was, low;
+	char path[64], out[4096], *line;
+	unsigned long long soft = 0, hard = 0;
+	int fd;
+	ssize_t n;
+
+	CU_ASSERT_FATAL(getrlimit(RLIMIT_NOFILE, &was) == 0);
+	low = was;
+	low.rlim_cur = 256;
+	CU_ASSERT_FATAL(setrlimit(RLIMIT_NOFILE, &low) == 0);
+	CU_ASSERT_EQUAL(kwt_daemon_start(&d2, &tok, "vaults:\n  - name: dev\n"), 0);
+	setrlimit(RLIMIT_NOFILE, &was);
+	snprintf(path, sizeof(path), "/proc/%ld/limits", (long)d2.pid);
+	CU_ASSERT_FATAL((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0);
+	n = read(fd, out, sizeof(out) - 1);
+	close(fd);
+	out[n > 0 ? n : 0] = '\0';
+	line = strstr(out, "Max open files");
+	CU_ASSERT_PTR_NOT_NULL(line);
+	if (line != NULL)
+		CU_ASSERT_EQUAL(sscanf(line, "Max open files %llu %llu", &soft, &hard), 2);
+	CU_ASSERT(hard > 256);
+	CU_ASSERT_EQUAL(soft, hard);
+	kwt_daemon_free(&d2);
+}
+
+/* Out of memory for a request (server_request), from a client that sent it
+ * and closed at once: the 503 saying so fails to be written and closes the
+ * connection inside server_request, and the daemon must not touch the
+ * connection after that (it did: in_consume on freed memory, a crash).
+ * libkwfailalloc.so makes the request's allocation fail while a file
+ * exists. */
+static void
+test_request_oom_client_gone(void)
+{
+	const char *top = kwt_require("KW_TOP_BUILDDIR"), *asan = getenv("ASAN_OPTIONS");
+	const char *rq = "GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n";
+	char lib[600], dir[256], trig[300], opts[1024], out[2048];
+	struct timeval tv = { 3, 0 };
+	struct kwt_daemon d2;
+	int fd, started;
+	ssize_t n;
+
+	snprintf(lib, sizeof(lib), "%s/tests/shim/.libs/libkwfailalloc.so", top);
+	CU_ASSERT_FATAL(access(lib, R_OK) == 0);
+	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-oom") == 0);
+	snprintf(trig, sizeof(trig), "%s/fail", dir);
+	/* In the sanitizer build the daemon's calloc is ASan's, found
+	 * behind the preloaded one. */
+	snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0", asan ? asan : "",
+	    asan ? ":" : "");
+	setenv("LD_PRELOAD", lib, 1);
+	setenv("KW_FAILALLOC_FILE", trig, 1);
+	setenv("ASAN_OPTIONS", opts, 1);
+	started = kwt_daemon_start(&d2, &tok, "vaults:\n  - name: dev\n");
+	unsetenv("LD_PRELOAD");
+	unsetenv("KW_FAILALLOC_FILE");
+	if (asan != NULL) {
+		snprintf(opts, sizeof(opts), "%s", asan);
+		setenv("ASAN_OPTIONS", opts, 1);
+	} else {
+		unsetenv("ASAN_OPTIONS");
+	}
+	CU_ASSERT_EQUAL_FATAL(started, 0);
+	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
+
+	/* The shim works: a client that waits is told. */
+	CU_ASSERT_FATAL((fd = kwt_connect(d2.sock)) >= 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	CU_ASSERT(write(fd, rq, strlen(rq)) == (ssize_t)strlen(rq));
+	n = read(fd, out, sizeof(out) - 1);
+	out[n > 0 ? n : 0] = '\0';
+	CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 503 ", 13) == 0 &&
+	    strstr(out, "out of memory") != NULL);
+	close(fd);
+	/* Clients that are gone before their reply. */
+	for (int i = 0; i < 5; i++) {
+		CU_ASSERT_FATAL((fd = kwt_connect(d2.sock)) >= 0);
+		CU_ASSERT(write(fd, rq, strlen(rq)) == (ssize_t)strlen(rq));
+		close(fd);
+	}
+	usleep(300000);
+	unlink(trig);
+	CU_ASSERT_EQUAL(waitpid(d2.pid, NULL, WNOHANG), 0);   /* still running */
+	CU_ASSERT_EQUAL(kwt_http(d2.sock, "GET", "/v1/health", NULL, NULL), 200);
+	kwt_daemon_free(&d2);
+	kwt_rmtree(dir);
 }
 
 struct mix_arg {
@@ -1060,6 +1372,11 @@ main(void)
 		{ "HTTP: pipelining, chunked bodies, 100-continue, 1.0, HEAD", test_protocol_framing },
 		{ "HTTP: random bytes and mutated requests", test_protocol_garbage },
 		{ "limits.max_connections: the next is refused, then served", test_connection_limit },
+		{ "a client that never reads its replies is held to one, then cut off", test_unread_replies },
+		{ "a head sent a byte at a time is cut off client_timeout after its first", test_head_deadline },
+		{ "the daemon raises its soft limit of open files to the hard one", test_nofile_raised },
+		{ "out of memory for a request from a client that is gone", test_request_oom_client_gone },
+		{ "the input buffer shrinks back after a large request", test_input_buffer_shrinks },
 		{ "32 clients x 1000 mixed operations", test_concurrent_mixed },
 		{ "curl --unix-socket", test_curl_cli },
 		{ "the keywarden command", test_cli },
