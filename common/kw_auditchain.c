@@ -628,11 +628,14 @@ struct chain {
 	const char *file;        /* current file */
 	unsigned index;          /* current segment (0: any) */
 	enum kwac_line_type step;   /* type of the line chain_step() passed last */
+	uint8_t step_mac[KWAC_MAC_LEN];  /* its HMAC, when it was a seal */
 	/* The chain as it stood after the last header or seal of the file:
 	 * where a writer may go on from, everything after being unacknowledged. */
 	uint64_t cut_off, cut_next;
 	unsigned long cut_lines;
 	uint8_t cut_last[KWAC_HASH_LEN];
+	int cut_sealed;          /* the cut is after a seal, not the header */
+	uint8_t cut_mac[KWAC_MAC_LEN];
 };
 
 static int
@@ -777,6 +780,7 @@ chain_step(struct chain *c, const char *text, size_t len, unsigned long lineno)
 		}
 		res->seals++;
 		res->sealed_seq = l.seq;
+		memcpy(c->step_mac, l.mac, KWAC_MAC_LEN);
 		return 0;
 	}
 	return broke(c, KWAC_P_JSON, c->file, lineno, 0, "unknown line type");
@@ -862,6 +866,9 @@ chain_file(struct chain *c, const char *path, int last, uint64_t *good_end,
 			c->cut_lines = lineno;
 			c->cut_next = c->last_seq + 1;
 			memcpy(c->cut_last, c->last, KWAC_HASH_LEN);
+			c->cut_sealed = c->step == KWAC_LINE_SEAL;
+			if (c->cut_sealed)
+				memcpy(c->cut_mac, c->step_mac, KWAC_MAC_LEN);
 		}
 	}
 	kwac_lines_close(&lr);
@@ -917,6 +924,7 @@ kwac_segment_scan(const char *path, unsigned index, struct kwac_scan *out)
 			s.has_header = 1;
 			s.segment = l.segment;
 			s.first_seq = l.seq;
+			memcpy(s.header_prev, l.prev, KWAC_HASH_LEN);
 			memcpy(s.header_time, l.time, sizeof(s.header_time));
 		}
 		kwac_lines_close(&lr);
@@ -925,6 +933,8 @@ kwac_segment_scan(const char *path, unsigned index, struct kwac_scan *out)
 	}
 	s.next_seq = c.cut_next;
 	memcpy(s.last, c.cut_last, KWAC_HASH_LEN);
+	s.sealed = c.cut_sealed;
+	memcpy(s.seal_mac, c.cut_mac, KWAC_MAC_LEN);
 	*out = s;
 	return 0;
 }

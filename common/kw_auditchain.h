@@ -151,6 +151,7 @@ struct kwac_scan {
 	unsigned segment;        /* from the header */
 	uint64_t first_seq;      /* from the header */
 	int has_header;          /* a whole, valid header line was found */
+	uint8_t header_prev[KWAC_HASH_LEN]; /* its link to the previous segment */
 	char header_time[40];
 	uint64_t good_end;       /* offset after the last header or seal line that
 	                            links: a batch ends with its seal, so events
@@ -160,6 +161,9 @@ struct kwac_scan {
 	uint64_t next_seq;       /* seq of the next event */
 	uint8_t last[KWAC_HASH_LEN]; /* hash of the last chained line before good_end */
 	unsigned long lines;     /* whole lines before good_end */
+	int sealed;              /* the line before good_end is a seal (of seq
+	                            next_seq - 1 over last), not the header */
+	uint8_t seal_mac[KWAC_MAC_LEN]; /* that seal's HMAC, not checked here */
 	int torn;                /* bytes after good_end: a partial line, a line that
 	                            does not link, or events without their seal */
 	char why[480];           /* what was wrong at good_end, when torn */
@@ -167,7 +171,9 @@ struct kwac_scan {
 
 /* Read segment file path (index expected, or 0 for any) and find where its
  * chain of whole, linking, sealed lines ends.  Seals are checked for shape
- * and for matching the line before them, not for their HMAC.  0 or -errno. */
+ * and for matching the line before them, not for their HMAC: a writer that
+ * goes on from the seal at good_end must check that one itself (out->sealed,
+ * out->seal_mac).  0 or -errno. */
 int kwac_segment_scan(const char *path, unsigned index, struct kwac_scan *out);
 
 /* ---- verification ------------------------------------------------------------ */

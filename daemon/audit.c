@@ -1142,6 +1142,107 @@ sealed_after(struct audit_log *log, const char *path, uint64_t from)
 	return sealed && (!zeros || after);
 }
 
+/* 0 when the seal at the end of scan s (seq s->next_seq - 1 over s->last) is
+ * the audit key's, recomputed with the token and compared in constant time. */
+static int
+seal_matches(struct audit_log *log, const char *path, const struct kwac_scan *s)
+{
+	uint8_t mac[KWAC_MAC_LEN];
+	char in[128], why[256];
+	int n, r;
+
+	if ((n = kwac_seal_input(s->next_seq - 1, s->last, in, sizeof(in))) < 0)
+		return KW_E_INTERNAL;
+	if ((r = log->opt.seal(log->opt.seal_arg, (const uint8_t *)in, (size_t)n, mac)) != 0) {
+		/* A copy: kw_fail() rewrites the text kw_errdetail() points to. */
+		snprintf(why, sizeof(why), "%s", kw_errdetail(r));
+		r = kw_fail(r, "cannot check the last seal of audit segment %s (seq %" PRIu64 ") with the token: %s",
+		    path, s->next_seq - 1, why);
+		goto out;
+	}
+	if (kw_memeq_ct(mac, s->seal_mac, sizeof(mac)) != 0) {
+		r = kw_fail(KW_E_AUTH, "audit segment %s: the seal of seq %" PRIu64 " on line %lu, where the log ends, was not made by the token's audit key: events were appended or rewritten without the key, or this token is not the one that sealed the log; the daemon will not go on from it (its next seal would vouch for them) and nothing was changed: keep a copy of %s and run keywarden audit verify --no-seals %s, or keywardend --config FILE --verify-audit to check every seal",
+		    path, s->next_seq - 1, s->lines, log->dir, log->dir);
+		goto out;
+	}
+	r = 0;
+out:
+	kw_wipe(mac, sizeof(mac));
+	return r;
+}
+
+/* The writer goes on from where the scan of the last segment ends: its
+ * next event chains to that point, and its next seal, made by the token,
+ * vouches for everything before.  The scan checks seals for shape only, so
+ * before that point is trusted it must be vouched for by the audit key:
+ * the seal that ends it, checked here with the token; or, when the last
+ * segment holds no seal (a header alone, or no whole header: a crash just
+ * after a roll-over), the previous segment's end, which the header must
+ * link to as the verifier requires, and so on back to the first segment's
+ * header, which links to nothing.
+ *
+ * Without this, anyone who may write audit.dir but has no use of the token
+ * could append events of their own with a correct chain and any seal while
+ * the daemon is stopped; the daemon would seal after them at its start, and
+ * once the fake seal was removed the log would verify whole.
+ *
+ * A seal the key did not make is refused, not cut off as a torn tail: a
+ * crash leaves a partial line or events without their seal (handled as
+ * torn), never a whole seal with a wrong HMAC.  Such a seal means the log
+ * was forged, or the token is not the one that sealed it; cutting would
+ * destroy the evidence, or good events.  The operator decides. */
+static int
+tail_vouched(struct audit_log *log, const unsigned *idx, size_t n, const struct kwac_scan *last)
+{
+	static const uint8_t zero[KWAC_HASH_LEN];
+	struct kwac_scan cur = *last, ps;
+	char path[1024], ppath[1024];
+	size_t i = n - 1;
+	int vouched = 0, r;
+
+	for (;;) {
+		seg_path(log, idx[i], path, sizeof(path));
+		if (!vouched && cur.sealed) {
+			if ((r = seal_matches(log, path, &cur)) != 0)
+				return r;
+			vouched = 1;
+		}
+		if (!vouched && idx[i] == 1) {
+			/* The first segment, no seal in it: nothing before its
+			 * header (or it has none yet). */
+			if (cur.has_header && (cur.first_seq != 1 ||
+			    memcmp(cur.header_prev, zero, sizeof(zero)) != 0))
+				return kw_fail(KW_E_FORMAT, "audit segment %s: its header links to an earlier segment, and no seal vouches for it; nothing was changed; run keywardend --config FILE --verify-audit",
+				    path);
+			return 0;
+		}
+		if (i == 0 || idx[i - 1] != idx[i] - 1) {
+			/* The previous segment is gone (removed by hand, as
+			 * retention): the seal checked vouches for what is here. */
+			if (vouched)
+				return 0;
+			return kw_fail(KW_E_FORMAT, "audit segment %s has no seal and segment %u is missing: nothing vouches for where the chain goes on; nothing was changed; run keywardend --config FILE --verify-audit",
+			    path, idx[i] - 1);
+		}
+		seg_path(log, idx[i - 1], ppath, sizeof(ppath));
+		if ((r = kwac_segment_scan(ppath, idx[i - 1], &ps)) != 0)
+			return r;
+		/* Only the last segment may end in a torn write. */
+		if (ps.torn || !ps.has_header)
+			return kw_fail(KW_E_FORMAT, "audit segment %s is damaged before segment %u (%s); nothing was changed; run keywardend --config FILE --verify-audit",
+			    ppath, idx[i], ps.has_header ? ps.why : "no header");
+		if (cur.has_header && (memcmp(cur.header_prev, ps.last, KWAC_HASH_LEN) != 0 ||
+		    cur.first_seq != ps.next_seq))
+			return kw_fail(KW_E_FORMAT, "audit segment %s: its header does not link to the end of segment %s (seq %" PRIu64 "): a segment was replaced, or events were added to the previous one; nothing was changed; run keywardend --config FILE --verify-audit",
+			    path, ppath, ps.next_seq - 1);
+		/* Older links are the verifier's to check, as older seals. */
+		if (vouched)
+			return 0;
+		cur = ps;
+		i--;
+	}
+}
+
 /* Find where the chain ends; repair a torn tail.  *torn gets the event that
  * records the repair, or NULL. */
 static int
@@ -1173,6 +1274,10 @@ recover_tail(struct audit_log *log, json_t **torn)
 		    path, s.why);
 		goto out;
 	}
+	/* Before anything is cut or written: the point the chain goes on
+	 * from must be the audit key's. */
+	if ((r = tail_vouched(log, idx, n, &s)) != 0)
+		goto out;
 	if (s.torn) {
 		if ((r = torn_aside(log, path, s.good_end, s.size, saved, sizeof(saved), sha)) != 0)
 			goto out;

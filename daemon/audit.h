@@ -30,7 +30,15 @@
  * then cut off; an "audit.torn_tail" event records it, and the chain goes on
  * from the last whole event.  A break that a valid seal follows is not a
  * torn write (those bytes had been durable): open refuses (KW_E_FORMAT) and
- * changes nothing.  Only the last segment is read at open; older ones are
+ * changes nothing.
+ *
+ * Before it goes on from the end of the chain, open checks with the seal
+ * function that the token's audit key made the seal there (or, when the
+ * last segment holds none, that its header links to the previous segment's
+ * end and the key made the seal there).  A seal the key did not make is
+ * refused (KW_E_AUTH), changing nothing: a crash never leaves one, so the
+ * log was forged or the token is another; going on would seal the forgery.
+ * Only the end of the log is read at open; older segments and seals are
  * checked by the verifier (kwac_verify_dir).
  *
  * Errors: 0 or a negative code of kw_error.h, with kw_fail() detail.  This

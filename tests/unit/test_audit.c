@@ -1612,6 +1612,201 @@ test_open_refuses_tampering(void)
 	audit_close(log);
 }
 
+/* What someone who may write audit.dir but has no use of the token can do
+ * while the daemon is stopped: append n events to segment path that chain
+ * to its last line, then (fake_seal) a seal of the last one with an HMAC by
+ * some other key.  *last gets the hash of the last event; returns its seq,
+ * or 0 on failure. */
+static uint64_t
+forge_append(const char *path, int n, int fake_seal, uint8_t last[KWAC_HASH_LEN])
+{
+	static const uint8_t other_key[32] = "someone-else's-key-not-the-token";
+	struct flines fl;
+	struct kwac_line l;
+	uint8_t mac[32];
+	unsigned int ml = 32;
+	char hex[KWAC_HEX_LEN + 1], mhex[KWAC_HEX_LEN + 1], line[512], in[128];
+	uint64_t seq = 0;
+	FILE *f;
+	int k;
+
+	if (flines_read(path, &fl) != 0)
+		return 0;
+	for (size_t i = 0; i < fl.n; i++) {
+		if (kwac_line_parse(fl.l[i], strlen(fl.l[i]), &l, NULL, 0) != 0)
+			continue;
+		if (l.type == KWAC_LINE_SEAL)
+			continue;
+		kwac_hash(fl.l[i], strlen(fl.l[i]), last);
+		seq = l.type == KWAC_LINE_EVENT ? l.seq : l.seq - 1;
+	}
+	flines_free(&fl);
+	if ((f = fopen(path, "a")) == NULL)
+		return 0;
+	for (int i = 0; i < n; i++) {
+		kwac_hex(last, hex);
+		snprintf(line, sizeof(line), "{\"seq\":%" PRIu64 ",\"time\":\"2026-01-01T00:00:00.000000Z\",\"prev\":\"%s\",\"type\":\"secret.get\",\"vault\":\"prod\",\"name\":\"db/password\",\"outcome\":\"allowed\"}",
+		    ++seq, hex);
+		kwac_hash(line, strlen(line), last);
+		fprintf(f, "%s\n", line);
+	}
+	if (fake_seal) {
+		k = kwac_seal_input(seq, last, in, sizeof(in));
+		HMAC(EVP_sha256(), other_key, sizeof(other_key), (const uint8_t *)in, (size_t)k, mac, &ml);
+		kwac_hex(last, hex);
+		kwac_hex(mac, mhex);
+		fprintf(f, "{\"type\":\"seal\",\"seq\":%" PRIu64 ",\"hash\":\"%s\",\"hmac\":\"%s\"}\n",
+		    seq, hex, mhex);
+	}
+	fclose(f);
+	return seq;
+}
+
+/* The writer goes on from the last seal only if the audit key made it. */
+static void
+test_open_refuses_forged_seal(void)
+{
+	char dir[512], path[1024], path2[1024], hdr[512], hex[KWAC_HEX_LEN + 1];
+	const char *partial = "{\"seq\":9,\"time\":\"2026-";
+	char *before, *after, *orig;
+	uint8_t last[KWAC_HASH_LEN];
+	struct audit_log *log;
+	struct kwac_result res;
+	struct kwac_verify_opts nokey = { .check = NULL };
+	size_t lb, la, lo;
+	uint64_t seq;
+	int n;
+
+	snprintf(dir, sizeof(dir), "%s/forged", tmproot);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 4096, 2000, 0));
+	CU_ASSERT_EQUAL(put_n(log, 5), 0);
+	audit_close(log);
+	seg(dir, 1, path, sizeof(path));
+	orig = slurp(path, &lo);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(orig);
+
+	/* A forged batch with a seal of another key: the chain is flawless,
+	 * only the key tells. */
+	seq = forge_append(path, 3, 1, last);
+	CU_ASSERT_EQUAL_FATAL(seq, 8);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &nokey, &res), 0);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), KW_E_AUTH);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_SEAL_MAC);
+	before = slurp(path, &lb);
+	CU_ASSERT_PTR_NULL(log = log_open(dir, 4096, 2000, 0));
+	audit_close(log);
+	/* The error names the segment, the seq, and what to do. */
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_AUTH), path));
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_AUTH), "seal of seq 8"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_AUTH), "--verify-audit"));
+	/* Nothing was written nor cut, no torn copy made. */
+	after = slurp(path, &la);
+	CU_ASSERT(before != NULL && after != NULL && lb == la && memcmp(before, after, lb) == 0);
+	free(after);
+	CU_ASSERT_EQUAL(count_segments(dir), 1);
+	{
+		DIR *d = opendir(dir);
+		struct dirent *de;
+		int torn = 0;
+		while (d != NULL && (de = readdir(d)) != NULL)
+			torn += strstr(de->d_name, ".torn-") != NULL;
+		if (d != NULL)
+			closedir(d);
+		CU_ASSERT_EQUAL(torn, 0);
+	}
+
+	/* The same with a partial line after the fake seal (a "torn write"
+	 * to make the writer cut and go on): refused before any cut. */
+	{
+		FILE *f = fopen(path, "a");
+		fputs(partial, f);
+		fclose(f);
+	}
+	CU_ASSERT_PTR_NULL(log = log_open(dir, 4096, 2000, 0));
+	audit_close(log);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_AUTH), "seal of seq 8"));
+	CU_ASSERT_EQUAL(file_size(path), (off_t)(lb + strlen(partial)));
+	free(before);
+
+	/* Forged events without a seal, and a new segment whose header links
+	 * to them: the last segment holds no seal, so the previous one's
+	 * last seal must vouch for the link, and does not. */
+	CU_ASSERT_EQUAL_FATAL(spit(path, orig, lo), 0);
+	seq = forge_append(path, 2, 0, last);
+	CU_ASSERT_EQUAL_FATAL(seq, 7);
+	kwac_hex(last, hex);
+	n = snprintf(hdr, sizeof(hdr), "{\"type\":\"segment\",\"segment\":2,\"first_seq\":8,\"prev\":\"%s\",\"time\":\"2026-01-01T00:00:00.000000Z\"}\n", hex);
+	seg(dir, 2, path2, sizeof(path2));
+	CU_ASSERT_EQUAL_FATAL(spit(path2, hdr, (size_t)n), 0);
+	CU_ASSERT_PTR_NULL(log = log_open(dir, 4096, 2000, 0));
+	audit_close(log);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_FORMAT), "is damaged before segment 2"));
+	/* With a fake seal on them too: the header links, the seal is wrong. */
+	CU_ASSERT_EQUAL_FATAL(spit(path, orig, lo), 0);
+	seq = forge_append(path, 2, 1, last);
+	kwac_hex(last, hex);
+	n = snprintf(hdr, sizeof(hdr), "{\"type\":\"segment\",\"segment\":2,\"first_seq\":8,\"prev\":\"%s\",\"time\":\"2026-01-01T00:00:00.000000Z\"}\n", hex);
+	CU_ASSERT_EQUAL_FATAL(spit(path2, hdr, (size_t)n), 0);
+	CU_ASSERT_PTR_NULL(log = log_open(dir, 4096, 2000, 0));
+	audit_close(log);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_AUTH), "seal of seq 7"));
+	/* A header that does not link to the real end of segment 1. */
+	CU_ASSERT_EQUAL_FATAL(spit(path, orig, lo), 0);
+	CU_ASSERT_EQUAL_FATAL(spit(path2, hdr, (size_t)n), 0);
+	CU_ASSERT_PTR_NULL(log = log_open(dir, 4096, 2000, 0));
+	audit_close(log);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_FORMAT), "does not link"));
+
+	/* The log as the daemon left it opens and goes on. */
+	CU_ASSERT_EQUAL(unlink(path2), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 4096, 2000, 0));
+	CU_ASSERT_EQUAL(audit_committed_seq(log), 5);
+	CU_ASSERT_EQUAL(put_n(log, 1), 0);
+	audit_close(log);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	CU_ASSERT_EQUAL(res.last_seq, 6);
+	free(orig);
+}
+
+/* A token that is not the one that sealed the log: its key does not
+ * vouch for the last seal, and the writer does not go on. */
+static int
+other_seal(void *arg, const uint8_t *data, size_t len, uint8_t mac[32])
+{
+	static const uint8_t key[32] = "a-different-token's-audit-key!!!";
+	unsigned int n = 32;
+
+	(void)arg;
+	return HMAC(EVP_sha256(), key, sizeof(key), data, len, mac, &n) != NULL ? 0 : KW_E_INTERNAL;
+}
+
+static void
+test_open_other_token(void)
+{
+	struct audit_options o;
+	struct audit_log *log = NULL;
+	char dir[512];
+
+	snprintf(dir, sizeof(dir), "%s/othertoken", tmproot);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 2000, 0));
+	CU_ASSERT_EQUAL(put_n(log, 3), 0);
+	audit_close(log);
+	memset(&o, 0, sizeof(o));
+	o.dir = dir;
+	o.seal = other_seal;
+	log = NULL;
+	CU_ASSERT_EQUAL(audit_open(&o, &log), KW_E_AUTH);
+	CU_ASSERT_PTR_NULL(log);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_AUTH), "not the one that sealed"));
+	/* A token that cannot answer: refused too, with its error. */
+	atomic_store(&seal_fail, 1);
+	CU_ASSERT_PTR_NULL(log = log_open(dir, 0, 2000, 0));
+	atomic_store(&seal_fail, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_TOKEN), "cannot check the last seal"));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 2000, 0));
+	audit_close(log);
+}
+
 /* A slow token: the waiter gives up after the timeout; the event is still
  * written, and an "audit.late" event says its request was refused. */
 static void
@@ -1986,6 +2181,8 @@ main(void)
 		{ "open cuts off events that lack their seal", test_unsealed_tail_open },
 		{ "open repairs a torn segment header", test_torn_header },
 		{ "open refuses a break followed by sealed events", test_open_refuses_tampering },
+		{ "open refuses to go on from a seal the key did not make", test_open_refuses_forged_seal },
+		{ "open refuses a log another token sealed", test_open_other_token },
 		{ "events never carry secret fields", test_refuses_secrets },
 		{ "group commit: 8 threads, consecutive seqs, events/s", test_group_commit },
 		{ "fail closed when the file cannot grow, then heal", test_fail_closed },
