@@ -1392,8 +1392,13 @@ audit_open(const struct audit_options *opt, struct audit_log **out)
 	 * would fork the chain, and could take the first one's batch in
 	 * flight for a torn tail and cut it off.  The kernel drops the lock
 	 * when the directory is closed or the process ends, kill -9 included;
-	 * readers (verification, the CLI, a backup) take none. */
-	if (flock(log->dirfd, LOCK_EX | LOCK_NB) != 0) {
+	 * readers (the CLI, a backup) take none.  A verifier tests it for an
+	 * instant, to learn whether a daemon is writing
+	 * (kwac_dir_writer_active): wait such a test out, briefly. */
+	for (int i = 0; (r = flock(log->dirfd, LOCK_EX | LOCK_NB)) != 0 &&
+	    errno == EWOULDBLOCK && i < 20; i++)
+		usleep(10 * 1000);
+	if (r != 0) {
 		r = errno == EWOULDBLOCK ?
 		    kw_fail(KW_E_AUDIT, "the audit directory %s is being written by another "
 		    "process (another keywardend?): a log has one writer", log->dir) :
@@ -1825,5 +1830,6 @@ audit_verify_dir(const char *dir, audit_seal_fn seal, void *arg, int partial,
 	o.check = seal != NULL ? verify_check : NULL;
 	o.arg = &va;
 	o.partial = partial;
+	o.live = KWAC_LIVE_AUTO;
 	return kwac_verify_dir(dir, &o, res);
 }

@@ -223,6 +223,7 @@ struct kwac_result;
 /* For keywardend --verify-audit: verify dir with seals checked by the same
  * function that makes them (p11_audit_hmac through its callback), compared
  * in constant time.  partial: the oldest segments may have been removed.
+ * Live or at rest as the writer's lock on dir says (KWAC_LIVE_AUTO).
  * Returns as kwac_verify_dir(); print res with kwac_result_format(). */
 int audit_verify_dir(const char *dir, audit_seal_fn seal, void *arg, int partial,
     struct kwac_result *res);

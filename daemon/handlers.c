@@ -1581,7 +1581,7 @@ h_audit_verify(struct kwd_req *r)
 	memset(&o, 0, sizeof(o));
 	o.check = audit_mac_check;
 	o.arg = r->d;
-	o.live = 1;
+	o.live = KWAC_LIVE_YES;
 	o.partial = json_is_true(json_object_get(r->body, "partial"));
 	e = kwac_verify_dir(r->d->cfg->audit_dir, &o, &res);
 	if (e != 0 && e != KW_E_AUTH) {

@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -622,12 +623,78 @@ test_truncated_tail(void)
 		CU_ASSERT_EQUAL(kwac_verify_dir(dir, &live, &res), 0);
 		CU_ASSERT_EQUAL(res.pending_bytes, strlen(fl.l[fl.n - 1]) - 19);
 	}
-	/* Cut at a line boundary, the seal gone: intact, the tail unsealed. */
+	/* Cut at a line boundary, the seal gone: at rest, a break where the
+	 * unsealed events begin... */
 	CU_ASSERT_EQUAL(truncate(path, (off_t)(len - strlen(fl.l[fl.n - 1]) - 1)), 0);
-	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), KW_E_AUTH);
 	show(&res);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_UNSEALED);
+	CU_ASSERT_STRING_EQUAL(res.file, path);
+	CU_ASSERT_EQUAL(res.line, fl.n - 1);
+	CU_ASSERT_EQUAL(res.seq, 80);
+	CU_ASSERT_FALSE(res.live);
+	CU_ASSERT_PTR_NOT_NULL(strstr(res.what, "1 event(s) after the last seal at seq 79 are not sealed"));
 	CU_ASSERT_EQUAL(res.unsealed, 1);
 	CU_ASSERT_EQUAL(res.sealed_seq, 79);
+	/* ... while a daemon writes, a batch whose seal is under way. */
+	{
+		struct kwac_verify_opts live = vopts;
+		live.live = KWAC_LIVE_YES;
+		CU_ASSERT_EQUAL(kwac_verify_dir(dir, &live, &res), 0);
+		CU_ASSERT(res.live);
+		CU_ASSERT_EQUAL(res.unsealed, 1);
+	}
+	free(buf);
+	flines_free(&fl);
+}
+
+/* KWAC_LIVE_AUTO asks the writer's lock on the directory. */
+static void
+test_live_auto(void)
+{
+	char dir[512], path[1024], *buf;
+	struct kwac_verify_opts aut = vopts;
+	struct kwac_result res;
+	struct audit_log *log;
+	struct flines fl;
+	size_t len;
+	int fd;
+
+	aut.live = KWAC_LIVE_AUTO;
+	fresh(dir, sizeof(dir));
+	CU_ASSERT_EQUAL(kwac_dir_writer_active(dir), 0);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &aut, &res), 0);
+	CU_ASSERT_FALSE(res.live);
+	/* With a daemon (here the writer itself) holding the directory. */
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 4096, 2000, 0));
+	CU_ASSERT_EQUAL(kwac_dir_writer_active(dir), 1);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &aut, &res), 0);
+	CU_ASSERT(res.live);
+	audit_close(log);
+	CU_ASSERT_EQUAL(kwac_dir_writer_active(dir), 0);
+	/* Its seal cut off: a break at rest, not under a writer's lock. */
+	seg(dir, (unsigned)count_segments(dir), path, sizeof(path));
+	flines_read(path, &fl);
+	buf = slurp(path, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+	CU_ASSERT_EQUAL(truncate(path, (off_t)(len - strlen(fl.l[fl.n - 1]) - 1)), 0);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &aut, &res), KW_E_AUTH);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_UNSEALED);
+	{
+		json_t *j = kwac_result_json(&res), *b;
+		CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+		b = json_object_get(j, "break");
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(b, "problem")), "unsealed");
+		CU_ASSERT(json_is_false(json_object_get(j, "live")));
+		CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "unsealed")), 1);
+		json_decref(j);
+	}
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_EQUAL(flock(fd, LOCK_EX | LOCK_NB), 0);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &aut, &res), 0);
+	CU_ASSERT(res.live);
+	close(fd);
 	free(buf);
 	flines_free(&fl);
 }
@@ -1461,8 +1528,10 @@ test_unsealed_tail_open(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
 	fprintf(f, "{\"seq\":6,\"time\":\"2026-01-01T00:00:00.000000Z\",\"prev\":\"%s\",\"type\":\"refused\"}\n", hex);
 	fclose(f);
-	/* The verifier sees an intact chain with an unsealed tail... */
-	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	/* The verifier sees an unsealed tail: a break at rest... */
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), KW_E_AUTH);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_UNSEALED);
+	CU_ASSERT_EQUAL(res.seq, 6);
 	CU_ASSERT_EQUAL(res.unsealed, 1);
 	/* ... the writer cuts it off, keeps it aside, and records it. */
 	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 2000, 0));
@@ -2171,6 +2240,7 @@ main(void)
 		{ "an inserted line is caught at its place", test_inserted_line },
 		{ "two swapped lines are caught", test_swapped_lines },
 		{ "a truncated tail is reported torn", test_truncated_tail },
+		{ "live or at rest, as the writer's lock says", test_live_auto },
 		{ "a deleted segment is caught", test_deleted_segment },
 		{ "swapped segments are caught", test_swapped_segments },
 		{ "a chain recomputed without the key fails its seal", test_recomputed_chain },
