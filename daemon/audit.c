@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -1026,12 +1027,22 @@ audit_submit_wait(struct audit_log *log, json_t *ev, uint64_t *seq)
 
 /* ---- open and close ----------------------------------------------------------- */
 
-/* Copy bytes [from, size) of path aside into "<path>.torn-<from>", durably. */
+/* A torn tail is cut off the segment before the audit.torn_tail event that
+ * records it can be written (the event chains from the cut), so a crash or
+ * a failed write between the two would leave a repair no event mentions,
+ * and the next start would see a clean log.  So the copy is saved as
+ * "<name>.unrecorded" and renamed to <name> (the name the event gives) only
+ * once the event is durable; open records any copy still so named that no
+ * event mentions (torn_sweep). */
+#define TORN_PENDING ".unrecorded"
+
+/* Copy bytes [from, size) of path aside into "<path>.torn-<from>.unrecorded",
+ * durably; *saved gets the base name without ".unrecorded". */
 static int
 torn_aside(struct audit_log *log, const char *path, uint64_t from, uint64_t size,
     char *saved, size_t savedlen, uint8_t sha[KWAC_HASH_LEN])
 {
-	char name[1100];
+	char name[1120], final[1100];
 	uint8_t *bytes = NULL;
 	ssize_t n;
 	int in = -1, out = -1, r;
@@ -1053,9 +1064,12 @@ torn_aside(struct audit_log *log, const char *path, uint64_t from, uint64_t size
 	kwac_hash(bytes, (size_t)n, sha);
 	for (int i = 0; i < 100 && out < 0; i++) {
 		if (i == 0)
-			snprintf(name, sizeof(name), "%s.torn-%" PRIu64, path, from);
+			snprintf(final, sizeof(final), "%s.torn-%" PRIu64, path, from);
 		else
-			snprintf(name, sizeof(name), "%s.torn-%" PRIu64 "-%d", path, from, i);
+			snprintf(final, sizeof(final), "%s.torn-%" PRIu64 "-%d", path, from, i);
+		snprintf(name, sizeof(name), "%s" TORN_PENDING, final);
+		if (access(final, F_OK) == 0)
+			continue;
 		out = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (out < 0 && errno != EEXIST) {
 			r = kw_fail(-errno, "cannot save the torn tail of %s into %s: %s", path,
@@ -1072,13 +1086,184 @@ torn_aside(struct audit_log *log, const char *path, uint64_t from, uint64_t size
 		r = kw_fail(r ? r : -errno, "cannot save the torn tail of %s into %s", path, name);
 		goto out;
 	}
-	snprintf(saved, savedlen, "%s", strrchr(name, '/') ? strrchr(name, '/') + 1 : name);
+	snprintf(saved, savedlen, "%s", strrchr(final, '/') ? strrchr(final, '/') + 1 : final);
 	r = 0;
 out:
 	if (in >= 0)
 		close(in);
 	if (out >= 0)
 		close(out);
+	free(bytes);
+	return r;
+}
+
+/* The event naming saved is durable: drop the copy's ".unrecorded". */
+static int
+torn_recorded(struct audit_log *log, const char *saved)
+{
+	char from[1100];
+
+	snprintf(from, sizeof(from), "%s" TORN_PENDING, saved);
+	if (renameat(log->dirfd, from, log->dirfd, saved) != 0 || fsync(log->dirfd) != 0)
+		return kw_fail(-errno, "cannot rename %s/%s to %s once recorded: %s", log->dir, from,
+		    saved, strerror(errno));
+	return 0;
+}
+
+/* The names of the copies still ".unrecorded" in the directory, into *out
+ * (a new array of strings, without the suffix). */
+static int
+torn_pending_list(struct audit_log *log, json_t **out)
+{
+	size_t plen = strlen(KWAC_SEGMENT_PREFIX) + 10 + strlen(KWAC_SEGMENT_SUFFIX ".torn-");
+	size_t slen = strlen(TORN_PENDING), len;
+	struct dirent *de;
+	json_t *names;
+	DIR *d;
+	int fd, r = 0;
+
+	if ((fd = dup(log->dirfd)) < 0)
+		return kw_fail(-errno, "cannot list %s: %s", log->dir, strerror(errno));
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return kw_fail(-errno, "cannot list %s: %s", log->dir, strerror(errno));
+	}
+	rewinddir(d);
+	if ((names = json_array()) == NULL)
+		r = -ENOMEM;
+	while (r == 0 && (errno = 0, de = readdir(d)) != NULL) {
+		len = strlen(de->d_name);
+		if (len <= plen + slen || strcmp(de->d_name + len - slen, TORN_PENDING) != 0 ||
+		    strncmp(de->d_name, KWAC_SEGMENT_PREFIX, strlen(KWAC_SEGMENT_PREFIX)) != 0 ||
+		    strstr(de->d_name, KWAC_SEGMENT_SUFFIX ".torn-") == NULL)
+			continue;
+		if (json_array_append_new(names, json_stringn(de->d_name, len - slen)) != 0)
+			r = -ENOMEM;
+	}
+	if (r == 0 && errno != 0)
+		r = kw_fail(-errno, "cannot list %s: %s", log->dir, strerror(errno));
+	closedir(d);
+	if (r != 0) {
+		json_decref(names);
+		return r;
+	}
+	*out = names;
+	return 0;
+}
+
+/* 1 when an audit.torn_tail event of segment index or after gives saved as
+ * its "saved_as", 0 when none does, or a negative code. */
+static int
+torn_event_exists(struct audit_log *log, unsigned index, const char *saved)
+{
+	unsigned *idx = NULL;
+	size_t n = 0;
+	struct kwac_lines lr;
+	struct kwac_line l;
+	const char *text;
+	size_t len;
+	uint64_t off;
+	char path[1024];
+	json_t *ev;
+	int found = 0, r;
+
+	if ((r = kwac_segments_list(log->dir, &idx, &n)) != 0)
+		return r;
+	for (size_t i = 0; i < n && !found; i++) {
+		if (idx[i] < index)
+			continue;
+		seg_path(log, idx[i], path, sizeof(path));
+		if ((r = kwac_lines_open(&lr, path)) != 0)
+			goto out;
+		while (!found && (r = kwac_lines_next(&lr, &text, &len, &off)) == 1) {
+			if (kwac_line_parse(text, len, &l, NULL, 0) != 0 || l.type != KWAC_LINE_EVENT ||
+			    strcmp(l.event, KWAC_TORN_EVENT) != 0)
+				continue;
+			if ((ev = json_loadb(text, len, 0, NULL)) == NULL)
+				continue;
+			found = json_string_value(json_object_get(ev, "saved_as")) != NULL &&
+			    strcmp(json_string_value(json_object_get(ev, "saved_as")), saved) == 0;
+			json_decref(ev);
+		}
+		kwac_lines_close(&lr);
+		if (r < 0)
+			goto out;
+	}
+	r = found;
+out:
+	free(idx);
+	return r;
+}
+
+/* Record the copies a previous start cut off but did not get to record
+ * (names: from torn_pending_list, taken before this start cut anything),
+ * unless the event is there and only the rename was missed. */
+static int
+torn_sweep(struct audit_log *log, json_t *names)
+{
+	size_t i, seglen = strlen(KWAC_SEGMENT_PREFIX) + 10 + strlen(KWAC_SEGMENT_SUFFIX);
+	char segname[64], path[1100], hex[KWAC_HEX_LEN + 1], why[256];
+	uint8_t *bytes = NULL, sha[KWAC_HASH_LEN];
+	unsigned index;
+	json_t *v, *ev;
+	struct stat st;
+	int fd = -1, r = 0;
+	ssize_t n;
+
+	json_array_foreach(names, i, v) {
+		const char *saved = json_string_value(v);
+
+		snprintf(segname, sizeof(segname), "%.*s", (int)seglen, saved);
+		if (kwac_segment_index(segname, &index) != 0)
+			continue;
+		if ((r = torn_event_exists(log, index, saved)) < 0)
+			goto out;
+		if (r == 0) {
+			snprintf(path, sizeof(path), "%s/%s" TORN_PENDING, log->dir, saved);
+			if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0 ||
+			    fstat(fd, &st) != 0) {
+				r = kw_fail(-errno, "cannot read %s: %s", path, strerror(errno));
+				goto out;
+			}
+			if ((uint64_t)st.st_size > 64ULL << 20 ||
+			    (bytes = malloc((size_t)st.st_size + 1)) == NULL) {
+				r = kw_fail(-ENOMEM, "cannot read %s: too large", path);
+				goto out;
+			}
+			if ((n = pread(fd, bytes, (size_t)st.st_size, 0)) != st.st_size) {
+				r = kw_fail(-EIO, "cannot read %s", path);
+				goto out;
+			}
+			kwac_hash(bytes, (size_t)n, sha);
+			kwac_hex(sha, hex);
+			ev = json_pack("{s:s,s:s,s:I,s:I,s:s,s:s,s:s,s:b}", "type", KWAC_TORN_EVENT,
+			    "segment", segname,
+			    "offset", (json_int_t)strtoull(saved + seglen + strlen(".torn-"), NULL, 10),
+			    "bytes", (json_int_t)n, "saved_as", saved, "sha256", hex,
+			    "reason", "cut off at an earlier start, which stopped before it recorded the cut: recorded at this start",
+			    "recorded_late", 1);
+			if (ev == NULL) {
+				r = -ENOMEM;
+				goto out;
+			}
+			if ((r = audit_submit_wait(log, ev, NULL)) != 0) {   /* steals ev */
+				snprintf(why, sizeof(why), "%s", kw_errdetail(r));
+				r = kw_fail(r, "cannot record the torn tail %s cut off at an earlier start: %s",
+				    saved, why);
+				goto out;
+			}
+			close(fd);
+			fd = -1;
+			free(bytes);
+			bytes = NULL;
+		}
+		if ((r = torn_recorded(log, saved)) != 0)
+			goto out;
+	}
+	r = 0;
+out:
+	if (fd >= 0)
+		close(fd);
 	free(bytes);
 	return r;
 }
@@ -1341,7 +1526,7 @@ audit_open(const struct audit_options *opt, struct audit_log **out)
 {
 	struct audit_log *log = NULL;
 	pthread_condattr_t ca;
-	json_t *torn = NULL;
+	json_t *torn = NULL, *pending = NULL;
 	int r;
 
 	if (opt == NULL || opt->dir == NULL || opt->seal == NULL)
@@ -1406,6 +1591,9 @@ audit_open(const struct audit_options *opt, struct audit_log **out)
 		    strerror(errno));
 		goto out;
 	}
+	/* Before this start cuts anything: copies an earlier one left. */
+	if ((r = torn_pending_list(log, &pending)) != 0)
+		goto out;
 	if ((r = recover_tail(log, &torn)) != 0)
 		goto out;
 	log->committed = log->next_seq - 1;
@@ -1424,19 +1612,27 @@ audit_open(const struct audit_options *opt, struct audit_log **out)
 	}
 	log->wd_started = 1;
 	pthread_setname_np(log->watchdog, "kw-audit-wd");
+	if ((r = torn_sweep(log, pending)) != 0)
+		goto out;
 	if (torn != NULL) {
+		char saved[1100], why[256];
+		snprintf(saved, sizeof(saved), "%s",
+		    json_string_value(json_object_get(torn, "saved_as")));
 		r = audit_submit_wait(log, torn, NULL);   /* steals torn */
 		torn = NULL;
 		if (r != 0) {
-			r = kw_fail(r, "cannot record the torn tail repair in %s: %s", log->dir,
-			    kw_errdetail(r));
+			snprintf(why, sizeof(why), "%s", kw_errdetail(r));
+			r = kw_fail(r, "cannot record the torn tail repair in %s: %s", log->dir, why);
 			goto out;
 		}
+		if ((r = torn_recorded(log, saved)) != 0)
+			goto out;
 	}
 	*out = log;
 	log = NULL;
 	r = 0;
 out:
+	json_decref(pending);
 	json_decref(torn);
 	audit_close(log);
 	return r;

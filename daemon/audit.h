@@ -28,7 +28,10 @@
  * At open, a torn tail of the last segment (a partial last line, or lines
  * that do not link) is copied aside into "<segment>.torn-<offset>", fsync'd,
  * then cut off; an "audit.torn_tail" event records it, and the chain goes on
- * from the last whole event.  A break that a valid seal follows is not a
+ * from the last whole event.  The copy is named "....unrecorded" until that
+ * event is durable: a start that stopped in between (crash, failed write)
+ * leaves it so, and the next open records it then ("recorded_late": true),
+ * or only renames it if the event is there.  A break that a valid seal follows is not a
  * torn write (those bytes had been durable): open refuses (KW_E_FORMAT) and
  * changes nothing.
  *

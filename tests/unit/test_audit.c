@@ -1546,6 +1546,108 @@ test_unsealed_tail_open(void)
 	free(buf);
 }
 
+/* A token that seals once (open's check of the last seal) and then is
+ * away: the record of a repair cannot be written. */
+static atomic_int once_calls;
+
+static int
+once_seal(void *arg, const uint8_t *data, size_t len, uint8_t mac[32])
+{
+	if (atomic_fetch_add(&once_calls, 1) >= 1)
+		return kw_fail(KW_E_TOKEN, "test token went away");
+	return test_seal(arg, data, len, mac);
+}
+
+/* The names in dir that contain needle: how many, the last into buf. */
+static int
+find_named(const char *dir, const char *needle, char *buf, size_t len)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int found = 0;
+
+	while (d != NULL && (de = readdir(d)) != NULL)
+		if (strstr(de->d_name, needle) != NULL) {
+			snprintf(buf, len, "%s/%s", dir, de->d_name);
+			found++;
+		}
+	if (d != NULL)
+		closedir(d);
+	return found;
+}
+
+/* The repair of a torn tail is cut first and recorded after: when the
+ * record cannot be written (or the daemon dies in between), the next
+ * start records it; when only the rename after the record was missed, it
+ * is not recorded twice. */
+static void
+test_torn_record_lost(void)
+{
+	const char *partial = "{\"seq\":6,\"time\":\"2026-";
+	char dir[512], path[1024], copy[1200], final[1200], *buf;
+	struct audit_options o;
+	struct audit_log *log = NULL;
+	struct kwac_result res;
+	size_t len;
+	off_t clean;
+	FILE *f;
+
+	snprintf(dir, sizeof(dir), "%s/tornlost", tmproot);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 2000, 0));
+	CU_ASSERT_EQUAL(put_n(log, 5), 0);
+	audit_close(log);
+	seg(dir, 1, path, sizeof(path));
+	clean = file_size(path);
+	f = fopen(path, "a");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fputs(partial, f);
+	fclose(f);
+
+	/* The token fails the record: open fails, the tail is cut and kept,
+	 * but not recorded (as if the daemon had died in between). */
+	memset(&o, 0, sizeof(o));
+	o.dir = dir;
+	o.seal = once_seal;
+	o.retry_ms = 50;
+	log = NULL;
+	CU_ASSERT_NOT_EQUAL(audit_open(&o, &log), 0);
+	CU_ASSERT_PTR_NULL(log);
+	CU_ASSERT_EQUAL(file_size(path), clean);
+	CU_ASSERT_EQUAL(find_named(dir, ".unrecorded", copy, sizeof(copy)), 1);
+	CU_ASSERT_EQUAL(find_named(dir, ".torn-", final, sizeof(final)), 1);
+	buf = slurp(copy, &len);
+	CU_ASSERT(buf != NULL && len == strlen(partial) && memcmp(buf, partial, len) == 0);
+	free(buf);
+	/* The log alone shows nothing: it ends with its seal. */
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	CU_ASSERT_EQUAL(res.torn_events, 0);
+
+	/* The next start records it, and names the copy as recorded. */
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 2000, 0));
+	CU_ASSERT_EQUAL(audit_committed_seq(log), 6);
+	audit_close(log);
+	CU_ASSERT_EQUAL(find_named(dir, ".unrecorded", copy, sizeof(copy)), 0);
+	CU_ASSERT_EQUAL(find_named(dir, ".torn-", final, sizeof(final)), 1);
+	CU_ASSERT_EQUAL(strncmp(final, copy, strlen(final)), 0);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	CU_ASSERT_EQUAL(res.torn_events, 1);
+	CU_ASSERT_EQUAL(res.torn_seq, 6);
+	buf = slurp(path, &len);
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"recorded_late\":true"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, strrchr(final, '/') + 1));
+	free(buf);
+
+	/* Recorded, but the rename was lost: renamed now, not recorded again. */
+	CU_ASSERT_EQUAL_FATAL(rename(final, copy), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 2000, 0));
+	CU_ASSERT_EQUAL(audit_committed_seq(log), 6);
+	audit_close(log);
+	CU_ASSERT_EQUAL(access(final, F_OK), 0);
+	CU_ASSERT_EQUAL(find_named(dir, ".unrecorded", copy, sizeof(copy)), 0);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	CU_ASSERT_EQUAL(res.torn_events, 1);
+}
+
 /* Crash while a new segment's header was written: the chain goes on from
  * the previous segment's last event. */
 static void
@@ -2249,6 +2351,7 @@ main(void)
 		{ "the writer's line shapes read without jansson, others with it", test_line_shapes },
 		{ "open repairs a torn tail, records it, chain goes on", test_torn_tail_open },
 		{ "open cuts off events that lack their seal", test_unsealed_tail_open },
+		{ "a torn tail cut but not recorded is recorded at the next open", test_torn_record_lost },
 		{ "open repairs a torn segment header", test_torn_header },
 		{ "open refuses a break followed by sealed events", test_open_refuses_tampering },
 		{ "open refuses to go on from a seal the key did not make", test_open_refuses_forged_seal },
