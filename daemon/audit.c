@@ -1777,6 +1777,11 @@ audit_reader_open(struct audit_log *log, const char *dir, uint64_t since_seq,
 
 	if (log == NULL && dir == NULL)
 		return kw_fail(-EINVAL, "an audit reader needs a log or a directory");
+	/* Seqs stop at 2^63 - 1 (kw_auditchain.h); since_seq + 1 must not wrap
+	 * to 0, which would replay the whole log. */
+	if (since_seq > (uint64_t)INT64_MAX)
+		return kw_fail(-EINVAL, "no audit event comes after seq %" PRIu64 ": seqs end at %" PRId64,
+		    since_seq, INT64_MAX);
 	if ((rd = calloc(1, sizeof(*rd))) == NULL)
 		return -ENOMEM;
 	rd->log = log;

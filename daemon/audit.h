@@ -201,7 +201,8 @@ int audit_subscribe(struct audit_log *log, audit_notify_fn fn, void *arg,
 /* After this returns, fn is not called again.  Accepts NULL. */
 void audit_unsubscribe(struct audit_log *log, struct audit_sub *sub);
 
-/* A reader of the events after since_seq, in order: from the in-memory ring
+/* A reader of the events after since_seq (at most INT64_MAX, the largest
+ * seq; -EINVAL above), in order: from the in-memory ring
  * of recent lines when log is given and they are still there, else from the
  * segment files of dir (log's directory when log is given).  With a log,
  * it returns only durable events.  Seals and headers are skipped. */

@@ -538,6 +538,22 @@ test_cli_tail_and_query(void)
 	CU_ASSERT_EQUAL(count_lines(out), 1);
 	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, 4u << 20, "audit", "query", "--name", "q/one", "--from", "2999-01-01T00:00:00Z", NULL), 0);
 	CU_ASSERT_EQUAL(count_lines(out), 0);
+	/* since beyond the largest seq: 400, not a replay of the whole log. */
+	{
+		static const char *const bad[] = { "18446744073709551615", "9223372036854775808",
+		    "99999999999999999999999" };
+		json_t *j;
+		long st;
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			char url[128];
+			snprintf(url, sizeof(url), "/v1/audit/stream?since=%s", bad[i]);
+			j = kwt_http_json(dmn.sock, "GET", url, NULL, &st);
+			CU_ASSERT_EQUAL(st, 400);
+			CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(
+			    json_object_get(j, "error"), "message")) ?: "", "at most 9223372036854775807"));
+			json_decref(j);
+		}
+	}
 	free(out);
 }
 

@@ -1443,6 +1443,15 @@ test_reader(void)
 	CU_ASSERT_EQUAL(audit_reader_next(rd, &line, &len, &seq), 1);
 	CU_ASSERT_EQUAL(seq, 1);
 	audit_reader_close(rd);
+	/* After the largest seq there is nothing: since + 1 must not wrap
+	 * to 0 and replay the log. */
+	CU_ASSERT_EQUAL_FATAL(audit_reader_open(log, NULL, INT64_MAX, &rd), 0);
+	CU_ASSERT_EQUAL(audit_reader_next(rd, &line, &len, &seq), 0);
+	audit_reader_close(rd);
+	rd = NULL;
+	CU_ASSERT_EQUAL(audit_reader_open(log, NULL, UINT64_MAX, &rd), -EINVAL);
+	CU_ASSERT_EQUAL(audit_reader_open(NULL, dir, (uint64_t)INT64_MAX + 1, &rd), -EINVAL);
+	CU_ASSERT_PTR_NULL(rd);
 	audit_close(log);
 }
 
