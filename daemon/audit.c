@@ -498,8 +498,10 @@ commit(struct audit_log *log, struct ent *batch, json_t **extra, size_t nextra)
 		goto fail;
 	}
 	if ((r = log->opt.seal(log->opt.seal_arg, (const uint8_t *)in, (size_t)n, mac)) != 0) {
-		r = kw_fail(KW_E_AUDIT, "the token did not seal the audit chain: %s",
-		    kw_errdetail(r));
+		char why[256];
+		/* A copy: kw_fail() rewrites the text kw_errdetail() points to. */
+		snprintf(why, sizeof(why), "%s", kw_errdetail(r));
+		r = kw_fail(KW_E_AUDIT, "the token did not seal the audit chain: %s", why);
 		goto fail;
 	}
 	{

@@ -1219,6 +1219,12 @@ test_seal_refused(void)
 	CU_ASSERT_EQUAL(put_n(log, 3), 0);
 	atomic_store(&seal_fail, 1);
 	CU_ASSERT_EQUAL(put(log, "x", 0), KW_E_AUDIT);
+	/* The token's own words, whole, in the status. */
+	{
+		struct audit_status st;
+		audit_status_get(log, &st);
+		CU_ASSERT_STRING_EQUAL(st.detail, "the token did not seal the audit chain: test token is away");
+	}
 	atomic_store(&seal_fail, 0);
 	CU_ASSERT_EQUAL(wait_state(log, AUDIT_OK, 3.0), 0);
 	CU_ASSERT_EQUAL(put(log, "x", 1), 0);
