@@ -1659,6 +1659,13 @@ audit_close(struct audit_log *log)
 	pthread_mutex_unlock(&log->mu);
 	if (log->wd_started)
 		pthread_join(log->watchdog, NULL);
+	/* A refused batch stays in the file until the next try cuts it
+	 * (seg_open).  There is no next try after close, and the next open
+	 * would take its bytes, sealed, for the log's end, though their
+	 * requests were refused: cut them now (best effort: the disk may
+	 * still be failing). */
+	if (log->st.state == AUDIT_FAILING)
+		(void)seg_open(log);
 	(void)seg_trim(log);   /* if it fails, the last segment keeps its zeros: they are allowed */
 	seg_close(log);
 	if (log->dirfd >= 0)

@@ -1233,6 +1233,56 @@ test_seal_refused(void)
 	CU_ASSERT_EQUAL(res.events, 5);
 }
 
+/* A sync that fails from the moment it is armed. */
+static atomic_int eio_armed;
+
+static int
+eio_datasync(int fd)
+{
+	if (atomic_load(&eio_armed)) {
+		errno = EIO;
+		return -1;
+	}
+	return fdatasync(fd);
+}
+
+/* Closed while failing: the refused batch, written but not durable, is
+ * cut off at close too, so the next open does not take it for the log's
+ * sealed end (its requests were refused). */
+static void
+test_close_while_failing(void)
+{
+	char dir[512], path[1024];
+	struct audit_options o;
+	struct audit_log *log = NULL;
+	struct kwac_result res;
+	off_t clean;
+
+	snprintf(dir, sizeof(dir), "%s/closefail", tmproot);
+	memset(&o, 0, sizeof(o));
+	o.dir = dir;
+	o.seal = test_seal;
+	o.retry_ms = 10000;
+	o.preallocate = -1;
+	o.datasync = eio_datasync;
+	CU_ASSERT_EQUAL_FATAL(audit_open(&o, &log), 0);
+	CU_ASSERT_EQUAL(put_n(log, 3), 0);
+	seg(dir, 1, path, sizeof(path));
+	clean = file_size(path);
+	atomic_store(&eio_armed, 1);
+	CU_ASSERT_EQUAL(put(log, "refused", 0), KW_E_AUDIT);
+	CU_ASSERT(file_size(path) > clean);    /* written, not durable */
+	audit_close(log);
+	atomic_store(&eio_armed, 0);
+	CU_ASSERT_EQUAL(file_size(path), clean);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 2000, 0));
+	CU_ASSERT_EQUAL(audit_committed_seq(log), 3);
+	audit_close(log);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	CU_ASSERT_EQUAL(res.events, 3);
+	CU_ASSERT_FALSE(kwt_file_contains(path, "\"refused\"", 9));
+}
+
 /* The disk fails two syncs in a row while events keep coming: their
  * batches are refused and cut off the file (they were written, not made
  * durable), every acknowledged event is there once, and the log heals. */
@@ -2375,6 +2425,7 @@ main(void)
 		{ "group commit: 8 threads, consecutive seqs, events/s", test_group_commit },
 		{ "fail closed when the file cannot grow, then heal", test_fail_closed },
 		{ "fail closed when the token will not seal", test_seal_refused },
+		{ "closed while failing: the refused batch is cut off", test_close_while_failing },
 		{ "a failed sync refuses its batch, cuts it off, heals", test_sync_fails },
 		{ "a stuck disk fails waiters in bounded time", test_stuck_disk },
 		{ "the reader returns exactly the events after since", test_reader },
