@@ -269,6 +269,9 @@ cli_audit_verify(kw_client *c, int argc, char **argv)
 		o.check = seal_check;
 		o.arg = c;
 	}
+	/* The daemon's own directory while it runs: its last write may be
+	 * under way.  A stopped daemon's log, or a copy: it must end sealed. */
+	o.live = KWAC_LIVE_AUTO;
 	if (argc - i == 1 && kwac_segment_index(strrchr(argv[i], '/') ? strrchr(argv[i], '/') + 1 : argv[i], &(unsigned){0}) != 0)
 		r = kwac_verify_dir(argv[i], &o, &res);
 	else

@@ -4,6 +4,7 @@
  */
 #include "config.h"
 
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <dirent.h>
@@ -628,11 +629,15 @@ struct chain {
 	const char *file;        /* current file */
 	unsigned index;          /* current segment (0: any) */
 	enum kwac_line_type step;   /* type of the line chain_step() passed last */
+	uint8_t step_mac[KWAC_MAC_LEN];  /* its HMAC, when it was a seal */
 	/* The chain as it stood after the last header or seal of the file:
 	 * where a writer may go on from, everything after being unacknowledged. */
 	uint64_t cut_off, cut_next;
 	unsigned long cut_lines;
 	uint8_t cut_last[KWAC_HASH_LEN];
+	int cut_sealed;          /* the cut is after a seal, not the header */
+	uint8_t cut_mac[KWAC_MAC_LEN];
+	struct where unsealed_at;   /* the first event after the last seal (line 0: none) */
 };
 
 static int
@@ -743,6 +748,8 @@ chain_step(struct chain *c, const char *text, size_t len, unsigned long lineno)
 		}
 		c->last_seq = l.seq;
 		chained(c, h, lineno, l.seq, 0);
+		if (c->unsealed_at.line == 0)
+			c->unsealed_at = c->last_at;
 		res->events++;
 		if (res->first_seq == 0)
 			res->first_seq = l.seq;
@@ -777,6 +784,8 @@ chain_step(struct chain *c, const char *text, size_t len, unsigned long lineno)
 		}
 		res->seals++;
 		res->sealed_seq = l.seq;
+		memcpy(c->step_mac, l.mac, KWAC_MAC_LEN);
+		c->unsealed_at.line = 0;
 		return 0;
 	}
 	return broke(c, KWAC_P_JSON, c->file, lineno, 0, "unknown line type");
@@ -839,7 +848,7 @@ chain_file(struct chain *c, const char *path, int last, uint64_t *good_end,
 			}
 		}
 		if (r == 0) {
-			if (kwac_lines_partial(&lr) > 0 && last && c->opt != NULL && c->opt->live)
+			if (kwac_lines_partial(&lr) > 0 && last && c->res->live)
 				c->res->pending_bytes = kwac_lines_partial(&lr);
 			else if (kwac_lines_partial(&lr) > 0)
 				r = broke(c, KWAC_P_TORN, path, lineno + 1, c->last_seq + 1,
@@ -862,6 +871,9 @@ chain_file(struct chain *c, const char *path, int last, uint64_t *good_end,
 			c->cut_lines = lineno;
 			c->cut_next = c->last_seq + 1;
 			memcpy(c->cut_last, c->last, KWAC_HASH_LEN);
+			c->cut_sealed = c->step == KWAC_LINE_SEAL;
+			if (c->cut_sealed)
+				memcpy(c->cut_mac, c->step_mac, KWAC_MAC_LEN);
 		}
 	}
 	kwac_lines_close(&lr);
@@ -917,6 +929,7 @@ kwac_segment_scan(const char *path, unsigned index, struct kwac_scan *out)
 			s.has_header = 1;
 			s.segment = l.segment;
 			s.first_seq = l.seq;
+			memcpy(s.header_prev, l.prev, KWAC_HASH_LEN);
 			memcpy(s.header_time, l.time, sizeof(s.header_time));
 		}
 		kwac_lines_close(&lr);
@@ -925,6 +938,8 @@ kwac_segment_scan(const char *path, unsigned index, struct kwac_scan *out)
 	}
 	s.next_seq = c.cut_next;
 	memcpy(s.last, c.cut_last, KWAC_HASH_LEN);
+	s.sealed = c.cut_sealed;
+	memcpy(s.seal_mac, c.cut_mac, KWAC_MAC_LEN);
 	*out = s;
 	return 0;
 }
@@ -932,8 +947,39 @@ kwac_segment_scan(const char *path, unsigned index, struct kwac_scan *out)
 /* ---- verification -------------------------------------------------------- */
 
 int
-kwac_verify_files(const char *const *paths, size_t n,
-    const struct kwac_verify_opts *opt, struct kwac_result *res)
+kwac_dir_writer_active(const char *dir)
+{
+	int fd, active = 0;
+
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return 0;
+	if (flock(fd, LOCK_SH | LOCK_NB) != 0)
+		active = errno == EWOULDBLOCK;
+	close(fd);       /* drops the lock, if taken */
+	return active;
+}
+
+/* The directory of a segment file, for its writer's lock. */
+static int
+writer_active_for(const char *path)
+{
+	char dir[1024];
+	const char *s = strrchr(path, '/');
+
+	if (s == NULL)
+		return kwac_dir_writer_active(".");
+	if ((size_t)(s - path) >= sizeof(dir))
+		return 0;
+	if (s == path)
+		return kwac_dir_writer_active("/");
+	memcpy(dir, path, (size_t)(s - path));
+	dir[s - path] = '\0';
+	return kwac_dir_writer_active(dir);
+}
+
+static int
+verify_files(const char *const *paths, size_t n, const struct kwac_verify_opts *opt,
+    int live, struct kwac_result *res)
 {
 	struct chain c;
 	unsigned idx, prev_idx = 0;
@@ -948,6 +994,7 @@ kwac_verify_files(const char *const *paths, size_t n,
 	c.res = res;
 	c.anywhere = opt != NULL && opt->partial;
 	res->ok = 1;
+	res->live = live;
 	if (n == 0) {
 		broke(&c, KWAC_P_EMPTY, "", 0, 0, "no audit segment to verify");
 		return KW_E_AUTH;
@@ -982,9 +1029,43 @@ kwac_verify_files(const char *const *paths, size_t n,
 	}
 	if (res->last_seq >= res->sealed_seq && res->events > 0)
 		res->unsealed = res->last_seq - (res->sealed_seq ? res->sealed_seq : res->first_seq - 1);
+	if (r == 0 && res->unsealed > 0 && !live) {
+		/* Every commit ends with its seal, and a crash mid-commit is cut
+		 * off and recorded at the next start: at rest, the log ends with
+		 * a seal.  Reported where the unsealed events begin. */
+		char sealed[64];
+		if (res->sealed_seq > 0)
+			snprintf(sealed, sizeof(sealed), "the last seal at seq %" PRIu64, res->sealed_seq);
+		else
+			snprintf(sealed, sizeof(sealed), "the start of the log (it holds no seal)");
+		r = broke(&c, KWAC_P_UNSEALED, c.unsealed_at.file, c.unsealed_at.line,
+		    c.unsealed_at.seq,
+		    "%" PRIu64 " event(s) after %s are not sealed: the log was cut or forged after its last seal, or the daemon crashed mid-commit and has not been started since",
+		    res->unsealed, sealed);
+	}
 	kwac_hex(c.last, hex);
 	memcpy(res->last_hash, hex, sizeof(hex));
 	return r == 0 ? 0 : KW_E_AUTH;
+}
+
+int
+kwac_verify_files(const char *const *paths, size_t n,
+    const struct kwac_verify_opts *opt, struct kwac_result *res)
+{
+	int live = opt != NULL ? opt->live : KWAC_LIVE_NO, r;
+
+	if (live == KWAC_LIVE_AUTO)
+		live = n > 0 && writer_active_for(paths[n - 1]) ? KWAC_LIVE_YES : KWAC_LIVE_NO;
+	else
+		live = live != KWAC_LIVE_NO;
+	r = verify_files(paths, n, opt, live, res);
+	/* A daemon that started while the log was read may have been
+	 * writing its end: what looked cut there is its write under way. */
+	if (r == KW_E_AUTH && !live && opt != NULL && opt->live == KWAC_LIVE_AUTO &&
+	    (res->problem == KWAC_P_UNSEALED || res->problem == KWAC_P_TORN) &&
+	    writer_active_for(paths[n - 1]))
+		r = verify_files(paths, n, opt, KWAC_LIVE_YES, res);
+	return r;
 }
 
 int
@@ -1040,6 +1121,7 @@ kwac_problem_name(enum kwac_problem p)
 	case KWAC_P_SEAL_MAC: return "seal-mac";
 	case KWAC_P_SEAL_UNCHECKED: return "seal-unchecked";
 	case KWAC_P_TORN: return "torn";
+	case KWAC_P_UNSEALED: return "unsealed";
 	}
 	return "unknown";
 }
@@ -1050,9 +1132,9 @@ kwac_result_format(const struct kwac_result *res, char *buf, size_t len)
 	char tail[200] = "", torn[120] = "";
 	int n;
 
-	if (res->unsealed > 0)
+	if (res->unsealed > 0 && res->ok)
 		snprintf(tail, sizeof(tail),
-		    "\n  %" PRIu64 " event(s) after the last seal (seq %" PRIu64 "..%" PRIu64 ") are not sealed yet",
+		    "\n  %" PRIu64 " event(s) after the last seal (seq %" PRIu64 "..%" PRIu64 ") are not sealed yet: the daemon is writing them",
 		    res->unsealed, res->last_seq - res->unsealed + 1, res->last_seq);
 	if (res->torn_events > 0)
 		snprintf(torn, sizeof(torn),
@@ -1061,11 +1143,12 @@ kwac_result_format(const struct kwac_result *res, char *buf, size_t len)
 	if (res->ok)
 		n = snprintf(buf, len,
 		    "audit log intact: %u segment(s) %u..%u, %" PRIu64 " event(s) seq %" PRIu64 "..%" PRIu64
-		    ", %" PRIu64 " seal(s)%s%s%s\n",
+		    ", %" PRIu64 " seal(s)%s%s%s%s\n",
 		    res->segments, res->first_segment, res->last_segment, res->events,
 		    res->first_seq, res->last_seq, res->seals,
 		    res->seals_checked ? " with their HMACs checked" :
 		    res->seals > 0 ? " (HMACs NOT checked: no audit key given)" : "",
+		    res->live ? "\n  read while a daemon writes it: its unfinished last write is not a break" : "",
 		    tail, torn);
 	else {
 		char at[40] = "";
@@ -1089,8 +1172,8 @@ kwac_result_json(const struct kwac_result *res)
 		brk = json_pack("{s:s,s:s,s:I,s:I,s:s}", "problem", kwac_problem_name(res->problem),
 		    "file", res->file, "line", (json_int_t)res->line, "seq", (json_int_t)res->seq,
 		    "what", res->what);
-	o = json_pack("{s:b,s:o*,s:i,s:I,s:I,s:I,s:I,s:I,s:b,s:I,s:I,s:I,s:s}",
-	    "ok", res->ok, "break", brk, "segments", (int)res->segments,
+	o = json_pack("{s:b,s:o*,s:b,s:i,s:I,s:I,s:I,s:I,s:I,s:b,s:I,s:I,s:I,s:s}",
+	    "ok", res->ok, "break", brk, "live", res->live, "segments", (int)res->segments,
 	    "lines", (json_int_t)res->lines, "events", (json_int_t)res->events,
 	    "seals", (json_int_t)res->seals, "first_seq", (json_int_t)res->first_seq,
 	    "last_seq", (json_int_t)res->last_seq, "seals_checked", res->seals_checked,

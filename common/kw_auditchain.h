@@ -151,6 +151,7 @@ struct kwac_scan {
 	unsigned segment;        /* from the header */
 	uint64_t first_seq;      /* from the header */
 	int has_header;          /* a whole, valid header line was found */
+	uint8_t header_prev[KWAC_HASH_LEN]; /* its link to the previous segment */
 	char header_time[40];
 	uint64_t good_end;       /* offset after the last header or seal line that
 	                            links: a batch ends with its seal, so events
@@ -160,6 +161,9 @@ struct kwac_scan {
 	uint64_t next_seq;       /* seq of the next event */
 	uint8_t last[KWAC_HASH_LEN]; /* hash of the last chained line before good_end */
 	unsigned long lines;     /* whole lines before good_end */
+	int sealed;              /* the line before good_end is a seal (of seq
+	                            next_seq - 1 over last), not the header */
+	uint8_t seal_mac[KWAC_MAC_LEN]; /* that seal's HMAC, not checked here */
 	int torn;                /* bytes after good_end: a partial line, a line that
 	                            does not link, or events without their seal */
 	char why[480];           /* what was wrong at good_end, when torn */
@@ -167,7 +171,9 @@ struct kwac_scan {
 
 /* Read segment file path (index expected, or 0 for any) and find where its
  * chain of whole, linking, sealed lines ends.  Seals are checked for shape
- * and for matching the line before them, not for their HMAC.  0 or -errno. */
+ * and for matching the line before them, not for their HMAC: a writer that
+ * goes on from the seal at good_end must check that one itself (out->sealed,
+ * out->seal_mac).  0 or -errno. */
 int kwac_segment_scan(const char *path, unsigned index, struct kwac_scan *out);
 
 /* ---- verification ------------------------------------------------------------ */
@@ -182,10 +188,31 @@ struct kwac_verify_opts {
 	void *arg;
 	int partial;              /* the oldest segments may have been removed by
 	                             retention: start at whatever comes first */
-	int live;                 /* the daemon is writing: a partial last line of
-	                             the last segment is a write under way, not a
-	                             break (it is counted in res->pending_bytes) */
+	int live;                 /* KWAC_LIVE_NO, _YES or _AUTO, below */
 };
+
+/* Is a daemon writing the log being verified?
+ *
+ * YES: a partial last line of the last segment is a write under way, and
+ * events after the last seal are a batch whose seal is being written: not
+ * breaks (counted in res->pending_bytes and res->unsealed).
+ * NO: the log is at rest.  The writer ends every commit with a seal, and a
+ * daemon that crashed mid-commit cuts the unfinished batch off at its next
+ * start and records it (audit.torn_tail); so both are breaks (KWAC_P_TORN,
+ * KWAC_P_UNSEALED): the log was cut or forged after its last seal, or the
+ * daemon has not been started since it crashed.
+ * AUTO: YES when some process holds the writer's lock on the directory of
+ * the (last) segment (kwac_dir_writer_active), else NO.  The mode used is
+ * in res->live. */
+#define KWAC_LIVE_NO 0
+#define KWAC_LIVE_YES 1
+#define KWAC_LIVE_AUTO (-1)
+
+/* 1 when a writer (keywardend) holds its lock on dir, 0 when none does (or
+ * dir cannot be opened: then it cannot be verified either).  The lock is
+ * only tested: a shared flock(2) taken and dropped at once, which a daemon
+ * starting at that instant waits out (audit_open retries). */
+int kwac_dir_writer_active(const char *dir);
 
 enum kwac_problem {
 	KWAC_OK = 0,
@@ -200,6 +227,7 @@ enum kwac_problem {
 	KWAC_P_SEAL_MAC,         /* a seal's HMAC is wrong */
 	KWAC_P_SEAL_UNCHECKED,   /* the HMAC check itself failed (token unreachable) */
 	KWAC_P_TORN,             /* the last line is cut short */
+	KWAC_P_UNSEALED,         /* at rest, events after the last seal */
 };
 
 struct kwac_result {
@@ -217,6 +245,7 @@ struct kwac_result {
 	int seals_checked;       /* HMACs were checked by the callback */
 	uint64_t sealed_seq;     /* the last seq a seal covers (0: none) */
 	uint64_t unsealed;       /* events after the last seal */
+	int live;                /* verified as a log being written (KWAC_LIVE_YES) */
 	uint64_t torn_events;    /* audit.torn_tail events met */
 	uint64_t torn_seq;       /* seq of the last of them */
 	uint64_t pending_bytes;  /* live: bytes of a last line still being written */

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -497,8 +498,10 @@ commit(struct audit_log *log, struct ent *batch, json_t **extra, size_t nextra)
 		goto fail;
 	}
 	if ((r = log->opt.seal(log->opt.seal_arg, (const uint8_t *)in, (size_t)n, mac)) != 0) {
-		r = kw_fail(KW_E_AUDIT, "the token did not seal the audit chain: %s",
-		    kw_errdetail(r));
+		char why[256];
+		/* A copy: kw_fail() rewrites the text kw_errdetail() points to. */
+		snprintf(why, sizeof(why), "%s", kw_errdetail(r));
+		r = kw_fail(KW_E_AUDIT, "the token did not seal the audit chain: %s", why);
 		goto fail;
 	}
 	{
@@ -1026,12 +1029,22 @@ audit_submit_wait(struct audit_log *log, json_t *ev, uint64_t *seq)
 
 /* ---- open and close ----------------------------------------------------------- */
 
-/* Copy bytes [from, size) of path aside into "<path>.torn-<from>", durably. */
+/* A torn tail is cut off the segment before the audit.torn_tail event that
+ * records it can be written (the event chains from the cut), so a crash or
+ * a failed write between the two would leave a repair no event mentions,
+ * and the next start would see a clean log.  So the copy is saved as
+ * "<name>.unrecorded" and renamed to <name> (the name the event gives) only
+ * once the event is durable; open records any copy still so named that no
+ * event mentions (torn_sweep). */
+#define TORN_PENDING ".unrecorded"
+
+/* Copy bytes [from, size) of path aside into "<path>.torn-<from>.unrecorded",
+ * durably; *saved gets the base name without ".unrecorded". */
 static int
 torn_aside(struct audit_log *log, const char *path, uint64_t from, uint64_t size,
     char *saved, size_t savedlen, uint8_t sha[KWAC_HASH_LEN])
 {
-	char name[1100];
+	char name[1120], final[1100];
 	uint8_t *bytes = NULL;
 	ssize_t n;
 	int in = -1, out = -1, r;
@@ -1053,9 +1066,12 @@ torn_aside(struct audit_log *log, const char *path, uint64_t from, uint64_t size
 	kwac_hash(bytes, (size_t)n, sha);
 	for (int i = 0; i < 100 && out < 0; i++) {
 		if (i == 0)
-			snprintf(name, sizeof(name), "%s.torn-%" PRIu64, path, from);
+			snprintf(final, sizeof(final), "%s.torn-%" PRIu64, path, from);
 		else
-			snprintf(name, sizeof(name), "%s.torn-%" PRIu64 "-%d", path, from, i);
+			snprintf(final, sizeof(final), "%s.torn-%" PRIu64 "-%d", path, from, i);
+		snprintf(name, sizeof(name), "%s" TORN_PENDING, final);
+		if (access(final, F_OK) == 0)
+			continue;
 		out = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (out < 0 && errno != EEXIST) {
 			r = kw_fail(-errno, "cannot save the torn tail of %s into %s: %s", path,
@@ -1072,13 +1088,184 @@ torn_aside(struct audit_log *log, const char *path, uint64_t from, uint64_t size
 		r = kw_fail(r ? r : -errno, "cannot save the torn tail of %s into %s", path, name);
 		goto out;
 	}
-	snprintf(saved, savedlen, "%s", strrchr(name, '/') ? strrchr(name, '/') + 1 : name);
+	snprintf(saved, savedlen, "%s", strrchr(final, '/') ? strrchr(final, '/') + 1 : final);
 	r = 0;
 out:
 	if (in >= 0)
 		close(in);
 	if (out >= 0)
 		close(out);
+	free(bytes);
+	return r;
+}
+
+/* The event naming saved is durable: drop the copy's ".unrecorded". */
+static int
+torn_recorded(struct audit_log *log, const char *saved)
+{
+	char from[1100];
+
+	snprintf(from, sizeof(from), "%s" TORN_PENDING, saved);
+	if (renameat(log->dirfd, from, log->dirfd, saved) != 0 || fsync(log->dirfd) != 0)
+		return kw_fail(-errno, "cannot rename %s/%s to %s once recorded: %s", log->dir, from,
+		    saved, strerror(errno));
+	return 0;
+}
+
+/* The names of the copies still ".unrecorded" in the directory, into *out
+ * (a new array of strings, without the suffix). */
+static int
+torn_pending_list(struct audit_log *log, json_t **out)
+{
+	size_t plen = strlen(KWAC_SEGMENT_PREFIX) + 10 + strlen(KWAC_SEGMENT_SUFFIX ".torn-");
+	size_t slen = strlen(TORN_PENDING), len;
+	struct dirent *de;
+	json_t *names;
+	DIR *d;
+	int fd, r = 0;
+
+	if ((fd = dup(log->dirfd)) < 0)
+		return kw_fail(-errno, "cannot list %s: %s", log->dir, strerror(errno));
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return kw_fail(-errno, "cannot list %s: %s", log->dir, strerror(errno));
+	}
+	rewinddir(d);
+	if ((names = json_array()) == NULL)
+		r = -ENOMEM;
+	while (r == 0 && (errno = 0, de = readdir(d)) != NULL) {
+		len = strlen(de->d_name);
+		if (len <= plen + slen || strcmp(de->d_name + len - slen, TORN_PENDING) != 0 ||
+		    strncmp(de->d_name, KWAC_SEGMENT_PREFIX, strlen(KWAC_SEGMENT_PREFIX)) != 0 ||
+		    strstr(de->d_name, KWAC_SEGMENT_SUFFIX ".torn-") == NULL)
+			continue;
+		if (json_array_append_new(names, json_stringn(de->d_name, len - slen)) != 0)
+			r = -ENOMEM;
+	}
+	if (r == 0 && errno != 0)
+		r = kw_fail(-errno, "cannot list %s: %s", log->dir, strerror(errno));
+	closedir(d);
+	if (r != 0) {
+		json_decref(names);
+		return r;
+	}
+	*out = names;
+	return 0;
+}
+
+/* 1 when an audit.torn_tail event of segment index or after gives saved as
+ * its "saved_as", 0 when none does, or a negative code. */
+static int
+torn_event_exists(struct audit_log *log, unsigned index, const char *saved)
+{
+	unsigned *idx = NULL;
+	size_t n = 0;
+	struct kwac_lines lr;
+	struct kwac_line l;
+	const char *text;
+	size_t len;
+	uint64_t off;
+	char path[1024];
+	json_t *ev;
+	int found = 0, r;
+
+	if ((r = kwac_segments_list(log->dir, &idx, &n)) != 0)
+		return r;
+	for (size_t i = 0; i < n && !found; i++) {
+		if (idx[i] < index)
+			continue;
+		seg_path(log, idx[i], path, sizeof(path));
+		if ((r = kwac_lines_open(&lr, path)) != 0)
+			goto out;
+		while (!found && (r = kwac_lines_next(&lr, &text, &len, &off)) == 1) {
+			if (kwac_line_parse(text, len, &l, NULL, 0) != 0 || l.type != KWAC_LINE_EVENT ||
+			    strcmp(l.event, KWAC_TORN_EVENT) != 0)
+				continue;
+			if ((ev = json_loadb(text, len, 0, NULL)) == NULL)
+				continue;
+			found = json_string_value(json_object_get(ev, "saved_as")) != NULL &&
+			    strcmp(json_string_value(json_object_get(ev, "saved_as")), saved) == 0;
+			json_decref(ev);
+		}
+		kwac_lines_close(&lr);
+		if (r < 0)
+			goto out;
+	}
+	r = found;
+out:
+	free(idx);
+	return r;
+}
+
+/* Record the copies a previous start cut off but did not get to record
+ * (names: from torn_pending_list, taken before this start cut anything),
+ * unless the event is there and only the rename was missed. */
+static int
+torn_sweep(struct audit_log *log, json_t *names)
+{
+	size_t i, seglen = strlen(KWAC_SEGMENT_PREFIX) + 10 + strlen(KWAC_SEGMENT_SUFFIX);
+	char segname[64], path[1100], hex[KWAC_HEX_LEN + 1], why[256];
+	uint8_t *bytes = NULL, sha[KWAC_HASH_LEN];
+	unsigned index;
+	json_t *v, *ev;
+	struct stat st;
+	int fd = -1, r = 0;
+	ssize_t n;
+
+	json_array_foreach(names, i, v) {
+		const char *saved = json_string_value(v);
+
+		snprintf(segname, sizeof(segname), "%.*s", (int)seglen, saved);
+		if (kwac_segment_index(segname, &index) != 0)
+			continue;
+		if ((r = torn_event_exists(log, index, saved)) < 0)
+			goto out;
+		if (r == 0) {
+			snprintf(path, sizeof(path), "%s/%s" TORN_PENDING, log->dir, saved);
+			if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0 ||
+			    fstat(fd, &st) != 0) {
+				r = kw_fail(-errno, "cannot read %s: %s", path, strerror(errno));
+				goto out;
+			}
+			if ((uint64_t)st.st_size > 64ULL << 20 ||
+			    (bytes = malloc((size_t)st.st_size + 1)) == NULL) {
+				r = kw_fail(-ENOMEM, "cannot read %s: too large", path);
+				goto out;
+			}
+			if ((n = pread(fd, bytes, (size_t)st.st_size, 0)) != st.st_size) {
+				r = kw_fail(-EIO, "cannot read %s", path);
+				goto out;
+			}
+			kwac_hash(bytes, (size_t)n, sha);
+			kwac_hex(sha, hex);
+			ev = json_pack("{s:s,s:s,s:I,s:I,s:s,s:s,s:s,s:b}", "type", KWAC_TORN_EVENT,
+			    "segment", segname,
+			    "offset", (json_int_t)strtoull(saved + seglen + strlen(".torn-"), NULL, 10),
+			    "bytes", (json_int_t)n, "saved_as", saved, "sha256", hex,
+			    "reason", "cut off at an earlier start, which stopped before it recorded the cut: recorded at this start",
+			    "recorded_late", 1);
+			if (ev == NULL) {
+				r = -ENOMEM;
+				goto out;
+			}
+			if ((r = audit_submit_wait(log, ev, NULL)) != 0) {   /* steals ev */
+				snprintf(why, sizeof(why), "%s", kw_errdetail(r));
+				r = kw_fail(r, "cannot record the torn tail %s cut off at an earlier start: %s",
+				    saved, why);
+				goto out;
+			}
+			close(fd);
+			fd = -1;
+			free(bytes);
+			bytes = NULL;
+		}
+		if ((r = torn_recorded(log, saved)) != 0)
+			goto out;
+	}
+	r = 0;
+out:
+	if (fd >= 0)
+		close(fd);
 	free(bytes);
 	return r;
 }
@@ -1142,6 +1329,107 @@ sealed_after(struct audit_log *log, const char *path, uint64_t from)
 	return sealed && (!zeros || after);
 }
 
+/* 0 when the seal at the end of scan s (seq s->next_seq - 1 over s->last) is
+ * the audit key's, recomputed with the token and compared in constant time. */
+static int
+seal_matches(struct audit_log *log, const char *path, const struct kwac_scan *s)
+{
+	uint8_t mac[KWAC_MAC_LEN];
+	char in[128], why[256];
+	int n, r;
+
+	if ((n = kwac_seal_input(s->next_seq - 1, s->last, in, sizeof(in))) < 0)
+		return KW_E_INTERNAL;
+	if ((r = log->opt.seal(log->opt.seal_arg, (const uint8_t *)in, (size_t)n, mac)) != 0) {
+		/* A copy: kw_fail() rewrites the text kw_errdetail() points to. */
+		snprintf(why, sizeof(why), "%s", kw_errdetail(r));
+		r = kw_fail(r, "cannot check the last seal of audit segment %s (seq %" PRIu64 ") with the token: %s",
+		    path, s->next_seq - 1, why);
+		goto out;
+	}
+	if (kw_memeq_ct(mac, s->seal_mac, sizeof(mac)) != 0) {
+		r = kw_fail(KW_E_AUTH, "audit segment %s: the seal of seq %" PRIu64 " on line %lu, where the log ends, was not made by the token's audit key: events were appended or rewritten without the key, or this token is not the one that sealed the log; the daemon will not go on from it (its next seal would vouch for them) and nothing was changed: keep a copy of %s and run keywarden audit verify --no-seals %s, or keywardend --config FILE --verify-audit to check every seal",
+		    path, s->next_seq - 1, s->lines, log->dir, log->dir);
+		goto out;
+	}
+	r = 0;
+out:
+	kw_wipe(mac, sizeof(mac));
+	return r;
+}
+
+/* The writer goes on from where the scan of the last segment ends: its
+ * next event chains to that point, and its next seal, made by the token,
+ * vouches for everything before.  The scan checks seals for shape only, so
+ * before that point is trusted it must be vouched for by the audit key:
+ * the seal that ends it, checked here with the token; or, when the last
+ * segment holds no seal (a header alone, or no whole header: a crash just
+ * after a roll-over), the previous segment's end, which the header must
+ * link to as the verifier requires, and so on back to the first segment's
+ * header, which links to nothing.
+ *
+ * Without this, anyone who may write audit.dir but has no use of the token
+ * could append events of their own with a correct chain and any seal while
+ * the daemon is stopped; the daemon would seal after them at its start, and
+ * once the fake seal was removed the log would verify whole.
+ *
+ * A seal the key did not make is refused, not cut off as a torn tail: a
+ * crash leaves a partial line or events without their seal (handled as
+ * torn), never a whole seal with a wrong HMAC.  Such a seal means the log
+ * was forged, or the token is not the one that sealed it; cutting would
+ * destroy the evidence, or good events.  The operator decides. */
+static int
+tail_vouched(struct audit_log *log, const unsigned *idx, size_t n, const struct kwac_scan *last)
+{
+	static const uint8_t zero[KWAC_HASH_LEN];
+	struct kwac_scan cur = *last, ps;
+	char path[1024], ppath[1024];
+	size_t i = n - 1;
+	int vouched = 0, r;
+
+	for (;;) {
+		seg_path(log, idx[i], path, sizeof(path));
+		if (!vouched && cur.sealed) {
+			if ((r = seal_matches(log, path, &cur)) != 0)
+				return r;
+			vouched = 1;
+		}
+		if (!vouched && idx[i] == 1) {
+			/* The first segment, no seal in it: nothing before its
+			 * header (or it has none yet). */
+			if (cur.has_header && (cur.first_seq != 1 ||
+			    memcmp(cur.header_prev, zero, sizeof(zero)) != 0))
+				return kw_fail(KW_E_FORMAT, "audit segment %s: its header links to an earlier segment, and no seal vouches for it; nothing was changed; run keywardend --config FILE --verify-audit",
+				    path);
+			return 0;
+		}
+		if (i == 0 || idx[i - 1] != idx[i] - 1) {
+			/* The previous segment is gone (removed by hand, as
+			 * retention): the seal checked vouches for what is here. */
+			if (vouched)
+				return 0;
+			return kw_fail(KW_E_FORMAT, "audit segment %s has no seal and segment %u is missing: nothing vouches for where the chain goes on; nothing was changed; run keywardend --config FILE --verify-audit",
+			    path, idx[i] - 1);
+		}
+		seg_path(log, idx[i - 1], ppath, sizeof(ppath));
+		if ((r = kwac_segment_scan(ppath, idx[i - 1], &ps)) != 0)
+			return r;
+		/* Only the last segment may end in a torn write. */
+		if (ps.torn || !ps.has_header)
+			return kw_fail(KW_E_FORMAT, "audit segment %s is damaged before segment %u (%s); nothing was changed; run keywardend --config FILE --verify-audit",
+			    ppath, idx[i], ps.has_header ? ps.why : "no header");
+		if (cur.has_header && (memcmp(cur.header_prev, ps.last, KWAC_HASH_LEN) != 0 ||
+		    cur.first_seq != ps.next_seq))
+			return kw_fail(KW_E_FORMAT, "audit segment %s: its header does not link to the end of segment %s (seq %" PRIu64 "): a segment was replaced, or events were added to the previous one; nothing was changed; run keywardend --config FILE --verify-audit",
+			    path, ppath, ps.next_seq - 1);
+		/* Older links are the verifier's to check, as older seals. */
+		if (vouched)
+			return 0;
+		cur = ps;
+		i--;
+	}
+}
+
 /* Find where the chain ends; repair a torn tail.  *torn gets the event that
  * records the repair, or NULL. */
 static int
@@ -1173,6 +1461,10 @@ recover_tail(struct audit_log *log, json_t **torn)
 		    path, s.why);
 		goto out;
 	}
+	/* Before anything is cut or written: the point the chain goes on
+	 * from must be the audit key's. */
+	if ((r = tail_vouched(log, idx, n, &s)) != 0)
+		goto out;
 	if (s.torn) {
 		if ((r = torn_aside(log, path, s.good_end, s.size, saved, sizeof(saved), sha)) != 0)
 			goto out;
@@ -1236,7 +1528,7 @@ audit_open(const struct audit_options *opt, struct audit_log **out)
 {
 	struct audit_log *log = NULL;
 	pthread_condattr_t ca;
-	json_t *torn = NULL;
+	json_t *torn = NULL, *pending = NULL;
 	int r;
 
 	if (opt == NULL || opt->dir == NULL || opt->seal == NULL)
@@ -1287,8 +1579,13 @@ audit_open(const struct audit_options *opt, struct audit_log **out)
 	 * would fork the chain, and could take the first one's batch in
 	 * flight for a torn tail and cut it off.  The kernel drops the lock
 	 * when the directory is closed or the process ends, kill -9 included;
-	 * readers (verification, the CLI, a backup) take none. */
-	if (flock(log->dirfd, LOCK_EX | LOCK_NB) != 0) {
+	 * readers (the CLI, a backup) take none.  A verifier tests it for an
+	 * instant, to learn whether a daemon is writing
+	 * (kwac_dir_writer_active): wait such a test out, briefly. */
+	for (int i = 0; (r = flock(log->dirfd, LOCK_EX | LOCK_NB)) != 0 &&
+	    errno == EWOULDBLOCK && i < 20; i++)
+		usleep(10 * 1000);
+	if (r != 0) {
 		r = errno == EWOULDBLOCK ?
 		    kw_fail(KW_E_AUDIT, "the audit directory %s is being written by another "
 		    "process (another keywardend?): a log has one writer", log->dir) :
@@ -1296,6 +1593,9 @@ audit_open(const struct audit_options *opt, struct audit_log **out)
 		    strerror(errno));
 		goto out;
 	}
+	/* Before this start cuts anything: copies an earlier one left. */
+	if ((r = torn_pending_list(log, &pending)) != 0)
+		goto out;
 	if ((r = recover_tail(log, &torn)) != 0)
 		goto out;
 	log->committed = log->next_seq - 1;
@@ -1314,19 +1614,27 @@ audit_open(const struct audit_options *opt, struct audit_log **out)
 	}
 	log->wd_started = 1;
 	pthread_setname_np(log->watchdog, "kw-audit-wd");
+	if ((r = torn_sweep(log, pending)) != 0)
+		goto out;
 	if (torn != NULL) {
+		char saved[1100], why[256];
+		snprintf(saved, sizeof(saved), "%s",
+		    json_string_value(json_object_get(torn, "saved_as")));
 		r = audit_submit_wait(log, torn, NULL);   /* steals torn */
 		torn = NULL;
 		if (r != 0) {
-			r = kw_fail(r, "cannot record the torn tail repair in %s: %s", log->dir,
-			    kw_errdetail(r));
+			snprintf(why, sizeof(why), "%s", kw_errdetail(r));
+			r = kw_fail(r, "cannot record the torn tail repair in %s: %s", log->dir, why);
 			goto out;
 		}
+		if ((r = torn_recorded(log, saved)) != 0)
+			goto out;
 	}
 	*out = log;
 	log = NULL;
 	r = 0;
 out:
+	json_decref(pending);
 	json_decref(torn);
 	audit_close(log);
 	return r;
@@ -1351,6 +1659,13 @@ audit_close(struct audit_log *log)
 	pthread_mutex_unlock(&log->mu);
 	if (log->wd_started)
 		pthread_join(log->watchdog, NULL);
+	/* A refused batch stays in the file until the next try cuts it
+	 * (seg_open).  There is no next try after close, and the next open
+	 * would take its bytes, sealed, for the log's end, though their
+	 * requests were refused: cut them now (best effort: the disk may
+	 * still be failing). */
+	if (log->st.state == AUDIT_FAILING)
+		(void)seg_open(log);
 	(void)seg_trim(log);   /* if it fails, the last segment keeps its zeros: they are allowed */
 	seg_close(log);
 	if (log->dirfd >= 0)
@@ -1471,6 +1786,11 @@ audit_reader_open(struct audit_log *log, const char *dir, uint64_t since_seq,
 
 	if (log == NULL && dir == NULL)
 		return kw_fail(-EINVAL, "an audit reader needs a log or a directory");
+	/* Seqs stop at 2^63 - 1 (kw_auditchain.h); since_seq + 1 must not wrap
+	 * to 0, which would replay the whole log. */
+	if (since_seq > (uint64_t)INT64_MAX)
+		return kw_fail(-EINVAL, "no audit event comes after seq %" PRIu64 ": seqs end at %" PRId64,
+		    since_seq, INT64_MAX);
 	if ((rd = calloc(1, sizeof(*rd))) == NULL)
 		return -ENOMEM;
 	rd->log = log;
@@ -1720,5 +2040,6 @@ audit_verify_dir(const char *dir, audit_seal_fn seal, void *arg, int partial,
 	o.check = seal != NULL ? verify_check : NULL;
 	o.arg = &va;
 	o.partial = partial;
+	o.live = KWAC_LIVE_AUTO;
 	return kwac_verify_dir(dir, &o, res);
 }

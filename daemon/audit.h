@@ -28,9 +28,20 @@
  * At open, a torn tail of the last segment (a partial last line, or lines
  * that do not link) is copied aside into "<segment>.torn-<offset>", fsync'd,
  * then cut off; an "audit.torn_tail" event records it, and the chain goes on
- * from the last whole event.  A break that a valid seal follows is not a
+ * from the last whole event.  The copy is named "....unrecorded" until that
+ * event is durable: a start that stopped in between (crash, failed write)
+ * leaves it so, and the next open records it then ("recorded_late": true),
+ * or only renames it if the event is there.  A break that a valid seal follows is not a
  * torn write (those bytes had been durable): open refuses (KW_E_FORMAT) and
- * changes nothing.  Only the last segment is read at open; older ones are
+ * changes nothing.
+ *
+ * Before it goes on from the end of the chain, open checks with the seal
+ * function that the token's audit key made the seal there (or, when the
+ * last segment holds none, that its header links to the previous segment's
+ * end and the key made the seal there).  A seal the key did not make is
+ * refused (KW_E_AUTH), changing nothing: a crash never leaves one, so the
+ * log was forged or the token is another; going on would seal the forgery.
+ * Only the end of the log is read at open; older segments and seals are
  * checked by the verifier (kwac_verify_dir).
  *
  * Errors: 0 or a negative code of kw_error.h, with kw_fail() detail.  This
@@ -190,7 +201,8 @@ int audit_subscribe(struct audit_log *log, audit_notify_fn fn, void *arg,
 /* After this returns, fn is not called again.  Accepts NULL. */
 void audit_unsubscribe(struct audit_log *log, struct audit_sub *sub);
 
-/* A reader of the events after since_seq, in order: from the in-memory ring
+/* A reader of the events after since_seq (at most INT64_MAX, the largest
+ * seq; -EINVAL above), in order: from the in-memory ring
  * of recent lines when log is given and they are still there, else from the
  * segment files of dir (log's directory when log is given).  With a log,
  * it returns only durable events.  Seals and headers are skipped. */
@@ -215,6 +227,7 @@ struct kwac_result;
 /* For keywardend --verify-audit: verify dir with seals checked by the same
  * function that makes them (p11_audit_hmac through its callback), compared
  * in constant time.  partial: the oldest segments may have been removed.
+ * Live or at rest as the writer's lock on dir says (KWAC_LIVE_AUTO).
  * Returns as kwac_verify_dir(); print res with kwac_result_format(). */
 int audit_verify_dir(const char *dir, audit_seal_fn seal, void *arg, int partial,
     struct kwac_result *res);

@@ -1645,9 +1645,18 @@ out:
 void
 h_audit_stream(struct kwd_req *r)
 {
+	const char *s = json_string_value(json_object_get(r->query, "since"));
 	uint64_t since = 0;
 	int has = 0;
 
+	/* A seq is at most 2^63 - 1 (kw_auditchain.h): a larger since names no
+	 * event, and the reader's since + 1 must not wrap to the log's start. */
+	if (s != NULL && s[0] != '\0' && strspn(s, "0123456789") == strlen(s) &&
+	    (strlen(s) > 19 || strtoull(s, NULL, 10) > (uint64_t)INT64_MAX)) {
+		kwd_reply_error(r, 400, "invalid_parameter",
+		    "query parameter since is a seq: at most 9223372036854775807");
+		return;
+	}
 	if (query_u64(r, "since", &since, &has) != 0)
 		return;
 	r->stream = 1;
@@ -1677,7 +1686,7 @@ h_audit_verify(struct kwd_req *r)
 	memset(&o, 0, sizeof(o));
 	o.check = audit_mac_check;
 	o.arg = r->d;
-	o.live = 1;
+	o.live = KWAC_LIVE_YES;
 	o.partial = json_is_true(json_object_get(r->body, "partial"));
 	e = kwac_verify_dir(r->d->cfg->audit_dir, &o, &res);
 	if (e != 0 && e != KW_E_AUTH) {

@@ -24,6 +24,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "kw_auditchain.h"
 #include "tests/lib/kwtest.h"
 #include "tests/lib/kwt_cunit.h"
 
@@ -522,6 +523,162 @@ test_cli_tail_and_query(void)
 	CU_ASSERT_EQUAL(count_lines(out), 1);
 	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, 4u << 20, "audit", "query", "--name", "q/one", "--from", "2999-01-01T00:00:00Z", NULL), 0);
 	CU_ASSERT_EQUAL(count_lines(out), 0);
+	/* since beyond the largest seq: 400, not a replay of the whole log. */
+	{
+		static const char *const bad[] = { "18446744073709551615", "9223372036854775808",
+		    "99999999999999999999999" };
+		json_t *j;
+		long st;
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			char url[128];
+			snprintf(url, sizeof(url), "/v1/audit/stream?since=%s", bad[i]);
+			j = kwt_http_json(dmn.sock, "GET", url, NULL, &st);
+			CU_ASSERT_EQUAL(st, 400);
+			CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(
+			    json_object_get(j, "error"), "message")) ?: "", "at most 9223372036854775807"));
+			json_decref(j);
+		}
+	}
+	free(out);
+}
+
+/* ---- at rest ----------------------------------------------------------------- */
+
+/* keywardend --config CONF --verify-audit, stdout and stderr into out. */
+static int
+verify_offline(char *out, size_t outlen)
+{
+	char cmd[1400];
+	char *argv[] = { "sh", "-c", cmd, NULL };
+
+	snprintf(cmd, sizeof(cmd), "'%s' --config '%s' --verify-audit 2>&1", dmn.exe, dmn.conf);
+	return kwt_run(argv, out, outlen);
+}
+
+/* The last segment of the daemon's log, its path into path. */
+static int
+last_segment(char *path, size_t len)
+{
+	unsigned *idx = NULL;
+	size_t n = 0;
+	char name[64];
+
+	if (kwac_segments_list(dmn.audit, &idx, &n) != 0 || n == 0) {
+		free(idx);
+		return -1;
+	}
+	kwac_segment_name(idx[n - 1], name, sizeof(name));
+	free(idx);
+	snprintf(path, len, "%s/%s", dmn.audit, name);
+	return 0;
+}
+
+static int
+file_put(const char *path, const char *buf, size_t len, const char *mode)
+{
+	FILE *f = fopen(path, mode);
+	int r = 0;
+
+	if (f == NULL)
+		return -1;
+	if (len > 0 && fwrite(buf, 1, len, f) != len)
+		r = -1;
+	return fclose(f) != 0 ? -1 : r;
+}
+
+/* A log the daemon wrote verifies at rest; one whose last seal was cut
+ * off does not (a daemon never leaves one so), while the daemon runs it
+ * is verified live; a forged batch with a fake seal stops the daemon's
+ * start, and the log without it starts again. */
+static void
+test_at_rest_and_forged_tail(void)
+{
+	char path[700], line[512], hex[65], *out = malloc(1u << 20), *orig = NULL;
+	long sz;
+	size_t lo = 0, cut;
+	FILE *f;
+	json_t *j;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+	/* keywardend --verify-audit opens the token itself: this suite's, not
+	 * the one another case made and removed since. */
+	setenv("SOFTHSM2_CONF", tok.conf, 1);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "PUT", "/v1/vaults/dev/secrets/rest", "{\"value\":\"r\"}", NULL), 201);
+	/* Live: the daemon holds the directory. */
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, 1u << 20, "--json", "audit", "verify", dmn.audit, NULL), 0);
+	j = json_loads(out, 0, NULL);
+	CU_ASSERT(json_is_true(json_object_get(j, "live")));
+	json_decref(j);
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_stop(&dmn), 0);
+
+	/* At rest, as the daemon left it: intact. */
+	CU_ASSERT_EQUAL(verify_offline(out, 1u << 20), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "audit log intact"));
+	CU_ASSERT_PTR_NULL(strstr(out, "read while a daemon writes it"));
+
+	CU_ASSERT_EQUAL_FATAL(last_segment(path, sizeof(path)), 0);
+	f = fopen(path, "rb");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fseek(f, 0, SEEK_END);
+	sz = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	orig = malloc((size_t)sz + 1);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(orig);
+	lo = fread(orig, 1, (size_t)sz, f);
+	fclose(f);
+	CU_ASSERT_EQUAL_FATAL(lo, (size_t)sz);
+	orig[lo] = '\0';
+	CU_ASSERT_FATAL(lo > 2 && orig[lo - 1] == '\n');
+	/* The last line is the seal: cut it off. */
+	for (cut = lo - 1; cut > 0 && orig[cut - 1] != '\n'; cut--)
+		;
+	CU_ASSERT_PTR_NOT_NULL_FATAL(strstr(orig + cut, "\"type\":\"seal\""));
+	CU_ASSERT_EQUAL_FATAL(file_put(path, orig, cut, "wb"), 0);
+	CU_ASSERT_EQUAL(verify_offline(out, 1u << 20), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "BROKEN (unsealed)"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "are not sealed: the log was cut or forged after its last seal"));
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, 1u << 20, "--json", "audit", "verify", "--no-seals",
+	    dmn.audit, NULL), 1);
+	j = json_loads(out, 0, NULL);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(j, "break"), "problem")),
+	    "unsealed");
+	CU_ASSERT(json_is_false(json_object_get(j, "live")));
+	json_decref(j);
+
+	/* Forged: an event chained to the last one, and a seal of no key. */
+	{
+		char *p = orig + cut - 1, *bol;
+		uint8_t h[KWAC_HASH_LEN];
+		struct kwac_line l;
+		for (bol = p; bol > orig && bol[-1] != '\n'; bol--)
+			;
+		CU_ASSERT_EQUAL_FATAL(kwac_line_parse(bol, (size_t)(p - bol), &l, NULL, 0), 0);
+		CU_ASSERT_EQUAL_FATAL(l.type, KWAC_LINE_EVENT);
+		kwac_hash(bol, (size_t)(p - bol), h);
+		kwac_hex(h, hex);
+		CU_ASSERT_EQUAL_FATAL(file_put(path, orig, lo, "wb"), 0);
+		snprintf(line, sizeof(line), "{\"seq\":%llu,\"time\":\"2026-01-01T00:00:00.000000Z\",\"prev\":\"%s\",\"type\":\"request\",\"action\":\"secret.get\",\"vault\":\"prod\",\"outcome\":\"success\"}",
+		    (unsigned long long)l.seq + 1, hex);
+		kwac_hash(line, strlen(line), h);
+		kwac_hex(h, hex);
+		f = fopen(path, "ab");
+		CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+		fprintf(f, "%s\n{\"type\":\"seal\",\"seq\":%llu,\"hash\":\"%s\",\"hmac\":\"%064d\"}\n",
+		    line, (unsigned long long)l.seq + 1, hex, 0);
+		fclose(f);
+	}
+	CU_ASSERT_NOT_EQUAL(kwt_daemon_restart(&dmn), 0);
+	{
+		const char *m = "was not made by the token's audit key";
+		CU_ASSERT(kwt_file_contains(dmn.log, m, strlen(m)));
+	}
+	CU_ASSERT_EQUAL(verify_offline(out, 1u << 20), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "BROKEN (seal-mac)"));
+	/* The log as the daemon left it: it starts and goes on. */
+	CU_ASSERT_EQUAL_FATAL(file_put(path, orig, lo, "wb"), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_restart(&dmn), 0);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, 1u << 20, "audit", "verify", NULL), 0);
+	free(orig);
 	free(out);
 }
 
@@ -534,6 +691,7 @@ main(void)
 		{ "four subscribers see 10,000 requests' events exactly once, across a restart", test_stream_exactly_once },
 		{ "a stalled subscriber is cut off past stream_max_lag; the others see all", test_stream_lag_cut },
 		{ "keywarden audit tail and query", test_cli_tail_and_query },
+		{ "verified at rest: an unsealed end breaks, a forged seal stops the start", test_at_rest_and_forged_tail },
 		{ NULL, NULL }
 	};
 

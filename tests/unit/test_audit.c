@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -622,12 +623,78 @@ test_truncated_tail(void)
 		CU_ASSERT_EQUAL(kwac_verify_dir(dir, &live, &res), 0);
 		CU_ASSERT_EQUAL(res.pending_bytes, strlen(fl.l[fl.n - 1]) - 19);
 	}
-	/* Cut at a line boundary, the seal gone: intact, the tail unsealed. */
+	/* Cut at a line boundary, the seal gone: at rest, a break where the
+	 * unsealed events begin... */
 	CU_ASSERT_EQUAL(truncate(path, (off_t)(len - strlen(fl.l[fl.n - 1]) - 1)), 0);
-	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), KW_E_AUTH);
 	show(&res);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_UNSEALED);
+	CU_ASSERT_STRING_EQUAL(res.file, path);
+	CU_ASSERT_EQUAL(res.line, fl.n - 1);
+	CU_ASSERT_EQUAL(res.seq, 80);
+	CU_ASSERT_FALSE(res.live);
+	CU_ASSERT_PTR_NOT_NULL(strstr(res.what, "1 event(s) after the last seal at seq 79 are not sealed"));
 	CU_ASSERT_EQUAL(res.unsealed, 1);
 	CU_ASSERT_EQUAL(res.sealed_seq, 79);
+	/* ... while a daemon writes, a batch whose seal is under way. */
+	{
+		struct kwac_verify_opts live = vopts;
+		live.live = KWAC_LIVE_YES;
+		CU_ASSERT_EQUAL(kwac_verify_dir(dir, &live, &res), 0);
+		CU_ASSERT(res.live);
+		CU_ASSERT_EQUAL(res.unsealed, 1);
+	}
+	free(buf);
+	flines_free(&fl);
+}
+
+/* KWAC_LIVE_AUTO asks the writer's lock on the directory. */
+static void
+test_live_auto(void)
+{
+	char dir[512], path[1024], *buf;
+	struct kwac_verify_opts aut = vopts;
+	struct kwac_result res;
+	struct audit_log *log;
+	struct flines fl;
+	size_t len;
+	int fd;
+
+	aut.live = KWAC_LIVE_AUTO;
+	fresh(dir, sizeof(dir));
+	CU_ASSERT_EQUAL(kwac_dir_writer_active(dir), 0);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &aut, &res), 0);
+	CU_ASSERT_FALSE(res.live);
+	/* With a daemon (here the writer itself) holding the directory. */
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 4096, 2000, 0));
+	CU_ASSERT_EQUAL(kwac_dir_writer_active(dir), 1);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &aut, &res), 0);
+	CU_ASSERT(res.live);
+	audit_close(log);
+	CU_ASSERT_EQUAL(kwac_dir_writer_active(dir), 0);
+	/* Its seal cut off: a break at rest, not under a writer's lock. */
+	seg(dir, (unsigned)count_segments(dir), path, sizeof(path));
+	flines_read(path, &fl);
+	buf = slurp(path, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+	CU_ASSERT_EQUAL(truncate(path, (off_t)(len - strlen(fl.l[fl.n - 1]) - 1)), 0);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &aut, &res), KW_E_AUTH);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_UNSEALED);
+	{
+		json_t *j = kwac_result_json(&res), *b;
+		CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+		b = json_object_get(j, "break");
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(b, "problem")), "unsealed");
+		CU_ASSERT(json_is_false(json_object_get(j, "live")));
+		CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "unsealed")), 1);
+		json_decref(j);
+	}
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_EQUAL(flock(fd, LOCK_EX | LOCK_NB), 0);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &aut, &res), 0);
+	CU_ASSERT(res.live);
+	close(fd);
 	free(buf);
 	flines_free(&fl);
 }
@@ -1152,12 +1219,68 @@ test_seal_refused(void)
 	CU_ASSERT_EQUAL(put_n(log, 3), 0);
 	atomic_store(&seal_fail, 1);
 	CU_ASSERT_EQUAL(put(log, "x", 0), KW_E_AUDIT);
+	/* The token's own words, whole, in the status. */
+	{
+		struct audit_status st;
+		audit_status_get(log, &st);
+		CU_ASSERT_STRING_EQUAL(st.detail, "the token did not seal the audit chain: test token is away");
+	}
 	atomic_store(&seal_fail, 0);
 	CU_ASSERT_EQUAL(wait_state(log, AUDIT_OK, 3.0), 0);
 	CU_ASSERT_EQUAL(put(log, "x", 1), 0);
 	audit_close(log);
 	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
 	CU_ASSERT_EQUAL(res.events, 5);
+}
+
+/* A sync that fails from the moment it is armed. */
+static atomic_int eio_armed;
+
+static int
+eio_datasync(int fd)
+{
+	if (atomic_load(&eio_armed)) {
+		errno = EIO;
+		return -1;
+	}
+	return fdatasync(fd);
+}
+
+/* Closed while failing: the refused batch, written but not durable, is
+ * cut off at close too, so the next open does not take it for the log's
+ * sealed end (its requests were refused). */
+static void
+test_close_while_failing(void)
+{
+	char dir[512], path[1024];
+	struct audit_options o;
+	struct audit_log *log = NULL;
+	struct kwac_result res;
+	off_t clean;
+
+	snprintf(dir, sizeof(dir), "%s/closefail", tmproot);
+	memset(&o, 0, sizeof(o));
+	o.dir = dir;
+	o.seal = test_seal;
+	o.retry_ms = 10000;
+	o.preallocate = -1;
+	o.datasync = eio_datasync;
+	CU_ASSERT_EQUAL_FATAL(audit_open(&o, &log), 0);
+	CU_ASSERT_EQUAL(put_n(log, 3), 0);
+	seg(dir, 1, path, sizeof(path));
+	clean = file_size(path);
+	atomic_store(&eio_armed, 1);
+	CU_ASSERT_EQUAL(put(log, "refused", 0), KW_E_AUDIT);
+	CU_ASSERT(file_size(path) > clean);    /* written, not durable */
+	audit_close(log);
+	atomic_store(&eio_armed, 0);
+	CU_ASSERT_EQUAL(file_size(path), clean);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 2000, 0));
+	CU_ASSERT_EQUAL(audit_committed_seq(log), 3);
+	audit_close(log);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	CU_ASSERT_EQUAL(res.events, 3);
+	CU_ASSERT_FALSE(kwt_file_contains(path, "\"refused\"", 9));
 }
 
 /* The disk fails two syncs in a row while events keep coming: their
@@ -1376,6 +1499,15 @@ test_reader(void)
 	CU_ASSERT_EQUAL(audit_reader_next(rd, &line, &len, &seq), 1);
 	CU_ASSERT_EQUAL(seq, 1);
 	audit_reader_close(rd);
+	/* After the largest seq there is nothing: since + 1 must not wrap
+	 * to 0 and replay the log. */
+	CU_ASSERT_EQUAL_FATAL(audit_reader_open(log, NULL, INT64_MAX, &rd), 0);
+	CU_ASSERT_EQUAL(audit_reader_next(rd, &line, &len, &seq), 0);
+	audit_reader_close(rd);
+	rd = NULL;
+	CU_ASSERT_EQUAL(audit_reader_open(log, NULL, UINT64_MAX, &rd), -EINVAL);
+	CU_ASSERT_EQUAL(audit_reader_open(NULL, dir, (uint64_t)INT64_MAX + 1, &rd), -EINVAL);
+	CU_ASSERT_PTR_NULL(rd);
 	audit_close(log);
 }
 
@@ -1461,8 +1593,10 @@ test_unsealed_tail_open(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
 	fprintf(f, "{\"seq\":6,\"time\":\"2026-01-01T00:00:00.000000Z\",\"prev\":\"%s\",\"type\":\"refused\"}\n", hex);
 	fclose(f);
-	/* The verifier sees an intact chain with an unsealed tail... */
-	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	/* The verifier sees an unsealed tail: a break at rest... */
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), KW_E_AUTH);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_UNSEALED);
+	CU_ASSERT_EQUAL(res.seq, 6);
 	CU_ASSERT_EQUAL(res.unsealed, 1);
 	/* ... the writer cuts it off, keeps it aside, and records it. */
 	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 2000, 0));
@@ -1475,6 +1609,108 @@ test_unsealed_tail_open(void)
 	CU_ASSERT_PTR_NULL(strstr(buf, "\"type\":\"refused\""));
 	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "never acknowledged"));
 	free(buf);
+}
+
+/* A token that seals once (open's check of the last seal) and then is
+ * away: the record of a repair cannot be written. */
+static atomic_int once_calls;
+
+static int
+once_seal(void *arg, const uint8_t *data, size_t len, uint8_t mac[32])
+{
+	if (atomic_fetch_add(&once_calls, 1) >= 1)
+		return kw_fail(KW_E_TOKEN, "test token went away");
+	return test_seal(arg, data, len, mac);
+}
+
+/* The names in dir that contain needle: how many, the last into buf. */
+static int
+find_named(const char *dir, const char *needle, char *buf, size_t len)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int found = 0;
+
+	while (d != NULL && (de = readdir(d)) != NULL)
+		if (strstr(de->d_name, needle) != NULL) {
+			snprintf(buf, len, "%s/%s", dir, de->d_name);
+			found++;
+		}
+	if (d != NULL)
+		closedir(d);
+	return found;
+}
+
+/* The repair of a torn tail is cut first and recorded after: when the
+ * record cannot be written (or the daemon dies in between), the next
+ * start records it; when only the rename after the record was missed, it
+ * is not recorded twice. */
+static void
+test_torn_record_lost(void)
+{
+	const char *partial = "{\"seq\":6,\"time\":\"2026-";
+	char dir[512], path[1024], copy[1200], final[1200], *buf;
+	struct audit_options o;
+	struct audit_log *log = NULL;
+	struct kwac_result res;
+	size_t len;
+	off_t clean;
+	FILE *f;
+
+	snprintf(dir, sizeof(dir), "%s/tornlost", tmproot);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 2000, 0));
+	CU_ASSERT_EQUAL(put_n(log, 5), 0);
+	audit_close(log);
+	seg(dir, 1, path, sizeof(path));
+	clean = file_size(path);
+	f = fopen(path, "a");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fputs(partial, f);
+	fclose(f);
+
+	/* The token fails the record: open fails, the tail is cut and kept,
+	 * but not recorded (as if the daemon had died in between). */
+	memset(&o, 0, sizeof(o));
+	o.dir = dir;
+	o.seal = once_seal;
+	o.retry_ms = 50;
+	log = NULL;
+	CU_ASSERT_NOT_EQUAL(audit_open(&o, &log), 0);
+	CU_ASSERT_PTR_NULL(log);
+	CU_ASSERT_EQUAL(file_size(path), clean);
+	CU_ASSERT_EQUAL(find_named(dir, ".unrecorded", copy, sizeof(copy)), 1);
+	CU_ASSERT_EQUAL(find_named(dir, ".torn-", final, sizeof(final)), 1);
+	buf = slurp(copy, &len);
+	CU_ASSERT(buf != NULL && len == strlen(partial) && memcmp(buf, partial, len) == 0);
+	free(buf);
+	/* The log alone shows nothing: it ends with its seal. */
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	CU_ASSERT_EQUAL(res.torn_events, 0);
+
+	/* The next start records it, and names the copy as recorded. */
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 2000, 0));
+	CU_ASSERT_EQUAL(audit_committed_seq(log), 6);
+	audit_close(log);
+	CU_ASSERT_EQUAL(find_named(dir, ".unrecorded", copy, sizeof(copy)), 0);
+	CU_ASSERT_EQUAL(find_named(dir, ".torn-", final, sizeof(final)), 1);
+	CU_ASSERT_EQUAL(strncmp(final, copy, strlen(final)), 0);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	CU_ASSERT_EQUAL(res.torn_events, 1);
+	CU_ASSERT_EQUAL(res.torn_seq, 6);
+	buf = slurp(path, &len);
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"recorded_late\":true"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, strrchr(final, '/') + 1));
+	free(buf);
+
+	/* Recorded, but the rename was lost: renamed now, not recorded again. */
+	CU_ASSERT_EQUAL_FATAL(rename(final, copy), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 2000, 0));
+	CU_ASSERT_EQUAL(audit_committed_seq(log), 6);
+	audit_close(log);
+	CU_ASSERT_EQUAL(access(final, F_OK), 0);
+	CU_ASSERT_EQUAL(find_named(dir, ".unrecorded", copy, sizeof(copy)), 0);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	CU_ASSERT_EQUAL(res.torn_events, 1);
 }
 
 /* Crash while a new segment's header was written: the chain goes on from
@@ -1609,6 +1845,201 @@ test_open_refuses_tampering(void)
 	CU_ASSERT(before != NULL && after != NULL && memcmp(before, after, lb) == 0);
 	free(before);
 	free(after);
+	audit_close(log);
+}
+
+/* What someone who may write audit.dir but has no use of the token can do
+ * while the daemon is stopped: append n events to segment path that chain
+ * to its last line, then (fake_seal) a seal of the last one with an HMAC by
+ * some other key.  *last gets the hash of the last event; returns its seq,
+ * or 0 on failure. */
+static uint64_t
+forge_append(const char *path, int n, int fake_seal, uint8_t last[KWAC_HASH_LEN])
+{
+	static const uint8_t other_key[32] = "someone-else's-key-not-the-token";
+	struct flines fl;
+	struct kwac_line l;
+	uint8_t mac[32];
+	unsigned int ml = 32;
+	char hex[KWAC_HEX_LEN + 1], mhex[KWAC_HEX_LEN + 1], line[512], in[128];
+	uint64_t seq = 0;
+	FILE *f;
+	int k;
+
+	if (flines_read(path, &fl) != 0)
+		return 0;
+	for (size_t i = 0; i < fl.n; i++) {
+		if (kwac_line_parse(fl.l[i], strlen(fl.l[i]), &l, NULL, 0) != 0)
+			continue;
+		if (l.type == KWAC_LINE_SEAL)
+			continue;
+		kwac_hash(fl.l[i], strlen(fl.l[i]), last);
+		seq = l.type == KWAC_LINE_EVENT ? l.seq : l.seq - 1;
+	}
+	flines_free(&fl);
+	if ((f = fopen(path, "a")) == NULL)
+		return 0;
+	for (int i = 0; i < n; i++) {
+		kwac_hex(last, hex);
+		snprintf(line, sizeof(line), "{\"seq\":%" PRIu64 ",\"time\":\"2026-01-01T00:00:00.000000Z\",\"prev\":\"%s\",\"type\":\"secret.get\",\"vault\":\"prod\",\"name\":\"db/password\",\"outcome\":\"allowed\"}",
+		    ++seq, hex);
+		kwac_hash(line, strlen(line), last);
+		fprintf(f, "%s\n", line);
+	}
+	if (fake_seal) {
+		k = kwac_seal_input(seq, last, in, sizeof(in));
+		HMAC(EVP_sha256(), other_key, sizeof(other_key), (const uint8_t *)in, (size_t)k, mac, &ml);
+		kwac_hex(last, hex);
+		kwac_hex(mac, mhex);
+		fprintf(f, "{\"type\":\"seal\",\"seq\":%" PRIu64 ",\"hash\":\"%s\",\"hmac\":\"%s\"}\n",
+		    seq, hex, mhex);
+	}
+	fclose(f);
+	return seq;
+}
+
+/* The writer goes on from the last seal only if the audit key made it. */
+static void
+test_open_refuses_forged_seal(void)
+{
+	char dir[512], path[1024], path2[1024], hdr[512], hex[KWAC_HEX_LEN + 1];
+	const char *partial = "{\"seq\":9,\"time\":\"2026-";
+	char *before, *after, *orig;
+	uint8_t last[KWAC_HASH_LEN];
+	struct audit_log *log;
+	struct kwac_result res;
+	struct kwac_verify_opts nokey = { .check = NULL };
+	size_t lb, la, lo;
+	uint64_t seq;
+	int n;
+
+	snprintf(dir, sizeof(dir), "%s/forged", tmproot);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 4096, 2000, 0));
+	CU_ASSERT_EQUAL(put_n(log, 5), 0);
+	audit_close(log);
+	seg(dir, 1, path, sizeof(path));
+	orig = slurp(path, &lo);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(orig);
+
+	/* A forged batch with a seal of another key: the chain is flawless,
+	 * only the key tells. */
+	seq = forge_append(path, 3, 1, last);
+	CU_ASSERT_EQUAL_FATAL(seq, 8);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &nokey, &res), 0);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), KW_E_AUTH);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_SEAL_MAC);
+	before = slurp(path, &lb);
+	CU_ASSERT_PTR_NULL(log = log_open(dir, 4096, 2000, 0));
+	audit_close(log);
+	/* The error names the segment, the seq, and what to do. */
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_AUTH), path));
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_AUTH), "seal of seq 8"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_AUTH), "--verify-audit"));
+	/* Nothing was written nor cut, no torn copy made. */
+	after = slurp(path, &la);
+	CU_ASSERT(before != NULL && after != NULL && lb == la && memcmp(before, after, lb) == 0);
+	free(after);
+	CU_ASSERT_EQUAL(count_segments(dir), 1);
+	{
+		DIR *d = opendir(dir);
+		struct dirent *de;
+		int torn = 0;
+		while (d != NULL && (de = readdir(d)) != NULL)
+			torn += strstr(de->d_name, ".torn-") != NULL;
+		if (d != NULL)
+			closedir(d);
+		CU_ASSERT_EQUAL(torn, 0);
+	}
+
+	/* The same with a partial line after the fake seal (a "torn write"
+	 * to make the writer cut and go on): refused before any cut. */
+	{
+		FILE *f = fopen(path, "a");
+		fputs(partial, f);
+		fclose(f);
+	}
+	CU_ASSERT_PTR_NULL(log = log_open(dir, 4096, 2000, 0));
+	audit_close(log);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_AUTH), "seal of seq 8"));
+	CU_ASSERT_EQUAL(file_size(path), (off_t)(lb + strlen(partial)));
+	free(before);
+
+	/* Forged events without a seal, and a new segment whose header links
+	 * to them: the last segment holds no seal, so the previous one's
+	 * last seal must vouch for the link, and does not. */
+	CU_ASSERT_EQUAL_FATAL(spit(path, orig, lo), 0);
+	seq = forge_append(path, 2, 0, last);
+	CU_ASSERT_EQUAL_FATAL(seq, 7);
+	kwac_hex(last, hex);
+	n = snprintf(hdr, sizeof(hdr), "{\"type\":\"segment\",\"segment\":2,\"first_seq\":8,\"prev\":\"%s\",\"time\":\"2026-01-01T00:00:00.000000Z\"}\n", hex);
+	seg(dir, 2, path2, sizeof(path2));
+	CU_ASSERT_EQUAL_FATAL(spit(path2, hdr, (size_t)n), 0);
+	CU_ASSERT_PTR_NULL(log = log_open(dir, 4096, 2000, 0));
+	audit_close(log);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_FORMAT), "is damaged before segment 2"));
+	/* With a fake seal on them too: the header links, the seal is wrong. */
+	CU_ASSERT_EQUAL_FATAL(spit(path, orig, lo), 0);
+	seq = forge_append(path, 2, 1, last);
+	kwac_hex(last, hex);
+	n = snprintf(hdr, sizeof(hdr), "{\"type\":\"segment\",\"segment\":2,\"first_seq\":8,\"prev\":\"%s\",\"time\":\"2026-01-01T00:00:00.000000Z\"}\n", hex);
+	CU_ASSERT_EQUAL_FATAL(spit(path2, hdr, (size_t)n), 0);
+	CU_ASSERT_PTR_NULL(log = log_open(dir, 4096, 2000, 0));
+	audit_close(log);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_AUTH), "seal of seq 7"));
+	/* A header that does not link to the real end of segment 1. */
+	CU_ASSERT_EQUAL_FATAL(spit(path, orig, lo), 0);
+	CU_ASSERT_EQUAL_FATAL(spit(path2, hdr, (size_t)n), 0);
+	CU_ASSERT_PTR_NULL(log = log_open(dir, 4096, 2000, 0));
+	audit_close(log);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_FORMAT), "does not link"));
+
+	/* The log as the daemon left it opens and goes on. */
+	CU_ASSERT_EQUAL(unlink(path2), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 4096, 2000, 0));
+	CU_ASSERT_EQUAL(audit_committed_seq(log), 5);
+	CU_ASSERT_EQUAL(put_n(log, 1), 0);
+	audit_close(log);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+	CU_ASSERT_EQUAL(res.last_seq, 6);
+	free(orig);
+}
+
+/* A token that is not the one that sealed the log: its key does not
+ * vouch for the last seal, and the writer does not go on. */
+static int
+other_seal(void *arg, const uint8_t *data, size_t len, uint8_t mac[32])
+{
+	static const uint8_t key[32] = "a-different-token's-audit-key!!!";
+	unsigned int n = 32;
+
+	(void)arg;
+	return HMAC(EVP_sha256(), key, sizeof(key), data, len, mac, &n) != NULL ? 0 : KW_E_INTERNAL;
+}
+
+static void
+test_open_other_token(void)
+{
+	struct audit_options o;
+	struct audit_log *log = NULL;
+	char dir[512];
+
+	snprintf(dir, sizeof(dir), "%s/othertoken", tmproot);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 2000, 0));
+	CU_ASSERT_EQUAL(put_n(log, 3), 0);
+	audit_close(log);
+	memset(&o, 0, sizeof(o));
+	o.dir = dir;
+	o.seal = other_seal;
+	log = NULL;
+	CU_ASSERT_EQUAL(audit_open(&o, &log), KW_E_AUTH);
+	CU_ASSERT_PTR_NULL(log);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_AUTH), "not the one that sealed"));
+	/* A token that cannot answer: refused too, with its error. */
+	atomic_store(&seal_fail, 1);
+	CU_ASSERT_PTR_NULL(log = log_open(dir, 0, 2000, 0));
+	atomic_store(&seal_fail, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_TOKEN), "cannot check the last seal"));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(log = log_open(dir, 0, 2000, 0));
 	audit_close(log);
 }
 
@@ -1976,6 +2407,7 @@ main(void)
 		{ "an inserted line is caught at its place", test_inserted_line },
 		{ "two swapped lines are caught", test_swapped_lines },
 		{ "a truncated tail is reported torn", test_truncated_tail },
+		{ "live or at rest, as the writer's lock says", test_live_auto },
 		{ "a deleted segment is caught", test_deleted_segment },
 		{ "swapped segments are caught", test_swapped_segments },
 		{ "a chain recomputed without the key fails its seal", test_recomputed_chain },
@@ -1984,12 +2416,16 @@ main(void)
 		{ "the writer's line shapes read without jansson, others with it", test_line_shapes },
 		{ "open repairs a torn tail, records it, chain goes on", test_torn_tail_open },
 		{ "open cuts off events that lack their seal", test_unsealed_tail_open },
+		{ "a torn tail cut but not recorded is recorded at the next open", test_torn_record_lost },
 		{ "open repairs a torn segment header", test_torn_header },
 		{ "open refuses a break followed by sealed events", test_open_refuses_tampering },
+		{ "open refuses to go on from a seal the key did not make", test_open_refuses_forged_seal },
+		{ "open refuses a log another token sealed", test_open_other_token },
 		{ "events never carry secret fields", test_refuses_secrets },
 		{ "group commit: 8 threads, consecutive seqs, events/s", test_group_commit },
 		{ "fail closed when the file cannot grow, then heal", test_fail_closed },
 		{ "fail closed when the token will not seal", test_seal_refused },
+		{ "closed while failing: the refused batch is cut off", test_close_while_failing },
 		{ "a failed sync refuses its batch, cuts it off, heals", test_sync_fails },
 		{ "a stuck disk fails waiters in bounded time", test_stuck_disk },
 		{ "the reader returns exactly the events after since", test_reader },

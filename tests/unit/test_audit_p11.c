@@ -164,11 +164,103 @@ test_token_seals(void)
 	kwt_rmtree(dir);
 }
 
+/* Someone with write access to the directory but no use of the token
+ * appends a batch with a correct chain and a seal of their own while the
+ * daemon is stopped: the daemon, opening the log with the real token,
+ * refuses to seal after it. */
+static void
+test_forged_batch_refused(void)
+{
+	static const uint8_t key[32] = "not-the-audit-key-of-the-token!";
+	char dir[512], path[1024], name[64], line[512], hex[KWAC_HEX_LEN + 1];
+	char mhex[KWAC_HEX_LEN + 1], in[128], text[8192];
+	uint8_t last[KWAC_HASH_LEN], mac[32];
+	unsigned int ml = 32;
+	struct audit_options o;
+	struct audit_log *log = NULL;
+	struct kwac_result res;
+	struct kwac_verify_opts v = { .check = token_check };
+	struct kwac_line l;
+	struct stat st;
+	uint64_t seq = 0;
+	off_t orig;
+	FILE *f;
+	int n;
+
+	snprintf(dir, sizeof(dir), "%s/forged", tmproot);
+	memset(&o, 0, sizeof(o));
+	o.dir = dir;
+	o.seal = token_seal;
+	o.seal_arg = ctx;
+	CU_ASSERT_EQUAL_FATAL(audit_open(&o, &log), 0);
+	for (int i = 0; i < 5; i++)
+		CU_ASSERT_EQUAL(audit_submit_wait(log, json_pack("{s:s,s:i}", "type", "secret.get",
+		    "i", i), NULL), 0);
+	audit_close(log);
+	log = NULL;
+	kwac_segment_name(1, name, sizeof(name));
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	CU_ASSERT_EQUAL_FATAL(stat(path, &st), 0);
+	orig = st.st_size;
+
+	/* The forgery: events chained to the last one, and a seal. */
+	f = fopen(path, "r");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	while (fgets(text, sizeof(text), f) != NULL) {
+		size_t len = strcspn(text, "\n");
+		if (kwac_line_parse(text, len, &l, NULL, 0) != 0 || l.type == KWAC_LINE_SEAL)
+			continue;
+		kwac_hash(text, len, last);
+		seq = l.type == KWAC_LINE_EVENT ? l.seq : l.seq - 1;
+	}
+	fclose(f);
+	CU_ASSERT_EQUAL_FATAL(seq, 5);
+	f = fopen(path, "a");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	for (int i = 0; i < 2; i++) {
+		kwac_hex(last, hex);
+		snprintf(line, sizeof(line), "{\"seq\":%llu,\"time\":\"2026-01-01T00:00:00.000000Z\",\"prev\":\"%s\",\"type\":\"secret.get\",\"outcome\":\"allowed\"}",
+		    (unsigned long long)++seq, hex);
+		kwac_hash(line, strlen(line), last);
+		fprintf(f, "%s\n", line);
+	}
+	n = kwac_seal_input(seq, last, in, sizeof(in));
+	HMAC(EVP_sha256(), key, sizeof(key), (const uint8_t *)in, (size_t)n, mac, &ml);
+	kwac_hex(last, hex);
+	kwac_hex(mac, mhex);
+	fprintf(f, "{\"type\":\"seal\",\"seq\":%llu,\"hash\":\"%s\",\"hmac\":\"%s\"}\n",
+	    (unsigned long long)seq, hex, mhex);
+	fclose(f);
+	CU_ASSERT_EQUAL_FATAL(stat(path, &st), 0);
+	orig = st.st_size - orig;   /* the forged bytes */
+
+	/* Refused at open, nothing written; the verifier names the seal. */
+	CU_ASSERT_EQUAL(audit_open(&o, &log), KW_E_AUTH);
+	CU_ASSERT_PTR_NULL(log);
+	fprintf(stdout, "%s\n", kw_errdetail(KW_E_AUTH));
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_AUTH), "seal of seq 7"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_AUTH), name));
+	v.arg = ctx;
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &v, &res), KW_E_AUTH);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_SEAL_MAC);
+	CU_ASSERT_EQUAL(res.seq, 7);
+
+	/* Without the forgery, the log opens and goes on. */
+	CU_ASSERT_EQUAL_FATAL(stat(path, &st), 0);
+	CU_ASSERT_EQUAL_FATAL(truncate(path, st.st_size - orig), 0);
+	CU_ASSERT_EQUAL_FATAL(audit_open(&o, &log), 0);
+	CU_ASSERT_EQUAL(audit_committed_seq(log), 5);
+	audit_close(log);
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &v, &res), 0);
+	kwt_rmtree(dir);
+}
+
 int
 main(void)
 {
 	static const struct kwt_case cases[] = {
 		{ "seals made and checked by the token's audit key", test_token_seals },
+		{ "open refuses a forged batch with a seal the token did not make", test_forged_batch_refused },
 		{ NULL, NULL }
 	};
 	int r;
