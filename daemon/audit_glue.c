@@ -52,11 +52,14 @@ audit_glue_close(struct kwd *d)
 	d->audit = NULL;
 }
 
-/* The fields glue_event writes itself; a handler's extra fields of the
- * same names are left out (they are the request's, not the handler's). */
+/* The fields glue_event writes itself, and those the log's writer adds
+ * (seq, time, prev); a handler's extra fields of the same names are left
+ * out (they are the request's or the log's, not the handler's): a line
+ * with a key twice would read one way to the verifier and another to jq. */
 static const char *const own_fields[] = {
 	"type", "phase", "request_id", "caller", "action", "vault", "name", "outcome",
 	"rule", "version", "key_version", "status", "error", "reason", "policy_hash",
+	"seq", "time", "prev",
 };
 
 static int
