@@ -91,6 +91,10 @@ struct audit_log {
 	pthread_cond_t wake;         /* the writer: work, retry, stop */
 	pthread_cond_t wd_wake;      /* the watchdog */
 	int lingering;               /* the writer waits for a bigger batch */
+	/* Bumped when bytes past the durable end change (a commit that failed,
+	 * the cut of its bytes): a reader drops what it read of the files
+	 * beyond the committed seq, which a retry reuses for other events. */
+	atomic_uint_fast64_t rewrites;
 	struct ent *q_head, *q_tail;
 	uint64_t queued;
 	struct ent *inflight;        /* the batch being written */
@@ -348,6 +352,8 @@ seg_open(struct audit_log *log)
 		    strerror(errno));
 		goto out;
 	}
+	if ((uint64_t)st.st_size > log->seg_size)
+		atomic_fetch_add_explicit(&log->rewrites, 1, memory_order_release);
 	log->fd = fd;
 	log->seg_zeroed = log->seg_size;
 	fd = -1;
@@ -544,6 +550,7 @@ commit(struct audit_log *log, struct ent *batch, json_t **extra, size_t nextra)
 fail:
 	/* Nothing of this batch happened: same seq, same chain, and the file
 	 * is reopened and cut back to its durable end before the next try. */
+	atomic_fetch_add_explicit(&log->rewrites, 1, memory_order_release);
 	log->next_seq = saved_seq;
 	memcpy(log->last, saved_last, sizeof(saved_last));
 	log->nlines = 0;
@@ -1776,6 +1783,7 @@ struct audit_reader {
 	char *copy;              /* a line handed out from the ring, or held */
 	size_t copycap, copylen;
 	uint64_t held;           /* seq of a line read from a file but not durable yet */
+	uint64_t rewrites;       /* log->rewrites when the files were last read */
 };
 
 int
@@ -1796,6 +1804,8 @@ audit_reader_open(struct audit_log *log, const char *dir, uint64_t since_seq,
 	rd->log = log;
 	rd->lr.fd = -1;
 	rd->next = since_seq + 1;
+	if (log != NULL)
+		rd->rewrites = atomic_load_explicit(&log->rewrites, memory_order_acquire);
 	if ((rd->dir = strdup(log != NULL ? log->dir : dir)) == NULL) {
 		free(rd);
 		return -ENOMEM;
@@ -1913,7 +1923,20 @@ audit_reader_next(struct audit_reader *rd, const char **line, size_t *len,
 	int r, found = 0;
 
 	if (rd->log != NULL) {
+		uint64_t rw;
+
+		/* committed first: a retry cuts (and counts) before it
+		 * commits, so a commit seen here has its cut seen below */
 		committed = audit_committed_seq(rd->log);
+		rw = atomic_load_explicit(&rd->log->rewrites, memory_order_acquire);
+		if (rw != rd->rewrites) {
+			/* what was read past the durable end may be a refused
+			 * batch: read the files again */
+			rd->rewrites = rw;
+			rd->held = 0;
+			kwac_lines_close(&rd->lr);
+			rd->seg = 0;
+		}
 		if (rd->next > committed)
 			return 0;
 		/* Recent: from memory. */

@@ -1283,6 +1283,59 @@ test_close_while_failing(void)
 	CU_ASSERT_FALSE(kwt_file_contains(path, "\"refused\"", 9));
 }
 
+/* A reader that read a refused batch's bytes from the file (they were
+ * written, not made durable) drops them when the batch is cut off: the
+ * retry gives its seqs to other events, and the reader must stream those. */
+static void
+test_reader_drops_refused_bytes(void)
+{
+	char dir[512];
+	struct audit_options o;
+	struct audit_log *log = NULL;
+	struct audit_reader *rd = NULL;
+	const char *line;
+	size_t len;
+	uint64_t seq;
+	int r;
+
+	snprintf(dir, sizeof(dir), "%s/readrefused", tmproot);
+	memset(&o, 0, sizeof(o));
+	o.dir = dir;
+	o.seal = test_seal;
+	o.retry_ms = 300;          /* no retry (and no failed probe) before the disarm */
+	o.ring_lines = 1;          /* older lines come from the file */
+	o.preallocate = -1;
+	o.datasync = eio_datasync;
+	CU_ASSERT_EQUAL_FATAL(audit_open(&o, &log), 0);
+	CU_ASSERT_EQUAL(put_n(log, 3), 0);
+	atomic_store(&eio_armed, 1);
+	CU_ASSERT_EQUAL(put(log, "refused", 0), KW_E_AUDIT);
+	/* the reader starts now, behind the ring (one line: seq 3): its
+	 * first read of the file takes in the refused line too */
+	CU_ASSERT_EQUAL_FATAL(audit_reader_open(log, NULL, 0, &rd), 0);
+	for (uint64_t want = 1; want <= 2; want++) {
+		CU_ASSERT_EQUAL(audit_reader_next(rd, &line, &len, &seq), 1);
+		CU_ASSERT_EQUAL(seq, want);
+	}
+	atomic_store(&eio_armed, 0);
+	for (int i = 0; i < 200 && audit_committed_seq(log) < 4; i++)
+		usleep(10 * 1000);
+	/* more commits than the ring holds: 3 and 4 come from the file */
+	CU_ASSERT_EQUAL(put_n(log, 2), 0);
+	CU_ASSERT_FATAL(audit_committed_seq(log) >= 6);
+	CU_ASSERT_EQUAL(audit_reader_next(rd, &line, &len, &seq), 1);
+	CU_ASSERT_EQUAL(seq, 3);
+	r = audit_reader_next(rd, &line, &len, &seq);
+	CU_ASSERT_EQUAL(r, 1);
+	CU_ASSERT_EQUAL(seq, 4);
+	if (r == 1) {
+		CU_ASSERT_PTR_NULL(memmem(line, len, "\"type\":\"refused\"", 16));
+		CU_ASSERT_PTR_NOT_NULL(memmem(line, len, "audit.recovered", 15));
+	}
+	audit_reader_close(rd);
+	audit_close(log);
+}
+
 /* The disk fails two syncs in a row while events keep coming: their
  * batches are refused and cut off the file (they were written, not made
  * durable), every acknowledged event is there once, and the log heals. */
@@ -2427,6 +2480,7 @@ main(void)
 		{ "fail closed when the token will not seal", test_seal_refused },
 		{ "closed while failing: the refused batch is cut off", test_close_while_failing },
 		{ "a failed sync refuses its batch, cuts it off, heals", test_sync_fails },
+		{ "a reader drops a refused batch it read from the file", test_reader_drops_refused_bytes },
 		{ "a stuck disk fails waiters in bounded time", test_stuck_disk },
 		{ "the reader returns exactly the events after since", test_reader },
 		{ "a stalled subscriber does not block the writer", test_slow_subscriber },
