@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -418,13 +419,45 @@ open_input(const char *path)
 }
 
 /* Open an output file: NULL or "-" is stdout; a file is created with mode
- * 0600. */
+ * 0600.  What these files receive is secret (a value, a backup, plaintext),
+ * and the CLI is often run as root in directories others can write: an
+ * existing path is written only if it is a regular file of ours with no
+ * other name (not a FIFO another user reads, nor a hard link to a file
+ * elsewhere), and it is made 0600 before anything is written. */
 int
 open_output(const char *path)
 {
+	struct stat st;
+	const char *why = NULL;
+	int fd, flags;
+
 	if (path == NULL || strcmp(path, "-") == 0)
 		return STDOUT_FILENO;
-	return open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	/* no O_TRUNC before the checks; O_NONBLOCK so that a FIFO does not
+	 * hang the open */
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) != 0)
+		why = strerror(errno);
+	else if (!S_ISREG(st.st_mode))
+		why = "it exists and is not a regular file";
+	else if (st.st_uid != geteuid())
+		why = "it exists and belongs to another user";
+	else if (st.st_nlink != 1)
+		why = "it has other names (hard links)";
+	if (why == NULL && (fchmod(fd, 0600) != 0 || ftruncate(fd, 0) != 0))
+		why = strerror(errno);
+	if (why == NULL && ((flags = fcntl(fd, F_GETFL)) < 0 ||
+	    fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0))
+		why = strerror(errno);
+	if (why != NULL) {
+		fprintf(stderr, "keywarden: %s: not written: %s\n", path, why);
+		close(fd);
+		errno = EPERM;
+		return -1;
+	}
+	return fd;
 }
 
 static void

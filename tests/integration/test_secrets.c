@@ -1240,6 +1240,35 @@ test_cli(void)
 	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "secret", "get", "dev", "cli/x", NULL), 0);
 	CU_ASSERT_STRING_EQUAL(out, "cli-secret-value");
 	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "secret", "get", "nope", "cli/x", NULL), 3);
+	/* --output writes a secret only into a file of ours: a new one (0600),
+	 * or an existing regular file of ours with no other name, made 0600
+	 * first; never into another user's file or a hard link */
+	{
+		char mine[400], theirs[400], linked[400], alias[400];
+		struct stat st;
+
+		snprintf(mine, sizeof(mine), "%s/mine.out", dmn.dir);
+		snprintf(theirs, sizeof(theirs), "%s/theirs.out", dmn.dir);
+		snprintf(linked, sizeof(linked), "%s/linked.out", dmn.dir);
+		snprintf(alias, sizeof(alias), "%s/alias.out", dmn.dir);
+		CU_ASSERT_EQUAL_FATAL(kwt_write_file(mine, "old", 0644), 0);
+		CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "secret", "get", "dev", "cli/x", "--output",
+		    mine, NULL), 0);
+		CU_ASSERT(kwt_file_contains(mine, "cli-secret-value", 16));
+		CU_ASSERT_EQUAL(stat(mine, &st), 0);
+		CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
+		CU_ASSERT_EQUAL_FATAL(kwt_write_file(theirs, "theirs", 0666), 0);
+		CU_ASSERT_EQUAL_FATAL(chown(theirs, 65534, 65534), 0);
+		CU_ASSERT_NOT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "secret", "get", "dev", "cli/x", "--output",
+		    theirs, NULL), 0);
+		CU_ASSERT(!kwt_file_contains(theirs, "cli-secret-value", 16));
+		CU_ASSERT(kwt_file_contains(theirs, "theirs", 6));
+		CU_ASSERT_EQUAL_FATAL(kwt_write_file(linked, "linked", 0600), 0);
+		CU_ASSERT_EQUAL_FATAL(link(linked, alias), 0);
+		CU_ASSERT_NOT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "secret", "get", "dev", "cli/x", "--output",
+		    alias, NULL), 0);
+		CU_ASSERT(!kwt_file_contains(linked, "cli-secret-value", 16));
+	}
 	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "--json", "whoami", NULL), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"uid\""));
 	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "vault", "list", NULL), 0);
