@@ -6,6 +6,7 @@
 #define KW_P11_INT_H
 
 #include <pthread.h>
+#include <sys/stat.h>
 
 #include <p11-kit/pkcs11.h>
 
@@ -58,6 +59,11 @@ struct p11_ctx {
 	char *module;
 	char *token;
 	char *pin_file;
+	/* The PIN file as it was when the token refused its PIN: it is not
+	 * offered again until the file changes, for each refused login
+	 * counts towards locking the PIN (or wiping the partition). */
+	int pin_refused;
+	struct stat pin_seen;
 	CK_SLOT_ID slot;
 	CK_TOKEN_INFO tinfo;
 

@@ -292,6 +292,16 @@ token_login(p11_ctx *ctx, CK_SESSION_HANDLE h)
 	CK_RV rv;
 	int r;
 
+	if (ctx->pin_refused) {
+		struct stat now;
+		if (stat(ctx->pin_file, &now) == 0 && now.st_dev == ctx->pin_seen.st_dev &&
+		    now.st_ino == ctx->pin_seen.st_ino && now.st_size == ctx->pin_seen.st_size &&
+		    now.st_mtim.tv_sec == ctx->pin_seen.st_mtim.tv_sec &&
+		    now.st_mtim.tv_nsec == ctx->pin_seen.st_mtim.tv_nsec)
+			return kw_fail(KW_E_PIN, "token '%s' refused the PIN in %s; it is not tried "
+			    "again until the file changes (each refusal counts towards locking "
+			    "the PIN)", TOKNAME(ctx), ctx->pin_file);
+	}
 	if ((r = p11_pin_read(ctx->pin_file, &pin, &pinlen)) != 0)
 		goto out;
 	rv = ctx->f->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR)pin, pinlen);
@@ -299,6 +309,10 @@ token_login(p11_ctx *ctx, CK_SESSION_HANDLE h)
 	pin = NULL;
 	if (rv == CKR_USER_ALREADY_LOGGED_IN)
 		rv = CKR_OK;
+	ctx->pin_refused = rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED ||
+	    rv == CKR_PIN_EXPIRED || rv == CKR_PIN_INVALID || rv == CKR_PIN_LEN_RANGE;
+	if (ctx->pin_refused && stat(ctx->pin_file, &ctx->pin_seen) != 0)
+		memset(&ctx->pin_seen, 0, sizeof(ctx->pin_seen));
 	if (rv == CKR_PIN_INCORRECT)
 		r = p11_fail_rv("C_Login", rv, "the PIN in %s is wrong for token "
 		    "'%s'", ctx->pin_file, TOKNAME(ctx));
@@ -360,7 +374,11 @@ token_connect(p11_ctx *ctx)
 	for (i = 0; i < ctx->nsess; i++)
 		if ((r = sess_open(ctx, &ctx->sess[i].h)) != 0)
 			return r;
-	return token_login(ctx, ctx->sess[0].h);
+	/* No session stays open without a login: the next operation opens
+	 * them again and logs in (or says why it cannot). */
+	if ((r = token_login(ctx, ctx->sess[0].h)) != 0)
+		sessions_close(ctx);
+	return r;
 }
 
 static int

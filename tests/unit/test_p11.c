@@ -318,6 +318,49 @@ test_recovery(void)
 	p11_close(c);
 }
 
+/* A reopen whose login the token refuses is not tried again with the same
+ * PIN file: each refusal counts towards locking the PIN.  It is tried again
+ * once the file changes. */
+static void
+test_refused_pin_not_retried(void)
+{
+	char path[400], good[64];
+	p11_ctx *c = NULL;
+	struct p11_options o;
+	uint8_t out[16];
+	FILE *f;
+	size_t n;
+	int r;
+
+	snprintf(path, sizeof(path), "%s/changing-pin", tok.dir);
+	CU_ASSERT_FATAL((f = fopen(tok.pin_file, "r")) != NULL);
+	n = fread(good, 1, sizeof(good) - 1, f);
+	fclose(f);
+	good[n] = '\0';
+	CU_ASSERT_FATAL(kwt_write_file(path, good, 0600) == 0);
+	opts(&o, shim, LABEL, P11_WRAP_AUTO);
+	o.pin_file = path;
+	CU_ASSERT_EQUAL_FATAL(p11_open(&o, &c), 0);
+	CU_ASSERT_FATAL(kwt_write_file(path, "99999999\n", 0600) == 0);
+	/* the device drops out: the reopen's login is refused */
+	setenv("KW_SHIM_FAIL", "C_GenerateRandom:1:CKR_DEVICE_REMOVED", 1);
+	r = p11_random(c, out, sizeof(out));
+	unsetenv("KW_SHIM_FAIL");
+	CU_ASSERT_EQUAL(r, KW_E_PIN);
+	CU_ASSERT(contains(kw_errdetail(r), "CKR_PIN_INCORRECT"));
+	/* the next calls do not offer the same PIN again */
+	for (int i = 0; i < 3; i++) {
+		r = p11_ping(c);       /* needs the login */
+		CU_ASSERT_EQUAL(r, KW_E_PIN);
+		CU_ASSERT(contains(kw_errdetail(r), "not tried again until the file changes"));
+	}
+	/* the operator puts the right PIN back: it is tried, and works */
+	usleep(20 * 1000);
+	CU_ASSERT_FATAL(kwt_write_file(path, good, 0600) == 0);
+	CU_ASSERT_EQUAL(p11_ping(c), 0);
+	p11_close(c);
+}
+
 /* ---- keys ---------------------------------------------------------------- */
 
 static int
@@ -916,6 +959,8 @@ main(void)
 	};
 	static const struct kwt_case recovery_tests[] = {
 		{ "reopen after injected faults (shim)", test_recovery },
+		{ "a refused PIN is not offered again until its file changes (shim)",
+		    test_refused_pin_not_retried },
 		{ NULL, NULL }
 	};
 	static const struct kwt_case key_tests[] = {
