@@ -384,6 +384,8 @@ rot_main(void *arg)
 			batch[nb].name = recs[i].name;
 			batch[nb].version = recs[i].version;
 			batch[nb].old_key_version = recs[i].key_version;
+			batch[nb].old_wrapped = recs[i].wrapped;
+			batch[nb].old_wrapped_len = recs[i].wrapped_len;
 			batch[nb].new_key_version = target;
 			batch[nb].wrapped = wrapped + nb * P11_WRAPPED_MAX;
 			batch[nb].wrapped_len = wl;

@@ -506,7 +506,9 @@ store_rewrap_apply(struct store *s, const char *vault, const struct store_rewrap
 		    (e = check_version(batch[i].version, 0)) != 0)
 			return e;
 		if (batch[i].wrapped == NULL || batch[i].wrapped_len == 0 ||
-		    batch[i].wrapped_len > STORE_WRAPPED_MAX)
+		    batch[i].wrapped_len > STORE_WRAPPED_MAX ||
+		    batch[i].old_wrapped == NULL || batch[i].old_wrapped_len == 0 ||
+		    batch[i].old_wrapped_len > STORE_WRAPPED_MAX)
 			return kw_fail(-EINVAL, "store: rewrap of '%s' version %llu: the wrapped key "
 			    "is %zu bytes (1..%d expected)", batch[i].name,
 			    (unsigned long long)batch[i].version, batch[i].wrapped_len, STORE_WRAPPED_MAX);

@@ -247,10 +247,16 @@ struct store_rewrap {
 	uint32_t new_key_version;
 	const uint8_t *wrapped;
 	size_t wrapped_len;
+	/* the wrapped key scanned: the row is only updated if it still holds
+	 * it (a purge and a restore of the same name and version between the
+	 * scan and the apply put another record, with another data key, in
+	 * the row) */
+	const uint8_t *old_wrapped;
+	size_t old_wrapped_len;
 };
 /* Apply a batch in one transaction.  *applied = rows changed (a row whose
- * key version is no longer old_key_version is left alone).  limit 0 in
- * store_rewrap_scan: no limit. */
+ * key version is no longer old_key_version, or whose wrapped key is no longer
+ * old_wrapped, is left alone).  limit 0 in store_rewrap_scan: no limit. */
 int store_rewrap_apply(struct store *s, const char *vault,
     const struct store_rewrap *batch, size_t n, size_t *applied);
 

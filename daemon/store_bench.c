@@ -228,7 +228,8 @@ bench_rotate(struct store *s)
 			break;
 		for (size_t i = 0; i < n; i++)
 			w[i] = (struct store_rewrap){ rs[i].name, rs[i].version,
-			    rs[i].key_version, 2, wrapped, sizeof(wrapped) };
+			    rs[i].key_version, 2, wrapped, sizeof(wrapped), rs[i].wrapped,
+			    rs[i].wrapped_len };
 		if ((e = store_rewrap_apply(s, "bench", w, n, &applied)) != 0)
 			break;
 		rows += applied;

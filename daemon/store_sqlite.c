@@ -212,7 +212,7 @@ static const char *const st_sql[ST__N] = {
 	    "WHERE s.vault = ?1 AND s.key_version <> ?2 AND (s.name, s.version) > (?3, ?4) "
 	    "ORDER BY s.name, s.version LIMIT ?5",
 	[ST_REWRAP_APPLY] = "UPDATE secrets SET key_version = ?5, wrapped = ?6 "
-	    "WHERE vault = ?1 AND name = ?2 AND version = ?3 AND key_version = ?4",
+	    "WHERE vault = ?1 AND name = ?2 AND version = ?3 AND key_version = ?4 AND wrapped = ?7",
 	[ST_SKEY_DISABLE] = "INSERT INTO signing_key_disabled(vault, name, version, since) "
 	    "VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
 	[ST_SKEY_ENABLE] = "DELETE FROM signing_key_disabled WHERE vault = ?1 AND name = ?2 AND version = ?3",
@@ -2060,7 +2060,9 @@ sq_rewrap_apply(struct store_engine *e, const char *vault, const struct store_re
 		    sqlite3_bind_int64(st, 3, (sqlite3_int64)w->version) |
 		    sqlite3_bind_int64(st, 4, w->old_key_version) |
 		    sqlite3_bind_int64(st, 5, w->new_key_version) |
-		    sqlite3_bind_blob(st, 6, w->wrapped, (int)w->wrapped_len, SQLITE_STATIC)) != SQLITE_OK)
+		    sqlite3_bind_blob(st, 6, w->wrapped, (int)w->wrapped_len, SQLITE_STATIC) |
+		    sqlite3_bind_blob(st, 7, w->old_wrapped, (int)w->old_wrapped_len,
+		    SQLITE_STATIC)) != SQLITE_OK)
 			r = bind_fail(e, c, st, "rewrapping data keys");
 		else if ((r = st_exec(e, c, st, "rewrapping data keys")) == 0)
 			done += (size_t)sqlite3_changes(c->db);

@@ -614,12 +614,15 @@ test_rewrap(void)
 			batch[i].new_key_version = 2;
 			batch[i].wrapped = w2;
 			batch[i].wrapped_len = sizeof(w2);
+			batch[i].old_wrapped = rs[i].wrapped;
+			batch[i].old_wrapped_len = rs[i].wrapped_len;
 		}
 		if (batches == 0) {
 			/* Underneath the rotation: a writer adds a version (on
 			 * key 2), and another rewrap changes one scanned row. */
 			struct store_rewrap other = { rs[1].name, rs[1].version, 1, 2,
-			    (const uint8_t *)"0123456789abcdef0123456789abcdef01234567", 40 };
+			    (const uint8_t *)"0123456789abcdef0123456789abcdef01234567", 40,
+			    rs[1].wrapped, rs[1].wrapped_len };
 			CU_ASSERT_EQUAL(put(s, "v", "n00", 3, 2, "z", NULL), 0);
 			CU_ASSERT_EQUAL(store_rewrap_apply(s, "v", &other, 1, &applied), 0);
 			CU_ASSERT_EQUAL(applied, 1);
@@ -653,6 +656,23 @@ test_rewrap(void)
 	CU_ASSERT_EQUAL(store_secret_get(s, "v", "n09", 1, &r), 0);
 	CU_ASSERT_EQUAL(r.meta.key_version, 2);
 	store_record_clear(&r);
+	/* A row that holds another record than the one scanned (purged and
+	 * written again, same name, version and key version, another data
+	 * key) is left alone: the rewrap of the old data key would make the
+	 * new record's body unreadable. */
+	{
+		static const uint8_t scanned[40] = { 0x41 };
+		struct store_rewrap w = { "solo", 1, 1, 2, w2, sizeof(w2), scanned, sizeof(scanned) };
+		CU_ASSERT_EQUAL(put(s, "v", "solo", 1, 1, "new record", NULL), 0);
+		CU_ASSERT_EQUAL(store_rewrap_apply(s, "v", &w, 1, &applied), 0);
+		CU_ASSERT_EQUAL(applied, 0);
+		CU_ASSERT_EQUAL(store_secret_get(s, "v", "solo", 1, &r), 0);
+		CU_ASSERT_EQUAL(r.meta.key_version, 1);
+		CU_ASSERT_EQUAL(r.wrapped[0], 0x41);
+		store_record_clear(&r);
+		w.old_wrapped = NULL;
+		CU_ASSERT_EQUAL(store_rewrap_apply(s, "v", &w, 1, &applied), -EINVAL);
+	}
 	store_close(s);
 }
 
