@@ -152,7 +152,8 @@ int store_key_usage(struct store *s, const char *vault, uint32_t version,
  * NULL; 0 for a deleted name, with a detail that says it is deleted).
  * KW_E_NOT_FOUND if the vault does not exist; KW_E_FORMAT if the tags are
  * not a JSON object of strings; KW_E_RETIRED (nothing written) if the
- * record's master-key version is recorded as retired or destroyed.  The
+ * record's master-key version is recorded but is not the vault's current
+ * one (a rotation switched it, or it is retired or destroyed).  The
  * caller picks the version before encrypting because it is part of the
  * body's AAD, and retries on a conflict it did not ask for. */
 int store_secret_put(struct store *s, const char *vault,

@@ -1438,6 +1438,28 @@ put_one(struct store_engine *e, struct conn *c, const char *vault,
 	int r, deleted = 0;
 
 	*wrote = 0;
+	/* A new version goes under the vault's current master key: one picked
+	 * before a rotation switched it would land behind the rotation's walk,
+	 * after its last count (the caller picks again on KW_E_RETIRED).  A
+	 * version the store does not know is the caller's to vouch for, as in
+	 * secret_insert. */
+	{
+		struct store_vault v;
+		int kst;
+		int64_t kret;
+
+		if ((r = vault_read(e, c, vault, &v)) != 0)
+			return r;
+		if (rec->meta.key_version != v.key_version &&
+		    (r = key_read(e, c, vault, rec->meta.key_version, &kst, &kret)) != KW_E_NOT_FOUND) {
+			if (r != 0)
+				return r;
+			return kw_fail(KW_E_RETIRED, "master-key version %u of vault '%s' is no longer "
+			    "the current one (%u is): '%s' was not written", rec->meta.key_version,
+			    vault, v.key_version, name);
+		}
+		kw_errclear();
+	}
 	/* The version check, inside the write transaction. */
 	if ((r = name_state(e, c, vault, name, &cur, &deleted)) != 0)
 		return r;
@@ -1453,8 +1475,7 @@ put_one(struct store_engine *e, struct conn *c, const char *vault,
 		    (unsigned long long)rec->meta.version);
 	}
 	if (cur == 0) {
-		if ((r = vault_read(e, c, vault, NULL)) != 0 ||
-		    (r = st_get(e, c, ST_NAME_NEW, &st)) != 0)
+		if ((r = st_get(e, c, ST_NAME_NEW, &st)) != 0)
 			return r;
 	} else if ((r = st_get(e, c, ST_NAME_SET_CURRENT, &st)) != 0) {
 		return r;

@@ -518,6 +518,10 @@ test_keys(void)
 	CU_ASSERT_EQUAL(v.key_version, 2);
 	CU_ASSERT_EQUAL(put(s, "v", "a", 2, 2, "y", NULL), 0);
 	CU_ASSERT_EQUAL(put(s, "v", "b", 1, 2, "y", NULL), 0);
+	/* a write that picked version 1 before the switch: refused, to pick
+	 * again (it would land behind a rotation's last count) */
+	CU_ASSERT_EQUAL(put(s, "v", "c", 1, 1, "late", NULL), KW_E_RETIRED);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_RETIRED), "no longer the current one"));
 	CU_ASSERT_EQUAL(store_key_usage(s, "v", 1, &c), 0);
 	CU_ASSERT_EQUAL(c, 1);
 	CU_ASSERT_EQUAL(store_key_usage(s, "v", 2, &c), 0);
@@ -663,7 +667,10 @@ test_rewrap(void)
 	{
 		static const uint8_t scanned[40] = { 0x41 };
 		struct store_rewrap w = { "solo", 1, 1, 2, w2, sizeof(w2), scanned, sizeof(scanned) };
-		CU_ASSERT_EQUAL(put(s, "v", "solo", 1, 1, "new record", NULL), 0);
+		struct store_record solo;
+		mkrec(&solo, "solo", 1, 1, "restored record");
+		CU_ASSERT_EQUAL(store_vault_import(s, "v", &solo, 1, NULL, 0), 0);
+		store_record_clear(&solo);
 		CU_ASSERT_EQUAL(store_rewrap_apply(s, "v", &w, 1, &applied), 0);
 		CU_ASSERT_EQUAL(applied, 0);
 		CU_ASSERT_EQUAL(store_secret_get(s, "v", "solo", 1, &r), 0);
