@@ -1613,10 +1613,22 @@ h_vault_restore(struct kwd_req *r)
 		}
 		/* A record under a retired or destroyed master-key version
 		 * could never be opened, nor rewrapped by a rotation: bringing
-		 * it back would store what no one can read.  (A version the
-		 * store does not know yet, as in a restore into a new store on
-		 * the same token, is left to the import.) */
-		if ((e = kwd_keys_usable(r->d, r->vault, x->meta.key_version)) == KW_E_RETIRED) {
+		 * it back would store what no one can read.  Nor can a record
+		 * under a version the vault does not know: every version the
+		 * token holds is known from the start (a new store on the same
+		 * token adopts them), so this one is not in the token. */
+		e = kwd_keys_usable(r->d, r->vault, x->meta.key_version);
+		if (e == KW_E_KEY_NOT_FOUND) {
+			/* every version the token holds is known from the
+			 * start: this one is not in this vault's token */
+			kwd_reply_error(r, 409, "key_not_found",
+			    "record %zu ('%s' version %llu) is wrapped under master key version %u, "
+			    "which vault '%s' does not have (a backup of another token?): nothing "
+			    "could open it, so nothing was restored",
+			    i, name, (unsigned long long)x->meta.version, x->meta.key_version, r->vault);
+			goto out;
+		}
+		if (e == KW_E_RETIRED) {
 			kwd_reply_error(r, 403, "key_retired",
 			    "record %zu ('%s' version %llu) is wrapped under master key version %u of vault '%s', which is retired or destroyed: nothing could open it, so nothing was restored",
 			    i, name, (unsigned long long)x->meta.version, x->meta.key_version, r->vault);

@@ -420,6 +420,27 @@ test_retire_refuses_then_destroy(void)
 	CU_ASSERT_STRING_EQUAL(kwt_err_code(j) ?: "", "key_retired");
 	CU_ASSERT_PTR_NOT_NULL(strstr(jstr(json_object_get(j, "error"), "message") ?: "", "keep-again"));
 	json_decref(j);
+	/* nor under a version this vault's token does not hold (a backup of
+	 * another token): its wrapped key names version 99, and so does its
+	 * key_version */
+	{
+		json_t *other = json_deep_copy(backup), *rec;
+		size_t i;
+		json_array_foreach(json_object_get(other, "records"), i, rec) {
+			char w[400];
+			snprintf(w, sizeof(w), "%s", jstr(rec, "wrapped_key") ?: "");
+			/* bytes 3..5 of the header are the low bytes of the
+			 * version: base64 characters 4..7 */
+			CU_ASSERT_FATAL(strlen(w) > 8);
+			memcpy(w + 4, "AABj", 4);
+			json_object_set_new(rec, "wrapped_key", json_string(w));
+			json_object_set_new(rec, "key_version", json_integer(99));
+		}
+		j = reqf("POST", &st, other, "/v1/vaults/dev/restore");   /* takes other */
+		CU_ASSERT_EQUAL(st, 409);
+		CU_ASSERT_STRING_EQUAL(kwt_err_code(j) ?: "", "key_not_found");
+		json_decref(j);
+	}
 	/* nor by claiming a live version in key_version: the wrapped key
 	 * names its own */
 	{
