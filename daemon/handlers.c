@@ -875,7 +875,7 @@ h_secret_get(struct kwd_req *r)
 	r->key_version = rec.meta.key_version;
 	if (check_validity(r, &rec.meta) != 0)
 		goto out;
-	if ((e = kwd_keys_usable(r->d, r->vault, rec.meta.key_version)) != 0) {
+	if ((e = kwd_record_key_usable(r->d, r->vault, &rec)) != 0) {
 		kwd_reply_kwerr(r, e, "read");
 		goto out;
 	}

@@ -191,6 +191,24 @@ view_state(struct kwd_vault *v, uint32_t version, enum store_key_state *st)
 	return found;
 }
 
+/* As kwd_keys_usable for the version the record's wrapped key names, which
+ * must be the one the store gives: the token unwraps by the former, while
+ * retirement, rotation and the count of a version's records go by the
+ * latter. */
+int
+kwd_record_key_usable(struct kwd *d, const char *vault, const struct store_record *rec)
+{
+	unsigned bv = 0;
+
+	if (p11_blob_info(rec->wrapped, rec->wrapped_len, &bv, NULL) != 0 ||
+	    bv != rec->meta.key_version)
+		return kw_fail(KW_E_FORMAT, "record '%s' version %" PRIu64 " of vault '%s' is recorded "
+		    "under master key version %u, but its wrapped key names version %u: the store "
+		    "was changed outside keywarden", rec->meta.name, rec->meta.version, vault,
+		    rec->meta.key_version, bv);
+	return kwd_keys_usable(d, vault, rec->meta.key_version);
+}
+
 int
 kwd_keys_usable(struct kwd *d, const char *vault, uint32_t version)
 {
@@ -365,8 +383,20 @@ rot_main(void *arg)
 		}
 		for (size_t i = 0; i < n; i++) {
 			size_t wl = 0;
+			unsigned bv = 0;
 			if (kwd_keys_usable(d, v->name, recs[i].key_version) != 0) {
 				skipped++;     /* under a retired version: nothing can open it */
+				continue;
+			}
+			if (p11_blob_info(recs[i].wrapped, recs[i].wrapped_len, &bv, NULL) != 0 ||
+			    bv != recs[i].key_version) {
+				/* the store was changed outside keywarden: the
+				 * key version it gives is not the one the token
+				 * would unwrap by */
+				log_err("rotation of vault '%s': record '%s' version %" PRIu64 " is recorded "
+				    "under master key version %u but its wrapped key names %u: left as it is",
+				    v->name, recs[i].name, recs[i].version, recs[i].key_version, bv);
+				skipped++;
 				continue;
 			}
 			e = rewrap_one(d, v->name, &recs[i], target, dek, wrapped + nb * P11_WRAPPED_MAX, &wl);

@@ -688,6 +688,59 @@ test_rotation_status_and_conflict(void)
 	json_decref(j);
 }
 
+/* The store's key version of a record and the version its wrapped key
+ * names must agree: the token unwraps by the latter, retirement and rotation
+ * go by the former, so a record edited in the store to pass for one under a
+ * live version is refused, not served. */
+static void
+test_record_version_must_match(void)
+{
+	char db[600], sql[256], out[256];
+	char *argv[] = { "sqlite3", db, sql, NULL };
+	DIR *dir;
+	struct dirent *de;
+	json_int_t old;
+	long st;
+	json_t *j;
+
+	CU_ASSERT_EQUAL_FATAL(kwt_http(dmn.sock, "PUT", "/v1/vaults/dev/secrets/edited", "{\"value\":\"v\"}",
+	    NULL), 201);
+	j = reqf("GET", &st, NULL, "/v1/vaults/dev/master-keys");
+	old = jint(j, "current");
+	json_decref(j);
+	j = reqf("POST", &st, NULL, "/v1/vaults/dev/rotation");
+	CU_ASSERT_EQUAL_FATAL(st, 202);
+	json_decref(j);
+	json_decref(rotation_wait("dev", 30));
+	/* the record is under the new version now; the store is made to say
+	 * the old one, still active */
+	CU_ASSERT_EQUAL(kwt_daemon_stop(&dmn), 0);
+	db[0] = '\0';
+	if ((dir = opendir(dmn.state)) != NULL) {
+		while ((de = readdir(dir)) != NULL)
+			if (strlen(de->d_name) > 3 && strcmp(de->d_name + strlen(de->d_name) - 3, ".db") == 0)
+				snprintf(db, sizeof(db), "%s/%s", dmn.state, de->d_name);
+		closedir(dir);
+	}
+	CU_ASSERT_FATAL(db[0] != '\0');
+	snprintf(sql, sizeof(sql), "UPDATE secrets SET key_version = %d WHERE vault = 'dev' AND name = 'edited'",
+	    (int)old);
+	CU_ASSERT_EQUAL(kwt_run(argv, out, sizeof(out)), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_restart(&dmn), 0);
+	j = reqf("GET", &st, NULL, "/v1/vaults/dev/secrets/edited");
+	CU_ASSERT_NOT_EQUAL(st, 200);
+	CU_ASSERT_PTR_NULL(json_object_get(j, "value"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(jstr(json_object_get(j, "error"), "message") ?: "", "wrapped key names"));
+	json_decref(j);
+	/* put right, it reads again */
+	CU_ASSERT_EQUAL(kwt_daemon_stop(&dmn), 0);
+	snprintf(sql, sizeof(sql), "UPDATE secrets SET key_version = %d WHERE vault = 'dev' AND name = 'edited'",
+	    (int)old + 1);
+	CU_ASSERT_EQUAL(kwt_run(argv, out, sizeof(out)), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_restart(&dmn), 0);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/vaults/dev/secrets/edited", NULL, NULL), 200);
+}
+
 /* ---- the schedule ------------------------------------------------------------------- */
 
 static void
@@ -1486,6 +1539,7 @@ main(void)
 		{ "signing keys: destroy a version, not the newest", test_signing_key_destroy },
 		{ "signing keys: disable and enable a version", test_signing_key_disable },
 		{ "rotate 10,000 secrets under load with five kill -9", test_rotation_under_load_with_kills },
+		{ "a record's key version must be the one its wrapped key names", test_record_version_must_match },
 		{ "a scheduled rotation starts by itself", test_scheduled_rotation },
 		{ NULL, NULL }
 	};
