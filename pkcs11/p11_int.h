@@ -63,6 +63,7 @@ struct p11_ctx {
 	 * offered again until the file changes, for each refused login
 	 * counts towards locking the PIN (or wiping the partition). */
 	int pin_refused;
+	int opened;                     /* tinfo is the token opened at start */
 	struct stat pin_seen;
 	CK_SLOT_ID slot;
 	CK_TOKEN_INFO tinfo;

@@ -269,10 +269,13 @@ token_find(p11_ctx *ctx, CK_SLOT_ID *slot, CK_TOKEN_INFO *ti)
 		    ctx->module);
 		goto out;
 	}
-	if (found > 1 && ctx->token == NULL) {
-		r = kw_fail(KW_E_CONFIG, "module %s has %lu tokens: name one by "
-		    "label, serial or pkcs11: URI", ctx->module,
-		    (unsigned long)found);
+	if (found > 1) {
+		/* Never the first of several: the PIN would go to whichever
+		 * the module lists first, and keys be made there. */
+		r = kw_fail(KW_E_CONFIG, "module %s has %lu tokens that match "
+		    "'%s': name one by its serial or a pkcs11: URI with "
+		    "serial=", ctx->module, (unsigned long)found,
+		    ctx->token != NULL ? ctx->token : "(any)");
 		goto out;
 	}
 	r = 0;
@@ -367,9 +370,23 @@ token_connect(p11_ctx *ctx)
 
 	if ((r = token_find(ctx, &slot, &ti)) != 0)
 		return r;
+	/* After a reconnect, the same token or none: another one that
+	 * answers to the label must not get the PIN, nor new keys. */
+	if (ctx->opened && (memcmp(ti.serialNumber, ctx->tinfo.serialNumber,
+	    sizeof(ti.serialNumber)) != 0 || memcmp(ti.manufacturerID,
+	    ctx->tinfo.manufacturerID, sizeof(ti.manufacturerID)) != 0 ||
+	    memcmp(ti.model, ctx->tinfo.model, sizeof(ti.model)) != 0)) {
+		char was[17], now[17];
+		pad_copy(was, sizeof(was), ctx->tinfo.serialNumber, sizeof(ctx->tinfo.serialNumber));
+		pad_copy(now, sizeof(now), ti.serialNumber, sizeof(ti.serialNumber));
+		return kw_fail(KW_E_TOKEN, "the token found as '%s' is not the one opened at "
+		    "start (serial %s, was %s): it is not used; put the original back or "
+		    "restart keywardend", TOKNAME(ctx), now, was);
+	}
 	pthread_mutex_lock(&ctx->lock);
 	ctx->slot = slot;
 	ctx->tinfo = ti;
+	ctx->opened = 1;
 	pthread_mutex_unlock(&ctx->lock);
 	for (i = 0; i < ctx->nsess; i++)
 		if ((r = sess_open(ctx, &ctx->sess[i].h)) != 0)

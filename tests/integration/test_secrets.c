@@ -1319,6 +1319,32 @@ test_sighup_reloads_config(void)
  * directory is refused too, before it touches the log: the first one's
  * events, written meanwhile, are all there and the chain verifies.  So is
  * one given only the first one's store. */
+/* Two tokens answer to the configured label: the daemon takes neither (the
+ * PIN would go to whichever the module lists first) and says why. */
+static void
+test_twin_tokens_refused(void)
+{
+	const char *util = kwt_require("SOFTHSM2_UTIL");
+	struct kwt_token t2;
+	struct kwt_daemon d2;
+	char cmd[2048], out[4096];
+	char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+
+	CU_ASSERT_EQUAL_FATAL(kwt_token_new(&t2, "kw-twin"), 0);   /* sets SOFTHSM2_CONF */
+	snprintf(cmd, sizeof(cmd), "'%s' --init-token --free --label kw-twin --so-pin %s --pin %s 2>&1",
+	    util, KWT_SO_PIN, KWT_USER_PIN);
+	CU_ASSERT_EQUAL(kwt_run(argv, out, sizeof(out)), 0);
+	CU_ASSERT_NOT_EQUAL(kwt_daemon_start(&d2, &t2, NULL), 0);
+	snprintf(cmd, sizeof(cmd), "exec timeout 20 '%s' --config '%s' 2>&1", d2.exe, d2.conf);
+	CU_ASSERT_NOT_EQUAL(kwt_run(argv, out, sizeof(out)), 0);
+	if (strstr(out, "tokens that match 'kw-twin'") == NULL)
+		fprintf(stderr, "twin tokens: %s\n", out);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "tokens that match 'kw-twin'"));
+	kwt_daemon_free(&d2);
+	kwt_token_free(&t2);
+	setenv("SOFTHSM2_CONF", tok.conf, 1);
+}
+
 static void
 test_second_daemon(void)
 {
@@ -1414,6 +1440,7 @@ main(void)
 		{ "kill -9 loses no acknowledged write", test_kill9_keeps_acknowledged },
 		{ "SIGHUP applies what can change, refuses a broken file", test_sighup_reloads_config },
 		{ "a second daemon on the same state, audit directory or store is refused", test_second_daemon },
+		{ "two tokens with the configured label: neither is used", test_twin_tokens_refused },
 		{ "SIGTERM stops cleanly", test_sigterm_clean },
 		{ NULL, NULL }
 	};
