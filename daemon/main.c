@@ -111,6 +111,10 @@ verify_audit(const struct config *cfg, const char *dir)
 	char report[2048];
 	int e;
 
+	if ((e = kw_secmem_harden_process()) != 0) {
+		fprintf(stderr, "keywardend: cannot disable core dumps: %s\n", kw_strerror(e));
+		return 2;
+	}
 	memset(&po, 0, sizeof(po));
 	po.module = cfg->token_module;
 	po.token = cfg->token;
@@ -334,8 +338,13 @@ run(struct config *cfg)
 	}
 	pthread_rwlock_init(&d.policy_lock, NULL);
 
-	if ((e = kw_secmem_harden_process()) != 0)
-		log_warn("cannot disable core dumps: %s", kw_strerror(e));
+	/* Fail closed: with a software token the keys live in this process,
+	 * and a core dump would hold them. */
+	if ((e = kw_secmem_harden_process()) != 0) {
+		log_err("cannot disable core dumps (RLIMIT_CORE, PR_SET_DUMPABLE): %s: not "
+		    "starting with the token's keys open to a dump", kw_strerror(e));
+		goto out;
+	}
 	raise_nofile(cfg);
 	if ((e = make_dir(cfg->state_dir, 0700)) != 0) {
 		log_err("state directory: %s", kw_errdetail(e));
