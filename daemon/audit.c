@@ -1582,6 +1582,24 @@ audit_open(const struct audit_options *opt, struct audit_log **out)
 		    strerror(errno));
 		goto out;
 	}
+	/* Only the writer may add, rename or remove segments: a directory
+	 * others can write (or another user's) lets them plant a segment the
+	 * writer would append to. */
+	{
+		struct stat st;
+
+		if (fstat(log->dirfd, &st) != 0) {
+			r = kw_fail(-errno, "cannot stat the audit directory %s: %s", log->dir,
+			    strerror(errno));
+			goto out;
+		}
+		if ((st.st_mode & 0022) != 0 || st.st_uid != geteuid()) {
+			r = kw_fail(KW_E_CONFIG, "the audit directory %s must belong to uid %u and not be "
+			    "writable by group or others (it is uid %u, mode %04o)", log->dir,
+			    (unsigned)geteuid(), (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+			goto out;
+		}
+	}
 	/* One writer per log.  A second (another daemon given this directory)
 	 * would fork the chain, and could take the first one's batch in
 	 * flight for a torn tail and cut it off.  The kernel drops the lock

@@ -235,6 +235,11 @@ make_dir(const char *path, mode_t mode)
 	if (st.st_mode & 0022)
 		return kw_fail(KW_E_CONFIG, "%s is writable by group or others (mode %04o): chmod go-w %s",
 		    path, (unsigned)(st.st_mode & 07777), path);
+	/* Another user's directory (or one a symlink leads to) could have the
+	 * store or the lock swapped under the daemon. */
+	if (st.st_uid != geteuid())
+		return kw_fail(KW_E_CONFIG, "%s belongs to uid %u, not to the daemon's user (uid %u): "
+		    "chown it", path, (unsigned)st.st_uid, (unsigned)geteuid());
 	return 0;
 }
 

@@ -1341,6 +1341,19 @@ test_twin_tokens_refused(void)
 		fprintf(stderr, "twin tokens: %s\n", out);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "tokens that match 'kw-twin'"));
 	kwt_daemon_free(&d2);
+	setenv("SOFTHSM2_CONF", tok.conf, 1);
+	/* a state directory of another user's is not the daemon's */
+	{
+		char conf3[400], state3[400];
+		snprintf(state3, sizeof(state3), "%s/state3", dmn.dir);
+		snprintf(conf3, sizeof(conf3), "%s/third.yaml", dmn.dir);
+		CU_ASSERT_EQUAL_FATAL(mkdir(state3, 0700), 0);
+		CU_ASSERT_EQUAL_FATAL(chown(state3, 65534, 65534), 0);
+		snprintf(cmd, sizeof(cmd), "sed -e 's|^state_dir: .*|state_dir: %s|' '%s' > '%s' && "
+		    "exec timeout 20 '%s' --config '%s' 2>&1", state3, dmn.conf, conf3, dmn.exe, conf3);
+		CU_ASSERT_NOT_EQUAL(kwt_run(argv, out, sizeof(out)), 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "not to the daemon's user"));
+	}
 	kwt_token_free(&t2);
 	setenv("SOFTHSM2_CONF", tok.conf, 1);
 }

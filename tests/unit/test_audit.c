@@ -1246,6 +1246,30 @@ eio_datasync(int fd)
 	return fdatasync(fd);
 }
 
+/* The audit directory must be the writer's alone. */
+static void
+test_dir_must_be_ours(void)
+{
+	char dir[512];
+	struct audit_options o;
+	struct audit_log *log = NULL;
+
+	snprintf(dir, sizeof(dir), "%s/notours", tmproot);
+	CU_ASSERT_EQUAL_FATAL(mkdir(dir, 0700), 0);
+	memset(&o, 0, sizeof(o));
+	o.dir = dir;
+	o.seal = test_seal;
+	CU_ASSERT_EQUAL_FATAL(chmod(dir, 0777), 0);
+	CU_ASSERT_EQUAL(audit_open(&o, &log), KW_E_CONFIG);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_CONFIG), "not be writable by group or others"));
+	CU_ASSERT_EQUAL_FATAL(chmod(dir, 0700), 0);
+	CU_ASSERT_EQUAL_FATAL(chown(dir, 65534, 65534), 0);
+	CU_ASSERT_EQUAL(audit_open(&o, &log), KW_E_CONFIG);
+	CU_ASSERT_EQUAL_FATAL(chown(dir, geteuid(), getegid()), 0);
+	CU_ASSERT_EQUAL_FATAL(audit_open(&o, &log), 0);
+	audit_close(log);
+}
+
 /* Closed while failing: the refused batch, written but not durable, is
  * cut off at close too, so the next open does not take it for the log's
  * sealed end (its requests were refused). */
@@ -2481,6 +2505,7 @@ main(void)
 		{ "closed while failing: the refused batch is cut off", test_close_while_failing },
 		{ "a failed sync refuses its batch, cuts it off, heals", test_sync_fails },
 		{ "a reader drops a refused batch it read from the file", test_reader_drops_refused_bytes },
+		{ "the audit directory must be the writer's alone", test_dir_must_be_ours },
 		{ "a stuck disk fails waiters in bounded time", test_stuck_disk },
 		{ "the reader returns exactly the events after since", test_reader },
 		{ "a stalled subscriber does not block the writer", test_slow_subscriber },
