@@ -1327,7 +1327,7 @@ test_twin_tokens_refused(void)
 	const char *util = kwt_require("SOFTHSM2_UTIL");
 	struct kwt_token t2;
 	struct kwt_daemon d2;
-	char cmd[2048], out[4096];
+	char cmd[8192], out[4096];
 	char *argv[] = { "/bin/sh", "-c", cmd, NULL };
 
 	CU_ASSERT_EQUAL_FATAL(kwt_token_new(&t2, "kw-twin"), 0);   /* sets SOFTHSM2_CONF */
@@ -1345,7 +1345,7 @@ test_twin_tokens_refused(void)
 	/* a state directory of another user's is not the daemon's */
 	{
 		char conf3[400], state3[400];
-		snprintf(state3, sizeof(state3), "%s/state3", dmn.dir);
+		snprintf(state3, sizeof(state3), "%s/state-foreign", dmn.dir);
 		snprintf(conf3, sizeof(conf3), "%s/third.yaml", dmn.dir);
 		CU_ASSERT_EQUAL_FATAL(mkdir(state3, 0700), 0);
 		CU_ASSERT_EQUAL_FATAL(chown(state3, 65534, 65534), 0);
