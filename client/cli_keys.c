@@ -251,9 +251,19 @@ progress(const json_t *st, int tty, int last)
 	json_int_t total = json_integer_value(json_object_get(st, "total"));
 	double rate = json_number_value(json_object_get(st, "rate_per_s"));
 	double eta = json_number_value(json_object_get(st, "eta_s"));
-	int pct = total > 0 ? (int)(done * 100 / total) : (last ? 100 : 0);
+	int pct;
 	time_t now = time(NULL);
 
+	/* the daemon's figures, trusted for nothing: the bar below is sized
+	 * by pct */
+	if (done < 0)
+		done = 0;
+	if (total < 0)
+		total = 0;
+	pct = total > 0 ? (done >= total ? 100 : (int)((double)done * 100.0 / (double)total)) :
+	    (last ? 100 : 0);
+	if (pct < 0)
+		pct = 0;
 	if (pct > 100)
 		pct = 100;
 	if (tty) {
@@ -1023,7 +1033,27 @@ cli_file_rewrap(kw_client *c, int argc, char **argv)
 	if (o.out != NULL && strcmp(o.out, o.in) == 0)
 		o.out = NULL;           /* in place, said twice */
 	dest = o.out != NULL ? o.out : o.in;
-	if ((in = fopen(o.in, "rbe")) == NULL || fstat(fileno(in), &st) != 0) {
+	/* In place, the path is checked, then replaced: open it without
+	 * following a symbolic link, and make sure below that the path still
+	 * names the file opened (a directory others can write could swap it
+	 * between the two). */
+	{
+		int fd = open(o.in, O_RDONLY | O_CLOEXEC | (o.out == NULL ? O_NOFOLLOW : 0));
+		if (fd < 0 && errno == ELOOP) {
+			char *real = realpath(o.in, NULL);
+			ex = usage_error("%s is a symbolic link: rewrap the file it names%s%s", o.in,
+			    real ? ", " : "", real ? real : "");
+			free(real);
+			goto out;
+		}
+		if (fd < 0 || (in = fdopen(fd, "rb")) == NULL) {
+			if (fd >= 0)
+				close(fd);
+			ex = sys_fail("cannot open", o.in);
+			goto out;
+		}
+	}
+	if (fstat(fileno(in), &st) != 0) {
 		ex = sys_fail("cannot open", o.in);
 		goto out;
 	}
@@ -1036,11 +1066,8 @@ cli_file_rewrap(kw_client *c, int argc, char **argv)
 		 * replaced rather than its target rewrapped, and another hard
 		 * link would keep the old key, to be lost with it. */
 		struct stat lst;
-		if (lstat(o.in, &lst) == 0 && S_ISLNK(lst.st_mode)) {
-			char *real = realpath(o.in, NULL);
-			ex = usage_error("%s is a symbolic link: rewrap the file it names%s%s", o.in,
-			    real ? ", " : "", real ? real : "");
-			free(real);
+		if (lstat(o.in, &lst) != 0 || lst.st_dev != st.st_dev || lst.st_ino != st.st_ino) {
+			ex = usage_error("%s changed while it was opened: nothing was written", o.in);
 			goto out;
 		}
 		if (st.st_nlink > 1) {

@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "keywarden.h"
+#include "kw_secmem.h"
 #include "client/cli.h"
 
 #define EX_OK 0
@@ -1172,6 +1173,10 @@ main(int argc, char **argv)
 	kw_client *c = NULL;
 	int ch, r, ex, first;
 
+	/* Values, plaintexts and data keys pass through this process, often
+	 * run as root: no core dump of it, and no tracing by its user. */
+	if ((r = kw_secmem_harden_process()) != 0)
+		fprintf(stderr, "keywarden: warning: cannot disable core dumps: %s\n", kw_strerror(r));
 	opterr = 0;
 	while ((ch = getopt_long(argc, argv, "+:s:jhV", gopts, NULL)) != -1) {
 		switch (ch) {
