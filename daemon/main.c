@@ -364,8 +364,12 @@ run(struct config *cfg)
 	po.module = cfg->token_module;
 	po.token = cfg->token;
 	po.pin_file = cfg->pin_file;
+	/* One session a thread that calls the token, by default; past the
+	 * pool's limit, the threads wait their turn for one. */
 	po.sessions = cfg->token_sessions ? cfg->token_sessions :
 	    cfg->workers + cfg->write_workers + 3;
+	if (cfg->token_sessions == 0 && po.sessions > P11_SESSIONS_MAX)
+		po.sessions = P11_SESSIONS_MAX;
 	po.wrap = wrap_from_config(cfg->wrap);
 	po.no_session_copies = !cfg->session_copies;
 	if ((e = p11_open(&po, &d.p11)) != 0) {

@@ -29,11 +29,13 @@ enum p11_wrap_mech {
 	P11_WRAP_ECB_HMAC = 3,  /* CKM_AES_ECB + CKM_SHA256_HMAC with a companion key */
 };
 
+#define P11_SESSIONS_MAX 256
+
 struct p11_options {
 	const char *module;     /* path of the PKCS#11 module (required) */
 	const char *token;      /* token label, serial number, or RFC 7512 "pkcs11:" URI */
 	const char *pin_file;   /* file holding the user PIN; must not be group/world accessible */
-	unsigned sessions;      /* size of the session pool; 0 = 4 */
+	unsigned sessions;      /* size of the session pool; 0 = 4, at most P11_SESSIONS_MAX */
 	enum p11_wrap_mech wrap;/* P11_WRAP_AUTO, or a mechanism to require */
 	int no_session_copies;  /* 1: operate on the token objects themselves */
 };

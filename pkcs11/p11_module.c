@@ -18,7 +18,7 @@
 #include "p11_int.h"
 
 #define POOL_DEFAULT 4
-#define POOL_MAX 256
+#define POOL_MAX P11_SESSIONS_MAX
 
 /* A loaded module, shared by every context of this process that uses it:
  * PKCS#11 initialisation is per process, so only the last close may
