@@ -876,6 +876,26 @@ sq_open(const char *location, const struct store_options *opt, struct store_engi
 	if ((r = conn_open(e, &c)) != 0)
 		goto out;
 	e->nconns = 1;
+	/* Change nothing in a file that is not a keywarden store (a wrong
+	 * path in the configuration): switching it to WAL would outlive the
+	 * refusal.  A new, empty file is a new store. */
+	rc = sqlite3_prepare_v2(c->db, "SELECT count(*), sum(name = 'kw_schema') FROM sqlite_master",
+	    -1, &st, NULL);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (sqlite3_column_int64(st, 0) > 0 && sqlite3_column_int64(st, 1) == 0) {
+			r = kw_fail(KW_E_STORE, "%s is an SQLite database but not a keywarden store (it "
+			    "has no kw_schema table): check 'store:' in the configuration; the file "
+			    "was not changed", e->path);
+			goto out;
+		}
+		rc = SQLITE_OK;
+	}
+	if (rc != SQLITE_OK) {
+		r = sq_fail(e, c->db, rc, "opening the store");
+		goto out;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
 	rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
 	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *mode = (const char *)sqlite3_column_text(st, 0);

@@ -935,6 +935,16 @@ test_schema(void)
 	o.url = path;
 	CU_ASSERT_EQUAL(store_open(&o, &s), KW_E_STORE);
 	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_STORE), "not a keywarden store"));
+	/* and it was left as it was: not switched to WAL */
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
+	{
+		sqlite3_stmt *st = NULL;
+		CU_ASSERT_EQUAL(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+		CU_ASSERT_EQUAL(sqlite3_step(st), SQLITE_ROW);
+		CU_ASSERT_STRING_EQUAL((const char *)sqlite3_column_text(st, 0), "delete");
+		sqlite3_finalize(st);
+	}
+	sqlite3_close(db);
 
 	/* Not a database at all. */
 	db_path(path, sizeof(path));
