@@ -133,6 +133,11 @@ p11_rv_retryable(CK_RV rv)
 	case CKR_TOKEN_NOT_PRESENT:
 	case CKR_DEVICE_ERROR:
 	case CKR_USER_NOT_LOGGED_IN:
+	/* A cached handle that is no longer valid (a session copy dies with
+	 * the session that made it, if the token drops that one alone): the
+	 * reopen forgets every cached handle and finds the keys again. */
+	case CKR_KEY_HANDLE_INVALID:
+	case CKR_OBJECT_HANDLE_INVALID:
 		return 1;
 	default:
 		return 0;

@@ -269,6 +269,10 @@ test_recovery(void)
 		"C_SignInit:1:CKR_SESSION_CLOSED",
 		"C_GenerateRandom:1:CKR_DEVICE_ERROR",
 		"C_FindObjectsInit:1:CKR_TOKEN_NOT_PRESENT",
+		/* a cached key handle gone stale (its session copy went
+		 * with a session the token dropped): found again */
+		"C_DecryptInit:1:0x60",     /* CKR_KEY_HANDLE_INVALID */
+		"C_EncryptInit:1:0x82",     /* CKR_OBJECT_HANDLE_INVALID */
 	};
 	p11_ctx *c = NULL;
 	uint8_t dek[32], blob[P11_WRAPPED_MAX], out[P11_DEK_MAX], mac[32];
