@@ -891,8 +891,14 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
 				conn_timed_out(c);
 			continue;
 		}
-		if (c->state == C_READ &&
-		    now - (c->have_head ? c->t_active : c->t_start) >= limit)
+		/* A request has client_timeout from its first byte, and as
+		 * much again for each MiB it brings: a body, too, has a
+		 * deadline, not a pace (a byte now and then would hold the
+		 * connection for ever). */
+		if (c->state == C_READ && c->in_len > 0 &&
+		    now - c->t_start >= limit + limit * (time_t)(c->in_len >> 20))
+			conn_timed_out(c);
+		else if (c->state == C_READ && c->in_len == 0 && now - c->t_start >= limit)
 			conn_timed_out(c);
 	}
 }

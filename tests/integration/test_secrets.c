@@ -704,6 +704,39 @@ test_unread_replies(void)
 /* A head sent a byte every 300 ms (each byte well within client_timeout,
  * 2 s, of the one before) is cut off about client_timeout after its first
  * byte, not kept for as long as it dribbles; others are served meanwhile. */
+/* The same for a body: sent a byte at a time, it is cut off too. */
+static void
+test_body_deadline(void)
+{
+	const char *head = "PUT /v1/vaults/dev/secrets/slow HTTP/1.1\r\nHost: x\r\n"
+	    "Content-Length: 200\r\n\r\n";
+	struct timespec t0;
+	int fd = raw_connect(), closed = 0;
+	char buf[256];
+	size_t i;
+
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_FATAL(send(fd, head, strlen(head), MSG_NOSIGNAL) == (ssize_t)strlen(head));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (i = 0; i < 200 && !closed; i++) {
+		struct pollfd p = { fd, POLLIN, 0 };
+
+		if (send(fd, i == 0 ? "{" : " ", 1, MSG_NOSIGNAL) != 1) {
+			closed = 1;
+			break;
+		}
+		if (poll(&p, 1, 300) > 0 && read(fd, buf, sizeof(buf)) <= 0)
+			closed = 1;
+	}
+	if (!closed || secs_since(&t0) > 5)
+		fprintf(stderr, "\n  %zu body bytes in %.1f s: %s\n", i, secs_since(&t0),
+		    closed ? "cut off" : "answered or still connected");
+	CU_ASSERT(closed);
+	CU_ASSERT(secs_since(&t0) < 5);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/vaults/dev/secrets/slow", NULL, NULL), 404);
+	close(fd);
+}
+
 static void
 test_head_deadline(void)
 {
@@ -1442,6 +1475,7 @@ main(void)
 		{ "limits.max_connections: the next is refused, then served", test_connection_limit },
 		{ "a client that never reads its replies is held to one, then cut off", test_unread_replies },
 		{ "a head sent a byte at a time is cut off client_timeout after its first", test_head_deadline },
+		{ "a body sent a byte at a time is cut off too", test_body_deadline },
 		{ "the daemon raises its soft limit of open files to the hard one", test_nofile_raised },
 		{ "out of memory for a request from a client that is gone", test_request_oom_client_gone },
 		{ "the input buffer shrinks back after a large request", test_input_buffer_shrinks },
