@@ -295,11 +295,11 @@ kwd_route(struct kwd_req *r, const char *path)
 	}
 	memcpy(r->vault, p, vlen);
 	r->vault[vlen] = '\0';
-	if (config_vault_find(r->d->cfg, r->vault) == NULL) {
-		r->action = KWD_A_VAULT_STATUS;
-		kwd_reply_error(r, 404, "vault_not_found", "no vault named '%s'", r->vault);
-		return;
-	}
+	/* Whether the vault exists is told only to a caller the policy
+	 * lets do the request there (server_request): others get the same
+	 * 403 for a vault that exists and one that does not. */
+	if (config_vault_find(r->d->cfg, r->vault) == NULL)
+		r->vault_missing = 1;
 	if (slash == NULL) {
 		kwd_reply_error(r, 404, "not_found", "no such resource under vault '%s'", r->vault);
 		return;

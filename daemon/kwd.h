@@ -78,6 +78,7 @@ struct kwd_req {
 	char name[257];
 	uint64_t version;              /* from the path, 0 if none */
 	int has_version;
+	int vault_missing;             /* routed, but no such vault: 404 once authorized */
 	int stream;                    /* reply is the audit stream from stream_since */
 	uint64_t stream_since;
 	json_t *query;                 /* query parameters, object of strings */

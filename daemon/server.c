@@ -585,6 +585,11 @@ server_request(struct kwd_conn *c, const struct kwh_head *h, const char *body, s
 			return;
 		}
 	}
+	if (r->vault_missing) {
+		kwd_reply_error(r, 404, "vault_not_found", "no vault named '%s'", r->vault);
+		kwd_finish(r);
+		return;
+	}
 	kwd_submit(r);
 }
 

@@ -241,6 +241,12 @@ test_only_billing_reads_db(void)
 		CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\n403"));
 		CU_ASSERT_PTR_NULL(strstr(buf, "postgres://billing"));
 	}
+	/* whether a vault exists is not told to a caller who may not use it */
+	CU_ASSERT_EQUAL(as_user("kwt-eve", curl, "GET", "/v1/vaults/no-such-vault/secrets/x", NULL, out,
+	    sizeof(out)), 403);
+	CU_ASSERT_PTR_NULL(strstr(out, "vault_not_found"));
+	CU_ASSERT_EQUAL(as_user("kwt-eve", curl, "GET", "/v1/vaults/prod/secrets/x", NULL, out, sizeof(out)), 403);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/vaults/no-such-vault/secrets/x", NULL, NULL), 404);
 	/* developers and leads: no */
 	CU_ASSERT_EQUAL(as_user("kwt-alice", curl, "GET", p, NULL, out, sizeof(out)), 403);
 	CU_ASSERT_EQUAL(as_user("kwt-bob", curl, "GET", p, NULL, out, sizeof(out)), 403);
