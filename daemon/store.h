@@ -237,6 +237,8 @@ struct store_rewrap_rec {
  * order after the cursor (name, version) (NULL name: from the start).
  * Deleted names are included: their data keys are rewrapped too.
  * *out malloc'd (free()). */
+/* (A record whose wrapped key is longer than STORE_WRAPPED_MAX comes back
+ * with wrapped_len 0: the caller leaves it.) */
 int store_rewrap_scan(struct store *s, const char *vault, uint32_t target,
     const char *after_name, uint64_t after_version, size_t limit,
     struct store_rewrap_rec **out, size_t *n);

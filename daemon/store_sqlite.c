@@ -2064,8 +2064,13 @@ sq_rewrap_scan(struct store_engine *e, const char *vault, uint32_t target, const
 		memcpy(x->name, name, strlen(name) + 1);
 		x->version = (uint64_t)sqlite3_column_int64(st, 1);
 		x->key_version = (uint32_t)sqlite3_column_int64(st, 2);
-		if ((r = col_wrapped(st, 3, x->name, x->version, x->wrapped, &x->wrapped_len)) != 0)
-			break;
+		/* A wrapped key too long to be one is returned empty, not
+		 * an error: the rotation leaves that record, counted and
+		 * logged, and goes on with the others. */
+		if (col_wrapped(st, 3, x->name, x->version, x->wrapped, &x->wrapped_len) != 0) {
+			x->wrapped_len = 0;
+			kw_errclear();
+		}
 		n++;
 	}
 	sqlite3_reset(st);

@@ -680,6 +680,26 @@ test_rewrap(void)
 		w.old_wrapped = NULL;
 		CU_ASSERT_EQUAL(store_rewrap_apply(s, "v", &w, 1, &applied), -EINVAL);
 	}
+	/* A row whose wrapped key is too long to be one (the file edited
+	 * outside keywarden) does not stop the scan: it comes back empty, for
+	 * the rotation to leave. */
+	{
+		sqlite3 *db = NULL;
+		int found = 0;
+		CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
+		sqlite3_busy_timeout(db, 5000);
+		CU_ASSERT_EQUAL(sqlite3_exec(db, "UPDATE secrets SET wrapped = zeroblob(200) WHERE name = 'solo'",
+		    NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_close(db);
+		CU_ASSERT_EQUAL_FATAL(store_rewrap_scan(s, "v", 2, NULL, 0, 0, &rs, &n), 0);
+		for (i = 0; i < n; i++)
+			if (strcmp(rs[i].name, "solo") == 0) {
+				found = 1;
+				CU_ASSERT_EQUAL(rs[i].wrapped_len, 0);
+			}
+		CU_ASSERT(found);
+		free(rs);
+	}
 	store_close(s);
 }
 
