@@ -269,6 +269,7 @@ test_recovery(void)
 		"C_SignInit:1:CKR_SESSION_CLOSED",
 		"C_GenerateRandom:1:CKR_DEVICE_ERROR",
 		"C_FindObjectsInit:1:CKR_TOKEN_NOT_PRESENT",
+		"C_GetSessionInfo:1:CKR_USER_NOT_LOGGED_IN",
 		/* a cached key handle gone stale (its session copy went
 		 * with a session the token dropped): found again */
 		"C_DecryptInit:1:0x60",     /* CKR_KEY_HANDLE_INVALID */
@@ -296,6 +297,15 @@ test_recovery(void)
 			r = p11_audit_hmac(c, "x", 1, mac);
 		if (r == 0)
 			r = p11_random(c, out, 16);
+		if (r == 0) {
+			/* a listing after the fault: whole, not empty */
+			struct p11_mkey *ks = NULL;
+			size_t nk = 0;
+			r = p11_mkey_list(c, "rec", &ks, &nk);
+			if (r == 0 && nk != 1)
+				r = KW_E_INTERNAL;
+			free(ks);
+		}
 		if (r != 0)
 			fprintf(stderr, "\n  %s: %s\n", faults[i], kw_errdetail(r));
 		CU_ASSERT_EQUAL(r, 0);
