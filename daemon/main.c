@@ -391,7 +391,10 @@ run(struct config *cfg)
 	}
 	memset(&so, 0, sizeof(so));
 	so.url = cfg->store_url;
-	so.connections = cfg->workers + cfg->write_workers + 2;
+	/* One a thread that uses the store: the workers, a rewrap thread per
+	 * vault, the maintenance thread, and one to spare (they are opened
+	 * only when needed). */
+	so.connections = cfg->workers + cfg->write_workers + (unsigned)cfg->nvaults + 2;
 	so.exclusive = 1;
 	if ((e = store_open(&so, &d.store)) != 0) {
 		log_err("store: %s", kw_errdetail(e));
