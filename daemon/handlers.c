@@ -1856,6 +1856,21 @@ explain_identity(struct kwd_req *r, struct policy_identity *id, char *exe, char 
 		id->unit = unit;
 		id->known |= POLICY_ID_UNIT;
 	}
+	/* What the question does not give is the described caller's "none",
+	 * not "unknown": a deny rule that names an executable must not be
+	 * taken to apply to someone described without one (for a real caller,
+	 * unknown facts do not escape a deny; see policy_decide). */
+	if (!(id->known & POLICY_ID_EXE)) {
+		exe[0] = '\0';
+		id->exe = exe;
+		id->known |= POLICY_ID_EXE;
+	}
+	if (!(id->known & POLICY_ID_UNIT)) {
+		unit[0] = '\0';
+		id->unit = unit;
+		id->known |= POLICY_ID_UNIT;
+	}
+	id->known |= POLICY_ID_GROUPS;
 	return 0;
 }
 

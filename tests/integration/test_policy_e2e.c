@@ -396,6 +396,36 @@ test_key_roles(void)
 	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "POST", "/v1/policy/reload", NULL, NULL), 200);
 }
 
+/* Explaining a caller described without an executable: a deny rule that
+ * names one does not apply (the description's "none", not "unknown"). */
+static void
+test_explain_without_exe(void)
+{
+	char *resp = NULL;
+	json_t *j;
+
+	CU_ASSERT_EQUAL_FATAL(write_policy("  - name: not-through-curl\n    who: {exe: /usr/bin/curl}\n"
+	    "    deny: secret.get\n    vault: prod\n"), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_http(dmn.sock, "POST", "/v1/policy/reload", "{}", NULL), 200);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "POST", "/v1/policy/explain",
+	    "{\"user\":\"kwt-alice\",\"action\":\"secret.get\",\"vault\":\"prod\",\"name\":\"api/key\"}",
+	    &resp), 200);
+	j = json_loads(resp ?: "", 0, NULL);
+	CU_ASSERT(json_is_true(json_object_get(j, "allow")));
+	json_decref(j);
+	free(resp);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "POST", "/v1/policy/explain",
+	    "{\"user\":\"kwt-alice\",\"exe\":\"/usr/bin/curl\",\"action\":\"secret.get\","
+	    "\"vault\":\"prod\",\"name\":\"api/key\"}", &resp), 200);
+	j = json_loads(resp ?: "", 0, NULL);
+	CU_ASSERT(json_is_false(json_object_get(j, "allow")));
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "rule")) ?: "", "not-through-curl");
+	json_decref(j);
+	free(resp);
+	CU_ASSERT_EQUAL(write_policy(NULL), 0);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "POST", "/v1/policy/reload", "{}", NULL), 200);
+}
+
 /* A policy takes effect only once the audit log has recorded it: while
  * the log cannot be written, a reload is refused and the old policy
  * decides. */
@@ -509,6 +539,7 @@ main(void)
 		{ "keywarden policy explain, who-can, check", test_cli_policy },
 		{ "crypto users use keys, crypto officers rotate and create them", test_key_roles },
 		{ "a reload the audit log cannot record keeps the old policy", test_reload_needs_audit },
+		{ "explaining a caller described without an executable", test_explain_without_exe },
 		{ "a broken reload keeps the old policy", test_broken_reload_keeps_old },
 		{ "keywardend --check-policy", test_check_policy_cli },
 		{ NULL, NULL }
