@@ -129,8 +129,8 @@ kwd_authorize(struct kwd *d, const struct kwd_req *r, struct kwd_decision *out)
 
 /* Load the configured policy; swap it in if it is whole.  The errors go to
  * the log and, when errs_out is given, into a JSON array for the caller. */
-int
-kwd_policy_reload(struct kwd *d, json_t **errs_out)
+static int
+policy_reload_locked(struct kwd *d, json_t **errs_out)
 {
 	struct policy *p = NULL, *old;
 	struct policy_errors *errs = NULL;
@@ -192,6 +192,20 @@ kwd_policy_reload(struct kwd *d, json_t **errs_out)
 	if (errs_out != NULL)
 		*errs_out = arr;
 	return 0;
+}
+
+/* One reload at a time (the API and SIGHUP): otherwise two could record
+ * their policies in one order and put them in force in the other. */
+int
+kwd_policy_reload(struct kwd *d, json_t **errs_out)
+{
+	static pthread_mutex_t reload_mu = PTHREAD_MUTEX_INITIALIZER;
+	int e;
+
+	pthread_mutex_lock(&reload_mu);
+	e = policy_reload_locked(d, errs_out);
+	pthread_mutex_unlock(&reload_mu);
+	return e;
 }
 
 void
