@@ -441,6 +441,8 @@ open_output(const char *path)
 		return -1;
 	if (fstat(fd, &st) != 0)
 		why = strerror(errno);
+	else if (S_ISCHR(st.st_mode) && !isatty(fd))
+		goto devout;      /* /dev/null and its like: nothing to keep */
 	else if (!S_ISREG(st.st_mode))
 		why = "it exists and is not a regular file";
 	else if (st.st_uid != geteuid())
@@ -449,6 +451,7 @@ open_output(const char *path)
 		why = "it has other names (hard links)";
 	if (why == NULL && (fchmod(fd, 0600) != 0 || ftruncate(fd, 0) != 0))
 		why = strerror(errno);
+devout:
 	if (why == NULL && ((flags = fcntl(fd, F_GETFL)) < 0 ||
 	    fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0))
 		why = strerror(errno);

@@ -1106,6 +1106,13 @@ h_secret_put(struct kwd_req *r)
 			    r->name, (unsigned long long)cur, (unsigned long long)cas);
 			goto out;
 		}
+		if (e == KW_E_RETIRED) {
+			/* the version changed under every try: a rotation
+			 * the daemon's view has not caught up with */
+			kwd_reply_error(r, 503, "unavailable", "the master key of vault '%s' changed "
+			    "during the write; nothing was written: try again", r->vault);
+			goto out;
+		}
 		if (e != 0) {
 			kwd_reply_kwerr(r, e, "write");
 			goto out;
@@ -1299,8 +1306,16 @@ h_deleted_purge(struct kwd_req *r)
 	}
 	if (kwd_intent_or_refuse(r, "purged") != 0)
 		return;
-	if ((e = store_secret_purge(r->d->store, r->vault, r->name,
-	    __atomic_load_n(&cv->purge_protection, __ATOMIC_RELAXED) ? (int64_t)kwd_now_us() : 0)) != 0) {
+	e = store_secret_purge(r->d->store, r->vault, r->name,
+	    __atomic_load_n(&cv->purge_protection, __ATOMIC_RELAXED) ? (int64_t)kwd_now_us() : 0);
+	if (e == KW_E_NOT_FOUND && store_deleted_get(r->d->store, r->vault, r->name, &m) == 0) {
+		/* deleted again meanwhile, with a new purge date */
+		kwd_reply_error(r, 403, "purge_protected",
+		    "vault '%s' has purge protection: '%s' can be purged from %s on", r->vault, r->name,
+		    kwd_time_str(t, sizeof(t), m.scheduled_purge));
+		return;
+	}
+	if (e != 0) {
 		kwd_reply_kwerr(r, e, "purge");
 		return;
 	}

@@ -265,7 +265,7 @@ int kwd_keys_current(struct kwd *d, const char *vault, uint32_t *version);
 /* 0 if version may unwrap; KW_E_RETIRED, KW_E_KEY_NOT_FOUND otherwise. */
 int kwd_keys_usable(struct kwd *d, const char *vault, uint32_t version);
 /* The same for a record, whose wrapped key must name its recorded version
- * (KW_E_FORMAT otherwise). */
+ * (KW_E_AUTH otherwise: the store was changed). */
 struct store_record;
 int kwd_record_key_usable(struct kwd *d, const char *vault, const struct store_record *rec);
 /* Start the thread that resumes interrupted rotations and starts scheduled

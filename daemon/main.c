@@ -445,8 +445,9 @@ run(struct config *cfg)
 	event_add(ev_int, NULL);
 	event_add(ev_hup, NULL);
 
-	audit_glue_admin(&d, "start", json_pack("{s:s,s:i}", "version", PACKAGE_VERSION,
-	    "pid", (int)getpid()));
+	/* the policy in force from the start: reloads name it as previous */
+	audit_glue_admin(&d, "start", json_pack("{s:s,s:i,s:s?}", "version", PACKAGE_VERSION,
+	    "pid", (int)getpid(), "policy_hash", d.policy != NULL ? d.policy_hash : NULL));
 	log_notice("keywardend %s ready on %s (%u event loops, %u workers, %u write workers, %zu vault%s)",
 	    PACKAGE_VERSION, cfg->socket_path, cfg->event_loops, cfg->workers, cfg->write_workers, cfg->nvaults,
 	    cfg->nvaults == 1 ? "" : "s");

@@ -202,7 +202,7 @@ kwd_record_key_usable(struct kwd *d, const char *vault, const struct store_recor
 
 	if (p11_blob_info(rec->wrapped, rec->wrapped_len, &bv, NULL) != 0 ||
 	    bv != rec->meta.key_version)
-		return kw_fail(KW_E_FORMAT, "record '%s' version %" PRIu64 " of vault '%s' is recorded "
+		return kw_fail(KW_E_AUTH, "record '%s' version %" PRIu64 " of vault '%s' is recorded "
 		    "under master key version %u, but its wrapped key names version %u: the store "
 		    "was changed outside keywarden", rec->meta.name, rec->meta.version, vault,
 		    rec->meta.key_version, bv);

@@ -1552,7 +1552,8 @@ put_batch(struct store_engine *e, struct put_req *list)
 			if (q->r != 1)
 				continue;
 			r = put_one(e, c, q->vault, q->rec, &q->cur, &wrote);
-			if (r != 0 && (wrote || (r != KW_E_CONFLICT && r != KW_E_NOT_FOUND)))
+			if (r != 0 && (wrote || (r != KW_E_CONFLICT && r != KW_E_NOT_FOUND &&
+			    r != KW_E_RETIRED)))
 				hard = q;
 			else if (r != 0)
 				put_finish(q, r), left--;

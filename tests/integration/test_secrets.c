@@ -1290,6 +1290,8 @@ test_cli(void)
 		CU_ASSERT(kwt_file_contains(mine, "cli-secret-value", 16));
 		CU_ASSERT_EQUAL(stat(mine, &st), 0);
 		CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
+		CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "secret", "get", "dev", "cli/x", "--output",
+		    "/dev/null", NULL), 0);
 		CU_ASSERT_EQUAL_FATAL(kwt_write_file(theirs, "theirs", 0666), 0);
 		CU_ASSERT_EQUAL_FATAL(chown(theirs, 65534, 65534), 0);
 		CU_ASSERT_NOT_EQUAL(kwt_cli(dmn.sock, out, sizeof(out), "secret", "get", "dev", "cli/x", "--output",
