@@ -456,8 +456,19 @@ cli_audit_tail(kw_client *c, int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "+fn:", o, NULL)) != -1) {
 		switch (ch) {
 		case 'f': follow = 1; break;
-		case 'n': n = strtoull(optarg, NULL, 10); break;
-		case 's': since = strtoull(optarg, NULL, 10); has_since = 1; break;
+		case 'n':
+			if (parse_u64(optarg, &n, 1) != 0) {
+				free(t);
+				return usage_error("-n '%s' is not a number of lines", optarg);
+			}
+			break;
+		case 's':
+			if (parse_u64(optarg, &since, 1) != 0) {
+				free(t);
+				return usage_error("--since '%s' is not an event number", optarg);
+			}
+			has_since = 1;
+			break;
 		default:
 			free(t);
 			return cli_usage("usage: keywarden audit tail [-f] [-n N] [--since SEQ]");
@@ -500,7 +511,12 @@ cli_audit_query(kw_client *c, int argc, char **argv)
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "+", o, NULL)) != -1) {
 		switch (ch) {
-		case 's': since = strtoull(optarg, NULL, 10); break;
+		case 's':
+			if (parse_u64(optarg, &since, 1) != 0) {
+				free(t);
+				return usage_error("--since '%s' is not an event number", optarg);
+			}
+			break;
 		case 'v': t->vault = optarg; break;
 		case 'N': t->name = optarg; break;
 		case 'u': t->user = optarg; break;

@@ -514,6 +514,9 @@ test_cli_tail_and_query(void)
 	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/vaults/prod/secrets/q/none", NULL, NULL), 404);
 	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, 4u << 20, "audit", "tail", "-n", "5", NULL), 0);
 	CU_ASSERT_EQUAL(count_lines(out), 5);
+	/* a bad number is a usage error, not an event number wrapped round */
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, 4u << 20, "audit", "tail", "--since", "-1", NULL), 2);
+	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, 4u << 20, "audit", "query", "--since", "12x", NULL), 2);
 	CU_ASSERT_EQUAL(kwt_cli(dmn.sock, out, 4u << 20, "--json", "audit", "query", "--vault", "prod", "--name", "q/one",
 	    "--action", "secret.get", "--outcome", "success", NULL), 0);
 	CU_ASSERT_EQUAL(count_lines(out), 1);
