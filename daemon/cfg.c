@@ -826,9 +826,11 @@ config_load(const char *path, struct config **out, struct config_errors *errs)
 		cfg_err(&x, NULL, NULL, "not a regular file");
 		goto out;
 	}
-	if (st.st_mode & 0002) {
-		cfg_err(&x, NULL, NULL, "the file is writable by every user (mode %04o): chmod o-w %s",
-		    (unsigned)(st.st_mode & 07777), path);
+	/* It names the PKCS#11 module the daemon loads into itself, and the
+	 * PIN file: whoever may write it runs code as the daemon. */
+	if (st.st_mode & 0022) {
+		cfg_err(&x, NULL, NULL, "the file is writable by %s (mode %04o): chmod go-w %s",
+		    (st.st_mode & 0002) ? "every user" : "its group", (unsigned)(st.st_mode & 07777), path);
 		goto out;
 	}
 	if (!yaml_parser_initialize(&parser)) {

@@ -207,6 +207,11 @@ test_world_writable_refused(void)
 	CU_ASSERT_EQUAL(config_load(path, &c, &e), KW_E_CONFIG);
 	CU_ASSERT(has_error(&e, "writable by every user"));
 	config_errors_free(&e);
+	/* by its group too: it names the module the daemon loads */
+	CU_ASSERT_EQUAL_FATAL(write_conf("gw.yaml", GOOD, 0664, path, sizeof(path)), 0);
+	CU_ASSERT_EQUAL(config_load(path, &c, &e), KW_E_CONFIG);
+	CU_ASSERT(has_error(&e, "writable by its group"));
+	config_errors_free(&e);
 	CU_ASSERT_EQUAL(config_load("/no/such/file.yaml", &c, &e), KW_E_CONFIG);
 	CU_ASSERT(has_error(&e, "/no/such/file.yaml: cannot open: No such file"));
 	config_errors_free(&e);
