@@ -384,8 +384,11 @@ rot_main(void *arg)
 		for (size_t i = 0; i < n; i++) {
 			size_t wl = 0;
 			unsigned bv = 0;
+			/* the passes after the first meet again what the first
+			 * left: counted and logged once */
+			int first = passes == 0;
 			if (kwd_keys_usable(d, v->name, recs[i].key_version) != 0) {
-				skipped++;     /* under a retired version: nothing can open it */
+				skipped += first;     /* under a retired version: nothing can open it */
 				continue;
 			}
 			if (p11_blob_info(recs[i].wrapped, recs[i].wrapped_len, &bv, NULL) != 0 ||
@@ -393,10 +396,12 @@ rot_main(void *arg)
 				/* the store was changed outside keywarden: the
 				 * key version it gives is not the one the token
 				 * would unwrap by */
-				log_err("rotation of vault '%s': record '%s' version %" PRIu64 " is recorded "
-				    "under master key version %u but its wrapped key names %u: left as it is",
-				    v->name, recs[i].name, recs[i].version, recs[i].key_version, bv);
-				skipped++;
+				if (first)
+					log_err("rotation of vault '%s': record '%s' version %" PRIu64 " is "
+					    "recorded under master key version %u but its wrapped key names "
+					    "%u: left as it is", v->name, recs[i].name, recs[i].version,
+					    recs[i].key_version, bv);
+				skipped += first;
 				continue;
 			}
 			e = rewrap_one(d, v->name, &recs[i], target, dek, wrapped + nb * P11_WRAPPED_MAX, &wl);
@@ -405,10 +410,11 @@ rot_main(void *arg)
 			if (e != 0) {
 				/* A record that does not authenticate is left as
 				 * it is, counted, and named in the log. */
-				log_err("rotation of vault '%s': record '%s' version %" PRIu64 " left under version %u: %s",
-				    v->name, recs[i].name, recs[i].version, recs[i].key_version,
-				    kw_errdetail(e));
-				skipped++;
+				if (first)
+					log_err("rotation of vault '%s': record '%s' version %" PRIu64 " left "
+					    "under version %u: %s", v->name, recs[i].name, recs[i].version,
+					    recs[i].key_version, kw_errdetail(e));
+				skipped += first;
 				continue;
 			}
 			batch[nb].name = recs[i].name;
