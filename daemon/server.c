@@ -634,24 +634,38 @@ socket_listen(struct kwd *d, const struct config *c, int *out)
 		close(fd);
 		return r;
 	}
+	/* The path is changed by name below: never through a symlink put in
+	 * the socket's place (in a directory others can write, that would
+	 * hand them the group and mode of any file). */
+	if (lstat(c->socket_path, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+		r = kw_fail(KW_E_CONFIG, "%s is not the socket just bound there: refusing to change "
+		    "its owner or mode", c->socket_path);
+		close(fd);
+		return r;
+	}
+	d->sock_dev = st.st_dev;
+	d->sock_ino = st.st_ino;
 	if (c->socket_group != NULL) {
 		struct group *g = getgrnam(c->socket_group);
-		if (g == NULL || chown(c->socket_path, (uid_t)-1, g->gr_gid) != 0) {
+		if (g == NULL || lchown(c->socket_path, (uid_t)-1, g->gr_gid) != 0) {
 			r = kw_fail(KW_E_CONFIG, "cannot give %s to group %s: %s", c->socket_path,
 			    c->socket_group, g ? strerror(errno) : "no such group");
 			close(fd);
 			return r;
 		}
 	}
-	if (chmod(c->socket_path, c->socket_mode) != 0 || listen(fd, 1024) != 0 ||
-	    lstat(c->socket_path, &st) != 0) {
+	if (fchmodat(AT_FDCWD, c->socket_path, c->socket_mode, AT_SYMLINK_NOFOLLOW) != 0 ||
+	    listen(fd, 1024) != 0 || lstat(c->socket_path, &st) != 0) {
 		r = kw_fail(-errno, "chmod/listen %s: %s", c->socket_path, strerror(errno));
 		close(fd);
 		return r;
 	}
+	if (st.st_dev != d->sock_dev || st.st_ino != d->sock_ino) {
+		r = kw_fail(KW_E_CONFIG, "%s was replaced while the daemon set it up", c->socket_path);
+		close(fd);
+		return r;
+	}
 	d->sock_bound = 1;
-	d->sock_dev = st.st_dev;
-	d->sock_ino = st.st_ino;
 	*out = fd;
 	return 0;
 }
