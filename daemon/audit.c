@@ -555,6 +555,16 @@ fail:
 	memcpy(log->last, saved_last, sizeof(saved_last));
 	log->nlines = 0;
 	seg_close(log);
+	/* Cut the refused bytes now, not at the next try: a crash before
+	 * that would leave them, sealed, to be taken at the next open for
+	 * the log's end, though their requests were refused.  Best effort:
+	 * the disk may still be failing (the next try cuts them then). */
+	{
+		char keep[sizeof(log->fail_detail)];
+		snprintf(keep, sizeof(keep), "%s", kw_errdetail(r));
+		(void)seg_open(log);
+		r = kw_fail(r, "%s", keep);
+	}
 	return r;
 }
 
