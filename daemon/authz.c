@@ -189,6 +189,17 @@ policy_reload_locked(struct kwd *d, json_t **errs_out)
 	policy_free(old);
 	log_notice("policy %s in force: %zu rules, sha256 %s", d->cfg->policy_file,
 	    policy_rule_count(p), hash);
+	{
+		/* p stays in force until the next reload, which waits for
+		 * this one (reload_mu) */
+		struct policy_errors *warns = NULL;
+		if (policy_lint(p, &warns) == 0)
+			for (size_t i = 0; warns != NULL && i < warns->n; i++) {
+				policy_error_format(&warns->v[i], line, sizeof(line));
+				log_warn("policy: %s", line);
+			}
+		policy_errors_free(warns);
+	}
 	if (errs_out != NULL)
 		*errs_out = arr;
 	return 0;

@@ -77,6 +77,13 @@ print_policy_errors(const char *path)
 	int r = policy_load(path, NULL, &p, &errs);
 
 	if (r == 0) {
+		struct policy_errors *warns = NULL;
+		if (policy_lint(p, &warns) == 0)
+			for (size_t i = 0; warns != NULL && i < warns->n; i++) {
+				policy_error_format(&warns->v[i], line, sizeof(line));
+				fprintf(stderr, "%s\n", line);
+			}
+		policy_errors_free(warns);
 		printf("%s: ok (%zu rules, sha256 %s)\n", path, policy_rule_count(p), policy_hash(p));
 		policy_free(p);
 		return 0;

@@ -116,6 +116,13 @@ struct policy_errors {
 /* Accepts NULL. */
 void policy_errors_free(struct policy_errors *e);
 
+/* Warnings about a loaded policy, in the errors' form (*out NULL when there
+ * are none): rules that are valid but unsafe.  Today: an allow that names a
+ * caller by executable alone (no user, no unit), which any user can match by
+ * connecting and then exec'ing that binary while a child keeps the
+ * connection.  0, or -ENOMEM. */
+int policy_lint(const struct policy *p, struct policy_errors **out);
+
 /* "policy.yaml:14:9: rules[3].allow[0]: unknown action 'secret.gte'", or
  * "policy.yaml: <msg>" for a file-level problem.  Always NUL-terminates;
  * returns what snprintf returns. */

@@ -170,6 +170,60 @@ policy_errors_free(struct policy_errors *e)
 }
 
 int
+policy_lint(const struct policy *p, struct policy_errors **out)
+{
+	struct policy_errors *w = NULL;
+	size_t cap = 0;
+
+	*out = NULL;
+	if (p == NULL)
+		return -EINVAL;
+	for (size_t i = 0; i < p->nrules; i++) {
+		const struct pol_rule *r = &p->rules[i];
+
+		for (size_t j = 0; j < r->nwho && !r->deny; j++) {
+			const struct pol_conj *c = &r->who[j];
+			struct policy_error *e;
+			char path[64];
+
+			if (!(c->need & POLICY_ID_EXE) || (c->need & (POLICY_ID_UID | POLICY_ID_UNIT)) ||
+			    c->ngids > 0)
+				continue;
+			if (w == NULL && (w = calloc(1, sizeof(*w))) == NULL)
+				goto nomem;
+			if (w->n == cap) {
+				size_t nc = cap ? cap * 2 : 4;
+				struct policy_error *nv = realloc(w->v, nc * sizeof(*nv));
+				if (nv == NULL)
+					goto nomem;
+				w->v = nv;
+				cap = nc;
+			}
+			e = &w->v[w->n];
+			memset(e, 0, sizeof(*e));
+			snprintf(path, sizeof(path), "rules[%zu].who", i);
+			e->line = r->line;
+			e->col = 1;
+			if ((e->file = strdup(p->file ? p->file : "")) == NULL ||
+			    (e->path = strdup(path)) == NULL ||
+			    asprintf(&e->msg, "warning: rule '%s' allows %s by its executable alone: any "
+			    "user can connect, exec that binary and keep the connection in a child; "
+			    "add a user or a unit", r->name, c->text ? c->text : "a caller") < 0) {
+				e->msg = NULL;
+				w->n++;
+				goto nomem;
+			}
+			w->n++;
+		}
+	}
+	*out = w;
+	return 0;
+nomem:
+	policy_errors_free(w);
+	return -ENOMEM;
+}
+
+int
 policy_error_format(const struct policy_error *e, char *buf, size_t len)
 {
 	if (e->line == 0)

@@ -313,6 +313,50 @@ test_deny_beats_allow(void)
 	policy_free(p);
 }
 
+/* An allow by executable alone is valid, and warned about; with a user or
+ * a unit, or in a deny, it is not. */
+static void
+test_lint_exe_alone(void)
+{
+	struct policy *p = load_example();
+	struct policy_errors *w = NULL, *e = NULL;
+	char line[1024], path[512];
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	CU_ASSERT_EQUAL(policy_lint(p, &w), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+	CU_ASSERT_EQUAL(w->n, 1);
+	policy_error_format(&w->v[0], line, sizeof(line));
+	CU_ASSERT_PTR_NOT_NULL(strstr(line, "billing-reads-db"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(line, "executable alone"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(line, ".who"));
+	policy_errors_free(w);
+	policy_free(p);
+
+	p = NULL;
+	CU_ASSERT_EQUAL(load_text("lint.yaml",
+	    "rules:\n"
+	    "  - name: pinned\n"
+	    "    who: {user: 1000, exe: /usr/bin/x}\n"
+	    "    allow: secret.get\n"
+	    "    vault: v\n"
+	    "  - name: by-unit\n"
+	    "    who: [{unit: x.service}]\n"
+	    "    allow: secret.get\n"
+	    "    vault: v\n"
+	    "  - name: deny-exe\n"
+	    "    who: {exe: /usr/bin/curl}\n"
+	    "    deny: secret.get\n"
+	    "    vault: v\n",
+	    0600, NULL, &p, &e, path, sizeof(path)), 0);
+	print_errors(e);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	w = (struct policy_errors *)1;
+	CU_ASSERT_EQUAL(policy_lint(p, &w), 0);
+	CU_ASSERT_PTR_NULL(w);
+	policy_free(p);
+}
+
 /* A deny cannot be escaped by hiding from it: what the daemon could not
  * learn about the caller (an executable, the groups) does not rule the
  * caller out of a deny rule, while it never lets an allow rule match. */
@@ -1108,6 +1152,7 @@ main(void)
 		{ "only the billing service reads the db string", test_only_billing_reads_db },
 		{ "an explicit deny beats any allow", test_deny_beats_allow },
 		{ "a deny rule is not escaped by what is unknown of the caller", test_deny_unknown_fails_closed },
+		{ "an allow by executable alone is warned about", test_lint_exe_alone },
 		{ "no rule, no access", test_default_deny },
 		{ "name patterns: *, **, exact", test_patterns },
 		{ "indexed and scanned rules decide in file order", test_file_order },
