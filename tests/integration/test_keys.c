@@ -688,6 +688,23 @@ test_rotation_status_and_conflict(void)
 	json_decref(j);
 }
 
+/* The daemon's SQLite file (its state directory's *.db) into db: 0 or -1. */
+static int
+store_file(char *db, size_t len)
+{
+	DIR *dir;
+	struct dirent *de;
+
+	db[0] = '\0';
+	if ((dir = opendir(dmn.state)) == NULL)
+		return -1;
+	while ((de = readdir(dir)) != NULL)
+		if (strlen(de->d_name) > 3 && strcmp(de->d_name + strlen(de->d_name) - 3, ".db") == 0)
+			snprintf(db, len, "%s/%s", dmn.state, de->d_name);
+	closedir(dir);
+	return db[0] != '\0' ? 0 : -1;
+}
+
 /* The store's key version of a record and the version its wrapped key
  * names must agree: the token unwraps by the latter, retirement and rotation
  * go by the former, so a record edited in the store to pass for one under a
@@ -697,8 +714,6 @@ test_record_version_must_match(void)
 {
 	char db[600], sql[256], out[256];
 	char *argv[] = { "sqlite3", db, sql, NULL };
-	DIR *dir;
-	struct dirent *de;
 	json_int_t old;
 	long st;
 	json_t *j;
@@ -715,14 +730,7 @@ test_record_version_must_match(void)
 	/* the record is under the new version now; the store is made to say
 	 * the old one, still active */
 	CU_ASSERT_EQUAL(kwt_daemon_stop(&dmn), 0);
-	db[0] = '\0';
-	if ((dir = opendir(dmn.state)) != NULL) {
-		while ((de = readdir(dir)) != NULL)
-			if (strlen(de->d_name) > 3 && strcmp(de->d_name + strlen(de->d_name) - 3, ".db") == 0)
-				snprintf(db, sizeof(db), "%s/%s", dmn.state, de->d_name);
-		closedir(dir);
-	}
-	CU_ASSERT_FATAL(db[0] != '\0');
+	CU_ASSERT_FATAL(store_file(db, sizeof(db)) == 0);
 	snprintf(sql, sizeof(sql), "UPDATE secrets SET key_version = %d WHERE vault = 'dev' AND name = 'edited'",
 	    (int)old);
 	CU_ASSERT_EQUAL(kwt_run(argv, out, sizeof(out)), 0);
@@ -761,22 +769,13 @@ test_scheduled_rotation(void)
 	long st;
 	json_t *j;
 	json_int_t before;
-	DIR *dir;
-	struct dirent *de;
 
 	j = reqf("GET", &st, NULL, "/v1/vaults/dev/master-keys");
 	before = jint(j, "current");
 	json_decref(j);
 	CU_ASSERT_EQUAL(kwt_daemon_stop(&dmn), 0);
 	/* age the current key by three days; ask for rotation every day */
-	db[0] = '\0';
-	if ((dir = opendir(dmn.state)) != NULL) {
-		while ((de = readdir(dir)) != NULL)
-			if (strlen(de->d_name) > 3 && strcmp(de->d_name + strlen(de->d_name) - 3, ".db") == 0)
-				snprintf(db, sizeof(db), "%s/%s", dmn.state, de->d_name);
-		closedir(dir);
-	}
-	CU_ASSERT_FATAL(db[0] != '\0');
+	CU_ASSERT_FATAL(store_file(db, sizeof(db)) == 0);
 	snprintf(sql, sizeof(sql), "UPDATE vault_keys SET created = created - 3*86400*1000000 "
 	    "WHERE vault = 'dev' AND version = %d", (int)before);
 	CU_ASSERT_EQUAL(kwt_run(argv, out, sizeof(out)), 0);
