@@ -1139,6 +1139,7 @@ kwac_problem_name(enum kwac_problem p)
 	case KWAC_P_SEAL_UNCHECKED: return "seal-unchecked";
 	case KWAC_P_TORN: return "torn";
 	case KWAC_P_UNSEALED: return "unsealed";
+	case KWAC_P_CUT: return "cut";
 	}
 	return "unknown";
 }

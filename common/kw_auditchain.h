@@ -228,6 +228,7 @@ enum kwac_problem {
 	KWAC_P_SEAL_UNCHECKED,   /* the HMAC check itself failed (token unreachable) */
 	KWAC_P_TORN,             /* the last line is cut short */
 	KWAC_P_UNSEALED,         /* at rest, events after the last seal */
+	KWAC_P_CUT,              /* the log ends before what its writer made durable */
 };
 
 struct kwac_result {

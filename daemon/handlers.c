@@ -1710,6 +1710,12 @@ h_audit_verify(struct kwd_req *r)
 	struct kwac_result res;
 	int e;
 
+	/* What the writer had made durable before the files are read: the
+	 * log must reach at least that far, or its tail was cut off behind
+	 * the daemon's back (to an earlier seal, say), which the chain alone
+	 * cannot show. */
+	uint64_t committed = audit_committed_seq(r->d->audit);
+
 	memset(&o, 0, sizeof(o));
 	o.check = audit_mac_check;
 	o.arg = r->d;
@@ -1719,6 +1725,16 @@ h_audit_verify(struct kwd_req *r)
 	if (e != 0 && e != KW_E_AUTH) {
 		kwd_reply_error(r, 503, "unavailable", "cannot read the audit directory: %s", kw_strerror(e));
 		return;
+	}
+	if (res.ok && res.last_seq < committed) {
+		res.ok = 0;
+		res.problem = KWAC_P_CUT;
+		res.seq = res.last_seq + 1;
+		res.line = 0;
+		snprintf(res.file, sizeof(res.file), "%s", r->d->cfg->audit_dir);
+		snprintf(res.what, sizeof(res.what), "the log ends at seq %" PRIu64 ", but this daemon had "
+		    "made seq %" PRIu64 " durable: events were cut off the end behind its back",
+		    res.last_seq, committed);
 	}
 	kwd_reply_json(r, 200, kwac_result_json(&res));
 }

@@ -66,6 +66,54 @@ suite_clean(void)
 	return 0;
 }
 
+/* The running daemon's verify knows where its log must reach: a tail cut
+ * back to an earlier seal behind its back (which the chain alone cannot
+ * show) is a break. */
+static void
+test_verify_sees_cut_tail(void)
+{
+	struct kwt_token t2;
+	struct kwt_daemon d2;
+	char path[600], *text = NULL, *resp = NULL, *seal;
+	size_t len = 0;
+	FILE *f;
+	json_t *j;
+	long st;
+
+	CU_ASSERT_EQUAL_FATAL(kwt_token_new(&t2, "kw-cut"), 0);   /* sets SOFTHSM2_CONF */
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_start(&d2, &t2, NULL), 0);
+	for (int i = 0; i < 5; i++)
+		CU_ASSERT_EQUAL(kwt_http(d2.sock, "PUT", "/v1/vaults/dev/secrets/cut", "{\"value\":\"c\"}", NULL), 201);
+	st = kwt_http(d2.sock, "POST", "/v1/audit/verify", "{}", &resp);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_PTR_NOT_NULL(strstr(resp ?: "", "\"ok\":true"));
+	free(resp);
+	resp = NULL;
+	/* cut the segment back to the end of its first seal */
+	snprintf(path, sizeof(path), "%s/audit-0000000001.jsonl", d2.audit);
+	CU_ASSERT_FATAL((f = fopen(path, "r")) != NULL);
+	text = calloc(1, 1 << 20);
+	CU_ASSERT_FATAL(text != NULL);
+	len = fread(text, 1, (1 << 20) - 1, f);
+	fclose(f);
+	seal = strstr(text, "\"type\":\"seal\"");
+	CU_ASSERT_FATAL(seal != NULL && strchr(seal, '\n') != NULL);
+	CU_ASSERT_EQUAL_FATAL(truncate(path, (off_t)(strchr(seal, '\n') + 1 - text)), 0);
+	CU_ASSERT((size_t)(strchr(seal, '\n') + 1 - text) < len);
+	free(text);
+	st = kwt_http(d2.sock, "POST", "/v1/audit/verify", "{}", &resp);
+	CU_ASSERT_EQUAL(st, 200);
+	j = json_loads(resp ?: "", 0, NULL);
+	CU_ASSERT(json_is_false(json_object_get(j, "ok")));
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(j, "break"), "problem")) ?: "",
+	    "cut");
+	json_decref(j);
+	free(resp);
+	kwt_daemon_free(&d2);
+	kwt_token_free(&t2);
+	setenv("SOFTHSM2_CONF", tok.conf, 1);
+}
+
 static void
 test_fail_closed_and_heal(void)
 {
@@ -690,6 +738,7 @@ main(void)
 {
 	static const struct kwt_case cases[] = {
 		{ "an unwritable log refuses reads with 503, then heals", test_fail_closed_and_heal },
+		{ "the daemon's verify sees a tail cut off behind its back", test_verify_sees_cut_tail },
 		{ "kill -9 during a burst: every acknowledged write has its event", test_kill9_during_burst },
 		{ "four subscribers see 10,000 requests' events exactly once, across a restart", test_stream_exactly_once },
 		{ "a stalled subscriber is cut off past stream_max_lag; the others see all", test_stream_lag_cut },
