@@ -1384,28 +1384,51 @@ sq_key_usage(struct store_engine *e, const char *vault, uint32_t version, uint64
 
 /* ---- secrets --------------------------------------------------------------------------------- */
 
+
+/* Whether a record may go under its master-key version, asked inside the
+ * writing transaction (a retirement counts in its own, so no record slips in
+ * between).  Never under a version retired or destroyed: nothing could open
+ * it.  A new version (current: the vault's current key) only under the
+ * current one: one picked before a rotation switched it would land behind
+ * the rotation's walk, after its last count; the caller picks again on
+ * KW_E_RETIRED.  A version the store does not know is the caller's to vouch
+ * for (a restore into a new store on the same token). */
+static int
+key_writable(struct store_engine *e, struct conn *c, const char *vault,
+    const struct store_meta *m, uint32_t current)
+{
+	int64_t retired;
+	int r, state;
+
+	if (current != 0 && m->key_version == current)
+		return 0;                 /* the current version is always active */
+	r = key_read(e, c, vault, m->key_version, &state, &retired);
+	if (r == KW_E_NOT_FOUND) {
+		kw_errclear();
+		return 0;
+	}
+	if (r != 0)
+		return r;
+	if (current != 0)
+		return kw_fail(KW_E_RETIRED, "master-key version %u of vault '%s' is no longer the "
+		    "current one (%u is): '%s' was not written", m->key_version, vault, current,
+		    m->name);
+	if (state != STORE_KEY_ACTIVE)
+		return kw_fail(KW_E_RETIRED, "master-key version %u of vault '%s' is %s: '%s' "
+		    "version %llu was not written", m->key_version, vault,
+		    state == STORE_KEY_RETIRED ? "retired" : "destroyed", m->name,
+		    (unsigned long long)m->version);
+	return 0;
+}
+
 static int
 secret_insert(struct store_engine *e, struct conn *c, const char *vault,
     const struct store_record *rec)
 {
 	const struct store_meta *m = &rec->meta;
 	sqlite3_stmt *st = NULL;
-	int64_t retired;
-	int r, state;
+	int r;
 
-	/* Never a record under a version retired or destroyed (a write that
-	 * chose its version before a retirement): nothing could open it.  A
-	 * version the store does not know (a restore into a new store on the
-	 * same token) is the caller's to vouch for. */
-	r = key_read(e, c, vault, m->key_version, &state, &retired);
-	if (r == 0 && state != STORE_KEY_ACTIVE)
-		return kw_fail(KW_E_RETIRED, "master-key version %u of vault '%s' is %s: '%s' "
-		    "version %llu was not written", m->key_version, vault,
-		    state == STORE_KEY_RETIRED ? "retired" : "destroyed", m->name,
-		    (unsigned long long)m->version);
-	if (r != 0 && r != KW_E_NOT_FOUND)
-		return r;
-	kw_errclear();
 	if ((r = st_get(e, c, ST_SECRET_NEW, &st)) != 0)
 		return r;
 	if ((bind_text(st, 1, vault) | bind_text(st, 2, m->name) |
@@ -1453,33 +1476,15 @@ put_one(struct store_engine *e, struct conn *c, const char *vault,
     const struct store_record *rec, uint64_t *current, int *wrote)
 {
 	const char *name = rec->meta.name;
+	struct store_vault v;
 	sqlite3_stmt *st = NULL;
 	uint64_t cur = 0;
 	int r, deleted = 0;
 
 	*wrote = 0;
-	/* A new version goes under the vault's current master key: one picked
-	 * before a rotation switched it would land behind the rotation's walk,
-	 * after its last count (the caller picks again on KW_E_RETIRED).  A
-	 * version the store does not know is the caller's to vouch for, as in
-	 * secret_insert. */
-	{
-		struct store_vault v;
-		int kst;
-		int64_t kret;
-
-		if ((r = vault_read(e, c, vault, &v)) != 0)
-			return r;
-		if (rec->meta.key_version != v.key_version &&
-		    (r = key_read(e, c, vault, rec->meta.key_version, &kst, &kret)) != KW_E_NOT_FOUND) {
-			if (r != 0)
-				return r;
-			return kw_fail(KW_E_RETIRED, "master-key version %u of vault '%s' is no longer "
-			    "the current one (%u is): '%s' was not written", rec->meta.key_version,
-			    vault, v.key_version, name);
-		}
-		kw_errclear();
-	}
+	if ((r = vault_read(e, c, vault, &v)) != 0 ||
+	    (r = key_writable(e, c, vault, &rec->meta, v.key_version)) != 0)
+		return r;
 	/* The version check, inside the write transaction. */
 	if ((r = name_state(e, c, vault, name, &cur, &deleted)) != 0)
 		return r;
@@ -2195,13 +2200,16 @@ sq_vault_import(struct store_engine *e, const char *vault, const struct store_re
 		goto out;
 	if ((r = vault_read(e, c, vault, NULL)) != 0)
 		goto end;
-	/* Refuse before writing anything if any name exists. */
+	/* Refuse before writing anything if any name exists, or any record
+	 * would go under a retired version (asked once a version). */
 	for (i = 0; i < n && r == 0; i++) {
 		uint64_t cur;
 		int deleted;
 		if ((r = name_state(e, c, vault, recs[i].meta.name, &cur, &deleted)) == 0 && cur != 0)
 			r = kw_fail(KW_E_CONFLICT, "'%s' already exists in vault '%s'%s: nothing was "
 			    "restored", recs[i].meta.name, vault, deleted ? " (deleted)" : "");
+		if (r == 0 && (i == 0 || recs[i].meta.key_version != recs[i - 1].meta.key_version))
+			r = key_writable(e, c, vault, &recs[i].meta, 0);
 	}
 	if (r != 0 || (r = st_get(e, c, ST_NAME_IMPORT, &st)) != 0)
 		goto end;
