@@ -875,7 +875,8 @@ h_secret_get(struct kwd_req *r)
 	r->key_version = rec.meta.key_version;
 	if (check_validity(r, &rec.meta) != 0)
 		goto out;
-	if ((e = kwd_record_key_usable(r->d, r->vault, &rec)) != 0) {
+	if ((e = kwd_wrapped_key_usable(r->d, r->vault, rec.meta.name, rec.meta.version,
+	    rec.meta.key_version, rec.wrapped, rec.wrapped_len)) != 0) {
 		kwd_reply_kwerr(r, e, "read");
 		goto out;
 	}
@@ -1579,7 +1580,7 @@ h_vault_restore(struct kwd_req *r)
 		const char *body = json_string_value(json_object_get(o, "body"));
 		const char *why;
 		size_t nl, bl;
-		unsigned mask, bv = 0;
+		unsigned mask;
 		json_t *saved = r->body;
 		json_t *attrs;
 
@@ -1619,20 +1620,18 @@ h_vault_restore(struct kwd_req *r)
 		}
 		/* The store's key_version is what retirement and rotation go
 		 * by; it must be the version the wrapped key names, or a
-		 * record could pass for one under a live version. */
-		if (p11_blob_info(x->wrapped, x->wrapped_len, &bv, NULL) != 0 ||
-		    bv != x->meta.key_version) {
+		 * record could pass for one under a live version.  A record
+		 * under a retired or destroyed master-key version could never
+		 * be opened, nor rewrapped by a rotation: bringing it back
+		 * would store what no one can read.  Nor can a record under a
+		 * version the vault does not know. */
+		e = kwd_wrapped_key_usable(r->d, r->vault, x->meta.name, x->meta.version,
+		    x->meta.key_version, x->wrapped, x->wrapped_len);
+		if (e == KW_E_AUTH) {
 			kwd_reply_error(r, 400, "invalid_value", "record %zu ('%s'): key_version %u is not "
 			    "the master-key version its wrapped key names", i, name, x->meta.key_version);
 			goto out;
 		}
-		/* A record under a retired or destroyed master-key version
-		 * could never be opened, nor rewrapped by a rotation: bringing
-		 * it back would store what no one can read.  Nor can a record
-		 * under a version the vault does not know: every version the
-		 * token holds is known from the start (a new store on the same
-		 * token adopts them), so this one is not in the token. */
-		e = kwd_keys_usable(r->d, r->vault, x->meta.key_version);
 		if (e == KW_E_KEY_NOT_FOUND) {
 			/* every version the token holds is known from the
 			 * start: this one is not in this vault's token */

@@ -264,10 +264,10 @@ void kwd_keys_free(struct kwd *d);
 int kwd_keys_current(struct kwd *d, const char *vault, uint32_t *version);
 /* 0 if version may unwrap; KW_E_RETIRED, KW_E_KEY_NOT_FOUND otherwise. */
 int kwd_keys_usable(struct kwd *d, const char *vault, uint32_t version);
-/* The same for a record, whose wrapped key must name its recorded version
- * (KW_E_AUTH otherwise: the store was changed). */
-struct store_record;
-int kwd_record_key_usable(struct kwd *d, const char *vault, const struct store_record *rec);
+/* The same for a record (name, version) whose wrapped key must name its
+ * recorded key_version (KW_E_AUTH otherwise: the store was changed). */
+int kwd_wrapped_key_usable(struct kwd *d, const char *vault, const char *name, uint64_t version,
+    uint32_t key_version, const uint8_t *wrapped, size_t wrapped_len);
 /* Start the thread that resumes interrupted rotations and starts scheduled
  * ones; stop every rotation and that thread (before the store closes). */
 int kwd_rotation_start_thread(struct kwd *d);

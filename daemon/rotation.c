@@ -191,22 +191,21 @@ view_state(struct kwd_vault *v, uint32_t version, enum store_key_state *st)
 	return found;
 }
 
-/* As kwd_keys_usable for the version the record's wrapped key names, which
- * must be the one the store gives: the token unwraps by the former, while
- * retirement, rotation and the count of a version's records go by the
- * latter. */
+/* As kwd_keys_usable for the version a record's wrapped key names, which
+ * must be the one the store gives (key_version): the token unwraps by the
+ * former, while retirement, rotation and the count of a version's records go
+ * by the latter. */
 int
-kwd_record_key_usable(struct kwd *d, const char *vault, const struct store_record *rec)
+kwd_wrapped_key_usable(struct kwd *d, const char *vault, const char *name, uint64_t version,
+    uint32_t key_version, const uint8_t *wrapped, size_t wrapped_len)
 {
 	unsigned bv = 0;
 
-	if (p11_blob_info(rec->wrapped, rec->wrapped_len, &bv, NULL) != 0 ||
-	    bv != rec->meta.key_version)
+	if (p11_blob_info(wrapped, wrapped_len, &bv, NULL) != 0 || bv != key_version)
 		return kw_fail(KW_E_AUTH, "record '%s' version %" PRIu64 " of vault '%s' is recorded "
 		    "under master key version %u, but its wrapped key names version %u: the store "
-		    "was changed outside keywarden", rec->meta.name, rec->meta.version, vault,
-		    rec->meta.key_version, bv);
-	return kwd_keys_usable(d, vault, rec->meta.key_version);
+		    "was changed outside keywarden", name, version, vault, key_version, bv);
+	return kwd_keys_usable(d, vault, key_version);
 }
 
 int
@@ -383,24 +382,18 @@ rot_main(void *arg)
 		}
 		for (size_t i = 0; i < n; i++) {
 			size_t wl = 0;
-			unsigned bv = 0;
 			/* the passes after the first meet again what the first
 			 * left: counted and logged once */
 			int first = passes == 0;
-			if (kwd_keys_usable(d, v->name, recs[i].key_version) != 0) {
-				skipped += first;     /* under a retired version: nothing can open it */
-				continue;
-			}
-			if (p11_blob_info(recs[i].wrapped, recs[i].wrapped_len, &bv, NULL) != 0 ||
-			    bv != recs[i].key_version) {
-				/* the store was changed outside keywarden: the
-				 * key version it gives is not the one the token
-				 * would unwrap by */
-				if (first)
-					log_err("rotation of vault '%s': record '%s' version %" PRIu64 " is "
-					    "recorded under master key version %u but its wrapped key names "
-					    "%u: left as it is", v->name, recs[i].name, recs[i].version,
-					    recs[i].key_version, bv);
+			/* Left: a record under a retired version (nothing can
+			 * open it), or one whose store entry names another
+			 * version than its wrapped key (changed outside
+			 * keywarden: logged). */
+			if ((e = kwd_wrapped_key_usable(d, v->name, recs[i].name, recs[i].version,
+			    recs[i].key_version, recs[i].wrapped, recs[i].wrapped_len)) != 0) {
+				if (e == KW_E_AUTH && first)
+					log_err("rotation of vault '%s': %s: left as it is", v->name,
+					    kw_errdetail(e));
 				skipped += first;
 				continue;
 			}
