@@ -158,6 +158,14 @@ vault_check(const char *v, size_t len)
 	return 0;
 }
 
+/* A signing key's name: 1 to P11_SKEY_NAME_MAX characters of a vault
+ * name's set.  0 or -1. */
+static int
+skey_name_check(const char *n, size_t len)
+{
+	return n != NULL && len > 0 && len <= P11_SKEY_NAME_MAX && vault_check(n, len) == 0 ? 0 : -1;
+}
+
 static int
 parse_u64(const char *s, size_t len, uint64_t *out)
 {
@@ -472,7 +480,7 @@ kwd_route(struct kwd_req *r, const char *path)
 		if (m == KWH_POST) {
 			/* The name is in the body; the policy decides on it. */
 			const char *n = r->body ? json_string_value(json_object_get(r->body, "name")) : NULL;
-			if (n == NULL || strlen(n) == 0 || strlen(n) > 64 || vault_check(n, strlen(n)) != 0) {
+			if (n == NULL || skey_name_check(n, strlen(n)) != 0) {
 				kwd_reply_error(r, 400, "invalid_name",
 				    "the body needs \"name\": 1 to 64 characters of A-Z a-z 0-9 . _ -");
 				return;
@@ -491,7 +499,7 @@ kwd_route(struct kwd_req *r, const char *path)
 	if (strncmp(p, "signing-keys/", 13) == 0) {
 		const char *n = p + 13, *op = strchr(n, '/');
 		size_t nl = op ? (size_t)(op - n) : strlen(n);
-		if (nl == 0 || nl > 64 || vault_check(n, nl) != 0) {
+		if (skey_name_check(n, nl) != 0) {
 			kwd_reply_error(r, 400, "invalid_name", "a signing key name is 1 to 64 characters of A-Z a-z 0-9 . _ -");
 			return;
 		}
@@ -1521,7 +1529,7 @@ restore_marks(struct kwd_req *r, struct store_skey_mark **out, size_t *nout)
 		json_t *v = json_object_get(o, "version"), *since = json_object_get(o, "since");
 		size_t nl = name ? strlen(name) : 0;
 
-		if (nl == 0 || nl > 64 || vault_check(name, nl) != 0 || !json_is_integer(v) ||
+		if (skey_name_check(name, nl) != 0 || !json_is_integer(v) ||
 		    json_integer_value(v) < 1 || json_integer_value(v) > UINT32_MAX ||
 		    (since != NULL && (!json_is_string(since) ||
 		    kwd_time_parse(json_string_value(since), &m[i].since) != 0))) {
