@@ -116,6 +116,11 @@ int p11_sess_nonce(p11_ctx *ctx, struct p11_sess *s, uint8_t *out, size_t n);
 /* Record rv on the session and return p11_fail_rv(). */
 int p11_sfail(struct p11_sess *s, const char *fn, CK_RV rv, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/* 0 when the session is still logged in; else the failure, recorded on s
+ * (CKR_USER_NOT_LOGGED_IN: the pool logs in again).  Private objects are
+ * invisible once the login is lost, so a search that finds nothing, or a
+ * listing, asks this first rather than answer "none". */
+int p11_sess_logged_in(p11_ctx *ctx, struct p11_sess *s);
 
 /* p11_keys.c */
 /* A vault or key name: 1..max bytes of [A-Za-z0-9._-]; 0 or -EINVAL with

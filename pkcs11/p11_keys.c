@@ -63,24 +63,6 @@ p11_label_make(char *buf, size_t len, const char *vault, unsigned version,
 }
 
 
-/* Private objects are invisible once the login is lost, so a search that
- * finds nothing must first ask whether the session is still logged in:
- * say so (the pool then logs in again) rather than "none". */
-static int
-logged_in(p11_ctx *ctx, struct p11_sess *s)
-{
-	CK_SESSION_INFO si;
-	CK_RV rv;
-
-	if ((rv = ctx->f->C_GetSessionInfo(s->h, &si)) != CKR_OK)
-		return p11_sfail(s, "C_GetSessionInfo", rv, "token '%s' does not "
-		    "answer", TOKNAME(ctx));
-	if (si.state != CKS_RW_USER_FUNCTIONS && si.state != CKS_RO_USER_FUNCTIONS)
-		return p11_sfail(s, "C_FindObjects", CKR_USER_NOT_LOGGED_IN,
-		    "the session on token '%s' lost its login", TOKNAME(ctx));
-	return 0;
-}
-
 int
 p11_find_one(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_CLASS cls,
     const char *label, CK_OBJECT_HANDLE *out)
@@ -105,7 +87,7 @@ p11_find_one(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_CLASS cls,
 		return p11_sfail(s, "C_FindObjects", rv, "cannot search token "
 		    "'%s' for '%s'", TOKNAME(ctx), label);
 	if (n == 0) {
-		int r = logged_in(ctx, s);
+		int r = p11_sess_logged_in(ctx, s);
 		return r != 0 ? r : kw_fail(KW_E_KEY_NOT_FOUND, "no key '%s' in "
 		    "token '%s'", label, TOKNAME(ctx));
 	}
@@ -127,8 +109,9 @@ p11_find_each(p11_ctx *ctx, struct p11_sess *s, CK_ATTRIBUTE *t, CK_ULONG nt,
 	CK_RV rv;
 	int r = 0;
 
-	/* a list is only as good as the login it was read under */
-	if ((r = logged_in(ctx, s)) != 0)
+	/* A list is only as good as the login it was read under: private
+	 * objects are invisible once it is lost. */
+	if ((r = p11_sess_logged_in(ctx, s)) != 0)
 		return r;
 	if ((rv = ctx->f->C_FindObjectsInit(s->h, t, nt)) != CKR_OK)
 		return p11_sfail(s, "C_FindObjectsInit", rv, "cannot list the "

@@ -739,13 +739,12 @@ p11_sess_nonce(p11_ctx *ctx, struct p11_sess *s, uint8_t *out, size_t n)
 
 /* ---- small operations ---------------------------------------------------- */
 
-static int
-op_ping(p11_ctx *ctx, struct p11_sess *s, void *arg)
+int
+p11_sess_logged_in(p11_ctx *ctx, struct p11_sess *s)
 {
 	CK_SESSION_INFO si;
 	CK_RV rv;
 
-	(void)arg;
 	if ((rv = ctx->f->C_GetSessionInfo(s->h, &si)) != CKR_OK)
 		return p11_sfail(s, "C_GetSessionInfo", rv, "token '%s' does not "
 		    "answer", TOKNAME(ctx));
@@ -753,6 +752,13 @@ op_ping(p11_ctx *ctx, struct p11_sess *s, void *arg)
 		return p11_sfail(s, "C_GetSessionInfo", CKR_USER_NOT_LOGGED_IN,
 		    "the session on token '%s' is no longer logged in", TOKNAME(ctx));
 	return 0;
+}
+
+static int
+op_ping(p11_ctx *ctx, struct p11_sess *s, void *arg)
+{
+	(void)arg;
+	return p11_sess_logged_in(ctx, s);
 }
 
 int
