@@ -24,6 +24,7 @@
 #define KW_POLICY_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -127,6 +128,8 @@ int policy_lint(const struct policy *p, struct policy_errors **out);
  * "policy.yaml: <msg>" for a file-level problem.  Always NUL-terminates;
  * returns what snprintf returns. */
 int policy_error_format(const struct policy_error *e, char *buf, size_t len);
+/* Each of e (NULL: none) formatted so, one a line, to f. */
+void policy_errors_print(FILE *f, const struct policy_errors *e);
 
 struct policy_load_opts {
 	/* Besides root, the one owner a policy file may have: the daemon's

@@ -223,6 +223,17 @@ nomem:
 	return -ENOMEM;
 }
 
+void
+policy_errors_print(FILE *f, const struct policy_errors *e)
+{
+	char line[1024];
+
+	for (size_t i = 0; e != NULL && i < e->n; i++) {
+		policy_error_format(&e->v[i], line, sizeof(line));
+		fprintf(f, "%s\n", line);
+	}
+}
+
 int
 policy_error_format(const struct policy_error *e, char *buf, size_t len)
 {
