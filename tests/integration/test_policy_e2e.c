@@ -432,7 +432,7 @@ test_explain_without_exe(void)
 static void
 test_reload_needs_audit(void)
 {
-	struct rlimit lim, old;
+	struct rlimit old;
 	char *resp = NULL;
 	long st;
 	int healed = 0;
@@ -440,11 +440,7 @@ test_reload_needs_audit(void)
 	CU_ASSERT_EQUAL(as_user("kwt-eve", curl, "GET", "/v1/vaults/dev/secrets/none", NULL, NULL, 0), 403);
 	CU_ASSERT_EQUAL_FATAL(write_policy("  - name: eve-reads-dev\n    who: { user: kwt-eve }\n"
 	    "    allow: secrets-reader\n    vault: dev\n"), 0);
-	CU_ASSERT_EQUAL_FATAL(prlimit(dmn.pid, RLIMIT_FSIZE, NULL, &old), 0);
-	lim = old;
-	lim.rlim_cur = (rlim_t)kwt_audit_largest(dmn.audit);
-	CU_ASSERT_FATAL(lim.rlim_cur > 0);
-	CU_ASSERT_EQUAL_FATAL(prlimit(dmn.pid, RLIMIT_FSIZE, &lim, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_audit_freeze(&dmn, &old), 0);
 	st = kwt_http(dmn.sock, "POST", "/v1/policy/reload", "{}", &resp);
 	CU_ASSERT_EQUAL(st, 503);
 	CU_ASSERT_PTR_NOT_NULL(strstr(resp ?: "", "audit"));

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -128,8 +129,10 @@ run(char *const argv[], char *out, size_t outlen, int both)
 }
 
 
-off_t
-kwt_audit_largest(const char *dir)
+/* The most data (not counting preallocated zeros) in one segment of the
+ * audit directory dir, or -1. */
+static off_t
+audit_largest(const char *dir)
 {
 	char cmd[600], out[64];
 	char *argv[] = { "sh", "-c", cmd, NULL };
@@ -365,6 +368,19 @@ kwt_connect(const char *sock)
 		return -1;
 	}
 	return fd;
+}
+
+int
+kwt_audit_freeze(const struct kwt_daemon *d, struct rlimit *old)
+{
+	struct rlimit lim;
+	off_t most = audit_largest(d->audit);
+
+	if (most <= 0 || prlimit(d->pid, RLIMIT_FSIZE, NULL, old) != 0)
+		return -1;
+	lim = *old;
+	lim.rlim_cur = (rlim_t)most;
+	return prlimit(d->pid, RLIMIT_FSIZE, &lim, NULL) == 0 ? 0 : -1;
 }
 
 int

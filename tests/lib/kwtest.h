@@ -38,10 +38,6 @@ const char *kwt_require(const char *envname);
 /* Run argv (NULL-terminated) with stdout captured into out (NUL-terminated,
  * truncated to outlen-1).  Returns the exit status, or -1. */
 int kwt_run(char *const argv[], char *out, size_t outlen);
-/* The most data (not counting preallocated zeros) in one segment of the
- * audit directory dir, or -1: an RLIMIT_FSIZE at that size stops the log
- * from growing, as a full disk would. */
-off_t kwt_audit_largest(const char *dir);
 
 /* Make a temporary directory under $TMPDIR (or /tmp); path is written into
  * buf.  Returns 0 or -1. */
@@ -90,6 +86,12 @@ int kwt_daemon_start_opts(struct kwt_daemon *d, const struct kwt_token *t,
     const char *limits, const char *audit, const char *extra);
 /* Start again with the same configuration and state. */
 int kwt_daemon_restart(struct kwt_daemon *d);
+/* Stop d's files from growing, as a full disk would (works for root too):
+ * RLIMIT_FSIZE at the most data any audit segment holds, so that the log
+ * cannot take a byte more.  *old gets the limit to put back with
+ * prlimit(d->pid, RLIMIT_FSIZE, old, NULL).  0 or -1. */
+struct rlimit;
+int kwt_audit_freeze(const struct kwt_daemon *d, struct rlimit *old);
 /* SIGTERM and wait; returns the exit status (or -1). */
 int kwt_daemon_stop(struct kwt_daemon *d);
 /* SIGKILL and reap. */
