@@ -207,6 +207,28 @@ int p11_audit_hmac(p11_ctx *ctx, const void *data, size_t len,
 int p11_audit_hmac_verify(p11_ctx *ctx, const void *data, size_t len,
     const uint8_t mac[P11_MAC_LEN]);
 
+/* ---- data objects -------------------------------------------------------- */
+
+#define P11_DATA_MAX 4096        /* bytes of one value */
+
+/* A small value the token keeps: a private token data object (CKO_DATA,
+ * CKA_PRIVATE: only a logged-in session reads or writes it). */
+struct p11_data {
+	uint8_t *value;          /* malloc'd, NUL after the last byte */
+	size_t len;
+};
+
+/* Every value labelled label, in no order: usually one; none when never
+ * written; two after a crash inside p11_data_write (the caller picks).
+ * *out malloc'd (p11_data_free), NULL when *n is 0. */
+int p11_data_read(p11_ctx *ctx, const char *label, struct p11_data **out, size_t *n);
+void p11_data_free(struct p11_data *v, size_t n);
+
+/* Replace the value labelled label: a new object is created, then the
+ * others of that label are destroyed (a token creates and destroys an
+ * object whole; a rewrite in place may be torn by a crash). */
+int p11_data_write(p11_ctx *ctx, const char *label, const void *value, size_t len);
+
 /* ---- PIN file ----------------------------------------------------------- */
 
 /* Read a PIN from path into secure memory (trailing newline stripped).

@@ -957,6 +957,44 @@ test_audit_hmac(void)
 	CU_ASSERT_EQUAL(p11_audit_hmac(ctx, "", 0, m2), 0);
 }
 
+/* Data objects: written whole, one value per label, private. */
+static void
+test_data_objects(void)
+{
+	struct p11_data *v = NULL;
+	size_t n = 9;
+	char big[P11_DATA_MAX + 1];
+
+	CU_ASSERT_EQUAL(p11_data_read(ctx, "kwtest/data", &v, &n), 0);
+	CU_ASSERT_EQUAL(n, 0);
+	CU_ASSERT_PTR_NULL(v);
+	CU_ASSERT_EQUAL_FATAL(p11_data_write(ctx, "kwtest/data", "first", 5), 0);
+	CU_ASSERT_EQUAL_FATAL(p11_data_read(ctx, "kwtest/data", &v, &n), 0);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	CU_ASSERT_EQUAL(v[0].len, 5);
+	CU_ASSERT_STRING_EQUAL((const char *)v[0].value, "first");
+	p11_data_free(v, n);
+	/* Replaced: the older object is gone. */
+	CU_ASSERT_EQUAL_FATAL(p11_data_write(ctx, "kwtest/data", "second value", 12), 0);
+	CU_ASSERT_EQUAL_FATAL(p11_data_read(ctx, "kwtest/data", &v, &n), 0);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	CU_ASSERT_STRING_EQUAL((const char *)v[0].value, "second value");
+	p11_data_free(v, n);
+	/* Another label is another value. */
+	CU_ASSERT_EQUAL(p11_data_read(ctx, "kwtest/other", &v, &n), 0);
+	CU_ASSERT_EQUAL(n, 0);
+	/* Limits. */
+	memset(big, 'x', sizeof(big));
+	CU_ASSERT_EQUAL(p11_data_write(ctx, "kwtest/data", big, sizeof(big)), -EINVAL);
+	CU_ASSERT_EQUAL(p11_data_write(ctx, "kwtest/data", big, 0), -EINVAL);
+	CU_ASSERT_EQUAL(p11_data_write(ctx, "", "x", 1), -EINVAL);
+	CU_ASSERT_EQUAL(p11_data_write(ctx, "kwtest/data", big, P11_DATA_MAX), 0);
+	CU_ASSERT_EQUAL_FATAL(p11_data_read(ctx, "kwtest/data", &v, &n), 0);
+	CU_ASSERT_EQUAL(n, 1);
+	CU_ASSERT(n == 1 && v[0].len == P11_DATA_MAX);
+	p11_data_free(v, n);
+}
+
 int
 main(void)
 {
@@ -988,6 +1026,7 @@ main(void)
 		{ "list and destroy versions", test_list_destroy },
 		{ "eight threads meet each new version at once", test_copies_race },
 		{ "audit HMAC", test_audit_hmac },
+		{ "data objects", test_data_objects },
 		{ "session copies", test_session_copies },
 		{ NULL, NULL }
 	};
