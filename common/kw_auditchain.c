@@ -608,6 +608,162 @@ kwac_lines_close(struct kwac_lines *r)
 	r->fd = -1;
 }
 
+/* ---- the anchor ------------------------------------------------------------ */
+
+void
+kwac_anchor_label(const char *dir, char buf[KWAC_ANCHOR_LABEL_MAX])
+{
+	uint8_t h[KWAC_HASH_LEN];
+	char hex[KWAC_HEX_LEN + 1];
+	size_t n = strlen(dir);
+
+	while (n > 1 && dir[n - 1] == '/')
+		n--;
+	kwac_hash(dir, n, h);
+	kwac_hex(h, hex);
+	snprintf(buf, KWAC_ANCHOR_LABEL_MAX, "%s%.16s", KWAC_ANCHOR_LABEL_PREFIX, hex);
+}
+
+int
+kwac_anchor_format(const struct kwac_anchor *a, char *buf, size_t len)
+{
+	char hex[KWAC_HEX_LEN + 1], mhex[KWAC_HEX_LEN + 1];
+	int n;
+
+	kwac_hex(a->hash, hex);
+	kwac_hex(a->mac, mhex);
+	n = snprintf(buf, len, "%s %" PRIu64 " %s %s", KWAC_ANCHOR_CONTEXT, a->seq, hex, mhex);
+	if (n < 0 || (size_t)n >= len)
+		return -ENOBUFS;
+	return n;
+}
+
+int
+kwac_anchor_parse(const char *s, size_t len, struct kwac_anchor *out)
+{
+	char buf[KWAC_ANCHOR_TEXT_MAX], hex[KWAC_HEX_LEN + 1], mhex[KWAC_HEX_LEN + 1];
+	const char *p;
+	char *end;
+	struct kwac_anchor a;
+	size_t cl = strlen(KWAC_ANCHOR_CONTEXT);
+	unsigned long long seq;
+
+	if (len >= sizeof(buf) || memchr(s, '\0', len) != NULL)
+		return kw_fail(KW_E_FORMAT, "the audit anchor is not one line of text");
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	if (strncmp(buf, KWAC_ANCHOR_CONTEXT " ", cl + 1) != 0)
+		return kw_fail(KW_E_FORMAT, "the audit anchor does not start with \"%s\"",
+		    KWAC_ANCHOR_CONTEXT);
+	p = buf + cl + 1;
+	if (*p < '1' || *p > '9')
+		return kw_fail(KW_E_FORMAT, "the audit anchor's seq is not a number from 1");
+	errno = 0;
+	seq = strtoull(p, &end, 10);
+	if (errno != 0 || *end != ' ' || seq > INT64_MAX)
+		return kw_fail(KW_E_FORMAT, "the audit anchor's seq is out of range");
+	p = end + 1;
+	if (strlen(p) != 2 * KWAC_HEX_LEN + 1 || p[KWAC_HEX_LEN] != ' ')
+		return kw_fail(KW_E_FORMAT, "the audit anchor's hash and HMAC are not 64 hex digits each");
+	memcpy(hex, p, KWAC_HEX_LEN);
+	hex[KWAC_HEX_LEN] = '\0';
+	memcpy(mhex, p + KWAC_HEX_LEN + 1, KWAC_HEX_LEN);
+	mhex[KWAC_HEX_LEN] = '\0';
+	a.seq = seq;
+	if (kwac_unhex(hex, a.hash) != 0 || kwac_unhex(mhex, a.mac) != 0)
+		return kw_fail(KW_E_FORMAT, "the audit anchor's hash and HMAC are not 64 hex digits each");
+	*out = a;
+	return 0;
+}
+
+/* first_seq of the segment at path, from its header.  0, KW_E_FORMAT, -errno. */
+static int
+header_first_seq(const char *path, uint64_t *first)
+{
+	struct kwac_lines lr;
+	struct kwac_line l;
+	const char *text;
+	size_t len;
+	uint64_t off;
+	int r;
+
+	if ((r = kwac_lines_open(&lr, path)) != 0)
+		return kw_fail(r, "cannot read %s: %s", path, strerror(-r));
+	r = kwac_lines_next(&lr, &text, &len, &off);
+	if (r == 1 && kwac_line_parse(text, len, &l, NULL, 0) == 0 &&
+	    l.type == KWAC_LINE_HEADER) {
+		*first = l.seq;
+		r = 0;
+	} else if (r >= 0)
+		r = kw_fail(KW_E_FORMAT, "%s does not start with a segment header", path);
+	else
+		r = kw_fail(r, "cannot read %s: %s", path, kw_errdetail(r));
+	kwac_lines_close(&lr);
+	return r;
+}
+
+int
+kwac_event_hash(const char *dir, uint64_t seq, uint8_t out[KWAC_HASH_LEN])
+{
+	unsigned *idx = NULL;
+	size_t n = 0, i;
+	char path[1024], name[64];
+	struct kwac_lines lr;
+	struct kwac_line l;
+	const char *text;
+	size_t len;
+	uint64_t off, first = 0;
+	int r;
+
+	memset(&lr, 0, sizeof(lr));
+	lr.fd = -1;
+	if ((r = kwac_segments_list(dir, &idx, &n)) != 0)
+		return kw_fail(r, "cannot list the audit directory %s: %s", dir, strerror(-r));
+	/* The last segment whose header starts at or before seq. */
+	for (i = n; i > 0; i--) {
+		kwac_segment_name(idx[i - 1], name, sizeof(name));
+		snprintf(path, sizeof(path), "%s/%s", dir, name);
+		r = header_first_seq(path, &first);
+		if (r == KW_E_FORMAT && i == n)
+			continue;       /* a last segment without its header yet */
+		if (r != 0)
+			goto out;
+		if (first <= seq)
+			break;
+	}
+	if (i == 0) {
+		r = kw_fail(KW_E_NOT_FOUND, "no segment of %s holds seq %" PRIu64, dir, seq);
+		goto out;
+	}
+	if ((r = kwac_lines_open(&lr, path)) != 0) {
+		r = kw_fail(r, "cannot read %s: %s", path, strerror(-r));
+		goto out;
+	}
+	for (;;) {
+		if ((r = kwac_lines_next(&lr, &text, &len, &off)) < 0) {
+			r = kw_fail(r, "cannot read %s: %s", path, kw_errdetail(r));
+			goto out;
+		}
+		if (r == 0)
+			break;
+		if (kwac_line_parse(text, len, &l, NULL, 0) != 0 || l.type != KWAC_LINE_EVENT)
+			continue;
+		if (l.seq == seq) {
+			kwac_hash(text, len, out);
+			r = 0;
+			goto out;
+		}
+		if (l.seq > seq)
+			break;
+	}
+	r = i == n ? kw_fail(KW_E_NOT_FOUND, "the audit log in %s ends before seq %" PRIu64, dir, seq) :
+	    kw_fail(KW_E_FORMAT, "segment %s should hold seq %" PRIu64 " but does not", path, seq);
+out:
+	kwac_lines_close(&lr);
+	free(idx);
+	return r;
+}
+
 /* ---- the chain ----------------------------------------------------------- */
 
 /* Where a line is, for reports. */
@@ -745,6 +901,13 @@ chain_step(struct chain *c, const char *text, size_t len, unsigned long lineno)
 			return broke(c, KWAC_P_LINK, c->last_at.file, c->last_at.line, c->last_at.seq,
 			    "this line was altered: its hash is not the prev recorded by the next event (line %lu, seq %" PRIu64 "), or that event's prev was altered",
 			    lineno, l.seq);
+		}
+		if (c->opt != NULL && c->opt->anchor != NULL && l.seq == c->opt->anchor->seq) {
+			if (memcmp(h, c->opt->anchor->hash, KWAC_HASH_LEN) != 0)
+				return broke(c, KWAC_P_ANCHOR, c->file, lineno, l.seq,
+				    "this is not the event the token's audit anchor records at seq %" PRIu64 ": the log was rewritten or replaced from here back",
+				    l.seq);
+			res->anchor_checked = 1;
 		}
 		c->last_seq = l.seq;
 		chained(c, h, lineno, l.seq, 0);
@@ -995,7 +1158,26 @@ verify_files(const char *const *paths, size_t n, const struct kwac_verify_opts *
 	c.anywhere = opt != NULL && opt->partial;
 	res->ok = 1;
 	res->live = live;
-	if (n == 0) {
+	if (opt != NULL && opt->anchor != NULL) {
+		res->anchor_seq = opt->anchor->seq;
+		if (opt->check != NULL) {
+			char in[128];
+			int k = kwac_seal_input(opt->anchor->seq, opt->anchor->hash, in, sizeof(in));
+
+			if (k < 0)
+				return broke(&c, KWAC_P_ANCHOR, "", 0, opt->anchor->seq, "seal input too long");
+			r = opt->check(opt->arg, (const uint8_t *)in, (size_t)k, opt->anchor->mac);
+			if (r == KW_E_AUTH)
+				return broke(&c, KWAC_P_ANCHOR, "the token's anchor", 0, opt->anchor->seq,
+				    "the token's audit anchor (seq %" PRIu64 ") was not made by the audit key",
+				    opt->anchor->seq);
+			if (r != 0)
+				return broke(&c, KWAC_P_SEAL_UNCHECKED, "the token's anchor", 0,
+				    opt->anchor->seq, "the audit anchor's HMAC could not be checked: %s",
+				    kw_errdetail(r));
+		}
+	}
+	if (n == 0 && (opt == NULL || opt->anchor == NULL)) {
 		broke(&c, KWAC_P_EMPTY, "", 0, 0, "no audit segment to verify");
 		return KW_E_AUTH;
 	}
@@ -1029,6 +1211,15 @@ verify_files(const char *const *paths, size_t n, const struct kwac_verify_opts *
 	}
 	if (res->last_seq >= res->sealed_seq && res->events > 0)
 		res->unsealed = res->last_seq - (res->sealed_seq ? res->sealed_seq : res->first_seq - 1);
+	if (r == 0 && opt != NULL && opt->anchor != NULL && !res->anchor_checked &&
+	    (res->events == 0 || res->last_seq < opt->anchor->seq)) {
+		/* The anchor was written after its event was durable: a log
+		 * that ends before it lost its tail, whatever its seals say. */
+		r = broke(&c, KWAC_P_CUT, n > 0 ? paths[n - 1] : "", 0,
+		    res->events > 0 ? res->last_seq + 1 : 1,
+		    "the log ends at seq %" PRIu64 ", but the token's audit anchor records seq %" PRIu64 " as sealed: events %" PRIu64 "..%" PRIu64 " were cut off, or an older copy of the log was put back",
+		    res->last_seq, opt->anchor->seq, res->last_seq + 1, opt->anchor->seq);
+	}
 	if (r == 0 && res->unsealed > 0 && !live) {
 		/* Every commit ends with its seal, and a crash mid-commit is cut
 		 * off and recorded at the next start: at rest, the log ends with
@@ -1140,6 +1331,7 @@ kwac_problem_name(enum kwac_problem p)
 	case KWAC_P_TORN: return "torn";
 	case KWAC_P_UNSEALED: return "unsealed";
 	case KWAC_P_CUT: return "cut";
+	case KWAC_P_ANCHOR: return "anchor";
 	}
 	return "unknown";
 }
@@ -1147,7 +1339,7 @@ kwac_problem_name(enum kwac_problem p)
 int
 kwac_result_format(const struct kwac_result *res, char *buf, size_t len)
 {
-	char tail[200] = "", torn[120] = "";
+	char tail[200] = "", torn[120] = "", anchor[200] = "";
 	int n;
 
 	if (res->unsealed > 0 && res->ok)
@@ -1158,16 +1350,24 @@ kwac_result_format(const struct kwac_result *res, char *buf, size_t len)
 		snprintf(torn, sizeof(torn),
 		    "\n  %" PRIu64 " torn tail(s) recorded after a crash (last at seq %" PRIu64 ")",
 		    res->torn_events, res->torn_seq);
+	if (res->anchor_seq > 0 && res->anchor_checked)
+		snprintf(anchor, sizeof(anchor),
+		    "\n  the token's anchor (seq %" PRIu64 ") is in the log: its end was not cut before that",
+		    res->anchor_seq);
+	else if (res->anchor_seq > 0)
+		snprintf(anchor, sizeof(anchor),
+		    "\n  the token's anchor (seq %" PRIu64 ") is older than the segments kept: not checked",
+		    res->anchor_seq);
 	if (res->ok)
 		n = snprintf(buf, len,
 		    "audit log intact: %u segment(s) %u..%u, %" PRIu64 " event(s) seq %" PRIu64 "..%" PRIu64
-		    ", %" PRIu64 " seal(s)%s%s%s%s\n",
+		    ", %" PRIu64 " seal(s)%s%s%s%s%s\n",
 		    res->segments, res->first_segment, res->last_segment, res->events,
 		    res->first_seq, res->last_seq, res->seals,
 		    res->seals_checked ? " with their HMACs checked" :
 		    res->seals > 0 ? " (HMACs NOT checked: no audit key given)" : "",
 		    res->live ? "\n  read while a daemon writes it: its unfinished last write is not a break" : "",
-		    tail, torn);
+		    tail, torn, anchor);
 	else {
 		char at[40] = "";
 		if (res->seq)
@@ -1197,5 +1397,11 @@ kwac_result_json(const struct kwac_result *res)
 	    "last_seq", (json_int_t)res->last_seq, "seals_checked", res->seals_checked,
 	    "sealed_seq", (json_int_t)res->sealed_seq, "unsealed", (json_int_t)res->unsealed,
 	    "torn_tails", (json_int_t)res->torn_events, "last_hash", res->last_hash);
+	if (o != NULL && res->anchor_seq > 0 &&
+	    json_object_set_new(o, "anchor", json_pack("{s:I,s:b}", "seq",
+	    (json_int_t)res->anchor_seq, "checked", res->anchor_checked)) != 0) {
+		json_decref(o);
+		o = NULL;
+	}
 	return o;
 }

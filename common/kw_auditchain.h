@@ -176,6 +176,50 @@ struct kwac_scan {
  * out->seal_mac).  0 or -errno. */
 int kwac_segment_scan(const char *path, unsigned index, struct kwac_scan *out);
 
+/* ---- the anchor ---------------------------------------------------------------- *
+ *
+ * The chain and the seals show any change to what the log holds, but not a
+ * cut: a log whose last segments were removed, or truncated back to an
+ * earlier seal, or replaced by an older copy, still verifies whole.  So
+ * the writer also keeps, outside the audit directory, a copy of a recent
+ * seal: the anchor, written into the token (keywardend: a private data
+ * object labelled by kwac_anchor_label) at every segment roll-over, every
+ * audit.anchor_seconds and at close.  A log that ends before the anchor's
+ * seq, or holds another event there, was cut or replaced.  The anchor
+ * carries the seal's HMAC, so a value the audit key did not make is
+ * refused like a forged seal. */
+
+#define KWAC_ANCHOR_LABEL_PREFIX "keywarden/audit-anchor/"
+#define KWAC_ANCHOR_LABEL_MAX 64
+#define KWAC_ANCHOR_CONTEXT "keywarden-audit-anchor-v1"
+#define KWAC_ANCHOR_TEXT_MAX 256
+
+struct kwac_anchor {
+	uint64_t seq;                  /* a sealed event */
+	uint8_t hash[KWAC_HASH_LEN];   /* the hash of that event's line */
+	uint8_t mac[KWAC_MAC_LEN];     /* its seal's HMAC (of kwac_seal_input) */
+};
+
+/* The token label of the anchor of the log in dir (as configured, trailing
+ * slashes aside): KWAC_ANCHOR_LABEL_PREFIX and the first 16 hex digits of
+ * the SHA-256 of the path.  One token may keep the logs of several
+ * daemons (tests, a staging instance); each directory has its own anchor.
+ * An attacker would have to change the configured audit.dir to escape it.
+ * buf holds KWAC_ANCHOR_LABEL_MAX bytes. */
+void kwac_anchor_label(const char *dir, char buf[KWAC_ANCHOR_LABEL_MAX]);
+
+/* "keywarden-audit-anchor-v1 <seq> <hash hex> <mac hex>" into buf.  Returns
+ * its length (< len), or -ENOBUFS. */
+int kwac_anchor_format(const struct kwac_anchor *a, char *buf, size_t len);
+
+/* The reverse.  0, or KW_E_FORMAT (with a sentence) for anything else. */
+int kwac_anchor_parse(const char *s, size_t len, struct kwac_anchor *out);
+
+/* The hash of the line of event seq in the log in dir.  0; KW_E_NOT_FOUND
+ * when no segment holds it (before the first one kept, or after the end);
+ * KW_E_FORMAT when the segment that should hold it does not; -errno. */
+int kwac_event_hash(const char *dir, uint64_t seq, uint8_t out[KWAC_HASH_LEN]);
+
 /* ---- verification ------------------------------------------------------------ */
 
 /* Check a seal: 0 when mac is HMAC(audit key, data), KW_E_AUTH when it is
@@ -189,6 +233,11 @@ struct kwac_verify_opts {
 	int partial;              /* the oldest segments may have been removed by
 	                             retention: start at whatever comes first */
 	int live;                 /* KWAC_LIVE_NO, _YES or _AUTO, below */
+	/* The token's anchor, or NULL: the log must hold its event, with its
+	 * hash (else KWAC_P_CUT, or KWAC_P_ANCHOR), and with check set its HMAC
+	 * must be the audit key's (else KWAC_P_ANCHOR).  Not checkable when
+	 * partial and the segment that held it is gone. */
+	const struct kwac_anchor *anchor;
 };
 
 /* Is a daemon writing the log being verified?
@@ -229,6 +278,8 @@ enum kwac_problem {
 	KWAC_P_TORN,             /* the last line is cut short */
 	KWAC_P_UNSEALED,         /* at rest, events after the last seal */
 	KWAC_P_CUT,              /* the log ends before what its writer made durable */
+	KWAC_P_ANCHOR,           /* the log holds another event where the anchor
+	                            is, or the anchor is not the audit key's */
 };
 
 struct kwac_result {
@@ -251,6 +302,8 @@ struct kwac_result {
 	uint64_t torn_seq;       /* seq of the last of them */
 	uint64_t pending_bytes;  /* live: bytes of a last line still being written */
 	char last_hash[KWAC_HEX_LEN + 1];
+	uint64_t anchor_seq;     /* the anchor given (0: none) */
+	int anchor_checked;      /* its event was found in the log, with its hash */
 };
 
 /* Verify the segments of dir, in order.  The result is always filled in.

@@ -33,6 +33,7 @@
 #define DEF_TIMEOUT_MS 2000
 #define DEF_RETRY_MS 200
 #define DEF_RING 4096
+#define DEF_ANCHOR_SECONDS 60
 #define MAX_BATCH 1024          /* events in one commit: bounds latency and a segment's overshoot */
 /* Under load (the last commit carried more than one event) the writer
  * lingers this long for more events before it syncs, unless LINGER_ENOUGH
@@ -117,6 +118,11 @@ struct audit_log {
 	int64_t seg_started;         /* realtime us of its header */
 	uint64_t next_seq;
 	uint8_t last[KWAC_HASH_LEN];
+	/* The anchor: the last durable seal, and what the token holds. */
+	struct kwac_anchor sealed;   /* seq 0: no seal made or found yet */
+	uint64_t anchored;           /* the seq the token's anchor holds */
+	uint64_t anchor_due;         /* CLOCK_MONOTONIC us of the next write */
+	int anchor_now;              /* write at the next chance: roll-over, no anchor yet */
 	json_t *late;                /* seqs written after their submitter timed out */
 	char *buf;
 	size_t buflen, bufcap;
@@ -545,7 +551,12 @@ commit(struct audit_log *log, struct ent *batch, json_t **extra, size_t nextra)
 	if (wrote_header) {
 		log->seg_has_header = 1;
 		log->seg_started = t;
+		if (log->seg > 1)
+			log->anchor_now = 1;
 	}
+	log->sealed.seq = seq;
+	memcpy(log->sealed.hash, log->last, KWAC_HASH_LEN);
+	memcpy(log->sealed.mac, mac, KWAC_MAC_LEN);
 	return 0;
 fail:
 	/* Nothing of this batch happened: same seq, same chain, and the file
@@ -634,6 +645,41 @@ ent_free(struct ent *e)
 		return;
 	free(e->body);
 	free(e);
+}
+
+/* Copy the last durable seal into the anchor when it is due (or force):
+ * see kw_auditchain.h.  On the writer thread, after a commit's
+ * completions, so that no request waits for it.  A failure leaves the
+ * older anchor, which still vouches for everything up to its seq, and is
+ * retried after retry_ms. */
+static void
+anchor_write(struct audit_log *log, int force)
+{
+	uint64_t now;
+	int r;
+
+	if (log->opt.anchor_put == NULL || log->sealed.seq == 0 ||
+	    log->sealed.seq <= log->anchored)
+		return;
+	now = mono_us();
+	if (!force && !log->anchor_now && now < log->anchor_due)
+		return;
+	r = log->opt.anchor_put(log->opt.anchor_arg, &log->sealed);
+	pthread_mutex_lock(&log->mu);
+	log->st.anchor_error = r;
+	if (r == 0) {
+		log->anchored = log->sealed.seq;
+		log->st.anchored_seq = log->anchored;
+		log->st.anchor_detail[0] = '\0';
+		log->anchor_now = 0;
+		log->anchor_due = now + (uint64_t)log->opt.anchor_seconds * 1000000;
+	} else {
+		snprintf(log->st.anchor_detail, sizeof(log->st.anchor_detail), "%s",
+		    kw_errdetail(r));
+		log->anchor_now = 0;   /* retried when due, not at every commit */
+		log->anchor_due = now + (uint64_t)log->opt.retry_ms * 1000;
+	}
+	pthread_mutex_unlock(&log->mu);
 }
 
 static void *
@@ -783,8 +829,10 @@ writer_main(void *arg)
 		}
 		if (done_list != NULL && log->opt.batch_end != NULL)
 			log->opt.batch_end(log->opt.batch_arg);
-		if (r == 0)
+		if (r == 0) {
 			seg_prealloc(log);
+			anchor_write(log, 0);
+		}
 		pthread_mutex_lock(&log->mu);
 		/* Stopping on a failing disk: do not retry forever. */
 		if (r != 0 && log->stopping) {
@@ -801,6 +849,10 @@ writer_main(void *arg)
 		}
 	}
 	pthread_mutex_unlock(&log->mu);
+	/* The last durable seal, so that a log cut while no daemon runs is
+	 * found at the next start (a failing disk does not matter: the seal
+	 * was durable before it failed). */
+	anchor_write(log, 1);
 	return NULL;
 }
 
@@ -1447,26 +1499,113 @@ tail_vouched(struct audit_log *log, const unsigned *idx, size_t n, const struct 
 	}
 }
 
-/* Find where the chain ends; repair a torn tail.  *torn gets the event that
- * records the repair, or NULL. */
+/* The log, as it will go on from seq end (its last event; 0: none), must
+ * still hold the event the token's anchor records, with the same hash: see
+ * kw_auditchain.h.  sealed_hash, if not NULL, is the hash of event end as
+ * its seal (checked by tail_vouched) records it, which spares a scan in
+ * the common case of an anchor written at the last close.  0, or KW_E_AUTH
+ * when the log was cut or replaced (unless opt.reanchor: then *reanchor
+ * gets the event that records it), or the error of reading the anchor. */
 static int
-recover_tail(struct audit_log *log, json_t **torn)
+anchor_check(struct audit_log *log, uint64_t end, const uint8_t *sealed_hash,
+    json_t **reanchor)
+{
+	struct kwac_anchor a;
+	uint8_t mac[KWAC_MAC_LEN], h[KWAC_HASH_LEN];
+	char in[128], why[256], hex[KWAC_HEX_LEN + 1], problem[400];
+	const char *kind = NULL;
+	int n, r;
+
+	*reanchor = NULL;
+	problem[0] = '\0';
+	log->anchor_due = mono_us() + (uint64_t)log->opt.anchor_seconds * 1000000;
+	if (log->opt.anchor_get == NULL)
+		return 0;
+	r = log->opt.anchor_get(log->opt.anchor_arg, &a);
+	if (r == KW_E_NOT_FOUND) {
+		/* A new token, or one from before anchors: anchor now. */
+		log->anchor_now = 1;
+		return 0;
+	}
+	if (r != 0) {
+		snprintf(why, sizeof(why), "%s", kw_errdetail(r));
+		return kw_fail(r, "cannot read the audit anchor from the token, so the end of the log in %s cannot be vouched for: %s",
+		    log->dir, why);
+	}
+	if ((n = kwac_seal_input(a.seq, a.hash, in, sizeof(in))) < 0)
+		return KW_E_INTERNAL;
+	if ((r = log->opt.seal(log->opt.seal_arg, (const uint8_t *)in, (size_t)n, mac)) != 0) {
+		snprintf(why, sizeof(why), "%s", kw_errdetail(r));
+		return kw_fail(r, "cannot check the audit anchor with the token: %s", why);
+	}
+	if (kw_memeq_ct(mac, a.mac, sizeof(mac)) != 0) {
+		kind = "forged";
+		snprintf(problem, sizeof(problem), "the token's audit anchor (seq %" PRIu64 ") was not made by its audit key",
+		    a.seq);
+	} else if (a.seq > end) {
+		kind = "cut";
+		if (end == 0)
+			snprintf(problem, sizeof(problem), "the audit directory %s holds no event, but the token's anchor records seq %" PRIu64 " as sealed: the log was removed or replaced",
+			    log->dir, a.seq);
+		else
+			snprintf(problem, sizeof(problem), "the audit log in %s ends at seq %" PRIu64 ", but the token's anchor records seq %" PRIu64 " as sealed: events %" PRIu64 "..%" PRIu64 " were cut off, or an older copy of the log was put back",
+			    log->dir, end, a.seq, end + 1, a.seq);
+	} else {
+		if (sealed_hash != NULL && a.seq == end)
+			memcpy(h, sealed_hash, sizeof(h));
+		else if ((r = kwac_event_hash(log->dir, a.seq, h)) == KW_E_NOT_FOUND)
+			memcpy(h, a.hash, sizeof(h));   /* older than the segments kept (retention) */
+		else if (r == KW_E_FORMAT)
+			memset(h, 0, sizeof(h));   /* not there: not the anchor's */
+		else if (r != 0)
+			return r;
+		if (memcmp(h, a.hash, sizeof(h)) != 0) {
+			kind = "rewritten";
+			snprintf(problem, sizeof(problem), "the audit log in %s holds another event at seq %" PRIu64 " than the one the token's anchor records: the log was rewritten or replaced from there back",
+			    log->dir, a.seq);
+		}
+	}
+	if (kind == NULL) {
+		log->anchored = a.seq;
+		log->st.anchored_seq = a.seq;
+		return 0;
+	}
+	if (!log->opt.reanchor)
+		return kw_fail(KW_E_AUTH, "%s; nothing was changed: keep a copy of %s and of the token, run keywardend --config FILE --verify-audit, put the missing segments back if a copy has them, or, to go on without them, start once with --audit-reanchor, which records the loss in the log",
+		    problem, log->dir);
+	kwac_hex(a.hash, hex);
+	*reanchor = json_pack("{s:s,s:s,s:I,s:s,s:I,s:s}", "type", "audit.reanchored",
+	    "problem", kind, "anchor_seq", (json_int_t)a.seq, "anchor_hash", hex,
+	    "log_end_seq", (json_int_t)end, "detail", problem);
+	if (*reanchor == NULL)
+		return -ENOMEM;
+	log->anchor_now = 1;
+	return 0;
+}
+
+/* Find where the chain ends and check it against the anchor; repair a
+ * torn tail.  *torn gets the event that records the repair, *reanchor the
+ * one that records a log taken as it is (opt.reanchor), or NULL. */
+static int
+recover_tail(struct audit_log *log, json_t **torn, json_t **reanchor)
 {
 	unsigned *idx = NULL;
 	size_t n = 0;
-	char path[1024], saved[1100], hex[KWAC_HEX_LEN + 1];
+	char path[1024], ppath[1024], saved[1100], hex[KWAC_HEX_LEN + 1];
 	uint8_t sha[KWAC_HASH_LEN];
 	struct kwac_scan s, ps;
 	int fd = -1, r;
 
 	*torn = NULL;
+	*reanchor = NULL;
+	memset(&s, 0, sizeof(s));
 	if ((r = kwac_segments_list(log->dir, &idx, &n)) != 0)
 		goto out;
 	if (n == 0) {
 		log->seg = 1;
 		log->next_seq = 1;
 		memset(log->last, 0, sizeof(log->last));
-		r = 0;
+		r = anchor_check(log, 0, NULL, reanchor);
 		goto out;
 	}
 	log->seg = idx[n - 1];
@@ -1479,8 +1618,43 @@ recover_tail(struct audit_log *log, json_t **torn)
 		goto out;
 	}
 	/* Before anything is cut or written: the point the chain goes on
-	 * from must be the audit key's. */
+	 * from must be the audit key's, */
 	if ((r = tail_vouched(log, idx, n, &s)) != 0)
+		goto out;
+	if (s.has_header) {
+		log->seg_has_header = 1;
+		log->next_seq = s.next_seq;
+		memcpy(log->last, s.last, sizeof(log->last));
+		if (time_parse(s.header_time, &log->seg_started) != 0)
+			log->seg_started = real_us();
+	} else if (log->seg == 1) {
+		log->next_seq = 1;
+		memset(log->last, 0, sizeof(log->last));
+	} else {
+		/* The header itself was torn: link to the previous segment. */
+		if (n < 2 || idx[n - 2] != log->seg - 1) {
+			r = kw_fail(KW_E_FORMAT, "audit segment %s has no header and segment %u is missing: cannot continue the chain; run keywardend --verify-audit",
+			    path, log->seg - 1);
+			goto out;
+		}
+		seg_path(log, log->seg - 1, ppath, sizeof(ppath));
+		if ((r = kwac_segment_scan(ppath, log->seg - 1, &ps)) != 0)
+			goto out;
+		if (ps.torn || !ps.has_header) {
+			r = kw_fail(KW_E_FORMAT, "audit segment %s is damaged (%s): run keywardend --verify-audit",
+			    ppath, ps.why);
+			goto out;
+		}
+		log->next_seq = ps.next_seq;
+		memcpy(log->last, ps.last, sizeof(log->last));
+	}
+	if (s.sealed) {
+		log->sealed.seq = s.next_seq - 1;
+		memcpy(log->sealed.hash, s.last, KWAC_HASH_LEN);
+		memcpy(log->sealed.mac, s.seal_mac, KWAC_MAC_LEN);
+	}
+	/* and it must not be short of the anchor. */
+	if ((r = anchor_check(log, log->next_seq - 1, s.sealed ? s.last : NULL, reanchor)) != 0)
 		goto out;
 	if (s.torn) {
 		if ((r = torn_aside(log, path, s.good_end, s.size, saved, sizeof(saved), sha)) != 0)
@@ -1501,33 +1675,6 @@ recover_tail(struct audit_log *log, json_t **torn)
 		}
 	}
 	log->seg_size = s.good_end;
-	if (s.has_header) {
-		log->seg_has_header = 1;
-		log->next_seq = s.next_seq;
-		memcpy(log->last, s.last, sizeof(log->last));
-		if (time_parse(s.header_time, &log->seg_started) != 0)
-			log->seg_started = real_us();
-	} else if (log->seg == 1) {
-		log->next_seq = 1;
-		memset(log->last, 0, sizeof(log->last));
-	} else {
-		/* The header itself was torn: link to the previous segment. */
-		if (n < 2 || idx[n - 2] != log->seg - 1) {
-			r = kw_fail(KW_E_FORMAT, "audit segment %s has no header and segment %u is missing: cannot continue the chain; run keywardend --verify-audit",
-			    path, log->seg - 1);
-			goto out;
-		}
-		seg_path(log, log->seg - 1, path, sizeof(path));
-		if ((r = kwac_segment_scan(path, log->seg - 1, &ps)) != 0)
-			goto out;
-		if (ps.torn || !ps.has_header) {
-			r = kw_fail(KW_E_FORMAT, "audit segment %s is damaged (%s): run keywardend --verify-audit",
-			    path, ps.why);
-			goto out;
-		}
-		log->next_seq = ps.next_seq;
-		memcpy(log->last, ps.last, sizeof(log->last));
-	}
 	r = 0;
 out:
 	if (fd >= 0)
@@ -1535,6 +1682,8 @@ out:
 	if (r != 0) {
 		json_decref(*torn);
 		*torn = NULL;
+		json_decref(*reanchor);
+		*reanchor = NULL;
 	}
 	free(idx);
 	return r;
@@ -1545,7 +1694,7 @@ audit_open(const struct audit_options *opt, struct audit_log **out)
 {
 	struct audit_log *log = NULL;
 	pthread_condattr_t ca;
-	json_t *torn = NULL, *pending = NULL;
+	json_t *torn = NULL, *pending = NULL, *reanchor = NULL;
 	int r;
 
 	if (opt == NULL || opt->dir == NULL || opt->seal == NULL)
@@ -1575,6 +1724,8 @@ audit_open(const struct audit_options *opt, struct audit_log **out)
 		log->opt.retry_ms = DEF_RETRY_MS;
 	if (log->opt.ring_lines == 0)
 		log->opt.ring_lines = DEF_RING;
+	if (log->opt.anchor_seconds == 0)
+		log->opt.anchor_seconds = DEF_ANCHOR_SECONDS;
 	log->ring_n = log->opt.ring_lines;
 	if ((log->dir = strdup(opt->dir)) == NULL ||
 	    (log->ring = calloc(log->ring_n, sizeof(*log->ring))) == NULL) {
@@ -1631,7 +1782,7 @@ audit_open(const struct audit_options *opt, struct audit_log **out)
 	/* Before this start cuts anything: copies an earlier one left. */
 	if ((r = torn_pending_list(log, &pending)) != 0)
 		goto out;
-	if ((r = recover_tail(log, &torn)) != 0)
+	if ((r = recover_tail(log, &torn, &reanchor)) != 0)
 		goto out;
 	log->committed = log->next_seq - 1;
 	log->st.committed_seq = log->committed;
@@ -1665,12 +1816,24 @@ audit_open(const struct audit_options *opt, struct audit_log **out)
 		if ((r = torn_recorded(log, saved)) != 0)
 			goto out;
 	}
+	if (reanchor != NULL) {
+		char why[256];
+		r = audit_submit_wait(log, reanchor, NULL);   /* steals reanchor */
+		reanchor = NULL;
+		if (r != 0) {
+			snprintf(why, sizeof(why), "%s", kw_errdetail(r));
+			r = kw_fail(r, "cannot record in %s that the log was taken as it is against the token's anchor: %s",
+			    log->dir, why);
+			goto out;
+		}
+	}
 	*out = log;
 	log = NULL;
 	r = 0;
 out:
 	json_decref(pending);
 	json_decref(torn);
+	json_decref(reanchor);
 	audit_close(log);
 	return r;
 }
@@ -1744,13 +1907,15 @@ audit_status_json(struct audit_log *log)
 	audit_status_get(log, &st);
 	if (st.failing_since_us != 0)
 		time_str(since, sizeof(since), (int64_t)st.failing_since_us);
-	return json_pack("{s:b,s:s,s:s?,s:s?,s:I,s:I,s:I,s:I,s:i}",
+	return json_pack("{s:b,s:s,s:s?,s:s?,s:I,s:I,s:I,s:I,s:i,s:{s:I,s:b,s:s?}}",
 	    "ok", st.state == AUDIT_OK, "state", st.state == AUDIT_OK ? "ok" : "failing",
 	    "error", st.state == AUDIT_OK ? NULL : st.detail,
 	    "failing_since", st.failing_since_us ? since : NULL,
 	    "committed_seq", (json_int_t)st.committed_seq, "queued", (json_int_t)st.queued,
 	    "refused", (json_int_t)st.refused, "timeouts", (json_int_t)st.timeouts,
-	    "segment", (int)st.segment);
+	    "segment", (int)st.segment,
+	    "anchor", "seq", (json_int_t)st.anchored_seq, "ok", st.anchor_error == 0,
+	    "error", st.anchor_error == 0 ? NULL : st.anchor_detail);
 }
 
 uint64_t

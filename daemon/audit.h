@@ -58,6 +58,7 @@
 struct audit_log;
 struct audit_reader;
 struct audit_sub;
+struct kwac_anchor;
 
 /* HMAC-SHA256 of data by the token's audit key (p11_audit_hmac). */
 typedef int (*audit_seal_fn)(void *arg, const uint8_t *data, size_t len,
@@ -87,6 +88,23 @@ struct audit_options {
 	/* Optional, for fault injection: called instead of fdatasync(2) to
 	 * make each commit durable; 0, or -1 with errno set. */
 	int (*datasync)(int fd);
+	/* Optional: the anchor, a copy of a recent seal kept outside the
+	 * directory (kw_auditchain.h), so that a log cut or replaced while no
+	 * daemon ran is refused at open.  anchor_get gives 0 and *a,
+	 * KW_E_NOT_FOUND when none was ever written, or another code (open
+	 * then fails: the log's end cannot be vouched for).  anchor_put is
+	 * called from the writer thread with the last durable seal, after a
+	 * segment roll-over, every anchor_seconds while events come, and at
+	 * close; a failure is reported in the status and retried. */
+	int (*anchor_get)(void *arg, struct kwac_anchor *a);
+	int (*anchor_put)(void *arg, const struct kwac_anchor *a);
+	void *anchor_arg;
+	unsigned anchor_seconds;     /* 0 = 60 */
+	/* A log that does not hold the anchor's event (cut, rewritten, or
+	 * replaced) is refused at open (KW_E_AUTH) unless this is set: then
+	 * the log is taken as it is, an "audit.reanchored" event records what
+	 * the anchor said, and the anchor moves to the log's end. */
+	int reanchor;
 };
 
 /* Open the log: find the last segment, check its tail (see above), start the
@@ -153,6 +171,9 @@ struct audit_status {
 	uint64_t batches;        /* group commits done */
 	uint64_t events;         /* events written since open */
 	unsigned segment;        /* current segment index */
+	uint64_t anchored_seq;   /* the anchor's seq (0: none written yet) */
+	int anchor_error;        /* the last anchor write's error, 0 if it worked */
+	char anchor_detail[256]; /* what failed; "" when it worked */
 };
 
 void audit_status_get(struct audit_log *log, struct audit_status *st);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kw_auditchain.h"
 #include "kw_error.h"
 #include "pkcs11/p11.h"
 #include "daemon/audit.h"
@@ -22,6 +23,64 @@ glue_seal(void *arg, const uint8_t *data, size_t len, uint8_t mac[32])
 {
 	struct kwd *d = arg;
 	return p11_audit_hmac(d->p11, data, len, mac);
+}
+
+int
+audit_anchor_read(struct p11_ctx *p11, const char *dir, struct kwac_anchor *out)
+{
+	char label[KWAC_ANCHOR_LABEL_MAX];
+	struct p11_data *v = NULL;
+	struct kwac_anchor a;
+	size_t n = 0, i, good = 0;
+	int r, bad = 0;
+
+	kwac_anchor_label(dir, label);
+	if ((r = p11_data_read(p11, label, &v, &n)) != 0)
+		return r;
+	/* Two values are left by a crash between the write of the new one
+	 * and the removal of the old: the newer is the higher seq. */
+	for (i = 0; i < n; i++) {
+		if (kwac_anchor_parse((const char *)v[i].value, v[i].len, &a) != 0) {
+			bad = 1;
+			continue;
+		}
+		if (good == 0 || a.seq > out->seq)
+			*out = a;
+		good++;
+	}
+	p11_data_free(v, n);
+	if (good > 0)
+		return 0;
+	if (bad)
+		return kw_fail(KW_E_FORMAT, "the token's data object '%s' is not an audit anchor written by keywardend",
+		    label);
+	return kw_fail(KW_E_NOT_FOUND, "the token holds no audit anchor for %s", dir);
+}
+
+int
+audit_anchor_write(struct p11_ctx *p11, const char *dir, const struct kwac_anchor *a)
+{
+	char text[KWAC_ANCHOR_TEXT_MAX], label[KWAC_ANCHOR_LABEL_MAX];
+	int n;
+
+	if ((n = kwac_anchor_format(a, text, sizeof(text))) < 0)
+		return KW_E_INTERNAL;
+	kwac_anchor_label(dir, label);
+	return p11_data_write(p11, label, text, (size_t)n);
+}
+
+static int
+glue_anchor_get(void *arg, struct kwac_anchor *a)
+{
+	struct kwd *d = arg;
+	return audit_anchor_read(d->p11, d->cfg->audit_dir, a);
+}
+
+static int
+glue_anchor_put(void *arg, const struct kwac_anchor *a)
+{
+	struct kwd *d = arg;
+	return audit_anchor_write(d->p11, d->cfg->audit_dir, a);
 }
 
 int
@@ -42,6 +101,11 @@ audit_glue_open(struct kwd *d)
 	o.batch_begin = kwd_complete_hold;
 	o.batch_end = kwd_complete_release;
 	o.batch_arg = d;
+	o.anchor_get = glue_anchor_get;
+	o.anchor_put = glue_anchor_put;
+	o.anchor_arg = d;
+	o.anchor_seconds = d->cfg->audit_anchor_seconds;
+	o.reanchor = d->cfg->audit_reanchor;
 	return audit_open(&o, &d->audit);
 }
 

@@ -499,6 +499,12 @@ k_audit_segage(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *yp)
 }
 
 static void
+k_audit_anchor(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *yp)
+{
+	cfg_duration(x, v, yp, 1, 86400, &x->c->audit_anchor_seconds);
+}
+
+static void
 k_audit_timeout(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *yp)
 {
 	unsigned long long n;
@@ -539,6 +545,7 @@ static const struct cfg_key audit_keys[] = {
 	{ "segment_age", k_audit_segage }, { "timeout_ms", k_audit_timeout },
 	{ "syslog", k_audit_syslog }, { "group_commit_us", k_audit_linger },
 	{ "preallocate", k_audit_prealloc }, { "stream_max_lag", k_audit_lag },
+	{ "anchor_interval", k_audit_anchor },
 };
 
 static void
@@ -808,6 +815,7 @@ config_load(const char *path, struct config **out, struct config_errors *errs)
 	c->audit_segment_seconds = 86400;
 	c->audit_timeout_ms = 2000;
 	c->audit_preallocate = 1;
+	c->audit_anchor_seconds = 60;
 	c->audit_stream_max_lag = 200000;
 	c->workers = 0;              /* the CPU count, after parsing */
 	c->write_workers = 16;

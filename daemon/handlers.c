@@ -1723,11 +1723,23 @@ h_audit_verify(struct kwd_req *r)
 	 * cannot show. */
 	uint64_t committed = audit_committed_seq(r->d->audit);
 
+	struct kwac_anchor anchor;
+
 	memset(&o, 0, sizeof(o));
 	o.check = audit_mac_check;
 	o.arg = r->d;
 	o.live = KWAC_LIVE_YES;
 	o.partial = json_is_true(json_object_get(r->body, "partial"));
+	/* The anchor too, though the daemon's own committed seq (below) is
+	 * later: it shows a cut made before this start that --audit-reanchor
+	 * did not take. */
+	if ((e = audit_anchor_read(r->d->p11, r->d->cfg->audit_dir, &anchor)) == 0)
+		o.anchor = &anchor;
+	else if (e != KW_E_NOT_FOUND) {
+		kwd_reply_error(r, 503, "unavailable", "cannot read the audit anchor from the token: %s",
+		    kw_errdetail(e));
+		return;
+	}
 	e = kwac_verify_dir(r->d->cfg->audit_dir, &o, &res);
 	if (e != 0 && e != KW_E_AUTH) {
 		kwd_reply_error(r, 503, "unavailable", "cannot read the audit directory: %s", kw_strerror(e));

@@ -43,6 +43,9 @@ usage(FILE *f)
 	    "       keywardend --check-policy FILE validate a policy and exit\n"
 	    "       keywardend --config FILE --verify-audit [DIR]\n"
 	    "                                      check the audit log's chain and seals\n"
+	    "       keywardend --config FILE --audit-reanchor\n"
+	    "                                      run, taking a log cut short or replaced as it\n"
+	    "                                      is (the loss is recorded in the log)\n"
 	    "       keywardend --version\n");
 }
 
@@ -108,6 +111,7 @@ verify_audit(const struct config *cfg, const char *dir)
 	struct p11_ctx *p11 = NULL;
 	struct kwac_verify_opts o;
 	struct kwac_result res;
+	struct kwac_anchor anchor;
 	char report[2048];
 	int e;
 
@@ -130,6 +134,22 @@ verify_audit(const struct config *cfg, const char *dir)
 	/* With the daemon stopped the log must end with a seal; while it
 	 * runs, its last batch may be half written.  Its lock tells. */
 	o.live = KWAC_LIVE_AUTO;
+	/* The token's anchor shows a log cut at its end.  It vouches for the
+	 * configured log only: another directory given (an archived copy)
+	 * may rightly end earlier. */
+	if (dir != NULL)
+		e = KW_E_NOT_FOUND;
+	else if ((e = audit_anchor_read(p11, cfg->audit_dir, &anchor)) == 0)
+		o.anchor = &anchor;
+	if (e != 0 && dir != NULL)
+		fprintf(stderr, "keywardend: %s is not the configured audit.dir: the token's anchor is not checked, so a cut at the log's end cannot be seen\n",
+		    dir);
+	else if (e != 0 && e != KW_E_NOT_FOUND) {
+		fprintf(stderr, "keywardend: token: %s\n", kw_errdetail(e));
+		p11_close(p11);
+		return 2;
+	} else
+		fprintf(stderr, "keywardend: the token holds no audit anchor yet: a cut at the log's end cannot be seen\n");
 	e = kwac_verify_dir(dir ? dir : cfg->audit_dir, &o, &res);
 	kwac_result_format(&res, report, sizeof(report));
 	fputs(report, e == 0 ? stdout : stderr);
@@ -504,13 +524,14 @@ main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", required_argument, NULL, 'C' },
 		{ "verify-audit", no_argument, NULL, 'A' },
+		{ "audit-reanchor", no_argument, NULL, 'R' },
 		{ "check-policy", required_argument, NULL, 'P' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *cfgpath = NULL;
-	int verify = 0;
+	int verify = 0, reanchor = 0;
 	struct config *cfg = NULL;
 	struct config_errors errs;
 	int c, r;
@@ -527,6 +548,9 @@ main(int argc, char **argv)
 			return print_policy_errors(optarg);
 		case 'A':
 			verify = 1;
+			break;
+		case 'R':
+			reanchor = 1;
 			break;
 		case 'V':
 			printf("keywardend %s\n", PACKAGE_VERSION);
@@ -552,6 +576,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	log_setup(cfg->log_level, cfg->log_syslog, "keywardend");
+	cfg->audit_reanchor = reanchor;
 	if (verify)
 		r = verify_audit(cfg, optind < argc ? argv[optind] : NULL);
 	else

@@ -25,6 +25,7 @@
 #include <jansson.h>
 
 #include "kw_auditchain.h"
+#include "pkcs11/p11.h"
 #include "tests/lib/kwtest.h"
 #include "tests/lib/kwt_cunit.h"
 
@@ -729,6 +730,193 @@ test_at_rest_and_forged_tail(void)
 	free(out);
 }
 
+/* ---- the anchor -------------------------------------------------------------- */
+
+/* keywardend --config CONF --verify-audit for daemon d, output into out. */
+static int
+verify_offline_of(const struct kwt_daemon *d, char *out, size_t outlen)
+{
+	char cmd[1400];
+	char *argv[] = { "sh", "-c", cmd, NULL };
+
+	snprintf(cmd, sizeof(cmd), "'%s' --config '%s' --verify-audit 2>&1", d->exe, d->conf);
+	return kwt_run(argv, out, outlen);
+}
+
+/* The whole file at path, malloc'd and NUL-terminated; *len its size. */
+static char *
+slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	long sz;
+
+	*len = 0;
+	if (f == NULL)
+		return NULL;
+	if (fseek(f, 0, SEEK_END) == 0 && (sz = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+	    (buf = malloc((size_t)sz + 1)) != NULL) {
+		*len = fread(buf, 1, (size_t)sz, f);
+		buf[*len] = '\0';
+	}
+	fclose(f);
+	return buf;
+}
+
+/* The token's anchor seq as /v1/health reports it. */
+static uint64_t
+anchor_seq_of(const char *sock)
+{
+	long st;
+	json_t *j = kwt_http_json(sock, "GET", "/v1/health", NULL, &st);
+	json_t *a = json_object_get(json_object_get(j, "audit"), "anchor");
+	uint64_t seq = (uint64_t)json_integer_value(json_object_get(a, "seq"));
+
+	if (!json_is_true(json_object_get(a, "ok")))
+		seq = 0;
+	json_decref(j);
+	return seq;
+}
+
+/* A log cut back while no daemon ran verifies whole by its chain and its
+ * seals; the token's anchor shows the cut.  The start is refused and
+ * changes nothing; a removed log is refused too; --audit-reanchor takes
+ * the log as it is and records the loss; a crash leaves an anchor behind
+ * the log's end, which is no cut; an anchor the audit key did not make is
+ * refused. */
+static void
+test_anchor_shows_cut(void)
+{
+	struct kwt_token t2;
+	struct kwt_daemon d2;
+	char path[700], moved[700], *full = NULL, *cut = NULL, *out = malloc(1u << 20), *seal;
+	size_t flen = 0, clen = 0, at;
+	uint64_t before;
+	p11_ctx *p11 = NULL;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+	CU_ASSERT_EQUAL_FATAL(kwt_token_new(&t2, "kw-anchor"), 0);   /* sets SOFTHSM2_CONF */
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_start_opts(&d2, &t2, NULL, "  anchor_interval: 1s\n", NULL), 0);
+	for (int i = 0; i < 3; i++)
+		CU_ASSERT_EQUAL(kwt_http(d2.sock, "PUT", "/v1/vaults/dev/secrets/anchored", "{\"value\":\"a\"}", NULL), 201);
+	/* A new token has no anchor: the first commit writes one. */
+	CU_ASSERT(anchor_seq_of(d2.sock) > 0);
+	/* Every anchor_interval while events come. */
+	before = anchor_seq_of(d2.sock);
+	sleep(1);
+	usleep(100 * 1000);
+	CU_ASSERT_EQUAL(kwt_http(d2.sock, "PUT", "/v1/vaults/dev/secrets/anchored", "{\"value\":\"b\"}", NULL), 201);
+	CU_ASSERT(anchor_seq_of(d2.sock) > before);
+	for (int i = 0; i < 3; i++)
+		CU_ASSERT_EQUAL(kwt_http(d2.sock, "GET", "/v1/vaults/dev/secrets/anchored", NULL, NULL), 200);
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_stop(&d2), 0);
+	CU_ASSERT_EQUAL(verify_offline_of(&d2, out, 1u << 20), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "is in the log: its end was not cut"));
+
+	/* Cut the log back to its first seal: chain and seals still whole. */
+	snprintf(path, sizeof(path), "%s/audit-0000000001.jsonl", d2.audit);
+	full = slurp(path, &flen);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(full);
+	seal = strstr(full, "\"type\":\"seal\"");
+	CU_ASSERT_FATAL(seal != NULL && strchr(seal, '\n') != NULL);
+	at = (size_t)(strchr(seal, '\n') + 1 - full);
+	CU_ASSERT_FATAL(at < flen);
+	CU_ASSERT_EQUAL_FATAL(file_put(path, full, at, "wb"), 0);
+	CU_ASSERT_EQUAL(kwt_cli(d2.sock, out, 1u << 20, "audit", "verify", "--no-seals", d2.audit, NULL), 0);
+	CU_ASSERT_EQUAL(verify_offline_of(&d2, out, 1u << 20), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "BROKEN (cut)"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "the token's audit anchor records seq"));
+	CU_ASSERT_NOT_EQUAL(kwt_daemon_restart(&d2), 0);
+	{
+		const char *m = "were cut off, or an older copy of the log was put back";
+		CU_ASSERT(kwt_file_contains(d2.log, m, strlen(m)));
+	}
+	/* Refused, it changed nothing. */
+	cut = slurp(path, &clen);
+	CU_ASSERT_EQUAL(clen, at);
+	CU_ASSERT(cut != NULL && memcmp(cut, full, at) == 0);
+	free(cut);
+
+	/* The whole log put back: it starts. */
+	CU_ASSERT_EQUAL_FATAL(file_put(path, full, flen, "wb"), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_restart(&d2), 0);
+	CU_ASSERT_EQUAL(kwt_http(d2.sock, "GET", "/v1/vaults/dev/secrets/anchored", NULL, NULL), 200);
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_stop(&d2), 0);
+
+	/* A log removed altogether (an empty directory in its place). */
+	snprintf(moved, sizeof(moved), "%s.moved", d2.audit);
+	CU_ASSERT_EQUAL_FATAL(rename(d2.audit, moved), 0);
+	CU_ASSERT_EQUAL_FATAL(mkdir(d2.audit, 0700), 0);
+	CU_ASSERT_NOT_EQUAL(kwt_daemon_restart(&d2), 0);
+	{
+		const char *m = "holds no event, but the token's anchor records seq";
+		CU_ASSERT(kwt_file_contains(d2.log, m, strlen(m)));
+	}
+	CU_ASSERT_EQUAL_FATAL(rmdir(d2.audit), 0);
+	CU_ASSERT_EQUAL_FATAL(rename(moved, d2.audit), 0);
+
+	/* Cut again, and taken as it is by the operator: recorded. */
+	free(full);
+	full = slurp(path, &flen);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(full);
+	CU_ASSERT_EQUAL_FATAL(file_put(path, full, at, "wb"), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_restart_arg(&d2, "--audit-reanchor"), 0);
+	CU_ASSERT(kwt_file_contains(path, "\"type\":\"audit.reanchored\",\"problem\":\"cut\"",
+	    strlen("\"type\":\"audit.reanchored\",\"problem\":\"cut\"")));
+	CU_ASSERT_EQUAL(kwt_http(d2.sock, "GET", "/v1/vaults/dev/secrets/anchored", NULL, NULL), 200);
+	{
+		char *resp = NULL;
+		CU_ASSERT_EQUAL(kwt_http(d2.sock, "POST", "/v1/audit/verify", "{}", &resp), 200);
+		CU_ASSERT_PTR_NOT_NULL(strstr(resp ?: "", "\"ok\":true"));
+		free(resp);
+	}
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_stop(&d2), 0);
+	CU_ASSERT_EQUAL(verify_offline_of(&d2, out, 1u << 20), 0);
+	/* Without the flag again: the anchor now vouches for this log. */
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_restart(&d2), 0);
+
+	/* A crash: the anchor lags the log's end, and that is no cut. */
+	for (int i = 0; i < 5; i++)
+		CU_ASSERT_EQUAL(kwt_http(d2.sock, "PUT", "/v1/vaults/dev/secrets/anchored", "{\"value\":\"c\"}", NULL), 201);
+	kwt_daemon_kill9(&d2);
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_restart(&d2), 0);
+	CU_ASSERT_EQUAL(kwt_http(d2.sock, "GET", "/v1/vaults/dev/secrets/anchored", NULL, NULL), 200);
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_stop(&d2), 0);
+
+	/* An anchor of no key (a token someone else logged in to, or a value
+	 * copied from another token): refused like a forged seal. */
+	{
+		struct p11_options o;
+		char text[KWAC_ANCHOR_TEXT_MAX], label[KWAC_ANCHOR_LABEL_MAX];
+		struct kwac_anchor a;
+
+		memset(&o, 0, sizeof(o));
+		o.module = t2.module;
+		o.token = t2.label;
+		o.pin_file = t2.pin_file;
+		CU_ASSERT_EQUAL_FATAL(p11_open(&o, &p11), 0);
+		memset(&a, 0x5a, sizeof(a));
+		a.seq = 2;
+		CU_ASSERT_FATAL(kwac_anchor_format(&a, text, sizeof(text)) > 0);
+		kwac_anchor_label(d2.audit, label);
+		CU_ASSERT_EQUAL_FATAL(p11_data_write(p11, label, text, strlen(text)), 0);
+		p11_close(p11);
+	}
+	CU_ASSERT_NOT_EQUAL(kwt_daemon_restart(&d2), 0);
+	{
+		const char *m = "was not made by its audit key";
+		CU_ASSERT(kwt_file_contains(d2.log, m, strlen(m)));
+	}
+	CU_ASSERT_EQUAL(verify_offline_of(&d2, out, 1u << 20), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "BROKEN (anchor)"));
+
+	free(full);
+	free(out);
+	kwt_daemon_free(&d2);
+	kwt_token_free(&t2);
+	setenv("SOFTHSM2_CONF", tok.conf, 1);
+}
+
 int
 main(void)
 {
@@ -740,6 +928,7 @@ main(void)
 		{ "a stalled subscriber is cut off past stream_max_lag; the others see all", test_stream_lag_cut },
 		{ "keywarden audit tail and query", test_cli_tail_and_query },
 		{ "verified at rest: an unsealed end breaks, a forged seal stops the start", test_at_rest_and_forged_tail },
+		{ "the token's anchor shows a log cut while no daemon ran", test_anchor_shows_cut },
 		{ NULL, NULL }
 	};
 

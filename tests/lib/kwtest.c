@@ -228,7 +228,7 @@ kwt_token_free(struct kwt_token *t)
 /* ---- the real daemon ------------------------------------------------------ */
 
 static int
-kwt_daemon_spawn(struct kwt_daemon *d)
+kwt_daemon_spawn(struct kwt_daemon *d, const char *arg)
 {
 	int logfd;
 	pid_t parent;
@@ -257,7 +257,7 @@ kwt_daemon_spawn(struct kwt_daemon *d)
 			_exit(127);
 		dup2(logfd, 2);
 		dup2(logfd, 1);
-		execl(d->exe, d->exe, "--config", d->conf, (char *)NULL);
+		execl(d->exe, d->exe, "--config", d->conf, arg, (char *)NULL);
 		fprintf(stderr, "exec %s: %s\n", d->exe, strerror(errno));
 		_exit(127);
 	}
@@ -346,7 +346,7 @@ daemon_start(struct kwt_daemon *d, const struct kwt_token *t,
 	    "  - name: dev\n    retention_days: 0\n");
 	if (kwt_write_file(d->conf, conf, 0600) != 0)
 		return -1;
-	return kwt_daemon_spawn(d);
+	return kwt_daemon_spawn(d, NULL);
 }
 
 int
@@ -386,7 +386,13 @@ kwt_audit_freeze(const struct kwt_daemon *d, struct rlimit *old)
 int
 kwt_daemon_restart(struct kwt_daemon *d)
 {
-	return kwt_daemon_spawn(d);
+	return kwt_daemon_spawn(d, NULL);
+}
+
+int
+kwt_daemon_restart_arg(struct kwt_daemon *d, const char *arg)
+{
+	return kwt_daemon_spawn(d, arg);
 }
 
 /* Did the daemon (built with sanitizers) report an error in its log?

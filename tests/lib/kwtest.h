@@ -86,6 +86,8 @@ int kwt_daemon_start_opts(struct kwt_daemon *d, const struct kwt_token *t,
     const char *limits, const char *audit, const char *extra);
 /* Start again with the same configuration and state. */
 int kwt_daemon_restart(struct kwt_daemon *d);
+/* The same with one more argument to keywardend (such as --audit-reanchor). */
+int kwt_daemon_restart_arg(struct kwt_daemon *d, const char *arg);
 /* Stop d's files from growing, as a full disk would (works for root too):
  * RLIMIT_FSIZE at the most data any audit segment holds, so that the log
  * cannot take a byte more.  *old gets the limit to put back with

@@ -2496,6 +2496,305 @@ test_torn_overwrite(void)
 	}
 }
 
+/* ---- the anchor ---------------------------------------------------------------- */
+
+static struct kwac_anchor mem_anchor;   /* the "token"'s anchor; seq 0: none */
+static atomic_int anchor_puts, anchor_fail;
+
+static int
+mem_anchor_get(void *arg, struct kwac_anchor *a)
+{
+	(void)arg;
+	if (mem_anchor.seq == 0)
+		return kw_fail(KW_E_NOT_FOUND, "no anchor");
+	*a = mem_anchor;
+	return 0;
+}
+
+static int
+mem_anchor_put(void *arg, const struct kwac_anchor *a)
+{
+	(void)arg;
+	if (atomic_load(&anchor_fail))
+		return kw_fail(KW_E_TOKEN, "test token is away");
+	mem_anchor = *a;
+	atomic_fetch_add(&anchor_puts, 1);
+	return 0;
+}
+
+/* The writer copies the seal after a commit's completions: wait for it. */
+static uint64_t
+anchored_wait(struct audit_log *log, uint64_t seq)
+{
+	struct audit_status st;
+
+	for (int i = 0; i < 2000; i++) {
+		audit_status_get(log, &st);
+		if (st.anchored_seq >= seq)
+			break;
+		usleep(1000);
+	}
+	return st.anchored_seq;
+}
+
+static int
+anchored_open(const char *dir, uint64_t segbytes, int reanchor, struct audit_log **log)
+{
+	struct audit_options o;
+
+	memset(&o, 0, sizeof(o));
+	o.dir = dir;
+	o.segment_bytes = segbytes;
+	o.retry_ms = 50;
+	o.seal = test_seal;
+	o.anchor_get = mem_anchor_get;
+	o.anchor_put = mem_anchor_put;
+	o.anchor_seconds = 3600;
+	o.reanchor = reanchor;
+	return audit_open(&o, log);
+}
+
+/* An anchor for event seq of the log in dir, sealed by the test key. */
+static int
+anchor_for(const char *dir, uint64_t seq, struct kwac_anchor *a)
+{
+	char in[128];
+	int n;
+
+	memset(a, 0, sizeof(*a));
+	a->seq = seq;
+	if (kwac_event_hash(dir, seq, a->hash) != 0 ||
+	    (n = kwac_seal_input(seq, a->hash, in, sizeof(in))) < 0)
+		return -1;
+	return test_seal(NULL, (const uint8_t *)in, (size_t)n, a->mac);
+}
+
+static void
+test_anchor_format(void)
+{
+	struct kwac_anchor a, b;
+	char text[KWAC_ANCHOR_TEXT_MAX];
+	int n;
+
+	memset(&a, 0, sizeof(a));
+	a.seq = 1234567;
+	for (int i = 0; i < 32; i++) {
+		a.hash[i] = (uint8_t)i;
+		a.mac[i] = (uint8_t)(255 - i);
+	}
+	n = kwac_anchor_format(&a, text, sizeof(text));
+	CU_ASSERT_FATAL(n > 0);
+	CU_ASSERT_EQUAL(strncmp(text, "keywarden-audit-anchor-v1 1234567 000102", 40), 0);
+	CU_ASSERT_EQUAL(kwac_anchor_parse(text, (size_t)n, &b), 0);
+	CU_ASSERT(memcmp(&a, &b, sizeof(a)) == 0);
+	CU_ASSERT_EQUAL(kwac_anchor_format(&a, text, 20), -ENOBUFS);
+	{
+		static const char *const bad[] = {
+			"", "keywarden-audit-anchor-v1", "keywarden-audit-anchor-v2 1 ",
+			"keywarden-audit-anchor-v1 0 00 00", "keywarden-audit-anchor-v1 -1 00 00",
+			"keywarden-audit-anchor-v1 12 0001 0203",
+			"keywarden-audit-anchor-v1 99999999999999999999 0000000000000000000000000000000000000000000000000000000000000000 0000000000000000000000000000000000000000000000000000000000000000",
+			"keywarden-audit-anchor-v1 5 000000000000000000000000000000000000000000000000000000000000000g 0000000000000000000000000000000000000000000000000000000000000000",
+		};
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+			CU_ASSERT_EQUAL(kwac_anchor_parse(bad[i], strlen(bad[i]), &b), KW_E_FORMAT);
+		/* a NUL inside */
+		CU_ASSERT_EQUAL(kwac_anchor_parse(text, (size_t)n + 1, &b), KW_E_FORMAT);
+	}
+}
+
+/* The verifier: an anchor inside the log is found with its hash; one past
+ * its end is a cut; another hash, or a MAC of no key, is refused. */
+static void
+test_anchor_verify(void)
+{
+	struct kwac_anchor a, bad;
+	struct kwac_verify_opts o = vopts;
+	struct kwac_result res;
+	uint8_t h[KWAC_HASH_LEN];
+
+	CU_ASSERT_EQUAL(kwac_event_hash(base, 81, h), KW_E_NOT_FOUND);
+	CU_ASSERT_EQUAL(kwac_event_hash(base, 0, h), KW_E_NOT_FOUND);
+	CU_ASSERT_EQUAL_FATAL(anchor_for(base, 50, &a), 0);
+	o.anchor = &a;
+	CU_ASSERT_EQUAL(kwac_verify_dir(base, &o, &res), 0);
+	CU_ASSERT(res.ok && res.anchor_checked);
+	CU_ASSERT_EQUAL(res.anchor_seq, 50);
+	CU_ASSERT_EQUAL_FATAL(anchor_for(base, 80, &a), 0);
+	CU_ASSERT_EQUAL(kwac_verify_dir(base, &o, &res), 0);
+	CU_ASSERT(res.ok && res.anchor_checked);
+
+	/* Past the end: the log was cut. */
+	bad = a;
+	bad.seq = 90;
+	{
+		char in[128];
+		int n = kwac_seal_input(bad.seq, bad.hash, in, sizeof(in));
+		CU_ASSERT_EQUAL_FATAL(test_seal(NULL, (const uint8_t *)in, (size_t)n, bad.mac), 0);
+	}
+	o.anchor = &bad;
+	CU_ASSERT_EQUAL(kwac_verify_dir(base, &o, &res), KW_E_AUTH);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_CUT);
+	CU_ASSERT_PTR_NOT_NULL(strstr(res.what, "events 81..90 were cut off"));
+	/* Another event at its seq (the hash of 80 given as 79's). */
+	bad = a;
+	bad.seq = 79;
+	{
+		char in[128];
+		int n = kwac_seal_input(bad.seq, bad.hash, in, sizeof(in));
+		CU_ASSERT_EQUAL_FATAL(test_seal(NULL, (const uint8_t *)in, (size_t)n, bad.mac), 0);
+	}
+	CU_ASSERT_EQUAL(kwac_verify_dir(base, &o, &res), KW_E_AUTH);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_ANCHOR);
+	CU_ASSERT_EQUAL(res.seq, 79);
+	/* A MAC of no key. */
+	bad = a;
+	bad.mac[0] ^= 1;
+	CU_ASSERT_EQUAL(kwac_verify_dir(base, &o, &res), KW_E_AUTH);
+	CU_ASSERT_EQUAL(res.problem, KWAC_P_ANCHOR);
+	/* Without the key the MAC is not checked; the position still is. */
+	o.check = NULL;
+	CU_ASSERT_EQUAL(kwac_verify_dir(base, &o, &res), 0);
+	CU_ASSERT(res.anchor_checked);
+	/* An empty directory against an anchor: cut, not "empty". */
+	{
+		char dir[600];
+		snprintf(dir, sizeof(dir), "%s/anchor-empty", tmproot);
+		mkdir(dir, 0700);
+		o.anchor = &a;
+		CU_ASSERT_EQUAL(kwac_verify_dir(dir, &o, &res), KW_E_AUTH);
+		CU_ASSERT_EQUAL(res.problem, KWAC_P_CUT);
+	}
+}
+
+/* The writer: anchors at its first commit, at a roll-over and at close;
+ * refuses at open a log that ends before the anchor (changing nothing),
+ * or that holds another event there; --audit-reanchor records it; a failed
+ * anchor write refuses no request and shows in the status. */
+static void
+test_anchor_writer(void)
+{
+	char dir[512], path[600], *before = NULL;
+	size_t blen = 0;
+	struct audit_log *log = NULL;
+	struct audit_status st;
+	struct kwac_anchor a;
+	struct kwac_verify_opts o = vopts;
+	struct kwac_result res;
+	unsigned segs;
+
+	fresh(dir, sizeof(dir));
+	memset(&mem_anchor, 0, sizeof(mem_anchor));
+	atomic_store(&anchor_puts, 0);
+	/* No anchor yet (a new token): the first commit writes one. */
+	CU_ASSERT_EQUAL_FATAL(anchored_open(dir, 4096, 0, &log), 0);
+	CU_ASSERT_EQUAL(put(log, "test", 1), 0);
+	CU_ASSERT_EQUAL(anchored_wait(log, 81), 81);
+	CU_ASSERT_EQUAL(mem_anchor.seq, 81);
+	/* A roll-over anchors again, at once. */
+	segs = (unsigned)count_segments(dir);
+	for (int i = 0; i < 200 && (unsigned)count_segments(dir) == segs; i++)
+		CU_ASSERT_EQUAL(put(log, "test", i), 0);
+	CU_ASSERT((unsigned)count_segments(dir) > segs);
+	audit_status_get(log, &st);
+	anchored_wait(log, st.committed_seq);
+	audit_status_get(log, &st);
+	CU_ASSERT(mem_anchor.seq > 81);
+	CU_ASSERT_EQUAL(st.anchored_seq, mem_anchor.seq);
+	CU_ASSERT(st.committed_seq - mem_anchor.seq < 3);
+	/* And close: the last seal. */
+	CU_ASSERT_EQUAL(put(log, "test", 7), 0);
+	audit_status_get(log, &st);
+	audit_close(log);
+	log = NULL;
+	CU_ASSERT_EQUAL(mem_anchor.seq, st.committed_seq);
+	o.anchor = &mem_anchor;
+	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &o, &res), 0);
+	CU_ASSERT(res.anchor_checked);
+	CU_ASSERT_EQUAL(res.last_seq, mem_anchor.seq);
+
+	/* The last segment removed: the start is refused, nothing changes. */
+	seg(dir, (unsigned)count_segments(dir), path, sizeof(path));
+	before = slurp(path, &blen);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(before);
+	CU_ASSERT_EQUAL_FATAL(unlink(path), 0);
+	{
+		uint64_t end;
+		CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);  /* chain and seals: whole */
+		end = res.last_seq;
+		CU_ASSERT_EQUAL(anchored_open(dir, 4096, 0, &log), KW_E_AUTH);
+		CU_ASSERT_PTR_NULL(log);
+		CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_AUTH), "were cut off"));
+		CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_AUTH), "--audit-reanchor"));
+		CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
+		CU_ASSERT_EQUAL(res.last_seq, end);                     /* nothing written */
+	}
+	/* Put back: it opens, and goes on. */
+	CU_ASSERT_EQUAL_FATAL(spit(path, before, blen), 0);
+	CU_ASSERT_EQUAL_FATAL(anchored_open(dir, 4096, 0, &log), 0);
+	CU_ASSERT_EQUAL(put(log, "test", 8), 0);
+	audit_close(log);
+	log = NULL;
+
+	/* Another event where the anchor is: rewritten. */
+	a = mem_anchor;
+	mem_anchor.hash[0] ^= 1;
+	{
+		char in[128];
+		int n = kwac_seal_input(mem_anchor.seq, mem_anchor.hash, in, sizeof(in));
+		CU_ASSERT_EQUAL_FATAL(test_seal(NULL, (const uint8_t *)in, (size_t)n, mem_anchor.mac), 0);
+	}
+	CU_ASSERT_EQUAL(anchored_open(dir, 4096, 0, &log), KW_E_AUTH);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_AUTH), "holds another event at seq"));
+	/* A MAC of no key. */
+	mem_anchor = a;
+	mem_anchor.mac[5] ^= 1;
+	CU_ASSERT_EQUAL(anchored_open(dir, 4096, 0, &log), KW_E_AUTH);
+	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_AUTH), "not made by its audit key"));
+	mem_anchor = a;
+
+	/* Cut again, taken as it is: recorded, anchored anew. */
+	seg(dir, (unsigned)count_segments(dir), path, sizeof(path));
+	CU_ASSERT_EQUAL_FATAL(unlink(path), 0);
+	CU_ASSERT_EQUAL_FATAL(anchored_open(dir, 4096, 1, &log), 0);
+	audit_status_get(log, &st);
+	CU_ASSERT_EQUAL(anchored_wait(log, st.committed_seq), st.committed_seq);
+	CU_ASSERT_EQUAL(mem_anchor.seq, st.committed_seq);
+	CU_ASSERT(kwt_tree_contains(dir, "\"type\":\"audit.reanchored\",\"problem\":\"cut\"",
+	    strlen("\"type\":\"audit.reanchored\",\"problem\":\"cut\"")));
+
+	/* The token refuses the anchor: requests go on; the status says so. */
+	atomic_store(&anchor_fail, 1);
+	segs = (unsigned)count_segments(dir);
+	for (int i = 0; i < 300 && (unsigned)count_segments(dir) == segs; i++)
+		CU_ASSERT_EQUAL(put(log, "test", i), 0);
+	CU_ASSERT((unsigned)count_segments(dir) > segs);
+	for (int i = 0; i < 2000; i++) {
+		audit_status_get(log, &st);
+		if (st.anchor_error != 0)
+			break;
+		usleep(1000);
+	}
+	CU_ASSERT_NOT_EQUAL(st.anchor_error, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(st.anchor_detail, "test token is away"));
+	CU_ASSERT(st.anchored_seq < st.committed_seq);
+	{
+		json_t *j = audit_status_json(log);
+		CU_ASSERT(json_is_false(json_object_get(json_object_get(j, "anchor"), "ok")));
+		json_decref(j);
+	}
+	atomic_store(&anchor_fail, 0);
+	usleep(60 * 1000);
+	CU_ASSERT_EQUAL(put(log, "test", 9), 0);
+	audit_status_get(log, &st);
+	anchored_wait(log, st.committed_seq);
+	audit_status_get(log, &st);
+	CU_ASSERT_EQUAL(st.anchor_error, 0);
+	CU_ASSERT_EQUAL(st.anchored_seq, st.committed_seq);
+	audit_close(log);
+	free(before);
+}
+
 int
 main(void)
 {
@@ -2520,6 +2819,9 @@ main(void)
 		{ "open refuses a break followed by sealed events", test_open_refuses_tampering },
 		{ "open refuses to go on from a seal the key did not make", test_open_refuses_forged_seal },
 		{ "open refuses a log another token sealed", test_open_other_token },
+		{ "the anchor's text", test_anchor_format },
+		{ "the verifier checks the anchor", test_anchor_verify },
+		{ "the writer keeps the anchor; open refuses a cut log", test_anchor_writer },
 		{ "events never carry secret fields", test_refuses_secrets },
 		{ "group commit: 8 threads, consecutive seqs, events/s", test_group_commit },
 		{ "fail closed when the file cannot grow, then heal", test_fail_closed },
