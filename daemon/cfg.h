@@ -49,6 +49,7 @@ struct config {
 	int audit_preallocate;       /* zero-fill the active segment ahead of its data */
 	uint64_t audit_anchor_seconds;   /* copy the last seal into the token this often */
 	int audit_reanchor;          /* from the command line (--audit-reanchor), not the file */
+	int adopt_keys;              /* from the command line (--adopt-keys), not the file */
 	unsigned audit_stream_max_lag;   /* events a stream client may fall behind before it is cut off */
 
 	char *policy_file;           /* NULL: only root and the daemon's uid */

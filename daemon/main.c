@@ -46,6 +46,9 @@ usage(FILE *f)
 	    "       keywardend --config FILE --audit-reanchor\n"
 	    "                                      run, taking a log cut short or replaced as it\n"
 	    "                                      is (the loss is recorded in the log)\n"
+	    "       keywardend --config FILE --adopt-keys\n"
+	    "                                      run, taking over vault keys another store\n"
+	    "                                      owned (recorded in the log)\n"
 	    "       keywardend --version\n");
 }
 
@@ -525,13 +528,14 @@ main(int argc, char **argv)
 		{ "check-config", required_argument, NULL, 'C' },
 		{ "verify-audit", no_argument, NULL, 'A' },
 		{ "audit-reanchor", no_argument, NULL, 'R' },
+		{ "adopt-keys", no_argument, NULL, 'K' },
 		{ "check-policy", required_argument, NULL, 'P' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *cfgpath = NULL;
-	int verify = 0, reanchor = 0;
+	int verify = 0, reanchor = 0, adopt = 0;
 	struct config *cfg = NULL;
 	struct config_errors errs;
 	int c, r;
@@ -551,6 +555,9 @@ main(int argc, char **argv)
 			break;
 		case 'R':
 			reanchor = 1;
+			break;
+		case 'K':
+			adopt = 1;
 			break;
 		case 'V':
 			printf("keywardend %s\n", PACKAGE_VERSION);
@@ -577,6 +584,7 @@ main(int argc, char **argv)
 	}
 	log_setup(cfg->log_level, cfg->log_syslog, "keywardend");
 	cfg->audit_reanchor = reanchor;
+	cfg->adopt_keys = adopt;
 	if (verify)
 		r = verify_audit(cfg, optind < argc ? argv[optind] : NULL);
 	else

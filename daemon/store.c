@@ -216,6 +216,13 @@ store_schema_version(struct store *s, int *version)
 	return s->ops->schema_version(s->eng, version);
 }
 
+int
+store_instance_id(struct store *s, uint8_t id[STORE_INSTANCE_LEN])
+{
+	NEED(s); NEED(id);
+	return s->ops->instance_id(s->eng, id);
+}
+
 /* ---- vaults ------------------------------------------------------------------------ */
 
 int

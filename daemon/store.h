@@ -109,6 +109,12 @@ void store_close(struct store *s);    /* accepts NULL */
 int store_ping(struct store *s);      /* health: a trivial read */
 int store_schema_version(struct store *s, int *version);
 
+/* The store's identity: 16 random bytes drawn when it was created (or
+ * migrated to schema 3), the same for every copy of it.  The token records
+ * which store owns each vault's keys (daemon/vaults.c). */
+#define STORE_INSTANCE_LEN 16
+int store_instance_id(struct store *s, uint8_t id[STORE_INSTANCE_LEN]);
+
 /* ---- vaults ----------------------------------------------------------------- */
 
 /* Create the vault if absent with the given attributes (key_version 0: no

@@ -25,6 +25,7 @@ struct store_ops {
 	void (*close)(struct store_engine *e);
 	int (*ping)(struct store_engine *e);
 	int (*schema_version)(struct store_engine *e, int *version);
+	int (*instance_id)(struct store_engine *e, uint8_t id[STORE_INSTANCE_LEN]);
 
 	int (*vault_ensure)(struct store_engine *e, const struct store_vault *v,
 	    struct store_vault *out);

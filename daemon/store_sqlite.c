@@ -39,7 +39,7 @@
 #include "daemon/store.h"
 #include "daemon/store_engine.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 #define CACHE_KIB 2048          /* page cache per connection */
 /* ... and of a connection that serves groups of reads (sq_read_begin).  A
  * read descends three B-trees (names, the secrets' unique index, secrets);
@@ -115,6 +115,12 @@ static const char *const migrations[SCHEMA_VERSION] = {
 	"  version INTEGER NOT NULL,"
 	"  since INTEGER NOT NULL,"
 	"  PRIMARY KEY (vault, name, version)) WITHOUT ROWID;",
+	/* 2 -> 3: the store's own identity, drawn once: the token records
+	 * which store owns each vault's keys (daemon/vaults.c). */
+	"CREATE TABLE kw_instance ("
+	"  id INTEGER PRIMARY KEY CHECK (id = 1),"
+	"  uuid BLOB NOT NULL CHECK (length(uuid) = 16));"
+	"INSERT INTO kw_instance(id, uuid) VALUES (1, randomblob(16));",
 };
 
 /* The columns of a struct store_meta, in row_meta()'s order. */
@@ -131,7 +137,7 @@ static const char *const migrations[SCHEMA_VERSION] = {
 #define AT_VERSION " s.version = CASE ?3 WHEN 0 THEN n.current ELSE ?3 END "
 
 enum st {
-	ST_BEGIN, ST_BEGIN_WRITE, ST_COMMIT, ST_ROLLBACK, ST_SCHEMA,
+	ST_BEGIN, ST_BEGIN_WRITE, ST_COMMIT, ST_ROLLBACK, ST_SCHEMA, ST_INSTANCE,
 	ST_VAULT_NEW, ST_VAULT_GET, ST_VAULT_LIST, ST_VAULT_SET, ST_VAULT_SET_KEY,
 	ST_KEY_NEW, ST_KEY_GET, ST_KEY_SET_STATE, ST_KEY_LIST, ST_KEY_USAGE,
 	ST_NAME_STATE, ST_NAME_NEW, ST_NAME_SET_CURRENT, ST_NAME_IMPORT, ST_SECRET_NEW,
@@ -148,6 +154,7 @@ static const char *const st_sql[ST__N] = {
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
 	[ST_SCHEMA] = "SELECT version FROM kw_schema WHERE id = 1",
+	[ST_INSTANCE] = "SELECT uuid FROM kw_instance WHERE id = 1",
 
 	[ST_VAULT_NEW] = "INSERT INTO vaults(name, key_version, purge_protection, retention_days, created) "
 	    "VALUES (?1, 0, ?2, ?3, ?4) ON CONFLICT(name) DO NOTHING",
@@ -949,6 +956,30 @@ sq_schema_version(struct store_engine *e, int *version)
 		r = 0;
 	} else if (r == 0) {
 		r = kw_fail(KW_E_STORE, "the database %s records no schema version", e->path);
+	}
+	sqlite3_reset(st);
+out:
+	conn_put(e, c);
+	return r;
+}
+
+static int
+sq_instance_id(struct store_engine *e, uint8_t id[STORE_INSTANCE_LEN])
+{
+	struct conn *c = NULL;
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if ((r = conn_get(e, &c)) != 0)
+		return r;
+	if ((r = st_get(e, c, ST_INSTANCE, &st)) != 0)
+		goto out;
+	if ((r = st_step(e, c, st, "reading the store's identity")) == 1 &&
+	    sqlite3_column_bytes(st, 0) == STORE_INSTANCE_LEN) {
+		memcpy(id, sqlite3_column_blob(st, 0), STORE_INSTANCE_LEN);
+		r = 0;
+	} else if (r >= 0) {
+		r = kw_fail(KW_E_STORE, "the database %s records no identity (table kw_instance)", e->path);
 	}
 	sqlite3_reset(st);
 out:
@@ -2252,6 +2283,7 @@ const struct store_ops store_sqlite_ops = {
 	.close = sq_close,
 	.ping = sq_ping,
 	.schema_version = sq_schema_version,
+	.instance_id = sq_instance_id,
 	.vault_ensure = sq_vault_ensure,
 	.vault_get = sq_vault_get,
 	.vault_set_attrs = sq_vault_set_attrs,

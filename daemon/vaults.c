@@ -2,10 +2,23 @@
  * vaults.c - at start, make every configured vault exist in the store with
  * a master key in the token.  Idempotent and crash-safe: a key created in
  * the token whose record did not reach the store is adopted on the next
- * start; a key the store records but the token lacks stops the start.
+ * start; a key the store records but the token lacks, or holds under
+ * another CKA_ID (destroyed and made again), stops the start.
+ *
+ * Owners.  The token knows nothing of stores: a second keywardend with its
+ * own store, on the same token, with a vault of the same name, would take
+ * the first one's keys for its own, and could retire and destroy a version
+ * the first one's records still need (its own store counts no record
+ * under it).  So the token also holds, per vault, which store owns its
+ * keys: a private data object "keywarden/<vault>/owner" with the store's
+ * identity (store_instance_id).  A vault whose keys another store owns
+ * stops the start, unless the operator says the other store is gone
+ * (--adopt-keys: a store lost and rebuilt from backups), which is
+ * recorded in the audit log.
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +28,65 @@
 #include "daemon/kwd.h"
 #include "daemon/log.h"
 #include "daemon/store.h"
+
+#define OWNER_CONTEXT "keywarden-vault-owner-v1"
+
+static void
+hex16(const uint8_t id[STORE_INSTANCE_LEN], char out[2 * STORE_INSTANCE_LEN + 1])
+{
+	for (size_t i = 0; i < STORE_INSTANCE_LEN; i++)
+		snprintf(out + 2 * i, 3, "%02x", id[i]);
+}
+
+/* Claim the vault's keys for this store, or find that another store owns
+ * them.  0, or KW_E_CONFLICT naming the other owner. */
+static int
+vault_owner(struct kwd *d, const char *vault)
+{
+	char label[160], text[128], mine[2 * STORE_INSTANCE_LEN + 1], other[80] = "";
+	uint8_t id[STORE_INSTANCE_LEN];
+	struct p11_data *v = NULL;
+	size_t n = 0, cl = strlen(OWNER_CONTEXT);
+	int e, ours = 0, theirs = 0, tn;
+
+	if ((e = store_instance_id(d->store, id)) != 0)
+		return e;
+	hex16(id, mine);
+	snprintf(label, sizeof(label), "keywarden/%s/owner", vault);
+	if ((e = p11_data_read(d->p11, label, &v, &n)) != 0)
+		return e;
+	for (size_t i = 0; i < n; i++) {
+		const char *s = (const char *)v[i].value;
+		if (v[i].len == cl + 1 + 2 * STORE_INSTANCE_LEN &&
+		    strncmp(s, OWNER_CONTEXT " ", cl + 1) == 0 &&
+		    strcmp(s + cl + 1, mine) == 0)
+			ours = 1;
+		else {
+			theirs = 1;
+			snprintf(other, sizeof(other), "%.*s", (int)(v[i].len < 64 ? v[i].len : 64), s);
+		}
+	}
+	p11_data_free(v, n);
+	if (theirs && !d->cfg->adopt_keys)
+		return kw_fail(KW_E_CONFLICT, "the master keys of vault '%s' in the token belong to "
+		    "another store (\"%s\"; this store is %s): another keywardend uses this token with "
+		    "a vault of the same name, or this store replaces a lost one. Give this daemon "
+		    "other vault names or another token; or, if that other store is gone for good, "
+		    "start once with --adopt-keys", vault, other, mine);
+	if (ours && !theirs)
+		return 0;
+	/* Unclaimed (a new vault, or keys from before owners), taken over,
+	 * or ours beside a stale value (a crash while it was replaced). */
+	if (theirs) {
+		/* Recorded before it takes effect. */
+		log_warn("vault '%s': taking over its master keys from another store (%s)", vault, other);
+		if ((e = audit_glue_admin(d, "vault.keys_adopted", json_pack("{s:s,s:s,s:s}",
+		    "vault", vault, "previous_owner", other, "owner", mine))) != 0)
+			return e;
+	}
+	tn = snprintf(text, sizeof(text), "%s %s", OWNER_CONTEXT, mine);
+	return p11_data_write(d->p11, label, text, (size_t)tn);
+}
 
 static int
 vault_init_one(struct kwd *d, const struct config_vault *cv)
@@ -37,7 +109,8 @@ vault_init_one(struct kwd *d, const struct config_vault *cv)
 		if ((e = store_vault_set_attrs(d->store, &want)) != 0)
 			goto out;
 	}
-	if ((e = store_key_list(d->store, cv->name, &skeys, &ns)) != 0 ||
+	if ((e = vault_owner(d, cv->name)) != 0 ||
+	    (e = store_key_list(d->store, cv->name, &skeys, &ns)) != 0 ||
 	    (e = p11_mkey_list(d->p11, cv->name, &tkeys, &nt)) != 0)
 		goto out;
 
@@ -46,9 +119,19 @@ vault_init_one(struct kwd *d, const struct config_vault *cv)
 		int found = 0;
 		if (skeys[i].state != STORE_KEY_ACTIVE)
 			continue;
-		for (size_t j = 0; j < nt; j++)
-			if (tkeys[j].version == skeys[i].version)
-				found = 1;
+		for (size_t j = 0; j < nt; j++) {
+			if (tkeys[j].version != skeys[i].version)
+				continue;
+			found = 1;
+			if (memcmp(tkeys[j].id, skeys[i].key_id, sizeof(skeys[i].key_id)) != 0) {
+				e = kw_fail(KW_E_KEY_NOT_FOUND,
+				    "vault '%s': master key version %u in the token is not the one the store "
+				    "recorded (its CKA_ID differs): it was destroyed and made again, by another "
+				    "keywardend or by hand, and the records under it cannot be read with it",
+				    cv->name, skeys[i].version);
+				goto out;
+			}
+		}
 		if (!found) {
 			e = kw_fail(KW_E_KEY_NOT_FOUND,
 			    "vault '%s': master key version %u is recorded in the store but missing from the token: "

@@ -24,6 +24,8 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include "kw_error.h"
+#include "pkcs11/p11.h"
 #include "tests/lib/kwtest.h"
 #include "tests/lib/kwt_cunit.h"
 
@@ -1530,6 +1532,49 @@ test_cli_rewrap_file(void)
 	kwt_rmtree(dir);
 }
 
+/* The token's keys are bound to the store that made them: a vault of the
+ * same name in another store on the same token is refused (until the
+ * operator says the first store is gone), and a key version the store
+ * recorded but the token holds under another CKA_ID (destroyed and made
+ * again) stops the start. */
+static void
+test_keys_bound_to_store(void)
+{
+	struct kwt_daemon d2, d3;
+	struct p11_options o;
+	struct p11_mkey mk;
+	p11_ctx *p11 = NULL;
+	const char *m;
+
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_start(&d2, &tok, "vaults:\n  - name: bound\n"), 0);
+	CU_ASSERT_EQUAL(kwt_http(d2.sock, "PUT", "/v1/vaults/bound/secrets/x", "{\"value\":\"x\"}", NULL), 201);
+	/* Another store, same token, same vault name: refused, nothing taken. */
+	CU_ASSERT_NOT_EQUAL(kwt_daemon_start(&d3, &tok, "vaults:\n  - name: bound\n"), 0);
+	m = "the master keys of vault 'bound' in the token belong to another store";
+	CU_ASSERT(kwt_file_contains(d3.log, m, strlen(m)));
+	CU_ASSERT_EQUAL(kwt_http(d2.sock, "GET", "/v1/vaults/bound/secrets/x", NULL, NULL), 200);
+	kwt_daemon_free(&d3);
+	/* The first store restarts as the owner it still is. */
+	CU_ASSERT_EQUAL(kwt_daemon_stop(&d2), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_restart(&d2), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_stop(&d2), 0);
+
+	/* v1 destroyed and made again behind the store's back. */
+	memset(&o, 0, sizeof(o));
+	o.module = tok.module;
+	o.token = tok.label;
+	o.pin_file = tok.pin_file;
+	o.sessions = 1;
+	CU_ASSERT_EQUAL_FATAL(p11_open(&o, &p11), 0);
+	CU_ASSERT_EQUAL(p11_mkey_destroy(p11, "bound", 1), 0);
+	CU_ASSERT_EQUAL(p11_mkey_create(p11, "bound", 1, &mk), 0);
+	p11_close(p11);
+	CU_ASSERT_NOT_EQUAL(kwt_daemon_restart(&d2), 0);
+	m = "master key version 1 in the token is not the one the store recorded";
+	CU_ASSERT(kwt_file_contains(d2.log, m, strlen(m)));
+	kwt_daemon_free(&d2);
+}
+
 int
 main(void)
 {
@@ -1548,6 +1593,7 @@ main(void)
 		{ "rotate 10,000 secrets under load with five kill -9", test_rotation_under_load_with_kills },
 		{ "a record's key version must be the one its wrapped key names", test_record_version_must_match },
 		{ "a scheduled rotation starts by itself", test_scheduled_rotation },
+		{ "the token's keys are bound to the store that made them", test_keys_bound_to_store },
 		{ NULL, NULL }
 	};
 

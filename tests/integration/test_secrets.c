@@ -859,7 +859,7 @@ test_connection_limit(void)
 	ssize_t n;
 
 	CU_ASSERT_EQUAL_FATAL(kwt_daemon_start_limits(&d2, &tok, "  max_connections: 4\n",
-	    "vaults:\n  - name: dev\n"), 0);
+	    "vaults:\n  - name: limits\n"), 0);
 	for (int i = 0; i < 4; i++) {
 		CU_ASSERT_FATAL((fds[i] = kwt_connect(d2.sock)) >= 0);
 		setsockopt(fds[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -942,7 +942,7 @@ test_nofile_raised(void)
 	low = was;
 	low.rlim_cur = 256;
 	CU_ASSERT_FATAL(setrlimit(RLIMIT_NOFILE, &low) == 0);
-	CU_ASSERT_EQUAL(kwt_daemon_start(&d2, &tok, "vaults:\n  - name: dev\n"), 0);
+	CU_ASSERT_EQUAL(kwt_daemon_start(&d2, &tok, "vaults:\n  - name: nofile\n"), 0);
 	setrlimit(RLIMIT_NOFILE, &was);
 	snprintf(path, sizeof(path), "/proc/%ld/limits", (long)d2.pid);
 	CU_ASSERT_FATAL((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0);
@@ -986,7 +986,7 @@ test_request_oom_client_gone(void)
 	setenv("LD_PRELOAD", lib, 1);
 	setenv("KW_FAILALLOC_FILE", trig, 1);
 	setenv("ASAN_OPTIONS", opts, 1);
-	started = kwt_daemon_start(&d2, &tok, "vaults:\n  - name: dev\n");
+	started = kwt_daemon_start(&d2, &tok, "vaults:\n  - name: oom\n");
 	unsetenv("LD_PRELOAD");
 	unsetenv("KW_FAILALLOC_FILE");
 	if (asan != NULL) {
@@ -1220,11 +1220,19 @@ test_backup_restore(void)
 	j = req("POST", "/v1/vaults/prod/restore", doc, &st);
 	CU_ASSERT_EQUAL(st, 409);
 	json_decref(j);
-	/* Purge-free path: restore into a fresh daemon on the same token. */
+	/* Purge-free path: restore into a fresh daemon on the same token, as
+	 * after the loss of the store.  The token says another store owns
+	 * the vaults' keys: the start is refused until the operator says
+	 * that store is gone, which the log records. */
 	{
 		struct kwt_daemon d2;
 		char *resp = NULL;
-		CU_ASSERT_EQUAL_FATAL(kwt_daemon_start(&d2, &tok, NULL), 0);
+		const char *m = "belong to another store";
+		CU_ASSERT_NOT_EQUAL_FATAL(kwt_daemon_start(&d2, &tok, NULL), 0);
+		CU_ASSERT(kwt_file_contains(d2.log, m, strlen(m)));
+		CU_ASSERT_EQUAL_FATAL(kwt_daemon_restart_arg(&d2, "--adopt-keys"), 0);
+		CU_ASSERT(kwt_tree_contains(d2.audit, "\"type\":\"vault.keys_adopted\"",
+		    strlen("\"type\":\"vault.keys_adopted\"")));
 		st = kwt_http(d2.sock, "POST", "/v1/vaults/prod/restore", doc, &resp);
 		CU_ASSERT_EQUAL(st, 200);
 		free(resp);
@@ -1234,6 +1242,12 @@ test_backup_restore(void)
 		free(resp);
 		kwt_daemon_free(&d2);
 	}
+	/* The first store now finds its keys owned by the other: it takes
+	 * them back the same way. */
+	CU_ASSERT_EQUAL(kwt_daemon_stop(&dmn), 0);
+	CU_ASSERT_NOT_EQUAL(kwt_daemon_restart(&dmn), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_restart_arg(&dmn, "--adopt-keys"), 0);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/vaults/prod/secrets/db/password", NULL, NULL), 200);
 	free(doc);
 }
 

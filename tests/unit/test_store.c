@@ -894,7 +894,7 @@ test_reopen(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
 	CU_ASSERT_EQUAL(store_ping(s), 0);
 	CU_ASSERT_EQUAL(store_schema_version(s, &ver), 0);
-	CU_ASSERT_EQUAL(ver, 2);
+	CU_ASSERT_EQUAL(ver, 3);
 	CU_ASSERT_EQUAL(store_vault_get(s, "v", &v), 0);
 	CU_ASSERT_EQUAL(v.key_version, 1);
 	CU_ASSERT_EQUAL(v.retention_days, 7);
@@ -930,7 +930,7 @@ test_schema(void)
 		sqlite3_stmt *st = NULL;
 		CU_ASSERT_EQUAL(sqlite3_prepare_v2(db, "SELECT version FROM kw_schema", -1, &st, NULL), SQLITE_OK);
 		CU_ASSERT_EQUAL(sqlite3_step(st), SQLITE_ROW);
-		CU_ASSERT_EQUAL(sqlite3_column_int(st, 0), 2);
+		CU_ASSERT_EQUAL(sqlite3_column_int(st, 0), 3);
 		sqlite3_finalize(st);
 		CU_ASSERT_EQUAL(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
 		CU_ASSERT_EQUAL(sqlite3_step(st), SQLITE_ROW);
@@ -1002,14 +1002,14 @@ test_migrate_v1(void)
 	store_close(s);
 	/* Back to version 1's schema, as a keywarden of then left it. */
 	CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
-	CU_ASSERT_EQUAL(sqlite3_exec(db, "DROP TABLE signing_key_disabled; "
+	CU_ASSERT_EQUAL(sqlite3_exec(db, "DROP TABLE signing_key_disabled; DROP TABLE kw_instance; "
 	    "UPDATE kw_schema SET version = 1", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 
 	s = open_at(path, 0, 0);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
 	CU_ASSERT_EQUAL(store_schema_version(s, &version), 0);
-	CU_ASSERT_EQUAL(version, 2);
+	CU_ASSERT_EQUAL(version, 3);
 	CU_ASSERT(body_is(s, "kept", 0, "body one"));
 	CU_ASSERT_EQUAL(store_skey_disabled(s, "v", "k", &dis, &n), 0);
 	CU_ASSERT_EQUAL(n, 0);
@@ -1555,6 +1555,48 @@ test_full_threads(void)
 	store_close(s);
 }
 
+/* Every store has its own identity, drawn once, kept across reopens, and
+ * given to a store of schema 2 when it is migrated. */
+static void
+test_instance_id(void)
+{
+	char path[512], path2[512];
+	struct store *s, *s2;
+	sqlite3 *db = NULL;
+	uint8_t a[STORE_INSTANCE_LEN], b[STORE_INSTANCE_LEN], c[STORE_INSTANCE_LEN],
+	    zero[STORE_INSTANCE_LEN] = { 0 };
+	int version = 0;
+
+	s = fresh(path, sizeof(path));
+	s2 = fresh(path2, sizeof(path2));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s2);
+	CU_ASSERT_EQUAL(store_instance_id(s, a), 0);
+	CU_ASSERT_EQUAL(store_instance_id(s2, b), 0);
+	CU_ASSERT(memcmp(a, b, sizeof(a)) != 0);
+	CU_ASSERT(memcmp(a, zero, sizeof(a)) != 0);
+	store_close(s2);
+	store_close(s);
+	s = open_at(path, 0, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	CU_ASSERT_EQUAL(store_instance_id(s, c), 0);
+	CU_ASSERT(memcmp(a, c, sizeof(a)) == 0);
+	store_close(s);
+	/* A store of schema 2 gets one at its migration. */
+	CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
+	CU_ASSERT_EQUAL(sqlite3_exec(db, "DROP TABLE kw_instance; UPDATE kw_schema SET version = 2",
+	    NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	s = open_at(path, 0, 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	CU_ASSERT_EQUAL(store_schema_version(s, &version), 0);
+	CU_ASSERT_EQUAL(version, 3);
+	CU_ASSERT_EQUAL(store_instance_id(s, c), 0);
+	CU_ASSERT(memcmp(c, zero, sizeof(c)) != 0);
+	CU_ASSERT(memcmp(a, c, sizeof(a)) != 0);
+	store_close(s);
+}
+
 int
 main(void)
 {
@@ -1573,6 +1615,7 @@ main(void)
 		{ "schema version recorded, newer refused", test_schema },
 		{ "an exclusive open keeps out another, not a reader", test_exclusive },
 		{ "schema 1 migrates to 2; signing keys' disabled versions", test_migrate_v1 },
+		{ "each store has its own identity; schema 2 migrates to 3", test_instance_id },
 		{ "URLs: sqlite, plain path, postgresql not built", test_url },
 		{ "8 threads of mixed puts and gets", test_threads },
 		{ "busy beyond the timeout is unavailable", test_busy },
