@@ -105,7 +105,7 @@ p11_data_read(p11_ctx *ctx, const char *label, struct p11_data **out, size_t *n)
 	*n = 0;
 	if (!label_ok(label))
 		return kw_fail(-EINVAL, "a data object's label must be 1 to 127 bytes");
-	if ((r = p11_run(ctx, op_read, &a)) != 0) {
+	if ((r = p11_run_keylocked(ctx, op_read, &a)) != 0) {
 		p11_data_free(a.v, a.n);
 		return r;
 	}
@@ -198,5 +198,5 @@ p11_data_write(p11_ctx *ctx, const char *label, const void *value, size_t len)
 		return kw_fail(-EINVAL, "a data object's label must be 1 to 127 bytes");
 	if (len == 0 || len > P11_DATA_MAX)
 		return kw_fail(-EINVAL, "a data object holds 1 to %d bytes", P11_DATA_MAX);
-	return p11_run(ctx, op_write, &a);
+	return p11_run_keylocked(ctx, op_write, &a);
 }

@@ -71,7 +71,12 @@ struct p11_ctx {
 	/* Held (with a session) by whoever searches for, copies, creates or
 	 * destroys master and audit keys: a token may show a copy under
 	 * construction to a concurrent search, as SoftHSM does (its
-	 * CKA_TOKEN still true, copied from the original). */
+	 * CKA_TOKEN still true, copied from the original).  Also by whoever
+	 * creates or destroys any token object (signing keys, data objects):
+	 * SoftHSM's file store fails one of two token objects created at
+	 * once by two threads with CKR_GENERAL_ERROR (SoftHSMv2 issue 573;
+	 * seen here when the audit anchor and a vault's owner were written
+	 * together). */
 	pthread_mutex_t keylock;
 	pthread_mutex_t lock;           /* guards everything below */
 	pthread_cond_t cond;
@@ -105,6 +110,8 @@ int p11_rv_retryable(CK_RV rv);
  * failure reopen the token and run it once more. */
 typedef int (*p11_op_fn)(p11_ctx *ctx, struct p11_sess *s, void *arg);
 int p11_run(p11_ctx *ctx, p11_op_fn op, void *arg);
+/* p11_run with op under ctx->keylock (p11_keys.c). */
+int p11_run_keylocked(p11_ctx *ctx, p11_op_fn op, void *arg);
 /* n bytes from the token's RNG on session s (key ids, nonces);
  * 0, or the failure recorded on s. */
 int p11_sess_rng(p11_ctx *ctx, struct p11_sess *s, void *out, size_t n);

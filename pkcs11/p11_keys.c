@@ -162,8 +162,8 @@ op_keylocked(p11_ctx *ctx, struct p11_sess *s, void *arg)
 	return r;
 }
 
-static int
-keys_run(p11_ctx *ctx, p11_op_fn op, void *arg)
+int
+p11_run_keylocked(p11_ctx *ctx, p11_op_fn op, void *arg)
 {
 	struct keys_op k = { op, arg };
 
@@ -529,7 +529,7 @@ p11_mkey_create(p11_ctx *ctx, const char *vault, unsigned version,
 	memset(&a, 0, sizeof(a));
 	a.vault = vault;
 	a.version = version;
-	if ((r = keys_run(ctx, op_mkey_create, &a)) != 0)
+	if ((r = p11_run_keylocked(ctx, op_mkey_create, &a)) != 0)
 		return r;
 	if (out != NULL)
 		*out = a.mk;
@@ -629,7 +629,7 @@ p11_mkey_list(p11_ctx *ctx, const char *vault, struct p11_mkey **out,
 		return r;
 	memset(&a, 0, sizeof(a));
 	a.vault = vault;
-	if ((r = keys_run(ctx, op_mkey_list, &a)) != 0) {
+	if ((r = p11_run_keylocked(ctx, op_mkey_list, &a)) != 0) {
 		free(a.v);
 		return r;
 	}
@@ -682,7 +682,7 @@ p11_mkey_destroy(p11_ctx *ctx, const char *vault, unsigned version)
 {
 	struct destroy_arg a = { vault, version };
 
-	return keys_run(ctx, op_mkey_destroy, &a);
+	return p11_run_keylocked(ctx, op_mkey_destroy, &a);
 }
 
 /* ---- audit key ------------------------------------------------------------ */
@@ -890,7 +890,7 @@ p11_test_read_value(p11_ctx *ctx, const char *label, int *sensitive,
 
 	memset(&a, 0, sizeof(a));
 	a.label = label;
-	if (keys_run(ctx, op_read_value, &a) != 0)
+	if (p11_run_keylocked(ctx, op_read_value, &a) != 0)
 		return CKR_GENERAL_ERROR;
 	*sensitive = a.sens == CK_TRUE;
 	*extractable = a.extr == CK_TRUE;
@@ -947,5 +947,5 @@ p11_test_objects(p11_ctx *ctx, const char *label, int token,
 {
 	struct objs_arg a = { label, token ? CK_TRUE : CK_FALSE, out };
 
-	return keys_run(ctx, op_objects, &a);
+	return p11_run_keylocked(ctx, op_objects, &a);
 }

@@ -330,7 +330,7 @@ p11_skey_create(p11_ctx *ctx, const char *vault, const char *name,
 	memset(&a, 0, sizeof(a));
 	a.label = label;
 	a.type = type;
-	if ((r = p11_run(ctx, op_skey_create, &a)) != 0)
+	if ((r = p11_run_keylocked(ctx, op_skey_create, &a)) != 0)
 		return r;
 	if (out != NULL) {
 		memset(out, 0, sizeof(*out));
@@ -728,5 +728,5 @@ p11_skey_destroy(p11_ctx *ctx, const char *vault, const char *name,
 
 	if ((r = label_make(label, sizeof(label), vault, name, version)) != 0)
 		return r;
-	return p11_run(ctx, op_skey_destroy, label);
+	return p11_run_keylocked(ctx, op_skey_destroy, label);
 }
