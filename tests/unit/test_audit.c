@@ -1455,7 +1455,9 @@ test_sync_fails(void)
 	o.seal = test_seal;
 	o.datasync = sf_datasync;
 	atomic_store(&sf_calls, 0);
-	atomic_store(&sf_fail_from, 40);   /* two failed syncs in a row */
+	/* Two failed syncs in a row, early: on a loaded machine the 1,200
+	 * events may take few commits (42 were too many for one run). */
+	atomic_store(&sf_fail_from, 5);
 	atomic_store(&sf_fail_n, 2);
 	atomic_store(&sf_left, SF_THREADS * SF_PER);
 	CU_ASSERT_EQUAL_FATAL(audit_open(&o, &sf_log), 0);
@@ -1465,7 +1467,7 @@ test_sync_fails(void)
 		pthread_join(th[t], NULL);
 	while (atomic_load(&sf_left) > 0)
 		usleep(1000);
-	CU_ASSERT(atomic_load(&sf_calls) > 42);
+	CU_ASSERT(atomic_load(&sf_calls) > 7);
 	CU_ASSERT_EQUAL(wait_state(sf_log, AUDIT_OK, 3.0), 0);
 	audit_status_get(sf_log, &st);
 	audit_close(sf_log);
