@@ -119,7 +119,10 @@ int p11_wrap(p11_ctx *ctx, const char *vault, unsigned version,
  * kw_secalloc memory).  A changed byte, another AAD or another vault gives
  * KW_E_AUTH (KW_E_FORMAT when the header no longer parses); an unknown
  * version, or a vault without that version, KW_E_KEY_NOT_FOUND; a blob of
- * a mechanism this token lacks KW_E_MECHANISM. */
+ * a mechanism this token lacks KW_E_MECHANISM.  A token that fails to
+ * decrypt gives its own error (KW_E_P11, ...), never KW_E_AUTH, even when
+ * it answers as some tokens answer a bad tag: a canary decides (see
+ * pkcs11/README.md). */
 int p11_unwrap(p11_ctx *ctx, const char *vault, const uint8_t *blob,
     size_t bloblen, const void *aad, size_t aadlen, uint8_t *dek,
     size_t *deklen);

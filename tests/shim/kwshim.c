@@ -10,8 +10,11 @@
  *       makes the next N calls of that function (one of those wrapped below)
  *       fail with that code (CKR_DEVICE_REMOVED, CKR_USER_NOT_LOGGED_IN,
  *       CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED, CKR_DEVICE_ERROR,
- *       CKR_TOKEN_NOT_PRESENT, or a number).  The count restarts whenever
- *       the variable's value changes.
+ *       CKR_TOKEN_NOT_PRESENT, CKR_GENERAL_ERROR, CKR_FUNCTION_FAILED, or a
+ *       number).  The count restarts whenever the variable's value changes.
+ *       A C_Decrypt made to fail still runs in the real module, so that
+ *       its operation ends as a failed C_Decrypt's does; its output is
+ *       wiped and not handed back.
  */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -70,6 +73,7 @@ rv_parse(const char *s)
 		{ "CKR_DEVICE_ERROR", CKR_DEVICE_ERROR },
 		{ "CKR_TOKEN_NOT_PRESENT", CKR_TOKEN_NOT_PRESENT },
 		{ "CKR_GENERAL_ERROR", CKR_GENERAL_ERROR },
+		{ "CKR_FUNCTION_FAILED", CKR_FUNCTION_FAILED },
 	};
 	size_t i;
 
@@ -173,6 +177,21 @@ shim_DecryptInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
 }
 
 static CK_RV
+shim_Decrypt(CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG inlen,
+    CK_BYTE_PTR out, CK_ULONG_PTR outlen)
+{
+	CK_RV irv = inject("C_Decrypt");
+	CK_ULONG cap = outlen != NULL ? *outlen : 0;
+
+	if (irv == CKR_OK)
+		return real->C_Decrypt(s, in, inlen, out, outlen);
+	real->C_Decrypt(s, in, inlen, out, outlen);
+	if (out != NULL)
+		memset(out, 0, cap);
+	return irv;
+}
+
+static CK_RV
 shim_SignInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
 {
 	INJECT("C_SignInit");
@@ -259,6 +278,7 @@ C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list)
 		shim.C_GetMechanismInfo = shim_GetMechanismInfo;
 		shim.C_EncryptInit = shim_EncryptInit;
 		shim.C_DecryptInit = shim_DecryptInit;
+		shim.C_Decrypt = shim_Decrypt;
 		shim.C_SignInit = shim_SignInit;
 		shim.C_WrapKey = shim_WrapKey;
 		shim.C_UnwrapKey = shim_UnwrapKey;

@@ -332,6 +332,82 @@ test_recovery(void)
 	p11_close(c);
 }
 
+/* A C_Decrypt (AES-GCM) or C_UnwrapKey (AES-KWP) that fails with
+ * CKR_GENERAL_ERROR or CKR_FUNCTION_FAILED, which is how SoftHSM answers a
+ * blob that does not authenticate and how any token answers when it fails,
+ * is a token fault when the token does not open a canary of its own under
+ * the same key either: KW_E_P11 (503, retried by a rotation), never
+ * KW_E_AUTH (an integrity alarm, a record a rotation leaves behind).  A
+ * changed blob on a working token stays KW_E_AUTH. */
+static void
+test_fault_not_tampering(void)
+{
+	static const struct {
+		enum p11_wrap_mech mech;
+		const char *vault, *general, *failed;
+	} cases[] = {
+		{ P11_WRAP_AES_GCM, "amb-gcm", "C_Decrypt:100000:CKR_GENERAL_ERROR",
+		    "C_Decrypt:100000:CKR_FUNCTION_FAILED" },
+		{ P11_WRAP_AES_KWP, "amb-kwp", "C_UnwrapKey:100000:CKR_GENERAL_ERROR",
+		    "C_UnwrapKey:100000:CKR_FUNCTION_FAILED" },
+	};
+	uint8_t dek[32], blob[P11_WRAPPED_MAX], bad[P11_WRAPPED_MAX];
+	uint8_t *out = kw_secalloc(P11_DEK_MAX);
+	size_t blen, olen, i;
+	p11_ctx *c;
+	int r;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+	memset(dek, 0x3c, sizeof(dek));
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		c = NULL;
+		CU_ASSERT_EQUAL_FATAL(open_with(shim, LABEL, cases[i].mech, &c), 0);
+		CU_ASSERT_EQUAL_FATAL(p11_mkey_create(c, cases[i].vault, 1, NULL), 0);
+		CU_ASSERT_EQUAL_FATAL(p11_wrap(c, cases[i].vault, 1, dek, sizeof(dek),
+		    "a", 1, blob, &blen), 0);
+		memcpy(bad, blob, blen);
+		bad[blen - 1] ^= 0x01;          /* the tag, or the last block */
+
+		/* The token fails every decryption: first before any canary
+		 * was kept (it is made now and does not open), then with one
+		 * kept (the good blob below made it). */
+		setenv("KW_SHIM_FAIL", cases[i].general, 1);
+		r = p11_unwrap(c, cases[i].vault, blob, blen, "a", 1, out, &olen);
+		CU_ASSERT_EQUAL(r, KW_E_P11);
+		CU_ASSERT(contains(kw_errdetail(r), "CKR_GENERAL_ERROR"));
+		CU_ASSERT(contains(kw_errdetail(r), "the token is at fault"));
+		r = p11_unwrap(c, cases[i].vault, bad, blen, "a", 1, out, &olen);
+		CU_ASSERT_EQUAL(r, KW_E_P11);
+		unsetenv("KW_SHIM_FAIL");
+
+		/* A working token: the changed blob is tampering, the good one
+		 * opens. */
+		r = p11_unwrap(c, cases[i].vault, bad, blen, "a", 1, out, &olen);
+		CU_ASSERT_EQUAL(r, KW_E_AUTH);
+		CU_ASSERT(contains(kw_errdetail(r), "does not authenticate"));
+		r = p11_unwrap(c, cases[i].vault, blob, blen, "a", 1, out, &olen);
+		CU_ASSERT_EQUAL(r, 0);
+		CU_ASSERT(olen == sizeof(dek) && memcmp(out, dek, sizeof(dek)) == 0);
+
+		setenv("KW_SHIM_FAIL", cases[i].failed, 1);
+		r = p11_unwrap(c, cases[i].vault, blob, blen, "a", 1, out, &olen);
+		CU_ASSERT_EQUAL(r, KW_E_P11);
+		CU_ASSERT(contains(kw_errdetail(r), "CKR_FUNCTION_FAILED"));
+		setenv("KW_SHIM_FAIL", cases[i].general, 1);
+		r = p11_unwrap(c, cases[i].vault, bad, blen, "a", 1, out, &olen);
+		CU_ASSERT_EQUAL(r, KW_E_P11);
+		unsetenv("KW_SHIM_FAIL");
+
+		CU_ASSERT_EQUAL(p11_unwrap(c, cases[i].vault, bad, blen, "a", 1, out,
+		    &olen), KW_E_AUTH);
+		CU_ASSERT_EQUAL(p11_unwrap(c, cases[i].vault, blob, blen, "a", 1, out,
+		    &olen), 0);
+		CU_ASSERT_EQUAL(p11_mkey_destroy(c, cases[i].vault, 1), 0);
+		p11_close(c);
+	}
+	kw_secfree(out);
+}
+
 /* A reopen whose login the token refuses is not tried again with the same
  * PIN file: each refusal counts towards locking the PIN.  It is tried again
  * once the file changes. */
@@ -973,6 +1049,8 @@ main(void)
 	};
 	static const struct kwt_case recovery_tests[] = {
 		{ "reopen after injected faults (shim)", test_recovery },
+		{ "a token that fails to decrypt is not taken for tampering (shim)",
+		    test_fault_not_tampering },
 		{ "a refused PIN is not offered again until its file changes (shim)",
 		    test_refused_pin_not_retried },
 		{ NULL, NULL }
