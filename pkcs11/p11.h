@@ -34,7 +34,7 @@ enum p11_wrap_mech {
 struct p11_options {
 	const char *module;     /* path of the PKCS#11 module (required) */
 	const char *token;      /* token label, serial number, or RFC 7512 "pkcs11:" URI */
-	const char *pin_file;   /* file holding the user PIN; must not be group/world accessible */
+	const char *pin_file;   /* file holding the user PIN: see p11_pin_read */
 	unsigned sessions;      /* size of the session pool; 0 = 4, at most P11_SESSIONS_MAX */
 	enum p11_wrap_mech wrap;/* P11_WRAP_AUTO, or a mechanism to require */
 	int no_session_copies;  /* 1: operate on the token objects themselves */
@@ -213,8 +213,11 @@ int p11_audit_hmac_verify(p11_ctx *ctx, const void *data, size_t len,
 /* ---- PIN file ----------------------------------------------------------- */
 
 /* Read a PIN from path into secure memory (trailing newline stripped).
- * Refuses a file that is not a regular file, is group/world accessible, or
- * is owned by another user than the caller or root.  Free with kw_secfree. */
+ * Refuses a file that is not a regular file, is group/world accessible, is
+ * owned by another user than the caller or root, or has more than one hard
+ * link; and one in a directory owned by another user than the caller or
+ * root, or writable by group or other without the sticky bit.  Free with
+ * kw_secfree. */
 int p11_pin_read(const char *path, char **pin, size_t *pinlen);
 
 #endif

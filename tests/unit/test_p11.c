@@ -160,6 +160,70 @@ test_pin_read(void)
 	CU_ASSERT_EQUAL(p11_pin_read(tok.dir, &pin, &len), KW_E_PIN);
 }
 
+/* The PIN file has one name, in a directory that only the daemon's user
+ * or root may write (or whose sticky bit keeps each user to their own
+ * files), owned by one of them.  (The test of another user's directory
+ * needs root to make one; CI runs as root.) */
+static void
+test_pin_file_place(void)
+{
+	char dir[400], path[450], other[450], *pin = NULL;
+	size_t len = 0;
+	int r;
+
+	snprintf(dir, sizeof(dir), "%s/pindir", tok.dir);
+	snprintf(path, sizeof(path), "%s/pin", dir);
+	snprintf(other, sizeof(other), "%s/pin.bak", dir);
+	CU_ASSERT_EQUAL_FATAL(mkdir(dir, 0700), 0);
+	CU_ASSERT_FATAL(kwt_write_file(path, "abcd\n", 0600) == 0);
+	CU_ASSERT_EQUAL_FATAL(p11_pin_read(path, &pin, &len), 0);
+	kw_secfree(pin);
+
+	/* a second name */
+	CU_ASSERT_EQUAL_FATAL(link(path, other), 0);
+	r = p11_pin_read(path, &pin, &len);
+	CU_ASSERT_EQUAL(r, KW_E_PIN);
+	CU_ASSERT(contains(kw_errdetail(r), path));
+	CU_ASSERT(contains(kw_errdetail(r), "has 2 hard links"));
+	CU_ASSERT_EQUAL(unlink(other), 0);
+	CU_ASSERT_EQUAL(p11_pin_read(path, &pin, &len), 0);
+	kw_secfree(pin);
+
+	/* a directory others may write */
+	CU_ASSERT_EQUAL_FATAL(chmod(dir, 0770), 0);
+	r = p11_pin_read(path, &pin, &len);
+	CU_ASSERT_EQUAL(r, KW_E_PIN);
+	CU_ASSERT(contains(kw_errdetail(r), dir));
+	CU_ASSERT(contains(kw_errdetail(r), "writable by its group (mode 0770) without "
+	    "the sticky bit"));
+	CU_ASSERT_EQUAL_FATAL(chmod(dir, 0703), 0);
+	r = p11_pin_read(path, &pin, &len);
+	CU_ASSERT_EQUAL(r, KW_E_PIN);
+	CU_ASSERT(contains(kw_errdetail(r), "writable by every user (mode 0703)"));
+	/* ... unless its sticky bit keeps them to their own files */
+	CU_ASSERT_EQUAL_FATAL(chmod(dir, 01777), 0);
+	CU_ASSERT_EQUAL(p11_pin_read(path, &pin, &len), 0);
+	kw_secfree(pin);
+	CU_ASSERT_EQUAL_FATAL(chmod(dir, 0700), 0);
+
+	/* another user's directory */
+	if (geteuid() == 0) {
+		CU_ASSERT_EQUAL_FATAL(chown(dir, 4321, 4321), 0);
+		r = p11_pin_read(path, &pin, &len);
+		CU_ASSERT_EQUAL(r, KW_E_PIN);
+		CU_ASSERT(contains(kw_errdetail(r), "its directory"));
+		CU_ASSERT(contains(kw_errdetail(r), "is owned by uid 4321, neither this "
+		    "user (0) nor root"));
+		CU_ASSERT_EQUAL_FATAL(chown(dir, 0, 0), 0);
+		CU_ASSERT_EQUAL(p11_pin_read(path, &pin, &len), 0);
+		kw_secfree(pin);
+	} else {
+		fprintf(stderr, "\n  not root: another user's directory not tried\n");
+	}
+	unlink(path);
+	rmdir(dir);
+}
+
 static void
 test_missing_module(void)
 {
@@ -1042,6 +1106,7 @@ main(void)
 		{ "wrong PIN", test_wrong_pin },
 		{ "PIN file mode 0644", test_pin_file_mode },
 		{ "PIN file reading", test_pin_read },
+		{ "PIN file links and directory", test_pin_file_place },
 		{ "missing module", test_missing_module },
 		{ "absent token", test_absent_token },
 		{ "missing mechanisms (shim)", test_missing_mechanisms },
