@@ -3,7 +3,8 @@
  * rotation with a background rewrap, retirement and destruction, and the
  * schedule.
  *
- * A rotation creates version N+1 in the token, records it in the store and
+ * A rotation creates version N+1 in the token, uses it once (a random data
+ * key wrapped under it must unwrap again), records it in the store and
  * makes it current before it answers: from then on every new write uses
  * it.  A rewrap thread then walks the vault's records in (name, version)
  * order, batch by batch: each record's data key is unwrapped under its old
@@ -537,9 +538,50 @@ rot_launch(struct kwd_vault *v, uint64_t total, int resumed, const char *actor)
 	return 0;
 }
 
-/* Create version N+1, make it current, start the rewrap.  *newv gets N+1. */
+#define TRIAL_DEK 32
+#define TRIAL_AAD "keywarden/rotation-trial"
+
+/* Use a new version once before it becomes current, through the calls that
+ * writes and reads make: a random data key wrapped under it must unwrap to
+ * the same key.  A version that cannot do that would take every write and
+ * be the target of the rewrap.  0, or the failure with a detail. */
 static int
-rotate_vault(struct kwd *d, struct kwd_vault *v, const char *actor, uint32_t *newv, json_t **from)
+mkey_trial(struct kwd *d, struct kwd_vault *v, uint32_t version)
+{
+	uint8_t *dek = kw_secalloc(TRIAL_DEK), *back = kw_secalloc(P11_DEK_MAX);
+	uint8_t blob[P11_WRAPPED_MAX];
+	size_t bl = 0, backlen = 0;
+	int e;
+
+	if (dek == NULL || back == NULL) {
+		e = kw_fail(-ENOMEM, "out of memory to try master key version %u of vault '%s'",
+		    version, v->name);
+		goto out;
+	}
+	if ((e = p11_random(d->p11, dek, TRIAL_DEK)) != 0 ||
+	    (e = p11_wrap(d->p11, v->name, version, dek, TRIAL_DEK, TRIAL_AAD,
+		sizeof(TRIAL_AAD) - 1, blob, &bl)) != 0 ||
+	    (e = p11_unwrap(d->p11, v->name, blob, bl, TRIAL_AAD, sizeof(TRIAL_AAD) - 1,
+		back, &backlen)) != 0) {
+		/* The token's own fault whatever it says: nobody else made
+		 * the blob it could not open. */
+		if (e == KW_E_AUTH || e == KW_E_FORMAT)
+			e = kw_fail(KW_E_P11, "%s", kw_errdetail(e));
+		goto out;
+	}
+	if (backlen != TRIAL_DEK || kw_memeq_ct(back, dek, TRIAL_DEK) != 0)
+		e = kw_fail(KW_E_P11, "token gave back another data key than it wrapped");
+out:
+	kw_secfree(dek);
+	kw_secfree(back);
+	return e;
+}
+
+/* Create version N+1, try it, make it current, start the rewrap.  *newv
+ * gets N+1; *refused (may be NULL) N+1 when it failed its trial, else 0. */
+static int
+rotate_vault(struct kwd *d, struct kwd_vault *v, const char *actor, uint32_t *newv, json_t **from,
+    uint32_t *refused)
 {
 	struct p11_mkey *tk = NULL, mk;
 	struct store_key k;
@@ -549,6 +591,8 @@ rotate_vault(struct kwd *d, struct kwd_vault *v, const char *actor, uint32_t *ne
 	int e, re = 0;
 	json_t *rem = NULL;
 
+	if (refused != NULL)
+		*refused = 0;
 	pthread_mutex_lock(&v->rlock);
 	e = v->state == ROT_RUNNING;
 	pthread_mutex_unlock(&v->rlock);
@@ -571,6 +615,27 @@ rotate_vault(struct kwd *d, struct kwd_vault *v, const char *actor, uint32_t *ne
 	next++;
 	if ((e = p11_mkey_create(d->p11, v->name, next, &mk)) != 0)
 		goto out;
+	if ((e = mkey_trial(d, v, next)) != 0) {
+		char why[600];
+		uint32_t cur;
+		int de;
+
+		snprintf(why, sizeof(why), "%s", kw_errdetail(e));
+		pthread_rwlock_rdlock(&v->lock);
+		cur = v->current;
+		pthread_rwlock_unlock(&v->lock);
+		/* Never recorded nor used: it goes.  Left, it only makes the
+		 * next rotation skip its number. */
+		if ((de = p11_mkey_destroy(d->p11, v->name, next)) != 0)
+			log_warn("vault '%s': master key version %u, which failed its trial, is "
+			    "left in the token: %s", v->name, next, kw_errdetail(de));
+		e = kw_fail(e, "vault '%s': new master key version %u failed its trial (a data "
+		    "key wrapped under it must unwrap again): %s; it was not made current, "
+		    "version %u stays", v->name, next, why, cur);
+		if (refused != NULL)
+			*refused = next;
+		goto out;
+	}
 	memset(&k, 0, sizeof(k));
 	k.version = next;
 	memcpy(k.key_id, mk.id, sizeof(k.key_id));
@@ -646,7 +711,7 @@ maint_check(struct kwd *d, int at_start)
 				int e;
 				log_notice("vault '%s': the current master key is older than %u days: rotating",
 				    v->name, days);
-				if ((e = rotate_vault(d, v, "schedule", &nv, NULL)) != 0)
+				if ((e = rotate_vault(d, v, "schedule", &nv, NULL, NULL)) != 0)
 					log_err("vault '%s': scheduled rotation failed: %s", v->name, kw_errdetail(e));
 			}
 		}
@@ -780,7 +845,7 @@ void
 h_rotation_start(struct kwd_req *r)
 {
 	struct kwd_vault *v = req_vault(r);
-	uint32_t nv = 0;
+	uint32_t nv = 0, refused = 0, cur;
 	json_t *from = NULL, *st;
 	char actor[64];
 	int e;
@@ -791,10 +856,24 @@ h_rotation_start(struct kwd_req *r)
 		return;
 	snprintf(actor, sizeof(actor), "uid %u", (unsigned)r->who.uid);
 	pthread_mutex_lock(&v->admin);
-	e = rotate_vault(r->d, v, actor, &nv, &from);
+	e = rotate_vault(r->d, v, actor, &nv, &from, &refused);
+	pthread_rwlock_rdlock(&v->lock);
+	cur = v->current;
+	pthread_rwlock_unlock(&v->lock);
 	pthread_mutex_unlock(&v->admin);
 	if (e == KW_E_CONFLICT) {
 		kwd_reply_error(r, 409, "rotation_running", "%s", kw_errdetail(e));
+		return;
+	}
+	if (e != 0 && refused != 0) {
+		/* The token's words go to the log, as for any token failure;
+		 * the caller learns what became of the rotation. */
+		atomic_fetch_add(&r->d->m.token_errors, 1);
+		log_err("request %llu: rotate: token: %s", (unsigned long long)r->id, kw_errdetail(e));
+		kwd_reply_error(r, 503, "unavailable", "rotate: the new master key version %u of vault "
+		    "'%s' failed its trial in the token (a data key wrapped under it did not unwrap "
+		    "again) and was not made current; version %u stays current (the daemon's log "
+		    "says why)", refused, v->name, cur);
 		return;
 	}
 	if (e != 0) {

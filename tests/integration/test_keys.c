@@ -688,6 +688,116 @@ test_rotation_status_and_conflict(void)
 	json_decref(j);
 }
 
+/* ---- a second daemon whose token fails on demand ----------------------------------- */
+
+/* Start d on this token through the interposer module (tests/shim), which
+ * injects fail (KW_SHIM_FAIL's form) into the daemon's PKCS#11 calls while
+ * the file trig exists.  vaults must name vaults no other daemon here has:
+ * the token's keys are named by vault.  0 or -1. */
+static int
+shim_daemon_start(struct kwt_daemon *d, const char *fail, const char *trig, const char *vaults)
+{
+	const char *top = kwt_require("KW_TOP_BUILDDIR");
+	struct kwt_token t = tok;
+	int n, r;
+
+	n = snprintf(t.module, sizeof(t.module), "%s/tests/shim/.libs/libkwshim.so", top);
+	if (n < 0 || (size_t)n >= sizeof(t.module) || access(t.module, R_OK) != 0) {
+		fprintf(stderr, "test_keys: %s missing: build tests/shim\n", t.module);
+		return -1;
+	}
+	setenv("KW_SHIM_MODULE", tok.module, 1);
+	setenv("KW_SHIM_FAIL", fail, 1);
+	setenv("KW_SHIM_FAIL_FILE", trig, 1);
+	r = kwt_daemon_start(d, &t, vaults);
+	unsetenv("KW_SHIM_MODULE");
+	unsetenv("KW_SHIM_FAIL");
+	unsetenv("KW_SHIM_FAIL_FILE");
+	return r;
+}
+
+static const char *
+jerrmsg(json_t *j)
+{
+	const char *m = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+	return m != NULL ? m : "";
+}
+
+/* A new master-key version is used once before it becomes current: when a
+ * data key wrapped under it does not unwrap again (the token fails every
+ * C_DecryptInit), the rotation is refused with a reply that says so, the
+ * old version stays current and writes go on under it, and the refused
+ * version leaves the token. */
+static void
+test_rotation_trial(void)
+{
+	char dir[256], trig[300];
+	struct kwt_daemon d2;
+	long st;
+	json_t *j;
+	int i;
+
+	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-trial") == 0);
+	snprintf(trig, sizeof(trig), "%s/fail", dir);
+	CU_ASSERT_EQUAL_FATAL(shim_daemon_start(&d2, "C_DecryptInit:1000000:CKR_GENERAL_ERROR", trig,
+	    "vaults:\n  - name: trial\n"), 0);
+	j = kwt_http_json(d2.sock, "PUT", "/v1/vaults/trial/secrets/a", "{\"value\":\"one\"}", &st);
+	CU_ASSERT_EQUAL(st, 201);
+	CU_ASSERT_EQUAL(jint(j, "key_version"), 1);
+	json_decref(j);
+
+	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
+	j = kwt_http_json(d2.sock, "POST", "/v1/vaults/trial/rotation", NULL, &st);
+	CU_ASSERT_EQUAL(st, 503);
+	CU_ASSERT_PTR_NOT_NULL(strstr(jerrmsg(j), "version 2 of vault 'trial' failed its trial"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(jerrmsg(j), "version 1 stays current"));
+	json_decref(j);
+	unlink(trig);
+	CU_ASSERT_EQUAL(kwt_file_contains(d2.log, "C_DecryptInit: CKR_GENERAL_ERROR",
+	    strlen("C_DecryptInit: CKR_GENERAL_ERROR")), 1);
+
+	j = kwt_http_json(d2.sock, "GET", "/v1/vaults/trial/master-keys", NULL, &st);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_EQUAL(jint(j, "current"), 1);
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(j, "keys")), 1);
+	json_decref(j);
+	CU_ASSERT_EQUAL(token_has_label("keywarden/trial/v1"), 1);
+	CU_ASSERT_EQUAL(token_has_label("keywarden/trial/v2"), 0);
+
+	/* writes and reads go on under version 1 */
+	j = kwt_http_json(d2.sock, "PUT", "/v1/vaults/trial/secrets/a", "{\"value\":\"two\"}", &st);
+	CU_ASSERT_EQUAL(st, 201);
+	CU_ASSERT_EQUAL(jint(j, "key_version"), 1);
+	json_decref(j);
+	j = kwt_http_json(d2.sock, "GET", "/v1/vaults/trial/secrets/a", NULL, &st);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_STRING_EQUAL(jstr(j, "value"), "two");
+	json_decref(j);
+
+	/* on a working token the rotation goes through, to the number the
+	 * refused version had */
+	j = kwt_http_json(d2.sock, "POST", "/v1/vaults/trial/rotation", NULL, &st);
+	CU_ASSERT_EQUAL(st, 202);
+	CU_ASSERT_EQUAL(jint(j, "key_version"), 2);
+	json_decref(j);
+	for (i = 0; i < 200; i++) {
+		j = kwt_http_json(d2.sock, "GET", "/v1/vaults/trial/rotation", NULL, &st);
+		if (st == 200 && strcmp(jstr(j, "state"), "done") == 0) {
+			json_decref(j);
+			break;
+		}
+		json_decref(j);
+		usleep(50000);
+	}
+	CU_ASSERT(i < 200);
+	j = kwt_http_json(d2.sock, "GET", "/v1/vaults/trial/secrets/a/versions/1", NULL, &st);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_STRING_EQUAL(jstr(j, "value"), "one");
+	json_decref(j);
+	kwt_daemon_free(&d2);
+	kwt_rmtree(dir);
+}
+
 /* The daemon's SQLite file (its state directory's *.db) into db: 0 or -1. */
 static int
 store_file(char *db, size_t len)
@@ -1538,6 +1648,7 @@ main(void)
 		{ "encrypt and decrypt with context; tampering fails", test_encrypt_decrypt },
 		{ "blobs across a rotation; retired opens nothing", test_blobs_across_rotation },
 		{ "rotation status, bad requests", test_rotation_status_and_conflict },
+		{ "a new version that fails its trial is not made current (shim)", test_rotation_trial },
 		{ "retire refuses while used; destroy removes from the token", test_retire_refuses_then_destroy },
 		{ "signing keys: ES256, RS256, PS256 verified by openssl", test_signing_keys },
 		{ "encrypt-file: 0 B, 1 B, 100 MiB; truncated, reordered, spliced refused", test_cli_encrypt_file },

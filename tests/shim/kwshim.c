@@ -15,12 +15,17 @@
  *       A C_Decrypt made to fail still runs in the real module, so that
  *       its operation ends as a failed C_Decrypt's does; its output is
  *       wiped and not handed back.
+ *   KW_SHIM_FAIL_FILE=path
+ *       injects KW_SHIM_FAIL's errors only while that file exists (calls
+ *       made while it does not are not counted), for a process whose
+ *       environment a test cannot change once it runs: the daemon.
  */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <p11-kit/pkcs11.h>
 
@@ -87,11 +92,13 @@ rv_parse(const char *s)
 static CK_RV
 inject(const char *fn)
 {
-	const char *f = getenv("KW_SHIM_FAIL");
+	const char *f = getenv("KW_SHIM_FAIL"), *when = getenv("KW_SHIM_FAIL_FILE");
 	char buf[256], *n, *code;
 	CK_RV rv = CKR_OK;
 
 	if (f == NULL || *f == '\0')
+		return CKR_OK;
+	if (when != NULL && *when != '\0' && access(when, F_OK) != 0)
 		return CKR_OK;
 	pthread_mutex_lock(&lock);
 	snprintf(buf, sizeof(buf), "%s", f);
