@@ -18,6 +18,13 @@
  * Locks: each vault's key view has a rwlock (readers: every secret read);
  * its rotation state a mutex.  Changes to versions go store first, then the
  * view, under the vault's admin mutex, so two admin calls never interleave.
+ *
+ * A view that could not be read back after a change in the store is stale:
+ * the store may name a current version the view does not know, and writes
+ * under the view's are refused by the store.  It is read again by the next
+ * write the store refuses so (kwd_keys_refresh) and every second by the
+ * maintenance thread, until that works; then, as at a start, a rewrap the
+ * switch never started is resumed.  No restart is needed.
  */
 #include "config.h"
 
@@ -65,10 +72,13 @@ struct kwd_vault {
 	char name[CONFIG_VAULT_MAX + 1];
 	pthread_mutex_t admin;          /* serializes rotate/retire/destroy */
 
-	pthread_rwlock_t lock;          /* guards current, keys, nkeys */
+	pthread_rwlock_t lock;          /* guards current, keys, nkeys, stale, resume_due */
 	uint32_t current;
 	struct store_key *keys;
 	size_t nkeys;
+	int stale;                      /* the last read of the store failed */
+	int resume_due;                 /* read again after that: look for a rewrap to resume */
+	int64_t stale_logged;           /* (admin) when a failed retry was last logged */
 
 	pthread_mutex_t rlock;          /* guards the rotation fields */
 	enum rot_state state;
@@ -97,26 +107,80 @@ vault_find(struct kwd *d, const char *name)
 	return NULL;
 }
 
-/* Read the vault's versions from the store into the view. */
+static void
+maint_kick(struct kwd *d)
+{
+	pthread_mutex_lock(&d->maint_lock);
+	d->maint_kick = 1;
+	pthread_cond_broadcast(&d->maint_cond);
+	pthread_mutex_unlock(&d->maint_lock);
+}
+
+/* Read the vault's versions from the store into the view.  A failure
+ * leaves the view stale (see the top of this file); the read that ends
+ * that wakes the maintenance thread to resume what the switch left. */
 static int
 view_refresh(struct kwd *d, struct kwd_vault *v)
 {
 	struct store_vault sv;
 	struct store_key *keys = NULL, *old;
 	size_t n = 0;
-	int e;
+	int e, was_stale;
 
 	if ((e = store_vault_get(d->store, v->name, &sv)) != 0 ||
-	    (e = store_key_list(d->store, v->name, &keys, &n)) != 0)
+	    (e = store_key_list(d->store, v->name, &keys, &n)) != 0) {
+		pthread_rwlock_wrlock(&v->lock);
+		was_stale = v->stale;
+		v->stale = 1;
+		pthread_rwlock_unlock(&v->lock);
+		if (!was_stale)
+			maint_kick(d);  /* to try again every second from now on */
 		return e;
+	}
 	pthread_rwlock_wrlock(&v->lock);
 	old = v->keys;
 	v->keys = keys;
 	v->nkeys = n;
 	v->current = sv.key_version;
+	was_stale = v->stale;
+	v->stale = 0;
+	if (was_stale)
+		v->resume_due = 1;
 	pthread_rwlock_unlock(&v->lock);
 	free(old);
+	if (was_stale) {
+		log_notice("vault '%s': its master-key versions were read from the store again "
+		    "(current: version %u)", v->name, sv.key_version);
+		maint_kick(d);
+	}
 	return 0;
+}
+
+static int
+view_stale(struct kwd_vault *v)
+{
+	int s;
+
+	pthread_rwlock_rdlock(&v->lock);
+	s = v->stale;
+	pthread_rwlock_unlock(&v->lock);
+	return s;
+}
+
+int
+kwd_keys_refresh(struct kwd *d, const char *vault)
+{
+	struct kwd_vault *v = vault_find(d, vault);
+	int e;
+
+	if (v == NULL)
+		return kw_fail(KW_E_NOT_FOUND, "no vault named '%s'", vault);
+	/* After the change under way, if any: a read begun before it and
+	 * put in place after it would take the view back. */
+	pthread_mutex_lock(&v->admin);
+	e = view_refresh(d, v);
+	pthread_mutex_unlock(&v->admin);
+	return e;
 }
 
 int
@@ -510,8 +574,9 @@ rot_launch(struct kwd_vault *v, uint64_t total, int resumed, const char *actor)
 		pthread_mutex_lock(&v->rlock);
 		v->joinable = 0;
 	}
-	pthread_rwlock_rdlock(&v->lock);
+	pthread_rwlock_wrlock(&v->lock);
 	v->target = v->current;
+	v->resume_due = 0;              /* this rewrap moves every older record */
 	pthread_rwlock_unlock(&v->lock);
 	v->state = ROT_RUNNING;
 	v->stop = 0;
@@ -666,6 +731,51 @@ out:
 
 /* ---- resume and schedule ------------------------------------------------------------ */
 
+/* With v->admin held and no rewrap running: when records are left under
+ * an older active version, start the rewrap to the current one, as at a
+ * start.  Their count. */
+static uint64_t
+rot_resume(struct kwd *d, struct kwd_vault *v)
+{
+	uint64_t left = 0;
+	int re = 0;
+	json_t *rem = remaining_json(d, v, &left, &re);
+
+	if (re == 0 && left > 0) {
+		log_notice("vault '%s': %" PRIu64 " records still under older master keys: "
+		    "resuming the rotation to version %u", v->name, left, v->current);
+		audit_glue_admin(d, "vault.rotation.resumed", json_pack("{s:s,s:i,s:O,s:I}",
+		    "vault", v->name, "key_version", (int)v->current, "remaining", rem,
+		    "total", (json_int_t)left));
+		if (rot_launch(v, left, 1, "resume") != 0)
+			log_err("vault '%s': cannot resume the rotation: %s", v->name,
+			    kw_errdetail(KW_E_INTERNAL));
+	}
+	json_decref(rem);
+	return left;
+}
+
+static int
+take_resume_due(struct kwd_vault *v)
+{
+	int due;
+
+	pthread_rwlock_wrlock(&v->lock);
+	due = v->resume_due;
+	v->resume_due = 0;
+	pthread_rwlock_unlock(&v->lock);
+	return due;
+}
+
+static int
+views_stale(struct kwd *d)
+{
+	for (size_t i = 0; i < d->nvaults; i++)
+		if (view_stale(&d->vaults[i]))
+			return 1;
+	return 0;
+}
+
 static void
 maint_check(struct kwd *d, int at_start)
 {
@@ -673,32 +783,28 @@ maint_check(struct kwd *d, int at_start)
 		struct kwd_vault *v = &d->vaults[i];
 		const struct config_vault *cv = config_vault_find(d->cfg, v->name);
 		unsigned days = cv ? __atomic_load_n(&cv->rotation_days, __ATOMIC_RELAXED) : 0;
-		int running;
+		int running, e;
 
 		pthread_mutex_lock(&v->admin);
+		if (view_stale(v) && (e = view_refresh(d, v)) != 0) {
+			int64_t now = (int64_t)kwd_now_us();
+			if (now - v->stale_logged >= 60 * 1000000LL) {
+				log_warn("vault '%s': its master-key versions still cannot be read from "
+				    "the store, so writes are refused; trying again every second: %s",
+				    v->name, kw_errdetail(e));
+				v->stale_logged = now;
+			}
+			goto next;
+		}
 		pthread_mutex_lock(&v->rlock);
 		running = v->state == ROT_RUNNING;
 		pthread_mutex_unlock(&v->rlock);
-		if (running)
+		if (running) {
+			take_resume_due(v);     /* the rewrap that runs moves them */
 			goto next;
-		if (at_start) {
-			uint64_t left = 0;
-			int re = 0;
-			json_t *rem = remaining_json(d, v, &left, &re);
-			if (re == 0 && left > 0) {
-				log_notice("vault '%s': %" PRIu64 " records still under older master keys: "
-				    "resuming the rotation to version %u", v->name, left, v->current);
-				audit_glue_admin(d, "vault.rotation.resumed", json_pack("{s:s,s:i,s:O,s:I}",
-				    "vault", v->name, "key_version", (int)v->current, "remaining", rem,
-				    "total", (json_int_t)left));
-				if (rot_launch(v, left, 1, "resume") != 0)
-					log_err("vault '%s': cannot resume the rotation: %s", v->name,
-					    kw_errdetail(KW_E_INTERNAL));
-			}
-			json_decref(rem);
-			if (left > 0)
-				goto next;
 		}
+		if ((take_resume_due(v) || at_start) && rot_resume(d, v) > 0)
+			goto next;
 		if (days > 0) {
 			int64_t created = 0, now = (int64_t)kwd_now_us();
 			pthread_rwlock_rdlock(&v->lock);
@@ -708,7 +814,6 @@ maint_check(struct kwd *d, int at_start)
 			pthread_rwlock_unlock(&v->lock);
 			if (created > 0 && now - created >= (int64_t)days * 86400 * 1000000) {
 				uint32_t nv = 0;
-				int e;
 				log_notice("vault '%s': the current master key is older than %u days: rotating",
 				    v->name, days);
 				if ((e = rotate_vault(d, v, "schedule", &nv, NULL, NULL)) != 0)
@@ -729,6 +834,7 @@ maint_main(void *arg)
 	pthread_mutex_lock(&d->maint_lock);
 	while (!d->maint_stop) {
 		struct timespec ts;
+		d->maint_kick = 0;
 		pthread_mutex_unlock(&d->maint_lock);
 		maint_check(d, first);
 		first = 0;
@@ -737,8 +843,9 @@ maint_main(void *arg)
 		malloc_trim(0);
 		pthread_mutex_lock(&d->maint_lock);
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 60;
-		while (!d->maint_stop &&
+		/* every minute; every second while a view is stale */
+		ts.tv_sec += views_stale(d) ? 1 : 60;
+		while (!d->maint_stop && !d->maint_kick &&
 		    pthread_cond_timedwait(&d->maint_cond, &d->maint_lock, &ts) != ETIMEDOUT)
 			;
 	}

@@ -798,6 +798,158 @@ test_rotation_trial(void)
 	kwt_rmtree(dir);
 }
 
+/* ---- a second daemon whose store fails on demand ------------------------------------ */
+
+/* What the store asks to list a vault's master-key versions (and nothing else). */
+#define KEY_LIST_SQL "FROM vault_keys WHERE vault = ?1 ORDER BY version"
+
+/* Start d on this token with tests/shim's libkwfailsql.so preloaded: while
+ * the file trig exists, the store's statements whose SQL contains match
+ * fail with an I/O error.  vaults as for shim_daemon_start.  0 or -1. */
+static int
+failsql_daemon_start(struct kwt_daemon *d, const char *match, const char *trig, const char *vaults)
+{
+	const char *top = kwt_require("KW_TOP_BUILDDIR"), *asan = getenv("ASAN_OPTIONS");
+	char lib[600], opts[1100], keep[1024];
+	int r, had = asan != NULL;
+
+	snprintf(lib, sizeof(lib), "%s/tests/shim/.libs/libkwfailsql.so", top);
+	if (access(lib, R_OK) != 0) {
+		fprintf(stderr, "test_keys: %s missing: build tests/shim\n", lib);
+		return -1;
+	}
+	snprintf(keep, sizeof(keep), "%s", had ? asan : "");
+	/* In the sanitizer build ASan's runtime must come first, and the
+	 * preloaded library comes before it. */
+	snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0", keep, had ? ":" : "");
+	setenv("LD_PRELOAD", lib, 1);
+	setenv("KW_FAILSQL_FILE", trig, 1);
+	setenv("KW_FAILSQL_MATCH", match, 1);
+	setenv("ASAN_OPTIONS", opts, 1);
+	r = kwt_daemon_start(d, &tok, vaults);
+	unsetenv("LD_PRELOAD");
+	unsetenv("KW_FAILSQL_FILE");
+	unsetenv("KW_FAILSQL_MATCH");
+	if (had)
+		setenv("ASAN_OPTIONS", keep, 1);
+	else
+		unsetenv("ASAN_OPTIONS");
+	return r;
+}
+
+/* Wait until d's rotation of vault is done: 1, or 0 after 10 s. */
+static int
+rotation_done(const struct kwt_daemon *d, const char *vault)
+{
+	char path[128];
+	long st;
+	json_t *j;
+
+	snprintf(path, sizeof(path), "/v1/vaults/%s/rotation", vault);
+	for (int i = 0; i < 200; i++) {
+		int done;
+		j = kwt_http_json(d->sock, "GET", path, NULL, &st);
+		done = st == 200 && strcmp(jstr(j, "state"), "done") == 0;
+		json_decref(j);
+		if (done)
+			return 1;
+		usleep(50000);
+	}
+	return 0;
+}
+
+/* The value of d's secret vault/name (version 0: the current one), or "". */
+static const char *
+secret_value(const struct kwt_daemon *d, const char *vault, const char *name, int version,
+    char *buf, size_t len)
+{
+	char path[256];
+	long st;
+	json_t *j;
+
+	if (version > 0)
+		snprintf(path, sizeof(path), "/v1/vaults/%s/secrets/%s/versions/%d", vault, name, version);
+	else
+		snprintf(path, sizeof(path), "/v1/vaults/%s/secrets/%s", vault, name);
+	j = kwt_http_json(d->sock, "GET", path, NULL, &st);
+	snprintf(buf, len, "%s", st == 200 && jstr(j, "value") ? jstr(j, "value") : "");
+	json_decref(j);
+	return buf;
+}
+
+/* A rotation switched the store to its new version, but the daemon could
+ * not read the versions back (the store's list of them fails): its view is
+ * behind the store, which refuses writes under the old version.  Once the
+ * store reads again the daemon heals without a restart: by its timer when
+ * nothing comes, at once on a write that finds the view behind; and the
+ * rewrap the switch never started runs. */
+static void
+test_view_heals(void)
+{
+	char dir[256], trig[300], v[64];
+	struct kwt_daemon d2;
+	long st;
+	json_t *j;
+	int i;
+
+	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-heal") == 0);
+	snprintf(trig, sizeof(trig), "%s/fail", dir);
+	CU_ASSERT_EQUAL_FATAL(failsql_daemon_start(&d2, KEY_LIST_SQL, trig,
+	    "vaults:\n  - name: heal\n"), 0);
+	j = kwt_http_json(d2.sock, "PUT", "/v1/vaults/heal/secrets/a", "{\"value\":\"one\"}", &st);
+	CU_ASSERT_EQUAL(st, 201);
+	CU_ASSERT_EQUAL(jint(j, "key_version"), 1);
+	json_decref(j);
+
+	/* 1. Nothing comes: the timer reads the view again. */
+	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
+	j = kwt_http_json(d2.sock, "POST", "/v1/vaults/heal/rotation", NULL, &st);
+	CU_ASSERT_EQUAL(st, 503);
+	json_decref(j);
+	/* while the store cannot say which version is current, no write */
+	j = kwt_http_json(d2.sock, "PUT", "/v1/vaults/heal/secrets/a", "{\"value\":\"x\"}", &st);
+	CU_ASSERT_EQUAL(st, 503);
+	json_decref(j);
+	unlink(trig);
+	for (i = 0; i < 200; i++) {
+		json_int_t cur;
+		j = kwt_http_json(d2.sock, "GET", "/v1/vaults/heal/master-keys", NULL, &st);
+		cur = jint(j, "current");
+		json_decref(j);
+		if (cur == 2)
+			break;
+		usleep(50000);
+	}
+	CU_ASSERT(i < 200);
+	CU_ASSERT(rotation_done(&d2, "heal"));
+	CU_ASSERT_EQUAL(kwt_tree_contains(d2.audit, "vault.rotation.resumed",
+	    strlen("vault.rotation.resumed")), 1);
+	j = kwt_http_json(d2.sock, "PUT", "/v1/vaults/heal/secrets/a", "{\"value\":\"two\"}", &st);
+	CU_ASSERT_EQUAL(st, 201);
+	CU_ASSERT_EQUAL(jint(j, "key_version"), 2);
+	json_decref(j);
+	CU_ASSERT_STRING_EQUAL(secret_value(&d2, "heal", "a", 1, v, sizeof(v)), "one");
+
+	/* 2. A write comes as soon as the store reads again: it goes
+	 * through, under the new version. */
+	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
+	j = kwt_http_json(d2.sock, "POST", "/v1/vaults/heal/rotation", NULL, &st);
+	CU_ASSERT_EQUAL(st, 503);
+	json_decref(j);
+	unlink(trig);
+	j = kwt_http_json(d2.sock, "PUT", "/v1/vaults/heal/secrets/a", "{\"value\":\"three\"}", &st);
+	CU_ASSERT_EQUAL(st, 201);
+	CU_ASSERT_EQUAL(jint(j, "key_version"), 3);
+	json_decref(j);
+	CU_ASSERT_STRING_EQUAL(secret_value(&d2, "heal", "a", 0, v, sizeof(v)), "three");
+	CU_ASSERT(rotation_done(&d2, "heal"));
+	CU_ASSERT_STRING_EQUAL(secret_value(&d2, "heal", "a", 2, v, sizeof(v)), "two");
+	CU_ASSERT_EQUAL(kwt_file_contains(d2.log, "were read from the store again",
+	    strlen("were read from the store again")), 1);
+	kwt_daemon_free(&d2);
+	kwt_rmtree(dir);
+}
+
 /* The daemon's SQLite file (its state directory's *.db) into db: 0 or -1. */
 static int
 store_file(char *db, size_t len)
@@ -1649,6 +1801,7 @@ main(void)
 		{ "blobs across a rotation; retired opens nothing", test_blobs_across_rotation },
 		{ "rotation status, bad requests", test_rotation_status_and_conflict },
 		{ "a new version that fails its trial is not made current (shim)", test_rotation_trial },
+		{ "the key view heals after a failed read, without a restart (shim)", test_view_heals },
 		{ "retire refuses while used; destroy removes from the token", test_retire_refuses_then_destroy },
 		{ "signing keys: ES256, RS256, PS256 verified by openssl", test_signing_keys },
 		{ "encrypt-file: 0 B, 1 B, 100 MiB; truncated, reordered, spliced refused", test_cli_encrypt_file },
