@@ -835,7 +835,15 @@ config_load(const char *path, struct config **out, struct config_errors *errs)
 		goto out;
 	}
 	/* It names the PKCS#11 module the daemon loads into itself, and the
-	 * PIN file: whoever may write it runs code as the daemon. */
+	 * PIN file: whoever may write it runs code as the daemon.  Its owner
+	 * may (chmod is the owner's), so it must be the daemon's user or root,
+	 * as for the policy. */
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		cfg_err(&x, NULL, NULL, "the file is owned by uid %u, neither the daemon's user "
+		    "(uid %u) nor root: its owner could rewrite it; chown root %s",
+		    (unsigned)st.st_uid, (unsigned)geteuid(), path);
+		goto out;
+	}
 	if (st.st_mode & 0022) {
 		cfg_err(&x, NULL, NULL, "the file is writable by %s (mode %04o): chmod go-w %s",
 		    (st.st_mode & 0002) ? "every user" : "its group", (unsigned)(st.st_mode & 07777), path);

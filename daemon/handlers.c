@@ -1105,9 +1105,19 @@ h_secret_put(struct kwd_req *r)
 			    r->name, r->vault);
 			goto out;
 		}
-		if ((e == KW_E_CONFLICT && !has_cas && tries < PUT_RETRIES) ||
-		    (e == KW_E_RETIRED && tries < PUT_RETRIES))
+		if (e == KW_E_CONFLICT && !has_cas && tries < PUT_RETRIES)
 			continue;
+		if (e == KW_E_RETIRED && tries < PUT_RETRIES) {
+			/* The store's current version is not the view's: a
+			 * rotation is making its new one current, or the view
+			 * could not be read back after it did.  Read it again
+			 * (after the rotation), then pick again. */
+			if ((e = kwd_keys_refresh(r->d, r->vault)) != 0) {
+				kwd_reply_kwerr(r, e, "write");
+				goto out;
+			}
+			continue;
+		}
 		if (e == KW_E_CONFLICT) {
 			kwd_reply_error(r, 409, "conflict", has_cas ?
 			    "check-and-set failed: the current version of '%s' is %llu, not %llu" :

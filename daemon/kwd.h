@@ -195,6 +195,7 @@ struct kwd {
 	pthread_mutex_t maint_lock;
 	pthread_cond_t maint_cond;
 	int maint_stop;
+	int maint_kick;                /* run the thread's checks now (maint_lock) */
 };
 
 #include "daemon/kwtime.h"   /* kwd_now_us, kwd_time_str, kwd_time_parse */
@@ -262,6 +263,11 @@ int kwd_keys_load(struct kwd *d);
 void kwd_keys_free(struct kwd *d);
 /* The vault's current version for new writes. */
 int kwd_keys_current(struct kwd *d, const char *vault, uint32_t *version);
+/* Read the vault's versions from the store again, after any change under
+ * way: for a write the store refused because the version it was given is
+ * no longer current (the view is behind the store: a rotation is being
+ * made current, or a read after a switch failed).  0 or the store's error. */
+int kwd_keys_refresh(struct kwd *d, const char *vault);
 /* 0 if version may unwrap; KW_E_RETIRED, KW_E_KEY_NOT_FOUND otherwise. */
 int kwd_keys_usable(struct kwd *d, const char *vault, uint32_t version);
 /* The same for a record (name, version) whose wrapped key must name its

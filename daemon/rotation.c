@@ -3,7 +3,8 @@
  * rotation with a background rewrap, retirement and destruction, and the
  * schedule.
  *
- * A rotation creates version N+1 in the token, records it in the store and
+ * A rotation creates version N+1 in the token, uses it once (a random data
+ * key wrapped under it must unwrap again), records it in the store and
  * makes it current before it answers: from then on every new write uses
  * it.  A rewrap thread then walks the vault's records in (name, version)
  * order, batch by batch: each record's data key is unwrapped under its old
@@ -17,6 +18,13 @@
  * Locks: each vault's key view has a rwlock (readers: every secret read);
  * its rotation state a mutex.  Changes to versions go store first, then the
  * view, under the vault's admin mutex, so two admin calls never interleave.
+ *
+ * A view that could not be read back after a change in the store is stale:
+ * the store may name a current version the view does not know, and writes
+ * under the view's are refused by the store.  It is read again by the next
+ * write the store refuses so (kwd_keys_refresh) and every second by the
+ * maintenance thread, until that works; then, as at a start, a rewrap the
+ * switch never started is resumed.  No restart is needed.
  */
 #include "config.h"
 
@@ -64,10 +72,13 @@ struct kwd_vault {
 	char name[CONFIG_VAULT_MAX + 1];
 	pthread_mutex_t admin;          /* serializes rotate/retire/destroy */
 
-	pthread_rwlock_t lock;          /* guards current, keys, nkeys */
+	pthread_rwlock_t lock;          /* guards current, keys, nkeys, stale, resume_due */
 	uint32_t current;
 	struct store_key *keys;
 	size_t nkeys;
+	int stale;                      /* the last read of the store failed */
+	int resume_due;                 /* read again after that: look for a rewrap to resume */
+	int64_t stale_logged;           /* (admin) when a failed retry was last logged */
 
 	pthread_mutex_t rlock;          /* guards the rotation fields */
 	enum rot_state state;
@@ -96,26 +107,80 @@ vault_find(struct kwd *d, const char *name)
 	return NULL;
 }
 
-/* Read the vault's versions from the store into the view. */
+static void
+maint_kick(struct kwd *d)
+{
+	pthread_mutex_lock(&d->maint_lock);
+	d->maint_kick = 1;
+	pthread_cond_broadcast(&d->maint_cond);
+	pthread_mutex_unlock(&d->maint_lock);
+}
+
+/* Read the vault's versions from the store into the view.  A failure
+ * leaves the view stale (see the top of this file); the read that ends
+ * that wakes the maintenance thread to resume what the switch left. */
 static int
 view_refresh(struct kwd *d, struct kwd_vault *v)
 {
 	struct store_vault sv;
 	struct store_key *keys = NULL, *old;
 	size_t n = 0;
-	int e;
+	int e, was_stale;
 
 	if ((e = store_vault_get(d->store, v->name, &sv)) != 0 ||
-	    (e = store_key_list(d->store, v->name, &keys, &n)) != 0)
+	    (e = store_key_list(d->store, v->name, &keys, &n)) != 0) {
+		pthread_rwlock_wrlock(&v->lock);
+		was_stale = v->stale;
+		v->stale = 1;
+		pthread_rwlock_unlock(&v->lock);
+		if (!was_stale)
+			maint_kick(d);  /* to try again every second from now on */
 		return e;
+	}
 	pthread_rwlock_wrlock(&v->lock);
 	old = v->keys;
 	v->keys = keys;
 	v->nkeys = n;
 	v->current = sv.key_version;
+	was_stale = v->stale;
+	v->stale = 0;
+	if (was_stale)
+		v->resume_due = 1;
 	pthread_rwlock_unlock(&v->lock);
 	free(old);
+	if (was_stale) {
+		log_notice("vault '%s': its master-key versions were read from the store again "
+		    "(current: version %u)", v->name, sv.key_version);
+		maint_kick(d);
+	}
 	return 0;
+}
+
+static int
+view_stale(struct kwd_vault *v)
+{
+	int s;
+
+	pthread_rwlock_rdlock(&v->lock);
+	s = v->stale;
+	pthread_rwlock_unlock(&v->lock);
+	return s;
+}
+
+int
+kwd_keys_refresh(struct kwd *d, const char *vault)
+{
+	struct kwd_vault *v = vault_find(d, vault);
+	int e;
+
+	if (v == NULL)
+		return kw_fail(KW_E_NOT_FOUND, "no vault named '%s'", vault);
+	/* After the change under way, if any: a read begun before it and
+	 * put in place after it would take the view back. */
+	pthread_mutex_lock(&v->admin);
+	e = view_refresh(d, v);
+	pthread_mutex_unlock(&v->admin);
+	return e;
 }
 
 int
@@ -509,8 +574,9 @@ rot_launch(struct kwd_vault *v, uint64_t total, int resumed, const char *actor)
 		pthread_mutex_lock(&v->rlock);
 		v->joinable = 0;
 	}
-	pthread_rwlock_rdlock(&v->lock);
+	pthread_rwlock_wrlock(&v->lock);
 	v->target = v->current;
+	v->resume_due = 0;              /* this rewrap moves every older record */
 	pthread_rwlock_unlock(&v->lock);
 	v->state = ROT_RUNNING;
 	v->stop = 0;
@@ -537,9 +603,50 @@ rot_launch(struct kwd_vault *v, uint64_t total, int resumed, const char *actor)
 	return 0;
 }
 
-/* Create version N+1, make it current, start the rewrap.  *newv gets N+1. */
+#define TRIAL_DEK 32
+#define TRIAL_AAD "keywarden/rotation-trial"
+
+/* Use a new version once before it becomes current, through the calls that
+ * writes and reads make: a random data key wrapped under it must unwrap to
+ * the same key.  A version that cannot do that would take every write and
+ * be the target of the rewrap.  0, or the failure with a detail. */
 static int
-rotate_vault(struct kwd *d, struct kwd_vault *v, const char *actor, uint32_t *newv, json_t **from)
+mkey_trial(struct kwd *d, struct kwd_vault *v, uint32_t version)
+{
+	uint8_t *dek = kw_secalloc(TRIAL_DEK), *back = kw_secalloc(P11_DEK_MAX);
+	uint8_t blob[P11_WRAPPED_MAX];
+	size_t bl = 0, backlen = 0;
+	int e;
+
+	if (dek == NULL || back == NULL) {
+		e = kw_fail(-ENOMEM, "out of memory to try master key version %u of vault '%s'",
+		    version, v->name);
+		goto out;
+	}
+	if ((e = p11_random(d->p11, dek, TRIAL_DEK)) != 0 ||
+	    (e = p11_wrap(d->p11, v->name, version, dek, TRIAL_DEK, TRIAL_AAD,
+		sizeof(TRIAL_AAD) - 1, blob, &bl)) != 0 ||
+	    (e = p11_unwrap(d->p11, v->name, blob, bl, TRIAL_AAD, sizeof(TRIAL_AAD) - 1,
+		back, &backlen)) != 0) {
+		/* The token's own fault whatever it says: nobody else made
+		 * the blob it could not open. */
+		if (e == KW_E_AUTH || e == KW_E_FORMAT)
+			e = kw_fail(KW_E_P11, "%s", kw_errdetail(e));
+		goto out;
+	}
+	if (backlen != TRIAL_DEK || kw_memeq_ct(back, dek, TRIAL_DEK) != 0)
+		e = kw_fail(KW_E_P11, "token gave back another data key than it wrapped");
+out:
+	kw_secfree(dek);
+	kw_secfree(back);
+	return e;
+}
+
+/* Create version N+1, try it, make it current, start the rewrap.  *newv
+ * gets N+1; *refused (may be NULL) N+1 when it failed its trial, else 0. */
+static int
+rotate_vault(struct kwd *d, struct kwd_vault *v, const char *actor, uint32_t *newv, json_t **from,
+    uint32_t *refused)
 {
 	struct p11_mkey *tk = NULL, mk;
 	struct store_key k;
@@ -549,6 +656,8 @@ rotate_vault(struct kwd *d, struct kwd_vault *v, const char *actor, uint32_t *ne
 	int e, re = 0;
 	json_t *rem = NULL;
 
+	if (refused != NULL)
+		*refused = 0;
 	pthread_mutex_lock(&v->rlock);
 	e = v->state == ROT_RUNNING;
 	pthread_mutex_unlock(&v->rlock);
@@ -571,6 +680,27 @@ rotate_vault(struct kwd *d, struct kwd_vault *v, const char *actor, uint32_t *ne
 	next++;
 	if ((e = p11_mkey_create(d->p11, v->name, next, &mk)) != 0)
 		goto out;
+	if ((e = mkey_trial(d, v, next)) != 0) {
+		char why[600];
+		uint32_t cur;
+		int de;
+
+		snprintf(why, sizeof(why), "%s", kw_errdetail(e));
+		pthread_rwlock_rdlock(&v->lock);
+		cur = v->current;
+		pthread_rwlock_unlock(&v->lock);
+		/* Never recorded nor used: it goes.  Left, it only makes the
+		 * next rotation skip its number. */
+		if ((de = p11_mkey_destroy(d->p11, v->name, next)) != 0)
+			log_warn("vault '%s': master key version %u, which failed its trial, is "
+			    "left in the token: %s", v->name, next, kw_errdetail(de));
+		e = kw_fail(e, "vault '%s': new master key version %u failed its trial (a data "
+		    "key wrapped under it must unwrap again): %s; it was not made current, "
+		    "version %u stays", v->name, next, why, cur);
+		if (refused != NULL)
+			*refused = next;
+		goto out;
+	}
 	memset(&k, 0, sizeof(k));
 	k.version = next;
 	memcpy(k.key_id, mk.id, sizeof(k.key_id));
@@ -601,6 +731,51 @@ out:
 
 /* ---- resume and schedule ------------------------------------------------------------ */
 
+/* With v->admin held and no rewrap running: when records are left under
+ * an older active version, start the rewrap to the current one, as at a
+ * start.  Their count. */
+static uint64_t
+rot_resume(struct kwd *d, struct kwd_vault *v)
+{
+	uint64_t left = 0;
+	int re = 0;
+	json_t *rem = remaining_json(d, v, &left, &re);
+
+	if (re == 0 && left > 0) {
+		log_notice("vault '%s': %" PRIu64 " records still under older master keys: "
+		    "resuming the rotation to version %u", v->name, left, v->current);
+		audit_glue_admin(d, "vault.rotation.resumed", json_pack("{s:s,s:i,s:O,s:I}",
+		    "vault", v->name, "key_version", (int)v->current, "remaining", rem,
+		    "total", (json_int_t)left));
+		if (rot_launch(v, left, 1, "resume") != 0)
+			log_err("vault '%s': cannot resume the rotation: %s", v->name,
+			    kw_errdetail(KW_E_INTERNAL));
+	}
+	json_decref(rem);
+	return left;
+}
+
+static int
+take_resume_due(struct kwd_vault *v)
+{
+	int due;
+
+	pthread_rwlock_wrlock(&v->lock);
+	due = v->resume_due;
+	v->resume_due = 0;
+	pthread_rwlock_unlock(&v->lock);
+	return due;
+}
+
+static int
+views_stale(struct kwd *d)
+{
+	for (size_t i = 0; i < d->nvaults; i++)
+		if (view_stale(&d->vaults[i]))
+			return 1;
+	return 0;
+}
+
 static void
 maint_check(struct kwd *d, int at_start)
 {
@@ -608,32 +783,28 @@ maint_check(struct kwd *d, int at_start)
 		struct kwd_vault *v = &d->vaults[i];
 		const struct config_vault *cv = config_vault_find(d->cfg, v->name);
 		unsigned days = cv ? __atomic_load_n(&cv->rotation_days, __ATOMIC_RELAXED) : 0;
-		int running;
+		int running, e;
 
 		pthread_mutex_lock(&v->admin);
+		if (view_stale(v) && (e = view_refresh(d, v)) != 0) {
+			int64_t now = (int64_t)kwd_now_us();
+			if (now - v->stale_logged >= 60 * 1000000LL) {
+				log_warn("vault '%s': its master-key versions still cannot be read from "
+				    "the store, so writes are refused; trying again every second: %s",
+				    v->name, kw_errdetail(e));
+				v->stale_logged = now;
+			}
+			goto next;
+		}
 		pthread_mutex_lock(&v->rlock);
 		running = v->state == ROT_RUNNING;
 		pthread_mutex_unlock(&v->rlock);
-		if (running)
+		if (running) {
+			take_resume_due(v);     /* the rewrap that runs moves them */
 			goto next;
-		if (at_start) {
-			uint64_t left = 0;
-			int re = 0;
-			json_t *rem = remaining_json(d, v, &left, &re);
-			if (re == 0 && left > 0) {
-				log_notice("vault '%s': %" PRIu64 " records still under older master keys: "
-				    "resuming the rotation to version %u", v->name, left, v->current);
-				audit_glue_admin(d, "vault.rotation.resumed", json_pack("{s:s,s:i,s:O,s:I}",
-				    "vault", v->name, "key_version", (int)v->current, "remaining", rem,
-				    "total", (json_int_t)left));
-				if (rot_launch(v, left, 1, "resume") != 0)
-					log_err("vault '%s': cannot resume the rotation: %s", v->name,
-					    kw_errdetail(KW_E_INTERNAL));
-			}
-			json_decref(rem);
-			if (left > 0)
-				goto next;
 		}
+		if ((take_resume_due(v) || at_start) && rot_resume(d, v) > 0)
+			goto next;
 		if (days > 0) {
 			int64_t created = 0, now = (int64_t)kwd_now_us();
 			pthread_rwlock_rdlock(&v->lock);
@@ -643,10 +814,9 @@ maint_check(struct kwd *d, int at_start)
 			pthread_rwlock_unlock(&v->lock);
 			if (created > 0 && now - created >= (int64_t)days * 86400 * 1000000) {
 				uint32_t nv = 0;
-				int e;
 				log_notice("vault '%s': the current master key is older than %u days: rotating",
 				    v->name, days);
-				if ((e = rotate_vault(d, v, "schedule", &nv, NULL)) != 0)
+				if ((e = rotate_vault(d, v, "schedule", &nv, NULL, NULL)) != 0)
 					log_err("vault '%s': scheduled rotation failed: %s", v->name, kw_errdetail(e));
 			}
 		}
@@ -664,6 +834,7 @@ maint_main(void *arg)
 	pthread_mutex_lock(&d->maint_lock);
 	while (!d->maint_stop) {
 		struct timespec ts;
+		d->maint_kick = 0;
 		pthread_mutex_unlock(&d->maint_lock);
 		maint_check(d, first);
 		first = 0;
@@ -672,8 +843,9 @@ maint_main(void *arg)
 		malloc_trim(0);
 		pthread_mutex_lock(&d->maint_lock);
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 60;
-		while (!d->maint_stop &&
+		/* every minute; every second while a view is stale */
+		ts.tv_sec += views_stale(d) ? 1 : 60;
+		while (!d->maint_stop && !d->maint_kick &&
 		    pthread_cond_timedwait(&d->maint_cond, &d->maint_lock, &ts) != ETIMEDOUT)
 			;
 	}
@@ -780,7 +952,7 @@ void
 h_rotation_start(struct kwd_req *r)
 {
 	struct kwd_vault *v = req_vault(r);
-	uint32_t nv = 0;
+	uint32_t nv = 0, refused = 0, cur;
 	json_t *from = NULL, *st;
 	char actor[64];
 	int e;
@@ -791,10 +963,24 @@ h_rotation_start(struct kwd_req *r)
 		return;
 	snprintf(actor, sizeof(actor), "uid %u", (unsigned)r->who.uid);
 	pthread_mutex_lock(&v->admin);
-	e = rotate_vault(r->d, v, actor, &nv, &from);
+	e = rotate_vault(r->d, v, actor, &nv, &from, &refused);
+	pthread_rwlock_rdlock(&v->lock);
+	cur = v->current;
+	pthread_rwlock_unlock(&v->lock);
 	pthread_mutex_unlock(&v->admin);
 	if (e == KW_E_CONFLICT) {
 		kwd_reply_error(r, 409, "rotation_running", "%s", kw_errdetail(e));
+		return;
+	}
+	if (e != 0 && refused != 0) {
+		/* The token's words go to the log, as for any token failure;
+		 * the caller learns what became of the rotation. */
+		atomic_fetch_add(&r->d->m.token_errors, 1);
+		log_err("request %llu: rotate: token: %s", (unsigned long long)r->id, kw_errdetail(e));
+		kwd_reply_error(r, 503, "unavailable", "rotate: the new master key version %u of vault "
+		    "'%s' failed its trial in the token (a data key wrapped under it did not unwrap "
+		    "again) and was not made current; version %u stays current (the daemon's log "
+		    "says why)", refused, v->name, cur);
 		return;
 	}
 	if (e != 0) {

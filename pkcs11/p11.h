@@ -34,7 +34,7 @@ enum p11_wrap_mech {
 struct p11_options {
 	const char *module;     /* path of the PKCS#11 module (required) */
 	const char *token;      /* token label, serial number, or RFC 7512 "pkcs11:" URI */
-	const char *pin_file;   /* file holding the user PIN; must not be group/world accessible */
+	const char *pin_file;   /* file holding the user PIN: see p11_pin_read */
 	unsigned sessions;      /* size of the session pool; 0 = 4, at most P11_SESSIONS_MAX */
 	enum p11_wrap_mech wrap;/* P11_WRAP_AUTO, or a mechanism to require */
 	int no_session_copies;  /* 1: operate on the token objects themselves */
@@ -119,7 +119,10 @@ int p11_wrap(p11_ctx *ctx, const char *vault, unsigned version,
  * kw_secalloc memory).  A changed byte, another AAD or another vault gives
  * KW_E_AUTH (KW_E_FORMAT when the header no longer parses); an unknown
  * version, or a vault without that version, KW_E_KEY_NOT_FOUND; a blob of
- * a mechanism this token lacks KW_E_MECHANISM. */
+ * a mechanism this token lacks KW_E_MECHANISM.  A token that fails to
+ * decrypt gives its own error (KW_E_P11, ...), never KW_E_AUTH, even when
+ * it answers as some tokens answer a bad tag: a canary decides (see
+ * pkcs11/README.md). */
 int p11_unwrap(p11_ctx *ctx, const char *vault, const uint8_t *blob,
     size_t bloblen, const void *aad, size_t aadlen, uint8_t *dek,
     size_t *deklen);
@@ -232,8 +235,11 @@ int p11_data_write(p11_ctx *ctx, const char *label, const void *value, size_t le
 /* ---- PIN file ----------------------------------------------------------- */
 
 /* Read a PIN from path into secure memory (trailing newline stripped).
- * Refuses a file that is not a regular file, is group/world accessible, or
- * is owned by another user than the caller or root.  Free with kw_secfree. */
+ * Refuses a file that is not a regular file, is group/world accessible, is
+ * owned by another user than the caller or root, or has more than one hard
+ * link; and one in a directory owned by another user than the caller or
+ * root, or writable by group or other without the sticky bit.  Free with
+ * kw_secfree. */
 int p11_pin_read(const char *path, char **pin, size_t *pinlen);
 
 #endif

@@ -37,6 +37,11 @@ struct p11_kcache {
 	CK_OBJECT_HANDLE key;
 	CK_OBJECT_HANDLE mac;   /* companion HMAC key, or CK_INVALID_HANDLE */
 	CK_OBJECT_HANDLE tkey, tmac;
+	/* Canaries (p11_wrap.c): a blob the token wrapped under this key by
+	 * AES-GCM ([0]) and by AES-KWP ([1]), made the first time a failure of
+	 * that mechanism needs one; length 0 until then. */
+	uint8_t canary[2][P11_WRAPPED_MAX];
+	size_t canarylen[2];
 };
 
 /* Session copies of token keys (C_CopyObject with CKA_TOKEN false): the
@@ -149,6 +154,14 @@ int p11_key_get(p11_ctx *ctx, struct p11_sess *s, const char *vault,
 int p11_find_one(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_CLASS cls,
     const char *label, CK_OBJECT_HANDLE *out);
 void p11_cache_clear(p11_ctx *ctx);
+/* The canary kept with a vault's cached key version for mechanism m
+ * (P11_WRAP_AES_GCM or P11_WRAP_AES_KWP): 1 and a copy in out (which
+ * holds P11_WRAPPED_MAX bytes), or 0. */
+int p11_canary_get(p11_ctx *ctx, const char *vault, unsigned version,
+    enum p11_wrap_mech m, uint8_t *out, size_t *len);
+/* Keep a canary with the key's cache entry, if the key is still cached. */
+void p11_canary_put(p11_ctx *ctx, const char *vault, unsigned version,
+    enum p11_wrap_mech m, const uint8_t *blob, size_t len);
 /* The handle to operate with for token key h: a session copy made now when
  * the copy mode allows and the copy is still sensitive and unextractable,
  * else h.  Never fails: a refused copy means the token object is used. */

@@ -381,6 +381,7 @@ key_find_copy(p11_ctx *ctx, struct p11_sess *s, const char *vault,
 		return -ENOMEM;
 	}
 	e = &ctx->cache[ctx->ncache++];
+	memset(e, 0, sizeof(*e));
 	snprintf(e->label, sizeof(e->label), "%s", label);
 	snprintf(e->vault, sizeof(e->vault), "%s", vault);
 	e->version = version;
@@ -392,6 +393,59 @@ key_find_copy(p11_ctx *ctx, struct p11_sess *s, const char *vault,
 	*key = kc;
 	*mac = mc;
 	return 0;
+}
+
+/* The entry of a vault's key version, with ctx->lock held, or NULL. */
+static struct p11_kcache *
+cache_entry(p11_ctx *ctx, const char *vault, unsigned version)
+{
+	for (size_t i = 0; i < ctx->ncache; i++)
+		if (ctx->cache[i].version == version &&
+		    strcmp(ctx->cache[i].vault, vault) == 0)
+			return &ctx->cache[i];
+	return NULL;
+}
+
+static int
+canary_slot(enum p11_wrap_mech m)
+{
+	return m == P11_WRAP_AES_GCM ? 0 : m == P11_WRAP_AES_KWP ? 1 : -1;
+}
+
+int
+p11_canary_get(p11_ctx *ctx, const char *vault, unsigned version,
+    enum p11_wrap_mech m, uint8_t *out, size_t *len)
+{
+	struct p11_kcache *e;
+	int i = canary_slot(m), found = 0;
+
+	if (i < 0)
+		return 0;
+	pthread_mutex_lock(&ctx->lock);
+	if ((e = cache_entry(ctx, vault, version)) != NULL && e->canarylen[i] > 0) {
+		memcpy(out, e->canary[i], e->canarylen[i]);
+		*len = e->canarylen[i];
+		found = 1;
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	return found;
+}
+
+void
+p11_canary_put(p11_ctx *ctx, const char *vault, unsigned version,
+    enum p11_wrap_mech m, const uint8_t *blob, size_t len)
+{
+	struct p11_kcache *e;
+	int i = canary_slot(m);
+
+	if (i < 0 || len == 0 || len > P11_WRAPPED_MAX)
+		return;
+	pthread_mutex_lock(&ctx->lock);
+	if ((e = cache_entry(ctx, vault, version)) != NULL) {
+		memcpy(e->canary[i], blob, len);
+		e->canarylen[i] = len;
+	}
+	pthread_mutex_unlock(&ctx->lock);
 }
 
 /* Generate a token secret key from template t (n attributes, the last one

@@ -1,6 +1,7 @@
 /*
- * p11_pin.c - reading the user PIN from a file whose owner and mode are
- * checked.  The PIN never comes from argv or the environment.
+ * p11_pin.c - reading the user PIN from a file whose owner, mode and links,
+ * and whose directory, are checked.  The PIN never comes from argv or the
+ * environment.
  */
 #include "config.h"
 
@@ -8,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -17,21 +19,77 @@
 
 #define PIN_MAX 256
 
+/* Open the directory that holds path and check it: whoever may write it
+ * could put a file of theirs under the PIN file's name (unless the sticky
+ * bit keeps them to their own files), and its owner always can.  *base
+ * gets the file's name within it.  0 and the descriptor in *out, or
+ * KW_E_PIN. */
+static int
+pin_dir_open(const char *path, const char **base, int *out)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+	struct stat st;
+	size_t n;
+	int fd;
+
+	if (slash == NULL) {
+		snprintf(dir, sizeof(dir), ".");
+		*base = path;
+	} else {
+		n = slash == path ? 1 : (size_t)(slash - path);
+		if (n >= sizeof(dir))
+			return kw_fail(KW_E_PIN, "PIN file %s: the path is too long", path);
+		memcpy(dir, path, n);
+		dir[n] = '\0';
+		*base = slash + 1;
+	}
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return kw_fail(KW_E_PIN, "PIN file %s: cannot open its directory %s: %s",
+		    path, dir, strerror(errno));
+	if (fstat(fd, &st) == -1) {
+		close(fd);
+		return kw_fail(KW_E_PIN, "PIN file %s: directory %s: %s", path, dir,
+		    strerror(errno));
+	}
+	if ((st.st_mode & 022) != 0 && (st.st_mode & S_ISVTX) == 0) {
+		close(fd);
+		return kw_fail(KW_E_PIN, "PIN file %s: its directory %s is writable by "
+		    "%s (mode %04o) without the sticky bit: others could put a file of "
+		    "theirs in its place; chmod go-w %s", path, dir,
+		    (st.st_mode & 002) ? "every user" : "its group",
+		    (unsigned)(st.st_mode & 07777), dir);
+	}
+	if (st.st_uid != geteuid() && st.st_uid != 0) {
+		close(fd);
+		return kw_fail(KW_E_PIN, "PIN file %s: its directory %s is owned by uid "
+		    "%u, neither this user (%u) nor root, who could put a file of "
+		    "theirs in its place: chown it", path, dir, (unsigned)st.st_uid,
+		    (unsigned)geteuid());
+	}
+	*out = fd;
+	return 0;
+}
+
 int
 p11_pin_read(const char *path, char **pin, size_t *pinlen)
 {
 	struct stat st;
+	const char *base = NULL;
 	char *buf = NULL;
 	size_t len = 0;
 	ssize_t n;
-	int fd = -1, r = KW_E_INTERNAL;
+	int dfd = -1, fd = -1, r = KW_E_INTERNAL;
 
 	if (path == NULL || *path == '\0') {
 		r = kw_fail(KW_E_PIN, "no PIN file configured: set pin_file to a "
 		    "file of mode 0600 holding the user PIN");
 		goto out;
 	}
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY)) == -1) {
+	/* The file is opened in the directory that was checked. */
+	if ((r = pin_dir_open(path, &base, &dfd)) != 0)
+		goto out;
+	if ((fd = openat(dfd, base, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY)) == -1) {
 		r = kw_fail(KW_E_PIN, "PIN file %s: cannot open: %s", path,
 		    strerror(errno));
 		goto out;
@@ -53,6 +111,14 @@ p11_pin_read(const char *path, char **pin, size_t *pinlen)
 		r = kw_fail(KW_E_PIN, "PIN file %s is owned by uid %u, neither "
 		    "this user (%u) nor root: chown it", path,
 		    (unsigned)st.st_uid, (unsigned)geteuid());
+		goto out;
+	}
+	/* A second name is a way to the file through a directory nobody
+	 * checked, and keeps the PIN when this one is replaced or removed. */
+	if (st.st_nlink != 1) {
+		r = kw_fail(KW_E_PIN, "PIN file %s has %lu hard links: it must have "
+		    "one name only; give the PIN a file of its own", path,
+		    (unsigned long)st.st_nlink);
 		goto out;
 	}
 	if ((buf = kw_secalloc(PIN_MAX + 1)) == NULL) {
@@ -92,5 +158,7 @@ out:
 	kw_secfree(buf);
 	if (fd != -1)
 		close(fd);
+	if (dfd != -1)
+		close(dfd);
 	return r;
 }

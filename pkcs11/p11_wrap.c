@@ -12,6 +12,10 @@
  *
  * AD, the data every blob authenticates, is
  *   header(8) || len(vault)(1) || vault || caller's AAD.
+ *
+ * A blob that does not authenticate is KW_E_AUTH; a token that cannot
+ * decrypt is its own error.  Where the token's answer could mean either,
+ * a canary decides (see "A bad blob, or a token at fault" below).
  */
 #include "config.h"
 
@@ -50,7 +54,19 @@ struct wrap_arg {
 	uint8_t *blob;          /* wrap: out; unwrap: in */
 	size_t bloblen;
 	uint8_t *scratch;       /* SCRATCH bytes of kw_secalloc memory */
+	int canary;             /* this is the canary itself (canary_judge) */
 };
+
+static int canary_judge(p11_ctx *ctx, struct p11_sess *s, struct wrap_arg *a,
+    CK_OBJECT_HANDLE key, const char *fn, CK_RV rv);
+
+/* The answers that PKCS#11 gives for a failed call in general, and some
+ * tokens (SoftHSM) also for a tag or an RFC 5649 check that fails. */
+static int
+rv_ambiguous(CK_RV rv)
+{
+	return rv == CKR_GENERAL_ERROR || rv == CKR_FUNCTION_FAILED;
+}
 
 static size_t
 blob_len(enum p11_wrap_mech m, size_t deklen)
@@ -190,6 +206,7 @@ gcm_unwrap(p11_ctx *ctx, struct p11_sess *s, struct wrap_arg *a,
 	CK_MECHANISM m = { CKM_AES_GCM, &gp, sizeof(gp) };
 	CK_ULONG n = SCRATCH;
 	CK_RV rv;
+	int r;
 
 	memset(&gp, 0, sizeof(gp));
 	gp.pIv = iv;
@@ -204,8 +221,11 @@ gcm_unwrap(p11_ctx *ctx, struct p11_sess *s, struct wrap_arg *a,
 		    TOKNAME(ctx));
 	rv = ctx->f->C_Decrypt(s->h, iv + GCM_IV, a->deklen + GCM_TAG,
 	    a->scratch, &n);
-	if (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_GENERAL_ERROR ||
-	    rv == CKR_FUNCTION_FAILED || rv == CKR_ENCRYPTED_DATA_LEN_RANGE)
+	if (rv_ambiguous(rv) &&
+	    (r = canary_judge(ctx, s, a, key, "C_Decrypt", rv)) != 0)
+		return r;       /* the token is at fault, not the blob */
+	if (rv == CKR_ENCRYPTED_DATA_INVALID || rv_ambiguous(rv) ||
+	    rv == CKR_ENCRYPTED_DATA_LEN_RANGE)
 		return kw_fail(KW_E_AUTH, "C_Decrypt: %s: the wrapped key does not "
 		    "authenticate under vault '%s' master key v%u: it was changed, "
 		    "or belongs to another record or vault", p11_rv_name(rv),
@@ -298,10 +318,13 @@ kwp_unwrap(p11_ctx *ctx, struct p11_sess *s, struct wrap_arg *a,
 
 	rv = ctx->f->C_UnwrapKey(s->h, &m, key, a->blob + HDR_LEN,
 	    a->bloblen - HDR_LEN, t, sizeof(t) / sizeof(t[0]), &tmp);
-	if (rv == CKR_WRAPPED_KEY_INVALID || rv == CKR_WRAPPED_KEY_LEN_RANGE ||
-	    rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_GENERAL_ERROR ||
-	    rv == CKR_FUNCTION_FAILED) {
+	if (rv != CKR_OK)
 		tmp = CK_INVALID_HANDLE;
+	if (rv_ambiguous(rv) &&
+	    (r = canary_judge(ctx, s, a, key, "C_UnwrapKey", rv)) != 0)
+		goto out;       /* the token is at fault, not the blob */
+	if (rv == CKR_WRAPPED_KEY_INVALID || rv == CKR_WRAPPED_KEY_LEN_RANGE ||
+	    rv == CKR_ENCRYPTED_DATA_INVALID || rv_ambiguous(rv)) {
 		r = kw_fail(KW_E_AUTH, "C_UnwrapKey: %s: the wrapped key does not "
 		    "authenticate under vault '%s' master key v%u: it was changed "
 		    "or belongs to another vault", p11_rv_name(rv), a->vault,
@@ -309,7 +332,6 @@ kwp_unwrap(p11_ctx *ctx, struct p11_sess *s, struct wrap_arg *a,
 		goto out;
 	}
 	if (rv != CKR_OK) {
-		tmp = CK_INVALID_HANDLE;
 		r = p11_sfail(s, "C_UnwrapKey", rv, "AES-KWP unwrap under vault "
 		    "'%s' failed in token '%s'", a->vault, TOKNAME(ctx));
 		goto out;
@@ -403,6 +425,121 @@ mac_missing(p11_ctx *ctx, struct wrap_arg *a)
 	    a->version, TOKNAME(ctx));
 }
 
+/* AES-GCM or AES-KWP (a->mech): wrap a->dek into a->blob, whose header is
+ * written, or unwrap a->blob into a->dekout, binding the AD. */
+static int
+aead_run(p11_ctx *ctx, struct p11_sess *s, struct wrap_arg *a,
+    CK_OBJECT_HANDLE key, int wrap)
+{
+	uint8_t adstack[AD_STACK], *ad;
+	size_t adlen = 0;
+	int r;
+
+	if ((ad = ad_build(adstack, a->blob, HDR_LEN, a->vault, a->aad,
+	    a->aadlen, &adlen)) == NULL)
+		return -ENOMEM;
+	if (a->mech == P11_WRAP_AES_GCM)
+		r = wrap ? gcm_wrap(ctx, s, a, key, ad, adlen) :
+		    gcm_unwrap(ctx, s, a, key, ad, adlen);
+	else
+		r = wrap ? kwp_wrap(ctx, s, a, key, ad, adlen) :
+		    kwp_unwrap(ctx, s, a, key, ad, adlen);
+	if (ad != adstack)
+		free(ad);
+	return r;
+}
+
+/* ---- a bad blob, or a token at fault -------------------------------------- */
+
+/*
+ * PKCS#11 answers ciphertext that does not authenticate with
+ * CKR_ENCRYPTED_DATA_INVALID (C_Decrypt) or CKR_WRAPPED_KEY_INVALID
+ * (C_UnwrapKey): KW_E_AUTH.  Some tokens answer it with CKR_GENERAL_ERROR
+ * or CKR_FUNCTION_FAILED instead (SoftHSM does, for a bad AES-GCM tag),
+ * which is also what any token answers when it fails.  Taken for
+ * tampering, a token fault would raise an integrity alarm and make a
+ * rotation leave good records behind; taken for a fault, tampering would
+ * pass for an outage.  So after one of those two answers the token is
+ * asked to open a canary: a blob it wrapped itself under the same key, by
+ * the same mechanism (made when first needed, then kept with the key's
+ * cached handle).  If the canary opens, the token decrypts under that key
+ * and the blob is at fault: KW_E_AUTH.  If it does not, the token is at
+ * fault: its error (KW_E_P11, which the daemon answers 503 and a rotation
+ * retries), or, when the canary's own failure is one a reopen may cure,
+ * that failure, so that the pool reopens and tries the blob again.
+ */
+#define CANARY_DEK 32
+#define CANARY_AAD "keywarden/canary"
+
+/* Make a canary in c->blob: a random key wrapped under key by c->mech. */
+static int
+canary_make(p11_ctx *ctx, struct p11_sess *s, struct wrap_arg *c,
+    CK_OBJECT_HANDLE key, uint8_t *dek)
+{
+	int r;
+
+	if ((r = p11_sess_rng(ctx, s, dek, CANARY_DEK)) != 0)
+		return r;
+	c->dek = dek;
+	hdr_put(c->blob, c->mech, c->version, c->deklen);
+	r = aead_run(ctx, s, c, key, 1);
+	kw_wipe(dek, CANARY_DEK);
+	return r;
+}
+
+/* fn failed with rv, an ambiguous answer, for a's blob under key: 0 when
+ * the token still opens its canary (the blob is at fault), else the
+ * token's failure. */
+static int
+canary_judge(p11_ctx *ctx, struct p11_sess *s, struct wrap_arg *a,
+    CK_OBJECT_HANDLE key, const char *fn, CK_RV rv)
+{
+	struct wrap_arg c;
+	uint8_t blob[P11_WRAPPED_MAX];
+	size_t len = 0;
+	int r, made = 0;
+
+	if (a->canary)
+		return p11_sfail(s, fn, rv, "the canary under vault '%s' master "
+		    "key v%u did not open in token '%s'", a->vault, a->version,
+		    TOKNAME(ctx));
+	memset(&c, 0, sizeof(c));
+	c.vault = a->vault;
+	c.version = a->version;
+	c.mech = a->mech;
+	c.deklen = CANARY_DEK;
+	c.aad = (const uint8_t *)CANARY_AAD;
+	c.aadlen = sizeof(CANARY_AAD) - 1;
+	c.blob = blob;
+	c.bloblen = blob_len(c.mech, CANARY_DEK);
+	c.scratch = a->scratch;
+	c.dekout = a->dekout;   /* a's unwrap failed: nothing of it is there */
+	c.canary = 1;
+	if (!p11_canary_get(ctx, a->vault, a->version, a->mech, blob, &len)) {
+		if ((r = canary_make(ctx, s, &c, key, a->dekout)) != 0)
+			return r;
+		made = 1;
+	} else if (len != c.bloblen) {
+		return kw_fail(KW_E_INTERNAL, "the canary under vault '%s' master "
+		    "key v%u has %zu bytes, not %zu", a->vault, a->version, len,
+		    c.bloblen);
+	}
+	r = aead_run(ctx, s, &c, key, 0);
+	kw_wipe(a->dekout, P11_DEK_MAX);
+	if (r != 0) {
+		if (p11_rv_retryable(s->rv))
+			return r;
+		return p11_sfail(s, fn, rv, "vault '%s' master key v%u: token "
+		    "'%s' opens neither this wrapped key nor a canary it wrapped "
+		    "itself under that key: the token is at fault, not the "
+		    "record", a->vault, a->version, TOKNAME(ctx));
+	}
+	if (made)
+		p11_canary_put(ctx, a->vault, a->version, a->mech, blob, c.bloblen);
+	kw_errclear();
+	return 0;
+}
+
 /* ---- the operations ------------------------------------------------------- */
 
 static int
@@ -420,14 +557,7 @@ op_wrap(p11_ctx *ctx, struct p11_sess *s, void *arg)
 	switch (a->mech) {
 	case P11_WRAP_AES_GCM:
 	case P11_WRAP_AES_KWP:
-		if ((ad = ad_build(adstack, a->blob, HDR_LEN, a->vault, a->aad,
-		    a->aadlen, &adlen)) == NULL) {
-			r = -ENOMEM;
-			goto out;
-		}
-		r = a->mech == P11_WRAP_AES_GCM ?
-		    gcm_wrap(ctx, s, a, key, ad, adlen) :
-		    kwp_wrap(ctx, s, a, key, ad, adlen);
+		r = aead_run(ctx, s, a, key, 1);
 		break;
 	case P11_WRAP_ECB_HMAC:
 		if (mac == CK_INVALID_HANDLE) {
@@ -472,14 +602,7 @@ op_unwrap(p11_ctx *ctx, struct p11_sess *s, void *arg)
 	switch (a->mech) {
 	case P11_WRAP_AES_GCM:
 	case P11_WRAP_AES_KWP:
-		if ((ad = ad_build(adstack, a->blob, HDR_LEN, a->vault, a->aad,
-		    a->aadlen, &adlen)) == NULL) {
-			r = -ENOMEM;
-			goto out;
-		}
-		r = a->mech == P11_WRAP_AES_GCM ?
-		    gcm_unwrap(ctx, s, a, key, ad, adlen) :
-		    kwp_unwrap(ctx, s, a, key, ad, adlen);
+		r = aead_run(ctx, s, a, key, 0);
 		break;
 	case P11_WRAP_ECB_HMAC:
 		if (mac == CK_INVALID_HANDLE) {

@@ -690,6 +690,268 @@ test_rotation_status_and_conflict(void)
 	json_decref(j);
 }
 
+/* ---- a second daemon whose token fails on demand ----------------------------------- */
+
+/* Start d on this token through the interposer module (tests/shim), which
+ * injects fail (KW_SHIM_FAIL's form) into the daemon's PKCS#11 calls while
+ * the file trig exists.  vaults must name vaults no other daemon here has:
+ * the token's keys are named by vault.  0 or -1. */
+static int
+shim_daemon_start(struct kwt_daemon *d, const char *fail, const char *trig, const char *vaults)
+{
+	const char *top = kwt_require("KW_TOP_BUILDDIR");
+	struct kwt_token t = tok;
+	int n, r;
+
+	n = snprintf(t.module, sizeof(t.module), "%s/tests/shim/.libs/libkwshim.so", top);
+	if (n < 0 || (size_t)n >= sizeof(t.module) || access(t.module, R_OK) != 0) {
+		fprintf(stderr, "test_keys: %s missing: build tests/shim\n", t.module);
+		return -1;
+	}
+	setenv("KW_SHIM_MODULE", tok.module, 1);
+	setenv("KW_SHIM_FAIL", fail, 1);
+	setenv("KW_SHIM_FAIL_FILE", trig, 1);
+	r = kwt_daemon_start(d, &t, vaults);
+	unsetenv("KW_SHIM_MODULE");
+	unsetenv("KW_SHIM_FAIL");
+	unsetenv("KW_SHIM_FAIL_FILE");
+	return r;
+}
+
+static const char *
+jerrmsg(json_t *j)
+{
+	const char *m = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+	return m != NULL ? m : "";
+}
+
+/* A new master-key version is used once before it becomes current: when a
+ * data key wrapped under it does not unwrap again (the token fails every
+ * C_DecryptInit), the rotation is refused with a reply that says so, the
+ * old version stays current and writes go on under it, and the refused
+ * version leaves the token. */
+static void
+test_rotation_trial(void)
+{
+	char dir[256], trig[300];
+	struct kwt_daemon d2;
+	long st;
+	json_t *j;
+	int i;
+
+	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-trial") == 0);
+	snprintf(trig, sizeof(trig), "%s/fail", dir);
+	CU_ASSERT_EQUAL_FATAL(shim_daemon_start(&d2, "C_DecryptInit:1000000:CKR_GENERAL_ERROR", trig,
+	    "vaults:\n  - name: trial\n"), 0);
+	j = kwt_http_json(d2.sock, "PUT", "/v1/vaults/trial/secrets/a", "{\"value\":\"one\"}", &st);
+	CU_ASSERT_EQUAL(st, 201);
+	CU_ASSERT_EQUAL(jint(j, "key_version"), 1);
+	json_decref(j);
+
+	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
+	j = kwt_http_json(d2.sock, "POST", "/v1/vaults/trial/rotation", NULL, &st);
+	CU_ASSERT_EQUAL(st, 503);
+	CU_ASSERT_PTR_NOT_NULL(strstr(jerrmsg(j), "version 2 of vault 'trial' failed its trial"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(jerrmsg(j), "version 1 stays current"));
+	json_decref(j);
+	unlink(trig);
+	CU_ASSERT_EQUAL(kwt_file_contains(d2.log, "C_DecryptInit: CKR_GENERAL_ERROR",
+	    strlen("C_DecryptInit: CKR_GENERAL_ERROR")), 1);
+
+	j = kwt_http_json(d2.sock, "GET", "/v1/vaults/trial/master-keys", NULL, &st);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_EQUAL(jint(j, "current"), 1);
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(j, "keys")), 1);
+	json_decref(j);
+	CU_ASSERT_EQUAL(token_has_label("keywarden/trial/v1"), 1);
+	CU_ASSERT_EQUAL(token_has_label("keywarden/trial/v2"), 0);
+
+	/* writes and reads go on under version 1 */
+	j = kwt_http_json(d2.sock, "PUT", "/v1/vaults/trial/secrets/a", "{\"value\":\"two\"}", &st);
+	CU_ASSERT_EQUAL(st, 201);
+	CU_ASSERT_EQUAL(jint(j, "key_version"), 1);
+	json_decref(j);
+	j = kwt_http_json(d2.sock, "GET", "/v1/vaults/trial/secrets/a", NULL, &st);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_STRING_EQUAL(jstr(j, "value"), "two");
+	json_decref(j);
+
+	/* on a working token the rotation goes through, to the number the
+	 * refused version had */
+	j = kwt_http_json(d2.sock, "POST", "/v1/vaults/trial/rotation", NULL, &st);
+	CU_ASSERT_EQUAL(st, 202);
+	CU_ASSERT_EQUAL(jint(j, "key_version"), 2);
+	json_decref(j);
+	for (i = 0; i < 200; i++) {
+		j = kwt_http_json(d2.sock, "GET", "/v1/vaults/trial/rotation", NULL, &st);
+		if (st == 200 && strcmp(jstr(j, "state"), "done") == 0) {
+			json_decref(j);
+			break;
+		}
+		json_decref(j);
+		usleep(50000);
+	}
+	CU_ASSERT(i < 200);
+	j = kwt_http_json(d2.sock, "GET", "/v1/vaults/trial/secrets/a/versions/1", NULL, &st);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_STRING_EQUAL(jstr(j, "value"), "one");
+	json_decref(j);
+	kwt_daemon_free(&d2);
+	kwt_rmtree(dir);
+}
+
+/* ---- a second daemon whose store fails on demand ------------------------------------ */
+
+/* What the store asks to list a vault's master-key versions (and nothing else). */
+#define KEY_LIST_SQL "FROM vault_keys WHERE vault = ?1 ORDER BY version"
+
+/* Start d on this token with tests/shim's libkwfailsql.so preloaded: while
+ * the file trig exists, the store's statements whose SQL contains match
+ * fail with an I/O error.  vaults as for shim_daemon_start.  0 or -1. */
+static int
+failsql_daemon_start(struct kwt_daemon *d, const char *match, const char *trig, const char *vaults)
+{
+	const char *top = kwt_require("KW_TOP_BUILDDIR"), *asan = getenv("ASAN_OPTIONS");
+	char lib[600], opts[1100], keep[1024];
+	int r, had = asan != NULL;
+
+	snprintf(lib, sizeof(lib), "%s/tests/shim/.libs/libkwfailsql.so", top);
+	if (access(lib, R_OK) != 0) {
+		fprintf(stderr, "test_keys: %s missing: build tests/shim\n", lib);
+		return -1;
+	}
+	snprintf(keep, sizeof(keep), "%s", had ? asan : "");
+	/* In the sanitizer build ASan's runtime must come first, and the
+	 * preloaded library comes before it. */
+	snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0", keep, had ? ":" : "");
+	setenv("LD_PRELOAD", lib, 1);
+	setenv("KW_FAILSQL_FILE", trig, 1);
+	setenv("KW_FAILSQL_MATCH", match, 1);
+	setenv("ASAN_OPTIONS", opts, 1);
+	r = kwt_daemon_start(d, &tok, vaults);
+	unsetenv("LD_PRELOAD");
+	unsetenv("KW_FAILSQL_FILE");
+	unsetenv("KW_FAILSQL_MATCH");
+	if (had)
+		setenv("ASAN_OPTIONS", keep, 1);
+	else
+		unsetenv("ASAN_OPTIONS");
+	return r;
+}
+
+/* Wait until d's rotation of vault is done: 1, or 0 after 10 s. */
+static int
+rotation_done(const struct kwt_daemon *d, const char *vault)
+{
+	char path[128];
+	long st;
+	json_t *j;
+
+	snprintf(path, sizeof(path), "/v1/vaults/%s/rotation", vault);
+	for (int i = 0; i < 200; i++) {
+		int done;
+		j = kwt_http_json(d->sock, "GET", path, NULL, &st);
+		done = st == 200 && strcmp(jstr(j, "state"), "done") == 0;
+		json_decref(j);
+		if (done)
+			return 1;
+		usleep(50000);
+	}
+	return 0;
+}
+
+/* The value of d's secret vault/name (version 0: the current one), or "". */
+static const char *
+secret_value(const struct kwt_daemon *d, const char *vault, const char *name, int version,
+    char *buf, size_t len)
+{
+	char path[256];
+	long st;
+	json_t *j;
+
+	if (version > 0)
+		snprintf(path, sizeof(path), "/v1/vaults/%s/secrets/%s/versions/%d", vault, name, version);
+	else
+		snprintf(path, sizeof(path), "/v1/vaults/%s/secrets/%s", vault, name);
+	j = kwt_http_json(d->sock, "GET", path, NULL, &st);
+	snprintf(buf, len, "%s", st == 200 && jstr(j, "value") ? jstr(j, "value") : "");
+	json_decref(j);
+	return buf;
+}
+
+/* A rotation switched the store to its new version, but the daemon could
+ * not read the versions back (the store's list of them fails): its view is
+ * behind the store, which refuses writes under the old version.  Once the
+ * store reads again the daemon heals without a restart: by its timer when
+ * nothing comes, at once on a write that finds the view behind; and the
+ * rewrap the switch never started runs. */
+static void
+test_view_heals(void)
+{
+	char dir[256], trig[300], v[64];
+	struct kwt_daemon d2;
+	long st;
+	json_t *j;
+	int i;
+
+	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-heal") == 0);
+	snprintf(trig, sizeof(trig), "%s/fail", dir);
+	CU_ASSERT_EQUAL_FATAL(failsql_daemon_start(&d2, KEY_LIST_SQL, trig,
+	    "vaults:\n  - name: heal\n"), 0);
+	j = kwt_http_json(d2.sock, "PUT", "/v1/vaults/heal/secrets/a", "{\"value\":\"one\"}", &st);
+	CU_ASSERT_EQUAL(st, 201);
+	CU_ASSERT_EQUAL(jint(j, "key_version"), 1);
+	json_decref(j);
+
+	/* 1. Nothing comes: the timer reads the view again. */
+	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
+	j = kwt_http_json(d2.sock, "POST", "/v1/vaults/heal/rotation", NULL, &st);
+	CU_ASSERT_EQUAL(st, 503);
+	json_decref(j);
+	/* while the store cannot say which version is current, no write */
+	j = kwt_http_json(d2.sock, "PUT", "/v1/vaults/heal/secrets/a", "{\"value\":\"x\"}", &st);
+	CU_ASSERT_EQUAL(st, 503);
+	json_decref(j);
+	unlink(trig);
+	for (i = 0; i < 200; i++) {
+		json_int_t cur;
+		j = kwt_http_json(d2.sock, "GET", "/v1/vaults/heal/master-keys", NULL, &st);
+		cur = jint(j, "current");
+		json_decref(j);
+		if (cur == 2)
+			break;
+		usleep(50000);
+	}
+	CU_ASSERT(i < 200);
+	CU_ASSERT(rotation_done(&d2, "heal"));
+	CU_ASSERT_EQUAL(kwt_tree_contains(d2.audit, "vault.rotation.resumed",
+	    strlen("vault.rotation.resumed")), 1);
+	j = kwt_http_json(d2.sock, "PUT", "/v1/vaults/heal/secrets/a", "{\"value\":\"two\"}", &st);
+	CU_ASSERT_EQUAL(st, 201);
+	CU_ASSERT_EQUAL(jint(j, "key_version"), 2);
+	json_decref(j);
+	CU_ASSERT_STRING_EQUAL(secret_value(&d2, "heal", "a", 1, v, sizeof(v)), "one");
+
+	/* 2. A write comes as soon as the store reads again: it goes
+	 * through, under the new version. */
+	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
+	j = kwt_http_json(d2.sock, "POST", "/v1/vaults/heal/rotation", NULL, &st);
+	CU_ASSERT_EQUAL(st, 503);
+	json_decref(j);
+	unlink(trig);
+	j = kwt_http_json(d2.sock, "PUT", "/v1/vaults/heal/secrets/a", "{\"value\":\"three\"}", &st);
+	CU_ASSERT_EQUAL(st, 201);
+	CU_ASSERT_EQUAL(jint(j, "key_version"), 3);
+	json_decref(j);
+	CU_ASSERT_STRING_EQUAL(secret_value(&d2, "heal", "a", 0, v, sizeof(v)), "three");
+	CU_ASSERT(rotation_done(&d2, "heal"));
+	CU_ASSERT_STRING_EQUAL(secret_value(&d2, "heal", "a", 2, v, sizeof(v)), "two");
+	CU_ASSERT_EQUAL(kwt_file_contains(d2.log, "were read from the store again",
+	    strlen("were read from the store again")), 1);
+	kwt_daemon_free(&d2);
+	kwt_rmtree(dir);
+}
+
 /* The daemon's SQLite file (its state directory's *.db) into db: 0 or -1. */
 static int
 store_file(char *db, size_t len)
@@ -1583,6 +1845,8 @@ main(void)
 		{ "encrypt and decrypt with context; tampering fails", test_encrypt_decrypt },
 		{ "blobs across a rotation; retired opens nothing", test_blobs_across_rotation },
 		{ "rotation status, bad requests", test_rotation_status_and_conflict },
+		{ "a new version that fails its trial is not made current (shim)", test_rotation_trial },
+		{ "the key view heals after a failed read, without a restart (shim)", test_view_heals },
 		{ "retire refuses while used; destroy removes from the token", test_retire_refuses_then_destroy },
 		{ "signing keys: ES256, RS256, PS256 verified by openssl", test_signing_keys },
 		{ "encrypt-file: 0 B, 1 B, 100 MiB; truncated, reordered, spliced refused", test_cli_encrypt_file },

@@ -10,14 +10,22 @@
  *       makes the next N calls of that function (one of those wrapped below)
  *       fail with that code (CKR_DEVICE_REMOVED, CKR_USER_NOT_LOGGED_IN,
  *       CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED, CKR_DEVICE_ERROR,
- *       CKR_TOKEN_NOT_PRESENT, or a number).  The count restarts whenever
- *       the variable's value changes.
+ *       CKR_TOKEN_NOT_PRESENT, CKR_GENERAL_ERROR, CKR_FUNCTION_FAILED, or a
+ *       number).  The count restarts whenever the variable's value changes.
+ *       A C_Decrypt made to fail still runs in the real module, so that
+ *       its operation ends as a failed C_Decrypt's does; its output is
+ *       wiped and not handed back.
+ *   KW_SHIM_FAIL_FILE=path
+ *       injects KW_SHIM_FAIL's errors only while that file exists (calls
+ *       made while it does not are not counted), for a process whose
+ *       environment a test cannot change once it runs: the daemon.
  */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <p11-kit/pkcs11.h>
 
@@ -70,6 +78,7 @@ rv_parse(const char *s)
 		{ "CKR_DEVICE_ERROR", CKR_DEVICE_ERROR },
 		{ "CKR_TOKEN_NOT_PRESENT", CKR_TOKEN_NOT_PRESENT },
 		{ "CKR_GENERAL_ERROR", CKR_GENERAL_ERROR },
+		{ "CKR_FUNCTION_FAILED", CKR_FUNCTION_FAILED },
 	};
 	size_t i;
 
@@ -83,11 +92,13 @@ rv_parse(const char *s)
 static CK_RV
 inject(const char *fn)
 {
-	const char *f = getenv("KW_SHIM_FAIL");
+	const char *f = getenv("KW_SHIM_FAIL"), *when = getenv("KW_SHIM_FAIL_FILE");
 	char buf[256], *n, *code;
 	CK_RV rv = CKR_OK;
 
 	if (f == NULL || *f == '\0')
+		return CKR_OK;
+	if (when != NULL && *when != '\0' && access(when, F_OK) != 0)
 		return CKR_OK;
 	pthread_mutex_lock(&lock);
 	snprintf(buf, sizeof(buf), "%s", f);
@@ -170,6 +181,21 @@ shim_DecryptInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
 	INJECT("C_DecryptInit");
 	REFUSE(m);
 	return real->C_DecryptInit(s, m, k);
+}
+
+static CK_RV
+shim_Decrypt(CK_SESSION_HANDLE s, CK_BYTE_PTR in, CK_ULONG inlen,
+    CK_BYTE_PTR out, CK_ULONG_PTR outlen)
+{
+	CK_RV irv = inject("C_Decrypt");
+	CK_ULONG cap = outlen != NULL ? *outlen : 0;
+
+	if (irv == CKR_OK)
+		return real->C_Decrypt(s, in, inlen, out, outlen);
+	real->C_Decrypt(s, in, inlen, out, outlen);
+	if (out != NULL)
+		memset(out, 0, cap);
+	return irv;
 }
 
 static CK_RV
@@ -259,6 +285,7 @@ C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list)
 		shim.C_GetMechanismInfo = shim_GetMechanismInfo;
 		shim.C_EncryptInit = shim_EncryptInit;
 		shim.C_DecryptInit = shim_DecryptInit;
+		shim.C_Decrypt = shim_Decrypt;
 		shim.C_SignInit = shim_SignInit;
 		shim.C_WrapKey = shim_WrapKey;
 		shim.C_UnwrapKey = shim_UnwrapKey;

@@ -217,6 +217,37 @@ test_world_writable_refused(void)
 	config_errors_free(&e);
 }
 
+/* A file its owner could rewrite: only the daemon's user and root may own
+ * it, whatever its mode.  (Making a file another user owns needs root; CI
+ * runs as root.) */
+static void
+test_owner_refused(void)
+{
+	char path[512], want[1200];
+	struct config *c = NULL;
+	struct config_errors e;
+
+	CU_ASSERT_EQUAL_FATAL(write_conf("own.yaml", GOOD, 0644, path, sizeof(path)), 0);
+	CU_ASSERT_EQUAL(config_load(path, &c, &e), 0);
+	config_free(c);
+	c = NULL;
+	if (geteuid() != 0) {
+		fprintf(stderr, "\n  not root: a file of another user not tried\n");
+		return;
+	}
+	CU_ASSERT_EQUAL_FATAL(chown(path, 4321, 4321), 0);
+	CU_ASSERT_EQUAL(config_load(path, &c, &e), KW_E_CONFIG);
+	CU_ASSERT_PTR_NULL(c);
+	snprintf(want, sizeof(want), "%s: the file is owned by uid 4321, neither the "
+	    "daemon's user (uid 0) nor root: its owner could rewrite it; chown root %s",
+	    path, path);
+	CU_ASSERT(has_error(&e, want));
+	config_errors_free(&e);
+	CU_ASSERT_EQUAL_FATAL(chown(path, 0, 0), 0);
+	CU_ASSERT_EQUAL(config_load(path, &c, &e), 0);
+	config_free(c);
+}
+
 static void
 test_sizes_durations(void)
 {
@@ -245,6 +276,7 @@ main(void)
 		{ "every error, with file:line:col and key path", test_every_error_with_position },
 		{ "required keys, syntax errors, duplicates, empty", test_required_and_syntax },
 		{ "a world-writable file is refused", test_world_writable_refused },
+		{ "a file of another user is refused", test_owner_refused },
 		{ "sizes and durations", test_sizes_durations },
 		{ NULL, NULL }
 	};

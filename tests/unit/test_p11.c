@@ -160,6 +160,70 @@ test_pin_read(void)
 	CU_ASSERT_EQUAL(p11_pin_read(tok.dir, &pin, &len), KW_E_PIN);
 }
 
+/* The PIN file has one name, in a directory that only the daemon's user
+ * or root may write (or whose sticky bit keeps each user to their own
+ * files), owned by one of them.  (The test of another user's directory
+ * needs root to make one; CI runs as root.) */
+static void
+test_pin_file_place(void)
+{
+	char dir[400], path[450], other[450], *pin = NULL;
+	size_t len = 0;
+	int r;
+
+	snprintf(dir, sizeof(dir), "%s/pindir", tok.dir);
+	snprintf(path, sizeof(path), "%s/pin", dir);
+	snprintf(other, sizeof(other), "%s/pin.bak", dir);
+	CU_ASSERT_EQUAL_FATAL(mkdir(dir, 0700), 0);
+	CU_ASSERT_FATAL(kwt_write_file(path, "abcd\n", 0600) == 0);
+	CU_ASSERT_EQUAL_FATAL(p11_pin_read(path, &pin, &len), 0);
+	kw_secfree(pin);
+
+	/* a second name */
+	CU_ASSERT_EQUAL_FATAL(link(path, other), 0);
+	r = p11_pin_read(path, &pin, &len);
+	CU_ASSERT_EQUAL(r, KW_E_PIN);
+	CU_ASSERT(contains(kw_errdetail(r), path));
+	CU_ASSERT(contains(kw_errdetail(r), "has 2 hard links"));
+	CU_ASSERT_EQUAL(unlink(other), 0);
+	CU_ASSERT_EQUAL(p11_pin_read(path, &pin, &len), 0);
+	kw_secfree(pin);
+
+	/* a directory others may write */
+	CU_ASSERT_EQUAL_FATAL(chmod(dir, 0770), 0);
+	r = p11_pin_read(path, &pin, &len);
+	CU_ASSERT_EQUAL(r, KW_E_PIN);
+	CU_ASSERT(contains(kw_errdetail(r), dir));
+	CU_ASSERT(contains(kw_errdetail(r), "writable by its group (mode 0770) without "
+	    "the sticky bit"));
+	CU_ASSERT_EQUAL_FATAL(chmod(dir, 0703), 0);
+	r = p11_pin_read(path, &pin, &len);
+	CU_ASSERT_EQUAL(r, KW_E_PIN);
+	CU_ASSERT(contains(kw_errdetail(r), "writable by every user (mode 0703)"));
+	/* ... unless its sticky bit keeps them to their own files */
+	CU_ASSERT_EQUAL_FATAL(chmod(dir, 01777), 0);
+	CU_ASSERT_EQUAL(p11_pin_read(path, &pin, &len), 0);
+	kw_secfree(pin);
+	CU_ASSERT_EQUAL_FATAL(chmod(dir, 0700), 0);
+
+	/* another user's directory */
+	if (geteuid() == 0) {
+		CU_ASSERT_EQUAL_FATAL(chown(dir, 4321, 4321), 0);
+		r = p11_pin_read(path, &pin, &len);
+		CU_ASSERT_EQUAL(r, KW_E_PIN);
+		CU_ASSERT(contains(kw_errdetail(r), "its directory"));
+		CU_ASSERT(contains(kw_errdetail(r), "is owned by uid 4321, neither this "
+		    "user (0) nor root"));
+		CU_ASSERT_EQUAL_FATAL(chown(dir, 0, 0), 0);
+		CU_ASSERT_EQUAL(p11_pin_read(path, &pin, &len), 0);
+		kw_secfree(pin);
+	} else {
+		fprintf(stderr, "\n  not root: another user's directory not tried\n");
+	}
+	unlink(path);
+	rmdir(dir);
+}
+
 static void
 test_missing_module(void)
 {
@@ -330,6 +394,82 @@ test_recovery(void)
 	unsetenv("KW_SHIM_FAIL");
 	CU_ASSERT_EQUAL(p11_mkey_destroy(c, "rec", 1), 0);
 	p11_close(c);
+}
+
+/* A C_Decrypt (AES-GCM) or C_UnwrapKey (AES-KWP) that fails with
+ * CKR_GENERAL_ERROR or CKR_FUNCTION_FAILED, which is how SoftHSM answers a
+ * blob that does not authenticate and how any token answers when it fails,
+ * is a token fault when the token does not open a canary of its own under
+ * the same key either: KW_E_P11 (503, retried by a rotation), never
+ * KW_E_AUTH (an integrity alarm, a record a rotation leaves behind).  A
+ * changed blob on a working token stays KW_E_AUTH. */
+static void
+test_fault_not_tampering(void)
+{
+	static const struct {
+		enum p11_wrap_mech mech;
+		const char *vault, *general, *failed;
+	} cases[] = {
+		{ P11_WRAP_AES_GCM, "amb-gcm", "C_Decrypt:100000:CKR_GENERAL_ERROR",
+		    "C_Decrypt:100000:CKR_FUNCTION_FAILED" },
+		{ P11_WRAP_AES_KWP, "amb-kwp", "C_UnwrapKey:100000:CKR_GENERAL_ERROR",
+		    "C_UnwrapKey:100000:CKR_FUNCTION_FAILED" },
+	};
+	uint8_t dek[32], blob[P11_WRAPPED_MAX], bad[P11_WRAPPED_MAX];
+	uint8_t *out = kw_secalloc(P11_DEK_MAX);
+	size_t blen, olen, i;
+	p11_ctx *c;
+	int r;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+	memset(dek, 0x3c, sizeof(dek));
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		c = NULL;
+		CU_ASSERT_EQUAL_FATAL(open_with(shim, LABEL, cases[i].mech, &c), 0);
+		CU_ASSERT_EQUAL_FATAL(p11_mkey_create(c, cases[i].vault, 1, NULL), 0);
+		CU_ASSERT_EQUAL_FATAL(p11_wrap(c, cases[i].vault, 1, dek, sizeof(dek),
+		    "a", 1, blob, &blen), 0);
+		memcpy(bad, blob, blen);
+		bad[blen - 1] ^= 0x01;          /* the tag, or the last block */
+
+		/* The token fails every decryption: first before any canary
+		 * was kept (it is made now and does not open), then with one
+		 * kept (the good blob below made it). */
+		setenv("KW_SHIM_FAIL", cases[i].general, 1);
+		r = p11_unwrap(c, cases[i].vault, blob, blen, "a", 1, out, &olen);
+		CU_ASSERT_EQUAL(r, KW_E_P11);
+		CU_ASSERT(contains(kw_errdetail(r), "CKR_GENERAL_ERROR"));
+		CU_ASSERT(contains(kw_errdetail(r), "the token is at fault"));
+		r = p11_unwrap(c, cases[i].vault, bad, blen, "a", 1, out, &olen);
+		CU_ASSERT_EQUAL(r, KW_E_P11);
+		unsetenv("KW_SHIM_FAIL");
+
+		/* A working token: the changed blob is tampering, the good one
+		 * opens. */
+		r = p11_unwrap(c, cases[i].vault, bad, blen, "a", 1, out, &olen);
+		CU_ASSERT_EQUAL(r, KW_E_AUTH);
+		CU_ASSERT(contains(kw_errdetail(r), "does not authenticate"));
+		r = p11_unwrap(c, cases[i].vault, blob, blen, "a", 1, out, &olen);
+		CU_ASSERT_EQUAL(r, 0);
+		CU_ASSERT(olen == sizeof(dek) && memcmp(out, dek, sizeof(dek)) == 0);
+
+		setenv("KW_SHIM_FAIL", cases[i].failed, 1);
+		r = p11_unwrap(c, cases[i].vault, blob, blen, "a", 1, out, &olen);
+		CU_ASSERT_EQUAL(r, KW_E_P11);
+		CU_ASSERT(contains(kw_errdetail(r), "CKR_FUNCTION_FAILED"));
+		setenv("KW_SHIM_FAIL", cases[i].general, 1);
+		r = p11_unwrap(c, cases[i].vault, bad, blen, "a", 1, out, &olen);
+		CU_ASSERT_EQUAL(r, KW_E_P11);
+		unsetenv("KW_SHIM_FAIL");
+
+		CU_ASSERT_EQUAL(p11_unwrap(c, cases[i].vault, bad, blen, "a", 1, out,
+		    &olen), KW_E_AUTH);
+		CU_ASSERT_EQUAL(p11_unwrap(c, cases[i].vault, blob, blen, "a", 1, out,
+		    &olen), 0);
+		CU_ASSERT_EQUAL(p11_mkey_destroy(c, cases[i].vault, 1), 0);
+		p11_close(c);
+	}
+	kw_secfree(out);
 }
 
 /* A reopen whose login the token refuses is not tried again with the same
@@ -1004,6 +1144,7 @@ main(void)
 		{ "wrong PIN", test_wrong_pin },
 		{ "PIN file mode 0644", test_pin_file_mode },
 		{ "PIN file reading", test_pin_read },
+		{ "PIN file links and directory", test_pin_file_place },
 		{ "missing module", test_missing_module },
 		{ "absent token", test_absent_token },
 		{ "missing mechanisms (shim)", test_missing_mechanisms },
@@ -1011,6 +1152,8 @@ main(void)
 	};
 	static const struct kwt_case recovery_tests[] = {
 		{ "reopen after injected faults (shim)", test_recovery },
+		{ "a token that fails to decrypt is not taken for tampering (shim)",
+		    test_fault_not_tampering },
 		{ "a refused PIN is not offered again until its file changes (shim)",
 		    test_refused_pin_not_retried },
 		{ NULL, NULL }
