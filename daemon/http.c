@@ -12,8 +12,11 @@
  * that sends more than one buffer ahead of its replies, or sends while a
  * reply waits for it to read, is paused until they are written: no request
  * is taken while a reply is unwritten, so a connection holds at most one.
- * A once-a-second sweep per loop cuts clients that are too slow to send a
- * request or to read a reply (limits.client_timeout).
+ * When the client ends its side (shutdown, or close), the requests it sent
+ * ahead of its end are still answered one by one, in order, and the
+ * connection closes after the last (or at once if what is left is not a
+ * whole request).  A once-a-second sweep per loop cuts clients that are
+ * too slow to send a request or to read a reply (limits.client_timeout).
  */
 #include "config.h"
 
@@ -52,6 +55,7 @@ struct kwd_conn {
 	int peer_eof;                  /* the client shut its side */
 	int dispatching;               /* in server_request: conn_close defers */
 	int close_deferred;            /* conn_close came while dispatching */
+	size_t in_dispatched;          /* of in, the request in server_request */
 	struct peer_identity who;
 	int unidentified;              /* identity_from_socket failed */
 
@@ -258,6 +262,16 @@ reading_set(struct kwd_conn *c, int on)
 	}
 }
 
+/* Is the reply being made the connection's last, because the client has
+ * ended its side and sent nothing more of a request?  Requests it sent
+ * ahead before its end are still answered, in order (conn_process closes
+ * once what is left cannot become a request). */
+static int
+conn_input_ended(const struct kwd_conn *c)
+{
+	return c->peer_eof && c->in_len == c->in_dispatched;
+}
+
 /* The reply is written: serve the next request, or close. */
 static void
 conn_drained(struct kwd_conn *c)
@@ -283,7 +297,7 @@ conn_drained(struct kwd_conn *c)
 		return;
 	}
 	if (c->state == C_READ) {
-		if (c->peer_eof && c->in_len == 0) {
+		if (conn_input_ended(c)) {
 			conn_close(c);
 			return;
 		}
@@ -435,7 +449,7 @@ http_reply(struct kwd_conn *c, int status, const char *content_type, const char 
 	int head_only = c->method == KWH_HEAD;
 
 	c->req = NULL;
-	close = close || !c->keep_alive || c->peer_eof ||
+	close = close || !c->keep_alive || conn_input_ended(c) ||
 	    atomic_load(&c->l->d->stopping);
 	put_head(c, status, content_type, allow, (int64_t)len, close);
 	if (secret != NULL && secret->data != NULL) {
@@ -543,7 +557,7 @@ http_stream_finish(struct kwd_conn *c)
 	c->drained_arg = NULL;
 	if (c->minor >= 1)
 		evbuffer_add(c->out, "0\r\n\r\n", 5);
-	c->state = c->minor >= 1 && c->keep_alive && !c->peer_eof &&
+	c->state = c->minor >= 1 && c->keep_alive && !conn_input_ended(c) &&
 	    !atomic_load(&c->l->d->stopping) ? C_READ : C_CLOSING;
 	conn_flush(c);
 }
@@ -607,8 +621,11 @@ conn_process(struct kwd_conn *c)
 		}
 		if (!c->have_head) {
 			rc = kwh_parse_head(c->in, c->in_len, HTTP_MAX_HEAD, &c->h, &why);
-			if (rc == 0)
+			if (rc == 0) {
+				if (c->peer_eof)
+					conn_close(c);   /* the rest can never come */
 				return;
+			}
 			if (rc < 0) {
 				c->minor = 1;
 				c->method = 0;
@@ -647,6 +664,10 @@ conn_process(struct kwd_conn *c)
 			body = c->in + c->h.head_len;
 			used = c->h.head_len + blen;
 		}
+		if (rc == 0 && c->peer_eof) {
+			conn_close(c);   /* the rest of the body can never come */
+			return;
+		}
 		if (rc == 0) {
 			/* The body is still coming: make room for it, and say
 			 * "go on" to a client that waits to be told. */
@@ -675,8 +696,10 @@ conn_process(struct kwd_conn *c)
 		c->have_head = 0;
 		c->h.target = c->in + c->target_off;   /* the buffer may have moved */
 		c->dispatching = 1;
+		c->in_dispatched = used;
 		server_request(c, &c->h, body, blen);
 		c->dispatching = 0;
+		c->in_dispatched = 0;
 		if (c->close_deferred) {
 			conn_close(c);   /* wipes the input */
 			return;
@@ -738,11 +761,14 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 	/* The end of the client's side, or an error. */
 	c->peer_eof = 1;
 	reading_set(c, 0);
+	/* In READ with nothing to write, what input there is was no whole
+	 * request (conn_process took each one): it never will be. */
 	if (n < 0 || c->state == C_STREAM ||
 	    (c->state == C_READ && evbuffer_get_length(c->out) == 0))
 		conn_close(c);
 	/* else: a request in flight, or a reply being written; the
-	 * connection closes after it. */
+	 * connection serves the requests sent ahead of the end (already
+	 * read), in order, and closes after the last. */
 }
 
 /* ---- accepting and the sweep --------------------------------------------------------- */

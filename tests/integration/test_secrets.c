@@ -595,6 +595,94 @@ test_protocol_framing(void)
 	}
 }
 
+/* Send rq on a new connection, shut the sending side at once, and read
+ * until the daemon closes or stays silent for 3 s: as raw_exchange, and
+ * *ms is how long the close took. */
+static ssize_t
+halfclosed_exchange(const char *rq, char *out, size_t outsz, int *closed, long *ms)
+{
+	int fd = raw_connect();
+	size_t got = 0;
+	struct timeval tv = { 3, 0 };
+	struct timespec t0, t1;
+
+	*closed = 0;
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (write(fd, rq, strlen(rq)) != (ssize_t)strlen(rq) || shutdown(fd, SHUT_WR) != 0) {
+		close(fd);
+		return -1;
+	}
+	while (got + 1 < outsz) {
+		ssize_t n = read(fd, out + got, outsz - 1 - got);
+		if (n == 0)
+			*closed = 1;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	*ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	out[got] = '\0';
+	close(fd);
+	return (ssize_t)got;
+}
+
+/* Requests sent ahead, then the end of the client's side (shutdown
+ * SHUT_WR): every complete request is answered, in order, and then the
+ * connection closes.  The daemon used to answer the first and close. */
+static void
+test_pipelined_then_eof(void)
+{
+	char out[16384];
+	const char *rq, *a, *b, *c;
+	int closed;
+	long ms;
+	ssize_t n;
+
+	rq = "GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n";
+	n = halfclosed_exchange(rq, out, sizeof(out), &closed, &ms);
+	if (count_of(out, "HTTP/1.1 200 OK\r\n") != 2)
+		fprintf(stderr, "\n  two sent ahead, then the end: got '%.300s'\n", n > 0 ? out : "");
+	CU_ASSERT_EQUAL(count_of(out, "HTTP/1.1 200 OK\r\n"), 2);
+	a = strstr(out, "\"status\":\"ok\"");
+	b = strstr(out, "\"uid\":");
+	CU_ASSERT(a != NULL && b != NULL && a < b);
+	/* The first reply keeps the connection (the second request is in
+	 * hand); the second may say it closes, if the daemon saw the end by
+	 * then. */
+	c = strstr(out, "Connection: close\r\n");
+	CU_ASSERT(c == NULL || (a != NULL && c > a));
+	CU_ASSERT(closed);
+
+	/* Three, one with a body: answered in order (the read sees the write). */
+	rq = "PUT /v1/vaults/dev/secrets/ahead HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\n\r\n"
+	    "{\"value\":\"first\"}"
+	    "GET /v1/vaults/dev/secrets/ahead HTTP/1.1\r\nHost: x\r\n\r\n"
+	    "GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n";
+	n = halfclosed_exchange(rq, out, sizeof(out), &closed, &ms);
+	a = strstr(out, "HTTP/1.1 201 ");
+	b = a ? strstr(a, "\"value\":\"first\"") : NULL;
+	c = b ? strstr(b, "\"status\":\"ok\"") : NULL;
+	if (c == NULL)
+		fprintf(stderr, "\n  three sent ahead, then the end: got '%.300s'\n", n > 0 ? out : "");
+	CU_ASSERT(a != NULL && b != NULL && c != NULL);
+	CU_ASSERT_EQUAL(count_of(out, "HTTP/1.1 "), 3);
+	CU_ASSERT(closed);
+
+	/* A whole request and the start of another, then the end: the first
+	 * is answered and the connection closes at once (the second can never
+	 * be whole), not after limits.client_timeout. */
+	rq = "GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/who";
+	n = halfclosed_exchange(rq, out, sizeof(out), &closed, &ms);
+	CU_ASSERT_EQUAL(count_of(out, "HTTP/1.1 "), 1);
+	CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+	CU_ASSERT(closed);
+	CU_ASSERT(ms < 1000);
+}
+
 /* Random bytes, and mutations of a valid request, on many connections:
  * each is answered with an error or closed, and the daemon goes on. */
 static void
@@ -1473,6 +1561,7 @@ main(void)
 		{ "slow and vanishing clients", test_slow_and_vanishing_clients },
 		{ "HTTP: malformed and ambiguous requests are refused", test_protocol_refusals },
 		{ "HTTP: pipelining, chunked bodies, 100-continue, 1.0, HEAD", test_protocol_framing },
+		{ "HTTP: requests sent ahead, then the client's end: all answered", test_pipelined_then_eof },
 		{ "HTTP: random bytes and mutated requests", test_protocol_garbage },
 		{ "limits.max_connections: the next is refused, then served", test_connection_limit },
 		{ "a client that never reads its replies is held to one, then cut off", test_unread_replies },
