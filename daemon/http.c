@@ -58,6 +58,7 @@ struct kwd_conn {
 	size_t in_dispatched;          /* of in, the request in server_request */
 	struct peer_identity who;
 	int unidentified;              /* identity_from_socket failed */
+	struct peer_exe_claim exe_claim;   /* who.exe, until a worker checked it */
 
 	/* input: in[0..in_len) of in_cap bytes; kw_secalloc'd while in_sec */
 	char *in;
@@ -244,6 +245,7 @@ conn_close(struct kwd_conn *c)
 	event_free(c->rev);
 	event_free(c->wev);
 	close(c->fd);
+	identity_exe_claim_clear(&c->exe_claim);
 	out_account(c, 0);
 	evbuffer_free(c->out);   /* runs the cleanup (a wipe) of a secret not yet written */
 	in_free(c);
@@ -593,6 +595,19 @@ http_conn_identified(const struct kwd_conn *c)
 	return !c->unidentified;
 }
 
+const struct peer_exe_claim *
+http_conn_exe_claim(const struct kwd_conn *c)
+{
+	return c->exe_claim.path != NULL ? &c->exe_claim : NULL;
+}
+
+void
+http_conn_exe_checked(struct kwd_conn *c, const char *exe)
+{
+	snprintf(c->who.exe, sizeof(c->who.exe), "%s", exe);
+	identity_exe_claim_clear(&c->exe_claim);
+}
+
 void
 http_conn_set_request(struct kwd_conn *c, void *req)
 {
@@ -855,8 +870,10 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 			continue;
 		}
 		/* A caller the kernel cannot name is served nothing but a 500
-		 * saying so (server_request). */
-		if ((ie = identity_from_socket(fd, identity_now_ticks(), &c->who)) != 0) {
+		 * saying so (server_request).  Its executable is checked by
+		 * the worker of its first request (a stat that may wait). */
+		if ((ie = identity_from_socket(fd, identity_now_ticks(), &c->who,
+		    &c->exe_claim)) != 0) {
 			log_warn("a connection's peer cannot be identified: %s", strerror(-ie));
 			c->unidentified = 1;
 		}
