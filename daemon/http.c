@@ -12,8 +12,11 @@
  * that sends more than one buffer ahead of its replies, or sends while a
  * reply waits for it to read, is paused until they are written: no request
  * is taken while a reply is unwritten, so a connection holds at most one.
- * A once-a-second sweep per loop cuts clients that are too slow to send a
- * request or to read a reply (limits.client_timeout).
+ * When the client ends its side (shutdown, or close), the requests it sent
+ * ahead of its end are still answered one by one, in order, and the
+ * connection closes after the last (or at once if what is left is not a
+ * whole request).  A once-a-second sweep per loop cuts clients that are
+ * too slow to send a request or to read a reply (limits.client_timeout).
  */
 #include "config.h"
 
@@ -52,8 +55,10 @@ struct kwd_conn {
 	int peer_eof;                  /* the client shut its side */
 	int dispatching;               /* in server_request: conn_close defers */
 	int close_deferred;            /* conn_close came while dispatching */
+	size_t in_dispatched;          /* of in, the request in server_request */
 	struct peer_identity who;
 	int unidentified;              /* identity_from_socket failed */
+	struct peer_exe_claim exe_claim;   /* who.exe, until a worker checked it */
 
 	/* input: in[0..in_len) of in_cap bytes; kw_secalloc'd while in_sec */
 	char *in;
@@ -240,6 +245,7 @@ conn_close(struct kwd_conn *c)
 	event_free(c->rev);
 	event_free(c->wev);
 	close(c->fd);
+	identity_exe_claim_clear(&c->exe_claim);
 	out_account(c, 0);
 	evbuffer_free(c->out);   /* runs the cleanup (a wipe) of a secret not yet written */
 	in_free(c);
@@ -256,6 +262,16 @@ reading_set(struct kwd_conn *c, int on)
 		event_del(c->rev);
 		c->reading = 0;
 	}
+}
+
+/* Is the reply being made the connection's last, because the client has
+ * ended its side and sent nothing more of a request?  Requests it sent
+ * ahead before its end are still answered, in order (conn_process closes
+ * once what is left cannot become a request). */
+static int
+conn_input_ended(const struct kwd_conn *c)
+{
+	return c->peer_eof && c->in_len == c->in_dispatched;
 }
 
 /* The reply is written: serve the next request, or close. */
@@ -283,7 +299,7 @@ conn_drained(struct kwd_conn *c)
 		return;
 	}
 	if (c->state == C_READ) {
-		if (c->peer_eof && c->in_len == 0) {
+		if (conn_input_ended(c)) {
 			conn_close(c);
 			return;
 		}
@@ -435,7 +451,7 @@ http_reply(struct kwd_conn *c, int status, const char *content_type, const char 
 	int head_only = c->method == KWH_HEAD;
 
 	c->req = NULL;
-	close = close || !c->keep_alive || c->peer_eof ||
+	close = close || !c->keep_alive || conn_input_ended(c) ||
 	    atomic_load(&c->l->d->stopping);
 	put_head(c, status, content_type, allow, (int64_t)len, close);
 	if (secret != NULL && secret->data != NULL) {
@@ -543,7 +559,7 @@ http_stream_finish(struct kwd_conn *c)
 	c->drained_arg = NULL;
 	if (c->minor >= 1)
 		evbuffer_add(c->out, "0\r\n\r\n", 5);
-	c->state = c->minor >= 1 && c->keep_alive && !c->peer_eof &&
+	c->state = c->minor >= 1 && c->keep_alive && !conn_input_ended(c) &&
 	    !atomic_load(&c->l->d->stopping) ? C_READ : C_CLOSING;
 	conn_flush(c);
 }
@@ -579,6 +595,19 @@ http_conn_identified(const struct kwd_conn *c)
 	return !c->unidentified;
 }
 
+const struct peer_exe_claim *
+http_conn_exe_claim(const struct kwd_conn *c)
+{
+	return c->exe_claim.path != NULL ? &c->exe_claim : NULL;
+}
+
+void
+http_conn_exe_checked(struct kwd_conn *c, const char *exe)
+{
+	snprintf(c->who.exe, sizeof(c->who.exe), "%s", exe);
+	identity_exe_claim_clear(&c->exe_claim);
+}
+
 void
 http_conn_set_request(struct kwd_conn *c, void *req)
 {
@@ -607,8 +636,11 @@ conn_process(struct kwd_conn *c)
 		}
 		if (!c->have_head) {
 			rc = kwh_parse_head(c->in, c->in_len, HTTP_MAX_HEAD, &c->h, &why);
-			if (rc == 0)
+			if (rc == 0) {
+				if (c->peer_eof)
+					conn_close(c);   /* the rest can never come */
 				return;
+			}
 			if (rc < 0) {
 				c->minor = 1;
 				c->method = 0;
@@ -647,6 +679,10 @@ conn_process(struct kwd_conn *c)
 			body = c->in + c->h.head_len;
 			used = c->h.head_len + blen;
 		}
+		if (rc == 0 && c->peer_eof) {
+			conn_close(c);   /* the rest of the body can never come */
+			return;
+		}
 		if (rc == 0) {
 			/* The body is still coming: make room for it, and say
 			 * "go on" to a client that waits to be told. */
@@ -675,8 +711,10 @@ conn_process(struct kwd_conn *c)
 		c->have_head = 0;
 		c->h.target = c->in + c->target_off;   /* the buffer may have moved */
 		c->dispatching = 1;
+		c->in_dispatched = used;
 		server_request(c, &c->h, body, blen);
 		c->dispatching = 0;
+		c->in_dispatched = 0;
 		if (c->close_deferred) {
 			conn_close(c);   /* wipes the input */
 			return;
@@ -738,11 +776,14 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 	/* The end of the client's side, or an error. */
 	c->peer_eof = 1;
 	reading_set(c, 0);
+	/* In READ with nothing to write, what input there is was no whole
+	 * request (conn_process took each one): it never will be. */
 	if (n < 0 || c->state == C_STREAM ||
 	    (c->state == C_READ && evbuffer_get_length(c->out) == 0))
 		conn_close(c);
 	/* else: a request in flight, or a reply being written; the
-	 * connection closes after it. */
+	 * connection serves the requests sent ahead of the end (already
+	 * read), in order, and closes after the last. */
 }
 
 /* ---- accepting and the sweep --------------------------------------------------------- */
@@ -829,8 +870,10 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 			continue;
 		}
 		/* A caller the kernel cannot name is served nothing but a 500
-		 * saying so (server_request). */
-		if ((ie = identity_from_socket(fd, identity_now_ticks(), &c->who)) != 0) {
+		 * saying so (server_request).  Its executable is checked by
+		 * the worker of its first request (a stat that may wait). */
+		if ((ie = identity_from_socket(fd, identity_now_ticks(), &c->who,
+		    &c->exe_claim)) != 0) {
 			log_warn("a connection's peer cannot be identified: %s", strerror(-ie));
 			c->unidentified = 1;
 		}

@@ -30,6 +30,7 @@ struct kwd_loop;
 struct kwd_conn;
 struct evbuffer;
 struct peer_identity;
+struct peer_exe_claim;
 
 /* Accept connections on fd in loop l (the loop owns fd from now on). */
 int http_listen(struct kwd_loop *l, int fd);
@@ -52,6 +53,13 @@ struct kwd_loop *http_conn_loop(const struct kwd_conn *c);
 const struct peer_identity *http_conn_who(const struct kwd_conn *c);
 /* 0 if the kernel could not say who the peer is: refuse its requests. */
 int http_conn_identified(const struct kwd_conn *c);
+/* The executable c's peer claimed at accept, still to be checked
+ * (identity_exe_check, off the loop), or NULL once it has been (or when
+ * there is none: then http_conn_who's exe is final). */
+const struct peer_exe_claim *http_conn_exe_claim(const struct kwd_conn *c);
+/* A request of c had its claim checked: exe ("" for unknown) is the
+ * peer's executable from now on, and the claim is dropped. */
+void http_conn_exe_checked(struct kwd_conn *c, const char *exe);
 /* The request in flight on c: set by the server, cleared by the reply. */
 void http_conn_set_request(struct kwd_conn *c, void *req);
 

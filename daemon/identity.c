@@ -70,9 +70,11 @@ identity_names(struct peer_identity *id)
 }
 
 int
-identity_from_socket(int fd, uint64_t seen_ticks, struct peer_identity *out)
+identity_from_socket(int fd, uint64_t seen_ticks, struct peer_identity *out,
+    struct peer_exe_claim *claim)
 {
 	struct peer_identity id;
+	struct peer_exe_claim cl = { NULL, 0, 0, 0 };
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	gid_t groups[IDENTITY_MAX_GROUPS];
@@ -99,22 +101,21 @@ identity_from_socket(int fd, uint64_t seen_ticks, struct peer_identity *out)
 	if (id.pid > 0 && identity_start_ticks(id.pid, &t0) == 0 && t0 <= seen_ticks + 1) {
 		char exe[sizeof(id.exe)];
 		char *unit = NULL;
+		struct statx running;
 
 		snprintf(path, sizeof(path), "/proc/%d/exe", (int)id.pid);
 		n = readlink(path, exe, sizeof(exe) - 1);
 		if (n > 0) {
-			struct stat running, named;
-
 			exe[n] = '\0';
 			/* A replaced or deleted binary is not the one a rule
-			 * names.  Nor is a file that only has that path in the
-			 * caller's own mount namespace (an unprivileged user
-			 * namespace can bind-mount anything over a path): the
-			 * path must lead here to the very file the process
-			 * runs, the same device and inode. */
+			 * names.  The file the process runs, its device and
+			 * inode, as the kernel holds them: AT_STATX_DONT_SYNC
+			 * and only STATX_INO, so that a file system behind a
+			 * server (NFS, CIFS, FUSE) answers from memory rather
+			 * than ask a server that may not answer. */
 			if (strstr(exe, " (deleted)") != NULL ||
-			    stat(path, &running) != 0 || stat(exe, &named) != 0 ||
-			    running.st_dev != named.st_dev || running.st_ino != named.st_ino)
+			    statx(AT_FDCWD, path, AT_STATX_DONT_SYNC, STATX_INO, &running) != 0 ||
+			    !(running.stx_mask & STATX_INO))
 				n = 0;
 		}
 		if (sd_pid_get_unit(id.pid, &unit) < 0) {
@@ -123,8 +124,13 @@ identity_from_socket(int fd, uint64_t seen_ticks, struct peer_identity *out)
 			(void)sd_pid_get_user_unit(id.pid, &unit);
 		}
 		if (identity_start_ticks(id.pid, &t1) == 0 && t1 == t0) {
-			if (n > 0)
-				memcpy(id.exe, exe, (size_t)n + 1);
+			/* Out of memory for the path: no claim, the
+			 * executable is unknown. */
+			if (n > 0 && (cl.path = strdup(exe)) != NULL) {
+				cl.dev_major = running.stx_dev_major;
+				cl.dev_minor = running.stx_dev_minor;
+				cl.ino = running.stx_ino;
+			}
 			if (unit != NULL)
 				snprintf(id.unit, sizeof(id.unit), "%s", unit);
 			id.start_ticks = t0;
@@ -132,5 +138,49 @@ identity_from_socket(int fd, uint64_t seen_ticks, struct peer_identity *out)
 		free(unit);
 	}
 	*out = id;
+	*claim = cl;
 	return 0;
+}
+
+void
+identity_exe_check(const struct peer_exe_claim *claim, struct peer_identity *id)
+{
+	struct statx named;
+
+	id->exe[0] = '\0';
+	if (claim == NULL || claim->path == NULL || strlen(claim->path) >= sizeof(id->exe))
+		return;
+	/* Not a file that only has that path in the caller's own mount
+	 * namespace (an unprivileged user namespace can bind-mount anything
+	 * over a path): the path must lead here to the very file the
+	 * process ran, the same device and inode. */
+	if (statx(AT_FDCWD, claim->path, 0, STATX_INO, &named) == 0 &&
+	    (named.stx_mask & STATX_INO) && named.stx_dev_major == claim->dev_major &&
+	    named.stx_dev_minor == claim->dev_minor && named.stx_ino == claim->ino)
+		snprintf(id->exe, sizeof(id->exe), "%s", claim->path);
+}
+
+int
+identity_exe_claim_copy(struct peer_exe_claim *to, const struct peer_exe_claim *from)
+{
+	struct peer_exe_claim cl = { NULL, 0, 0, 0 };
+
+	if (from != NULL && from->path != NULL) {
+		if ((cl.path = strdup(from->path)) == NULL)
+			return -ENOMEM;
+		cl.dev_major = from->dev_major;
+		cl.dev_minor = from->dev_minor;
+		cl.ino = from->ino;
+	}
+	*to = cl;
+	return 0;
+}
+
+void
+identity_exe_claim_clear(struct peer_exe_claim *claim)
+{
+	if (claim == NULL)
+		return;
+	free(claim->path);
+	claim->path = NULL;
 }

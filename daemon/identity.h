@@ -8,6 +8,14 @@
  * seen, and its start time is the same before and after they are read;
  * otherwise they are left unknown.  What cannot be determined never matches
  * a rule.  Nothing a client sends is taken into account.
+ *
+ * The executable comes in two steps, so that the event loop never waits
+ * for a file system.  identity_from_socket (on the loop, at accept) reads
+ * what the kernel holds in memory: the path /proc/<pid>/exe names and the
+ * device and inode of the file the process runs; that is a claim, and exe
+ * stays "".  identity_exe_check (on a worker: it may wait for a file
+ * server) takes the path only if, in the daemon's own mount namespace, it
+ * leads to that very file.
  */
 #ifndef KW_IDENTITY_H
 #define KW_IDENTITY_H
@@ -26,16 +34,40 @@ struct peer_identity {
 	gid_t groups[IDENTITY_MAX_GROUPS];
 	char user[64];                    /* "" if the uid has no name */
 	char group[64];
-	char exe[PATH_MAX];               /* "" if unknown */
+	char exe[PATH_MAX];               /* "" if unknown or not checked yet */
 	char unit[256];                   /* "" if unknown or not in a unit */
 	uint64_t start_ticks;             /* process start time (boot clock ticks) */
+};
+
+/* The executable a process ran when its connection was accepted, not yet
+ * checked: the path /proc/<pid>/exe named, and the file it ran. */
+struct peer_exe_claim {
+	char *path;                       /* malloc'd; NULL: no claim, the exe is unknown */
+	uint32_t dev_major, dev_minor;
+	uint64_t ino;
 };
 
 /* The current time in the clock of /proc/<pid>/stat's start time. */
 uint64_t identity_now_ticks(void);
 
 /* Fill *out for the peer of the connected Unix socket fd, first seen at
- * seen_ticks.  Returns 0 or -errno (only when SO_PEERCRED itself fails). */
-int identity_from_socket(int fd, uint64_t seen_ticks, struct peer_identity *out);
+ * seen_ticks, and *claim with its executable, to be checked (the caller
+ * frees it with identity_exe_claim_clear); out->exe is left "".  Reads
+ * nothing from a file system but /proc.  Returns 0 or -errno (only when
+ * SO_PEERCRED itself fails); *out and *claim are written only on success. */
+int identity_from_socket(int fd, uint64_t seen_ticks, struct peer_identity *out,
+    struct peer_exe_claim *claim);
+
+/* Check claim against the file system: id->exe becomes claim's path if it
+ * leads to the file the process ran, "" otherwise (also for no claim).
+ * Blocks for as long as a stat of that path does. */
+void identity_exe_check(const struct peer_exe_claim *claim, struct peer_identity *id);
+
+/* *to becomes a copy of from (no claim if from is NULL or has none).  0,
+ * or -ENOMEM (and *to is left unchanged). */
+int identity_exe_claim_copy(struct peer_exe_claim *to, const struct peer_exe_claim *from);
+
+/* Free claim's path and leave no claim; NULL is accepted. */
+void identity_exe_claim_clear(struct peer_exe_claim *claim);
 
 #endif

@@ -11,6 +11,14 @@
  *     --> audit: event durable --> loop: reply
  *
  * and a denial goes straight from the loop to the audit writer and back.
+ * The first request of a connection whose caller's executable is still to
+ * be checked (a stat, which may wait for a file server: daemon/identity.h)
+ * is authorized on the worker instead, after the check:
+ *
+ *   loop: parse, identify --> worker: check the executable, authorize,
+ *     store + token + crypto --> audit --> loop: reply (the connection
+ *     keeps the executable for its next requests)
+ *
  * No reply leaves before its audit event is durable (fail closed).
  */
 #ifndef KW_KWD_H
@@ -101,6 +109,10 @@ struct kwd_req {
 	uint32_t key_version;          /* master-key version used, for the audit */
 	uint64_t t_start_us;
 	void (*audit_done)(void *arg, int status);   /* audit_glue's continuation */
+	/* who.exe to be checked by the worker before it authorizes (no claim:
+	 * who.exe is final); exe_checked once it was, for the connection. */
+	struct peer_exe_claim exe_claim;
+	int exe_checked;
 
 	struct kwd_req *next;          /* queue links */
 };

@@ -144,6 +144,10 @@ send_now(struct kwd_req *r)
 		atomic_fetch_add(&r->d->m.responses_4xx, 1);
 	else
 		atomic_fetch_add(&r->d->m.responses_5xx, 1);
+	/* The connection keeps what the worker learnt of its caller's
+	 * executable: its next requests are authorized on the loop. */
+	if (r->conn != NULL && r->exe_checked)
+		http_conn_exe_checked(r->conn, r->who.exe);
 	if (r->conn != NULL && r->stream && status == 200) {
 		int e = stream_start(r->loop, r->conn, r->stream_since, r->id);
 		if (e != 0) {
@@ -168,6 +172,7 @@ kwd_req_free(struct kwd_req *r)
 	if (r->reply != NULL)
 		evbuffer_free(r->reply);
 	kw_secret_clear(&r->reply_secret);
+	identity_exe_claim_clear(&r->exe_claim);
 	json_decref(r->query);
 	json_decref(r->body);
 	json_decref(r->extra);
@@ -311,6 +316,39 @@ kwd_finish(struct kwd_req *r)
 	audit_glue_submit(r, audit_done, r);
 }
 
+/* ---- deciding ---------------------------------------------------------------------- */
+
+/* After routing: authorize r (on its loop, or on the worker that checked
+ * its caller's executable).  1: its handler runs next; 0: r holds its
+ * reply (a bad route, a denial, no such vault) and is finished as it is. */
+static int
+request_decide(struct kwd_req *r)
+{
+	struct kwd *d = r->d;
+
+	if (r->status != 0)
+		return 0;   /* the router replied */
+	if (r->action != KWD_A_SERVICE) {
+		struct kwd_decision dec;
+		kwd_authorize(d, r, &dec);
+		snprintf(r->decided_by, sizeof(r->decided_by), "%s", dec.reason);
+		snprintf(r->policy_hash, sizeof(r->policy_hash), "%s", dec.policy_hash);
+		r->allowed = dec.allow;
+		if (!dec.allow) {
+			atomic_fetch_add(&d->m.denied, 1);
+			kwd_reply_error(r, 403, "forbidden", "%s may not %s in vault '%s': %s",
+			    r->who.user[0] ? r->who.user : "this caller",
+			    kwd_action_name(r->action), r->vault[0] ? r->vault : "*", dec.reason);
+			return 0;
+		}
+	}
+	if (r->vault_missing) {
+		kwd_reply_error(r, 404, "vault_not_found", "no vault named '%s'", r->vault);
+		return 0;
+	}
+	return 1;
+}
+
 /* ---- workers ---------------------------------------------------------------------- */
 
 /* Reads of secrets taken from the queue at once and served in one read
@@ -348,8 +386,9 @@ worker_main(void *arg)
 			*gtail = r;
 			gtail = &r->next;
 			n++;
-		} while (r->action == KWD_A_SECRET_GET && p->head != NULL &&
-		    p->head->action == KWD_A_SECRET_GET && n < READ_GROUP_MAX);
+		} while (r->action == KWD_A_SECRET_GET && r->exe_claim.path == NULL &&
+		    p->head != NULL && p->head->action == KWD_A_SECRET_GET &&
+		    p->head->exe_claim.path == NULL && n < READ_GROUP_MAX);
 		if (p->head == NULL)
 			p->tail = NULL;
 		pthread_mutex_unlock(&p->lock);
@@ -358,6 +397,17 @@ worker_main(void *arg)
 		for (r = group; r != NULL; r = group) {
 			group = r->next;
 			kw_errclear();
+			if (r->exe_claim.path != NULL) {
+				/* Alone (never in a group of reads): the stat
+				 * may wait, and no transaction waits with it. */
+				identity_exe_check(&r->exe_claim, &r->who);
+				identity_exe_claim_clear(&r->exe_claim);
+				r->exe_checked = 1;
+				if (!request_decide(r)) {
+					kwd_finish(r);
+					continue;
+				}
+			}
 			r->handler(r);
 			kwd_finish(r);
 		}
@@ -527,6 +577,11 @@ server_request(struct kwd_conn *c, const struct kwh_head *h, const char *body, s
 		return;
 	}
 	r->who = *http_conn_who(c);
+	if (identity_exe_claim_copy(&r->exe_claim, http_conn_exe_claim(c)) != 0) {
+		kwd_reply_error(r, 503, "unavailable", "out of memory");
+		kwd_complete(r);
+		return;
+	}
 	/* The path is the target up to '?' or '#'; percent escapes stay for
 	 * the router, which decodes each part. */
 	for (qat = 0; qat < h->target_len && h->target[qat] != '?' && h->target[qat] != '#'; qat++)
@@ -566,31 +621,18 @@ server_request(struct kwd_conn *c, const struct kwh_head *h, const char *body, s
 
 	kwd_route(r, path);   /* replies itself on a bad route */
 	free(path);
-	if (r->status != 0) {
-		kwd_finish(r);
+	if (r->exe_claim.path != NULL) {
+		/* The caller's executable is still to be checked, by a stat
+		 * that may wait for a file server: not on the loop.  The
+		 * worker checks it, then decides (even a bad route's reply
+		 * is audited with the caller as checked). */
+		kwd_submit(r);
 		return;
 	}
-	if (r->action != KWD_A_SERVICE) {
-		struct kwd_decision dec;
-		kwd_authorize(d, r, &dec);
-		snprintf(r->decided_by, sizeof(r->decided_by), "%s", dec.reason);
-		snprintf(r->policy_hash, sizeof(r->policy_hash), "%s", dec.policy_hash);
-		r->allowed = dec.allow;
-		if (!dec.allow) {
-			atomic_fetch_add(&d->m.denied, 1);
-			kwd_reply_error(r, 403, "forbidden", "%s may not %s in vault '%s': %s",
-			    r->who.user[0] ? r->who.user : "this caller",
-			    kwd_action_name(r->action), r->vault[0] ? r->vault : "*", dec.reason);
-			kwd_finish(r);
-			return;
-		}
-	}
-	if (r->vault_missing) {
-		kwd_reply_error(r, 404, "vault_not_found", "no vault named '%s'", r->vault);
+	if (request_decide(r))
+		kwd_submit(r);
+	else
 		kwd_finish(r);
-		return;
-	}
-	kwd_submit(r);
 }
 
 /* ---- the socket --------------------------------------------------------------------- */

@@ -595,6 +595,94 @@ test_protocol_framing(void)
 	}
 }
 
+/* Send rq on a new connection, shut the sending side at once, and read
+ * until the daemon closes or stays silent for 3 s: as raw_exchange, and
+ * *ms is how long the close took. */
+static ssize_t
+halfclosed_exchange(const char *rq, char *out, size_t outsz, int *closed, long *ms)
+{
+	int fd = raw_connect();
+	size_t got = 0;
+	struct timeval tv = { 3, 0 };
+	struct timespec t0, t1;
+
+	*closed = 0;
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (write(fd, rq, strlen(rq)) != (ssize_t)strlen(rq) || shutdown(fd, SHUT_WR) != 0) {
+		close(fd);
+		return -1;
+	}
+	while (got + 1 < outsz) {
+		ssize_t n = read(fd, out + got, outsz - 1 - got);
+		if (n == 0)
+			*closed = 1;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	*ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	out[got] = '\0';
+	close(fd);
+	return (ssize_t)got;
+}
+
+/* Requests sent ahead, then the end of the client's side (shutdown
+ * SHUT_WR): every complete request is answered, in order, and then the
+ * connection closes.  The daemon used to answer the first and close. */
+static void
+test_pipelined_then_eof(void)
+{
+	char out[16384];
+	const char *rq, *a, *b, *c;
+	int closed;
+	long ms;
+	ssize_t n;
+
+	rq = "GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n";
+	n = halfclosed_exchange(rq, out, sizeof(out), &closed, &ms);
+	if (count_of(out, "HTTP/1.1 200 OK\r\n") != 2)
+		fprintf(stderr, "\n  two sent ahead, then the end: got '%.300s'\n", n > 0 ? out : "");
+	CU_ASSERT_EQUAL(count_of(out, "HTTP/1.1 200 OK\r\n"), 2);
+	a = strstr(out, "\"status\":\"ok\"");
+	b = strstr(out, "\"uid\":");
+	CU_ASSERT(a != NULL && b != NULL && a < b);
+	/* The first reply keeps the connection (the second request is in
+	 * hand); the second may say it closes, if the daemon saw the end by
+	 * then. */
+	c = strstr(out, "Connection: close\r\n");
+	CU_ASSERT(c == NULL || (a != NULL && c > a));
+	CU_ASSERT(closed);
+
+	/* Three, one with a body: answered in order (the read sees the write). */
+	rq = "PUT /v1/vaults/dev/secrets/ahead HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\n\r\n"
+	    "{\"value\":\"first\"}"
+	    "GET /v1/vaults/dev/secrets/ahead HTTP/1.1\r\nHost: x\r\n\r\n"
+	    "GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n";
+	n = halfclosed_exchange(rq, out, sizeof(out), &closed, &ms);
+	a = strstr(out, "HTTP/1.1 201 ");
+	b = a ? strstr(a, "\"value\":\"first\"") : NULL;
+	c = b ? strstr(b, "\"status\":\"ok\"") : NULL;
+	if (c == NULL)
+		fprintf(stderr, "\n  three sent ahead, then the end: got '%.300s'\n", n > 0 ? out : "");
+	CU_ASSERT(a != NULL && b != NULL && c != NULL);
+	CU_ASSERT_EQUAL(count_of(out, "HTTP/1.1 "), 3);
+	CU_ASSERT(closed);
+
+	/* A whole request and the start of another, then the end: the first
+	 * is answered and the connection closes at once (the second can never
+	 * be whole), not after limits.client_timeout. */
+	rq = "GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/who";
+	n = halfclosed_exchange(rq, out, sizeof(out), &closed, &ms);
+	CU_ASSERT_EQUAL(count_of(out, "HTTP/1.1 "), 1);
+	CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+	CU_ASSERT(closed);
+	CU_ASSERT(ms < 1000);
+}
+
 /* Random bytes, and mutations of a valid request, on many connections:
  * each is answered with an error or closed, and the daemon goes on. */
 static void
@@ -1017,6 +1105,106 @@ test_request_oom_client_gone(void)
 	unlink(trig);
 	CU_ASSERT_EQUAL(waitpid(d2.pid, NULL, WNOHANG), 0);   /* still running */
 	CU_ASSERT_EQUAL(kwt_http(d2.sock, "GET", "/v1/health", NULL, NULL), 200);
+	kwt_daemon_free(&d2);
+	kwt_rmtree(dir);
+}
+
+/* The "exe" of a whoami reply in out (head and body), or "". */
+static void
+reply_exe(const char *out, char *exe, size_t len)
+{
+	const char *body = strstr(out, "\r\n\r\n");
+	json_t *j = body != NULL ? json_loads(body + 4, 0, NULL) : NULL;
+
+	snprintf(exe, len, "%s", json_string_value(json_object_get(j, "exe")) ?: "");
+	json_decref(j);
+}
+
+/* A caller whose executable is slow to check (its path on a file server
+ * that stopped answering: libkwslowstat.so makes the daemon's stat of that
+ * path hang) holds up nobody else.  With one event loop, another client
+ * is served while the first one's check hangs, and the first gets its
+ * reply, its executable known, once the stat returns.  The check used to
+ * run on the event loop as the connection was accepted, which stopped the
+ * loop, and every client on it, for as long. */
+static void
+test_slow_exe_check(void)
+{
+	const char *top = kwt_require("KW_TOP_BUILDDIR"), *asan = getenv("ASAN_OPTIONS");
+	const char *rq = "GET /v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n";
+	char lib[600], dir[256], trig[300], entered[320], opts[1024];
+	char self[4096], exe[4096], out[16384];
+	struct timeval tv = { 4, 0 }, quick = { 1, 500000 };
+	struct kwt_daemon d2;
+	int slow, other, started, i;
+	ssize_t n;
+
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	CU_ASSERT_FATAL(n > 0);
+	self[n] = '\0';
+	snprintf(lib, sizeof(lib), "%s/tests/shim/.libs/libkwslowstat.so", top);
+	CU_ASSERT_FATAL(access(lib, R_OK) == 0);
+	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-slowstat") == 0);
+	snprintf(trig, sizeof(trig), "%s/hang", dir);
+	snprintf(entered, sizeof(entered), "%s.entered", trig);
+	snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0", asan ? asan : "",
+	    asan ? ":" : "");
+	setenv("LD_PRELOAD", lib, 1);
+	setenv("KW_SLOWSTAT_PATH", self, 1);
+	setenv("KW_SLOWSTAT_FILE", trig, 1);
+	setenv("ASAN_OPTIONS", opts, 1);
+	started = kwt_daemon_start_limits(&d2, &tok, "  event_loops: 1\n",
+	    "vaults:\n  - name: dev\n");
+	unsetenv("LD_PRELOAD");
+	unsetenv("KW_SLOWSTAT_PATH");
+	unsetenv("KW_SLOWSTAT_FILE");
+	if (asan != NULL) {
+		snprintf(opts, sizeof(opts), "%s", asan);
+		setenv("ASAN_OPTIONS", opts, 1);
+	} else {
+		unsetenv("ASAN_OPTIONS");
+	}
+	CU_ASSERT_EQUAL_FATAL(started, 0);
+	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
+
+	/* The first client: the check of its executable hangs. */
+	CU_ASSERT_FATAL((slow = kwt_connect(d2.sock)) >= 0);
+	setsockopt(slow, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	CU_ASSERT(write(slow, rq, strlen(rq)) == (ssize_t)strlen(rq));
+	for (i = 0; i < 300 && access(entered, F_OK) != 0; i++)
+		usleep(10000);
+	CU_ASSERT_FATAL(access(entered, F_OK) == 0);
+
+	/* Another is served meanwhile, its executable checked. */
+	CU_ASSERT_FATAL((other = kwt_connect(d2.sock)) >= 0);
+	setsockopt(other, SOL_SOCKET, SO_RCVTIMEO, &quick, sizeof(quick));
+	CU_ASSERT(write(other, rq, strlen(rq)) == (ssize_t)strlen(rq));
+	n = read(other, out, sizeof(out) - 1);
+	out[n > 0 ? n : 0] = '\0';
+	if (n <= 0)
+		fprintf(stderr, "\n  no reply while another client's executable is checked\n");
+	CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+	reply_exe(out, exe, sizeof(exe));
+	CU_ASSERT_STRING_EQUAL(exe, self);
+	close(other);
+
+	/* The file server answers again: the first is answered, and its
+	 * executable is known. */
+	unlink(trig);
+	n = read(slow, out, sizeof(out) - 1);
+	out[n > 0 ? n : 0] = '\0';
+	CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+	reply_exe(out, exe, sizeof(exe));
+	CU_ASSERT_STRING_EQUAL(exe, self);
+	/* ... and stays known on the connection, checked once. */
+	CU_ASSERT(write(slow, rq, strlen(rq)) == (ssize_t)strlen(rq));
+	n = read(slow, out, sizeof(out) - 1);
+	out[n > 0 ? n : 0] = '\0';
+	CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+	reply_exe(out, exe, sizeof(exe));
+	CU_ASSERT_STRING_EQUAL(exe, self);
+	close(slow);
+	CU_ASSERT_EQUAL(waitpid(d2.pid, NULL, WNOHANG), 0);   /* still running */
 	kwt_daemon_free(&d2);
 	kwt_rmtree(dir);
 }
@@ -1487,6 +1675,7 @@ main(void)
 		{ "slow and vanishing clients", test_slow_and_vanishing_clients },
 		{ "HTTP: malformed and ambiguous requests are refused", test_protocol_refusals },
 		{ "HTTP: pipelining, chunked bodies, 100-continue, 1.0, HEAD", test_protocol_framing },
+		{ "HTTP: requests sent ahead, then the client's end: all answered", test_pipelined_then_eof },
 		{ "HTTP: random bytes and mutated requests", test_protocol_garbage },
 		{ "limits.max_connections: the next is refused, then served", test_connection_limit },
 		{ "a client that never reads its replies is held to one, then cut off", test_unread_replies },
@@ -1494,6 +1683,7 @@ main(void)
 		{ "a body sent a byte at a time is cut off too", test_body_deadline },
 		{ "the daemon raises its soft limit of open files to the hard one", test_nofile_raised },
 		{ "out of memory for a request from a client that is gone", test_request_oom_client_gone },
+		{ "a caller whose executable is slow to check holds up nobody else", test_slow_exe_check },
 		{ "the input buffer shrinks back after a large request", test_input_buffer_shrinks },
 		{ "32 clients x 1000 mixed operations", test_concurrent_mixed },
 		{ "curl --unix-socket", test_curl_cli },

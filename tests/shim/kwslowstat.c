@@ -1,0 +1,89 @@
+/*
+ * kwslowstat.c - preloaded into keywardend by a test (LD_PRELOAD): a stat
+ * of the path named by KW_SLOWSTAT_PATH hangs, as on a file server that
+ * stopped answering, while the file named by KW_SLOWSTAT_FILE exists.
+ * Only the first such call hangs (at most 5 s); it creates
+ * KW_SLOWSTAT_FILE.entered as it starts, so that the test knows the daemon
+ * is stuck in it.  stat, stat64 and statx are wrapped; every other call,
+ * and every call for another path, goes to the next one (libc's, or the
+ * sanitizer's, which then needs verify_asan_link_order=0).
+ */
+#include "config.h"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *slow_path, *trigger;
+static int taken;
+
+__attribute__((constructor)) static void
+kwslowstat_init(void)
+{
+	slow_path = getenv("KW_SLOWSTAT_PATH");
+	trigger = getenv("KW_SLOWSTAT_FILE");
+}
+
+static void *
+next_fn(const char *name)
+{
+	void *f = dlsym(RTLD_NEXT, name);
+
+	if (f == NULL)
+		abort();
+	return f;
+}
+
+/* Hang if path is the slow one, the trigger exists and no call hung yet. */
+static void
+maybe_hang(const char *path)
+{
+	char entered[4096];
+	struct timespec tick = { 0, 10 * 1000 * 1000 };
+	int fd;
+
+	if (slow_path == NULL || trigger == NULL || path == NULL || strcmp(path, slow_path) != 0 ||
+	    access(trigger, F_OK) != 0 || __atomic_exchange_n(&taken, 1, __ATOMIC_ACQ_REL))
+		return;
+	snprintf(entered, sizeof(entered), "%s.entered", trigger);
+	if ((fd = open(entered, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) >= 0)
+		close(fd);
+	for (int i = 0; i < 500 && access(trigger, F_OK) == 0; i++)
+		nanosleep(&tick, NULL);
+}
+
+int
+stat(const char *restrict path, struct stat *restrict st)
+{
+	int (*next)(const char *, struct stat *) =
+	    (int (*)(const char *, struct stat *))next_fn("stat");
+
+	maybe_hang(path);
+	return next(path, st);
+}
+
+int
+stat64(const char *restrict path, struct stat64 *restrict st)
+{
+	int (*next)(const char *, struct stat64 *) =
+	    (int (*)(const char *, struct stat64 *))next_fn("stat64");
+
+	maybe_hang(path);
+	return next(path, st);
+}
+
+int
+statx(int dirfd, const char *restrict path, int flags, unsigned int mask,
+    struct statx *restrict stx)
+{
+	int (*next)(int, const char *, int, unsigned int, struct statx *) =
+	    (int (*)(int, const char *, int, unsigned int, struct statx *))next_fn("statx");
+
+	maybe_hang(path);
+	return next(dirfd, path, flags, mask, stx);
+}
