@@ -1154,7 +1154,7 @@ test_slow_exe_check(void)
 	setenv("KW_SLOWSTAT_FILE", trig, 1);
 	setenv("ASAN_OPTIONS", opts, 1);
 	started = kwt_daemon_start_limits(&d2, &tok, "  event_loops: 1\n",
-	    "vaults:\n  - name: dev\n");
+	    "vaults:\n  - name: slowstat\n");
 	unsetenv("LD_PRELOAD");
 	unsetenv("KW_SLOWSTAT_PATH");
 	unsetenv("KW_SLOWSTAT_FILE");
