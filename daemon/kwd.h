@@ -288,7 +288,8 @@ int kwd_wrapped_key_usable(struct kwd *d, const char *vault, const char *name, u
     uint32_t key_version, const uint8_t *wrapped, size_t wrapped_len);
 /* Use a new master-key version once before it becomes current, through
  * the calls that writes and reads make: a random data key wrapped under it
- * must unwrap to the same key.  0, or the token's failure with a detail
+ * must unwrap to the same key: a rotation's new version and a new vault's
+ * first one (daemon/vaults.c).  0, or the token's failure with a detail
  * (KW_E_P11 for a blob it could not open). */
 int kwd_mkey_trial(struct kwd *d, const char *vault, uint32_t version);
 /* Start the thread that resumes interrupted rotations and starts scheduled
