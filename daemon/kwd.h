@@ -286,6 +286,12 @@ int kwd_keys_usable(struct kwd *d, const char *vault, uint32_t version);
  * recorded key_version (KW_E_AUTH otherwise: the store was changed). */
 int kwd_wrapped_key_usable(struct kwd *d, const char *vault, const char *name, uint64_t version,
     uint32_t key_version, const uint8_t *wrapped, size_t wrapped_len);
+/* Use a new master-key version once before it becomes current, through
+ * the calls that writes and reads make: a random data key wrapped under it
+ * must unwrap to the same key: a rotation's new version and a new vault's
+ * first one (daemon/vaults.c).  0, or the token's failure with a detail
+ * (KW_E_P11 for a blob it could not open). */
+int kwd_mkey_trial(struct kwd *d, const char *vault, uint32_t version);
 /* Start the thread that resumes interrupted rotations and starts scheduled
  * ones; stop every rotation and that thread (before the store closes). */
 int kwd_rotation_start_thread(struct kwd *d);

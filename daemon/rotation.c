@@ -606,12 +606,10 @@ rot_launch(struct kwd_vault *v, uint64_t total, int resumed, const char *actor)
 #define TRIAL_DEK 32
 #define TRIAL_AAD "keywarden/rotation-trial"
 
-/* Use a new version once before it becomes current, through the calls that
- * writes and reads make: a random data key wrapped under it must unwrap to
- * the same key.  A version that cannot do that would take every write and
- * be the target of the rewrap.  0, or the failure with a detail. */
-static int
-mkey_trial(struct kwd *d, struct kwd_vault *v, uint32_t version)
+/* A version that cannot wrap and unwrap would take every write and be the
+ * target of the rewrap.  See kwd.h. */
+int
+kwd_mkey_trial(struct kwd *d, const char *vault, uint32_t version)
 {
 	uint8_t *dek = kw_secalloc(TRIAL_DEK), *back = kw_secalloc(P11_DEK_MAX);
 	uint8_t blob[P11_WRAPPED_MAX];
@@ -620,13 +618,13 @@ mkey_trial(struct kwd *d, struct kwd_vault *v, uint32_t version)
 
 	if (dek == NULL || back == NULL) {
 		e = kw_fail(-ENOMEM, "out of memory to try master key version %u of vault '%s'",
-		    version, v->name);
+		    version, vault);
 		goto out;
 	}
 	if ((e = p11_random(d->p11, dek, TRIAL_DEK)) != 0 ||
-	    (e = p11_wrap(d->p11, v->name, version, dek, TRIAL_DEK, TRIAL_AAD,
+	    (e = p11_wrap(d->p11, vault, version, dek, TRIAL_DEK, TRIAL_AAD,
 		sizeof(TRIAL_AAD) - 1, blob, &bl)) != 0 ||
-	    (e = p11_unwrap(d->p11, v->name, blob, bl, TRIAL_AAD, sizeof(TRIAL_AAD) - 1,
+	    (e = p11_unwrap(d->p11, vault, blob, bl, TRIAL_AAD, sizeof(TRIAL_AAD) - 1,
 		back, &backlen)) != 0) {
 		/* The token's own fault whatever it says: nobody else made
 		 * the blob it could not open. */
@@ -680,7 +678,7 @@ rotate_vault(struct kwd *d, struct kwd_vault *v, const char *actor, uint32_t *ne
 	next++;
 	if ((e = p11_mkey_create(d->p11, v->name, next, &mk)) != 0)
 		goto out;
-	if ((e = mkey_trial(d, v, next)) != 0) {
+	if ((e = kwd_mkey_trial(d, v->name, next)) != 0) {
 		char why[600];
 		uint32_t cur;
 		int de;

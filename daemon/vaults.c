@@ -3,7 +3,10 @@
  * a master key in the token.  Idempotent and crash-safe: a key created in
  * the token whose record did not reach the store is adopted on the next
  * start; a key the store records but the token lacks, or holds under
- * another CKA_ID (destroyed and made again), stops the start.
+ * another CKA_ID (destroyed and made again), stops the start.  A new
+ * vault's first master key is tried as a rotation's new version is
+ * (kwd_mkey_trial) before the store records it: one that fails is
+ * destroyed and stops the start.
  *
  * Owners.  The token knows nothing of stores: a second keywardend with its
  * own store, on the same token, with a vault of the same name, would take
@@ -168,6 +171,24 @@ vault_init_one(struct kwd *d, const struct config_vault *cv)
 			struct store_key k;
 			if ((e = p11_mkey_create(d->p11, cv->name, 1, &mk)) != 0)
 				goto out;
+			/* Tried before it is recorded, as a rotation's version
+			 * is: a vault whose first key cannot wrap and unwrap
+			 * would fail every write. */
+			if ((e = kwd_mkey_trial(d, cv->name, 1)) != 0) {
+				char why[600];
+				int de;
+
+				snprintf(why, sizeof(why), "%s", kw_errdetail(e));
+				/* Never recorded nor used: it goes (left, the
+				 * next start would adopt it). */
+				if ((de = p11_mkey_destroy(d->p11, cv->name, 1)) != 0)
+					log_warn("vault '%s': master key version 1, which failed its "
+					    "trial, is left in the token: %s", cv->name, kw_errdetail(de));
+				e = kw_fail(e, "the first master key (version 1) of vault '%s' failed "
+				    "its trial (a data key wrapped under it must unwrap again): %s; "
+				    "no key was recorded: refusing to start", cv->name, why);
+				goto out;
+			}
 			memset(&k, 0, sizeof(k));
 			k.version = 1;
 			memcpy(k.key_id, mk.id, sizeof(k.key_id));

@@ -800,6 +800,61 @@ test_rotation_trial(void)
 	kwt_rmtree(dir);
 }
 
+/* The first master key of a new vault has the same trial before it is
+ * recorded: while the token fails every C_DecryptInit, the start is
+ * refused with an error that names the vault and the token's error, and
+ * the new version 1 leaves the token.  On a working token the next start
+ * makes version 1 and the vault works. */
+static void
+test_first_key_trial(void)
+{
+	char dir[256], trig[300];
+	const char *m;
+	struct kwt_daemon d2;
+	long st;
+	json_t *j;
+
+	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-trial1") == 0);
+	snprintf(trig, sizeof(trig), "%s/fail", dir);
+	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
+	CU_ASSERT_NOT_EQUAL(shim_daemon_start(&d2, "C_DecryptInit:1000000:CKR_GENERAL_ERROR", trig,
+	    "vaults:\n  - name: firsttrial\n"), 0);
+	m = "the first master key (version 1) of vault 'firsttrial' failed its trial";
+	CU_ASSERT(kwt_file_contains(d2.log, m, strlen(m)));
+	m = "C_DecryptInit: CKR_GENERAL_ERROR";
+	CU_ASSERT(kwt_file_contains(d2.log, m, strlen(m)));
+	m = "created master key";
+	CU_ASSERT_FALSE(kwt_file_contains(d2.log, m, strlen(m)));
+	CU_ASSERT_EQUAL(token_has_label("keywarden/firsttrial/v1"), 0);
+
+	/* The same store, on a token that works again. */
+	unlink(trig);
+	setenv("KW_SHIM_MODULE", tok.module, 1);
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_restart(&d2), 0);
+	unsetenv("KW_SHIM_MODULE");
+	CU_ASSERT_EQUAL(token_has_label("keywarden/firsttrial/v1"), 1);
+	/* made anew, not adopted: neither the store nor the token kept one */
+	m = "vault 'firsttrial': created master key keywarden/firsttrial/v1";
+	CU_ASSERT(kwt_file_contains(d2.log, m, strlen(m)));
+	m = "adopted master key";
+	CU_ASSERT_FALSE(kwt_file_contains(d2.log, m, strlen(m)));
+	j = kwt_http_json(d2.sock, "PUT", "/v1/vaults/firsttrial/secrets/a", "{\"value\":\"one\"}", &st);
+	CU_ASSERT_EQUAL(st, 201);
+	CU_ASSERT_EQUAL(jint(j, "key_version"), 1);
+	json_decref(j);
+	j = kwt_http_json(d2.sock, "GET", "/v1/vaults/firsttrial/secrets/a", NULL, &st);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_STRING_EQUAL(jstr(j, "value"), "one");
+	json_decref(j);
+	j = kwt_http_json(d2.sock, "GET", "/v1/vaults/firsttrial/master-keys", NULL, &st);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_EQUAL(jint(j, "current"), 1);
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(j, "keys")), 1);
+	json_decref(j);
+	kwt_daemon_free(&d2);
+	kwt_rmtree(dir);
+}
+
 /* ---- a second daemon whose store fails on demand ------------------------------------ */
 
 /* What the store asks to list a vault's master-key versions (and nothing else). */
@@ -1846,6 +1901,7 @@ main(void)
 		{ "blobs across a rotation; retired opens nothing", test_blobs_across_rotation },
 		{ "rotation status, bad requests", test_rotation_status_and_conflict },
 		{ "a new version that fails its trial is not made current (shim)", test_rotation_trial },
+		{ "a new vault's first master key that fails its trial stops the start (shim)", test_first_key_trial },
 		{ "the key view heals after a failed read, without a restart (shim)", test_view_heals },
 		{ "retire refuses while used; destroy removes from the token", test_retire_refuses_then_destroy },
 		{ "signing keys: ES256, RS256, PS256 verified by openssl", test_signing_keys },
