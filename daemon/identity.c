@@ -56,17 +56,20 @@ identity_start_ticks(pid_t pid, uint64_t *out)
 	return 0;
 }
 
-static void
-identity_names(struct peer_identity *id)
+void
+identity_names_resolve(struct peer_identity *id)
 {
 	struct passwd pw, *pwp = NULL;
 	struct group gr, *grp = NULL;
 	char buf[4096];
 
+	id->user[0] = '\0';
+	id->group[0] = '\0';
 	if (getpwuid_r(id->uid, &pw, buf, sizeof(buf), &pwp) == 0 && pwp != NULL)
 		snprintf(id->user, sizeof(id->user), "%s", pw.pw_name);
 	if (getgrgid_r(id->gid, &gr, buf, sizeof(buf), &grp) == 0 && grp != NULL)
 		snprintf(id->group, sizeof(id->group), "%s", gr.gr_name);
+	id->names_resolved = 1;
 }
 
 int
@@ -94,7 +97,7 @@ identity_from_socket(int fd, uint64_t seen_ticks, struct peer_identity *out,
 		id.ngroups = (int)(glen / sizeof(gid_t));
 		memcpy(id.groups, groups, glen);
 	}
-	identity_names(&id);
+	/* The names are looked up on a worker (identity_names_resolve). */
 
 	/* The /proc facts, only for a process that existed when we first saw
 	 * the connection and did not change under us while we read. */

@@ -16,6 +16,15 @@
  * stays "".  identity_exe_check (on a worker: it may wait for a file
  * server) takes the path only if, in the daemon's own mount namespace, it
  * leads to that very file.
+ *
+ * The names of the uid and gid come the same way, for the same reason:
+ * getpwuid_r and getgrgid_r go through NSS, which may ask a directory
+ * server (LDAP, sssd) and wait seconds for it.  identity_from_socket leaves
+ * user and group "" with names_resolved 0; identity_names_resolve (on a
+ * worker) looks them up.  The policy never needs them (it names users and
+ * groups by the ids it resolved when it was loaded); whoami, the audit
+ * event and a denial's message do, so nothing is reported or decided for a
+ * connection until its names are resolved (daemon/server.c).
  */
 #ifndef KW_IDENTITY_H
 #define KW_IDENTITY_H
@@ -32,8 +41,9 @@ struct peer_identity {
 	gid_t gid;
 	int ngroups;                      /* -1: unknown */
 	gid_t groups[IDENTITY_MAX_GROUPS];
-	char user[64];                    /* "" if the uid has no name */
+	char user[64];                    /* "" if the uid has no name (or not resolved yet) */
 	char group[64];
+	int names_resolved;               /* user and group were looked up */
 	char exe[PATH_MAX];               /* "" if unknown or not checked yet */
 	char unit[256];                   /* "" if unknown or not in a unit */
 	uint64_t start_ticks;             /* process start time (boot clock ticks) */
@@ -52,11 +62,17 @@ uint64_t identity_now_ticks(void);
 
 /* Fill *out for the peer of the connected Unix socket fd, first seen at
  * seen_ticks, and *claim with its executable, to be checked (the caller
- * frees it with identity_exe_claim_clear); out->exe is left "".  Reads
- * nothing from a file system but /proc.  Returns 0 or -errno (only when
- * SO_PEERCRED itself fails); *out and *claim are written only on success. */
+ * frees it with identity_exe_claim_clear); out->exe, user and group are
+ * left "" (names_resolved 0).  Reads nothing from a file system but /proc,
+ * asks no name service.  Returns 0 or -errno (only when SO_PEERCRED itself
+ * fails); *out and *claim are written only on success. */
 int identity_from_socket(int fd, uint64_t seen_ticks, struct peer_identity *out,
     struct peer_exe_claim *claim);
+
+/* Look up the names of id's uid and gid: "" for one that cannot be found
+ * (no such entry, or the lookup failed); names_resolved becomes 1.  Blocks
+ * for as long as NSS does. */
+void identity_names_resolve(struct peer_identity *id);
 
 /* Check claim against the file system: id->exe becomes claim's path if it
  * leads to the file the process ran, "" otherwise (also for no claim).
