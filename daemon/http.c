@@ -246,6 +246,7 @@ conn_close(struct kwd_conn *c)
 	event_free(c->wev);
 	close(c->fd);
 	identity_exe_claim_clear(&c->exe_claim);
+	identity_clear(&c->who);
 	out_account(c, 0);
 	evbuffer_free(c->out);   /* runs the cleanup (a wipe) of a secret not yet written */
 	in_free(c);

@@ -174,6 +174,7 @@ kwd_req_free(struct kwd_req *r)
 		evbuffer_free(r->reply);
 	kw_secret_clear(&r->reply_secret);
 	identity_exe_claim_clear(&r->exe_claim);
+	identity_clear(&r->who);
 	json_decref(r->query);
 	json_decref(r->body);
 	json_decref(r->extra);
@@ -593,7 +594,7 @@ server_request(struct kwd_conn *c, const struct kwh_head *h, const char *body, s
 		kwd_complete(r);
 		return;
 	}
-	r->who = *http_conn_who(c);
+	identity_copy(&r->who, http_conn_who(c));
 	if (identity_exe_claim_copy(&r->exe_claim, http_conn_exe_claim(c)) != 0) {
 		kwd_reply_error(r, 503, "unavailable", "out of memory");
 		kwd_complete(r);
