@@ -65,10 +65,11 @@ authz_identity(const struct peer_identity *w, struct policy_identity *id)
 	id->uid = w->uid;
 	id->gid = w->gid;
 	id->pid = w->pid;
-	if (w->ngroups >= 0) {
+	if (w->groups != NULL) {
+		/* borrowed from w, which holds a reference to them */
 		id->known |= POLICY_ID_GROUPS;
-		id->ngroups = (size_t)w->ngroups < POLICY_MAX_GROUPS ? (size_t)w->ngroups : POLICY_MAX_GROUPS;
-		memcpy(id->groups, w->groups, id->ngroups * sizeof(gid_t));
+		id->ngroups = w->groups->n;
+		id->groups = w->groups->v;
 	}
 	if (w->exe[0] != '\0') {
 		id->known |= POLICY_ID_EXE;

@@ -1842,16 +1842,44 @@ h_policy_reload(struct kwd_req *r)
 	pthread_rwlock_unlock(&r->d->policy_lock);
 }
 
+/* The groups a login would give pw's user, in a new array (*out, freed by
+ * the caller), or -1 when they cannot be had.  getgrouplist says how many
+ * there are when the first guess is too small. */
+static int
+explain_user_groups(const struct passwd *pw, gid_t **out)
+{
+	int ng = 64;
+	gid_t *g = NULL;
+
+	for (int tries = 0; tries < 3; tries++) {
+		gid_t *more;
+
+		if (ng <= 0 || ng > NGROUPS_MAX + 1 ||
+		    (more = realloc(g, (size_t)ng * sizeof(gid_t))) == NULL)
+			break;
+		g = more;
+		if (getgrouplist(pw->pw_name, pw->pw_gid, g, &ng) >= 0) {
+			*out = g;
+			return ng;
+		}
+	}
+	free(g);
+	return -1;
+}
+
 /* The caller described in a request body: {"uid"|"user", "gid"|"group",
  * "groups": [names or gids], "exe", "unit"}.  For explaining only: no
- * request is ever decided from anything a caller claims. */
+ * request is ever decided from anything a caller claims.  id->groups is
+ * *groups, which the caller frees (also on failure). */
 static int
-explain_identity(struct kwd_req *r, struct policy_identity *id, char *exe, char *unit)
+explain_identity(struct kwd_req *r, struct policy_identity *id, char *exe, char *unit,
+    gid_t **groups)
 {
 	json_t *b = r->body, *v;
 	size_t i;
 
 	memset(id, 0, sizeof(*id));
+	*groups = NULL;
 	if ((v = json_object_get(b, "uid")) != NULL && json_is_integer(v)) {
 		id->uid = (uid_t)json_integer_value(v);
 		id->known |= POLICY_ID_UID;
@@ -1867,8 +1895,9 @@ explain_identity(struct kwd_req *r, struct policy_identity *id, char *exe, char 
 		id->known |= POLICY_ID_UID | POLICY_ID_GID;
 		if (json_object_get(b, "groups") == NULL) {
 			/* The user's groups, as a login would give them. */
-			int ng = POLICY_MAX_GROUPS;
-			if (getgrouplist(pw.pw_name, pw.pw_gid, id->groups, &ng) >= 0) {
+			int ng = explain_user_groups(&pw, groups);
+			if (ng >= 0) {
+				id->groups = *groups;
 				id->ngroups = (size_t)ng;
 				id->known |= POLICY_ID_GROUPS;
 			}
@@ -1889,11 +1918,21 @@ explain_identity(struct kwd_req *r, struct policy_identity *id, char *exe, char 
 	}
 	if ((v = json_object_get(b, "groups")) != NULL && json_is_array(v)) {
 		json_t *g;
+		gid_t *gv;
+
+		if (json_array_size(v) > NGROUPS_MAX) {
+			kwd_reply_error(r, 400, "invalid_value", "more than %d groups", NGROUPS_MAX);
+			return -1;
+		}
+		if ((gv = calloc(json_array_size(v) + 1, sizeof(gid_t))) == NULL) {
+			kwd_reply_error(r, 503, "unavailable", "out of memory");
+			return -1;
+		}
+		*groups = gv;
+		id->groups = gv;
 		json_array_foreach(v, i, g) {
-			if (id->ngroups >= POLICY_MAX_GROUPS)
-				break;
 			if (json_is_integer(g)) {
-				id->groups[id->ngroups++] = (gid_t)json_integer_value(g);
+				gv[id->ngroups++] = (gid_t)json_integer_value(g);
 			} else if (json_is_string(g)) {
 				struct group gr, *grp = NULL;
 				char buf[4096];
@@ -1901,7 +1940,7 @@ explain_identity(struct kwd_req *r, struct policy_identity *id, char *exe, char 
 					kwd_reply_error(r, 400, "invalid_value", "no group named '%.64s'", json_string_value(g));
 					return -1;
 				}
-				id->groups[id->ngroups++] = gr.gr_gid;
+				gv[id->ngroups++] = gr.gr_gid;
 			}
 		}
 		id->known |= POLICY_ID_GROUPS;
@@ -1942,6 +1981,7 @@ h_policy_explain(struct kwd_req *r)
 	enum policy_action a;
 	const char *as, *vault, *name;
 	char exe[PATH_MAX], unit[256], text[512];
+	gid_t *groups = NULL;
 
 	if (r->body == NULL || (as = json_string_value(json_object_get(r->body, "action"))) == NULL ||
 	    policy_action_parse(as, &a) != 0) {
@@ -1950,15 +1990,15 @@ h_policy_explain(struct kwd_req *r)
 	}
 	vault = json_string_value(json_object_get(r->body, "vault"));
 	name = json_string_value(json_object_get(r->body, "name"));
-	if (explain_identity(r, &id, exe, unit) != 0)
-		return;
+	if (explain_identity(r, &id, exe, unit, &groups) != 0)
+		goto out;
 	pthread_rwlock_rdlock(&r->d->policy_lock);
 	if (r->d->policy == NULL) {
 		pthread_rwlock_unlock(&r->d->policy_lock);
 		kwd_reply_json(r, 200, json_pack("{s:b,s:s}", "allow",
 		    (id.known & POLICY_ID_UID) && (id.uid == 0 || id.uid == geteuid()),
 		    "decision", "no policy is configured: only root and the daemon's user are allowed"));
-		return;
+		goto out;
 	}
 	policy_decide(r->d->policy, &id, a, vault, name, &pd);
 	policy_decision_format(&pd, text, sizeof(text));
@@ -1966,6 +2006,8 @@ h_policy_explain(struct kwd_req *r)
 	    "decision", text, "rule", pd.rule, "file", pd.file, "line", (int)pd.line,
 	    "policy_hash", policy_hash(r->d->policy)));
 	pthread_rwlock_unlock(&r->d->policy_lock);
+out:
+	free(groups);
 }
 
 static int

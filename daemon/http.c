@@ -246,6 +246,7 @@ conn_close(struct kwd_conn *c)
 	event_free(c->wev);
 	close(c->fd);
 	identity_exe_claim_clear(&c->exe_claim);
+	identity_clear(&c->who);
 	out_account(c, 0);
 	evbuffer_free(c->out);   /* runs the cleanup (a wipe) of a secret not yet written */
 	in_free(c);
@@ -602,10 +603,13 @@ http_conn_exe_claim(const struct kwd_conn *c)
 }
 
 void
-http_conn_exe_checked(struct kwd_conn *c, const char *exe)
+http_conn_identity_checked(struct kwd_conn *c, const struct peer_identity *who)
 {
-	snprintf(c->who.exe, sizeof(c->who.exe), "%s", exe);
+	snprintf(c->who.exe, sizeof(c->who.exe), "%s", who->exe);
 	identity_exe_claim_clear(&c->exe_claim);
+	snprintf(c->who.user, sizeof(c->who.user), "%s", who->user);
+	snprintf(c->who.group, sizeof(c->who.group), "%s", who->group);
+	c->who.names_resolved = who->names_resolved;
 }
 
 void
@@ -870,8 +874,9 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 			continue;
 		}
 		/* A caller the kernel cannot name is served nothing but a 500
-		 * saying so (server_request).  Its executable is checked by
-		 * the worker of its first request (a stat that may wait). */
+		 * saying so (server_request).  Its executable is checked, and
+		 * its names looked up, by the worker of its first request (a
+		 * stat, NSS: either may wait). */
 		if ((ie = identity_from_socket(fd, identity_now_ticks(), &c->who,
 		    &c->exe_claim)) != 0) {
 			log_warn("a connection's peer cannot be identified: %s", strerror(-ie));

@@ -57,9 +57,10 @@ int http_conn_identified(const struct kwd_conn *c);
  * (identity_exe_check, off the loop), or NULL once it has been (or when
  * there is none: then http_conn_who's exe is final). */
 const struct peer_exe_claim *http_conn_exe_claim(const struct kwd_conn *c);
-/* A request of c had its claim checked: exe ("" for unknown) is the
- * peer's executable from now on, and the claim is dropped. */
-void http_conn_exe_checked(struct kwd_conn *c, const char *exe);
+/* A worker completed the identity of c's peer for a request of c (checked
+ * its executable claim, looked up its names): who's exe ("" for unknown),
+ * user and group are the peer's from now on, and the claim is dropped. */
+void http_conn_identity_checked(struct kwd_conn *c, const struct peer_identity *who);
 /* The request in flight on c: set by the server, cleared by the reply. */
 void http_conn_set_request(struct kwd_conn *c, void *req);
 

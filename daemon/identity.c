@@ -56,17 +56,74 @@ identity_start_ticks(pid_t pid, uint64_t *out)
 	return 0;
 }
 
-static void
-identity_names(struct peer_identity *id)
+void
+identity_copy(struct peer_identity *to, const struct peer_identity *from)
+{
+	*to = *from;
+	if (to->groups != NULL)
+		atomic_fetch_add_explicit(&to->groups->refs, 1, memory_order_relaxed);
+}
+
+void
+identity_clear(struct peer_identity *id)
+{
+	if (id == NULL || id->groups == NULL)
+		return;
+	if (atomic_fetch_sub_explicit(&id->groups->refs, 1, memory_order_acq_rel) == 1)
+		free(id->groups);
+	id->groups = NULL;
+}
+
+/* The supplementary groups of fd's peer, or NULL (unknown).  When they do
+ * not fit the first buffer, the kernel says how much room they need
+ * (ERANGE, the size in glen).  It reports the credentials of connect time,
+ * which do not change, so one retry at that size is enough; a second is
+ * allowed, no more, and never more room than NGROUPS_MAX groups. */
+static struct peer_groups *
+identity_groups(int fd)
+{
+	gid_t first[64];
+	socklen_t glen = sizeof(first);
+	struct peer_groups *g = NULL;
+	int e = 0;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, first, &glen) != 0)
+		e = errno;
+	for (int tries = 0; e == ERANGE && tries < 2; tries++) {
+		free(g);
+		if (glen <= sizeof(first) || glen > NGROUPS_MAX * sizeof(gid_t) ||
+		    (g = malloc(sizeof(*g) + glen)) == NULL)
+			return NULL;
+		e = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g->v, &glen) != 0 ? errno : 0;
+	}
+	if (e != 0) {
+		free(g);
+		return NULL;
+	}
+	if (g == NULL) {
+		if ((g = malloc(sizeof(*g) + glen)) == NULL)
+			return NULL;
+		memcpy(g->v, first, glen);
+	}
+	atomic_init(&g->refs, 1);
+	g->n = glen / sizeof(gid_t);
+	return g;
+}
+
+void
+identity_names_resolve(struct peer_identity *id)
 {
 	struct passwd pw, *pwp = NULL;
 	struct group gr, *grp = NULL;
 	char buf[4096];
 
+	id->user[0] = '\0';
+	id->group[0] = '\0';
 	if (getpwuid_r(id->uid, &pw, buf, sizeof(buf), &pwp) == 0 && pwp != NULL)
 		snprintf(id->user, sizeof(id->user), "%s", pw.pw_name);
 	if (getgrgid_r(id->gid, &gr, buf, sizeof(buf), &grp) == 0 && grp != NULL)
 		snprintf(id->group, sizeof(id->group), "%s", gr.gr_name);
+	id->names_resolved = 1;
 }
 
 int
@@ -77,8 +134,6 @@ identity_from_socket(int fd, uint64_t seen_ticks, struct peer_identity *out,
 	struct peer_exe_claim cl = { NULL, 0, 0, 0 };
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	gid_t groups[IDENTITY_MAX_GROUPS];
-	socklen_t glen = sizeof(groups);
 	uint64_t t0 = 0, t1 = 0;
 	char path[64];
 	ssize_t n;
@@ -89,12 +144,8 @@ identity_from_socket(int fd, uint64_t seen_ticks, struct peer_identity *out,
 	id.pid = cred.pid;
 	id.uid = cred.uid;
 	id.gid = cred.gid;
-	id.ngroups = -1;
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) == 0) {
-		id.ngroups = (int)(glen / sizeof(gid_t));
-		memcpy(id.groups, groups, glen);
-	}
-	identity_names(&id);
+	id.groups = identity_groups(fd);
+	/* The names are looked up on a worker (identity_names_resolve). */
 
 	/* The /proc facts, only for a process that existed when we first saw
 	 * the connection and did not change under us while we read. */

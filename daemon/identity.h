@@ -16,24 +16,53 @@
  * stays "".  identity_exe_check (on a worker: it may wait for a file
  * server) takes the path only if, in the daemon's own mount namespace, it
  * leads to that very file.
+ *
+ * The names of the uid and gid come the same way, for the same reason:
+ * getpwuid_r and getgrgid_r go through NSS, which may ask a directory
+ * server (LDAP, sssd) and wait seconds for it.  identity_from_socket leaves
+ * user and group "" with names_resolved 0; identity_names_resolve (on a
+ * worker) looks them up.  The policy never needs them (it names users and
+ * groups by the ids it resolved when it was loaded); whoami, the audit
+ * event and a denial's message do, so nothing is reported or decided for a
+ * connection until its names are resolved (daemon/server.c).
  */
 #ifndef KW_IDENTITY_H
 #define KW_IDENTITY_H
 
 #include <limits.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#define IDENTITY_MAX_GROUPS 64
+/* A peer's supplementary groups, every one of them (up to the kernel's
+ * NGROUPS_MAX, 65536: 256 KiB), as SO_PEERGROUPS reported them at accept.
+ *
+ * Why all of them, on the heap, shared: whoami lists them all, and the
+ * policy may name any group, also after a reload that names groups the
+ * policy in force at accept did not (keeping only the groups the policy
+ * names would have to mark them unknown on every reload, or let a new
+ * deny rule be escaped).  A fixed array in struct peer_identity would cap
+ * the count again (a caller over the cap had to be taken as having unknown
+ * groups) or make every copy of it large.  So the array is made once per
+ * connection, never changed, and shared by reference: the connection and
+ * each of its requests in flight (which may outlive it) hold one
+ * (identity_copy, identity_clear).  Per request that is one atomic add and
+ * one subtract, whatever the count. */
+struct peer_groups {
+	atomic_uint refs;
+	size_t n;
+	gid_t v[];
+};
 
 struct peer_identity {
 	pid_t pid;
 	uid_t uid;
 	gid_t gid;
-	int ngroups;                      /* -1: unknown */
-	gid_t groups[IDENTITY_MAX_GROUPS];
-	char user[64];                    /* "" if the uid has no name */
+	struct peer_groups *groups;       /* NULL: unknown; a reference (identity_clear) */
+	char user[64];                    /* "" if the uid has no name (or not resolved yet) */
 	char group[64];
+	int names_resolved;               /* user and group were looked up */
 	char exe[PATH_MAX];               /* "" if unknown or not checked yet */
 	char unit[256];                   /* "" if unknown or not in a unit */
 	uint64_t start_ticks;             /* process start time (boot clock ticks) */
@@ -51,12 +80,28 @@ struct peer_exe_claim {
 uint64_t identity_now_ticks(void);
 
 /* Fill *out for the peer of the connected Unix socket fd, first seen at
- * seen_ticks, and *claim with its executable, to be checked (the caller
- * frees it with identity_exe_claim_clear); out->exe is left "".  Reads
- * nothing from a file system but /proc.  Returns 0 or -errno (only when
- * SO_PEERCRED itself fails); *out and *claim are written only on success. */
+ * seen_ticks (the caller drops it with identity_clear), and *claim with its
+ * executable, to be checked (the caller frees it with
+ * identity_exe_claim_clear); out->exe, user and group are left ""
+ * (names_resolved 0).  Groups that cannot be read (out of memory included)
+ * are unknown.  Reads nothing from a file system but /proc, asks no name
+ * service.  Returns 0 or -errno (only when SO_PEERCRED itself fails); *out
+ * and *claim are written only on success. */
 int identity_from_socket(int fd, uint64_t seen_ticks, struct peer_identity *out,
     struct peer_exe_claim *claim);
+
+/* *to becomes a copy of *from, with a reference of its own to the groups.
+ * Any thread; *from must stay valid during the call. */
+void identity_copy(struct peer_identity *to, const struct peer_identity *from);
+
+/* Drop id's reference to its groups (freed with the last one); id's groups
+ * become unknown.  NULL and a zeroed identity are accepted. */
+void identity_clear(struct peer_identity *id);
+
+/* Look up the names of id's uid and gid: "" for one that cannot be found
+ * (no such entry, or the lookup failed); names_resolved becomes 1.  Blocks
+ * for as long as NSS does. */
+void identity_names_resolve(struct peer_identity *id);
 
 /* Check claim against the file system: id->exe becomes claim's path if it
  * leads to the file the process ran, "" otherwise (also for no claim).

@@ -12,12 +12,14 @@
  *
  * and a denial goes straight from the loop to the audit writer and back.
  * The first request of a connection whose caller's executable is still to
- * be checked (a stat, which may wait for a file server: daemon/identity.h)
- * is authorized on the worker instead, after the check:
+ * be checked (a stat, which may wait for a file server) or whose names are
+ * still to be looked up (NSS, which may wait for a directory server: see
+ * daemon/identity.h) is authorized on the worker instead, after that, and
+ * so is any request of the connection until it is done:
  *
- *   loop: parse, identify --> worker: check the executable, authorize,
- *     store + token + crypto --> audit --> loop: reply (the connection
- *     keeps the executable for its next requests)
+ *   loop: parse, identify --> worker: check the executable, look up the
+ *     names, authorize, store + token + crypto --> audit --> loop: reply
+ *     (the connection keeps what the worker learnt for its next requests)
  *
  * No reply leaves before its audit event is durable (fail closed).
  */
@@ -110,9 +112,11 @@ struct kwd_req {
 	uint64_t t_start_us;
 	void (*audit_done)(void *arg, int status);   /* audit_glue's continuation */
 	/* who.exe to be checked by the worker before it authorizes (no claim:
-	 * who.exe is final); exe_checked once it was, for the connection. */
+	 * who.exe is final), as who.user and group are to be looked up while
+	 * !who.names_resolved; identity_checked once that was done, for the
+	 * connection to keep. */
 	struct peer_exe_claim exe_claim;
-	int exe_checked;
+	int identity_checked;
 
 	struct kwd_req *next;          /* queue links */
 };

@@ -144,10 +144,11 @@ send_now(struct kwd_req *r)
 		atomic_fetch_add(&r->d->m.responses_4xx, 1);
 	else
 		atomic_fetch_add(&r->d->m.responses_5xx, 1);
-	/* The connection keeps what the worker learnt of its caller's
-	 * executable: its next requests are authorized on the loop. */
-	if (r->conn != NULL && r->exe_checked)
-		http_conn_exe_checked(r->conn, r->who.exe);
+	/* The connection keeps what the worker learnt of its caller (its
+	 * executable, its names): its next requests are authorized on the
+	 * loop. */
+	if (r->conn != NULL && r->identity_checked)
+		http_conn_identity_checked(r->conn, &r->who);
 	if (r->conn != NULL && r->stream && status == 200) {
 		int e = stream_start(r->loop, r->conn, r->stream_since, r->id);
 		if (e != 0) {
@@ -173,6 +174,7 @@ kwd_req_free(struct kwd_req *r)
 		evbuffer_free(r->reply);
 	kw_secret_clear(&r->reply_secret);
 	identity_exe_claim_clear(&r->exe_claim);
+	identity_clear(&r->who);
 	json_decref(r->query);
 	json_decref(r->body);
 	json_decref(r->extra);
@@ -318,9 +320,20 @@ kwd_finish(struct kwd_req *r)
 
 /* ---- deciding ---------------------------------------------------------------------- */
 
-/* After routing: authorize r (on its loop, or on the worker that checked
- * its caller's executable).  1: its handler runs next; 0: r holds its
- * reply (a bad route, a denial, no such vault) and is finished as it is. */
+/* Whether r's caller is still to be completed off the loop: its
+ * executable checked (a stat) or its names looked up (NSS), either of
+ * which may wait for a server.  Until then nothing may be decided or
+ * reported of the caller: not even a denial, whose message and audit
+ * event name the user. */
+static int
+request_identity_pending(const struct kwd_req *r)
+{
+	return r->exe_claim.path != NULL || !r->who.names_resolved;
+}
+
+/* After routing: authorize r (on its loop, or on the worker that completed
+ * its caller's identity).  1: its handler runs next; 0: r holds its reply
+ * (a bad route, a denial, no such vault) and is finished as it is. */
 static int
 request_decide(struct kwd_req *r)
 {
@@ -386,9 +399,9 @@ worker_main(void *arg)
 			*gtail = r;
 			gtail = &r->next;
 			n++;
-		} while (r->action == KWD_A_SECRET_GET && r->exe_claim.path == NULL &&
+		} while (r->action == KWD_A_SECRET_GET && !request_identity_pending(r) &&
 		    p->head != NULL && p->head->action == KWD_A_SECRET_GET &&
-		    p->head->exe_claim.path == NULL && n < READ_GROUP_MAX);
+		    !request_identity_pending(p->head) && n < READ_GROUP_MAX);
 		if (p->head == NULL)
 			p->tail = NULL;
 		pthread_mutex_unlock(&p->lock);
@@ -397,12 +410,17 @@ worker_main(void *arg)
 		for (r = group; r != NULL; r = group) {
 			group = r->next;
 			kw_errclear();
-			if (r->exe_claim.path != NULL) {
+			if (request_identity_pending(r)) {
 				/* Alone (never in a group of reads): the stat
-				 * may wait, and no transaction waits with it. */
-				identity_exe_check(&r->exe_claim, &r->who);
-				identity_exe_claim_clear(&r->exe_claim);
-				r->exe_checked = 1;
+				 * and the name lookups may wait, and no
+				 * transaction waits with them. */
+				if (r->exe_claim.path != NULL) {
+					identity_exe_check(&r->exe_claim, &r->who);
+					identity_exe_claim_clear(&r->exe_claim);
+				}
+				if (!r->who.names_resolved)
+					identity_names_resolve(&r->who);
+				r->identity_checked = 1;
 				if (!request_decide(r)) {
 					kwd_finish(r);
 					continue;
@@ -576,7 +594,7 @@ server_request(struct kwd_conn *c, const struct kwh_head *h, const char *body, s
 		kwd_complete(r);
 		return;
 	}
-	r->who = *http_conn_who(c);
+	identity_copy(&r->who, http_conn_who(c));
 	if (identity_exe_claim_copy(&r->exe_claim, http_conn_exe_claim(c)) != 0) {
 		kwd_reply_error(r, 503, "unavailable", "out of memory");
 		kwd_complete(r);
@@ -621,11 +639,12 @@ server_request(struct kwd_conn *c, const struct kwh_head *h, const char *body, s
 
 	kwd_route(r, path);   /* replies itself on a bad route */
 	free(path);
-	if (r->exe_claim.path != NULL) {
+	if (request_identity_pending(r)) {
 		/* The caller's executable is still to be checked, by a stat
-		 * that may wait for a file server: not on the loop.  The
-		 * worker checks it, then decides (even a bad route's reply
-		 * is audited with the caller as checked). */
+		 * that may wait for a file server, or its names looked up,
+		 * which may wait for a directory server: not on the loop.
+		 * The worker does it, then decides (even a bad route's reply
+		 * is audited with the caller as completed). */
 		kwd_submit(r);
 		return;
 	}

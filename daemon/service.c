@@ -47,15 +47,16 @@ h_whoami(struct kwd_req *r)
 	const struct peer_identity *w = &r->who;
 	json_t *groups = json_null();
 
-	if (w->ngroups >= 0) {
+	if (w->groups != NULL) {
 		groups = json_array();
-		for (int i = 0; i < w->ngroups; i++) {
+		for (size_t i = 0; i < w->groups->n; i++) {
 			struct group gr, *grp = NULL;
 			char buf[4096];
-			if (getgrgid_r(w->groups[i], &gr, buf, sizeof(buf), &grp) == 0 && grp != NULL)
+			gid_t g = w->groups->v[i];
+			if (getgrgid_r(g, &gr, buf, sizeof(buf), &grp) == 0 && grp != NULL)
 				json_array_append_new(groups, json_string(gr.gr_name));
 			else
-				json_array_append_new(groups, json_integer(w->groups[i]));
+				json_array_append_new(groups, json_integer(g));
 		}
 	}
 	kwd_reply_json(r, 200, json_pack("{s:i,s:o,s:i,s:o,s:o,s:i,s:o,s:o}",

@@ -71,8 +71,6 @@ const char *policy_action_name(enum policy_action a);
 
 /* ---- the caller ------------------------------------------------------------- */
 
-#define POLICY_MAX_GROUPS 64
-
 /* Which fields of struct policy_identity the daemon could determine.  A
  * rule that needs a field that is not known never matches. */
 #define POLICY_ID_UID    0x01u
@@ -83,13 +81,13 @@ const char *policy_action_name(enum policy_action a);
 #define POLICY_ID_UNIT   0x20u
 
 /* Filled in by the daemon from kernel-verified credentials.  The strings
- * are borrowed for the time of one call. */
+ * and the groups are borrowed for the time of one call. */
 struct policy_identity {
 	unsigned known;              /* POLICY_ID_* bits */
 	uid_t uid;
 	gid_t gid;                   /* primary group */
-	size_t ngroups;              /* <= POLICY_MAX_GROUPS */
-	gid_t groups[POLICY_MAX_GROUPS];
+	size_t ngroups;              /* any number (the kernel's NGROUPS_MAX) */
+	const gid_t *groups;         /* ngroups supplementary groups, any order */
 	pid_t pid;
 	const char *exe;             /* absolute path of the executable */
 	const char *unit;            /* systemd unit, "billing.service" */

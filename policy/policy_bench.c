@@ -112,6 +112,7 @@ main(int argc, char **argv)
 		int i = (int)(((unsigned)k * 2654435761u) % (unsigned)nrules);
 		struct policy_identity id;
 		struct policy_decision d;
+		gid_t groups[8];
 		char vault[16], name[64];
 
 		memset(&id, 0, sizeof(id));
@@ -119,10 +120,11 @@ main(int argc, char **argv)
 		    POLICY_ID_EXE;
 		id.uid = (uid_t)(10000 + i);
 		id.gid = 100;
-		id.ngroups = 8;
 		for (int g = 0; g < 8; g++)
-			id.groups[g] = (gid_t)(30000 + g);
-		id.groups[7] = (gid_t)(20000 + i);
+			groups[g] = (gid_t)(30000 + g);
+		groups[7] = (gid_t)(20000 + i);
+		id.ngroups = 8;
+		id.groups = groups;
 		id.exe = "/usr/lib/svc0/server";
 		snprintf(vault, sizeof(vault), "v%d", (k & 1) ? i % nvaults : (i + 1) % nvaults);
 		snprintf(name, sizeof(name), "%ssvc%d/db/password", wild ? "team/" : "", i);

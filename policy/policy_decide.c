@@ -158,13 +158,10 @@ has_gid(const struct policy_identity *id, gid_t g)
 {
 	if ((id->known & POLICY_ID_GID) && id->gid == g)
 		return 1;
-	if (id->known & POLICY_ID_GROUPS) {
-		size_t n = id->ngroups < POLICY_MAX_GROUPS ? id->ngroups : POLICY_MAX_GROUPS;
-
-		for (size_t i = 0; i < n; i++)
+	if ((id->known & POLICY_ID_GROUPS) && id->groups != NULL)
+		for (size_t i = 0; i < id->ngroups; i++)
 			if (id->groups[i] == g)
 				return 1;
-	}
 	return 0;
 }
 
@@ -176,20 +173,17 @@ id_bloom(const struct policy_identity *id)
 
 	if (id->known & POLICY_ID_GID)
 		b |= 1ull << (id->gid % 64);
-	if (id->known & POLICY_ID_GROUPS) {
-		size_t n = id->ngroups < POLICY_MAX_GROUPS ? id->ngroups : POLICY_MAX_GROUPS;
-
-		for (size_t i = 0; i < n; i++)
+	if ((id->known & POLICY_ID_GROUPS) && id->groups != NULL)
+		for (size_t i = 0; i < id->ngroups; i++)
 			b |= 1ull << (id->groups[i] % 64);
-	}
 	return b;
 }
 
 /* Whether the caller is one the conjunction names.  What the daemon could
  * not learn about the caller (its executable or unit when the process was
- * gone, its groups when it has too many) never makes an allow rule match;
- * for a deny rule it cannot rule the caller out, so only what is known can
- * (fail closed: a deny is not escaped by hiding from it). */
+ * gone, its groups when they could not be read) never makes an allow rule
+ * match; for a deny rule it cannot rule the caller out, so only what is
+ * known can (fail closed: a deny is not escaped by hiding from it). */
 static int
 conj_match(const struct pol_conj *c, const struct policy_identity *id, uint64_t bloom, int deny)
 {

@@ -169,8 +169,9 @@ suite_clean(void)
 	kwt_daemon_free(&dmn);
 	kwt_token_free(&tok);
 	kwt_rmtree(bindir);
-	sh("for u in kwt-alice kwt-bob kwt-eve kwt-billing; do userdel $u 2>/dev/null; done; "
-	   "for g in kwt-devs kwt-leads kwt-clients; do groupdel $g 2>/dev/null; done; true");
+	sh("for u in kwt-alice kwt-bob kwt-eve kwt-billing kwt-many; do userdel $u 2>/dev/null; done; "
+	   "for g in kwt-devs kwt-leads kwt-clients $(seq -f kwt-g%02g 1 70); do "
+	   "groupdel $g 2>/dev/null; done; true");
 	return 0;
 }
 
@@ -509,6 +510,71 @@ test_broken_reload_keeps_old(void)
 	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "POST", "/v1/policy/reload", "{}", NULL), 200);
 }
 
+/* A caller in more supplementary groups than the first buffer for
+ * SO_PEERGROUPS holds (71: 70 of its own and kwt-clients): whoami lists
+ * them all, a rule naming the 70th lets it in, a deny naming it still
+ * applies, and explain finds them too.  Past 64 groups the kernel's answer
+ * was ERANGE and the groups were unknown: no allow by group matched. */
+#define MANY_GROUPS_SH "$(seq -s, -f kwt-g%02g 1 70)"
+static void
+test_many_groups(void)
+{
+	char out[16384], *resp = NULL;
+	json_t *j, *groups, *g;
+	size_t i, n = 0;
+	int own = 0;
+
+	CU_ASSERT_EQUAL_FATAL(sh("for g in $(seq -f kwt-g%02g 1 70); do "
+	    "getent group $g >/dev/null || groupadd $g || exit 1; done"), 0);
+	CU_ASSERT_EQUAL_FATAL(sh("id kwt-many >/dev/null 2>&1 || useradd -M -N -g kwt-clients -G "
+	    MANY_GROUPS_SH " -s /usr/sbin/nologin kwt-many"), 0);
+	CU_ASSERT_EQUAL_FATAL(write_policy(
+	    "  - name: g70-reads-api-key\n"
+	    "    who: { group: kwt-g70 }\n"
+	    "    allow: secrets-reader\n"
+	    "    vault: prod\n"
+	    "    names: api/key\n"
+	    "  - name: g70-lists-nothing\n"
+	    "    who: { group: kwt-g70 }\n"
+	    "    deny: secret.list\n"
+	    "    vault: prod\n"), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_http(dmn.sock, "POST", "/v1/policy/reload", "{}", NULL), 200);
+
+	CU_ASSERT_EQUAL(as_user("kwt-many", curl, "GET", "/v1/whoami", NULL, out, sizeof(out)), 200);
+	j = json_loads(out, 0, NULL);
+	groups = json_object_get(j, "groups");
+	CU_ASSERT(json_is_array(groups));
+	json_array_foreach(groups, i, g) {
+		const char *name = json_string_value(g);
+		n++;
+		if (name != NULL && strncmp(name, "kwt-g", 5) == 0)
+			own++;
+	}
+	CU_ASSERT_EQUAL(n, 71);
+	CU_ASSERT_EQUAL(own, 70);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"kwt-g70\""));
+	json_decref(j);
+
+	CU_ASSERT_EQUAL(as_user("kwt-many", curl, "GET", "/v1/vaults/prod/secrets/api/key", NULL,
+	    out, sizeof(out)), 200);
+	CU_ASSERT_EQUAL(as_user("kwt-many", curl, "GET", "/v1/vaults/prod/secrets", NULL,
+	    out, sizeof(out)), 403);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "g70-lists-nothing"));
+	/* explain gives a named user all the groups a login would */
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "POST", "/v1/policy/explain",
+	    "{\"user\":\"kwt-many\",\"action\":\"secret.get\",\"vault\":\"prod\",\"name\":\"api/key\"}",
+	    &resp), 200);
+	j = json_loads(resp ?: "", 0, NULL);
+	CU_ASSERT(json_is_true(json_object_get(j, "allow")));
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "rule")) ?: "", "g70-reads-api-key");
+	json_decref(j);
+	free(resp);
+
+	CU_ASSERT_EQUAL(write_policy(NULL), 0);
+	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "POST", "/v1/policy/reload", "{}", NULL), 200);
+	sh("userdel kwt-many 2>/dev/null; for g in $(seq -f kwt-g%02g 1 70); do groupdel $g 2>/dev/null; done; true");
+}
+
 static void
 test_check_policy_cli(void)
 {
@@ -537,6 +603,7 @@ main(void)
 		{ "a reload the audit log cannot record keeps the old policy", test_reload_needs_audit },
 		{ "explaining a caller described without an executable", test_explain_without_exe },
 		{ "a broken reload keeps the old policy", test_broken_reload_keeps_old },
+		{ "a caller in 71 groups: all of them count", test_many_groups },
 		{ "keywardend --check-policy", test_check_policy_cli },
 		{ NULL, NULL }
 	};

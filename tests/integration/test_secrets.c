@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -1109,15 +1110,22 @@ test_request_oom_client_gone(void)
 	kwt_rmtree(dir);
 }
 
-/* The "exe" of a whoami reply in out (head and body), or "". */
+/* The string key of a whoami reply in out (head and body), or "". */
 static void
-reply_exe(const char *out, char *exe, size_t len)
+reply_field(const char *out, const char *key, char *v, size_t len)
 {
 	const char *body = strstr(out, "\r\n\r\n");
 	json_t *j = body != NULL ? json_loads(body + 4, 0, NULL) : NULL;
 
-	snprintf(exe, len, "%s", json_string_value(json_object_get(j, "exe")) ?: "");
+	snprintf(v, len, "%s", json_string_value(json_object_get(j, key)) ?: "");
 	json_decref(j);
+}
+
+/* The "exe" of a whoami reply in out (head and body), or "". */
+static void
+reply_exe(const char *out, char *exe, size_t len)
+{
+	reply_field(out, "exe", exe, len);
 }
 
 /* A caller whose executable is slow to check (its path on a file server
@@ -1203,6 +1211,103 @@ test_slow_exe_check(void)
 	CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
 	reply_exe(out, exe, sizeof(exe));
 	CU_ASSERT_STRING_EQUAL(exe, self);
+	close(slow);
+	CU_ASSERT_EQUAL(waitpid(d2.pid, NULL, WNOHANG), 0);   /* still running */
+	kwt_daemon_free(&d2);
+	kwt_rmtree(dir);
+}
+
+/* A caller whose user name is slow to look up (NSS asking a directory
+ * server that stopped answering: libkwslowpw.so makes the daemon's
+ * getpwuid_r of the test's uid hang) holds up nobody else.  With one event
+ * loop, another client is served while the first one's lookup hangs, with
+ * its user name; the first gets its reply, with its user name, once the
+ * lookup returns, and keeps it for its next request.  The names were
+ * looked up on the event loop as the connection was accepted, which
+ * stopped the loop, and every client on it, for as long. */
+static void
+test_slow_name_lookup(void)
+{
+	const char *top = kwt_require("KW_TOP_BUILDDIR"), *asan = getenv("ASAN_OPTIONS");
+	const char *rq = "GET /v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n";
+	char lib[600], dir[256], trig[300], entered[320], opts[1024], uid[32];
+	char want[256], user[256], out[16384];
+	struct timeval tv = { 4, 0 }, quick = { 1, 500000 };
+	struct passwd pw, *pwp = NULL;
+	char pwbuf[4096];
+	struct kwt_daemon d2;
+	int slow, other, started, i;
+	ssize_t n;
+
+	/* The name the test's uid has here ("" for none: whoami says null). */
+	if (getpwuid_r(getuid(), &pw, pwbuf, sizeof(pwbuf), &pwp) == 0 && pwp != NULL)
+		snprintf(want, sizeof(want), "%s", pw.pw_name);
+	else
+		want[0] = '\0';
+	snprintf(lib, sizeof(lib), "%s/tests/shim/.libs/libkwslowpw.so", top);
+	CU_ASSERT_FATAL(access(lib, R_OK) == 0);
+	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-slowpw") == 0);
+	snprintf(trig, sizeof(trig), "%s/hang", dir);
+	snprintf(entered, sizeof(entered), "%s.entered", trig);
+	snprintf(uid, sizeof(uid), "%u", (unsigned)getuid());
+	snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0", asan ? asan : "",
+	    asan ? ":" : "");
+	setenv("LD_PRELOAD", lib, 1);
+	setenv("KW_SLOWPW_UID", uid, 1);
+	setenv("KW_SLOWPW_FILE", trig, 1);
+	setenv("ASAN_OPTIONS", opts, 1);
+	/* One event loop; two workers (kwtest's default), one to hang. */
+	started = kwt_daemon_start_limits(&d2, &tok, "  event_loops: 1\n",
+	    "vaults:\n  - name: slowpw\n");
+	unsetenv("LD_PRELOAD");
+	unsetenv("KW_SLOWPW_UID");
+	unsetenv("KW_SLOWPW_FILE");
+	if (asan != NULL) {
+		snprintf(opts, sizeof(opts), "%s", asan);
+		setenv("ASAN_OPTIONS", opts, 1);
+	} else {
+		unsetenv("ASAN_OPTIONS");
+	}
+	CU_ASSERT_EQUAL_FATAL(started, 0);
+	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
+
+	/* The first client: the lookup of its user name hangs. */
+	CU_ASSERT_FATAL((slow = kwt_connect(d2.sock)) >= 0);
+	setsockopt(slow, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	CU_ASSERT(write(slow, rq, strlen(rq)) == (ssize_t)strlen(rq));
+	for (i = 0; i < 300 && access(entered, F_OK) != 0; i++)
+		usleep(10000);
+	CU_ASSERT_FATAL(access(entered, F_OK) == 0);
+
+	/* Another (the same uid: only the first lookup hangs) is served
+	 * meanwhile, with its name. */
+	CU_ASSERT_FATAL((other = kwt_connect(d2.sock)) >= 0);
+	setsockopt(other, SOL_SOCKET, SO_RCVTIMEO, &quick, sizeof(quick));
+	CU_ASSERT(write(other, rq, strlen(rq)) == (ssize_t)strlen(rq));
+	n = read(other, out, sizeof(out) - 1);
+	out[n > 0 ? n : 0] = '\0';
+	if (n <= 0)
+		fprintf(stderr, "\n  no reply while another client's user name is looked up\n");
+	CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+	reply_field(out, "user", user, sizeof(user));
+	CU_ASSERT_STRING_EQUAL(user, want);
+	close(other);
+
+	/* The directory server answers again: the first is answered, with
+	 * its name. */
+	unlink(trig);
+	n = read(slow, out, sizeof(out) - 1);
+	out[n > 0 ? n : 0] = '\0';
+	CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+	reply_field(out, "user", user, sizeof(user));
+	CU_ASSERT_STRING_EQUAL(user, want);
+	/* ... and keeps it on the connection. */
+	CU_ASSERT(write(slow, rq, strlen(rq)) == (ssize_t)strlen(rq));
+	n = read(slow, out, sizeof(out) - 1);
+	out[n > 0 ? n : 0] = '\0';
+	CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+	reply_field(out, "user", user, sizeof(user));
+	CU_ASSERT_STRING_EQUAL(user, want);
 	close(slow);
 	CU_ASSERT_EQUAL(waitpid(d2.pid, NULL, WNOHANG), 0);   /* still running */
 	kwt_daemon_free(&d2);
@@ -1684,6 +1789,7 @@ main(void)
 		{ "the daemon raises its soft limit of open files to the hard one", test_nofile_raised },
 		{ "out of memory for a request from a client that is gone", test_request_oom_client_gone },
 		{ "a caller whose executable is slow to check holds up nobody else", test_slow_exe_check },
+		{ "a caller whose user name is slow to look up holds up nobody else", test_slow_name_lookup },
 		{ "the input buffer shrinks back after a large request", test_input_buffer_shrinks },
 		{ "32 clients x 1000 mixed operations", test_concurrent_mixed },
 		{ "curl --unix-socket", test_curl_cli },

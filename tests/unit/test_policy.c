@@ -138,8 +138,7 @@ who(uid_t uid, gid_t gid, const gid_t *groups, size_t ngroups, const char *exe, 
 	id.uid = uid;
 	id.gid = gid;
 	id.pid = 4242;
-	for (size_t i = 0; i < ngroups; i++)
-		id.groups[i] = groups[i];
+	id.groups = groups;   /* the caller's array, which outlives id's use */
 	id.ngroups = ngroups;
 	if (exe != NULL) {
 		id.exe = exe;
