@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -223,12 +224,68 @@ reload_config(struct kwd *d)
 	config_free(nc);
 }
 
+/* A reload reads files, looks names up (NSS may ask a directory server),
+ * writes the store and waits for its audit events to be durable: seconds,
+ * when a disk or a server is slow.  So it runs on a thread of its own, not
+ * on loop 0, which would stop serving its connections meanwhile.  SIGHUPs
+ * that come during a reload make one more, not one each. */
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_t th;
+	int started, pending, stop;
+} reloader = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0 };
+
+static void reload_all(struct kwd *d);
+
+static void *
+reload_main(void *arg)
+{
+	struct kwd *d = arg;
+
+	pthread_mutex_lock(&reloader.mu);
+	for (;;) {
+		while (!reloader.pending && !reloader.stop)
+			pthread_cond_wait(&reloader.cv, &reloader.mu);
+		if (reloader.stop)
+			break;
+		reloader.pending = 0;
+		pthread_mutex_unlock(&reloader.mu);
+		reload_all(d);
+		pthread_mutex_lock(&reloader.mu);
+	}
+	pthread_mutex_unlock(&reloader.mu);
+	return NULL;
+}
+
+static void
+reloader_stop(void)
+{
+	if (!reloader.started)
+		return;
+	pthread_mutex_lock(&reloader.mu);
+	reloader.stop = 1;
+	pthread_cond_signal(&reloader.cv);
+	pthread_mutex_unlock(&reloader.mu);
+	pthread_join(reloader.th, NULL);   /* a reload under way ends first */
+	reloader.started = 0;
+}
+
 static void
 on_hup(evutil_socket_t sig, short what, void *arg)
 {
-	struct kwd *d = arg;
+	(void)sig; (void)what; (void)arg;
+	pthread_mutex_lock(&reloader.mu);
+	reloader.pending = 1;
+	pthread_cond_signal(&reloader.cv);
+	pthread_mutex_unlock(&reloader.mu);
+}
+
+static void
+reload_all(struct kwd *d)
+{
 	json_t *errs = NULL;
-	(void)sig; (void)what;
+
 	sd_notify(0, "RELOADING=1");
 	log_notice("SIGHUP: reloading the configuration and the policy");
 	reload_config(d);
@@ -463,6 +520,12 @@ run(struct config *cfg)
 	signal(SIGXFSZ, SIG_IGN);   /* a file size limit fails writes (503), it does not kill us */
 	ev_term = evsignal_new(d.base, SIGTERM, on_stop, &d);
 	ev_int = evsignal_new(d.base, SIGINT, on_stop, &d);
+	if ((e = pthread_create(&reloader.th, NULL, reload_main, &d)) != 0) {
+		log_err("cannot start the reload thread: %s", strerror(e));
+		goto out;
+	}
+	reloader.started = 1;
+	pthread_setname_np(reloader.th, "kw-reload");
 	ev_hup = evsignal_new(d.base, SIGHUP, on_hup, &d);
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
@@ -486,6 +549,7 @@ run(struct config *cfg)
 	rc = 0;
 	log_notice("stopping");
 out:
+	reloader_stop();
 	kwd_rotation_stop_all(&d);
 	kwd_workers_stop(&d);
 	if (ev_term) event_free(ev_term);

@@ -1765,6 +1765,74 @@ test_sigterm_clean(void)
 	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/vaults/prod/secrets/db/password", NULL, NULL), 200);
 }
 
+/* A reload reads files, looks the policy's names up (NSS may ask a
+ * directory server) and waits for its audit event: seconds, when a server
+ * or a disk is slow.  libkwslowpw.so makes the lookup of the policy's user
+ * hang; with one event loop, requests are still answered meanwhile, and
+ * the reload completes once the lookup returns.  It ran on loop 0, which
+ * stopped serving for as long. */
+static void
+test_reload_off_the_loop(void)
+{
+	const char *top = kwt_require("KW_TOP_BUILDDIR"), *asan = getenv("ASAN_OPTIONS");
+	struct kwt_daemon d2;
+	struct timespec t0, t1;
+	char lib[600], dir[256], policy[320], extra[600], trig[300], entered[320], opts[1024];
+	long st;
+	double waited;
+	int started;
+
+	snprintf(lib, sizeof(lib), "%s/tests/shim/.libs/libkwslowpw.so", top);
+	CU_ASSERT_FATAL(access(lib, R_OK) == 0);
+	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-hup") == 0);
+	snprintf(policy, sizeof(policy), "%s/policy.yaml", dir);
+	snprintf(trig, sizeof(trig), "%s/hang", dir);
+	snprintf(entered, sizeof(entered), "%s.entered", trig);
+	CU_ASSERT_FATAL(kwt_write_file(policy, "version: 1\nprincipals:\n  admins:\n    user: root\n"
+	    "rules:\n  - name: root-all\n    who: admins\n    allow: administrator\n    vault: \"*\"\n",
+	    0600) == 0);
+	snprintf(extra, sizeof(extra), "policy: %s\nvaults:\n  - name: hup\n", policy);
+	snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0", asan ? asan : "",
+	    asan ? ":" : "");
+	setenv("LD_PRELOAD", lib, 1);
+	setenv("KW_SLOWPW_NAME", "root", 1);
+	setenv("KW_SLOWPW_FILE", trig, 1);
+	setenv("ASAN_OPTIONS", opts, 1);
+	started = kwt_daemon_start_limits(&d2, &tok, "  event_loops: 1\n", extra);
+	unsetenv("LD_PRELOAD");
+	unsetenv("KW_SLOWPW_NAME");
+	unsetenv("KW_SLOWPW_FILE");
+	if (asan != NULL) {
+		snprintf(opts, sizeof(opts), "%s", asan);
+		setenv("ASAN_OPTIONS", opts, 1);
+	} else {
+		unsetenv("ASAN_OPTIONS");
+	}
+	CU_ASSERT_EQUAL_FATAL(started, 0);
+	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
+	kill(d2.pid, SIGHUP);
+	for (int i = 0; i < 300 && access(entered, F_OK) != 0; i++)
+		usleep(10 * 1000);
+	CU_ASSERT_FATAL(access(entered, F_OK) == 0);   /* the reload is stuck */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	st = kwt_http(d2.sock, "GET", "/v1/health", NULL, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT(waited < 1.5);
+	if (waited >= 1.5)
+		fprintf(stderr, "health took %.2f s during a reload\n", waited);
+	/* The lookup returns: the reload completes, recorded. */
+	unlink(trig);
+	for (int i = 0; i < 100 && !kwt_tree_contains(d2.audit, "\"type\":\"policy.reload\"", 22); i++)
+		usleep(50 * 1000);
+	CU_ASSERT(kwt_tree_contains(d2.audit, "\"type\":\"policy.reload\"", 22));
+	CU_ASSERT_EQUAL(kwt_http(d2.sock, "GET", "/v1/vaults/hup/secrets", NULL, NULL), 200);
+	CU_ASSERT_EQUAL(kwt_daemon_stop(&d2), 0);
+	kwt_daemon_free(&d2);
+	kwt_rmtree(dir);
+}
+
 int
 main(void)
 {
@@ -1798,6 +1866,7 @@ main(void)
 		{ "plaintext in no file; survives restart", test_plaintext_nowhere },
 		{ "kill -9 loses no acknowledged write", test_kill9_keeps_acknowledged },
 		{ "SIGHUP applies what can change, refuses a broken file", test_sighup_reloads_config },
+		{ "a reload stuck on a name lookup holds up no request", test_reload_off_the_loop },
 		{ "a second daemon on the same state, audit directory or store is refused", test_second_daemon },
 		{ "two tokens with the configured label: neither is used", test_twin_tokens_refused },
 		{ "SIGTERM stops cleanly", test_sigterm_clean },

@@ -4,9 +4,11 @@
  * directory server (LDAP, sssd) that stopped answering, while the file
  * named by KW_SLOWPW_FILE exists.  Only the first such call hangs (at most
  * 5 s); it creates KW_SLOWPW_FILE.entered as it starts, so that the test
- * knows the daemon is stuck in it.  getpwuid_r is wrapped; every other
- * call, and every call for another uid, goes to the next one (libc's, or
- * the sanitizer's, which then needs verify_asan_link_order=0).
+ * knows the daemon is stuck in it.  getpwuid_r is wrapped, and so is
+ * getpwnam_r for the user KW_SLOWPW_NAME names (a policy's principals are
+ * looked up by name when it is loaded); every other call, and every call
+ * for another user, goes to the next one (libc's, or the sanitizer's,
+ * which then needs verify_asan_link_order=0).
  */
 #include "config.h"
 
@@ -19,9 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *trigger;
+static const char *trigger, *slow_name;
 static uid_t slow_uid;
-static int armed, taken;
+static int armed, armed_name, taken;
 
 __attribute__((constructor)) static void
 kwslowpw_init(void)
@@ -29,21 +31,24 @@ kwslowpw_init(void)
 	const char *u = getenv("KW_SLOWPW_UID");
 
 	trigger = getenv("KW_SLOWPW_FILE");
+	slow_name = getenv("KW_SLOWPW_NAME");
 	if (u != NULL && trigger != NULL) {
 		slow_uid = (uid_t)strtoul(u, NULL, 10);
 		armed = 1;
 	}
+	armed_name = slow_name != NULL && trigger != NULL;
 }
 
-/* Hang if uid is the slow one, the trigger exists and no call hung yet. */
+/* Hang if the user is the slow one, the trigger exists and no call hung
+ * yet. */
 static void
-maybe_hang(uid_t uid)
+maybe_hang(int slow)
 {
 	char entered[4096];
 	struct timespec tick = { 0, 10 * 1000 * 1000 };
 	int fd;
 
-	if (!armed || uid != slow_uid || access(trigger, F_OK) != 0 ||
+	if (!slow || access(trigger, F_OK) != 0 ||
 	    __atomic_exchange_n(&taken, 1, __ATOMIC_ACQ_REL))
 		return;
 	snprintf(entered, sizeof(entered), "%s.entered", trigger);
@@ -62,6 +67,19 @@ getpwuid_r(uid_t uid, struct passwd *pw, char *buf, size_t len, struct passwd **
 
 	if (next == NULL)
 		abort();
-	maybe_hang(uid);
+	maybe_hang(armed && uid == slow_uid);
 	return next(uid, pw, buf, len, res);
+}
+
+int
+getpwnam_r(const char *name, struct passwd *pw, char *buf, size_t len, struct passwd **res)
+{
+	int (*next)(const char *, struct passwd *, char *, size_t, struct passwd **) =
+	    (int (*)(const char *, struct passwd *, char *, size_t, struct passwd **))
+	    dlsym(RTLD_NEXT, "getpwnam_r");
+
+	if (next == NULL)
+		abort();
+	maybe_hang(armed_name && strcmp(name, slow_name) == 0);
+	return next(name, pw, buf, len, res);
 }
