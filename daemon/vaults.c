@@ -150,6 +150,22 @@ vault_init_one(struct kwd *d, const struct config_vault *cv)
 				known = 1;
 		if (!known) {
 			struct store_key k;
+			/* Tried before it is recorded, as a new version is: it
+			 * may become current (a rotation that made it and
+			 * crashed resumes to it), and one that cannot wrap and
+			 * unwrap would fail every write.  Not destroyed: this
+			 * start did not make it. */
+			if ((e = kwd_mkey_trial(d, cv->name, tkeys[j].version)) != 0) {
+				char why[600];
+
+				snprintf(why, sizeof(why), "%s", kw_errdetail(e));
+				e = kw_fail(e, "master key version %u of vault '%s', found in the "
+				    "token but not recorded in the store, failed its trial (a data key "
+				    "wrapped under it must unwrap again): %s; it was not adopted: "
+				    "refusing to start (if the token is sound, remove that key with "
+				    "pkcs11-tool --delete-object)", tkeys[j].version, cv->name, why);
+				goto out;
+			}
 			memset(&k, 0, sizeof(k));
 			k.version = tkeys[j].version;
 			memcpy(k.key_id, tkeys[j].id, sizeof(k.key_id));

@@ -1892,6 +1892,62 @@ test_keys_bound_to_store(void)
 	kwt_daemon_free(&d2);
 }
 
+/* A master key found in the token but not in the store (a rotation that
+ * made it and was killed before recording it) is tried before it is
+ * adopted: one that cannot wrap and unwrap stops the start and is not
+ * recorded; once the token works again, it is adopted. */
+static void
+test_adopted_key_trial(void)
+{
+	char dir[256], trig[300];
+	const char *m;
+	struct kwt_daemon d2;
+	struct p11_options o;
+	struct p11_mkey mk;
+	p11_ctx *p11 = NULL;
+	long st;
+	json_t *j;
+
+	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-trial2") == 0);
+	snprintf(trig, sizeof(trig), "%s/fail", dir);
+	CU_ASSERT_EQUAL_FATAL(shim_daemon_start(&d2, "C_DecryptInit:1000000:CKR_GENERAL_ERROR", trig,
+	    "vaults:\n  - name: adopttrial\n"), 0);
+	CU_ASSERT_EQUAL(kwt_daemon_stop(&d2), 0);
+	/* Version 2 in the token only. */
+	memset(&o, 0, sizeof(o));
+	o.module = tok.module;
+	o.token = tok.label;
+	o.pin_file = tok.pin_file;
+	o.sessions = 1;
+	CU_ASSERT_EQUAL_FATAL(p11_open(&o, &p11), 0);
+	CU_ASSERT_EQUAL(p11_mkey_create(p11, "adopttrial", 2, &mk), 0);
+	p11_close(p11);
+
+	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
+	setenv("KW_SHIM_MODULE", tok.module, 1);
+	setenv("KW_SHIM_FAIL", "C_DecryptInit:1000000:CKR_GENERAL_ERROR", 1);
+	setenv("KW_SHIM_FAIL_FILE", trig, 1);
+	CU_ASSERT_NOT_EQUAL(kwt_daemon_restart(&d2), 0);
+	m = "master key version 2 of vault 'adopttrial', found in the token but not recorded in the store, failed its trial";
+	CU_ASSERT(kwt_file_contains(d2.log, m, strlen(m)));
+	m = "adopted master key version 2";
+	CU_ASSERT_FALSE(kwt_file_contains(d2.log, m, strlen(m)));
+
+	/* The token works again: adopted, and usable. */
+	unlink(trig);
+	CU_ASSERT_EQUAL_FATAL(kwt_daemon_restart(&d2), 0);
+	unsetenv("KW_SHIM_MODULE");
+	unsetenv("KW_SHIM_FAIL");
+	unsetenv("KW_SHIM_FAIL_FILE");
+	CU_ASSERT(kwt_file_contains(d2.log, m, strlen(m)));
+	j = kwt_http_json(d2.sock, "GET", "/v1/vaults/adopttrial/master-keys", NULL, &st);
+	CU_ASSERT_EQUAL(st, 200);
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(j, "keys")), 2);
+	json_decref(j);
+	kwt_daemon_free(&d2);
+	kwt_rmtree(dir);
+}
+
 int
 main(void)
 {
@@ -1902,6 +1958,7 @@ main(void)
 		{ "rotation status, bad requests", test_rotation_status_and_conflict },
 		{ "a new version that fails its trial is not made current (shim)", test_rotation_trial },
 		{ "a new vault's first master key that fails its trial stops the start (shim)", test_first_key_trial },
+		{ "a key found only in the token is tried before it is adopted (shim)", test_adopted_key_trial },
 		{ "the key view heals after a failed read, without a restart (shim)", test_view_heals },
 		{ "retire refuses while used; destroy removes from the token", test_retire_refuses_then_destroy },
 		{ "signing keys: ES256, RS256, PS256 verified by openssl", test_signing_keys },
