@@ -866,32 +866,12 @@ test_first_key_trial(void)
 static int
 failsql_daemon_start(struct kwt_daemon *d, const char *match, const char *trig, const char *vaults)
 {
-	const char *top = kwt_require("KW_TOP_BUILDDIR"), *asan = getenv("ASAN_OPTIONS");
-	char lib[600], opts[1100], keep[1024];
-	int r, had = asan != NULL;
+	const char *env[] = { "KW_FAILSQL_FILE", trig, "KW_FAILSQL_MATCH", match, NULL };
+	char lib[600];
 
-	snprintf(lib, sizeof(lib), "%s/tests/shim/.libs/libkwfailsql.so", top);
-	if (access(lib, R_OK) != 0) {
-		fprintf(stderr, "test_keys: %s missing: build tests/shim\n", lib);
+	if (kwt_shim_lib("libkwfailsql.so", lib, sizeof(lib)) != 0)
 		return -1;
-	}
-	snprintf(keep, sizeof(keep), "%s", had ? asan : "");
-	/* In the sanitizer build ASan's runtime must come first, and the
-	 * preloaded library comes before it. */
-	snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0", keep, had ? ":" : "");
-	setenv("LD_PRELOAD", lib, 1);
-	setenv("KW_FAILSQL_FILE", trig, 1);
-	setenv("KW_FAILSQL_MATCH", match, 1);
-	setenv("ASAN_OPTIONS", opts, 1);
-	r = kwt_daemon_start(d, &tok, vaults);
-	unsetenv("LD_PRELOAD");
-	unsetenv("KW_FAILSQL_FILE");
-	unsetenv("KW_FAILSQL_MATCH");
-	if (had)
-		setenv("ASAN_OPTIONS", keep, 1);
-	else
-		unsetenv("ASAN_OPTIONS");
-	return r;
+	return kwt_daemon_start_preloaded(d, &tok, lib, env, NULL, vaults);
 }
 
 /* Wait until d's rotation of vault is done: 1, or 0 after 10 s. */

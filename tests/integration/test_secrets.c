@@ -1056,33 +1056,22 @@ test_nofile_raised(void)
 static void
 test_request_oom_client_gone(void)
 {
-	const char *top = kwt_require("KW_TOP_BUILDDIR"), *asan = getenv("ASAN_OPTIONS");
 	const char *rq = "GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n";
-	char lib[600], dir[256], trig[300], opts[1024], out[2048];
+	char lib[600], dir[256], trig[300], out[2048];
 	struct timeval tv = { 3, 0 };
 	struct kwt_daemon d2;
 	int fd, started;
 	ssize_t n;
 
-	snprintf(lib, sizeof(lib), "%s/tests/shim/.libs/libkwfailalloc.so", top);
-	CU_ASSERT_FATAL(access(lib, R_OK) == 0);
+	CU_ASSERT_FATAL(kwt_shim_lib("libkwfailalloc.so", lib, sizeof(lib)) == 0);
 	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-oom") == 0);
 	snprintf(trig, sizeof(trig), "%s/fail", dir);
-	/* In the sanitizer build the daemon's calloc is ASan's, found
-	 * behind the preloaded one. */
-	snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0", asan ? asan : "",
-	    asan ? ":" : "");
-	setenv("LD_PRELOAD", lib, 1);
-	setenv("KW_FAILALLOC_FILE", trig, 1);
-	setenv("ASAN_OPTIONS", opts, 1);
-	started = kwt_daemon_start(&d2, &tok, "vaults:\n  - name: oom\n");
-	unsetenv("LD_PRELOAD");
-	unsetenv("KW_FAILALLOC_FILE");
-	if (asan != NULL) {
-		snprintf(opts, sizeof(opts), "%s", asan);
-		setenv("ASAN_OPTIONS", opts, 1);
-	} else {
-		unsetenv("ASAN_OPTIONS");
+	{
+		/* In the sanitizer build the daemon's calloc is ASan's, found
+		 * behind the preloaded one. */
+		const char *env[] = { "KW_FAILALLOC_FILE", trig, NULL };
+		started = kwt_daemon_start_preloaded(&d2, &tok, lib, env, NULL,
+		    "vaults:\n  - name: oom\n");
 	}
 	CU_ASSERT_EQUAL_FATAL(started, 0);
 	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
@@ -1138,9 +1127,8 @@ reply_exe(const char *out, char *exe, size_t len)
 static void
 test_slow_exe_check(void)
 {
-	const char *top = kwt_require("KW_TOP_BUILDDIR"), *asan = getenv("ASAN_OPTIONS");
 	const char *rq = "GET /v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n";
-	char lib[600], dir[256], trig[300], entered[320], opts[1024];
+	char lib[600], dir[256], trig[300], entered[320];
 	char self[4096], exe[4096], out[16384];
 	struct timeval tv = { 4, 0 }, quick = { 1, 500000 };
 	struct kwt_daemon d2;
@@ -1150,27 +1138,14 @@ test_slow_exe_check(void)
 	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	CU_ASSERT_FATAL(n > 0);
 	self[n] = '\0';
-	snprintf(lib, sizeof(lib), "%s/tests/shim/.libs/libkwslowstat.so", top);
-	CU_ASSERT_FATAL(access(lib, R_OK) == 0);
+	CU_ASSERT_FATAL(kwt_shim_lib("libkwslowstat.so", lib, sizeof(lib)) == 0);
 	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-slowstat") == 0);
 	snprintf(trig, sizeof(trig), "%s/hang", dir);
 	snprintf(entered, sizeof(entered), "%s.entered", trig);
-	snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0", asan ? asan : "",
-	    asan ? ":" : "");
-	setenv("LD_PRELOAD", lib, 1);
-	setenv("KW_SLOWSTAT_PATH", self, 1);
-	setenv("KW_SLOWSTAT_FILE", trig, 1);
-	setenv("ASAN_OPTIONS", opts, 1);
-	started = kwt_daemon_start_limits(&d2, &tok, "  event_loops: 1\n",
-	    "vaults:\n  - name: slowstat\n");
-	unsetenv("LD_PRELOAD");
-	unsetenv("KW_SLOWSTAT_PATH");
-	unsetenv("KW_SLOWSTAT_FILE");
-	if (asan != NULL) {
-		snprintf(opts, sizeof(opts), "%s", asan);
-		setenv("ASAN_OPTIONS", opts, 1);
-	} else {
-		unsetenv("ASAN_OPTIONS");
+	{
+		const char *env[] = { "KW_SLOWSTAT_PATH", self, "KW_SLOWSTAT_FILE", trig, NULL };
+		started = kwt_daemon_start_preloaded(&d2, &tok, lib, env, "  event_loops: 1\n",
+		    "vaults:\n  - name: slowstat\n");
 	}
 	CU_ASSERT_EQUAL_FATAL(started, 0);
 	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
@@ -1228,9 +1203,8 @@ test_slow_exe_check(void)
 static void
 test_slow_name_lookup(void)
 {
-	const char *top = kwt_require("KW_TOP_BUILDDIR"), *asan = getenv("ASAN_OPTIONS");
 	const char *rq = "GET /v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n";
-	char lib[600], dir[256], trig[300], entered[320], opts[1024], uid[32];
+	char lib[600], dir[256], trig[300], entered[320], uid[32];
 	char want[256], user[256], out[16384];
 	struct timeval tv = { 4, 0 }, quick = { 1, 500000 };
 	struct passwd pw, *pwp = NULL;
@@ -1244,29 +1218,16 @@ test_slow_name_lookup(void)
 		snprintf(want, sizeof(want), "%s", pw.pw_name);
 	else
 		want[0] = '\0';
-	snprintf(lib, sizeof(lib), "%s/tests/shim/.libs/libkwslowpw.so", top);
-	CU_ASSERT_FATAL(access(lib, R_OK) == 0);
+	CU_ASSERT_FATAL(kwt_shim_lib("libkwslowpw.so", lib, sizeof(lib)) == 0);
 	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-slowpw") == 0);
 	snprintf(trig, sizeof(trig), "%s/hang", dir);
 	snprintf(entered, sizeof(entered), "%s.entered", trig);
 	snprintf(uid, sizeof(uid), "%u", (unsigned)getuid());
-	snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0", asan ? asan : "",
-	    asan ? ":" : "");
-	setenv("LD_PRELOAD", lib, 1);
-	setenv("KW_SLOWPW_UID", uid, 1);
-	setenv("KW_SLOWPW_FILE", trig, 1);
-	setenv("ASAN_OPTIONS", opts, 1);
-	/* One event loop; two workers (kwtest's default), one to hang. */
-	started = kwt_daemon_start_limits(&d2, &tok, "  event_loops: 1\n",
-	    "vaults:\n  - name: slowpw\n");
-	unsetenv("LD_PRELOAD");
-	unsetenv("KW_SLOWPW_UID");
-	unsetenv("KW_SLOWPW_FILE");
-	if (asan != NULL) {
-		snprintf(opts, sizeof(opts), "%s", asan);
-		setenv("ASAN_OPTIONS", opts, 1);
-	} else {
-		unsetenv("ASAN_OPTIONS");
+	{
+		const char *env[] = { "KW_SLOWPW_UID", uid, "KW_SLOWPW_FILE", trig, NULL };
+		/* One event loop; two workers (kwtest's default), one to hang. */
+		started = kwt_daemon_start_preloaded(&d2, &tok, lib, env, "  event_loops: 1\n",
+		    "vaults:\n  - name: slowpw\n");
 	}
 	CU_ASSERT_EQUAL_FATAL(started, 0);
 	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
@@ -1774,16 +1735,14 @@ test_sigterm_clean(void)
 static void
 test_reload_off_the_loop(void)
 {
-	const char *top = kwt_require("KW_TOP_BUILDDIR"), *asan = getenv("ASAN_OPTIONS");
 	struct kwt_daemon d2;
 	struct timespec t0, t1;
-	char lib[600], dir[256], policy[320], extra[600], trig[300], entered[320], opts[1024];
+	char lib[600], dir[256], policy[320], extra[600], trig[300], entered[320];
 	long st;
 	double waited;
 	int started;
 
-	snprintf(lib, sizeof(lib), "%s/tests/shim/.libs/libkwslowpw.so", top);
-	CU_ASSERT_FATAL(access(lib, R_OK) == 0);
+	CU_ASSERT_FATAL(kwt_shim_lib("libkwslowpw.so", lib, sizeof(lib)) == 0);
 	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-hup") == 0);
 	snprintf(policy, sizeof(policy), "%s/policy.yaml", dir);
 	snprintf(trig, sizeof(trig), "%s/hang", dir);
@@ -1792,21 +1751,9 @@ test_reload_off_the_loop(void)
 	    "rules:\n  - name: root-all\n    who: admins\n    allow: administrator\n    vault: \"*\"\n",
 	    0600) == 0);
 	snprintf(extra, sizeof(extra), "policy: %s\nvaults:\n  - name: hup\n", policy);
-	snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0", asan ? asan : "",
-	    asan ? ":" : "");
-	setenv("LD_PRELOAD", lib, 1);
-	setenv("KW_SLOWPW_NAME", "root", 1);
-	setenv("KW_SLOWPW_FILE", trig, 1);
-	setenv("ASAN_OPTIONS", opts, 1);
-	started = kwt_daemon_start_limits(&d2, &tok, "  event_loops: 1\n", extra);
-	unsetenv("LD_PRELOAD");
-	unsetenv("KW_SLOWPW_NAME");
-	unsetenv("KW_SLOWPW_FILE");
-	if (asan != NULL) {
-		snprintf(opts, sizeof(opts), "%s", asan);
-		setenv("ASAN_OPTIONS", opts, 1);
-	} else {
-		unsetenv("ASAN_OPTIONS");
+	{
+		const char *env[] = { "KW_SLOWPW_NAME", "root", "KW_SLOWPW_FILE", trig, NULL };
+		started = kwt_daemon_start_preloaded(&d2, &tok, lib, env, "  event_loops: 1\n", extra);
 	}
 	CU_ASSERT_EQUAL_FATAL(started, 0);
 	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);

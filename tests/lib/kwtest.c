@@ -308,6 +308,48 @@ kwt_daemon_start_opts(struct kwt_daemon *d, const struct kwt_token *t,
 	return daemon_start(d, t, NULL, limits, audit, extra);
 }
 
+int
+kwt_shim_lib(const char *name, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s/tests/shim/.libs/%s", kwt_require("KW_TOP_BUILDDIR"), name);
+
+	if (n < 0 || (size_t)n >= len || access(buf, R_OK) != 0) {
+		fprintf(stderr, "%s/tests/shim/.libs/%s missing: build tests/shim\n",
+		    kwt_require("KW_TOP_BUILDDIR"), name);
+		return -1;
+	}
+	return 0;
+}
+
+int
+kwt_daemon_start_preloaded(struct kwt_daemon *d, const struct kwt_token *t, const char *lib,
+    const char *const *env, const char *limits, const char *extra)
+{
+	const char *asan = getenv("ASAN_OPTIONS");
+	char keep[1024], opts[1100];
+	size_t i;
+	int r;
+
+	/* In the sanitizer build ASan's runtime must come first in the
+	 * daemon, and the preloaded library comes before it: ASan is told
+	 * not to mind. */
+	snprintf(keep, sizeof(keep), "%s", asan != NULL ? asan : "");
+	snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0", keep, asan != NULL ? ":" : "");
+	setenv("LD_PRELOAD", lib, 1);
+	setenv("ASAN_OPTIONS", opts, 1);
+	for (i = 0; env != NULL && env[i] != NULL && env[i + 1] != NULL; i += 2)
+		setenv(env[i], env[i + 1], 1);
+	r = daemon_start(d, t, NULL, limits, NULL, extra);
+	unsetenv("LD_PRELOAD");
+	for (i = 0; env != NULL && env[i] != NULL && env[i + 1] != NULL; i += 2)
+		unsetenv(env[i]);
+	if (asan != NULL)
+		setenv("ASAN_OPTIONS", keep, 1);
+	else
+		unsetenv("ASAN_OPTIONS");
+	return r;
+}
+
 static int
 daemon_start(struct kwt_daemon *d, const struct kwt_token *t,
     const char *socket_group, const char *limits, const char *audit, const char *extra)

@@ -84,6 +84,15 @@ int kwt_daemon_start_limits(struct kwt_daemon *d, const struct kwt_token *t,
  * may be NULL).  limits may set client_timeout (default 2s here). */
 int kwt_daemon_start_opts(struct kwt_daemon *d, const struct kwt_token *t,
     const char *limits, const char *audit, const char *extra);
+/* The path of the test library name (e.g. "libkwslowpw.so") built under
+ * tests/shim, into buf.  0, or -1 (and why on stderr) if it is missing. */
+int kwt_shim_lib(const char *name, char *buf, size_t len);
+/* kwt_daemon_start_limits with the library at path lib preloaded into the
+ * daemon (LD_PRELOAD; the sanitizer told not to mind its place) and env,
+ * NULL-terminated name, value pairs, set for the daemon only; this process
+ * keeps its own environment. */
+int kwt_daemon_start_preloaded(struct kwt_daemon *d, const struct kwt_token *t, const char *lib,
+    const char *const *env, const char *limits, const char *extra);
 /* Start again with the same configuration and state. */
 int kwt_daemon_restart(struct kwt_daemon *d);
 /* The same with one more argument to keywardend (such as --audit-reanchor). */
