@@ -13,13 +13,11 @@
 #include "config.h"
 
 #include <dlfcn.h>
-#include <fcntl.h>
 #include <pwd.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
+
+#include "tests/shim/kwhang.h"
 
 static const char *trigger, *slow_name;
 static uid_t slow_uid;
@@ -39,23 +37,12 @@ kwslowpw_init(void)
 	armed_name = slow_name != NULL && trigger != NULL;
 }
 
-/* Hang if the user is the slow one, the trigger exists and no call hung
- * yet. */
+/* Hang if the user is the slow one (see kwhang.h). */
 static void
 maybe_hang(int slow)
 {
-	char entered[4096];
-	struct timespec tick = { 0, 10 * 1000 * 1000 };
-	int fd;
-
-	if (!slow || access(trigger, F_OK) != 0 ||
-	    __atomic_exchange_n(&taken, 1, __ATOMIC_ACQ_REL))
-		return;
-	snprintf(entered, sizeof(entered), "%s.entered", trigger);
-	if ((fd = open(entered, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) >= 0)
-		close(fd);
-	for (int i = 0; i < 500 && access(trigger, F_OK) == 0; i++)
-		nanosleep(&tick, NULL);
+	if (slow)
+		kwhang(trigger, &taken);
 }
 
 int

@@ -11,13 +11,11 @@
 #include "config.h"
 
 #include <dlfcn.h>
-#include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
+
+#include "tests/shim/kwhang.h"
 
 static const char *slow_path, *trigger;
 static int taken;
@@ -39,22 +37,12 @@ next_fn(const char *name)
 	return f;
 }
 
-/* Hang if path is the slow one, the trigger exists and no call hung yet. */
+/* Hang if path is the slow one (see kwhang.h). */
 static void
 maybe_hang(const char *path)
 {
-	char entered[4096];
-	struct timespec tick = { 0, 10 * 1000 * 1000 };
-	int fd;
-
-	if (slow_path == NULL || trigger == NULL || path == NULL || strcmp(path, slow_path) != 0 ||
-	    access(trigger, F_OK) != 0 || __atomic_exchange_n(&taken, 1, __ATOMIC_ACQ_REL))
-		return;
-	snprintf(entered, sizeof(entered), "%s.entered", trigger);
-	if ((fd = open(entered, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) >= 0)
-		close(fd);
-	for (int i = 0; i < 500 && access(trigger, F_OK) == 0; i++)
-		nanosleep(&tick, NULL);
+	if (slow_path != NULL && path != NULL && strcmp(path, slow_path) == 0)
+		kwhang(trigger, &taken);
 }
 
 int
