@@ -1339,6 +1339,26 @@ out:
 	return r;
 }
 
+/* Recompute with the token the seal of event seq over hash, and compare it
+ * with mac in constant time: *ours is 1 when mac is the audit key's.  0,
+ * or the token's error (with its detail). */
+static int
+seal_check(struct audit_log *log, uint64_t seq, const uint8_t hash[KWAC_HASH_LEN],
+    const uint8_t mac[KWAC_MAC_LEN], int *ours)
+{
+	uint8_t want[KWAC_MAC_LEN];
+	char in[128];
+	int n, r;
+
+	*ours = 0;
+	if ((n = kwac_seal_input(seq, hash, in, sizeof(in))) < 0)
+		return KW_E_INTERNAL;
+	if ((r = log->opt.seal(log->opt.seal_arg, (const uint8_t *)in, (size_t)n, want)) == 0)
+		*ours = kw_memeq_ct(want, mac, sizeof(want)) == 0;
+	kw_wipe(want, sizeof(want));
+	return r;
+}
+
 /* A torn tail is what a crash leaves: bytes that were never acknowledged.
  * A seal that the audit key made, after the break, says otherwise: the
  * break is in data that was durable, so it was altered or corrupted, and
@@ -1358,9 +1378,7 @@ sealed_after(struct audit_log *log, const char *path, uint64_t from)
 	const char *text;
 	size_t len;
 	uint64_t off;
-	uint8_t mac[KWAC_MAC_LEN];
-	char in[128];
-	int n, r, sealed = 0, after = 0, zeros = 0;
+	int r, ours, sealed = 0, after = 0, zeros = 0;
 
 	if (kwac_lines_open(&lr, path) != 0)
 		return 0;
@@ -1388,9 +1406,7 @@ sealed_after(struct audit_log *log, const char *path, uint64_t from)
 			if (kwac_line_parse(text, len, &l, NULL, 0) != 0 ||
 			    l.type != KWAC_LINE_SEAL)
 				continue;
-			if ((n = kwac_seal_input(l.seq, l.hash, in, sizeof(in))) > 0 &&
-			    log->opt.seal(log->opt.seal_arg, (const uint8_t *)in, (size_t)n, mac) == 0 &&
-			    kw_memeq_ct(mac, l.mac, sizeof(mac)) == 0)
+			if (seal_check(log, l.seq, l.hash, l.mac, &ours) == 0 && ours)
 				sealed = 1;
 		}
 	}
@@ -1403,28 +1419,19 @@ sealed_after(struct audit_log *log, const char *path, uint64_t from)
 static int
 seal_matches(struct audit_log *log, const char *path, const struct kwac_scan *s)
 {
-	uint8_t mac[KWAC_MAC_LEN];
-	char in[128], why[256];
-	int n, r;
+	char why[256];
+	int r, ours;
 
-	if ((n = kwac_seal_input(s->next_seq - 1, s->last, in, sizeof(in))) < 0)
-		return KW_E_INTERNAL;
-	if ((r = log->opt.seal(log->opt.seal_arg, (const uint8_t *)in, (size_t)n, mac)) != 0) {
+	if ((r = seal_check(log, s->next_seq - 1, s->last, s->seal_mac, &ours)) != 0) {
 		/* A copy: kw_fail() rewrites the text kw_errdetail() points to. */
 		snprintf(why, sizeof(why), "%s", kw_errdetail(r));
-		r = kw_fail(r, "cannot check the last seal of audit segment %s (seq %" PRIu64 ") with the token: %s",
+		return kw_fail(r, "cannot check the last seal of audit segment %s (seq %" PRIu64 ") with the token: %s",
 		    path, s->next_seq - 1, why);
-		goto out;
 	}
-	if (kw_memeq_ct(mac, s->seal_mac, sizeof(mac)) != 0) {
-		r = kw_fail(KW_E_AUTH, "audit segment %s: the seal of seq %" PRIu64 " on line %lu, where the log ends, was not made by the token's audit key: events were appended or rewritten without the key, or this token is not the one that sealed the log; the daemon will not go on from it (its next seal would vouch for them) and nothing was changed: keep a copy of %s and run keywarden audit verify --no-seals %s, or keywardend --config FILE --verify-audit to check every seal",
+	if (!ours)
+		return kw_fail(KW_E_AUTH, "audit segment %s: the seal of seq %" PRIu64 " on line %lu, where the log ends, was not made by the token's audit key: events were appended or rewritten without the key, or this token is not the one that sealed the log; the daemon will not go on from it (its next seal would vouch for them) and nothing was changed: keep a copy of %s and run keywarden audit verify --no-seals %s, or keywardend --config FILE --verify-audit to check every seal",
 		    path, s->next_seq - 1, s->lines, log->dir, log->dir);
-		goto out;
-	}
-	r = 0;
-out:
-	kw_wipe(mac, sizeof(mac));
-	return r;
+	return 0;
 }
 
 /* The writer goes on from where the scan of the last segment ends: its
@@ -1511,10 +1518,10 @@ anchor_check(struct audit_log *log, uint64_t end, const uint8_t *sealed_hash,
     json_t **reanchor)
 {
 	struct kwac_anchor a;
-	uint8_t mac[KWAC_MAC_LEN], h[KWAC_HASH_LEN];
-	char in[128], why[256], hex[KWAC_HEX_LEN + 1], problem[400];
+	uint8_t h[KWAC_HASH_LEN];
+	char why[256], hex[KWAC_HEX_LEN + 1], problem[400];
 	const char *kind = NULL;
-	int n, r;
+	int r, ours;
 
 	*reanchor = NULL;
 	problem[0] = '\0';
@@ -1532,13 +1539,11 @@ anchor_check(struct audit_log *log, uint64_t end, const uint8_t *sealed_hash,
 		return kw_fail(r, "cannot read the audit anchor from the token, so the end of the log in %s cannot be vouched for: %s",
 		    log->dir, why);
 	}
-	if ((n = kwac_seal_input(a.seq, a.hash, in, sizeof(in))) < 0)
-		return KW_E_INTERNAL;
-	if ((r = log->opt.seal(log->opt.seal_arg, (const uint8_t *)in, (size_t)n, mac)) != 0) {
+	if ((r = seal_check(log, a.seq, a.hash, a.mac, &ours)) != 0) {
 		snprintf(why, sizeof(why), "%s", kw_errdetail(r));
 		return kw_fail(r, "cannot check the audit anchor with the token: %s", why);
 	}
-	if (kw_memeq_ct(mac, a.mac, sizeof(mac)) != 0) {
+	if (!ours) {
 		kind = "forged";
 		snprintf(problem, sizeof(problem), "the token's audit anchor (seq %" PRIu64 ") was not made by its audit key",
 		    a.seq);
