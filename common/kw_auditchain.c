@@ -676,9 +676,8 @@ kwac_anchor_parse(const char *s, size_t len, struct kwac_anchor *out)
 	return 0;
 }
 
-/* first_seq of the segment at path, from its header.  0, KW_E_FORMAT, -errno. */
-static int
-header_first_seq(const char *path, uint64_t *first)
+int
+kwac_segment_first_seq(const char *path, uint64_t *first)
 {
 	struct kwac_lines lr;
 	struct kwac_line l;
@@ -723,7 +722,7 @@ kwac_event_hash(const char *dir, uint64_t seq, uint8_t out[KWAC_HASH_LEN])
 	for (i = n; i > 0; i--) {
 		kwac_segment_name(idx[i - 1], name, sizeof(name));
 		snprintf(path, sizeof(path), "%s/%s", dir, name);
-		r = header_first_seq(path, &first);
+		r = kwac_segment_first_seq(path, &first);
 		if (r == KW_E_FORMAT && i == n)
 			continue;       /* a last segment without its header yet */
 		if (r != 0)

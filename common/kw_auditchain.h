@@ -215,6 +215,10 @@ int kwac_anchor_format(const struct kwac_anchor *a, char *buf, size_t len);
 /* The reverse.  0, or KW_E_FORMAT (with a sentence) for anything else. */
 int kwac_anchor_parse(const char *s, size_t len, struct kwac_anchor *out);
 
+/* The first_seq of the segment file at path, read from its header line.
+ * 0; KW_E_FORMAT when it does not start with a whole header; -errno. */
+int kwac_segment_first_seq(const char *path, uint64_t *first);
+
 /* The hash of the line of event seq in the log in dir.  0; KW_E_NOT_FOUND
  * when no segment holds it (before the first one kept, or after the end);
  * KW_E_FORMAT when the segment that should hold it does not; -errno. */

@@ -2048,11 +2048,7 @@ reader_locate(struct audit_reader *rd)
 	unsigned *idx = NULL, pick = 0;
 	size_t n = 0;
 	char path[1024], name[64];
-	struct kwac_lines lr;
-	struct kwac_line l;
-	const char *text;
-	size_t len;
-	uint64_t off;
+	uint64_t first;
 	int r;
 
 	if ((r = kwac_segments_list(rd->dir, &idx, &n)) != 0)
@@ -2060,13 +2056,8 @@ reader_locate(struct audit_reader *rd)
 	for (size_t i = 0; i < n; i++) {
 		kwac_segment_name(idx[i], name, sizeof(name));
 		snprintf(path, sizeof(path), "%s/%s", rd->dir, name);
-		if (kwac_lines_open(&lr, path) != 0)
-			continue;
-		r = kwac_lines_next(&lr, &text, &len, &off);
-		if (r == 1 && kwac_line_parse(text, len, &l, NULL, 0) == 0 &&
-		    l.type == KWAC_LINE_HEADER && l.seq <= rd->next)
+		if (kwac_segment_first_seq(path, &first) == 0 && first <= rd->next)
 			pick = idx[i];
-		kwac_lines_close(&lr);
 		if (pick != idx[i] && pick != 0)
 			break;
 	}
