@@ -30,6 +30,23 @@ label_ok(const char *label)
 	return n > 0 && n < 128;
 }
 
+/* p11_find_each over the private token data objects labelled label. */
+static int
+find_values(p11_ctx *ctx, struct p11_sess *s, const char *label,
+    int (*fn)(p11_ctx *, struct p11_sess *, CK_OBJECT_HANDLE, void *), void *arg)
+{
+	CK_OBJECT_CLASS cls = CKO_DATA;
+	CK_BBOOL yes = CK_TRUE;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+	};
+
+	return p11_find_each(ctx, s, t, sizeof(t) / sizeof(t[0]), "data objects", fn, arg);
+}
+
 struct read_arg {
 	const char *label;
 	struct p11_data *v;
@@ -74,15 +91,6 @@ static int
 op_read(p11_ctx *ctx, struct p11_sess *s, void *arg)
 {
 	struct read_arg *a = arg;
-	CK_OBJECT_CLASS cls = CKO_DATA;
-	CK_BBOOL yes = CK_TRUE;
-	CK_ATTRIBUTE t[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_TOKEN, &yes, sizeof(yes) },
-		{ CKA_PRIVATE, &yes, sizeof(yes) },
-		{ CKA_LABEL, (void *)a->label, strlen(a->label) },
-	};
-	int r;
 
 	/* A retry after a reopen starts afresh. */
 	p11_data_free(a->v, a->n);
@@ -90,9 +98,7 @@ op_read(p11_ctx *ctx, struct p11_sess *s, void *arg)
 	a->n = 0;
 	if ((a->v = calloc(MAX_VALUES, sizeof(*a->v))) == NULL)
 		return -ENOMEM;
-	r = p11_find_each(ctx, s, t, sizeof(t) / sizeof(t[0]), "data objects",
-	    read_one, a);
-	return r;
+	return find_values(ctx, s, a->label, read_one, a);
 }
 
 int
@@ -133,7 +139,21 @@ struct write_arg {
 	const void *value;
 	size_t len;
 	CK_OBJECT_HANDLE keep;
+	CK_OBJECT_HANDLE old[MAX_VALUES + 1];   /* the older values found */
+	size_t nold;
 };
+
+static int
+collect_old(p11_ctx *ctx, struct p11_sess *s, CK_OBJECT_HANDLE h, void *arg)
+{
+	struct write_arg *a = arg;
+
+	(void)ctx;
+	(void)s;
+	if (h != a->keep && a->nold < sizeof(a->old) / sizeof(a->old[0]))
+		a->old[a->nold++] = h;
+	return 0;
+}
 
 static int
 op_write(p11_ctx *ctx, struct p11_sess *s, void *arg)
@@ -150,14 +170,6 @@ op_write(p11_ctx *ctx, struct p11_sess *s, void *arg)
 		{ CKA_APPLICATION, (void *)APPLICATION, strlen(APPLICATION) },
 		{ CKA_VALUE, (void *)a->value, a->len },
 	};
-	CK_ATTRIBUTE ft[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_TOKEN, &yes, sizeof(yes) },
-		{ CKA_PRIVATE, &yes, sizeof(yes) },
-		{ CKA_LABEL, (void *)a->label, strlen(a->label) },
-	};
-	CK_OBJECT_HANDLE h[MAX_VALUES + 1];
-	CK_ULONG n = 0, i;
 	CK_RV rv;
 	int r;
 
@@ -169,30 +181,22 @@ op_write(p11_ctx *ctx, struct p11_sess *s, void *arg)
 		    "'%s' to token '%s'", a->label, TOKNAME(ctx));
 	/* Then the older values: found first, destroyed after the search,
 	 * since a token may not let objects go while one is active. */
-	if ((rv = ctx->f->C_FindObjectsInit(s->h, ft, sizeof(ft) / sizeof(ft[0]))) != CKR_OK)
-		return p11_sfail(s, "C_FindObjectsInit", rv, "cannot search token "
-		    "'%s' for '%s'", TOKNAME(ctx), a->label);
-	rv = ctx->f->C_FindObjects(s->h, h, MAX_VALUES + 1, &n);
-	ctx->f->C_FindObjectsFinal(s->h);
-	if (rv != CKR_OK)
-		return p11_sfail(s, "C_FindObjects", rv, "cannot search token '%s' "
-		    "for '%s'", TOKNAME(ctx), a->label);
-	for (i = 0; i < n; i++) {
-		if (h[i] == a->keep)
-			continue;
-		if ((rv = ctx->f->C_DestroyObject(s->h, h[i])) != CKR_OK &&
+	a->nold = 0;
+	if ((r = find_values(ctx, s, a->label, collect_old, a)) != 0)
+		return r;
+	for (size_t i = 0; i < a->nold; i++)
+		if ((rv = ctx->f->C_DestroyObject(s->h, a->old[i])) != CKR_OK &&
 		    rv != CKR_OBJECT_HANDLE_INVALID)
 			return p11_sfail(s, "C_DestroyObject", rv, "wrote data object "
 			    "'%s' to token '%s' but cannot remove its older value",
 			    a->label, TOKNAME(ctx));
-	}
 	return 0;
 }
 
 int
 p11_data_write(p11_ctx *ctx, const char *label, const void *value, size_t len)
 {
-	struct write_arg a = { label, value, len, CK_INVALID_HANDLE };
+	struct write_arg a = { .label = label, .value = value, .len = len, .keep = CK_INVALID_HANDLE };
 
 	if (!label_ok(label))
 		return kw_fail(-EINVAL, "a data object's label must be 1 to 127 bytes");
