@@ -743,26 +743,6 @@ verify_offline_of(const struct kwt_daemon *d, char *out, size_t outlen)
 	return kwt_run(argv, out, outlen);
 }
 
-/* The whole file at path, malloc'd and NUL-terminated; *len its size. */
-static char *
-slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	long sz;
-
-	*len = 0;
-	if (f == NULL)
-		return NULL;
-	if (fseek(f, 0, SEEK_END) == 0 && (sz = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
-	    (buf = malloc((size_t)sz + 1)) != NULL) {
-		*len = fread(buf, 1, (size_t)sz, f);
-		buf[*len] = '\0';
-	}
-	fclose(f);
-	return buf;
-}
-
 /* The token's anchor seq as /v1/health reports it. */
 static uint64_t
 anchor_seq_of(const char *sock)
@@ -815,7 +795,7 @@ test_anchor_shows_cut(void)
 
 	/* Cut the log back to its first seal: chain and seals still whole. */
 	snprintf(path, sizeof(path), "%s/audit-0000000001.jsonl", d2.audit);
-	full = slurp(path, &flen);
+	full = kwt_read_file(path, &flen);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(full);
 	seal = strstr(full, "\"type\":\"seal\"");
 	CU_ASSERT_FATAL(seal != NULL && strchr(seal, '\n') != NULL);
@@ -832,7 +812,7 @@ test_anchor_shows_cut(void)
 		CU_ASSERT(kwt_file_contains(d2.log, m, strlen(m)));
 	}
 	/* Refused, it changed nothing. */
-	cut = slurp(path, &clen);
+	cut = kwt_read_file(path, &clen);
 	CU_ASSERT_EQUAL(clen, at);
 	CU_ASSERT(cut != NULL && memcmp(cut, full, at) == 0);
 	free(cut);
@@ -857,7 +837,7 @@ test_anchor_shows_cut(void)
 
 	/* Cut again, and taken as it is by the operator: recorded. */
 	free(full);
-	full = slurp(path, &flen);
+	full = kwt_read_file(path, &flen);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(full);
 	CU_ASSERT_EQUAL_FATAL(file_put(path, full, at, "wb"), 0);
 	CU_ASSERT_EQUAL_FATAL(kwt_daemon_restart_arg(&d2, "--audit-reanchor"), 0);

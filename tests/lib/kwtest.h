@@ -49,6 +49,10 @@ void kwt_rmtree(const char *path);
 /* Write a file with the given mode. Returns 0 or -1. */
 int kwt_write_file(const char *path, const char *content, int mode);
 
+/* The whole file at path, malloc'd with a NUL after its last byte, and its
+ * size in *len; NULL (and *len 0) if it cannot be read whole. */
+char *kwt_read_file(const char *path, size_t *len);
+
 #endif
 
 /* ---- the real daemon ------------------------------------------------------ */

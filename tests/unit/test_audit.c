@@ -145,31 +145,6 @@ burst(struct audit_log *log, int n)
 
 /* ---- file helpers ---------------------------------------------------------- */
 
-static char *
-slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf;
-	long n;
-
-	if (f == NULL)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc((size_t)n + 1);
-	if (buf != NULL && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		free(buf);
-		buf = NULL;
-	}
-	fclose(f);
-	if (buf != NULL) {
-		buf[n] = '\0';
-		*len = (size_t)n;
-	}
-	return buf;
-}
-
 static int
 spit(const char *path, const char *buf, size_t len)
 {
@@ -195,7 +170,7 @@ static int
 flines_read(const char *path, struct flines *fl)
 {
 	size_t len, cap = 0;
-	char *buf = slurp(path, &len), *p, *nl;
+	char *buf = kwt_read_file(path, &len), *p, *nl;
 
 	memset(fl, 0, sizeof(*fl));
 	if (buf == NULL)
@@ -313,7 +288,7 @@ copy_dir(const char *from, const char *to)
 			continue;
 		snprintf(a, sizeof(a), "%s/%s", from, de->d_name);
 		snprintf(b, sizeof(b), "%s/%s", to, de->d_name);
-		if ((buf = slurp(a, &len)) != NULL) {
+		if ((buf = kwt_read_file(a, &len)) != NULL) {
 			spit(b, buf, len);
 			free(buf);
 		}
@@ -606,7 +581,7 @@ test_truncated_tail(void)
 	n = count_segments(dir);
 	seg(dir, (unsigned)n, path, sizeof(path));
 	flines_read(path, &fl);
-	buf = slurp(path, &len);
+	buf = kwt_read_file(path, &len);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
 	/* Cut the last line (seal of 80) in its middle. */
 	CU_ASSERT_EQUAL(truncate(path, (off_t)(len - 20)), 0);
@@ -675,7 +650,7 @@ test_live_auto(void)
 	/* Its seal cut off: a break at rest, not under a writer's lock. */
 	seg(dir, (unsigned)count_segments(dir), path, sizeof(path));
 	flines_read(path, &fl);
-	buf = slurp(path, &len);
+	buf = kwt_read_file(path, &len);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
 	CU_ASSERT_EQUAL(truncate(path, (off_t)(len - strlen(fl.l[fl.n - 1]) - 1)), 0);
 	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &aut, &res), KW_E_AUTH);
@@ -872,7 +847,7 @@ test_random_flips(void)
 		fresh(dir, sizeof(dir));
 		s = 1 + (unsigned)(rand_r(&seed) % nseg);
 		seg(dir, s, path, sizeof(path));
-		buf = slurp(path, &len);
+		buf = kwt_read_file(path, &len);
 		CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
 		at = (size_t)rand_r(&seed) % len;
 		buf[at] = (char)(buf[at] ^ (1 + rand_r(&seed) % 255));
@@ -951,7 +926,7 @@ test_torn_tail_open(void)
 			}
 		closedir(d);
 		CU_ASSERT_EQUAL(found, 1);
-		buf = slurp(torn, &len);
+		buf = kwt_read_file(torn, &len);
 		CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
 		CU_ASSERT_EQUAL(len, strlen(partial));
 		CU_ASSERT_EQUAL(memcmp(buf, partial, len), 0);
@@ -965,7 +940,7 @@ test_torn_tail_open(void)
 	CU_ASSERT_EQUAL(res.last_seq, 16);
 	/* The event says what was cut and where it went. */
 	seg(dir, 1, path, sizeof(path));
-	buf = slurp(path, &len);
+	buf = kwt_read_file(path, &len);
 	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"type\":\"audit.torn_tail\""));
 	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"saved_as\":\"audit-0000000001.jsonl.torn-"));
 	free(buf);
@@ -1199,7 +1174,7 @@ test_fail_closed(void)
 	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
 	show(&res);
 	CU_ASSERT_EQUAL(res.events, 7);
-	buf = slurp(path, &len);
+	buf = kwt_read_file(path, &len);
 	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"seq\":6,"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"type\":\"audit.recovered\",\"refused\":21"));
 	CU_ASSERT_PTR_NULL(strstr(buf, "\"type\":\"refused\""));
@@ -1475,7 +1450,7 @@ test_sync_fails(void)
 	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
 	show(&res);
 	seg(dir, 1, path, sizeof(path));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(buf = slurp(path, &len));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(buf = kwt_read_file(path, &len));
 	for (int id = 0; id < SF_THREADS * SF_PER; id++) {
 		char *at;
 		snprintf(pat, sizeof(pat), "\"type\":\"sf\",\"i\":%d}", id);
@@ -1706,7 +1681,7 @@ test_unsealed_tail_open(void)
 	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
 	CU_ASSERT_EQUAL(res.torn_events, 1);
 	CU_ASSERT_EQUAL(res.unsealed, 0);
-	buf = slurp(path, &len);
+	buf = kwt_read_file(path, &len);
 	CU_ASSERT_PTR_NULL(strstr(buf, "\"type\":\"refused\""));
 	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "never acknowledged"));
 	free(buf);
@@ -1781,7 +1756,7 @@ test_torn_record_lost(void)
 	CU_ASSERT_EQUAL(file_size(path), clean);
 	CU_ASSERT_EQUAL(find_named(dir, ".unrecorded", copy, sizeof(copy)), 1);
 	CU_ASSERT_EQUAL(find_named(dir, ".torn-", final, sizeof(final)), 1);
-	buf = slurp(copy, &len);
+	buf = kwt_read_file(copy, &len);
 	CU_ASSERT(buf != NULL && len == strlen(partial) && memcmp(buf, partial, len) == 0);
 	free(buf);
 	/* The log alone shows nothing: it ends with its seal. */
@@ -1798,7 +1773,7 @@ test_torn_record_lost(void)
 	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
 	CU_ASSERT_EQUAL(res.torn_events, 1);
 	CU_ASSERT_EQUAL(res.torn_seq, 6);
-	buf = slurp(path, &len);
+	buf = kwt_read_file(path, &len);
 	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"recorded_late\":true"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(buf, strrchr(final, '/') + 1));
 	free(buf);
@@ -1938,10 +1913,10 @@ test_open_refuses_tampering(void)
 	strstr(fl.l[i], "\"vault\":\"prod\"")[9] = 'X';
 	flines_write(path, &fl);
 	flines_free(&fl);
-	before = slurp(path, &lb);
+	before = kwt_read_file(path, &lb);
 	CU_ASSERT_PTR_NULL(log = log_open(dir, 0, 2000, 0));
 	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_FORMAT), "sealed events follow"));
-	after = slurp(path, &la);
+	after = kwt_read_file(path, &la);
 	CU_ASSERT_EQUAL(lb, la);
 	CU_ASSERT(before != NULL && after != NULL && memcmp(before, after, lb) == 0);
 	free(before);
@@ -2019,7 +1994,7 @@ test_open_refuses_forged_seal(void)
 	CU_ASSERT_EQUAL(put_n(log, 5), 0);
 	audit_close(log);
 	seg(dir, 1, path, sizeof(path));
-	orig = slurp(path, &lo);
+	orig = kwt_read_file(path, &lo);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(orig);
 
 	/* A forged batch with a seal of another key: the chain is flawless,
@@ -2029,7 +2004,7 @@ test_open_refuses_forged_seal(void)
 	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &nokey, &res), 0);
 	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), KW_E_AUTH);
 	CU_ASSERT_EQUAL(res.problem, KWAC_P_SEAL_MAC);
-	before = slurp(path, &lb);
+	before = kwt_read_file(path, &lb);
 	CU_ASSERT_PTR_NULL(log = log_open(dir, 4096, 2000, 0));
 	audit_close(log);
 	/* The error names the segment, the seq, and what to do. */
@@ -2037,7 +2012,7 @@ test_open_refuses_forged_seal(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_AUTH), "seal of seq 8"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_AUTH), "--verify-audit"));
 	/* Nothing was written nor cut, no torn copy made. */
-	after = slurp(path, &la);
+	after = kwt_read_file(path, &la);
 	CU_ASSERT(before != NULL && after != NULL && lb == la && memcmp(before, after, lb) == 0);
 	free(after);
 	CU_ASSERT_EQUAL(count_segments(dir), 1);
@@ -2169,7 +2144,7 @@ test_late_write(void)
 	audit_close(log);
 	CU_ASSERT_EQUAL(kwac_verify_dir(dir, &vopts, &res), 0);
 	seg(dir, 1, path, sizeof(path));
-	buf = slurp(path, &len);
+	buf = kwt_read_file(path, &len);
 	/* seq 3 ("slow") was written late; the late event names it. */
 	CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"seq\":3,"));
 	snprintf(want, sizeof(want), "\"type\":\"audit.late\",\"seqs\":[3]");
@@ -2470,7 +2445,7 @@ test_torn_overwrite(void)
 	{
 		char *buf;
 		size_t len;
-		buf = slurp(path, &len);
+		buf = kwt_read_file(path, &len);
 		CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"type\":\"audit.torn_tail\""));
 		CU_ASSERT_PTR_NULL(strstr(buf, "\"type\":\"last\""));
 		CU_ASSERT_PTR_NULL(memchr(buf, '\0', len));
@@ -2488,10 +2463,10 @@ test_torn_overwrite(void)
 			at += (off_t)strlen(fl.l[i]) + 1;
 		zero_range(path, at + 10, 40, 4096);
 		flines_free(&fl);
-		before = slurp(path, &lb);
+		before = kwt_read_file(path, &lb);
 		CU_ASSERT_PTR_NULL(log = log_open(dir, 0, 2000, 0));
 		CU_ASSERT_PTR_NOT_NULL(strstr(kw_errdetail(KW_E_FORMAT), "sealed events follow"));
-		after = slurp(path, &la);
+		after = kwt_read_file(path, &la);
 		CU_ASSERT(before != NULL && after != NULL && lb == la && memcmp(before, after, lb) == 0);
 		free(before);
 		free(after);
@@ -2717,7 +2692,7 @@ test_anchor_writer(void)
 
 	/* The last segment removed: the start is refused, nothing changes. */
 	seg(dir, (unsigned)count_segments(dir), path, sizeof(path));
-	before = slurp(path, &blen);
+	before = kwt_read_file(path, &blen);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(before);
 	CU_ASSERT_EQUAL_FATAL(unlink(path), 0);
 	{
