@@ -41,20 +41,17 @@ hex16(const uint8_t id[STORE_INSTANCE_LEN], char out[2 * STORE_INSTANCE_LEN + 1]
 		snprintf(out + 2 * i, 3, "%02x", id[i]);
 }
 
-/* Claim the vault's keys for this store, or find that another store owns
- * them.  0, or KW_E_CONFLICT naming the other owner. */
+/* Claim the vault's keys for this store (mine: its identity in hex), or
+ * find that another store owns them.  0, or KW_E_CONFLICT naming the
+ * other owner. */
 static int
-vault_owner(struct kwd *d, const char *vault)
+vault_owner(struct kwd *d, const char *vault, const char *mine)
 {
-	char label[160], text[128], mine[2 * STORE_INSTANCE_LEN + 1], other[80] = "";
-	uint8_t id[STORE_INSTANCE_LEN];
+	char label[160], text[128], other[80] = "";
 	struct p11_data *v = NULL;
 	size_t n = 0, cl = strlen(OWNER_CONTEXT);
 	int e, ours = 0, theirs = 0, tn;
 
-	if ((e = store_instance_id(d->store, id)) != 0)
-		return e;
-	hex16(id, mine);
 	snprintf(label, sizeof(label), "keywarden/%s/owner", vault);
 	if ((e = p11_data_read(d->p11, label, &v, &n)) != 0)
 		return e;
@@ -92,7 +89,7 @@ vault_owner(struct kwd *d, const char *vault)
 }
 
 static int
-vault_init_one(struct kwd *d, const struct config_vault *cv)
+vault_init_one(struct kwd *d, const struct config_vault *cv, const char *mine)
 {
 	struct store_vault want, have;
 	struct store_key *skeys = NULL;
@@ -112,7 +109,7 @@ vault_init_one(struct kwd *d, const struct config_vault *cv)
 		if ((e = store_vault_set_attrs(d->store, &want)) != 0)
 			goto out;
 	}
-	if ((e = vault_owner(d, cv->name)) != 0 ||
+	if ((e = vault_owner(d, cv->name, mine)) != 0 ||
 	    (e = store_key_list(d->store, cv->name, &skeys, &ns)) != 0 ||
 	    (e = p11_mkey_list(d->p11, cv->name, &tkeys, &nt)) != 0)
 		goto out;
@@ -230,8 +227,17 @@ out:
 int
 kwd_vaults_init(struct kwd *d)
 {
+	char mine[2 * STORE_INSTANCE_LEN + 1];
+	uint8_t id[STORE_INSTANCE_LEN];
+	int e;
+
+	if ((e = store_instance_id(d->store, id)) != 0) {
+		log_err("store: %s", kw_errdetail(e));
+		return e;
+	}
+	hex16(id, mine);
 	for (size_t i = 0; i < d->cfg->nvaults; i++) {
-		int e = vault_init_one(d, &d->cfg->vaults[i]);
+		e = vault_init_one(d, &d->cfg->vaults[i], mine);
 		if (e != 0) {
 			log_err("vault '%s': %s", d->cfg->vaults[i].name, kw_errdetail(e));
 			return e;
