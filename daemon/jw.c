@@ -154,11 +154,19 @@ jw_str(struct jw *w, const char *k, const char *val)
 void
 jw_int(struct jw *w, const char *k, int64_t val)
 {
-	char num[24];
-	int n = snprintf(num, sizeof(num), "%" PRId64, val);
+	/* Digits from the end of the buffer, without snprintf: this runs
+	 * several times for every event and every reply. */
+	char num[24], *p = num + sizeof(num);
+	uint64_t u = val < 0 ? (uint64_t)0 - (uint64_t)val : (uint64_t)val;
 
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (val < 0)
+		*--p = '-';
 	key(w, k);
-	put(w, num, (size_t)n);
+	put(w, p, (size_t)(num + sizeof(num) - p));
 }
 
 void

@@ -1759,7 +1759,7 @@ static int
 sq_read_begin(struct store_engine *e)
 {
 	struct conn *c;
-	int r, rc;
+	int r;
 
 	if (pinned != NULL)
 		return 0;
@@ -1775,9 +1775,9 @@ sq_read_begin(struct store_engine *e)
 		}
 		c->reader = 1;
 	}
-	/* Deferred: the snapshot is taken at the first read. */
-	if ((rc = sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL)) != SQLITE_OK) {
-		r = sq_fail(e, c->db, rc, "starting a group of reads");
+	/* Deferred: the snapshot is taken at the first read.  A prepared
+	 * BEGIN, not sqlite3_exec, which parses its text at every call. */
+	if ((r = tx_begin(e, c, 0)) != 0) {
 		conn_put(e, c);
 		return r;
 	}
@@ -1796,7 +1796,7 @@ sq_read_end(struct store_engine *e)
 	pinned = NULL;
 	pinned_e = NULL;
 	if (!sqlite3_get_autocommit(c->db))
-		sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);   /* conn_put rolls back if this failed */
+		(void)tx_end(e, c, 0);   /* a failed commit is rolled back */
 	conn_put(e, c);
 }
 

@@ -44,6 +44,9 @@ test_jw_roundtrip(void)
 		jw_str(&w, key, vals[i]);
 	}
 	jw_int(&w, "neg", -9007199254740991LL);
+	jw_int(&w, "zero", 0);
+	jw_int(&w, "min", INT64_MIN);
+	jw_int(&w, "max", INT64_MAX);
 	jw_null(&w, "nothing");
 	jw_bool(&w, "yes", 1);
 	jw_bool(&w, "no", 0);
@@ -62,6 +65,11 @@ test_jw_roundtrip(void)
 		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, key)), vals[i]);
 	}
 	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "neg")), -9007199254740991LL);
+	CU_ASSERT(json_is_integer(json_object_get(j, "zero")));
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "zero")), 0);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "min")), INT64_MIN);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "max")), INT64_MAX);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"min\":-9223372036854775808,"));
 	CU_ASSERT(json_is_null(json_object_get(j, "nothing")));
 	CU_ASSERT(json_is_true(json_object_get(j, "yes")));
 	CU_ASSERT(json_is_false(json_object_get(j, "no")));
