@@ -157,6 +157,9 @@ struct kwd_loop {
 	struct kwd_req *c_head, *c_tail;
 	struct event *c_event;
 	unsigned inflight;             /* loop thread only */
+	/* Of those, the ones waiting for an identity check (KWD_POOL_IDENTITY):
+	 * a stopping loop does not wait for them. */
+	atomic_uint ident_waiting;
 
 	/* audit stream clients (loop thread only) */
 	struct event *stream_ev;
@@ -185,11 +188,15 @@ struct kwd {
 	struct kwd_metrics m;
 	uint64_t started_us;
 
-	/* Two worker pools: KWD_POOL_FAST runs what keeps a thread busy on
+	/* Three worker pools: KWD_POOL_FAST runs what keeps a thread busy on
 	 * CPU and token (reads, key operations), sized for them; KWD_POOL_WRITE
 	 * runs what waits for disks (a write waits for its audit intent and its
 	 * store commit), so that waiting writes neither starve reads nor add
-	 * runnable threads to fight over the cores and the token. */
+	 * runnable threads to fight over the cores and the token;
+	 * KWD_POOL_IDENTITY completes a new caller's identity (the stat of its
+	 * executable, the NSS lookups of its names), which may wait for a file
+	 * or directory server that stopped answering, so that such a wait ties
+	 * up none of the threads that serve known callers. */
 	struct kwd_pool {
 		struct kwd *d;
 		pthread_t *threads;
@@ -198,7 +205,7 @@ struct kwd {
 		pthread_cond_t cond;
 		struct kwd_req *head, *tail;
 		int stop;
-	} pool[2];
+	} pool[3];
 
 	/* the audit log's subscription that wakes the loops' stream clients */
 	struct audit_sub *stream_sub;
@@ -230,8 +237,11 @@ void kwd_reply_error(struct kwd_req *r, int status, const char *code,
 void kwd_reply_kwerr(struct kwd_req *r, int err, const char *what);
 
 /* --- queues --- */
-enum { KWD_POOL_FAST = 0, KWD_POOL_WRITE = 1 };
-/* Start nfast and nwrite workers. */
+enum { KWD_POOL_FAST = 0, KWD_POOL_WRITE = 1, KWD_POOL_IDENTITY = 2, KWD_POOLS = 3 };
+/* Threads of KWD_POOL_IDENTITY: as many callers' checks may wait at once
+ * before the next new caller's first request waits for one of them. */
+#define KWD_IDENTITY_WORKERS 4
+/* Start nfast and nwrite workers, and KWD_IDENTITY_WORKERS. */
 int kwd_workers_start(struct kwd *d, unsigned nfast, unsigned nwrite);
 void kwd_workers_stop(struct kwd *d);
 void kwd_submit(struct kwd_req *r);            /* loop -> worker */

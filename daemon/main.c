@@ -417,7 +417,7 @@ run(struct config *cfg)
 	memset(&d, 0, sizeof(d));
 	d.cfg = cfg;
 	d.started_us = kwd_now_us();
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < KWD_POOLS; i++) {
 		pthread_mutex_init(&d.pool[i].lock, NULL);
 		pthread_cond_init(&d.pool[i].cond, NULL);
 	}

@@ -287,7 +287,7 @@ completions_cb(evutil_socket_t fd, short what, void *arg)
 		l->inflight--;
 		send_now(r);
 	}
-	if (atomic_load(&l->d->stopping) && l->inflight == 0)
+	if (atomic_load(&l->d->stopping) && l->inflight == atomic_load(&l->ident_waiting))
 		event_base_loopexit(l->base, NULL);
 }
 
@@ -372,6 +372,51 @@ request_decide(struct kwd_req *r)
  * before its request was taken. */
 #define READ_GROUP_MAX 16
 
+/* A daemon that stops waits this long for the identity pool's threads,
+ * then leaves behind those still waiting for a file or directory server:
+ * their requests were never decided, and their connections close. */
+#define IDENTITY_STOP_WAIT_MS 1000
+
+/* Set (under the write lock) once the daemon stops without the identity
+ * threads still waiting: one that returns afterwards touches nothing.
+ * Static, not in struct kwd: such a thread may outlive the daemon's
+ * state. */
+static pthread_rwlock_t identity_gone_lock = PTHREAD_RWLOCK_INITIALIZER;
+static int identity_gone;
+
+/* On an identity worker: check r's executable and look its names up
+ * (either may wait), then decide, and hand r to the pool that runs its
+ * handler, or finish it with its denial.  -1 when the daemon stopped
+ * meanwhile and left this thread behind: the caller returns at once. */
+static int
+identity_complete(struct kwd_req *r)
+{
+	if (r->exe_claim.path != NULL) {
+		identity_exe_check(&r->exe_claim, &r->who);
+		identity_exe_claim_clear(&r->exe_claim);
+	}
+	if (!r->who.names_resolved)
+		identity_names_resolve(&r->who);
+	pthread_rwlock_rdlock(&identity_gone_lock);
+	if (identity_gone) {
+		pthread_rwlock_unlock(&identity_gone_lock);
+		return -1;   /* r is left, as the process exits */
+	}
+	r->identity_checked = 1;
+	if (atomic_load(&r->d->stopping)) {
+		/* Its loop may have stopped without waiting for it. */
+		r->close = 1;
+		kwd_reply_error(r, 503, "unavailable", "the daemon is shutting down");
+	}
+	atomic_fetch_sub(&r->loop->ident_waiting, 1);
+	if (request_decide(r))   /* 0 for the refusal above */
+		kwd_submit(r);   /* no longer pending: to its own pool */
+	else
+		kwd_finish(r);
+	pthread_rwlock_unlock(&identity_gone_lock);
+	return 0;
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -411,20 +456,11 @@ worker_main(void *arg)
 			group = r->next;
 			kw_errclear();
 			if (request_identity_pending(r)) {
-				/* Alone (never in a group of reads): the stat
-				 * and the name lookups may wait, and no
-				 * transaction waits with them. */
-				if (r->exe_claim.path != NULL) {
-					identity_exe_check(&r->exe_claim, &r->who);
-					identity_exe_claim_clear(&r->exe_claim);
-				}
-				if (!r->who.names_resolved)
-					identity_names_resolve(&r->who);
-				r->identity_checked = 1;
-				if (!request_decide(r)) {
-					kwd_finish(r);
-					continue;
-				}
+				/* Only the identity pool gets these, one at a
+				 * time (never in a group of reads). */
+				if (identity_complete(r) != 0)
+					return NULL;
+				continue;
 			}
 			r->handler(r);
 			kwd_finish(r);
@@ -457,25 +493,61 @@ kwd_workers_start(struct kwd *d, unsigned nfast, unsigned nwrite)
 
 	if ((e = pool_start(d, &d->pool[KWD_POOL_FAST], nfast, "kw-worker")) != 0)
 		return e;
-	return pool_start(d, &d->pool[KWD_POOL_WRITE], nwrite, "kw-writer");
+	if ((e = pool_start(d, &d->pool[KWD_POOL_WRITE], nwrite, "kw-writer")) != 0)
+		return e;
+	return pool_start(d, &d->pool[KWD_POOL_IDENTITY], KWD_IDENTITY_WORKERS, "kw-ident");
+}
+
+/* Join p's threads; with a deadline, those still running at it are left
+ * behind (counted in the return). */
+static unsigned
+pool_stop(struct kwd_pool *p, const struct timespec *deadline)
+{
+	unsigned left = 0;
+
+	pthread_mutex_lock(&p->lock);
+	p->stop = 1;
+	pthread_cond_broadcast(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned j = 0; j < p->n; j++) {
+		if (deadline == NULL)
+			pthread_join(p->threads[j], NULL);
+		else if (pthread_timedjoin_np(p->threads[j], NULL, deadline) != 0) {
+			pthread_detach(p->threads[j]);
+			left++;
+		}
+	}
+	free(p->threads);
+	p->threads = NULL;
+	p->n = 0;
+	return left;
 }
 
 void
 kwd_workers_stop(struct kwd *d)
 {
-	for (int i = 0; i < 2; i++) {
-		struct kwd_pool *p = &d->pool[i];
+	struct timespec dl;
+	unsigned left;
 
-		pthread_mutex_lock(&p->lock);
-		p->stop = 1;
-		pthread_cond_broadcast(&p->cond);
-		pthread_mutex_unlock(&p->lock);
-		for (unsigned j = 0; j < p->n; j++)
-			pthread_join(p->threads[j], NULL);
-		free(p->threads);
-		p->threads = NULL;
-		p->n = 0;
+	/* The identity pool first: the requests it completes go on to the
+	 * other two. */
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += IDENTITY_STOP_WAIT_MS / 1000;
+	dl.tv_nsec += (long)(IDENTITY_STOP_WAIT_MS % 1000) * 1000000L;
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
 	}
+	if ((left = pool_stop(&d->pool[KWD_POOL_IDENTITY], &dl)) != 0) {
+		pthread_rwlock_wrlock(&identity_gone_lock);
+		identity_gone = 1;
+		pthread_rwlock_unlock(&identity_gone_lock);
+		log_warn("stopping with %u caller identity check%s still waiting (the stat of an "
+		    "executable, or a user or group lookup): %s request%s not served",
+		    left, left == 1 ? "" : "s", left == 1 ? "its" : "their", left == 1 ? "" : "s");
+	}
+	pool_stop(&d->pool[KWD_POOL_FAST], NULL);
+	pool_stop(&d->pool[KWD_POOL_WRITE], NULL);
 }
 
 /* Which pool runs an action: the ones that wait for a durable write (their
@@ -501,7 +573,13 @@ pool_of(enum kwd_action a)
 void
 kwd_submit(struct kwd_req *r)
 {
-	struct kwd_pool *p = &r->d->pool[pool_of(r->action)];
+	struct kwd_pool *p;
+
+	if (request_identity_pending(r)) {
+		p = &r->d->pool[KWD_POOL_IDENTITY];
+		atomic_fetch_add(&r->loop->ident_waiting, 1);
+	} else
+		p = &r->d->pool[pool_of(r->action)];
 
 	pthread_mutex_lock(&p->lock);
 	r->next = NULL;
@@ -853,7 +931,10 @@ server_run_loops(struct kwd *d)
 }
 
 /* On the loop's own thread: stop accepting, and leave the loop once its
- * requests in flight are answered (completions_cb), or after 10 s. */
+ * requests in flight are answered (completions_cb), or after 10 s.  The
+ * ones still waiting for their caller's identity are not waited for: such
+ * a check may wait for a server that stopped answering, and the request
+ * would be refused (503) once it returns. */
 static void
 loop_stop(evutil_socket_t fd, short what, void *arg)
 {
@@ -863,7 +944,7 @@ loop_stop(evutil_socket_t fd, short what, void *arg)
 	(void)fd; (void)what;
 	http_stop_listening(l);   /* closes the loop's descriptor of the socket */
 	/* Do not wait for ever on a request stuck in the token. */
-	event_base_loopexit(l->base, l->inflight == 0 ? NULL : &tv);
+	event_base_loopexit(l->base, l->inflight == atomic_load(&l->ident_waiting) ? NULL : &tv);
 }
 
 void

@@ -1192,6 +1192,132 @@ test_slow_exe_check(void)
 	kwt_rmtree(dir);
 }
 
+/* New callers' identity checks that hang (the stat of their executable,
+ * on a file server that stopped answering) tie up none of the threads
+ * that serve known callers.  With two read workers, a client whose
+ * identity is known already is served while two other clients' checks
+ * hang; the checks used to run on the read workers, so that as many hung
+ * checks as workers stopped every read of the daemon. */
+static void
+test_slow_check_spares_workers(void)
+{
+	const char *rq = "GET /v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n";
+	char lib[600], dir[256], trig[300], entered[320], entered2[320];
+	char self[4096], out[16384];
+	struct timeval tv = { 4, 0 }, quick = { 1, 500000 };
+	struct kwt_daemon d2;
+	int slow[2], known, started, i;
+	ssize_t n;
+
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	CU_ASSERT_FATAL(n > 0);
+	self[n] = '\0';
+	CU_ASSERT_FATAL(kwt_shim_lib("libkwslowstat.so", lib, sizeof(lib)) == 0);
+	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-slowpool") == 0);
+	snprintf(trig, sizeof(trig), "%s/hang", dir);
+	snprintf(entered, sizeof(entered), "%s.entered", trig);
+	snprintf(entered2, sizeof(entered2), "%s.entered.2", trig);
+	{
+		const char *env[] = { "KW_SLOWSTAT_PATH", self, "KW_SLOWSTAT_FILE", trig,
+		    "KW_HANG_COUNT", "2", NULL };
+		/* The test library's daemons have two read workers. */
+		started = kwt_daemon_start_preloaded(&d2, &tok, lib, env, "  event_loops: 1\n",
+		    "vaults:\n  - name: slowpool\n");
+	}
+	CU_ASSERT_EQUAL_FATAL(started, 0);
+
+	/* A known caller: its first request checked its executable. */
+	CU_ASSERT_FATAL((known = kwt_connect(d2.sock)) >= 0);
+	setsockopt(known, SOL_SOCKET, SO_RCVTIMEO, &quick, sizeof(quick));
+	CU_ASSERT(write(known, rq, strlen(rq)) == (ssize_t)strlen(rq));
+	n = read(known, out, sizeof(out) - 1);
+	out[n > 0 ? n : 0] = '\0';
+	CU_ASSERT_FATAL(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+
+	/* Two new callers, whose checks hang. */
+	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
+	for (i = 0; i < 2; i++) {
+		CU_ASSERT_FATAL((slow[i] = kwt_connect(d2.sock)) >= 0);
+		setsockopt(slow[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		CU_ASSERT(write(slow[i], rq, strlen(rq)) == (ssize_t)strlen(rq));
+	}
+	for (i = 0; i < 300 && (access(entered, F_OK) != 0 || access(entered2, F_OK) != 0); i++)
+		usleep(10000);
+	CU_ASSERT_FATAL(access(entered, F_OK) == 0 && access(entered2, F_OK) == 0);
+
+	/* The known caller is served meanwhile, twice. */
+	for (i = 0; i < 2; i++) {
+		CU_ASSERT(write(known, rq, strlen(rq)) == (ssize_t)strlen(rq));
+		n = read(known, out, sizeof(out) - 1);
+		out[n > 0 ? n : 0] = '\0';
+		if (n <= 0)
+			fprintf(stderr, "\n  no reply to a known caller while a new one's check hangs\n");
+		CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+	}
+	close(known);
+
+	/* The file server answers again: the new callers are answered. */
+	unlink(trig);
+	for (i = 0; i < 2; i++) {
+		n = read(slow[i], out, sizeof(out) - 1);
+		out[n > 0 ? n : 0] = '\0';
+		CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+		close(slow[i]);
+	}
+	CU_ASSERT_EQUAL(waitpid(d2.pid, NULL, WNOHANG), 0);   /* still running */
+	kwt_daemon_free(&d2);
+	kwt_rmtree(dir);
+}
+
+/* A daemon told to stop while a caller's identity check hangs stops
+ * within about a second (the hang lasts 5 s), cleanly, and says that it
+ * left the check behind; the request is not served. */
+static void
+test_stop_leaves_hung_check(void)
+{
+	const char *rq = "GET /v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n";
+	char lib[600], dir[256], trig[300], entered[320], self[4096];
+	struct kwt_daemon d2;
+	struct timespec t0, t1;
+	int slow, started, i;
+	ssize_t n;
+	double secs;
+
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	CU_ASSERT_FATAL(n > 0);
+	self[n] = '\0';
+	CU_ASSERT_FATAL(kwt_shim_lib("libkwslowstat.so", lib, sizeof(lib)) == 0);
+	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-slowstop") == 0);
+	snprintf(trig, sizeof(trig), "%s/hang", dir);
+	snprintf(entered, sizeof(entered), "%s.entered", trig);
+	{
+		const char *env[] = { "KW_SLOWSTAT_PATH", self, "KW_SLOWSTAT_FILE", trig, NULL };
+		started = kwt_daemon_start_preloaded(&d2, &tok, lib, env, NULL,
+		    "vaults:\n  - name: slowstop\n");
+	}
+	CU_ASSERT_EQUAL_FATAL(started, 0);
+	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
+	CU_ASSERT_FATAL((slow = kwt_connect(d2.sock)) >= 0);
+	CU_ASSERT(write(slow, rq, strlen(rq)) == (ssize_t)strlen(rq));
+	for (i = 0; i < 300 && access(entered, F_OK) != 0; i++)
+		usleep(10000);
+	CU_ASSERT_FATAL(access(entered, F_OK) == 0);
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	CU_ASSERT_EQUAL(kwt_daemon_stop(&d2), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	if (secs >= 3.5)
+		fprintf(stderr, "\n  the stop took %.2f s\n", secs);
+	CU_ASSERT(secs < 3.5);
+	CU_ASSERT(kwt_file_contains(d2.log, "1 caller identity check still waiting",
+	    strlen("1 caller identity check still waiting")) == 1);
+	unlink(trig);
+	close(slow);
+	kwt_daemon_free(&d2);
+	kwt_rmtree(dir);
+}
+
 /* A caller whose user name is slow to look up (NSS asking a directory
  * server that stopped answering: libkwslowpw.so makes the daemon's
  * getpwuid_r of the test's uid hang) holds up nobody else.  With one event
@@ -1804,6 +1930,9 @@ main(void)
 		{ "the daemon raises its soft limit of open files to the hard one", test_nofile_raised },
 		{ "out of memory for a request from a client that is gone", test_request_oom_client_gone },
 		{ "a caller whose executable is slow to check holds up nobody else", test_slow_exe_check },
+		{ "a hung identity check ties up no worker of known callers",
+		    test_slow_check_spares_workers },
+		{ "a stop leaves a hung identity check behind", test_stop_leaves_hung_check },
 		{ "a caller whose user name is slow to look up holds up nobody else", test_slow_name_lookup },
 		{ "the input buffer shrinks back after a large request", test_input_buffer_shrinks },
 		{ "32 clients x 1000 mixed operations", test_concurrent_mixed },
