@@ -4,7 +4,7 @@
  * A connection is a small state machine on its loop's thread:
  *
  *   READ --(head and body whole)--> BUSY --(reply queued)--> READ ...
- *                                    \--(stream begun)--> STREAM --(end)--> READ
+ *                                    \--(stream begun)--> STREAM --(end)--> CLOSING
  *
  * and CLOSING once a reply that ends the connection is queued: it closes
  * when its output is written.  The read event stays armed while the client
@@ -15,8 +15,11 @@
  * When the client ends its side (shutdown, or close), the requests it sent
  * ahead of its end are still answered one by one, in order, and the
  * connection closes after the last (or at once if what is left is not a
- * whole request).  A once-a-second sweep per loop cuts clients that are
- * too slow to send a request or to read a reply (limits.client_timeout).
+ * whole request).  A stream is the connection's last response: it says
+ * "Connection: close", what the client sent behind its request is dropped
+ * unanswered, and what the client sends while it runs is read only to see
+ * its end.  A once-a-second sweep per loop cuts clients that are too slow
+ * to send a request or to read a reply (limits.client_timeout).
  */
 #include "config.h"
 
@@ -530,9 +533,18 @@ http_stream_begin(struct kwd_conn *c, const char *content_type)
 {
 	c->req = NULL;
 	c->state = C_STREAM;
-	/* An HTTP/1.0 client gets the lines unframed, and the end is the
-	 * connection's close. */
-	put_head(c, 200, content_type, NULL, -1, c->minor == 0);
+	/* The stream is the connection's last response, and says so
+	 * ("Connection: close"): it has no end that the client can ask for,
+	 * so a request behind it would wait for a lag or an error.  HTTP
+	 * has the client send again, on another connection, what it sent
+	 * behind a response that closes (RFC 9112, 9.3.2 and 9.6).  So what
+	 * was read behind the stream's request is wiped and the buffer given
+	 * back, and from now on read_cb reads only to see the client's end
+	 * (reading again, if a full buffer had paused it).  An HTTP/1.0 client gets the lines
+	 * unframed, and the end is the connection's close. */
+	in_free(c);
+	reading_set(c, 1);
+	put_head(c, 200, content_type, NULL, -1, 1);
 	conn_flush(c);
 }
 
@@ -560,8 +572,7 @@ http_stream_finish(struct kwd_conn *c)
 	c->drained_arg = NULL;
 	if (c->minor >= 1)
 		evbuffer_add(c->out, "0\r\n\r\n", 5);
-	c->state = c->minor >= 1 && c->keep_alive && !conn_input_ended(c) &&
-	    !atomic_load(&c->l->d->stopping) ? C_READ : C_CLOSING;
+	c->state = C_CLOSING;   /* it said it was the last response */
 	conn_flush(c);
 }
 
@@ -738,7 +749,8 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 	ssize_t n;
 
 	(void)what;
-	if (c->state == C_LINGER) {
+	if (c->state == C_LINGER || c->state == C_STREAM) {
+		/* Nothing more will be served: read only to see the end. */
 		char sink[16384];
 		n = read(fd, sink, sizeof(sink));
 		kw_wipe(sink, sizeof(sink));
@@ -782,8 +794,7 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 	reading_set(c, 0);
 	/* In READ with nothing to write, what input there is was no whole
 	 * request (conn_process took each one): it never will be. */
-	if (n < 0 || c->state == C_STREAM ||
-	    (c->state == C_READ && evbuffer_get_length(c->out) == 0))
+	if (n < 0 || (c->state == C_READ && evbuffer_get_length(c->out) == 0))
 		conn_close(c);
 	/* else: a request in flight, or a reply being written; the
 	 * connection serves the requests sent ahead of the end (already
