@@ -18,12 +18,16 @@
  * whole request).  A stream is the connection's last response: it says
  * "Connection: close", what the client sent behind its request is dropped
  * unanswered, and what the client sends while it runs is read only to see
- * its end.  A once-a-second sweep per loop cuts clients that are too slow
- * to send a request or to read a reply (limits.client_timeout).
+ * its end.  A client that shuts only its sending side still reads: its
+ * stream goes on until it closes for good (seen at once, or by the sweep)
+ * or is cut off as any subscriber is.  A once-a-second sweep per loop
+ * cuts clients that are too slow to send a request or to read a reply
+ * (limits.client_timeout).
  */
 #include "config.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,6 +270,17 @@ reading_set(struct kwd_conn *c, int on)
 		event_del(c->rev);
 		c->reading = 0;
 	}
+}
+
+/* Has the client closed its whole connection, not only its sending side?
+ * On a Unix socket the peer's close hangs up both directions (POLLHUP),
+ * while its shutdown(SHUT_WR) only ends what we read (POLLRDHUP). */
+static int
+conn_peer_gone(const struct kwd_conn *c)
+{
+	struct pollfd p = { .fd = c->fd, .events = 0 };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR)) != 0;
 }
 
 /* Is the reply being made the connection's last, because the client has
@@ -754,8 +769,17 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 		char sink[16384];
 		n = read(fd, sink, sizeof(sink));
 		kw_wipe(sink, sizeof(sink));
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
-			conn_close(c);
+		if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
+			return;
+		if (n == 0 && c->state == C_STREAM && !conn_peer_gone(c)) {
+			/* The subscriber shut its sending side only: it still
+			 * reads, and the stream goes on.  The sweep sees when
+			 * it closes for good, as a write to it would. */
+			c->peer_eof = 1;
+			reading_set(c, 0);
+			return;
+		}
+		conn_close(c);
 		return;
 	}
 	if (c->state == C_READ && evbuffer_get_length(c->out) > 0) {
@@ -929,7 +953,9 @@ conn_timed_out(struct kwd_conn *c)
  * as long when they owed us a request or the rest of its body, or whose
  * request line and headers are not whole client_timeout after their first
  * byte.  One in BUSY (the request is being served) or an idle stream is
- * left alone. */
+ * left alone, unless the stream's client shut its sending side and has
+ * closed since: nothing else would notice until an event failed to be
+ * written to it. */
 static void
 sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -943,6 +969,10 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
 		if (c->state == C_LINGER) {
 			if (now - c->t_active >= HTTP_LINGER_S)
 				conn_close(c);
+			continue;
+		}
+		if (c->state == C_STREAM && c->peer_eof && conn_peer_gone(c)) {
+			conn_close(c);
 			continue;
 		}
 		if (c->out_wait) {

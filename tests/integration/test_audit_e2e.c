@@ -725,6 +725,57 @@ test_stream_behind(void)
 	free(r);
 }
 
+/* A subscriber that shuts its sending side (shutdown SHUT_WR) still
+ * reads: its stream goes on, whether the daemon sees the end before the
+ * stream begins (sent with the request, and a request behind it, which is
+ * not answered) or once it runs (it used to close the connection then, in
+ * the middle of the stream).  When the client then closes for good, the
+ * daemon lets the connection go, though no event comes to fail a write to
+ * it (it used to keep it, and its reader of the log, until one did).  One
+ * that goes without a half-close is let go too. */
+static void
+test_stream_half_close(void)
+{
+	static const char health[] = "GET /v1/health HTTP/1.1\r\nHost: kw\r\n\r\n";
+	struct raw_sub *r;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r = malloc(sizeof(*r)));
+
+	/* The end sent with the request, and a request behind it. */
+	raw_stream_open(r, health);
+	CU_ASSERT_FATAL(r->fd >= 0);
+	CU_ASSERT_EQUAL(shutdown(r->fd, SHUT_WR), 0);
+	CU_ASSERT(raw_read_until(r, "{\"seq\":", 5000));
+	CU_ASSERT(raw_head_closes(r));
+	CU_ASSERT(event_reaches(r, "halfclosed/one"));
+	usleep(1500 * 1000);   /* and after a turn of the daemon's sweep */
+	CU_ASSERT(event_reaches(r, "halfclosed/two"));
+	CU_ASSERT(!r->eof);
+	CU_ASSERT_EQUAL(count_of(r->buf, "HTTP/1.1 "), 1);
+	if (r->eof || count_of(r->buf, "HTTP/1.1 ") != 1)
+		fprintf(stderr, "\n  half-closed with a request behind: got '%.600s'\n", r->buf);
+	CU_ASSERT(raw_close_seen(r));
+
+	/* The end once the stream runs. */
+	raw_stream_open(r, "");
+	CU_ASSERT_FATAL(r->fd >= 0);
+	CU_ASSERT(raw_read_until(r, "{\"seq\":", 5000));
+	CU_ASSERT_EQUAL(shutdown(r->fd, SHUT_WR), 0);
+	usleep(200 * 1000);    /* for the daemon to read the end */
+	CU_ASSERT(event_reaches(r, "halfclosed/three"));
+	CU_ASSERT(!r->eof);
+	if (r->eof)
+		fprintf(stderr, "\n  half-closed mid-stream: got '%.600s'\n", r->buf);
+	CU_ASSERT(raw_close_seen(r));
+
+	/* Gone without a half-close. */
+	raw_stream_open(r, "");
+	CU_ASSERT_FATAL(r->fd >= 0);
+	CU_ASSERT(raw_read_until(r, "{\"seq\":", 5000));
+	CU_ASSERT(raw_close_seen(r));
+	free(r);
+}
+
 static int
 count_lines(const char *s)
 {
@@ -1093,6 +1144,7 @@ main(void)
 		{ "four subscribers see 10,000 requests' events exactly once, across a restart", test_stream_exactly_once },
 		{ "a stalled subscriber is cut off past stream_max_lag; the others see all", test_stream_lag_cut },
 		{ "the stream is its connection's last response: a request behind it is not answered", test_stream_behind },
+		{ "a subscriber that half-closes still gets its stream; its close is seen", test_stream_half_close },
 		{ "keywarden audit tail and query", test_cli_tail_and_query },
 		{ "verified at rest: an unsealed end breaks, a forged seal stops the start", test_at_rest_and_forged_tail },
 		{ "the token's anchor shows a log cut while no daemon ran", test_anchor_shows_cut },
