@@ -4,7 +4,7 @@
  * A connection is a small state machine on its loop's thread:
  *
  *   READ --(head and body whole)--> BUSY --(reply queued)--> READ ...
- *                                    \--(stream begun)--> STREAM --(end)--> READ
+ *                                    \--(stream begun)--> STREAM --(end)--> CLOSING
  *
  * and CLOSING once a reply that ends the connection is queued: it closes
  * when its output is written.  The read event stays armed while the client
@@ -15,12 +15,19 @@
  * When the client ends its side (shutdown, or close), the requests it sent
  * ahead of its end are still answered one by one, in order, and the
  * connection closes after the last (or at once if what is left is not a
- * whole request).  A once-a-second sweep per loop cuts clients that are
- * too slow to send a request or to read a reply (limits.client_timeout).
+ * whole request).  A stream is the connection's last response: it says
+ * "Connection: close", what the client sent behind its request is dropped
+ * unanswered, and what the client sends while it runs is read only to see
+ * its end.  A client that shuts only its sending side still reads: its
+ * stream goes on until it closes for good (seen at once, or by the sweep)
+ * or is cut off as any subscriber is.  A once-a-second sweep per loop
+ * cuts clients that are too slow to send a request or to read a reply
+ * (limits.client_timeout).
  */
 #include "config.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -263,6 +270,17 @@ reading_set(struct kwd_conn *c, int on)
 		event_del(c->rev);
 		c->reading = 0;
 	}
+}
+
+/* Has the client closed its whole connection, not only its sending side?
+ * On a Unix socket the peer's close hangs up both directions (POLLHUP),
+ * while its shutdown(SHUT_WR) only ends what we read (POLLRDHUP). */
+static int
+conn_peer_gone(const struct kwd_conn *c)
+{
+	struct pollfd p = { .fd = c->fd, .events = 0 };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR)) != 0;
 }
 
 /* Is the reply being made the connection's last, because the client has
@@ -530,9 +548,18 @@ http_stream_begin(struct kwd_conn *c, const char *content_type)
 {
 	c->req = NULL;
 	c->state = C_STREAM;
-	/* An HTTP/1.0 client gets the lines unframed, and the end is the
-	 * connection's close. */
-	put_head(c, 200, content_type, NULL, -1, c->minor == 0);
+	/* The stream is the connection's last response, and says so
+	 * ("Connection: close"): it has no end that the client can ask for,
+	 * so a request behind it would wait for a lag or an error.  HTTP
+	 * has the client send again, on another connection, what it sent
+	 * behind a response that closes (RFC 9112, 9.3.2 and 9.6).  So what
+	 * was read behind the stream's request is wiped and the buffer given
+	 * back, and from now on read_cb reads only to see the client's end
+	 * (reading again, if a full buffer had paused it).  An HTTP/1.0 client gets the lines
+	 * unframed, and the end is the connection's close. */
+	in_free(c);
+	reading_set(c, 1);
+	put_head(c, 200, content_type, NULL, -1, 1);
 	conn_flush(c);
 }
 
@@ -560,8 +587,7 @@ http_stream_finish(struct kwd_conn *c)
 	c->drained_arg = NULL;
 	if (c->minor >= 1)
 		evbuffer_add(c->out, "0\r\n\r\n", 5);
-	c->state = c->minor >= 1 && c->keep_alive && !conn_input_ended(c) &&
-	    !atomic_load(&c->l->d->stopping) ? C_READ : C_CLOSING;
+	c->state = C_CLOSING;   /* it said it was the last response */
 	conn_flush(c);
 }
 
@@ -738,12 +764,22 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 	ssize_t n;
 
 	(void)what;
-	if (c->state == C_LINGER) {
+	if (c->state == C_LINGER || c->state == C_STREAM) {
+		/* Nothing more will be served: read only to see the end. */
 		char sink[16384];
 		n = read(fd, sink, sizeof(sink));
 		kw_wipe(sink, sizeof(sink));
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
-			conn_close(c);
+		if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
+			return;
+		if (n == 0 && c->state == C_STREAM && !conn_peer_gone(c)) {
+			/* The subscriber shut its sending side only: it still
+			 * reads, and the stream goes on.  The sweep sees when
+			 * it closes for good, as a write to it would. */
+			c->peer_eof = 1;
+			reading_set(c, 0);
+			return;
+		}
+		conn_close(c);
 		return;
 	}
 	if (c->state == C_READ && evbuffer_get_length(c->out) > 0) {
@@ -782,8 +818,7 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 	reading_set(c, 0);
 	/* In READ with nothing to write, what input there is was no whole
 	 * request (conn_process took each one): it never will be. */
-	if (n < 0 || c->state == C_STREAM ||
-	    (c->state == C_READ && evbuffer_get_length(c->out) == 0))
+	if (n < 0 || (c->state == C_READ && evbuffer_get_length(c->out) == 0))
 		conn_close(c);
 	/* else: a request in flight, or a reply being written; the
 	 * connection serves the requests sent ahead of the end (already
@@ -918,7 +953,9 @@ conn_timed_out(struct kwd_conn *c)
  * as long when they owed us a request or the rest of its body, or whose
  * request line and headers are not whole client_timeout after their first
  * byte.  One in BUSY (the request is being served) or an idle stream is
- * left alone. */
+ * left alone, unless the stream's client shut its sending side and has
+ * closed since: nothing else would notice until an event failed to be
+ * written to it. */
 static void
 sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -932,6 +969,10 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
 		if (c->state == C_LINGER) {
 			if (now - c->t_active >= HTTP_LINGER_S)
 				conn_close(c);
+			continue;
+		}
+		if (c->state == C_STREAM && c->peer_eof && conn_peer_gone(c)) {
+			conn_close(c);
 			continue;
 		}
 		if (c->out_wait) {

@@ -76,8 +76,11 @@ void http_reply_refusal(struct kwd_conn *c, int status, const char *why);
 void http_reply(struct kwd_conn *c, int status, const char *content_type, const char *allow,
     struct evbuffer *body, kw_secret *secret, int close);
 
-/* A streamed reply: 200 with chunked framing, then chunks, then the end
- * (after which the connection serves its next request, or closes). */
+/* A streamed reply: 200 with chunked framing, then chunks, then the end.
+ * Begun from the request's completion (never inside server_request).  It
+ * is the connection's last response ("Connection: close"): requests sent
+ * behind it are dropped unanswered, and the connection closes after its
+ * end. */
 void http_stream_begin(struct kwd_conn *c, const char *content_type);
 void http_stream_send(struct kwd_conn *c, struct evbuffer *data);   /* drains data */
 void http_stream_finish(struct kwd_conn *c);

@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -496,8 +498,16 @@ test_stream_lag_cut(void)
 		}
 	}
 	buf[got] = '\0';
+	/* The stream was the connection's last response: it said so, and
+	 * the daemon closes after it rather than wait for another request. */
+	{
+		char more;
+		CU_ASSERT_EQUAL(read(fd, &more, 1), 0);
+	}
 	close(fd);
 	CU_ASSERT(ended);
+	p = strstr(buf, "\r\n\r\n");
+	CU_ASSERT(p != NULL && memmem(buf, (size_t)(p + 2 - buf), "\r\nConnection: close\r\n", 21) != NULL);
 	for (int i = 0; i < NREQ; i++) {
 		pthread_join(th[i], NULL);
 		CU_ASSERT_EQUAL(rq[i].errors, 0);
@@ -537,6 +547,233 @@ test_stream_lag_cut(void)
 	free(resumed);
 	kwt_daemon_free(&d2);
 	kwt_token_free(&t2);
+}
+
+/* ---- a subscriber on a connection of its own -------------------------------- */
+
+/* What the daemon sent on fd, as it comes. */
+struct raw_sub {
+	int fd;
+	char buf[65536];
+	size_t len;
+	int eof;                 /* the daemon closed */
+};
+
+/* Read from r until needle has come (NULL: for the whole time), the daemon
+ * closes, or ms have passed.  1 if needle has come. */
+static int
+raw_read_until(struct raw_sub *r, const char *needle, int ms)
+{
+	struct timespec t0, t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		struct pollfd pfd = { .fd = r->fd, .events = POLLIN };
+		long left;
+		ssize_t n;
+
+		r->buf[r->len] = '\0';
+		if (needle != NULL && strstr(r->buf, needle) != NULL)
+			return 1;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		left = ms - ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
+		if (r->eof || left <= 0 || r->len + 1 >= sizeof(r->buf))
+			return 0;
+		if (poll(&pfd, 1, (int)left) <= 0)
+			continue;
+		n = read(r->fd, r->buf + r->len, sizeof(r->buf) - 1 - r->len);
+		if (n <= 0)
+			r->eof = 1;   /* the end, or a reset: closed either way */
+		else
+			r->len += (size_t)n;
+	}
+}
+
+static int
+count_of(const char *s, const char *needle)
+{
+	int n = 0;
+
+	for (; (s = strstr(s, needle)) != NULL; s += strlen(needle))
+		n++;
+	return n;
+}
+
+static long long
+connections_open(void)
+{
+	char *resp = NULL;
+	const char *p;
+	long long v = -1;
+
+	if (kwt_http(dmn.sock, "GET", "/v1/metrics", NULL, &resp) == 200 && resp != NULL &&
+	    (p = strstr(resp, "\nkeywarden_connections_open ")) != NULL)
+		v = strtoll(p + strlen("\nkeywarden_connections_open "), NULL, 10);
+	free(resp);
+	return v;
+}
+
+/* Wait up to 3 s for the daemon to hold at most n connections (the one
+ * asking included); 1 if it does. */
+static int
+connections_back_to(long long n)
+{
+	for (int i = 0; i < 30; i++) {
+		long long open = connections_open();
+		if (open >= 0 && open <= n)
+			return 1;
+		usleep(100 * 1000);
+	}
+	return 0;
+}
+
+/* Close r's connection: 1 if the daemon then holds one connection fewer
+ * within 3 s, though no event comes that would fail to be written to it. */
+static int
+raw_close_seen(struct raw_sub *r)
+{
+	long long open = connections_open();
+
+	close(r->fd);
+	r->fd = -1;
+	return open > 0 && connections_back_to(open - 1);
+}
+
+/* Make an audit event (a write) and wait up to 5 s for r to be sent it. */
+static int
+event_reaches(struct raw_sub *r, const char *name)
+{
+	char path[128], want[64];
+
+	snprintf(path, sizeof(path), "/v1/vaults/dev/secrets/%s", name);
+	if (kwt_http(dmn.sock, "PUT", path, "{\"value\":\"v\"}", NULL) != 201)
+		return 0;
+	snprintf(want, sizeof(want), "{\"seq\":%llu,", (unsigned long long)committed_seq());
+	return raw_read_until(r, want, 5000);
+}
+
+/* Open a stream from the log's end on a connection of its own, with more
+ * (behind, may be "") sent behind its request; r->fd < 0 if it cannot. */
+static void
+raw_stream_open(struct raw_sub *r, const char *behind)
+{
+	char req[256];
+	size_t n;
+
+	memset(r, 0, sizeof(*r));
+	snprintf(req, sizeof(req), "GET /v1/audit/stream?since=%llu HTTP/1.1\r\nHost: kw\r\n\r\n",
+	    (unsigned long long)committed_seq());
+	if ((r->fd = kwt_connect(dmn.sock)) < 0)
+		return;
+	n = strlen(req);
+	if (write(r->fd, req, n) != (ssize_t)n ||
+	    write(r->fd, behind, strlen(behind)) != (ssize_t)strlen(behind)) {
+		close(r->fd);
+		r->fd = -1;
+	}
+}
+
+/* Does r's response head say "Connection: close"? */
+static int
+raw_head_closes(const struct raw_sub *r)
+{
+	const char *eoh = strstr(r->buf, "\r\n\r\n");
+
+	return eoh != NULL && memmem(r->buf, (size_t)(eoh + 2 - r->buf),
+	    "\r\nConnection: close\r\n", 21) != NULL;
+}
+
+/* A request sent behind the stream's: the stream says it is the
+ * connection's last response (Connection: close), so the request is not
+ * answered, now or ever, and the client knows to send it again elsewhere;
+ * the stream goes on; and when the client closes, the daemon lets the
+ * connection go.  So, too, when more was sent behind the stream than the
+ * daemon keeps of a request, which used to pause its reading for good:
+ * the client's close went unseen until an event failed to be written. */
+static void
+test_stream_behind(void)
+{
+	static const char health[] = "GET /v1/health HTTP/1.1\r\nHost: kw\r\n\r\n";
+	struct raw_sub *r;
+	char *many;
+	size_t len = 0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r = malloc(sizeof(*r)));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(many = malloc(8192 + sizeof(health)));
+	raw_stream_open(r, health);
+	CU_ASSERT_FATAL(r->fd >= 0);
+	CU_ASSERT(raw_read_until(r, "{\"seq\":", 5000));
+	CU_ASSERT(strncmp(r->buf, "HTTP/1.1 200 ", 13) == 0);
+	CU_ASSERT(raw_head_closes(r));
+	CU_ASSERT(event_reaches(r, "behind/one"));
+	/* The health request behind the stream got no reply. */
+	CU_ASSERT_EQUAL(count_of(r->buf, "HTTP/1.1 "), 1);
+	CU_ASSERT_PTR_NULL(strstr(r->buf, "\"status\":\"ok\""));
+	CU_ASSERT(!r->eof);
+	CU_ASSERT(raw_close_seen(r));
+
+	/* 8 KiB of requests behind it. */
+	for (; len < 8192; len += sizeof(health) - 1)
+		memcpy(many + len, health, sizeof(health));
+	raw_stream_open(r, many);
+	CU_ASSERT_FATAL(r->fd >= 0);
+	CU_ASSERT(raw_read_until(r, "{\"seq\":", 5000));
+	CU_ASSERT(event_reaches(r, "behind/two"));
+	CU_ASSERT_EQUAL(count_of(r->buf, "HTTP/1.1 "), 1);
+	CU_ASSERT(raw_close_seen(r));
+	free(many);
+	free(r);
+}
+
+/* A subscriber that shuts its sending side (shutdown SHUT_WR) still
+ * reads: its stream goes on, whether the daemon sees the end before the
+ * stream begins (sent with the request, and a request behind it, which is
+ * not answered) or once it runs (it used to close the connection then, in
+ * the middle of the stream).  When the client then closes for good, the
+ * daemon lets the connection go, though no event comes to fail a write to
+ * it (it used to keep it, and its reader of the log, until one did).  One
+ * that goes without a half-close is let go too. */
+static void
+test_stream_half_close(void)
+{
+	static const char health[] = "GET /v1/health HTTP/1.1\r\nHost: kw\r\n\r\n";
+	struct raw_sub *r;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r = malloc(sizeof(*r)));
+
+	/* The end sent with the request, and a request behind it. */
+	raw_stream_open(r, health);
+	CU_ASSERT_FATAL(r->fd >= 0);
+	CU_ASSERT_EQUAL(shutdown(r->fd, SHUT_WR), 0);
+	CU_ASSERT(raw_read_until(r, "{\"seq\":", 5000));
+	CU_ASSERT(raw_head_closes(r));
+	CU_ASSERT(event_reaches(r, "halfclosed/one"));
+	usleep(1500 * 1000);   /* and after a turn of the daemon's sweep */
+	CU_ASSERT(event_reaches(r, "halfclosed/two"));
+	CU_ASSERT(!r->eof);
+	CU_ASSERT_EQUAL(count_of(r->buf, "HTTP/1.1 "), 1);
+	if (r->eof || count_of(r->buf, "HTTP/1.1 ") != 1)
+		fprintf(stderr, "\n  half-closed with a request behind: got '%.600s'\n", r->buf);
+	CU_ASSERT(raw_close_seen(r));
+
+	/* The end once the stream runs. */
+	raw_stream_open(r, "");
+	CU_ASSERT_FATAL(r->fd >= 0);
+	CU_ASSERT(raw_read_until(r, "{\"seq\":", 5000));
+	CU_ASSERT_EQUAL(shutdown(r->fd, SHUT_WR), 0);
+	usleep(200 * 1000);    /* for the daemon to read the end */
+	CU_ASSERT(event_reaches(r, "halfclosed/three"));
+	CU_ASSERT(!r->eof);
+	if (r->eof)
+		fprintf(stderr, "\n  half-closed mid-stream: got '%.600s'\n", r->buf);
+	CU_ASSERT(raw_close_seen(r));
+
+	/* Gone without a half-close. */
+	raw_stream_open(r, "");
+	CU_ASSERT_FATAL(r->fd >= 0);
+	CU_ASSERT(raw_read_until(r, "{\"seq\":", 5000));
+	CU_ASSERT(raw_close_seen(r));
+	free(r);
 }
 
 static int
@@ -906,6 +1143,8 @@ main(void)
 		{ "kill -9 during a burst: every acknowledged write has its event", test_kill9_during_burst },
 		{ "four subscribers see 10,000 requests' events exactly once, across a restart", test_stream_exactly_once },
 		{ "a stalled subscriber is cut off past stream_max_lag; the others see all", test_stream_lag_cut },
+		{ "the stream is its connection's last response: a request behind it is not answered", test_stream_behind },
+		{ "a subscriber that half-closes still gets its stream; its close is seen", test_stream_half_close },
 		{ "keywarden audit tail and query", test_cli_tail_and_query },
 		{ "verified at rest: an unsealed end breaks, a forged seal stops the start", test_at_rest_and_forged_tail },
 		{ "the token's anchor shows a log cut while no daemon ran", test_anchor_shows_cut },
