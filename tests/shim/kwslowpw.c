@@ -49,11 +49,8 @@ int
 getpwuid_r(uid_t uid, struct passwd *pw, char *buf, size_t len, struct passwd **res)
 {
 	int (*next)(uid_t, struct passwd *, char *, size_t, struct passwd **) =
-	    (int (*)(uid_t, struct passwd *, char *, size_t, struct passwd **))
-	    dlsym(RTLD_NEXT, "getpwuid_r");
+	    (int (*)(uid_t, struct passwd *, char *, size_t, struct passwd **))kwnext("getpwuid_r");
 
-	if (next == NULL)
-		abort();
 	maybe_hang(armed && uid == slow_uid);
 	return next(uid, pw, buf, len, res);
 }
@@ -63,10 +60,8 @@ getpwnam_r(const char *name, struct passwd *pw, char *buf, size_t len, struct pa
 {
 	int (*next)(const char *, struct passwd *, char *, size_t, struct passwd **) =
 	    (int (*)(const char *, struct passwd *, char *, size_t, struct passwd **))
-	    dlsym(RTLD_NEXT, "getpwnam_r");
+	    kwnext("getpwnam_r");
 
-	if (next == NULL)
-		abort();
 	maybe_hang(armed_name && strcmp(name, slow_name) == 0);
 	return next(name, pw, buf, len, res);
 }
