@@ -2,8 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +12,7 @@
 
 #include <systemd/sd-login.h>
 
+#include "kw_nss.h"
 #include "daemon/identity.h"
 
 uint64_t
@@ -113,16 +112,18 @@ identity_groups(int fd)
 void
 identity_names_resolve(struct peer_identity *id)
 {
-	struct passwd pw, *pwp = NULL;
-	struct group gr, *grp = NULL;
-	char buf[4096];
+	struct passwd pw;
+	struct group gr;
+	char *buf = NULL;
+	size_t len = 0;
 
 	id->user[0] = '\0';
 	id->group[0] = '\0';
-	if (getpwuid_r(id->uid, &pw, buf, sizeof(buf), &pwp) == 0 && pwp != NULL)
+	if (kwnss_pw_uid(id->uid, &pw, &buf, &len) == 0)
 		snprintf(id->user, sizeof(id->user), "%s", pw.pw_name);
-	if (getgrgid_r(id->gid, &gr, buf, sizeof(buf), &grp) == 0 && grp != NULL)
+	if (kwnss_gr_gid(id->gid, &gr, &buf, &len) == 0)
 		snprintf(id->group, sizeof(id->group), "%s", gr.gr_name);
+	free(buf);
 	id->names_resolved = 1;
 }
 

@@ -98,7 +98,8 @@ void identity_copy(struct peer_identity *to, const struct peer_identity *from);
  * become unknown.  NULL and a zeroed identity are accepted. */
 void identity_clear(struct peer_identity *id);
 
-/* Look up the names of id's uid and gid: "" for one that cannot be found
+/* Look up the names of id's uid and gid, whatever the size of their
+ * entries (up to KWNSS_BUF_MAX, kw_nss.h): "" for one that cannot be found
  * (no such entry, or the lookup failed); names_resolved becomes 1.  Blocks
  * for as long as NSS does. */
 void identity_names_resolve(struct peer_identity *id);
