@@ -1883,7 +1883,7 @@ explain_lookup_failed(struct kwd_req *r, int e, const char *what, const char *na
 /* The caller described in a request body: {"uid"|"user", "gid"|"group",
  * "groups": [names or gids], "exe", "unit"}.  For explaining only: no
  * request is ever decided from anything a caller claims.  id->groups is
- * *groups, which the caller frees (also on failure). */
+ * *groups, sorted, which the caller frees (also on failure). */
 static int
 explain_identity(struct kwd_req *r, struct policy_identity *id, char *exe, char *unit,
     gid_t **groups)
@@ -1981,6 +1981,8 @@ explain_identity(struct kwd_req *r, struct policy_identity *id, char *exe, char 
 		id->known |= POLICY_ID_UNIT;
 	}
 	id->known |= POLICY_ID_GROUPS;
+	if (*groups != NULL)
+		policy_groups_sort(*groups, id->ngroups);
 	rc = 0;
 out:
 	free(buf);

@@ -13,6 +13,7 @@
 #include <systemd/sd-login.h>
 
 #include "kw_nss.h"
+#include "policy/policy.h"
 #include "daemon/identity.h"
 
 uint64_t
@@ -73,11 +74,12 @@ identity_clear(struct peer_identity *id)
 	id->groups = NULL;
 }
 
-/* The supplementary groups of fd's peer, or NULL (unknown).  When they do
- * not fit the first buffer, the kernel says how much room they need
- * (ERANGE, the size in glen).  It reports the credentials of connect time,
- * which do not change, so one retry at that size is enough; a second is
- * allowed, no more, and never more room than NGROUPS_MAX groups. */
+/* The supplementary groups of fd's peer, sorted as the policy wants them
+ * (policy_groups_sort), or NULL (unknown).  When they do not fit the first
+ * buffer, the kernel says how much room they need (ERANGE, the size in
+ * glen).  It reports the credentials of connect time, which do not change,
+ * so one retry at that size is enough; a second is allowed, no more, and
+ * never more room than NGROUPS_MAX groups. */
 static struct peer_groups *
 identity_groups(int fd)
 {
@@ -106,6 +108,10 @@ identity_groups(int fd)
 	}
 	atomic_init(&g->refs, 1);
 	g->n = glen / sizeof(gid_t);
+	/* Once per connection, so that each decision finds a group by binary
+	 * search.  The kernel keeps a process's groups sorted already, but
+	 * does not promise it. */
+	policy_groups_sort(g->v, g->n);
 	return g;
 }
 

@@ -45,14 +45,15 @@
  * deny rule be escaped).  A fixed array in struct peer_identity would cap
  * the count again (a caller over the cap had to be taken as having unknown
  * groups) or make every copy of it large.  So the array is made once per
- * connection, never changed, and shared by reference: the connection and
- * each of its requests in flight (which may outlive it) hold one
- * (identity_copy, identity_clear).  Per request that is one atomic add and
- * one subtract, whatever the count. */
+ * connection, sorted in ascending order (as policy_decide wants it), never
+ * changed, and shared by reference: the connection and each of its
+ * requests in flight (which may outlive it) hold one (identity_copy,
+ * identity_clear).  Per request that is one atomic add and one subtract,
+ * whatever the count. */
 struct peer_groups {
 	atomic_uint refs;
 	size_t n;
-	gid_t v[];
+	gid_t v[];                        /* ascending (policy_groups_sort) */
 };
 
 struct peer_identity {
