@@ -66,7 +66,8 @@ authz_identity(const struct peer_identity *w, struct policy_identity *id)
 	id->gid = w->gid;
 	id->pid = w->pid;
 	if (w->groups != NULL) {
-		/* borrowed from w, which holds a reference to them */
+		/* borrowed from w, which holds a reference to them;
+		 * sorted as policy_decide wants when they were read */
 		id->known |= POLICY_ID_GROUPS;
 		id->ngroups = w->groups->n;
 		id->groups = w->groups->v;

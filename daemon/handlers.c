@@ -22,6 +22,7 @@
 
 #include "kw_b64.h"
 #include "kw_error.h"
+#include "kw_nss.h"
 #include "kw_secmem.h"
 #include "pkcs11/p11.h"
 #include "policy/policy.h"
@@ -1867,16 +1868,32 @@ explain_user_groups(const struct passwd *pw, gid_t **out)
 	return -1;
 }
 
+/* Reply why the name service gave no entry for the user or group name
+ * (e from kwnss_*): there is none (400), or it could not answer (503). */
+static void
+explain_lookup_failed(struct kwd_req *r, int e, const char *what, const char *name)
+{
+	if (e == -ENOENT)
+		kwd_reply_error(r, 400, "invalid_value", "no %s named '%.64s'", what, name);
+	else
+		kwd_reply_error(r, 503, "unavailable", "cannot look up %s '%.64s': %s", what, name,
+		    kw_strerror(e));
+}
+
 /* The caller described in a request body: {"uid"|"user", "gid"|"group",
  * "groups": [names or gids], "exe", "unit"}.  For explaining only: no
  * request is ever decided from anything a caller claims.  id->groups is
- * *groups, which the caller frees (also on failure). */
+ * *groups, sorted, which the caller frees (also on failure). */
 static int
 explain_identity(struct kwd_req *r, struct policy_identity *id, char *exe, char *unit,
     gid_t **groups)
 {
 	json_t *b = r->body, *v;
-	size_t i;
+	struct passwd pw;
+	struct group gr;
+	char *buf = NULL;
+	size_t i, len = 0;
+	int rc = -1, e;
 
 	memset(id, 0, sizeof(*id));
 	*groups = NULL;
@@ -1884,11 +1901,9 @@ explain_identity(struct kwd_req *r, struct policy_identity *id, char *exe, char 
 		id->uid = (uid_t)json_integer_value(v);
 		id->known |= POLICY_ID_UID;
 	} else if ((v = json_object_get(b, "user")) != NULL && json_is_string(v)) {
-		struct passwd pw, *pwp = NULL;
-		char buf[4096];
-		if (getpwnam_r(json_string_value(v), &pw, buf, sizeof(buf), &pwp) != 0 || pwp == NULL) {
-			kwd_reply_error(r, 400, "invalid_value", "no user named '%.64s'", json_string_value(v));
-			return -1;
+		if ((e = kwnss_pw_name(json_string_value(v), &pw, &buf, &len)) != 0) {
+			explain_lookup_failed(r, e, "user", json_string_value(v));
+			goto out;
 		}
 		id->uid = pw.pw_uid;
 		id->gid = pw.pw_gid;
@@ -1907,11 +1922,9 @@ explain_identity(struct kwd_req *r, struct policy_identity *id, char *exe, char 
 		id->gid = (gid_t)json_integer_value(v);
 		id->known |= POLICY_ID_GID;
 	} else if ((v = json_object_get(b, "group")) != NULL && json_is_string(v)) {
-		struct group gr, *grp = NULL;
-		char buf[4096];
-		if (getgrnam_r(json_string_value(v), &gr, buf, sizeof(buf), &grp) != 0 || grp == NULL) {
-			kwd_reply_error(r, 400, "invalid_value", "no group named '%.64s'", json_string_value(v));
-			return -1;
+		if ((e = kwnss_gr_name(json_string_value(v), &gr, &buf, &len)) != 0) {
+			explain_lookup_failed(r, e, "group", json_string_value(v));
+			goto out;
 		}
 		id->gid = gr.gr_gid;
 		id->known |= POLICY_ID_GID;
@@ -1922,11 +1935,11 @@ explain_identity(struct kwd_req *r, struct policy_identity *id, char *exe, char 
 
 		if (json_array_size(v) > NGROUPS_MAX) {
 			kwd_reply_error(r, 400, "invalid_value", "more than %d groups", NGROUPS_MAX);
-			return -1;
+			goto out;
 		}
 		if ((gv = calloc(json_array_size(v) + 1, sizeof(gid_t))) == NULL) {
 			kwd_reply_error(r, 503, "unavailable", "out of memory");
-			return -1;
+			goto out;
 		}
 		*groups = gv;
 		id->groups = gv;
@@ -1934,11 +1947,9 @@ explain_identity(struct kwd_req *r, struct policy_identity *id, char *exe, char 
 			if (json_is_integer(g)) {
 				gv[id->ngroups++] = (gid_t)json_integer_value(g);
 			} else if (json_is_string(g)) {
-				struct group gr, *grp = NULL;
-				char buf[4096];
-				if (getgrnam_r(json_string_value(g), &gr, buf, sizeof(buf), &grp) != 0 || grp == NULL) {
-					kwd_reply_error(r, 400, "invalid_value", "no group named '%.64s'", json_string_value(g));
-					return -1;
+				if ((e = kwnss_gr_name(json_string_value(g), &gr, &buf, &len)) != 0) {
+					explain_lookup_failed(r, e, "group", json_string_value(g));
+					goto out;
 				}
 				gv[id->ngroups++] = gr.gr_gid;
 			}
@@ -1970,7 +1981,12 @@ explain_identity(struct kwd_req *r, struct policy_identity *id, char *exe, char 
 		id->known |= POLICY_ID_UNIT;
 	}
 	id->known |= POLICY_ID_GROUPS;
-	return 0;
+	if (*groups != NULL)
+		policy_groups_sort(*groups, id->ngroups);
+	rc = 0;
+out:
+	free(buf);
+	return rc;
 }
 
 void

@@ -2,8 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +12,8 @@
 
 #include <systemd/sd-login.h>
 
+#include "kw_nss.h"
+#include "policy/policy.h"
 #include "daemon/identity.h"
 
 uint64_t
@@ -74,11 +74,12 @@ identity_clear(struct peer_identity *id)
 	id->groups = NULL;
 }
 
-/* The supplementary groups of fd's peer, or NULL (unknown).  When they do
- * not fit the first buffer, the kernel says how much room they need
- * (ERANGE, the size in glen).  It reports the credentials of connect time,
- * which do not change, so one retry at that size is enough; a second is
- * allowed, no more, and never more room than NGROUPS_MAX groups. */
+/* The supplementary groups of fd's peer, sorted as the policy wants them
+ * (policy_groups_sort), or NULL (unknown).  When they do not fit the first
+ * buffer, the kernel says how much room they need (ERANGE, the size in
+ * glen).  It reports the credentials of connect time, which do not change,
+ * so one retry at that size is enough; a second is allowed, no more, and
+ * never more room than NGROUPS_MAX groups. */
 static struct peer_groups *
 identity_groups(int fd)
 {
@@ -107,22 +108,28 @@ identity_groups(int fd)
 	}
 	atomic_init(&g->refs, 1);
 	g->n = glen / sizeof(gid_t);
+	/* Once per connection, so that each decision finds a group by binary
+	 * search.  The kernel keeps a process's groups sorted already, but
+	 * does not promise it. */
+	policy_groups_sort(g->v, g->n);
 	return g;
 }
 
 void
 identity_names_resolve(struct peer_identity *id)
 {
-	struct passwd pw, *pwp = NULL;
-	struct group gr, *grp = NULL;
-	char buf[4096];
+	struct passwd pw;
+	struct group gr;
+	char *buf = NULL;
+	size_t len = 0;
 
 	id->user[0] = '\0';
 	id->group[0] = '\0';
-	if (getpwuid_r(id->uid, &pw, buf, sizeof(buf), &pwp) == 0 && pwp != NULL)
+	if (kwnss_pw_uid(id->uid, &pw, &buf, &len) == 0)
 		snprintf(id->user, sizeof(id->user), "%s", pw.pw_name);
-	if (getgrgid_r(id->gid, &gr, buf, sizeof(buf), &grp) == 0 && grp != NULL)
+	if (kwnss_gr_gid(id->gid, &gr, &buf, &len) == 0)
 		snprintf(id->group, sizeof(id->group), "%s", gr.gr_name);
+	free(buf);
 	id->names_resolved = 1;
 }
 

@@ -45,14 +45,15 @@
  * deny rule be escaped).  A fixed array in struct peer_identity would cap
  * the count again (a caller over the cap had to be taken as having unknown
  * groups) or make every copy of it large.  So the array is made once per
- * connection, never changed, and shared by reference: the connection and
- * each of its requests in flight (which may outlive it) hold one
- * (identity_copy, identity_clear).  Per request that is one atomic add and
- * one subtract, whatever the count. */
+ * connection, sorted in ascending order (as policy_decide wants it), never
+ * changed, and shared by reference: the connection and each of its
+ * requests in flight (which may outlive it) hold one (identity_copy,
+ * identity_clear).  Per request that is one atomic add and one subtract,
+ * whatever the count. */
 struct peer_groups {
 	atomic_uint refs;
 	size_t n;
-	gid_t v[];
+	gid_t v[];                        /* ascending (policy_groups_sort) */
 };
 
 struct peer_identity {
@@ -98,7 +99,8 @@ void identity_copy(struct peer_identity *to, const struct peer_identity *from);
  * become unknown.  NULL and a zeroed identity are accepted. */
 void identity_clear(struct peer_identity *id);
 
-/* Look up the names of id's uid and gid: "" for one that cannot be found
+/* Look up the names of id's uid and gid, whatever the size of their
+ * entries (up to KWNSS_BUF_MAX, kw_nss.h): "" for one that cannot be found
  * (no such entry, or the lookup failed); names_resolved becomes 1.  Blocks
  * for as long as NSS does. */
 void identity_names_resolve(struct peer_identity *id);

@@ -1,7 +1,6 @@
 /* service.c - /v1/health, /v1/whoami, /v1/metrics. */
 #include "config.h"
 
-#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +8,7 @@
 #include <event2/buffer.h>
 
 #include "kw_error.h"
+#include "kw_nss.h"
 #include "pkcs11/p11.h"
 #include "daemon/audit.h"
 #include "daemon/audit_glue.h"
@@ -46,18 +46,20 @@ h_whoami(struct kwd_req *r)
 {
 	const struct peer_identity *w = &r->who;
 	json_t *groups = json_null();
+	char *buf = NULL;
+	size_t len = 0;
 
 	if (w->groups != NULL) {
 		groups = json_array();
 		for (size_t i = 0; i < w->groups->n; i++) {
-			struct group gr, *grp = NULL;
-			char buf[4096];
+			struct group gr;
 			gid_t g = w->groups->v[i];
-			if (getgrgid_r(g, &gr, buf, sizeof(buf), &grp) == 0 && grp != NULL)
+			if (kwnss_gr_gid(g, &gr, &buf, &len) == 0)
 				json_array_append_new(groups, json_string(gr.gr_name));
 			else
 				json_array_append_new(groups, json_integer(g));
 		}
+		free(buf);
 	}
 	kwd_reply_json(r, 200, json_pack("{s:i,s:o,s:i,s:o,s:o,s:i,s:o,s:o}",
 	    "uid", (int)w->uid, "user", w->user[0] ? json_string(w->user) : json_null(),

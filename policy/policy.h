@@ -81,17 +81,28 @@ const char *policy_action_name(enum policy_action a);
 #define POLICY_ID_UNIT   0x20u
 
 /* Filled in by the daemon from kernel-verified credentials.  The strings
- * and the groups are borrowed for the time of one call. */
+ * and the groups are borrowed for the time of one call.
+ *
+ * groups must be in ascending order, as policy_groups_sort leaves them:
+ * a decision looks a group up by binary search, so that a caller in
+ * thousands of groups costs a few comparisons per rule.  In any other
+ * order a group may not be found, and a rule that names it would neither
+ * allow nor deny.  Sort once, when the list is made (per connection), not
+ * per decision. */
 struct policy_identity {
 	unsigned known;              /* POLICY_ID_* bits */
 	uid_t uid;
 	gid_t gid;                   /* primary group */
 	size_t ngroups;              /* any number (the kernel's NGROUPS_MAX) */
-	const gid_t *groups;         /* ngroups supplementary groups, any order */
+	const gid_t *groups;         /* ngroups supplementary groups, ascending */
 	pid_t pid;
 	const char *exe;             /* absolute path of the executable */
 	const char *unit;            /* systemd unit, "billing.service" */
 };
+
+/* Put the n groups of v in the order policy_identity wants: ascending
+ * (duplicates may stay).  O(n log n); allocates nothing. */
+void policy_groups_sort(gid_t *v, size_t n);
 
 /* ---- loading ---------------------------------------------------------------- */
 
@@ -178,9 +189,10 @@ struct policy_decision {
 };
 
 /*
- * Decide whether id may do a on vault/name.  vault is NULL for an action
- * that is not about one vault (audit.*, policy.*): only rules with
- * vault '*' match it.  name is NULL for an action on the vault as a whole
+ * Decide whether id may do a on vault/name; id->groups must be in
+ * ascending order (policy_groups_sort).  vault is NULL for an action that is
+ * not about one vault (audit.*, policy.*): only rules with vault '*' match
+ * it.  name is NULL for an action on the vault as a whole
  * (secret.list, vault.*, key.* without a key name): only rules without
  * `names` (or with '**') match it.  Never allocates, never blocks.
  * Returns 0 and fills out (allow or deny), or -EINVAL for a bad argument

@@ -154,23 +154,60 @@ pol_seg_hash(const char *s)
 /* ---- deciding -------------------------------------------------------------- */
 
 static int
-has_gid(const struct policy_identity *id, gid_t g)
+gid_cmp(const void *a, const void *b)
 {
-	if ((id->known & POLICY_ID_GID) && id->gid == g)
-		return 1;
-	if ((id->known & POLICY_ID_GROUPS) && id->groups != NULL)
-		for (size_t i = 0; i < id->ngroups; i++)
-			if (id->groups[i] == g)
-				return 1;
-	return 0;
+	gid_t x = *(const gid_t *)a, y = *(const gid_t *)b;
+
+	return x < y ? -1 : x > y;
 }
 
-/* 1 << (gid % 64) for every group the caller is known to be in. */
+void
+policy_groups_sort(gid_t *v, size_t n)
+{
+	if (v != NULL && n > 1)
+		qsort(v, n, sizeof(*v), gid_cmp);
+}
+
+/* Whether g is the caller's primary group or one of its supplementary
+ * groups, found by binary search: they are in ascending order
+ * (policy_groups_sort). */
+static int
+has_gid(const struct policy_identity *id, gid_t g)
+{
+	size_t lo = 0, hi;
+
+	if ((id->known & POLICY_ID_GID) && id->gid == g)
+		return 1;
+	if (!(id->known & POLICY_ID_GROUPS) || id->groups == NULL)
+		return 0;
+	hi = id->ngroups;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (id->groups[mid] < g)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < id->ngroups && id->groups[lo] == g;
+}
+
+/* A caller in more groups than the filter has bits sets most of them (64
+ * consecutive gids set all 64), so that it rules out little, and building
+ * it would walk every group on each decision: past this many groups the
+ * filter is all ones and each rule's groups are looked up (log n each). */
+#define BLOOM_MAX_GROUPS 64
+
+/* 1 << (gid % 64) for every group the caller is known to be in; every bit
+ * for a caller in more than BLOOM_MAX_GROUPS groups. */
 static uint64_t
 id_bloom(const struct policy_identity *id)
 {
 	uint64_t b = 0;
 
+	if ((id->known & POLICY_ID_GROUPS) && id->groups != NULL &&
+	    id->ngroups > BLOOM_MAX_GROUPS)
+		return ~(uint64_t)0;
 	if (id->known & POLICY_ID_GID)
 		b |= 1ull << (id->gid % 64);
 	if ((id->known & POLICY_ID_GROUPS) && id->groups != NULL)

@@ -24,6 +24,7 @@
 #include <yaml.h>
 
 #include "kw_error.h"
+#include "kw_nss.h"
 #include "policy/policy_int.h"
 
 #define MAX_ERRORS 1000
@@ -76,6 +77,8 @@ struct lctx {
 	char why[256];                       /* reason a combination fails */
 	int depth;                           /* nesting of principals now */
 	unsigned long visits;                /* principal nodes compiled so far */
+	char *nss_buf;                       /* the user and group lookups' (kw_nss.h) */
+	size_t nss_len;
 };
 
 /* Limits against a file that nests or aliases its way to a huge tree. */
@@ -515,64 +518,6 @@ all_digits(const char *s)
 	return 1;
 }
 
-static int
-sys_user(const char *name, uid_t *out)
-{
-	struct passwd pw, *res = NULL;
-	size_t len = 1024;
-	char *buf = NULL;
-	int rc;
-
-	for (;;) {
-		char *nb = realloc(buf, len);
-
-		if (nb == NULL) {
-			free(buf);
-			return -ENOMEM;
-		}
-		buf = nb;
-		rc = getpwnam_r(name, &pw, buf, len, &res);
-		if (rc != ERANGE || len >= (1u << 20))
-			break;
-		len *= 2;
-	}
-	if (rc == 0 && res != NULL)
-		*out = pw.pw_uid;
-	free(buf);
-	if (rc != 0)
-		return -rc;
-	return res != NULL ? 0 : -ENOENT;
-}
-
-static int
-sys_group(const char *name, gid_t *out)
-{
-	struct group gr, *res = NULL;
-	size_t len = 1024;
-	char *buf = NULL;
-	int rc;
-
-	for (;;) {
-		char *nb = realloc(buf, len);
-
-		if (nb == NULL) {
-			free(buf);
-			return -ENOMEM;
-		}
-		buf = nb;
-		rc = getgrnam_r(name, &gr, buf, len, &res);
-		if (rc != ERANGE || len >= (1u << 20))
-			break;
-		len *= 2;
-	}
-	if (rc == 0 && res != NULL)
-		*out = gr.gr_gid;
-	free(buf);
-	if (rc != 0)
-		return -rc;
-	return res != NULL ? 0 : -ENOENT;
-}
-
 /* A uid from "1000" or a user name. */
 static int
 resolve_id(struct lctx *x, yaml_node_t *n, const char *yp, int group, unsigned *out)
@@ -598,16 +543,22 @@ resolve_id(struct lctx *x, yaml_node_t *n, const char *yp, int group, unsigned *
 		return -1;
 	}
 	if (group) {
+		struct group gr;
 		gid_t g = 0;
 
-		rc = x->o->lookup_group != NULL ? x->o->lookup_group(x->o->lookup_arg, s, &g) :
-		    sys_group(s, &g);
+		if (x->o->lookup_group != NULL)
+			rc = x->o->lookup_group(x->o->lookup_arg, s, &g);
+		else if ((rc = kwnss_gr_name(s, &gr, &x->nss_buf, &x->nss_len)) == 0)
+			g = gr.gr_gid;
 		*out = (unsigned)g;
 	} else {
+		struct passwd pw;
 		uid_t u = 0;
 
-		rc = x->o->lookup_user != NULL ? x->o->lookup_user(x->o->lookup_arg, s, &u) :
-		    sys_user(s, &u);
+		if (x->o->lookup_user != NULL)
+			rc = x->o->lookup_user(x->o->lookup_arg, s, &u);
+		else if ((rc = kwnss_pw_name(s, &pw, &x->nss_buf, &x->nss_len)) == 0)
+			u = pw.pw_uid;
 		*out = (unsigned)u;
 	}
 	if (rc == -ENOMEM)
@@ -1738,6 +1689,7 @@ out:
 		free(x.princ[i].set);
 	free(x.princ);
 	free(x.roles);
+	free(x.nss_buf);
 	if (have_doc)
 		yaml_document_delete(&doc);
 	if (have_parser)

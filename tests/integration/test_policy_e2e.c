@@ -37,10 +37,11 @@ sh(const char *cmd)
 }
 
 /* Run curl as user (primary group kwt-clients, with its supplementary
- * groups) through exe; return the HTTP status, body in out. */
+ * groups) through exe against the daemon on sock; return the HTTP status,
+ * body in out. */
 static int
-as_user(const char *user, const char *exe, const char *method, const char *path,
-    const char *body, char *out, size_t outlen)
+as_user_at(const char *sock, const char *user, const char *exe, const char *method,
+    const char *path, const char *body, char *out, size_t outlen)
 {
 	char url[512], reuid[64], buf[4096];
 	char *argv[24];
@@ -60,7 +61,7 @@ as_user(const char *user, const char *exe, const char *method, const char *path,
 	argv[i++] = "-X";
 	argv[i++] = (char *)method;
 	argv[i++] = "--unix-socket";
-	argv[i++] = dmn.sock;
+	argv[i++] = (char *)sock;
 	if (body != NULL) {
 		argv[i++] = "-d";
 		argv[i++] = (char *)body;
@@ -77,6 +78,35 @@ as_user(const char *user, const char *exe, const char *method, const char *path,
 	if (out != NULL)
 		snprintf(out, outlen, "%.*s", (int)(outlen > 0 ? outlen - 1 : 0), buf);
 	return st;
+}
+
+/* Ask the daemon on sock to explain body: 1 allowed, 0 denied, -1 for no
+ * decision (not 200, or not JSON); the deciding rule's name ("" for none)
+ * into rule. */
+static int
+explain_at(const char *sock, const char *body, char *rule, size_t len)
+{
+	char *resp = NULL;
+	json_t *j = NULL;
+	int r = -1;
+
+	rule[0] = '\0';
+	if (kwt_http(sock, "POST", "/v1/policy/explain", body, &resp) == 200 &&
+	    (j = json_loads(resp, 0, NULL)) != NULL) {
+		r = json_is_true(json_object_get(j, "allow"));
+		snprintf(rule, len, "%s", json_string_value(json_object_get(j, "rule")) ?: "");
+	}
+	json_decref(j);
+	free(resp);
+	return r;
+}
+
+/* as_user_at the suite's daemon. */
+static int
+as_user(const char *user, const char *exe, const char *method, const char *path,
+    const char *body, char *out, size_t outlen)
+{
+	return as_user_at(dmn.sock, user, exe, method, path, body, out, outlen);
 }
 
 static int
@@ -575,6 +605,80 @@ test_many_groups(void)
 	sh("userdel kwt-many 2>/dev/null; for g in $(seq -f kwt-g%02g 1 70); do groupdel $g 2>/dev/null; done; true");
 }
 
+/* Users and groups whose entries are larger than 4 KiB (a group with a long
+ * member list, an LDAP or sssd entry): libkwslowpw.so makes the daemon's
+ * getpwuid_r, getpwnam_r, getgrgid_r and getgrnam_r answer ERANGE to any
+ * buffer under 16 KiB.  A member of kwt-devs is let in by the group rule,
+ * and whoami and the audit event name the caller, its group and its
+ * supplementary groups; explaining by user and group name finds the rule,
+ * and a name that does not exist is still told apart.  With lookups into
+ * fixed 4 KiB buffers the names came out unknown (null, or gids in
+ * whoami's groups), and explain refused the names as not existing. */
+static void
+test_big_name_entries(void)
+{
+	struct kwt_daemon d2;
+	struct group *clients = getgrnam("kwt-clients");
+	char lib[600], pol[320], extra[700], out[4096], rule[128], *resp = NULL;
+	const char *env[] = { "KW_NSS_MIN_BUF", "16384", NULL };
+	json_t *j, *g;
+	size_t i;
+	int started, devs = 0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(clients);
+	CU_ASSERT_FATAL(kwt_shim_lib("libkwslowpw.so", lib, sizeof(lib)) == 0);
+	snprintf(pol, sizeof(pol), "%s/bignss.yaml", bindir);
+	CU_ASSERT_FATAL(kwt_write_file(pol, "version: 1\nrules:\n"
+	    "  - name: root-administers\n    who: { user: root }\n    allow: administrator\n"
+	    "    vault: '*'\n"
+	    "  - name: devs-read-api-key\n    who: { group: kwt-devs }\n    allow: secrets-reader\n"
+	    "    vault: bignss\n    names: api/key\n", 0644) == 0);
+	snprintf(extra, sizeof(extra), "policy: %s\nvaults:\n  - name: bignss\n", pol);
+	started = kwt_daemon_start_preloaded(&d2, &tok, lib, env, NULL, extra);
+	CU_ASSERT_EQUAL_FATAL(started, 0);
+	/* Let kwt-clients reach the socket, as kwt_daemon_start_group does. */
+	CU_ASSERT_FATAL(chmod(d2.dir, 0711) == 0 && chown(d2.sock, (uid_t)-1, clients->gr_gid) == 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_http(d2.sock, "PUT", "/v1/vaults/bignss/secrets/api/key",
+	    "{\"value\":\"big-entries\"}", NULL), 201);
+
+	/* A member of kwt-devs reads it, and the audit event names it. */
+	CU_ASSERT_EQUAL(as_user_at(d2.sock, "kwt-alice", curl, "GET", "/v1/vaults/bignss/secrets/api/key",
+	    NULL, out, sizeof(out)), 200);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "big-entries"));
+	CU_ASSERT(kwt_tree_contains(d2.audit, "\"user\":\"kwt-alice\"", strlen("\"user\":\"kwt-alice\"")));
+	CU_ASSERT(kwt_tree_contains(d2.audit, "\"group\":\"kwt-clients\"",
+	    strlen("\"group\":\"kwt-clients\"")));
+	/* whoami names it, its group and its supplementary groups. */
+	CU_ASSERT_EQUAL(as_user_at(d2.sock, "kwt-alice", curl, "GET", "/v1/whoami", NULL, out,
+	    sizeof(out)), 200);
+	j = json_loads(out, 0, NULL);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "user")) ?: "", "kwt-alice");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "group")) ?: "", "kwt-clients");
+	json_array_foreach(json_object_get(j, "groups"), i, g) {
+		CU_ASSERT(json_is_string(g));
+		devs += strcmp(json_string_value(g) ?: "", "kwt-devs") == 0;
+	}
+	CU_ASSERT_EQUAL(devs, 1);
+	json_decref(j);
+
+	/* Explaining by names: the user (and the groups a login gives it) ... */
+	CU_ASSERT_EQUAL(explain_at(d2.sock, "{\"user\":\"kwt-alice\",\"action\":\"secret.get\","
+	    "\"vault\":\"bignss\",\"name\":\"api/key\"}", rule, sizeof(rule)), 1);
+	CU_ASSERT_STRING_EQUAL(rule, "devs-read-api-key");
+	/* ... a group and supplementary groups ... */
+	CU_ASSERT_EQUAL(explain_at(d2.sock, "{\"uid\":4242,\"group\":\"kwt-clients\","
+	    "\"groups\":[\"kwt-devs\"],\"action\":\"secret.get\",\"vault\":\"bignss\","
+	    "\"name\":\"api/key\"}", rule, sizeof(rule)), 1);
+	CU_ASSERT_STRING_EQUAL(rule, "devs-read-api-key");
+	/* ... and a group that does not exist is still not found. */
+	CU_ASSERT_EQUAL(kwt_http(d2.sock, "POST", "/v1/policy/explain",
+	    "{\"uid\":4242,\"groups\":[\"kwt-no-such-group\"],"
+	    "\"action\":\"secret.get\",\"vault\":\"bignss\",\"name\":\"api/key\"}", &resp), 400);
+	CU_ASSERT_PTR_NOT_NULL(strstr(resp ?: "", "no group named 'kwt-no-such-group'"));
+	free(resp);
+	kwt_daemon_free(&d2);
+}
+
 static void
 test_check_policy_cli(void)
 {
@@ -604,6 +708,7 @@ main(void)
 		{ "explaining a caller described without an executable", test_explain_without_exe },
 		{ "a broken reload keeps the old policy", test_broken_reload_keeps_old },
 		{ "a caller in 71 groups: all of them count", test_many_groups },
+		{ "user and group entries over 4 KiB", test_big_name_entries },
 		{ "keywardend --check-policy", test_check_policy_cli },
 		{ NULL, NULL }
 	};

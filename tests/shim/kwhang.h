@@ -5,11 +5,13 @@
  * KW_HANG_COUNT calls, if that is set) hangs until the file is removed (at
  * most 5 s).  The first creates "<trigger>.entered" as it starts, the n-th
  * "<trigger>.entered.n", so that the test knows the daemon is stuck in
- * them.  *taken counts the calls that hung.
+ * them.  *taken counts the calls that hung.  And kwnext, how both find the
+ * call they wrap.
  */
 #ifndef KW_HANG_H
 #define KW_HANG_H
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,18 @@ kwhang(const char *trigger, int *taken)
 		close(fd);
 	for (int i = 0; i < 500 && access(trigger, F_OK) == 0; i++)
 		nanosleep(&tick, NULL);
+}
+
+/* The next definition of sym (libc's, or the sanitizer's), which must
+ * exist. */
+static void *
+kwnext(const char *sym)
+{
+	void *f = dlsym(RTLD_NEXT, sym);
+
+	if (f == NULL)
+		abort();
+	return f;
 }
 
 #endif

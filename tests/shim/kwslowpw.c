@@ -1,18 +1,31 @@
 /*
- * kwslowpw.c - preloaded into keywardend by a test (LD_PRELOAD): a lookup
- * of the user whose uid KW_SLOWPW_UID names hangs, as with NSS asking a
- * directory server (LDAP, sssd) that stopped answering, while the file
- * named by KW_SLOWPW_FILE exists.  Only the first such call hangs (at most
- * 5 s); it creates KW_SLOWPW_FILE.entered as it starts, so that the test
- * knows the daemon is stuck in it.  getpwuid_r is wrapped, and so is
- * getpwnam_r for the user KW_SLOWPW_NAME names (a policy's principals are
- * looked up by name when it is loaded); every other call, and every call
- * for another user, goes to the next one (libc's, or the sanitizer's,
- * which then needs verify_asan_link_order=0).
+ * kwslowpw.c - preloaded into keywardend by a test (LD_PRELOAD): the name
+ * service (NSS) as a directory server (LDAP, sssd) can make it, slow or
+ * with big entries.
+ *
+ * Slow: a lookup of the user whose uid KW_SLOWPW_UID names hangs, as with
+ * a directory server that stopped answering, while the file named by
+ * KW_SLOWPW_FILE exists.  Only the first such call hangs (or the first
+ * KW_HANG_COUNT, see kwhang.h; at most 5 s); it creates
+ * KW_SLOWPW_FILE.entered as it starts, so that the test knows the daemon
+ * is stuck in it.  getpwuid_r is wrapped, and so is getpwnam_r for
+ * the user KW_SLOWPW_NAME names (a policy's principals are looked up by
+ * name when it is loaded).
+ *
+ * Big: with KW_NSS_MIN_BUF set to a number of bytes, getpwuid_r,
+ * getpwnam_r, getgrgid_r and getgrnam_r answer ERANGE to a caller whose
+ * buffer is smaller than that, whatever the entry, as they do for a group
+ * whose member list (or an LDAP entry) does not fit; with a buffer that
+ * large they look the entry up.
+ *
+ * Every other call goes to the next one (libc's, or the sanitizer's, which
+ * then needs verify_asan_link_order=0).
  */
 #include "config.h"
 
 #include <dlfcn.h>
+#include <errno.h>
+#include <grp.h>
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,12 +34,13 @@
 
 static const char *trigger, *slow_name;
 static uid_t slow_uid;
+static size_t min_buf;
 static int armed, armed_name, taken;
 
 __attribute__((constructor)) static void
 kwslowpw_init(void)
 {
-	const char *u = getenv("KW_SLOWPW_UID");
+	const char *u = getenv("KW_SLOWPW_UID"), *m = getenv("KW_NSS_MIN_BUF");
 
 	trigger = getenv("KW_SLOWPW_FILE");
 	slow_name = getenv("KW_SLOWPW_NAME");
@@ -35,6 +49,8 @@ kwslowpw_init(void)
 		armed = 1;
 	}
 	armed_name = slow_name != NULL && trigger != NULL;
+	if (m != NULL)
+		min_buf = (size_t)strtoul(m, NULL, 10);
 }
 
 /* Hang if the user is the slow one (see kwhang.h). */
@@ -49,12 +65,13 @@ int
 getpwuid_r(uid_t uid, struct passwd *pw, char *buf, size_t len, struct passwd **res)
 {
 	int (*next)(uid_t, struct passwd *, char *, size_t, struct passwd **) =
-	    (int (*)(uid_t, struct passwd *, char *, size_t, struct passwd **))
-	    dlsym(RTLD_NEXT, "getpwuid_r");
+	    (int (*)(uid_t, struct passwd *, char *, size_t, struct passwd **))kwnext("getpwuid_r");
 
-	if (next == NULL)
-		abort();
 	maybe_hang(armed && uid == slow_uid);
+	if (len < min_buf) {           /* as for an entry len bytes cannot hold */
+		*res = NULL;
+		return ERANGE;
+	}
 	return next(uid, pw, buf, len, res);
 }
 
@@ -63,10 +80,39 @@ getpwnam_r(const char *name, struct passwd *pw, char *buf, size_t len, struct pa
 {
 	int (*next)(const char *, struct passwd *, char *, size_t, struct passwd **) =
 	    (int (*)(const char *, struct passwd *, char *, size_t, struct passwd **))
-	    dlsym(RTLD_NEXT, "getpwnam_r");
+	    kwnext("getpwnam_r");
 
-	if (next == NULL)
-		abort();
 	maybe_hang(armed_name && strcmp(name, slow_name) == 0);
+	if (len < min_buf) {           /* as for an entry len bytes cannot hold */
+		*res = NULL;
+		return ERANGE;
+	}
 	return next(name, pw, buf, len, res);
+}
+
+int
+getgrgid_r(gid_t gid, struct group *gr, char *buf, size_t len, struct group **res)
+{
+	int (*next)(gid_t, struct group *, char *, size_t, struct group **) =
+	    (int (*)(gid_t, struct group *, char *, size_t, struct group **))kwnext("getgrgid_r");
+
+	if (len < min_buf) {           /* as for an entry len bytes cannot hold */
+		*res = NULL;
+		return ERANGE;
+	}
+	return next(gid, gr, buf, len, res);
+}
+
+int
+getgrnam_r(const char *name, struct group *gr, char *buf, size_t len, struct group **res)
+{
+	int (*next)(const char *, struct group *, char *, size_t, struct group **) =
+	    (int (*)(const char *, struct group *, char *, size_t, struct group **))
+	    kwnext("getgrnam_r");
+
+	if (len < min_buf) {           /* as for an entry len bytes cannot hold */
+		*res = NULL;
+		return ERANGE;
+	}
+	return next(name, gr, buf, len, res);
 }

@@ -27,16 +27,6 @@ kwslowstat_init(void)
 	trigger = getenv("KW_SLOWSTAT_FILE");
 }
 
-static void *
-next_fn(const char *name)
-{
-	void *f = dlsym(RTLD_NEXT, name);
-
-	if (f == NULL)
-		abort();
-	return f;
-}
-
 /* Hang if path is the slow one (see kwhang.h). */
 static void
 maybe_hang(const char *path)
@@ -49,7 +39,7 @@ int
 stat(const char *restrict path, struct stat *restrict st)
 {
 	int (*next)(const char *, struct stat *) =
-	    (int (*)(const char *, struct stat *))next_fn("stat");
+	    (int (*)(const char *, struct stat *))kwnext("stat");
 
 	maybe_hang(path);
 	return next(path, st);
@@ -59,7 +49,7 @@ int
 stat64(const char *restrict path, struct stat64 *restrict st)
 {
 	int (*next)(const char *, struct stat64 *) =
-	    (int (*)(const char *, struct stat64 *))next_fn("stat64");
+	    (int (*)(const char *, struct stat64 *))kwnext("stat64");
 
 	maybe_hang(path);
 	return next(path, st);
@@ -70,7 +60,7 @@ statx(int dirfd, const char *restrict path, int flags, unsigned int mask,
     struct statx *restrict stx)
 {
 	int (*next)(int, const char *, int, unsigned int, struct statx *) =
-	    (int (*)(int, const char *, int, unsigned int, struct statx *))next_fn("statx");
+	    (int (*)(int, const char *, int, unsigned int, struct statx *))kwnext("statx");
 
 	maybe_hang(path);
 	return next(dirfd, path, flags, mask, stx);

@@ -1,8 +1,13 @@
-/* Unit tests for common/: the error space and secret memory. */
+/* Unit tests for common/: the error space, secret memory, base64 and name
+ * lookups. */
 #include "config.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <grp.h>
 #include <pthread.h>
+#include <pwd.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <CUnit/Basic.h>
@@ -12,6 +17,7 @@
 
 #include "kw_b64.h"
 #include "kw_error.h"
+#include "kw_nss.h"
 #include "kw_secmem.h"
 #include "tests/lib/kwt_cunit.h"
 
@@ -190,6 +196,139 @@ test_b64(void)
 	}
 }
 
+/* The name service as the tests of kw_nss.h want it.  kw_nss.c is linked
+ * into this program, so its calls of getgrgid_r come here: with nss_fail
+ * set it fails with that, to a buffer smaller than nss_min_buf it answers
+ * ERANGE (as for an entry it cannot hold), and otherwise libc answers.
+ * nss_calls counts the calls, nss_last_len is the room the last one was
+ * given.  The other lookups go to libc: they share the loop. */
+static size_t nss_min_buf, nss_last_len;
+static int nss_fail, nss_calls;
+
+static int
+nss_fake(size_t len)
+{
+	nss_calls++;
+	nss_last_len = len;
+	if (nss_fail != 0)
+		return nss_fail;
+	return len < nss_min_buf ? ERANGE : 0;
+}
+
+int
+getgrgid_r(gid_t gid, struct group *gr, char *buf, size_t len, struct group **res)
+{
+	int (*next)(gid_t, struct group *, char *, size_t, struct group **) =
+	    (int (*)(gid_t, struct group *, char *, size_t, struct group **))
+	    dlsym(RTLD_NEXT, "getgrgid_r");
+	int rc = nss_fake(len);
+
+	*res = NULL;
+	return rc != 0 || next == NULL ? rc : next(gid, gr, buf, len, res);
+}
+
+static void
+nss_reset(size_t min_buf, int fail)
+{
+	nss_min_buf = min_buf;
+	nss_fail = fail;
+	nss_calls = 0;
+	nss_last_len = 0;
+}
+
+/* root is found by each lookup, through one buffer; names and ids that do
+ * not exist are -ENOENT, and leave the entry as it was. */
+static void
+test_nss_found_and_not(void)
+{
+	struct passwd pw;
+	struct group gr;
+	char *buf = NULL;
+	size_t len = 0;
+
+	nss_reset(0, 0);
+	CU_ASSERT_EQUAL_FATAL(kwnss_pw_uid(0, &pw, &buf, &len), 0);
+	CU_ASSERT_STRING_EQUAL(pw.pw_name, "root");
+	CU_ASSERT_EQUAL_FATAL(kwnss_pw_name("root", &pw, &buf, &len), 0);
+	CU_ASSERT_EQUAL(pw.pw_uid, 0);
+	CU_ASSERT_EQUAL_FATAL(kwnss_gr_gid(0, &gr, &buf, &len), 0);
+	CU_ASSERT_STRING_EQUAL(gr.gr_name, "root");
+	CU_ASSERT_EQUAL_FATAL(kwnss_gr_name("root", &gr, &buf, &len), 0);
+	CU_ASSERT_EQUAL(gr.gr_gid, 0);
+	CU_ASSERT_PTR_NOT_NULL(buf);
+	CU_ASSERT(len >= 1024);
+
+	pw.pw_uid = 4242;
+	gr.gr_gid = 4242;
+	CU_ASSERT_EQUAL(kwnss_pw_name("kw-no-such-user", &pw, &buf, &len), -ENOENT);
+	CU_ASSERT_EQUAL(kwnss_gr_name("kw-no-such-group", &gr, &buf, &len), -ENOENT);
+	CU_ASSERT_EQUAL(kwnss_pw_uid((uid_t)3999999937u, &pw, &buf, &len), -ENOENT);
+	CU_ASSERT_EQUAL(kwnss_gr_gid((gid_t)3999999937u, &gr, &buf, &len), -ENOENT);
+	CU_ASSERT_EQUAL(pw.pw_uid, 4242);
+	CU_ASSERT_EQUAL(gr.gr_gid, 4242);
+	free(buf);
+}
+
+/* An entry larger than the first buffer: the buffer doubles until it fits,
+ * and a later lookup with it starts from its size. */
+static void
+test_nss_grows(void)
+{
+	struct passwd pw;
+	struct group gr;
+	char *buf = NULL;
+	size_t len = 0;
+	int calls;
+
+	nss_reset(100000, 0);
+	CU_ASSERT_EQUAL_FATAL(kwnss_gr_gid(0, &gr, &buf, &len), 0);
+	CU_ASSERT_STRING_EQUAL(gr.gr_name, "root");
+	CU_ASSERT(len >= 100000 && len < 200000);
+	CU_ASSERT_EQUAL(nss_last_len, len);
+	CU_ASSERT(nss_calls >= 2);
+	calls = nss_calls;
+	CU_ASSERT_EQUAL_FATAL(kwnss_gr_gid(0, &gr, &buf, &len), 0);
+	CU_ASSERT_EQUAL(nss_calls, calls + 1);
+	CU_ASSERT_EQUAL_FATAL(kwnss_pw_name("root", &pw, &buf, &len), 0);
+	CU_ASSERT_EQUAL(pw.pw_uid, 0);
+	CU_ASSERT(len >= 100000 && len < 200000);
+	free(buf);
+
+	/* The same from a buffer of the caller's that is too small. */
+	nss_reset(100000, 0);
+	len = 10;
+	CU_ASSERT_PTR_NOT_NULL_FATAL(buf = malloc(len));
+	CU_ASSERT_EQUAL_FATAL(kwnss_gr_gid(0, &gr, &buf, &len), 0);
+	CU_ASSERT_STRING_EQUAL(gr.gr_name, "root");
+	CU_ASSERT(len >= 100000);
+	free(buf);
+}
+
+/* An entry that needs more than KWNSS_BUF_MAX is -ERANGE, after a try
+ * with that much room; another failure of the name service is its own
+ * error at once, not "no such entry"; neither touches the entry. */
+static void
+test_nss_errors(void)
+{
+	struct group gr;
+	char *buf = NULL;
+	size_t len = 0;
+
+	gr.gr_gid = 4242;
+	nss_reset(KWNSS_BUF_MAX + 1, 0);
+	CU_ASSERT_EQUAL(kwnss_gr_gid(0, &gr, &buf, &len), -ERANGE);
+	CU_ASSERT_EQUAL(nss_last_len, KWNSS_BUF_MAX);
+	CU_ASSERT_EQUAL(len, KWNSS_BUF_MAX);
+	nss_reset(0, EIO);
+	CU_ASSERT_EQUAL(kwnss_gr_gid(0, &gr, &buf, &len), -EIO);
+	CU_ASSERT_EQUAL(nss_calls, 1);
+	nss_reset(0, EMFILE);
+	CU_ASSERT_EQUAL(kwnss_gr_gid(0, &gr, &buf, &len), -EMFILE);
+	CU_ASSERT_EQUAL(gr.gr_gid, 4242);
+	free(buf);
+	nss_reset(0, 0);
+}
+
 int
 main(void)
 {
@@ -202,6 +341,9 @@ main(void)
 		{ "base64: both alphabets, padding, refusals, round trips", test_b64 },
 		{ "constant-time compare", test_memeq_ct },
 		{ "secalloc from eight threads", test_secalloc_threads },
+		{ "name lookups: found, not found", test_nss_found_and_not },
+		{ "name lookups: the buffer grows for a large entry", test_nss_grows },
+		{ "name lookups: too large, and other errors", test_nss_errors },
 		{ NULL, NULL }
 	};
 

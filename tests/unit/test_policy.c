@@ -140,6 +140,9 @@ who(uid_t uid, gid_t gid, const gid_t *groups, size_t ngroups, const char *exe, 
 	id.pid = 4242;
 	id.groups = groups;   /* the caller's array, which outlives id's use */
 	id.ngroups = ngroups;
+	for (size_t i = 1; i < ngroups; i++)
+		if (groups[i - 1] > groups[i])
+			CU_FAIL_FATAL("groups out of order: policy_decide wants them sorted");
 	if (exe != NULL) {
 		id.exe = exe;
 		id.known |= POLICY_ID_EXE;
@@ -629,7 +632,7 @@ test_combinations_and_who_can(void)
 	char path[512], yes[600];
 	struct seen s;
 	const gid_t g_nog[] = { 65534 };
-	const gid_t g_both[] = { 65534, 1 };
+	const gid_t g_both[] = { 1, 65534 };
 	struct policy_identity a = who(1, 1, g_nog, 1, "/usr/sbin/app", "app.service");
 	struct policy_identity b = who(1, 100, g_nog, 1, "/usr/sbin/app", "other.service");
 	struct policy_identity c = who(7, 7, g_both, 2, "/usr/sbin/app", "app.service");
@@ -659,7 +662,9 @@ test_combinations_and_who_can(void)
 	EXPECT(p, &c, "secret.get", "prod", "x", yes);                           /* both groups */
 	c.ngroups = 1;
 	c.gid = 7;
-	EXPECT(p, &c, "secret.get", "prod", "x", "denied: no rule allows it");   /* one group only */
+	EXPECT(p, &c, "secret.get", "prod", "x", "denied: no rule allows it");   /* daemon only */
+	c.groups = g_nog;
+	EXPECT(p, &c, "secret.get", "prod", "x", "denied: no rule allows it");   /* nogroup only */
 
 	memset(&s, 0, sizeof(s));
 	CU_ASSERT_EQUAL(policy_who_can(p, POLICY_A_SECRET_GET, "prod", "x", collect, &s), 0);
@@ -1143,6 +1148,103 @@ test_thousand_rules(void)
 	policy_free(p);
 }
 
+/* A caller in up to 65,536 groups (the kernel's NGROUPS_MAX), which
+ * policy_groups_sort put in order from a shuffled list: the group the
+ * rules name counts wherever it falls (first, last, between), for an
+ * allow, for a deny and with another for a rule that names two; a gid
+ * between two of the caller's is none of them.  Counts on both sides of
+ * the 64 groups past which a decision stops filtering by a 64-bit summary
+ * of them. */
+static void
+test_many_groups(void)
+{
+	static const size_t counts[] = { 1, 2, 3, 63, 64, 65, 1000, 65536 };
+	const gid_t t = 300007;
+	struct policy *p = NULL;
+	struct policy_errors *e = NULL;
+	char path[512], allow[600], both[600], deny[600];
+	gid_t *g = calloc(65536, sizeof(*g));
+	const char *no = "denied: no rule allows it";
+	unsigned seed = 1;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+	CU_ASSERT_EQUAL(load_text("many-groups.yaml",
+	    "rules:\n"
+	    "  - name: g-reads\n"
+	    "    who: {group: 300007}\n"
+	    "    allow: secret.get\n"
+	    "    vault: v\n"
+	    "  - name: g-never-private\n"                 /* line 6 */
+	    "    who: {group: 300007}\n"
+	    "    deny: secret.get\n"
+	    "    vault: v\n"
+	    "    names: ['private/**']\n"
+	    "  - name: both-list\n"                       /* line 11 */
+	    "    who: {group: [300007, 300011]}\n"
+	    "    allow: secret.list\n"
+	    "    vault: v\n",
+	    0600, NULL, &p, &e, path, sizeof(path)), 0);
+	print_errors(e);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	snprintf(allow, sizeof(allow), "allowed by rule 'g-reads' at %s:2", path);
+	snprintf(deny, sizeof(deny), "denied by rule 'g-never-private' at %s:6", path);
+	snprintf(both, sizeof(both), "allowed by rule 'both-list' at %s:11", path);
+
+	for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
+		size_t n = counts[c];
+		size_t at[] = { 0, n / 2, n - 1 };
+
+		for (size_t k = 0; k < sizeof(at) / sizeof(at[0]); k++) {
+			struct policy_identity id;
+
+			/* Every 4th gid around t, t at position at[k] in order
+			 * (t + 4, the other group of both-list, after it),
+			 * shuffled, then sorted. */
+			for (size_t i = 0; i < n; i++)
+				g[i] = (gid_t)(t + 4 * ((long)i - (long)at[k]));
+			for (size_t i = n; i > 1; i--) {
+				size_t j = (seed = seed * 1103515245u + 12345u) % i;
+				gid_t x = g[i - 1];
+
+				g[i - 1] = g[j];
+				g[j] = x;
+			}
+			policy_groups_sort(g, n);
+			CU_ASSERT_EQUAL_FATAL(g[at[k]], t);
+			id = who(5000, 5000, g, n, NULL, NULL);
+			EXPECT(p, &id, "secret.get", "v", "x", allow);
+			EXPECT(p, &id, "secret.get", "v", "private/x", deny);
+			EXPECT(p, &id, "secret.list", "v", NULL, at[k] < n - 1 ? both : no);
+			/* A gid between the caller's groups is none of them. */
+			g[at[k]] = t - 2;
+			EXPECT(p, &id, "secret.get", "v", "x", no);
+			EXPECT(p, &id, "secret.get", "v", "private/x", no);
+			EXPECT(p, &id, "secret.list", "v", NULL, no);
+			/* ... and the primary group counts as before. */
+			id.gid = t;
+			EXPECT(p, &id, "secret.get", "v", "x", allow);
+		}
+	}
+	policy_free(p);
+	free(g);
+}
+
+/* policy_groups_sort orders any list, duplicates included; it takes
+ * nothing and one as they are. */
+static void
+test_groups_sort(void)
+{
+	gid_t v[] = { 4000000000u, 7, 65534, 0, 7, 1, 100 };
+	const gid_t want[] = { 0, 1, 7, 7, 100, 65534, 4000000000u };
+	gid_t one = 42;
+
+	policy_groups_sort(v, sizeof(v) / sizeof(v[0]));
+	CU_ASSERT_EQUAL(memcmp(v, want, sizeof(want)), 0);
+	policy_groups_sort(&one, 1);
+	CU_ASSERT_EQUAL(one, 42);
+	policy_groups_sort(NULL, 0);
+}
+
 int
 main(void)
 {
@@ -1165,6 +1267,8 @@ main(void)
 		{ "errors: the fixture with one of each", test_errors_fixture },
 		{ "file owner and mode", test_file_checks },
 		{ "1,000 rules decide correctly", test_thousand_rules },
+		{ "a caller in up to 65,536 groups: each one counts", test_many_groups },
+		{ "groups sorted as decisions want them", test_groups_sort },
 		{ NULL, NULL }
 	};
 	int r;
