@@ -25,6 +25,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "kw_error.h"
+#include "kw_nss.h"
 #include "daemon/audit_glue.h"
 #include "daemon/http.h"
 #include "daemon/http_parse.h"
@@ -785,10 +786,18 @@ socket_listen(struct kwd *d, const struct config *c, int *out)
 	d->sock_dev = st.st_dev;
 	d->sock_ino = st.st_ino;
 	if (c->socket_group != NULL) {
-		struct group *g = getgrnam(c->socket_group);
-		if (g == NULL || lchown(c->socket_path, (uid_t)-1, g->gr_gid) != 0) {
+		struct group g;
+		char *gbuf = NULL;
+		size_t glen = 0;
+		int e = kwnss_gr_name(c->socket_group, &g, &gbuf, &glen);
+
+		if (e == 0 && lchown(c->socket_path, (uid_t)-1, g.gr_gid) != 0)
+			e = -errno;
+		free(gbuf);
+		if (e != 0) {
+			/* "No such group" only when the name service said so. */
 			r = kw_fail(KW_E_CONFIG, "cannot give %s to group %s: %s", c->socket_path,
-			    c->socket_group, g ? strerror(errno) : "no such group");
+			    c->socket_group, e == -ENOENT ? "no such group" : strerror(-e));
 			close(fd);
 			return r;
 		}
