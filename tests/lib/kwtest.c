@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <time.h>
@@ -18,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <CUnit/CUnit.h>
 #include <curl/curl.h>
 #include <jansson.h>
 
@@ -36,6 +38,178 @@ kwt_require(const char *envname)
 	return v;
 }
 
+/* ---- temporary directories ------------------------------------------------ */
+
+/* Every directory kwt_tmpdir() made in this process, until kwt_rmtree()
+ * removes it: the test that made it (NULL: outside any test) and the pid of
+ * the daemon kwt_daemon_spawn() started in it, while that one runs.  A
+ * fatal assertion ends a test before its own clean-up, and a path that
+ * forgets one is easy to miss: what a test leaves is removed after it and
+ * fails it (kwt_tmp_test_end), what is left when the program ends is
+ * removed and fails the program (tmp_at_exit). */
+struct tmp_dir {
+	struct tmp_dir *next;
+	char path[256];
+	CU_pTest test;
+	char test_name[128];
+	pid_t daemon;
+	int kept;               /* kwt_tmp_keep(): left on purpose */
+};
+
+static pthread_mutex_t tmp_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tmp_dir *tmp_dirs;
+static pid_t tmp_owner;         /* the process whose directories these are */
+
+static void tmp_at_exit(int status, void *arg);
+
+static void
+tmp_add(const char *path)
+{
+	struct tmp_dir *t = calloc(1, sizeof(*t));
+	CU_pTest test = CU_get_current_test();
+
+	if (t == NULL) {
+		fprintf(stderr, "kwtest: out of memory recording %s\n", path);
+		return;
+	}
+	snprintf(t->path, sizeof(t->path), "%s", path);
+	t->test = test;
+	snprintf(t->test_name, sizeof(t->test_name), "%s",
+	    test != NULL && test->pName != NULL ? test->pName : "");
+	pthread_mutex_lock(&tmp_lock);
+	if (tmp_owner != getpid()) {
+		tmp_owner = getpid();
+		on_exit(tmp_at_exit, NULL);
+	}
+	t->next = tmp_dirs;
+	tmp_dirs = t;
+	pthread_mutex_unlock(&tmp_lock);
+}
+
+/* Forget path, and every directory of ours under it: removed. */
+static void
+tmp_forget(const char *path)
+{
+	size_t n = strlen(path);
+	struct tmp_dir **pp, *t;
+
+	pthread_mutex_lock(&tmp_lock);
+	for (pp = &tmp_dirs; (t = *pp) != NULL;) {
+		if (strncmp(t->path, path, n) == 0 && (t->path[n] == '\0' || t->path[n] == '/')) {
+			*pp = t->next;
+			free(t);
+		} else {
+			pp = &t->next;
+		}
+	}
+	pthread_mutex_unlock(&tmp_lock);
+}
+
+/* The daemon running in dir is pid (0: none any more). */
+static void
+tmp_daemon(const char *dir, pid_t pid)
+{
+	struct tmp_dir *t;
+
+	pthread_mutex_lock(&tmp_lock);
+	for (t = tmp_dirs; t != NULL; t = t->next)
+		if (strcmp(t->path, dir) == 0)
+			t->daemon = pid;
+	pthread_mutex_unlock(&tmp_lock);
+}
+
+void
+kwt_tmp_keep(const char *path)
+{
+	struct tmp_dir *t;
+
+	pthread_mutex_lock(&tmp_lock);
+	for (t = tmp_dirs; t != NULL; t = t->next)
+		if (strcmp(t->path, path) == 0)
+			t->kept = 1;
+	pthread_mutex_unlock(&tmp_lock);
+}
+
+/* Remove what is left of the directories test made (of all of them, if
+ * all), after killing a daemon still running in one, and name each on
+ * stderr.  Returns how many there were; with KWT_KEEP they are kept, named,
+ * and not counted. */
+static int
+tmp_sweep(CU_pTest test, int all)
+{
+	int left = 0, keep = getenv("KWT_KEEP") != NULL;
+
+	for (;;) {
+		struct tmp_dir *t;
+		char path[256], name[128];
+		pid_t daemon = 0;
+
+		pthread_mutex_lock(&tmp_lock);
+		for (t = tmp_dirs; t != NULL; t = t->next)
+			if (!t->kept && (all || t->test == test))
+				break;
+		if (t != NULL) {
+			snprintf(path, sizeof(path), "%s", t->path);
+			snprintf(name, sizeof(name), "%s", t->test_name);
+			daemon = t->daemon;
+			t->kept = keep;   /* named once */
+		}
+		pthread_mutex_unlock(&tmp_lock);
+		if (t == NULL)
+			break;
+		if (keep) {
+			fprintf(stderr, "kwtest: KWT_KEEP: kept %s\n", path);
+			continue;
+		}
+		left++;
+		if (*name != '\0')
+			fprintf(stderr, "FAIL: kwtest: test '%s' left %s behind%s: removed\n", name, path,
+			    daemon > 0 ? ", its daemon running" : "");
+		else
+			fprintf(stderr, "FAIL: kwtest: %s, made outside the tests, was left when the "
+			    "program ended%s: removed\n", path, daemon > 0 ? ", its daemon running" : "");
+		/* Only a child of ours not yet reaped: a pid reaped elsewhere
+		 * may be another process's by now. */
+		if (daemon > 0 && waitpid(daemon, NULL, WNOHANG) == 0) {
+			kill(daemon, SIGKILL);
+			while (waitpid(daemon, NULL, 0) < 0 && errno == EINTR)
+				;
+		}
+		kwt_rmtree(path);
+		tmp_forget(path);   /* even if some of it could not be removed: named once */
+	}
+	return left;
+}
+
+int
+kwt_tmp_test_end(void)
+{
+	CU_pTest test = CU_get_current_test();
+	int left;
+
+	if (test == NULL)
+		return 0;
+	left = tmp_sweep(test, 0);
+	if (left > 0)
+		CU_assertImplementation(CU_FALSE, __LINE__,
+		    "the test left temporary directories behind (kwtest: on stderr)", __FILE__, "", CU_FALSE);
+	return left;
+}
+
+/* At exit (also through exit() from a helper): nothing of ours may be
+ * left.  A program that would have passed fails. */
+static void
+tmp_at_exit(int status, void *arg)
+{
+	(void)arg;
+	if (getpid() != tmp_owner)
+		return;   /* a child forked by a test that called exit() */
+	if (tmp_sweep(NULL, 1) > 0 && status == 0) {
+		fflush(NULL);
+		_exit(1);
+	}
+}
+
 int
 kwt_tmpdir(char *buf, size_t len, const char *prefix)
 {
@@ -49,21 +223,46 @@ kwt_tmpdir(char *buf, size_t len, const char *prefix)
 		fprintf(stderr, "mkdtemp %s: %s\n", buf, strerror(errno));
 		return -1;
 	}
+	tmp_add(buf);
 	return 0;
 }
 
+static int rm_errno;
+static char rm_failed[512];
+
+/* One entry of the tree, deepest first.  A failure does not stop the
+ * walk: the rest is removed, and kwt_rmtree says what was not. */
 static int
 kwt_rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st; (void)flag; (void)ftw;
-	return remove(path);
+	if (remove(path) != 0 && errno != ENOENT && rm_errno == 0) {
+		rm_errno = errno;
+		snprintf(rm_failed, sizeof(rm_failed), "%s", path);
+	}
+	return 0;
 }
 
 void
 kwt_rmtree(const char *path)
 {
-	if (path != NULL && *path != '\0' && getenv("KWT_KEEP") == NULL)
-		nftw(path, kwt_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	static pthread_mutex_t rm_lock = PTHREAD_MUTEX_INITIALIZER;
+	struct stat st;
+
+	if (path == NULL || *path == '\0' || getenv("KWT_KEEP") != NULL)
+		return;
+	pthread_mutex_lock(&rm_lock);
+	rm_errno = 0;
+	if (nftw(path, kwt_rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0 && rm_errno == 0 && errno != ENOENT) {
+		rm_errno = errno;
+		snprintf(rm_failed, sizeof(rm_failed), "%s", path);
+	}
+	if (lstat(path, &st) == 0)
+		fprintf(stderr, "kwt_rmtree: %s is left: %s: %s\n", path, rm_failed,
+		    strerror(rm_errno != 0 ? rm_errno : EEXIST));
+	else
+		tmp_forget(path);
+	pthread_mutex_unlock(&rm_lock);
 }
 
 char *
@@ -286,12 +485,14 @@ kwt_daemon_spawn(struct kwt_daemon *d, const char *arg)
 		_exit(127);
 	}
 	close(logfd);
+	tmp_daemon(d->dir, d->pid);
 	for (int i = 0; i < 600; i++) {   /* 30 s */
 		int status;
 		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
 			fprintf(stderr, "keywardend exited during start (status %d); log %s\n",
 			    status, d->log);
 			d->pid = 0;
+			tmp_daemon(d->dir, 0);
 			return -1;
 		}
 		if (kwt_http(d->sock, "GET", "/v1/health", NULL, NULL) == 200)
@@ -506,6 +707,7 @@ kwt_daemon_stop(struct kwt_daemon *d)
 		if (errno != EINTR)
 			return -1;
 	d->pid = 0;
+	tmp_daemon(d->dir, 0);
 	if (kwt_sanitizer_report(d))
 		return -2;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -520,6 +722,7 @@ kwt_daemon_kill9(struct kwt_daemon *d)
 	while (waitpid(d->pid, NULL, 0) < 0 && errno == EINTR)
 		;
 	d->pid = 0;
+	tmp_daemon(d->dir, 0);
 }
 
 void
