@@ -304,19 +304,73 @@ kwt_write_file(const char *path, const char *content, int mode)
 	return close(fd);
 }
 
-/* Run argv; its stdout (and stderr too, if both) into out. */
-static int
-run(char *const argv[], char *out, size_t outlen, int both)
+/* environ with env's NULL-terminated name, value pairs set: a new array
+ * of pointers, whose new strings are in *strs (free both); NULL on no
+ * memory. */
+static char **
+env_with(const char *const *env, char ***strs)
 {
+	extern char **environ;
+	size_t n = 0, k = 0, i, j;
+	char **e, **s;
+
+	while (environ[n] != NULL)
+		n++;
+	while (env != NULL && env[2 * k] != NULL && env[2 * k + 1] != NULL)
+		k++;
+	e = calloc(n + k + 1, sizeof(*e));
+	s = calloc(k + 1, sizeof(*s));
+	if (e == NULL || s == NULL)
+		goto nomem;
+	for (i = 0; i < k; i++)
+		if (asprintf(&s[i], "%s=%s", env[2 * i], env[2 * i + 1]) < 0) {
+			s[i] = NULL;
+			goto nomem;
+		}
+	for (i = 0, j = 0; i < n; i++) {
+		size_t m;
+		for (m = 0; m < k; m++)
+			if (strncmp(environ[i], env[2 * m], strlen(env[2 * m])) == 0 &&
+			    environ[i][strlen(env[2 * m])] == '=')
+				break;
+		if (m == k)
+			e[j++] = environ[i];
+	}
+	for (i = 0; i < k; i++)
+		e[j++] = s[i];
+	*strs = s;
+	return e;
+nomem:
+	for (i = 0; s != NULL && i < k; i++)
+		free(s[i]);
+	free(s);
+	free(e);
+	return NULL;
+}
+
+/* Run argv, with env (name, value pairs, or NULL) set for it alone; its
+ * stdout (and stderr too, if both) into out. */
+static int
+run(char *const argv[], const char *const *env, char *out, size_t outlen, int both)
+{
+	extern char **environ;
+	char **envp = environ, **strs = NULL;
 	int p[2], status;
 	pid_t pid;
 	size_t got = 0;
 
-	if (pipe(p) != 0)
+	if (env != NULL && (envp = env_with(env, &strs)) == NULL)
 		return -1;
+	if (pipe(p) != 0) {
+		pid = -1;
+		goto out;
+	}
 	pid = fork();
-	if (pid < 0)
-		return -1;
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		goto out;
+	}
 	if (pid == 0) {
 		int devnull = open("/dev/null", O_RDONLY);
 		dup2(devnull, 0);
@@ -325,7 +379,7 @@ run(char *const argv[], char *out, size_t outlen, int both)
 			dup2(p[1], 2);
 		close(p[0]);
 		close(p[1]);
-		execvp(argv[0], argv);
+		execvpe(argv[0], argv, envp);
 		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
@@ -343,14 +397,22 @@ run(char *const argv[], char *out, size_t outlen, int both)
 			got += (size_t)r;
 	}
 	close(p[0]);
+out:
+	if (envp != environ) {
+		for (size_t i = 0; strs[i] != NULL; i++)
+			free(strs[i]);
+		free(strs);
+		free(envp);
+	}
 	if (out != NULL && outlen > 0)
 		out[got] = '\0';
+	if (pid < 0)
+		return -1;
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			return -1;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
-
 
 /* The most data (not counting preallocated zeros) in one segment of the
  * audit directory dir, or -1. */
@@ -370,40 +432,53 @@ audit_largest(const char *dir)
 int
 kwt_run(char *const argv[], char *out, size_t outlen)
 {
-	return run(argv, out, outlen, 0);
+	return run(argv, NULL, out, outlen, 0);
+}
+
+int
+kwt_run_env(char *const argv[], const char *const *env, char *out, size_t outlen)
+{
+	return run(argv, env, out, outlen, 0);
 }
 
 int
 kwt_token_new(struct kwt_token *t, const char *label)
 {
-	char tokdir[300], conf[700], out[4096];
+	char tokdir[300], conf[700], so_pin_file[300], init[600], out[4096];
 	const char *util = kwt_require("SOFTHSM2_UTIL");
 	const char *module = kwt_require("SOFTHSM2_MODULE");
+	const char *src = kwt_require("KW_TOP_SRCDIR");
 	char *p;
 
+	kwt_require("PKCS11_TOOL");   /* scripts/token-init runs $PKCS11_TOOL */
 	memset(t, 0, sizeof(*t));
 	if (kwt_tmpdir(t->dir, sizeof(t->dir), "kwtest-token") != 0)
 		return -1;
 	snprintf(t->conf, sizeof(t->conf), "%s/softhsm2.conf", t->dir);
 	snprintf(t->pin_file, sizeof(t->pin_file), "%s/pin", t->dir);
+	snprintf(so_pin_file, sizeof(so_pin_file), "%s/so-pin", t->dir);
 	snprintf(tokdir, sizeof(tokdir), "%s/tokens", t->dir);
 	snprintf(t->label, sizeof(t->label), "%s", label);
 	snprintf(t->module, sizeof(t->module), "%s", module);
+	snprintf(init, sizeof(init), "%s/scripts/token-init", src);
 	if (mkdir(tokdir, 0700) != 0)
 		goto fail;
 	snprintf(conf, sizeof(conf),
 	    "directories.tokendir = %s\nobjectstore.backend = file\n"
 	    "log.level = ERROR\nslots.removable = false\n", tokdir);
 	if (kwt_write_file(t->conf, conf, 0600) != 0 ||
-	    kwt_write_file(t->pin_file, KWT_USER_PIN "\n", 0600) != 0)
+	    kwt_write_file(t->pin_file, KWT_USER_PIN "\n", 0600) != 0 ||
+	    kwt_write_file(so_pin_file, KWT_SO_PIN "\n", 0600) != 0)
 		goto fail;
 	setenv("SOFTHSM2_CONF", t->conf, 1);
+	/* The project's own way: the PINs go from their files to pkcs11-tool
+	 * through its environment (env:NAME), never on a command line, where
+	 * every local user reads them in ps. */
 	{
-		char *argv[] = { (char *)util, "--init-token", "--free",
-		    "--label", t->label, "--so-pin", KWT_SO_PIN,
-		    "--pin", KWT_USER_PIN, NULL };
-		if (kwt_run(argv, out, sizeof(out)) != 0) {
-			fprintf(stderr, "softhsm2-util --init-token failed: %s\n", out);
+		char *argv[] = { "/bin/sh", init, (char *)module, t->label, so_pin_file,
+		    t->pin_file, NULL };
+		if (run(argv, NULL, out, sizeof(out), 1) != 0) {
+			fprintf(stderr, "%s failed: %s\n", init, out);
 			goto fail;
 		}
 	}
@@ -860,7 +935,7 @@ cli_v(const char *sock, char *out, size_t outlen, int both, va_list ap)
 	while (i < 15 && (argv[i] = va_arg(ap, char *)) != NULL)
 		i++;
 	argv[i] = NULL;
-	return run(argv, out, outlen, both);
+	return run(argv, NULL, out, outlen, both);
 }
 
 int

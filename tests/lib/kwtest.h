@@ -2,8 +2,9 @@
  * kwtest.h - support shared by keywarden's CUnit tests.
  *
  * kwt_token_new() makes a throwaway SoftHSM token in a fresh temporary
- * directory with its own softhsm2.conf, initialised with a label and PINs,
- * and exports SOFTHSM2_CONF so that the module loaded afterwards in this
+ * directory with its own softhsm2.conf, initialised with a label and PINs
+ * (by scripts/token-init, which never puts a PIN on a command line), and
+ * exports SOFTHSM2_CONF so that the module loaded afterwards in this
  * process (and any child) sees it.  kwt_token_free() removes it all.
  *
  * A test that needs a tool or module that is missing fails loudly
@@ -38,6 +39,10 @@ const char *kwt_require(const char *envname);
 /* Run argv (NULL-terminated) with stdout captured into out (NUL-terminated,
  * truncated to outlen-1).  Returns the exit status, or -1. */
 int kwt_run(char *const argv[], char *out, size_t outlen);
+/* The same with env, NULL-terminated name, value pairs, set for the child
+ * alone: how a PIN reaches a tool that reads it as env:NAME (pkcs11-tool
+ * --pin env:NAME), never on its command line. */
+int kwt_run_env(char *const argv[], const char *const *env, char *out, size_t outlen);
 
 /* Make a temporary directory under $TMPDIR (or /tmp); path is written into
  * buf.  Returns 0 or -1.  Each one is recorded with the test that made it

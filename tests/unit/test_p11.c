@@ -557,6 +557,7 @@ test_mkey_sensitive(void)
 	uint8_t zero[P11_ID_LEN];
 	int sens = 0, extr = 1, st;
 	const char *tool = kwt_require("PKCS11_TOOL");
+	const char *pin_env[] = { "KWT_PIN", KWT_USER_PIN, NULL };
 
 	CU_ASSERT_EQUAL_FATAL(p11_mkey_create(ctx, "sens", 1, &mk), 0);
 	CU_ASSERT_EQUAL(mk.version, 1);
@@ -587,12 +588,12 @@ test_mkey_sensitive(void)
 	argv[4] = LABEL;
 	argv[5] = "--login";
 	argv[6] = "--pin";
-	argv[7] = KWT_USER_PIN;
+	argv[7] = "env:KWT_PIN";   /* never the PIN itself on a command line */
 	argv[8] = "--list-objects";
 	argv[9] = "--type";
 	argv[10] = "secrkey";
 	argv[11] = NULL;
-	st = kwt_run(argv, out, sizeof(out));
+	st = kwt_run_env(argv, pin_env, out, sizeof(out));
 	CU_ASSERT_EQUAL(st, 0);
 	{
 		const char *p = strstr(out, "label:      keywarden/sens/v1\n");
