@@ -1844,6 +1844,10 @@ test_check_config_as_root(void)
 	CU_ASSERT_EQUAL(daemon_cmd(out, sizeof(out), "--check-policy '%s'", pol), 0);
 	snprintf(want, sizeof(want), "(uid 65534), the owner of %s: it must run as that user", pol);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+	/* ... and so does keywarden policy check, offline. */
+	CU_ASSERT_EQUAL(kwt_cli_all(dmn.sock, out, sizeof(out), "policy", "check", pol, NULL), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "checked as root for keywardend running as uid 65534, its "
+	    "owner: it must run as that user"));
 	kwt_rmtree(dir);
 }
 
