@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -39,18 +40,30 @@ cli_policy_check(kw_client *c, int argc, char **argv)
 {
 	struct policy *p = NULL;
 	struct policy_errors *errs = NULL;
-	int r;
+	struct policy_load_opts o = { .daemon_uid = geteuid() };
+	struct stat st;
+	int r, other = 0;
 
 	(void)c;
 	if (argc != 2 || argv[1][0] == '-')
 		return cli_usage("usage: keywarden policy check FILE");
-	r = policy_load(argv[1], NULL, &p, &errs);
+	/* As root, for the daemon's user, as keywardend --check-policy does:
+	 * a file of another user's is checked for a daemon running as that
+	 * user, and that is said. */
+	if (o.daemon_uid == 0 && stat(argv[1], &st) == 0 && st.st_uid != 0) {
+		o.daemon_uid = st.st_uid;
+		other = 1;
+	}
+	r = policy_load(argv[1], &o, &p, &errs);
 	if (r == 0) {
 		struct policy_errors *warns = NULL;
 		if (policy_lint(p, &warns) == 0)
 			policy_errors_print(stderr, warns);
 		policy_errors_free(warns);
 		printf("%s: ok (%zu rules, sha256 %s)\n", argv[1], policy_rule_count(p), policy_hash(p));
+		if (other)
+			printf("%s: checked as root for keywardend running as uid %u, its owner: it "
+			    "must run as that user\n", argv[1], (unsigned)o.daemon_uid);
 		policy_free(p);
 		return 0;
 	}

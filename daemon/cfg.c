@@ -788,6 +788,12 @@ config_vault_find(const struct config *c, const char *name)
 int
 config_load(const char *path, struct config **out, struct config_errors *errs)
 {
+	return config_load_as(path, geteuid(), out, errs);
+}
+
+int
+config_load_as(const char *path, uid_t daemon_uid, struct config **out, struct config_errors *errs)
+{
 	struct config *c = NULL;
 	yaml_parser_t parser;
 	yaml_document_t doc;
@@ -838,10 +844,10 @@ config_load(const char *path, struct config **out, struct config_errors *errs)
 	 * PIN file: whoever may write it runs code as the daemon.  Its owner
 	 * may (chmod is the owner's), so it must be the daemon's user or root,
 	 * as for the policy. */
-	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+	if (st.st_uid != 0 && st.st_uid != daemon_uid) {
 		cfg_err(&x, NULL, NULL, "the file is owned by uid %u, neither the daemon's user "
 		    "(uid %u) nor root: its owner could rewrite it; chown root %s",
-		    (unsigned)st.st_uid, (unsigned)geteuid(), path);
+		    (unsigned)st.st_uid, (unsigned)daemon_uid, path);
 		goto out;
 	}
 	if (st.st_mode & 0022) {

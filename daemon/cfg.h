@@ -78,8 +78,14 @@ struct config_errors {
 };
 
 /* Load and validate path.  On success *out is set (free with config_free)
- * and 0 returned; on failure KW_E_CONFIG and *errs lists every problem. */
+ * and 0 returned; on failure KW_E_CONFIG and *errs lists every problem.
+ * The file must be owned by root or by this process's effective uid (the
+ * daemon's user). */
 int config_load(const char *path, struct config **out, struct config_errors *errs);
+/* The same for a daemon that will run as daemon_uid: the file may be owned
+ * by root or by daemon_uid (keywardend --check-config run as root). */
+int config_load_as(const char *path, uid_t daemon_uid, struct config **out,
+    struct config_errors *errs);
 void config_free(struct config *c);
 void config_errors_free(struct config_errors *e);
 

@@ -29,6 +29,7 @@
 #include "kw_auditchain.h"
 #include "daemon/audit_glue.h"
 #include "daemon/cfg.h"
+#include "daemon/check.h"
 #include "daemon/kwd.h"
 #include "daemon/log.h"
 #include "daemon/server.h"
@@ -51,53 +52,6 @@ usage(FILE *f)
 	    "                                      run, taking over vault keys another store\n"
 	    "                                      owned (recorded in the log)\n"
 	    "       keywardend --version\n");
-}
-
-static int
-print_config_errors(const char *path)
-{
-	struct config *c = NULL;
-	struct config_errors errs;
-	int r = config_load(path, &c, &errs);
-
-	if (r == 0) {
-		printf("%s: ok\n", path);
-		config_free(c);
-		return 0;
-	}
-	for (size_t i = 0; i < errs.n; i++)
-		fprintf(stderr, "%s\n", errs.lines[i]);
-	if (errs.n == 0)
-		fprintf(stderr, "%s: %s\n", path, kw_strerror(r));
-	else
-		fprintf(stderr, "%zu error%s\n", errs.n, errs.n == 1 ? "" : "s");
-	config_errors_free(&errs);
-	return 1;
-}
-
-static int
-print_policy_errors(const char *path)
-{
-	struct policy *p = NULL;
-	struct policy_errors *errs = NULL;
-	int r = policy_load(path, NULL, &p, &errs);
-
-	if (r == 0) {
-		struct policy_errors *warns = NULL;
-		if (policy_lint(p, &warns) == 0)
-			policy_errors_print(stderr, warns);
-		policy_errors_free(warns);
-		printf("%s: ok (%zu rules, sha256 %s)\n", path, policy_rule_count(p), policy_hash(p));
-		policy_free(p);
-		return 0;
-	}
-	policy_errors_print(stderr, errs);
-	if (errs == NULL || errs->n == 0)
-		fprintf(stderr, "%s: %s\n", path, kw_strerror(r));
-	else
-		fprintf(stderr, "%zu error%s\n", errs->n, errs->n == 1 ? "" : "s");
-	policy_errors_free(errs);
-	return 1;
 }
 
 static int
@@ -304,23 +258,11 @@ reload_all(struct kwd *d)
 static int
 make_dir(const char *path, mode_t mode)
 {
-	struct stat st;
-
 	if (mkdir(path, mode) == 0)
 		return 0;
 	if (errno != EEXIST)
 		return kw_fail(-errno, "cannot create directory %s: %s", path, strerror(errno));
-	if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-		return kw_fail(KW_E_CONFIG, "%s exists and is not a directory", path);
-	if (st.st_mode & 0022)
-		return kw_fail(KW_E_CONFIG, "%s is writable by group or others (mode %04o): chmod go-w %s",
-		    path, (unsigned)(st.st_mode & 07777), path);
-	/* Another user's directory (or one a symlink leads to) could have the
-	 * store or the lock swapped under the daemon. */
-	if (st.st_uid != geteuid())
-		return kw_fail(KW_E_CONFIG, "%s belongs to uid %u, not to the daemon's user (uid %u): "
-		    "chown it", path, (unsigned)st.st_uid, (unsigned)geteuid());
-	return 0;
+	return kwd_state_dir_check(path, geteuid());
 }
 
 /* One daemon per state directory.  SQLite would let two share the store,
@@ -611,9 +553,9 @@ main(int argc, char **argv)
 			cfgpath = optarg;
 			break;
 		case 'C':
-			return print_config_errors(optarg);
+			return kwd_check_config(optarg);
 		case 'P':
-			return print_policy_errors(optarg);
+			return kwd_check_policy(optarg);
 		case 'A':
 			verify = 1;
 			break;

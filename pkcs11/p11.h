@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 typedef struct p11_ctx p11_ctx;
 
@@ -241,5 +242,10 @@ int p11_data_write(p11_ctx *ctx, const char *label, const void *value, size_t le
  * root, or writable by group or other without the sticky bit.  Free with
  * kw_secfree. */
 int p11_pin_read(const char *path, char **pin, size_t *pinlen);
+
+/* The same checks of path and its directory for a daemon that will run as
+ * uid (an offline check of a configuration, run as root for another
+ * user), without reading the PIN: 0 or KW_E_PIN (kw_errdetail says why). */
+int p11_pin_check(const char *path, uid_t uid);
 
 #endif

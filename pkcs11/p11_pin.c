@@ -19,13 +19,14 @@
 
 #define PIN_MAX 256
 
-/* Open the directory that holds path and check it: whoever may write it
+/* Open the directory that holds path and check it for a daemon running as
+ * uid: whoever may write it
  * could put a file of theirs under the PIN file's name (unless the sticky
  * bit keeps them to their own files), and its owner always can.  *base
  * gets the file's name within it.  0 and the descriptor in *out, or
  * KW_E_PIN. */
 static int
-pin_dir_open(const char *path, const char **base, int *out)
+pin_dir_open(const char *path, uid_t uid, const char **base, int *out)
 {
 	char dir[4096];
 	const char *slash = strrchr(path, '/');
@@ -60,25 +61,24 @@ pin_dir_open(const char *path, const char **base, int *out)
 		    (st.st_mode & 002) ? "every user" : "its group",
 		    (unsigned)(st.st_mode & 07777), dir);
 	}
-	if (st.st_uid != geteuid() && st.st_uid != 0) {
+	if (st.st_uid != uid && st.st_uid != 0) {
 		close(fd);
 		return kw_fail(KW_E_PIN, "PIN file %s: its directory %s is owned by uid "
-		    "%u, neither this user (%u) nor root, who could put a file of "
-		    "theirs in its place: chown it", path, dir, (unsigned)st.st_uid,
-		    (unsigned)geteuid());
+		    "%u, neither the daemon's user (uid %u) nor root, who could put a "
+		    "file of theirs in its place: chown it", path, dir, (unsigned)st.st_uid,
+		    (unsigned)uid);
 	}
 	*out = fd;
 	return 0;
 }
 
-int
-p11_pin_read(const char *path, char **pin, size_t *pinlen)
+/* Open path, in the directory that was checked, and check the file, for a
+ * daemon running as uid: 0 and the descriptor in *out, or KW_E_PIN. */
+static int
+pin_open(const char *path, uid_t uid, int *out)
 {
 	struct stat st;
 	const char *base = NULL;
-	char *buf = NULL;
-	size_t len = 0;
-	ssize_t n;
 	int dfd = -1, fd = -1, r = KW_E_INTERNAL;
 
 	if (path == NULL || *path == '\0') {
@@ -86,8 +86,7 @@ p11_pin_read(const char *path, char **pin, size_t *pinlen)
 		    "file of mode 0600 holding the user PIN");
 		goto out;
 	}
-	/* The file is opened in the directory that was checked. */
-	if ((r = pin_dir_open(path, &base, &dfd)) != 0)
+	if ((r = pin_dir_open(path, uid, &base, &dfd)) != 0)
 		goto out;
 	if ((fd = openat(dfd, base, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY)) == -1) {
 		r = kw_fail(KW_E_PIN, "PIN file %s: cannot open: %s", path,
@@ -107,10 +106,10 @@ p11_pin_read(const char *path, char **pin, size_t *pinlen)
 		    "read it; chmod 600 it", path, (unsigned)(st.st_mode & 07777));
 		goto out;
 	}
-	if (st.st_uid != geteuid() && st.st_uid != 0) {
+	if (st.st_uid != uid && st.st_uid != 0) {
 		r = kw_fail(KW_E_PIN, "PIN file %s is owned by uid %u, neither "
-		    "this user (%u) nor root: chown it", path,
-		    (unsigned)st.st_uid, (unsigned)geteuid());
+		    "the daemon's user (uid %u) nor root: chown it", path,
+		    (unsigned)st.st_uid, (unsigned)uid);
 		goto out;
 	}
 	/* A second name is a way to the file through a directory nobody
@@ -121,6 +120,37 @@ p11_pin_read(const char *path, char **pin, size_t *pinlen)
 		    (unsigned long)st.st_nlink);
 		goto out;
 	}
+	*out = fd;
+	fd = -1;        /* handed to the caller */
+	r = 0;
+out:
+	if (fd != -1)
+		close(fd);
+	if (dfd != -1)
+		close(dfd);
+	return r;
+}
+
+int
+p11_pin_check(const char *path, uid_t uid)
+{
+	int fd = -1, r;
+
+	if ((r = pin_open(path, uid, &fd)) == 0)
+		close(fd);
+	return r;
+}
+
+int
+p11_pin_read(const char *path, char **pin, size_t *pinlen)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	ssize_t n;
+	int fd = -1, r;
+
+	if ((r = pin_open(path, geteuid(), &fd)) != 0)
+		goto out;
 	if ((buf = kw_secalloc(PIN_MAX + 1)) == NULL) {
 		r = -ENOMEM;
 		goto out;
@@ -158,7 +188,5 @@ out:
 	kw_secfree(buf);
 	if (fd != -1)
 		close(fd);
-	if (dfd != -1)
-		close(dfd);
 	return r;
 }

@@ -330,10 +330,11 @@ static int
 token_has_label(const char *label)
 {
 	char out[65536];
-	char *argv[] = { "pkcs11-tool", "--module", tok.module, "--token-label", tok.label,
-		"--login", "--pin", KWT_USER_PIN, "--list-objects", NULL };
+	char *argv[] = { (char *)kwt_require("PKCS11_TOOL"), "--module", tok.module, "--token-label",
+		tok.label, "--login", "--pin", "env:KWT_PIN", "--list-objects", NULL };
+	const char *env[] = { "KWT_PIN", KWT_USER_PIN, NULL };
 
-	if (kwt_run(argv, out, sizeof(out)) != 0)
+	if (kwt_run_env(argv, env, out, sizeof(out)) != 0)
 		return -1;
 	return strstr(out, label) != NULL;
 }

@@ -1753,16 +1753,19 @@ test_sighup_reloads_config(void)
 static void
 test_twin_tokens_refused(void)
 {
-	const char *util = kwt_require("SOFTHSM2_UTIL");
-	struct kwt_token t2;
+	struct kwt_token t2, t3;
 	struct kwt_daemon d2;
 	char cmd[8192], out[4096];
 	char *argv[] = { "/bin/sh", "-c", cmd, NULL };
 
-	CU_ASSERT_EQUAL_FATAL(kwt_token_new(&t2, "kw-twin"), 0);   /* sets SOFTHSM2_CONF */
-	snprintf(cmd, sizeof(cmd), "'%s' --init-token --free --label kw-twin --so-pin %s --pin %s 2>&1",
-	    util, KWT_SO_PIN, KWT_USER_PIN);
+	/* The twin is made apart, by kwt_token_new (whose PINs never go on
+	 * a command line), and its files moved in beside the first one's. */
+	CU_ASSERT_EQUAL_FATAL(kwt_token_new(&t2, "kw-twin"), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_token_new(&t3, "kw-twin"), 0);
+	snprintf(cmd, sizeof(cmd), "mv '%s'/tokens/* '%s/tokens/' 2>&1", t3.dir, t2.dir);
 	CU_ASSERT_EQUAL(kwt_run(argv, out, sizeof(out)), 0);
+	kwt_token_free(&t3);
+	setenv("SOFTHSM2_CONF", t2.conf, 1);
 	CU_ASSERT_NOT_EQUAL(kwt_daemon_start(&d2, &t2, NULL), 0);
 	snprintf(cmd, sizeof(cmd), "exec timeout 20 '%s' --config '%s' 2>&1", d2.exe, d2.conf);
 	CU_ASSERT_NOT_EQUAL(kwt_run(argv, out, sizeof(out)), 0);
@@ -1841,6 +1844,137 @@ test_second_daemon(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "is held by another keywardend"));
 	CU_ASSERT_EQUAL(access(sock2, F_OK), -1);
 	CU_ASSERT_EQUAL(kwt_http(dmn.sock, "GET", "/v1/vaults/dev/secrets/second", NULL, NULL), 200);
+}
+
+/* keywardend (arguments args, a shell fragment) with its stdout and
+ * stderr into out; its exit status. */
+static int
+daemon_cmd(char *out, size_t outlen, const char *fmt, ...)
+{
+	char args[2048], cmd[2600];
+	char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	snprintf(cmd, sizeof(cmd), "exec timeout 20 '%s' %s 2>&1", dmn.exe, args);
+	return kwt_run(argv, out, outlen);
+}
+
+/* keywardend --check-config run as root, as an operator does before the
+ * service starts the daemon as its own user: a configuration, PIN file,
+ * policy and state directory of that user's are checked for a daemon
+ * running as that user, whom the check names; they pass the check run as
+ * that user too.  A file of a third user's is still refused, naming the
+ * daemon's, and so is one its group may write.  The daemon's own start
+ * stays as strict: run as root, it refuses the configuration another user
+ * owns.  --check-policy takes a policy's owner the same way. */
+static void
+test_check_config_as_root(void)
+{
+	char dir[256], conf[300], pin[300], pol[300], state[300], text[2048], out[8192], want[700];
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "\n  not root: files of another user not tried\n");
+		return;
+	}
+	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kwtest-check") == 0);
+	CU_ASSERT_EQUAL_FATAL(chmod(dir, 0755), 0);   /* the other user's check reaches in */
+	snprintf(conf, sizeof(conf), "%s/keywarden.yaml", dir);
+	snprintf(pin, sizeof(pin), "%s/pin", dir);
+	snprintf(pol, sizeof(pol), "%s/policy.yaml", dir);
+	snprintf(state, sizeof(state), "%s/state", dir);
+	snprintf(text, sizeof(text), "socket:\n  path: %s/kw.sock\ntoken:\n  module: %s\n"
+	    "  token: %s\n  pin_file: %s\nstate_dir: %s\npolicy: %s\nvaults:\n  - name: prod\n",
+	    dir, tok.module, tok.label, pin, state, pol);
+	CU_ASSERT_EQUAL_FATAL(kwt_write_file(conf, text, 0600), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_write_file(pin, KWT_USER_PIN "\n", 0600), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_write_file(pol, "version: 1\nprincipals:\n  admins:\n    user: root\n"
+	    "rules:\n  - name: root-all\n    who: admins\n    allow: administrator\n"
+	    "    vault: \"*\"\n", 0600), 0);
+	CU_ASSERT_EQUAL_FATAL(mkdir(state, 0700), 0);
+
+	/* All root's: checked for root, nothing to say. */
+	CU_ASSERT_EQUAL(daemon_cmd(out, sizeof(out), "--check-config '%s'", conf), 0);
+	snprintf(want, sizeof(want), "%s: ok\n", conf);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+	CU_ASSERT_PTR_NULL(strstr(out, "checked as root"));
+
+	/* All the daemon's user's (nobody's): ok, for that user, said. */
+	CU_ASSERT_EQUAL_FATAL(chown(conf, 65534, 65534), 0);
+	CU_ASSERT_EQUAL_FATAL(chown(pin, 65534, 65534), 0);
+	CU_ASSERT_EQUAL_FATAL(chown(pol, 65534, 65534), 0);
+	CU_ASSERT_EQUAL_FATAL(chown(state, 65534, 65534), 0);
+	CU_ASSERT_EQUAL(daemon_cmd(out, sizeof(out), "--check-config '%s'", conf), 0);
+	if (strstr(out, "(uid 65534), the owner of") == NULL)
+		fprintf(stderr, "check-config as root: %s\n", out);
+	snprintf(want, sizeof(want), "%s: ok\n", conf);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+	snprintf(want, sizeof(want), "checked as root for keywardend running as");
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+	snprintf(want, sizeof(want), "(uid 65534), the owner of %s: it must run as that user", conf);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+	/* ... and for the user itself, the same files pass its own check. */
+	{
+		char cmd[1200];
+		char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+		snprintf(cmd, sizeof(cmd), "exec setpriv --reuid=65534 --regid=65534 --clear-groups "
+		    "'%s' --check-config '%s' 2>&1", dmn.exe, conf);
+		CU_ASSERT_EQUAL(kwt_run(argv, out, sizeof(out)), 0);
+		CU_ASSERT_PTR_NULL(strstr(out, "checked as root"));
+	}
+
+	/* A policy or PIN file of a third user's: refused, naming the
+	 * daemon's user, whose uid the check took from the configuration. */
+	CU_ASSERT_EQUAL_FATAL(chown(pol, 4321, 4321), 0);
+	CU_ASSERT_EQUAL(daemon_cmd(out, sizeof(out), "--check-config '%s'", conf), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "refusing a policy owned by uid 4321: it must be owned by "
+	    "root or by the daemon's user (uid 65534)"));
+	snprintf(want, sizeof(want), "(uid 65534), the owner of %s", conf);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+	CU_ASSERT_EQUAL_FATAL(chown(pol, 65534, 65534), 0);
+	CU_ASSERT_EQUAL_FATAL(chown(pin, 4321, 4321), 0);
+	CU_ASSERT_EQUAL(daemon_cmd(out, sizeof(out), "--check-config '%s'", conf), 1);
+	snprintf(want, sizeof(want), "token.pin_file: PIN file %s is owned by uid 4321, neither the "
+	    "daemon's user (uid 65534) nor root", pin);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+	CU_ASSERT_EQUAL_FATAL(chown(pin, 65534, 65534), 0);
+	/* A configuration its group may write: refused whoever owns it. */
+	CU_ASSERT_EQUAL_FATAL(chmod(conf, 0620), 0);
+	CU_ASSERT_EQUAL(daemon_cmd(out, sizeof(out), "--check-config '%s'", conf), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "the file is writable by its group (mode 0620)"));
+	CU_ASSERT_EQUAL_FATAL(chmod(conf, 0600), 0);
+
+	/* The configuration root's, the rest the user's: the user is taken
+	 * from the first of them, the PIN file. */
+	CU_ASSERT_EQUAL_FATAL(chown(conf, 0, 0), 0);
+	CU_ASSERT_EQUAL(daemon_cmd(out, sizeof(out), "--check-config '%s'", conf), 0);
+	snprintf(want, sizeof(want), "(uid 65534), the owner of %s: it must run as that user", pin);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+	/* The state directory root's then: not the daemon user's. */
+	CU_ASSERT_EQUAL_FATAL(chown(state, 0, 0), 0);
+	CU_ASSERT_EQUAL(daemon_cmd(out, sizeof(out), "--check-config '%s'", conf), 1);
+	snprintf(want, sizeof(want), "state_dir: %s belongs to uid 0, not to the daemon's user "
+	    "(uid 65534)", state);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+	CU_ASSERT_EQUAL_FATAL(chown(state, 65534, 65534), 0);
+
+	/* The daemon itself, run as root, still refuses the user's file. */
+	CU_ASSERT_EQUAL_FATAL(chown(conf, 65534, 65534), 0);
+	CU_ASSERT_NOT_EQUAL(daemon_cmd(out, sizeof(out), "--config '%s'", conf), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "the file is owned by uid 65534, neither the daemon's user "
+	    "(uid 0) nor root"));
+
+	/* --check-policy: a policy of the user's, checked for the user. */
+	CU_ASSERT_EQUAL(daemon_cmd(out, sizeof(out), "--check-policy '%s'", pol), 0);
+	snprintf(want, sizeof(want), "(uid 65534), the owner of %s: it must run as that user", pol);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+	/* ... and so does keywarden policy check, offline. */
+	CU_ASSERT_EQUAL(kwt_cli_all(dmn.sock, out, sizeof(out), "policy", "check", pol, NULL), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "checked as root for keywardend running as uid 65534, its "
+	    "owner: it must run as that user"));
+	kwt_rmtree(dir);
 }
 
 static void
@@ -1945,6 +2079,7 @@ main(void)
 		{ "a reload stuck on a name lookup holds up no request", test_reload_off_the_loop },
 		{ "a second daemon on the same state, audit directory or store is refused", test_second_daemon },
 		{ "two tokens with the configured label: neither is used", test_twin_tokens_refused },
+		{ "check-config as root checks another user's files for that user", test_check_config_as_root },
 		{ "SIGTERM stops cleanly", test_sigterm_clean },
 		{ NULL, NULL }
 	};

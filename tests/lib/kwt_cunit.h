@@ -27,6 +27,19 @@ struct kwt_suite {
 	const struct kwt_case *cases;
 };
 
+/* tests/lib's check after each test (kwtest.c): the temporary directories
+ * the test left behind are removed and fail it; a fatal assertion skips a
+ * test's own clean-up, and CUnit still runs this.  Weak: a program that
+ * does not link tests/lib has no such directories, and no such function. */
+int kwt_tmp_test_end(void) __attribute__((weak));
+
+static inline void
+kwt_cunit_test_end(void)
+{
+	if (kwt_tmp_test_end != NULL)
+		(void)kwt_tmp_test_end();
+}
+
 /* Run what is registered; the count of failures.  The caller cleans the
  * registry up. */
 static inline unsigned
@@ -57,7 +70,8 @@ kwt_cunit_main_suites(const struct kwt_suite *suites)
 		return 99;
 	}
 	for (su = suites; su->name != NULL; su++) {
-		if ((s = CU_add_suite(su->name, su->init, su->clean)) == NULL) {
+		if ((s = CU_add_suite_with_setup_and_teardown(su->name, su->init, su->clean,
+		    NULL, kwt_cunit_test_end)) == NULL) {
 			fprintf(stderr, "kwt_cunit: cannot add suite \"%s\": %s\n",
 			    su->name, CU_get_error_msg());
 			goto out;

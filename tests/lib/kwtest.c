@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <time.h>
@@ -18,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <CUnit/CUnit.h>
 #include <curl/curl.h>
 #include <jansson.h>
 
@@ -36,6 +38,178 @@ kwt_require(const char *envname)
 	return v;
 }
 
+/* ---- temporary directories ------------------------------------------------ */
+
+/* Every directory kwt_tmpdir() made in this process, until kwt_rmtree()
+ * removes it: the test that made it (NULL: outside any test) and the pid of
+ * the daemon kwt_daemon_spawn() started in it, while that one runs.  A
+ * fatal assertion ends a test before its own clean-up, and a path that
+ * forgets one is easy to miss: what a test leaves is removed after it and
+ * fails it (kwt_tmp_test_end), what is left when the program ends is
+ * removed and fails the program (tmp_at_exit). */
+struct tmp_dir {
+	struct tmp_dir *next;
+	char path[256];
+	CU_pTest test;
+	char test_name[128];
+	pid_t daemon;
+	int kept;               /* kwt_tmp_keep(): left on purpose */
+};
+
+static pthread_mutex_t tmp_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tmp_dir *tmp_dirs;
+static pid_t tmp_owner;         /* the process whose directories these are */
+
+static void tmp_at_exit(int status, void *arg);
+
+static void
+tmp_add(const char *path)
+{
+	struct tmp_dir *t = calloc(1, sizeof(*t));
+	CU_pTest test = CU_get_current_test();
+
+	if (t == NULL) {
+		fprintf(stderr, "kwtest: out of memory recording %s\n", path);
+		return;
+	}
+	snprintf(t->path, sizeof(t->path), "%s", path);
+	t->test = test;
+	snprintf(t->test_name, sizeof(t->test_name), "%s",
+	    test != NULL && test->pName != NULL ? test->pName : "");
+	pthread_mutex_lock(&tmp_lock);
+	if (tmp_owner != getpid()) {
+		tmp_owner = getpid();
+		on_exit(tmp_at_exit, NULL);
+	}
+	t->next = tmp_dirs;
+	tmp_dirs = t;
+	pthread_mutex_unlock(&tmp_lock);
+}
+
+/* Forget path, and every directory of ours under it: removed. */
+static void
+tmp_forget(const char *path)
+{
+	size_t n = strlen(path);
+	struct tmp_dir **pp, *t;
+
+	pthread_mutex_lock(&tmp_lock);
+	for (pp = &tmp_dirs; (t = *pp) != NULL;) {
+		if (strncmp(t->path, path, n) == 0 && (t->path[n] == '\0' || t->path[n] == '/')) {
+			*pp = t->next;
+			free(t);
+		} else {
+			pp = &t->next;
+		}
+	}
+	pthread_mutex_unlock(&tmp_lock);
+}
+
+/* The daemon running in dir is pid (0: none any more). */
+static void
+tmp_daemon(const char *dir, pid_t pid)
+{
+	struct tmp_dir *t;
+
+	pthread_mutex_lock(&tmp_lock);
+	for (t = tmp_dirs; t != NULL; t = t->next)
+		if (strcmp(t->path, dir) == 0)
+			t->daemon = pid;
+	pthread_mutex_unlock(&tmp_lock);
+}
+
+void
+kwt_tmp_keep(const char *path)
+{
+	struct tmp_dir *t;
+
+	pthread_mutex_lock(&tmp_lock);
+	for (t = tmp_dirs; t != NULL; t = t->next)
+		if (strcmp(t->path, path) == 0)
+			t->kept = 1;
+	pthread_mutex_unlock(&tmp_lock);
+}
+
+/* Remove what is left of the directories test made (of all of them, if
+ * all), after killing a daemon still running in one, and name each on
+ * stderr.  Returns how many there were; with KWT_KEEP they are kept, named,
+ * and not counted. */
+static int
+tmp_sweep(CU_pTest test, int all)
+{
+	int left = 0, keep = getenv("KWT_KEEP") != NULL;
+
+	for (;;) {
+		struct tmp_dir *t;
+		char path[256], name[128];
+		pid_t daemon = 0;
+
+		pthread_mutex_lock(&tmp_lock);
+		for (t = tmp_dirs; t != NULL; t = t->next)
+			if (!t->kept && (all || t->test == test))
+				break;
+		if (t != NULL) {
+			snprintf(path, sizeof(path), "%s", t->path);
+			snprintf(name, sizeof(name), "%s", t->test_name);
+			daemon = t->daemon;
+			t->kept = keep;   /* named once */
+		}
+		pthread_mutex_unlock(&tmp_lock);
+		if (t == NULL)
+			break;
+		if (keep) {
+			fprintf(stderr, "kwtest: KWT_KEEP: kept %s\n", path);
+			continue;
+		}
+		left++;
+		if (*name != '\0')
+			fprintf(stderr, "FAIL: kwtest: test '%s' left %s behind%s: removed\n", name, path,
+			    daemon > 0 ? ", its daemon running" : "");
+		else
+			fprintf(stderr, "FAIL: kwtest: %s, made outside the tests, was left when the "
+			    "program ended%s: removed\n", path, daemon > 0 ? ", its daemon running" : "");
+		/* Only a child of ours not yet reaped: a pid reaped elsewhere
+		 * may be another process's by now. */
+		if (daemon > 0 && waitpid(daemon, NULL, WNOHANG) == 0) {
+			kill(daemon, SIGKILL);
+			while (waitpid(daemon, NULL, 0) < 0 && errno == EINTR)
+				;
+		}
+		kwt_rmtree(path);
+		tmp_forget(path);   /* even if some of it could not be removed: named once */
+	}
+	return left;
+}
+
+int
+kwt_tmp_test_end(void)
+{
+	CU_pTest test = CU_get_current_test();
+	int left;
+
+	if (test == NULL)
+		return 0;
+	left = tmp_sweep(test, 0);
+	if (left > 0)
+		CU_assertImplementation(CU_FALSE, __LINE__,
+		    "the test left temporary directories behind (kwtest: on stderr)", __FILE__, "", CU_FALSE);
+	return left;
+}
+
+/* At exit (also through exit() from a helper): nothing of ours may be
+ * left.  A program that would have passed fails. */
+static void
+tmp_at_exit(int status, void *arg)
+{
+	(void)arg;
+	if (getpid() != tmp_owner)
+		return;   /* a child forked by a test that called exit() */
+	if (tmp_sweep(NULL, 1) > 0 && status == 0) {
+		fflush(NULL);
+		_exit(1);
+	}
+}
+
 int
 kwt_tmpdir(char *buf, size_t len, const char *prefix)
 {
@@ -49,21 +223,46 @@ kwt_tmpdir(char *buf, size_t len, const char *prefix)
 		fprintf(stderr, "mkdtemp %s: %s\n", buf, strerror(errno));
 		return -1;
 	}
+	tmp_add(buf);
 	return 0;
 }
 
+static int rm_errno;
+static char rm_failed[512];
+
+/* One entry of the tree, deepest first.  A failure does not stop the
+ * walk: the rest is removed, and kwt_rmtree says what was not. */
 static int
 kwt_rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st; (void)flag; (void)ftw;
-	return remove(path);
+	if (remove(path) != 0 && errno != ENOENT && rm_errno == 0) {
+		rm_errno = errno;
+		snprintf(rm_failed, sizeof(rm_failed), "%s", path);
+	}
+	return 0;
 }
 
 void
 kwt_rmtree(const char *path)
 {
-	if (path != NULL && *path != '\0' && getenv("KWT_KEEP") == NULL)
-		nftw(path, kwt_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	static pthread_mutex_t rm_lock = PTHREAD_MUTEX_INITIALIZER;
+	struct stat st;
+
+	if (path == NULL || *path == '\0' || getenv("KWT_KEEP") != NULL)
+		return;
+	pthread_mutex_lock(&rm_lock);
+	rm_errno = 0;
+	if (nftw(path, kwt_rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0 && rm_errno == 0 && errno != ENOENT) {
+		rm_errno = errno;
+		snprintf(rm_failed, sizeof(rm_failed), "%s", path);
+	}
+	if (lstat(path, &st) == 0)
+		fprintf(stderr, "kwt_rmtree: %s is left: %s: %s\n", path, rm_failed,
+		    strerror(rm_errno != 0 ? rm_errno : EEXIST));
+	else
+		tmp_forget(path);
+	pthread_mutex_unlock(&rm_lock);
 }
 
 char *
@@ -105,19 +304,73 @@ kwt_write_file(const char *path, const char *content, int mode)
 	return close(fd);
 }
 
-/* Run argv; its stdout (and stderr too, if both) into out. */
-static int
-run(char *const argv[], char *out, size_t outlen, int both)
+/* environ with env's NULL-terminated name, value pairs set: a new array
+ * of pointers, whose new strings are in *strs (free both); NULL on no
+ * memory. */
+static char **
+env_with(const char *const *env, char ***strs)
 {
+	extern char **environ;
+	size_t n = 0, k = 0, i, j;
+	char **e, **s;
+
+	while (environ[n] != NULL)
+		n++;
+	while (env != NULL && env[2 * k] != NULL && env[2 * k + 1] != NULL)
+		k++;
+	e = calloc(n + k + 1, sizeof(*e));
+	s = calloc(k + 1, sizeof(*s));
+	if (e == NULL || s == NULL)
+		goto nomem;
+	for (i = 0; i < k; i++)
+		if (asprintf(&s[i], "%s=%s", env[2 * i], env[2 * i + 1]) < 0) {
+			s[i] = NULL;
+			goto nomem;
+		}
+	for (i = 0, j = 0; i < n; i++) {
+		size_t m;
+		for (m = 0; m < k; m++)
+			if (strncmp(environ[i], env[2 * m], strlen(env[2 * m])) == 0 &&
+			    environ[i][strlen(env[2 * m])] == '=')
+				break;
+		if (m == k)
+			e[j++] = environ[i];
+	}
+	for (i = 0; i < k; i++)
+		e[j++] = s[i];
+	*strs = s;
+	return e;
+nomem:
+	for (i = 0; s != NULL && i < k; i++)
+		free(s[i]);
+	free(s);
+	free(e);
+	return NULL;
+}
+
+/* Run argv, with env (name, value pairs, or NULL) set for it alone; its
+ * stdout (and stderr too, if both) into out. */
+static int
+run(char *const argv[], const char *const *env, char *out, size_t outlen, int both)
+{
+	extern char **environ;
+	char **envp = environ, **strs = NULL;
 	int p[2], status;
 	pid_t pid;
 	size_t got = 0;
 
-	if (pipe(p) != 0)
+	if (env != NULL && (envp = env_with(env, &strs)) == NULL)
 		return -1;
+	if (pipe(p) != 0) {
+		pid = -1;
+		goto out;
+	}
 	pid = fork();
-	if (pid < 0)
-		return -1;
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		goto out;
+	}
 	if (pid == 0) {
 		int devnull = open("/dev/null", O_RDONLY);
 		dup2(devnull, 0);
@@ -126,7 +379,7 @@ run(char *const argv[], char *out, size_t outlen, int both)
 			dup2(p[1], 2);
 		close(p[0]);
 		close(p[1]);
-		execvp(argv[0], argv);
+		execvpe(argv[0], argv, envp);
 		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
@@ -144,14 +397,22 @@ run(char *const argv[], char *out, size_t outlen, int both)
 			got += (size_t)r;
 	}
 	close(p[0]);
+out:
+	if (envp != environ) {
+		for (size_t i = 0; strs[i] != NULL; i++)
+			free(strs[i]);
+		free(strs);
+		free(envp);
+	}
 	if (out != NULL && outlen > 0)
 		out[got] = '\0';
+	if (pid < 0)
+		return -1;
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			return -1;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
-
 
 /* The most data (not counting preallocated zeros) in one segment of the
  * audit directory dir, or -1. */
@@ -171,40 +432,53 @@ audit_largest(const char *dir)
 int
 kwt_run(char *const argv[], char *out, size_t outlen)
 {
-	return run(argv, out, outlen, 0);
+	return run(argv, NULL, out, outlen, 0);
+}
+
+int
+kwt_run_env(char *const argv[], const char *const *env, char *out, size_t outlen)
+{
+	return run(argv, env, out, outlen, 0);
 }
 
 int
 kwt_token_new(struct kwt_token *t, const char *label)
 {
-	char tokdir[300], conf[700], out[4096];
+	char tokdir[300], conf[700], so_pin_file[300], init[600], out[4096];
 	const char *util = kwt_require("SOFTHSM2_UTIL");
 	const char *module = kwt_require("SOFTHSM2_MODULE");
+	const char *src = kwt_require("KW_TOP_SRCDIR");
 	char *p;
 
+	kwt_require("PKCS11_TOOL");   /* scripts/token-init runs $PKCS11_TOOL */
 	memset(t, 0, sizeof(*t));
 	if (kwt_tmpdir(t->dir, sizeof(t->dir), "kwtest-token") != 0)
 		return -1;
 	snprintf(t->conf, sizeof(t->conf), "%s/softhsm2.conf", t->dir);
 	snprintf(t->pin_file, sizeof(t->pin_file), "%s/pin", t->dir);
+	snprintf(so_pin_file, sizeof(so_pin_file), "%s/so-pin", t->dir);
 	snprintf(tokdir, sizeof(tokdir), "%s/tokens", t->dir);
 	snprintf(t->label, sizeof(t->label), "%s", label);
 	snprintf(t->module, sizeof(t->module), "%s", module);
+	snprintf(init, sizeof(init), "%s/scripts/token-init", src);
 	if (mkdir(tokdir, 0700) != 0)
 		goto fail;
 	snprintf(conf, sizeof(conf),
 	    "directories.tokendir = %s\nobjectstore.backend = file\n"
 	    "log.level = ERROR\nslots.removable = false\n", tokdir);
 	if (kwt_write_file(t->conf, conf, 0600) != 0 ||
-	    kwt_write_file(t->pin_file, KWT_USER_PIN "\n", 0600) != 0)
+	    kwt_write_file(t->pin_file, KWT_USER_PIN "\n", 0600) != 0 ||
+	    kwt_write_file(so_pin_file, KWT_SO_PIN "\n", 0600) != 0)
 		goto fail;
 	setenv("SOFTHSM2_CONF", t->conf, 1);
+	/* The project's own way: the PINs go from their files to pkcs11-tool
+	 * through its environment (env:NAME), never on a command line, where
+	 * every local user reads them in ps. */
 	{
-		char *argv[] = { (char *)util, "--init-token", "--free",
-		    "--label", t->label, "--so-pin", KWT_SO_PIN,
-		    "--pin", KWT_USER_PIN, NULL };
-		if (kwt_run(argv, out, sizeof(out)) != 0) {
-			fprintf(stderr, "softhsm2-util --init-token failed: %s\n", out);
+		char *argv[] = { "/bin/sh", init, (char *)module, t->label, so_pin_file,
+		    t->pin_file, NULL };
+		if (run(argv, NULL, out, sizeof(out), 1) != 0) {
+			fprintf(stderr, "%s failed: %s\n", init, out);
 			goto fail;
 		}
 	}
@@ -286,12 +560,14 @@ kwt_daemon_spawn(struct kwt_daemon *d, const char *arg)
 		_exit(127);
 	}
 	close(logfd);
+	tmp_daemon(d->dir, d->pid);
 	for (int i = 0; i < 600; i++) {   /* 30 s */
 		int status;
 		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
 			fprintf(stderr, "keywardend exited during start (status %d); log %s\n",
 			    status, d->log);
 			d->pid = 0;
+			tmp_daemon(d->dir, 0);
 			return -1;
 		}
 		if (kwt_http(d->sock, "GET", "/v1/health", NULL, NULL) == 200)
@@ -506,6 +782,7 @@ kwt_daemon_stop(struct kwt_daemon *d)
 		if (errno != EINTR)
 			return -1;
 	d->pid = 0;
+	tmp_daemon(d->dir, 0);
 	if (kwt_sanitizer_report(d))
 		return -2;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -520,6 +797,7 @@ kwt_daemon_kill9(struct kwt_daemon *d)
 	while (waitpid(d->pid, NULL, 0) < 0 && errno == EINTR)
 		;
 	d->pid = 0;
+	tmp_daemon(d->dir, 0);
 }
 
 void
@@ -657,7 +935,7 @@ cli_v(const char *sock, char *out, size_t outlen, int both, va_list ap)
 	while (i < 15 && (argv[i] = va_arg(ap, char *)) != NULL)
 		i++;
 	argv[i] = NULL;
-	return run(argv, out, outlen, both);
+	return run(argv, NULL, out, outlen, both);
 }
 
 int

@@ -2,8 +2,9 @@
  * kwtest.h - support shared by keywarden's CUnit tests.
  *
  * kwt_token_new() makes a throwaway SoftHSM token in a fresh temporary
- * directory with its own softhsm2.conf, initialised with a label and PINs,
- * and exports SOFTHSM2_CONF so that the module loaded afterwards in this
+ * directory with its own softhsm2.conf, initialised with a label and PINs
+ * (by scripts/token-init, which never puts a PIN on a command line), and
+ * exports SOFTHSM2_CONF so that the module loaded afterwards in this
  * process (and any child) sees it.  kwt_token_free() removes it all.
  *
  * A test that needs a tool or module that is missing fails loudly
@@ -38,13 +39,31 @@ const char *kwt_require(const char *envname);
 /* Run argv (NULL-terminated) with stdout captured into out (NUL-terminated,
  * truncated to outlen-1).  Returns the exit status, or -1. */
 int kwt_run(char *const argv[], char *out, size_t outlen);
+/* The same with env, NULL-terminated name, value pairs, set for the child
+ * alone: how a PIN reaches a tool that reads it as env:NAME (pkcs11-tool
+ * --pin env:NAME), never on its command line. */
+int kwt_run_env(char *const argv[], const char *const *env, char *out, size_t outlen);
 
 /* Make a temporary directory under $TMPDIR (or /tmp); path is written into
- * buf.  Returns 0 or -1. */
+ * buf.  Returns 0 or -1.  Each one is recorded with the test that made it
+ * (none: made outside the tests), and must be gone (kwt_rmtree) by the end
+ * of that test, or of the program: what is left then is removed (a daemon
+ * still running in it is killed first), named on stderr, and fails the
+ * test or the program.  KWT_KEEP=1 in the environment keeps them all. */
 int kwt_tmpdir(char *buf, size_t len, const char *prefix);
 
-/* rm -rf path. */
+/* rm -rf path: everything that can be removed is, and what cannot is named
+ * on stderr. */
 void kwt_rmtree(const char *path);
+
+/* Leave the directory path that kwt_tmpdir made, on purpose (kept for
+ * inspection after a failure). */
+void kwt_tmp_keep(const char *path);
+
+/* The check after each test (tests/lib/kwt_cunit.h calls it): remove what
+ * the test now ending left of its temporary directories, and fail it if it
+ * left any.  Returns how many. */
+int kwt_tmp_test_end(void);
 
 /* Write a file with the given mode. Returns 0 or -1. */
 int kwt_write_file(const char *path, const char *content, int mode);
@@ -73,7 +92,10 @@ struct kwt_daemon {
 /* Write a configuration for token t into a fresh directory and start
  * keywardend on it; wait until /v1/health answers.  extra is YAML appended
  * to the generated file (it must declare `vaults:`), or NULL for the
- * default vaults "prod" (purge protection, 1 day) and "dev".  0 or -1. */
+ * default vaults "prod" (purge protection, 1 day) and "dev".  0 or -1; on
+ * -1 the directory may be there (its log says why the daemon did not
+ * start, and one that was too slow may still run): kwt_daemon_free() d
+ * either way. */
 int kwt_daemon_start(struct kwt_daemon *d, const struct kwt_token *t, const char *extra);
 /* The same, with the socket given to group socket_group (mode 0660) and
  * the directory opened for traversal (0711), so that other users may

@@ -2827,9 +2827,11 @@ main(void)
 		return 99;
 	}
 	r = kwt_cunit_main("audit", NULL, NULL, cases);
-	if (r == 0)
+	if (r == 0) {
 		kwt_rmtree(tmproot);
-	else
+	} else {
+		kwt_tmp_keep(tmproot);
 		fprintf(stderr, "kept %s for inspection\n", tmproot);
+	}
 	return r;
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CUnit/Basic.h>
@@ -248,6 +249,42 @@ test_owner_refused(void)
 	config_free(c);
 }
 
+/* For a daemon that will run as another user (keywardend --check-config
+ * run as root): a file of that user's, or root's, is taken; one of a
+ * third user's is refused naming the daemon's user, and one its group may
+ * write is refused whoever owns it. */
+static void
+test_owner_for_another_user(void)
+{
+	char path[512], want[1200];
+	struct config *c = NULL;
+	struct config_errors e;
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "\n  not root: a file of another user not tried\n");
+		return;
+	}
+	CU_ASSERT_EQUAL_FATAL(write_conf("as.yaml", GOOD, 0600, path, sizeof(path)), 0);
+	CU_ASSERT_EQUAL(config_load_as(path, 4321, &c, &e), 0);   /* root's */
+	config_free(c);
+	c = NULL;
+	CU_ASSERT_EQUAL_FATAL(chown(path, 4321, 4321), 0);
+	CU_ASSERT_EQUAL(config_load_as(path, 4321, &c, &e), 0);
+	CU_ASSERT_PTR_NOT_NULL(c);
+	config_free(c);
+	c = NULL;
+	CU_ASSERT_EQUAL(config_load_as(path, 5555, &c, &e), KW_E_CONFIG);
+	CU_ASSERT_PTR_NULL(c);
+	snprintf(want, sizeof(want), "%s: the file is owned by uid 4321, neither the "
+	    "daemon's user (uid 5555) nor root", path);
+	CU_ASSERT(has_error(&e, want));
+	config_errors_free(&e);
+	CU_ASSERT_EQUAL_FATAL(chmod(path, 0660), 0);
+	CU_ASSERT_EQUAL(config_load_as(path, 4321, &c, &e), KW_E_CONFIG);
+	CU_ASSERT(has_error(&e, "writable by its group (mode 0660)"));
+	config_errors_free(&e);
+}
+
 static void
 test_sizes_durations(void)
 {
@@ -277,6 +314,7 @@ main(void)
 		{ "required keys, syntax errors, duplicates, empty", test_required_and_syntax },
 		{ "a world-writable file is refused", test_world_writable_refused },
 		{ "a file of another user is refused", test_owner_refused },
+		{ "checked for another user, a file of that user's is taken", test_owner_for_another_user },
 		{ "sizes and durations", test_sizes_durations },
 		{ NULL, NULL }
 	};

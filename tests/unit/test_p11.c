@@ -212,11 +212,39 @@ test_pin_file_place(void)
 		r = p11_pin_read(path, &pin, &len);
 		CU_ASSERT_EQUAL(r, KW_E_PIN);
 		CU_ASSERT(contains(kw_errdetail(r), "its directory"));
-		CU_ASSERT(contains(kw_errdetail(r), "is owned by uid 4321, neither this "
-		    "user (0) nor root"));
+		CU_ASSERT(contains(kw_errdetail(r), "is owned by uid 4321, neither the "
+		    "daemon's user (uid 0) nor root"));
 		CU_ASSERT_EQUAL_FATAL(chown(dir, 0, 0), 0);
 		CU_ASSERT_EQUAL(p11_pin_read(path, &pin, &len), 0);
 		kw_secfree(pin);
+
+		/* Checked for a daemon that will run as that user (keywardend
+		 * --check-config run as root): its file and directory pass,
+		 * and a third user's are refused naming it. */
+		CU_ASSERT_EQUAL_FATAL(chown(path, 4321, 4321), 0);
+		r = p11_pin_read(path, &pin, &len);
+		CU_ASSERT_EQUAL(r, KW_E_PIN);
+		CU_ASSERT(contains(kw_errdetail(r), "is owned by uid 4321, neither the "
+		    "daemon's user (uid 0) nor root"));
+		CU_ASSERT_EQUAL(p11_pin_check(path, 4321), 0);
+		CU_ASSERT_EQUAL_FATAL(chown(dir, 4321, 4321), 0);
+		CU_ASSERT_EQUAL(p11_pin_check(path, 4321), 0);
+		r = p11_pin_check(path, 5555);
+		CU_ASSERT_EQUAL(r, KW_E_PIN);
+		CU_ASSERT(contains(kw_errdetail(r), "its directory"));
+		CU_ASSERT(contains(kw_errdetail(r), "(uid 5555)"));
+		CU_ASSERT_EQUAL_FATAL(chown(dir, 0, 0), 0);
+		r = p11_pin_check(path, 5555);
+		CU_ASSERT_EQUAL(r, KW_E_PIN);
+		CU_ASSERT(contains(kw_errdetail(r), "is owned by uid 4321, neither the "
+		    "daemon's user (uid 5555) nor root"));
+		/* ... and its mode is checked as for the daemon */
+		CU_ASSERT_EQUAL_FATAL(chmod(path, 0640), 0);
+		r = p11_pin_check(path, 4321);
+		CU_ASSERT_EQUAL(r, KW_E_PIN);
+		CU_ASSERT(contains(kw_errdetail(r), "has mode 0640"));
+		CU_ASSERT_EQUAL_FATAL(chmod(path, 0600), 0);
+		CU_ASSERT_EQUAL_FATAL(chown(path, 0, 0), 0);
 	} else {
 		fprintf(stderr, "\n  not root: another user's directory not tried\n");
 	}
@@ -557,6 +585,7 @@ test_mkey_sensitive(void)
 	uint8_t zero[P11_ID_LEN];
 	int sens = 0, extr = 1, st;
 	const char *tool = kwt_require("PKCS11_TOOL");
+	const char *pin_env[] = { "KWT_PIN", KWT_USER_PIN, NULL };
 
 	CU_ASSERT_EQUAL_FATAL(p11_mkey_create(ctx, "sens", 1, &mk), 0);
 	CU_ASSERT_EQUAL(mk.version, 1);
@@ -587,12 +616,12 @@ test_mkey_sensitive(void)
 	argv[4] = LABEL;
 	argv[5] = "--login";
 	argv[6] = "--pin";
-	argv[7] = KWT_USER_PIN;
+	argv[7] = "env:KWT_PIN";   /* never the PIN itself on a command line */
 	argv[8] = "--list-objects";
 	argv[9] = "--type";
 	argv[10] = "secrkey";
 	argv[11] = NULL;
-	st = kwt_run(argv, out, sizeof(out));
+	st = kwt_run_env(argv, pin_env, out, sizeof(out));
 	CU_ASSERT_EQUAL(st, 0);
 	{
 		const char *p = strstr(out, "label:      keywarden/sens/v1\n");

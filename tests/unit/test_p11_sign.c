@@ -597,16 +597,17 @@ test_private_protected(void)
 	char out[65536], line[256];
 	char *argv[] = {
 		(char *)tool, "--module", tok.module, "--token-label", LABEL,
-		"--login", "--pin", KWT_USER_PIN, "--list-objects", "--type",
+		"--login", "--pin", "env:KWT_PIN", "--list-objects", "--type",
 		"privkey", NULL,
 	};
+	const char *pin_env[] = { "KWT_PIN", KWT_USER_PIN, NULL };
 	const char *p, *acc, *eol;
 
 	check_flags("keywarden/" VAULT "/sign/jwt/v1", 1);
 	check_flags("keywarden/" VAULT "/sign/code.sign-2_x/v1", 0);
 
 	/* OpenSC's pkcs11-tool, another process, agrees. */
-	CU_ASSERT_EQUAL_FATAL(kwt_run(argv, out, sizeof(out)), 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_run_env(argv, pin_env, out, sizeof(out)), 0);
 	p = strstr(out, "label:      keywarden/" VAULT "/sign/jwt/v1\n");
 	acc = p != NULL ? strstr(p, "Access:") : NULL;
 	eol = acc != NULL ? strchr(acc, '\n') : NULL;
