@@ -14,6 +14,7 @@
 #include <yaml.h>
 
 #include "kw_error.h"
+#include "kw_nss.h"
 #include "daemon/cfg.h"
 #include "daemon/log.h"
 
@@ -381,9 +382,20 @@ k_socket_mode(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *yp)
 static void
 k_socket_group(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *yp)
 {
-	if (cfg_string(x, v, yp, &x->c->socket_group) == 0 &&
-	    getgrnam(x->c->socket_group) == NULL)
+	struct group g;
+	char *buf = NULL;
+	size_t len = 0;
+	int e;
+
+	if (cfg_string(x, v, yp, &x->c->socket_group) != 0)
+		return;
+	e = kwnss_gr_name(x->c->socket_group, &g, &buf, &len);
+	free(buf);
+	if (e == -ENOENT)
 		cfg_err(x, v, yp, "group \"%s\" does not exist", x->c->socket_group);
+	else if (e != 0)
+		cfg_err(x, v, yp, "cannot look group \"%s\" up: %s", x->c->socket_group,
+		    strerror(-e));
 }
 
 static const struct cfg_key socket_keys[] = {
