@@ -145,6 +145,7 @@ kwd_check_config(const char *path)
 	user_from(&u, pin_dir);
 	user_from(&u, c->policy_file);
 	user_from(&u, c->state_dir);
+	user_from(&u, c->audit_dir);
 
 	if ((r = p11_pin_check(c->pin_file, u.uid)) != 0) {
 		fprintf(stderr, "%s: token.pin_file: %s\n", path, kw_errdetail(r));
@@ -155,6 +156,12 @@ kwd_check_config(const char *path)
 	/* The daemon makes the state directory when there is none. */
 	if (access(c->state_dir, F_OK) == 0 && (r = kwd_state_dir_check(c->state_dir, u.uid)) != 0) {
 		fprintf(stderr, "%s: state_dir: %s\n", path, kw_errdetail(r));
+		n++;
+	}
+	/* The audit directory likewise (the daemon makes it too): only its
+	 * writer may add segments to it. */
+	if (access(c->audit_dir, F_OK) == 0 && (r = kwd_state_dir_check(c->audit_dir, u.uid)) != 0) {
+		fprintf(stderr, "%s: audit.dir: %s\n", path, kw_errdetail(r));
 		n++;
 	}
 	if (n > 0)

@@ -15,7 +15,7 @@
 #include <sys/types.h>
 
 /* keywardend --check-config path: the configuration, and the PIN file, the
- * policy and the state directory it names.  Prints "path: ok" (and which
+ * policy, the state directory and the audit directory it names.  Prints "path: ok" (and which
  * user the daemon must run as, when that is not the caller) or every error;
  * returns the exit status, 0 or 1. */
 int kwd_check_config(const char *path);

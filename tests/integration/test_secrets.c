@@ -1959,6 +1959,16 @@ test_check_config_as_root(void)
 	    "(uid 65534)", state);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
 	CU_ASSERT_EQUAL_FATAL(chown(state, 65534, 65534), 0);
+	/* The audit directory (by default in the state directory) root's:
+	 * not the daemon user's either. */
+	snprintf(want, sizeof(want), "%s/audit", state);
+	CU_ASSERT_EQUAL_FATAL(mkdir(want, 0700), 0);
+	CU_ASSERT_EQUAL(daemon_cmd(out, sizeof(out), "--check-config '%s'", conf), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "audit.dir: "));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "/state/audit belongs to uid 0, not to the daemon's user "
+	    "(uid 65534)"));
+	CU_ASSERT_EQUAL_FATAL(chown(want, 65534, 65534), 0);
+	CU_ASSERT_EQUAL(daemon_cmd(out, sizeof(out), "--check-config '%s'", conf), 0);
 
 	/* The daemon itself, run as root, still refuses the user's file. */
 	CU_ASSERT_EQUAL_FATAL(chown(conf, 65534, 65534), 0);
