@@ -453,14 +453,15 @@ test_set_body(void)
 static void
 test_unavailable(void)
 {
-	char dir[128], path[200];
+	char dir[256], path[300];
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	kw_client *c = NULL;
 	json_t *j = NULL;
 	int fd;
 
 	/* Nothing at the path. */
-	snprintf(dir, sizeof(dir), "/tmp/kwtc-none.XXXXXX");
+	snprintf(dir, sizeof(dir), "%s/kwtc-none.XXXXXX",
+	    getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/absent.sock", dir);
 	CU_ASSERT_EQUAL_FATAL(kw_client_new(&c, path), 0);

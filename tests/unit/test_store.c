@@ -1628,7 +1628,9 @@ main(void)
 	};
 	int r;
 
-	if (mkdtemp(strcpy(dir, "/tmp/kwstore.XXXXXX")) == NULL) {
+	snprintf(dir, sizeof(dir), "%s/kwstore.XXXXXX",
+	    getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
+	if (mkdtemp(dir) == NULL) {
 		perror("mkdtemp");
 		return 99;
 	}
