@@ -301,8 +301,10 @@ kw_time_format(int64_t secs, char *buf, size_t len)
 	if (gmtime_r(&t, &tm) == NULL || tm.tm_year + 1900 > 9999 ||
 	    tm.tm_year + 1900 < 0 || len < 21)
 		return -EINVAL;
-	if (strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		return -EINVAL;
+	/* Four digits of year, as RFC 3339 has them: strftime's %Y writes
+	 * the year 999 as "999". */
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
+	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 	return 0;
 }
 

@@ -223,6 +223,15 @@ test_time_parse(void)
 	CU_ASSERT_EQUAL(kw_time_format(t, buf, sizeof(buf)), 0);
 	CU_ASSERT_STRING_EQUAL(buf, "2024-02-29T12:00:00Z");
 	CU_ASSERT_EQUAL(kw_time_format(t, buf, 10), -EINVAL);
+	/* A year before 1000 keeps its four digits, so that it parses again
+	 * (it came out as "999-..."; found by tests/fuzz/fuzz_client). */
+	CU_ASSERT_EQUAL(kw_time_parse("0999-03-01T00:00:09Z", &t), 0);
+	CU_ASSERT_EQUAL(kw_time_format(t, buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "0999-03-01T00:00:09Z");
+	CU_ASSERT_EQUAL(kw_time_parse("0000-01-01T00:00:00Z", &t), 0);
+	CU_ASSERT_EQUAL(kw_time_format(t, buf, sizeof(buf)), 0);
+	CU_ASSERT_STRING_EQUAL(buf, "0000-01-01T00:00:00Z");
+	CU_ASSERT_EQUAL(kw_time_format(t - 1, buf, sizeof(buf)), -EINVAL);
 
 	t = 42;
 	CU_ASSERT_EQUAL(kw_time_parse("2025-02-29T12:00:00Z", &t), -EINVAL);  /* not leap */
