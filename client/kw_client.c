@@ -168,16 +168,24 @@ err_set(kw_client *c, int code, const char *fmt, ...)
 static int
 err_set(kw_client *c, int code, const char *fmt, ...)
 {
+	unsigned char *r, *w;
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(c->msg, sizeof(c->msg), fmt, ap);
 	va_end(ap);
 	/* The text may come from the daemon: no control characters for the
-	 * terminal it ends up on. */
-	for (char *p = c->msg; *p != '\0'; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = '?';
+	 * terminal it ends up on, C0 and DEL, nor C1 (U+0080 to U+009F, in
+	 * UTF-8 C2 80 to C2 9F), which terminals obey in UTF-8 too: U+009B
+	 * is CSI.  Each becomes one '?'. */
+	for (r = w = (unsigned char *)c->msg; *r != '\0'; r++, w++) {
+		if (r[0] == 0xc2 && r[1] >= 0x80 && r[1] <= 0x9f) {
+			*w = '?';
+			r++;
+		} else
+			*w = *r < 0x20 || *r == 0x7f ? '?' : *r;
+	}
+	*w = '\0';
 	return kw_fail(code, "%s", c->msg);
 }
 
@@ -301,8 +309,10 @@ kw_time_format(int64_t secs, char *buf, size_t len)
 	if (gmtime_r(&t, &tm) == NULL || tm.tm_year + 1900 > 9999 ||
 	    tm.tm_year + 1900 < 0 || len < 21)
 		return -EINVAL;
-	if (strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		return -EINVAL;
+	/* Four digits of year, as RFC 3339 has them: strftime's %Y writes
+	 * the year 999 as "999". */
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
+	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 	return 0;
 }
 

@@ -340,9 +340,12 @@ fast_parse(const char *line, size_t len, struct kwac_line *out)
 			*out = l;
 			return 1;
 		}
-		/* The event's type is its first field, or jansson finds it. */
+		/* The event's type is its first field, or jansson finds it.
+		 * A type that names another kind of line makes the line that
+		 * kind, a header or a seal: jansson reads it so. */
 		if (lit(&c, ",\"type\":") != 0 || plain_str(&c, l.event, sizeof(l.event)) != 0 ||
-		    c.p >= c.end || (*c.p != ',' && *c.p != '}'))
+		    c.p >= c.end || (*c.p != ',' && *c.p != '}') ||
+		    strcmp(l.event, "segment") == 0 || strcmp(l.event, "seal") == 0)
 			return 0;
 		*out = l;
 		return 1;

@@ -1242,8 +1242,9 @@ rule_compile(struct lctx *x, yaml_node_t *n, const char *yp, struct policy *p,
 		ERR(x, v, kp, "a rule name cannot be empty");
 		rbad = 1;
 	} else {
+		/* Earlier rules without a (valid) name are kept with none. */
 		for (size_t i = 0; i < p->nrules; i++) {
-			if (strcmp(p->rules[i].name, s) == 0) {
+			if (p->rules[i].name != NULL && strcmp(p->rules[i].name, s) == 0) {
 				ERR(x, v, kp, "duplicate rule name '%s' (first at line %u)", s,
 				    p->rules[i].line);
 				rbad = 1;

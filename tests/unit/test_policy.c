@@ -766,6 +766,39 @@ test_errors_each(void)
 	}
 	policy_errors_free(e);
 
+	/* A rule without a name, or with a bad one, before named rules: each
+	 * is reported, and the names after it are still compared (this crashed
+	 * the loader, so a reload, found by tests/fuzz/fuzz_policy). */
+	CU_ASSERT_EQUAL(load_text("e3b.yaml",
+	    "rules:\n"
+	    "  - who: {user: root}\n"
+	    "    allow: secret.get\n"
+	    "    vault: prod\n"
+	    "  - name: ''\n"
+	    "    who: {user: root}\n"
+	    "    allow: secret.get\n"
+	    "    vault: prod\n"
+	    "  - name: [x]\n"
+	    "    who: {user: root}\n"
+	    "    allow: secret.get\n"
+	    "    vault: prod\n"
+	    "  - name: b\n"
+	    "    who: {user: root}\n"
+	    "    allow: secret.get\n"
+	    "    vault: prod\n"
+	    "  - name: b\n"
+	    "    who: {user: root}\n"
+	    "    allow: secret.list\n"
+	    "    vault: prod\n",
+	    0600, NULL, &p, &e, path, sizeof(path)), KW_E_POLICY);
+	CU_ASSERT_PTR_NULL(p);
+	CU_ASSERT(has_error(e, path, 2, 5, "rules[0]", "missing key 'name'"));
+	CU_ASSERT(has_error(e, path, 5, 11, "rules[1].name", "a rule name cannot be empty"));
+	CU_ASSERT(has_error(e, path, 9, 11, "rules[2].name", "expected a rule name, found a list"));
+	CU_ASSERT(has_error(e, path, 17, 11, "rules[4].name", "duplicate rule name 'b' (first at line 13)"));
+	CU_ASSERT(e != NULL && e->n == 4);
+	policy_errors_free(e);
+
 	/* duplicate principal names */
 	CU_ASSERT_EQUAL(load_text("e4.yaml",
 	    "principals:\n"
