@@ -245,7 +245,9 @@ int p11_pin_read(const char *path, char **pin, size_t *pinlen);
 
 /* The same checks of path and its directory for a daemon that will run as
  * uid (an offline check of a configuration, run as root for another
- * user), without reading the PIN: 0 or KW_E_PIN (kw_errdetail says why). */
+ * user), without reading the PIN: 0 or KW_E_PIN (kw_errdetail says why).
+ * Checked for another user than the caller, a file of root's is refused
+ * too: that user could not open it. */
 int p11_pin_check(const char *path, uid_t uid);
 
 #endif

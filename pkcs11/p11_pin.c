@@ -134,10 +134,19 @@ out:
 int
 p11_pin_check(const char *path, uid_t uid)
 {
+	struct stat st;
 	int fd = -1, r;
 
-	if ((r = pin_open(path, uid, &fd)) == 0)
-		close(fd);
+	if ((r = pin_open(path, uid, &fd)) != 0)
+		return r;
+	/* Checked by root for another user: a file of root's (mode 0600, as
+	 * the mode check demands) passes, but that user will not be able to
+	 * open it. */
+	if (uid != 0 && uid != geteuid() && fstat(fd, &st) == 0 && st.st_uid == 0)
+		r = kw_fail(KW_E_PIN, "PIN file %s belongs to root (mode %04o): the daemon's "
+		    "user (uid %u) cannot read it; chown it to that user", path,
+		    (unsigned)(st.st_mode & 07777), (unsigned)uid);
+	close(fd);
 	return r;
 }
 

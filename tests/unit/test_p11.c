@@ -245,6 +245,13 @@ test_pin_file_place(void)
 		CU_ASSERT(contains(kw_errdetail(r), "has mode 0640"));
 		CU_ASSERT_EQUAL_FATAL(chmod(path, 0600), 0);
 		CU_ASSERT_EQUAL_FATAL(chown(path, 0, 0), 0);
+		/* A file of root's passes for root, but not for a daemon
+		 * that runs as another user: it could not open it. */
+		CU_ASSERT_EQUAL(p11_pin_check(path, 0), 0);
+		r = p11_pin_check(path, 4321);
+		CU_ASSERT_EQUAL(r, KW_E_PIN);
+		CU_ASSERT(contains(kw_errdetail(r), "belongs to root (mode 0600): the daemon's "
+		    "user (uid 4321) cannot read it"));
 	} else {
 		fprintf(stderr, "\n  not root: another user's directory not tried\n");
 	}
