@@ -1804,7 +1804,7 @@ test_second_daemon(void)
 	long st = 0;
 
 	CU_ASSERT_EQUAL_FATAL(stat(dmn.sock, &before), 0);
-	snprintf(cmd, sizeof(cmd), "exec '%s' --config '%s' 2>&1", dmn.exe, dmn.conf);
+	snprintf(cmd, sizeof(cmd), "exec timeout 20 '%s' --config '%s' 2>&1", dmn.exe, dmn.conf);
 	CU_ASSERT_NOT_EQUAL(kwt_run(argv, out, sizeof(out)), 0);
 	snprintf(want, sizeof(want), "another keywardend (pid %ld) serves the state directory",
 	    (long)dmn.pid);
