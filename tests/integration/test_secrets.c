@@ -1117,6 +1117,53 @@ reply_exe(const char *out, char *exe, size_t len)
 	reply_field(out, "exe", exe, len);
 }
 
+/* The path of the file this test program runs from, into buf. */
+static void
+self_exe(char *buf, size_t len)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+
+	CU_ASSERT_FATAL(n > 0);
+	buf[n] = '\0';
+}
+
+/* Wait (at most 3 s) until the first n calls a test library hangs with
+ * trigger trig (tests/shim/kwhang.h) are stuck in it: 1 once they are. */
+static int
+hang_entered(const char *trig, int n)
+{
+	char path[320];
+	int k;
+
+	for (int i = 0; i < 300; i++) {
+		for (k = 1; k <= n; k++) {
+			if (k == 1)
+				snprintf(path, sizeof(path), "%s.entered", trig);
+			else
+				snprintf(path, sizeof(path), "%s.entered.%d", trig, k);
+			if (access(path, F_OK) != 0)
+				break;
+		}
+		if (k > n)
+			return 1;
+		usleep(10000);
+	}
+	return 0;
+}
+
+/* A new connection to sock, reads on it timing out after *tv, with req
+ * sent: its descriptor. */
+static int
+send_on_new(const char *sock, const struct timeval *tv, const char *req)
+{
+	int fd = kwt_connect(sock);
+
+	CU_ASSERT_FATAL(fd >= 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv, sizeof(*tv));
+	CU_ASSERT(write(fd, req, strlen(req)) == (ssize_t)strlen(req));
+	return fd;
+}
+
 /* A caller whose executable is slow to check (its path on a file server
  * that stopped answering: libkwslowstat.so makes the daemon's stat of that
  * path hang) holds up nobody else.  With one event loop, another client
@@ -1128,20 +1175,17 @@ static void
 test_slow_exe_check(void)
 {
 	const char *rq = "GET /v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n";
-	char lib[600], dir[256], trig[300], entered[320];
+	char lib[600], dir[256], trig[300];
 	char self[4096], exe[4096], out[16384];
 	struct timeval tv = { 4, 0 }, quick = { 1, 500000 };
 	struct kwt_daemon d2;
-	int slow, other, started, i;
+	int slow, other, started;
 	ssize_t n;
 
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	CU_ASSERT_FATAL(n > 0);
-	self[n] = '\0';
+	self_exe(self, sizeof(self));
 	CU_ASSERT_FATAL(kwt_shim_lib("libkwslowstat.so", lib, sizeof(lib)) == 0);
 	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-slowstat") == 0);
 	snprintf(trig, sizeof(trig), "%s/hang", dir);
-	snprintf(entered, sizeof(entered), "%s.entered", trig);
 	{
 		const char *env[] = { "KW_SLOWSTAT_PATH", self, "KW_SLOWSTAT_FILE", trig, NULL };
 		started = kwt_daemon_start_preloaded(&d2, &tok, lib, env, "  event_loops: 1\n",
@@ -1151,17 +1195,11 @@ test_slow_exe_check(void)
 	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
 
 	/* The first client: the check of its executable hangs. */
-	CU_ASSERT_FATAL((slow = kwt_connect(d2.sock)) >= 0);
-	setsockopt(slow, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	CU_ASSERT(write(slow, rq, strlen(rq)) == (ssize_t)strlen(rq));
-	for (i = 0; i < 300 && access(entered, F_OK) != 0; i++)
-		usleep(10000);
-	CU_ASSERT_FATAL(access(entered, F_OK) == 0);
+	slow = send_on_new(d2.sock, &tv, rq);
+	CU_ASSERT_FATAL(hang_entered(trig, 1));
 
 	/* Another is served meanwhile, its executable checked. */
-	CU_ASSERT_FATAL((other = kwt_connect(d2.sock)) >= 0);
-	setsockopt(other, SOL_SOCKET, SO_RCVTIMEO, &quick, sizeof(quick));
-	CU_ASSERT(write(other, rq, strlen(rq)) == (ssize_t)strlen(rq));
+	other = send_on_new(d2.sock, &quick, rq);
 	n = read(other, out, sizeof(out) - 1);
 	out[n > 0 ? n : 0] = '\0';
 	if (n <= 0)
@@ -1202,21 +1240,17 @@ static void
 test_slow_check_spares_workers(void)
 {
 	const char *rq = "GET /v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n";
-	char lib[600], dir[256], trig[300], entered[320], entered2[320];
+	char lib[600], dir[256], trig[300];
 	char self[4096], out[16384];
 	struct timeval tv = { 4, 0 }, quick = { 1, 500000 };
 	struct kwt_daemon d2;
 	int slow[2], known, started, i;
 	ssize_t n;
 
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	CU_ASSERT_FATAL(n > 0);
-	self[n] = '\0';
+	self_exe(self, sizeof(self));
 	CU_ASSERT_FATAL(kwt_shim_lib("libkwslowstat.so", lib, sizeof(lib)) == 0);
 	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-slowpool") == 0);
 	snprintf(trig, sizeof(trig), "%s/hang", dir);
-	snprintf(entered, sizeof(entered), "%s.entered", trig);
-	snprintf(entered2, sizeof(entered2), "%s.entered.2", trig);
 	{
 		const char *env[] = { "KW_SLOWSTAT_PATH", self, "KW_SLOWSTAT_FILE", trig,
 		    "KW_HANG_COUNT", "2", NULL };
@@ -1227,9 +1261,7 @@ test_slow_check_spares_workers(void)
 	CU_ASSERT_EQUAL_FATAL(started, 0);
 
 	/* A known caller: its first request checked its executable. */
-	CU_ASSERT_FATAL((known = kwt_connect(d2.sock)) >= 0);
-	setsockopt(known, SOL_SOCKET, SO_RCVTIMEO, &quick, sizeof(quick));
-	CU_ASSERT(write(known, rq, strlen(rq)) == (ssize_t)strlen(rq));
+	known = send_on_new(d2.sock, &quick, rq);
 	n = read(known, out, sizeof(out) - 1);
 	out[n > 0 ? n : 0] = '\0';
 	CU_ASSERT_FATAL(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
@@ -1237,13 +1269,9 @@ test_slow_check_spares_workers(void)
 	/* Two new callers, whose checks hang. */
 	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
 	for (i = 0; i < 2; i++) {
-		CU_ASSERT_FATAL((slow[i] = kwt_connect(d2.sock)) >= 0);
-		setsockopt(slow[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		CU_ASSERT(write(slow[i], rq, strlen(rq)) == (ssize_t)strlen(rq));
+		slow[i] = send_on_new(d2.sock, &tv, rq);
 	}
-	for (i = 0; i < 300 && (access(entered, F_OK) != 0 || access(entered2, F_OK) != 0); i++)
-		usleep(10000);
-	CU_ASSERT_FATAL(access(entered, F_OK) == 0 && access(entered2, F_OK) == 0);
+	CU_ASSERT_FATAL(hang_entered(trig, 2));
 
 	/* The known caller is served meanwhile, twice. */
 	for (i = 0; i < 2; i++) {
@@ -1276,20 +1304,16 @@ static void
 test_stop_leaves_hung_check(void)
 {
 	const char *rq = "GET /v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n";
-	char lib[600], dir[256], trig[300], entered[320], self[4096];
+	char lib[600], dir[256], trig[300], self[4096];
 	struct kwt_daemon d2;
 	struct timespec t0, t1;
-	int slow, started, i;
-	ssize_t n;
+	int slow, started;
 	double secs;
 
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	CU_ASSERT_FATAL(n > 0);
-	self[n] = '\0';
+	self_exe(self, sizeof(self));
 	CU_ASSERT_FATAL(kwt_shim_lib("libkwslowstat.so", lib, sizeof(lib)) == 0);
 	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-slowstop") == 0);
 	snprintf(trig, sizeof(trig), "%s/hang", dir);
-	snprintf(entered, sizeof(entered), "%s.entered", trig);
 	{
 		const char *env[] = { "KW_SLOWSTAT_PATH", self, "KW_SLOWSTAT_FILE", trig, NULL };
 		started = kwt_daemon_start_preloaded(&d2, &tok, lib, env, NULL,
@@ -1299,9 +1323,7 @@ test_stop_leaves_hung_check(void)
 	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
 	CU_ASSERT_FATAL((slow = kwt_connect(d2.sock)) >= 0);
 	CU_ASSERT(write(slow, rq, strlen(rq)) == (ssize_t)strlen(rq));
-	for (i = 0; i < 300 && access(entered, F_OK) != 0; i++)
-		usleep(10000);
-	CU_ASSERT_FATAL(access(entered, F_OK) == 0);
+	CU_ASSERT_FATAL(hang_entered(trig, 1));
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	CU_ASSERT_EQUAL(kwt_daemon_stop(&d2), 0);
@@ -1330,13 +1352,13 @@ static void
 test_slow_name_lookup(void)
 {
 	const char *rq = "GET /v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n";
-	char lib[600], dir[256], trig[300], entered[320], uid[32];
+	char lib[600], dir[256], trig[300], uid[32];
 	char want[256], user[256], out[16384];
 	struct timeval tv = { 4, 0 }, quick = { 1, 500000 };
 	struct passwd pw, *pwp = NULL;
 	char pwbuf[4096];
 	struct kwt_daemon d2;
-	int slow, other, started, i;
+	int slow, other, started;
 	ssize_t n;
 
 	/* The name the test's uid has here ("" for none: whoami says null). */
@@ -1347,7 +1369,6 @@ test_slow_name_lookup(void)
 	CU_ASSERT_FATAL(kwt_shim_lib("libkwslowpw.so", lib, sizeof(lib)) == 0);
 	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-slowpw") == 0);
 	snprintf(trig, sizeof(trig), "%s/hang", dir);
-	snprintf(entered, sizeof(entered), "%s.entered", trig);
 	snprintf(uid, sizeof(uid), "%u", (unsigned)getuid());
 	{
 		const char *env[] = { "KW_SLOWPW_UID", uid, "KW_SLOWPW_FILE", trig, NULL };
@@ -1359,18 +1380,12 @@ test_slow_name_lookup(void)
 	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
 
 	/* The first client: the lookup of its user name hangs. */
-	CU_ASSERT_FATAL((slow = kwt_connect(d2.sock)) >= 0);
-	setsockopt(slow, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	CU_ASSERT(write(slow, rq, strlen(rq)) == (ssize_t)strlen(rq));
-	for (i = 0; i < 300 && access(entered, F_OK) != 0; i++)
-		usleep(10000);
-	CU_ASSERT_FATAL(access(entered, F_OK) == 0);
+	slow = send_on_new(d2.sock, &tv, rq);
+	CU_ASSERT_FATAL(hang_entered(trig, 1));
 
 	/* Another (the same uid: only the first lookup hangs) is served
 	 * meanwhile, with its name. */
-	CU_ASSERT_FATAL((other = kwt_connect(d2.sock)) >= 0);
-	setsockopt(other, SOL_SOCKET, SO_RCVTIMEO, &quick, sizeof(quick));
-	CU_ASSERT(write(other, rq, strlen(rq)) == (ssize_t)strlen(rq));
+	other = send_on_new(d2.sock, &quick, rq);
 	n = read(other, out, sizeof(out) - 1);
 	out[n > 0 ? n : 0] = '\0';
 	if (n <= 0)
@@ -2011,7 +2026,7 @@ test_reload_off_the_loop(void)
 {
 	struct kwt_daemon d2;
 	struct timespec t0, t1;
-	char lib[600], dir[256], policy[320], extra[600], trig[300], entered[320];
+	char lib[600], dir[256], policy[320], extra[600], trig[300];
 	long st;
 	double waited;
 	int started;
@@ -2020,7 +2035,6 @@ test_reload_off_the_loop(void)
 	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-hup") == 0);
 	snprintf(policy, sizeof(policy), "%s/policy.yaml", dir);
 	snprintf(trig, sizeof(trig), "%s/hang", dir);
-	snprintf(entered, sizeof(entered), "%s.entered", trig);
 	CU_ASSERT_FATAL(kwt_write_file(policy, "version: 1\nprincipals:\n  admins:\n    user: root\n"
 	    "rules:\n  - name: root-all\n    who: admins\n    allow: administrator\n    vault: \"*\"\n",
 	    0600) == 0);
@@ -2032,9 +2046,7 @@ test_reload_off_the_loop(void)
 	CU_ASSERT_EQUAL_FATAL(started, 0);
 	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
 	kill(d2.pid, SIGHUP);
-	for (int i = 0; i < 300 && access(entered, F_OK) != 0; i++)
-		usleep(10 * 1000);
-	CU_ASSERT_FATAL(access(entered, F_OK) == 0);   /* the reload is stuck */
+	CU_ASSERT_FATAL(hang_entered(trig, 1));   /* the reload is stuck */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	st = kwt_http(d2.sock, "GET", "/v1/health", NULL, NULL);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
