@@ -24,6 +24,7 @@
 #include <event2/event.h>
 #include <systemd/sd-daemon.h>
 
+#include "kw_deadline.h"
 #include "kw_error.h"
 #include "kw_nss.h"
 #include "daemon/audit_glue.h"
@@ -532,13 +533,7 @@ kwd_workers_stop(struct kwd *d)
 
 	/* The identity pool first: the requests it completes go on to the
 	 * other two. */
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += IDENTITY_STOP_WAIT_MS / 1000;
-	dl.tv_nsec += (long)(IDENTITY_STOP_WAIT_MS % 1000) * 1000000L;
-	if (dl.tv_nsec >= 1000000000L) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000L;
-	}
+	kw_deadline_ms(&dl, IDENTITY_STOP_WAIT_MS);
 	if ((left = pool_stop(&d->pool[KWD_POOL_IDENTITY], &dl)) != 0) {
 		pthread_rwlock_wrlock(&identity_gone_lock);
 		identity_gone = 1;

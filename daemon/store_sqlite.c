@@ -34,6 +34,7 @@
 
 #include <sqlite3.h>
 
+#include "kw_deadline.h"
 #include "kw_error.h"
 #include "kw_grow.h"
 #include "daemon/store.h"
@@ -393,18 +394,6 @@ out:
 	return r;
 }
 
-static void
-deadline(struct timespec *ts, unsigned ms)
-{
-	clock_gettime(CLOCK_REALTIME, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
 /* The connection this thread holds for a group of reads (sq_read_begin),
  * and its engine. */
 static __thread struct conn *pinned;
@@ -426,7 +415,7 @@ conn_take(struct store_engine *e, int reader, struct conn **out)
 		return 0;
 	}
 
-	deadline(&ts, e->busy_ms);
+	kw_deadline_ms(&ts, e->busy_ms);
 	pthread_mutex_lock(&e->lock);
 	while (e->idle == NULL && e->idle_read == NULL && e->nconns >= e->max_conns && r == 0)
 		r = pthread_cond_timedwait(&e->cond, &e->lock, &ts);
@@ -564,7 +553,7 @@ tx_begin(struct store_engine *e, struct conn *c, int write)
 	int r;
 
 	if (write) {
-		deadline(&ts, e->busy_ms);
+		kw_deadline_ms(&ts, e->busy_ms);
 		if ((r = pthread_mutex_timedlock(&e->wlock, &ts)) != 0)
 			return kw_fail(KW_E_UNAVAILABLE, "store: another write to %s took longer than "
 			    "%u ms: try again", e->path, e->busy_ms);
@@ -1572,7 +1561,7 @@ put_batch(struct store_engine *e, struct put_req *list)
 	}
 	if ((r = conn_get(e, &c)) != 0)
 		goto fail;
-	deadline(&ts, e->busy_ms);
+	kw_deadline_ms(&ts, e->busy_ms);
 	if (pthread_mutex_timedlock(&e->wlock, &ts) != 0) {
 		r = kw_fail(KW_E_UNAVAILABLE, "store: another write to %s took longer than %u ms: "
 		    "try again", e->path, e->busy_ms);
@@ -1642,7 +1631,7 @@ sq_secret_put(struct store_engine *e, const char *vault, const struct store_reco
 	memset(&me, 0, sizeof(me));
 	me.vault = vault;
 	me.rec = rec;
-	deadline(&ts, e->busy_ms);
+	kw_deadline_ms(&ts, e->busy_ms);
 	pthread_mutex_lock(&e->qlock);
 	*e->qtail = &me;
 	e->qtail = &me.next;
