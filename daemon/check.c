@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "kw_error.h"
+#include "kw_nss.h"
 #include "pkcs11/p11.h"
 #include "policy/policy.h"
 #include "daemon/cfg.h"
@@ -64,16 +65,18 @@ user_from(struct check_user *u, const char *path)
 static void
 user_say(FILE *f, const char *path, const struct check_user *u)
 {
-	struct passwd pw, *pwp = NULL;
-	char buf[4096];
+	struct passwd pw;
+	char *buf = NULL;
+	size_t len = 0;
+	int known;
 
 	if (u->from[0] == '\0')
 		return;
-	if (getpwuid_r(u->uid, &pw, buf, sizeof(buf), &pwp) != 0)
-		pwp = NULL;
+	known = kwnss_pw_uid(u->uid, &pw, &buf, &len) == 0;
 	fprintf(f, "%s: checked as root for keywardend running as %s%s(uid %u), the owner of %s: "
-	    "it must run as that user\n", path, pwp != NULL ? pwp->pw_name : "", pwp != NULL ? " " : "",
+	    "it must run as that user\n", path, known ? pw.pw_name : "", known ? " " : "",
 	    (unsigned)u->uid, u->from);
+	free(buf);
 }
 
 /* Load the policy at path for u; print its errors and warnings.  The
