@@ -55,6 +55,8 @@ struct wrap_arg {
 	size_t bloblen;
 	uint8_t *scratch;       /* SCRATCH bytes of kw_secalloc memory */
 	int canary;             /* this is the canary itself (canary_judge) */
+	int again;              /* the canary opened: this is the blob's one
+	                         * more try (canary_judge) */
 };
 
 static int canary_judge(p11_ctx *ctx, struct p11_sess *s, struct wrap_arg *a,
@@ -221,9 +223,12 @@ gcm_unwrap(p11_ctx *ctx, struct p11_sess *s, struct wrap_arg *a,
 		    TOKNAME(ctx));
 	rv = ctx->f->C_Decrypt(s->h, iv + GCM_IV, a->deklen + GCM_TAG,
 	    a->scratch, &n);
-	if (rv_ambiguous(rv) &&
-	    (r = canary_judge(ctx, s, a, key, "C_Decrypt", rv)) != 0)
-		return r;       /* the token is at fault, not the blob */
+	if (rv_ambiguous(rv) && !a->again) {
+		if ((r = canary_judge(ctx, s, a, key, "C_Decrypt", rv)) != 0)
+			return r;       /* the token is at fault, not the blob */
+		a->again = 1;
+		return gcm_unwrap(ctx, s, a, key, ad, adlen);
+	}
 	if (rv == CKR_ENCRYPTED_DATA_INVALID || rv_ambiguous(rv) ||
 	    rv == CKR_ENCRYPTED_DATA_LEN_RANGE)
 		return kw_fail(KW_E_AUTH, "C_Decrypt: %s: the wrapped key does not "
@@ -320,9 +325,13 @@ kwp_unwrap(p11_ctx *ctx, struct p11_sess *s, struct wrap_arg *a,
 	    a->bloblen - HDR_LEN, t, sizeof(t) / sizeof(t[0]), &tmp);
 	if (rv != CKR_OK)
 		tmp = CK_INVALID_HANDLE;
-	if (rv_ambiguous(rv) &&
-	    (r = canary_judge(ctx, s, a, key, "C_UnwrapKey", rv)) != 0)
-		goto out;       /* the token is at fault, not the blob */
+	if (rv_ambiguous(rv) && !a->again) {
+		if ((r = canary_judge(ctx, s, a, key, "C_UnwrapKey", rv)) != 0)
+			goto out;       /* the token is at fault, not the blob */
+		a->again = 1;
+		r = kwp_unwrap(ctx, s, a, key, ad, adlen);
+		goto out;
+	}
 	if (rv == CKR_WRAPPED_KEY_INVALID || rv == CKR_WRAPPED_KEY_LEN_RANGE ||
 	    rv == CKR_ENCRYPTED_DATA_INVALID || rv_ambiguous(rv)) {
 		r = kw_fail(KW_E_AUTH, "C_UnwrapKey: %s: the wrapped key does not "
@@ -463,7 +472,9 @@ aead_run(p11_ctx *ctx, struct p11_sess *s, struct wrap_arg *a,
  * asked to open a canary: a blob it wrapped itself under the same key, by
  * the same mechanism (made when first needed, then kept with the key's
  * cached handle).  If the canary opens, the token decrypts under that key
- * and the blob is at fault: KW_E_AUTH.  If it does not, the token is at
+ * and the blob is at fault, unless the token's fault cleared just before
+ * the canary's turn: so the blob is tried once more, and only a second
+ * failure is KW_E_AUTH.  If the canary does not open, the token is at
  * fault: its error (KW_E_P11, which the daemon answers 503 and a rotation
  * retries), or, when the canary's own failure is one a reopen may cure,
  * that failure, so that the pool reopens and tries the blob again.
@@ -599,6 +610,7 @@ op_unwrap(p11_ctx *ctx, struct p11_sess *s, void *arg)
 
 	if ((r = p11_key_get(ctx, s, a->vault, a->version, &key, &mac)) != 0)
 		return r;
+	a->again = 0;           /* the pool may run an op again after a reopen */
 	switch (a->mech) {
 	case P11_WRAP_AES_GCM:
 	case P11_WRAP_AES_KWP:
