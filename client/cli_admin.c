@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 
 #include "kw_auditchain.h"
 #include "kw_error.h"
+#include "kw_nss.h"
 #include "policy/policy.h"
 #include "client/cli.h"
 
@@ -35,41 +37,87 @@ cli_usage(const char *msg)
 	return EX_USAGE;
 }
 
+/* --user's argument: a user name, or a uid in digits; 0 or -1 (said). */
+static int
+user_arg(const char *arg, uid_t *uid)
+{
+	struct passwd pw;
+	char *buf = NULL, *end;
+	size_t len = 0;
+	unsigned long n;
+	int r;
+
+	if ((r = kwnss_pw_name(arg, &pw, &buf, &len)) == 0) {
+		*uid = pw.pw_uid;
+		free(buf);
+		return 0;
+	}
+	free(buf);
+	errno = 0;
+	n = strtoul(arg, &end, 10);
+	if (arg[0] >= '0' && arg[0] <= '9' && *end == '\0' && errno == 0 &&
+	    n < (unsigned long)(uid_t)-1) {
+		*uid = (uid_t)n;
+		return 0;
+	}
+	fprintf(stderr, "keywarden: --user %s: %s\n", arg, r == -ENOENT ?
+	    "no such user" : "the user database could not be read");
+	return -1;
+}
+
 int
 cli_policy_check(kw_client *c, int argc, char **argv)
 {
+	static const struct option lo[] = {
+		{ "user", required_argument, NULL, 'u' }, { NULL, 0, NULL, 0 }
+	};
 	struct policy *p = NULL;
 	struct policy_errors *errs = NULL;
 	struct policy_load_opts o = { .daemon_uid = geteuid() };
+	const char *user = NULL, *path;
 	struct stat st;
-	int r, other = 0;
+	int r, ch, other = 0;
 
 	(void)c;
-	if (argc != 2 || argv[1][0] == '-')
-		return cli_usage("usage: keywarden policy check FILE");
-	/* As root, for the daemon's user, as keywardend --check-policy does:
-	 * a file of another user's is checked for a daemon running as that
-	 * user, and that is said. */
-	if (o.daemon_uid == 0 && stat(argv[1], &st) == 0 && st.st_uid != 0) {
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "+", lo, NULL)) != -1) {
+		if (ch != 'u')
+			return cli_usage("usage: keywarden policy check [--user USER] FILE");
+		user = optarg;
+	}
+	if (argc - optind != 1)
+		return cli_usage("usage: keywarden policy check [--user USER] FILE");
+	path = argv[optind];
+	/* For the daemon's user: the one named, else the file's owner when
+	 * that is neither root nor the caller (an operator, or root, checking
+	 * the daemon's file), and that is said. */
+	if (user != NULL) {
+		if (user_arg(user, &o.daemon_uid) != 0)
+			return EX_USAGE;
+		other = 2;
+	} else if (stat(path, &st) == 0 && st.st_uid != 0 && st.st_uid != o.daemon_uid) {
 		o.daemon_uid = st.st_uid;
 		other = 1;
 	}
-	r = policy_load(argv[1], &o, &p, &errs);
+	r = policy_load(path, &o, &p, &errs);
 	if (r == 0) {
 		struct policy_errors *warns = NULL;
 		if (policy_lint(p, &warns) == 0)
 			policy_errors_print(stderr, warns);
 		policy_errors_free(warns);
-		printf("%s: ok (%zu rules, sha256 %s)\n", argv[1], policy_rule_count(p), policy_hash(p));
-		if (other)
-			printf("%s: checked as root for keywardend running as uid %u, its owner: it "
-			    "must run as that user\n", argv[1], (unsigned)o.daemon_uid);
+		printf("%s: ok (%zu rules, sha256 %s)\n", path, policy_rule_count(p), policy_hash(p));
+		if (other == 1)
+			printf("%s: checked for keywardend running as uid %u, its owner: it "
+			    "must run as that user\n", path, (unsigned)o.daemon_uid);
+		else if (other == 2)
+			printf("%s: checked for keywardend running as uid %u (--user %s)\n",
+			    path, (unsigned)o.daemon_uid, user);
 		policy_free(p);
 		return 0;
 	}
 	policy_errors_print(stderr, errs);
 	if (errs == NULL || errs->n == 0)
-		fprintf(stderr, "keywarden: %s: %s\n", argv[1], kw_strerror(r));
+		fprintf(stderr, "keywarden: %s: %s\n", path, kw_strerror(r));
 	policy_errors_free(errs);
 	return 1;
 }

@@ -1135,7 +1135,7 @@ static const struct cmd cmds[] = {
 	{ NULL, "whoami", "whoami", do_whoami },
 	{ NULL, "health", "health", do_health },
 	{ NULL, "request", "request METHOD PATH [--file JSON-BODY]", do_request },
-	{ "policy", "check", "check FILE            (offline)", cli_policy_check },
+	{ "policy", "check", "check [--user USER] FILE  (offline)", cli_policy_check },
 	{ "policy", "explain", "explain [--uid N|--user U] [--gid N|--group G] [--groups G,...] "
 	    "[--exe PATH] [--unit UNIT] ACTION VAULT[/NAME]", cli_policy_explain },
 	{ "policy", "who-can", "who-can ACTION VAULT[/NAME]", cli_policy_who_can },

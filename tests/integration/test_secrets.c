@@ -2001,8 +2001,40 @@ test_check_config_as_root(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
 	/* ... and so does keywarden policy check, offline. */
 	CU_ASSERT_EQUAL(kwt_cli_all(dmn.sock, out, sizeof(out), "policy", "check", pol, NULL), 0);
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, "checked as root for keywardend running as uid 65534, its "
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "checked for keywardend running as uid 65534, its "
 	    "owner: it must run as that user"));
+	/* --user names the daemon's user: root, then the policy is refused;
+	 * nobody, by name, and it passes; a user that does not exist is a
+	 * usage error. */
+	CU_ASSERT_EQUAL(kwt_cli_all(dmn.sock, out, sizeof(out), "policy", "check", "--user", "0",
+	    pol, NULL), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "refusing a policy owned by uid 65534: it must be owned "
+	    "by root or by the daemon's user (uid 0)"));
+	CU_ASSERT_EQUAL(kwt_cli_all(dmn.sock, out, sizeof(out), "policy", "check", "--user", "nobody",
+	    pol, NULL), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "checked for keywardend running as uid 65534 "
+	    "(--user nobody)"));
+	CU_ASSERT_EQUAL(kwt_cli_all(dmn.sock, out, sizeof(out), "policy", "check", "--user",
+	    "kwt-no-such-user", pol, NULL), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "--user kwt-no-such-user: no such user"));
+	/* An operator (another user) checking the daemon's policy: checked
+	 * for its owner, as root's check does.  Before, it was checked for
+	 * the operator and refused. */
+	CU_ASSERT_EQUAL_FATAL(chmod(pol, 0644), 0);
+	{
+		char cmd[1200];
+		char *argv[] = { "/bin/sh", "-c", cmd, NULL };
+		snprintf(cmd, sizeof(cmd), "exec setpriv --reuid=4321 --regid=4321 --clear-groups "
+		    "'%s/client/keywarden' policy check '%s' 2>&1", kwt_require("KW_TOP_BUILDDIR"), pol);
+		CU_ASSERT_EQUAL(kwt_run(argv, out, sizeof(out)), 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "checked for keywardend running as uid 65534, its "
+		    "owner"));
+		snprintf(cmd, sizeof(cmd), "exec setpriv --reuid=4321 --regid=4321 --clear-groups "
+		    "'%s/client/keywarden' policy check --user 4321 '%s' 2>&1",
+		    kwt_require("KW_TOP_BUILDDIR"), pol);
+		CU_ASSERT_EQUAL(kwt_run(argv, out, sizeof(out)), 1);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "refusing a policy owned by uid 65534"));
+	}
 	kwt_rmtree(dir);
 }
 
