@@ -16,13 +16,50 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <linux/capability.h>
 
 #include "kw_error.h"
 #include "policy/policy.h"
 #include "daemon/audit_glue.h"
 #include "daemon/kwd.h"
 #include "daemon/log.h"
+
+/* Whether this process may read /proc/PID/exe of another user's process:
+ * the kernel asks for CAP_SYS_PTRACE (root has it unless it was dropped). */
+static int
+others_exe_visible(void)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct c[_LINUX_CAPABILITY_U32S_3];
+
+	memset(c, 0, sizeof(c));
+	if (syscall(SYS_capget, &h, c) != 0)
+		return 0;
+	return (c[CAP_TO_INDEX(CAP_SYS_PTRACE)].effective & CAP_TO_MASK(CAP_SYS_PTRACE)) != 0;
+}
+
+/* A policy that names callers by executable, in a daemon that cannot see
+ * the executable of another user's process: say so, and what it means. */
+static void
+exe_rules_warn(const struct policy *p)
+{
+	const char *name = NULL;
+	unsigned line = 0;
+	size_t n;
+
+	if ((n = policy_exe_rules(p, &name, &line)) == 0 || others_exe_visible())
+		return;
+	log_warn("policy: %zu rule%s name%s callers by executable (the first: rule '%s' at "
+	    "line %u), but keywardend (uid %u) lacks CAP_SYS_PTRACE, so the kernel hides the "
+	    "executable of another user's process from it: for such a caller an allow by "
+	    "executable never matches and a deny by executable always does; give the service "
+	    "CAP_SYS_PTRACE (see keywardend.service) or name those callers by user and unit",
+	    n, n == 1 ? "" : "s", n == 1 ? "s" : "", name != NULL ? name : "(unnamed)", line,
+	    (unsigned)geteuid());
+}
 
 static int
 authz_action(enum kwd_action a, enum policy_action *out)
@@ -201,6 +238,7 @@ policy_reload_locked(struct kwd *d, json_t **errs_out)
 				log_warn("policy: %s", line);
 			}
 		policy_errors_free(warns);
+		exe_rules_warn(p);
 	}
 	if (errs_out != NULL)
 		*errs_out = arr;

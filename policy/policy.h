@@ -133,6 +133,11 @@ void policy_errors_free(struct policy_errors *e);
  * connection.  0, or -ENOMEM. */
 int policy_lint(const struct policy *p, struct policy_errors **out);
 
+/* How many rules name a caller by executable (allow or deny); the first
+ * one's name and line into *name (the policy's own string, valid while p
+ * is) and *line when there is one. */
+size_t policy_exe_rules(const struct policy *p, const char **name, unsigned *line);
+
 /* "policy.yaml:14:9: rules[3].allow[0]: unknown action 'secret.gte'", or
  * "policy.yaml: <msg>" for a file-level problem.  Always NUL-terminates;
  * returns what snprintf returns. */

@@ -172,6 +172,27 @@ policy_errors_free(struct policy_errors *e)
 	free(e);
 }
 
+size_t
+policy_exe_rules(const struct policy *p, const char **name, unsigned *line)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; p != NULL && i < p->nrules; i++) {
+		const struct pol_rule *r = &p->rules[i];
+		size_t j;
+
+		for (j = 0; j < r->nwho && !(r->who[j].need & POLICY_ID_EXE); j++)
+			;
+		if (j == r->nwho)
+			continue;
+		if (n++ == 0) {
+			*name = r->name;
+			*line = r->line;
+		}
+	}
+	return n;
+}
+
 int
 policy_lint(const struct policy *p, struct policy_errors **out)
 {

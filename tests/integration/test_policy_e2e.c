@@ -679,6 +679,83 @@ test_big_name_entries(void)
 	kwt_daemon_free(&d2);
 }
 
+/* A daemon that runs as its own user (nobody here, as keywardend.service
+ * runs it as keywarden) cannot read /proc/PID/exe of another user's
+ * process unless it holds CAP_SYS_PTRACE: the billing service's rule by
+ * executable then never lets it in, and the daemon says so in its log at
+ * load.  Given the capability (ambient, as the unit file's commented lines
+ * do), the same rule matches and nothing is said. */
+static void
+test_exe_rules_need_ptrace(void)
+{
+	static const char *const runs[] = {
+		"--reuid=65534 --regid=65534 --groups=kwt-clients",
+		"--reuid=65534 --regid=65534 --groups=kwt-clients --inh-caps=+sys_ptrace "
+		    "--ambient-caps=+sys_ptrace",
+	};
+	const char *p = "/v1/vaults/prod/secrets/db/billing/connection";
+	char extra[700], out[4096], status[320], *text;
+	struct kwt_token t2;
+	struct kwt_daemon d2;
+	json_t *j;
+	size_t len;
+	int i, r;
+
+	for (i = 0; i < 2; i++) {
+		memset(&d2, 0, sizeof(d2));
+		CU_ASSERT_EQUAL_FATAL(kwt_token_new(&t2, "kw-nobody"), 0);
+		snprintf(extra, sizeof(extra), "policy: %s\nvaults:\n  - name: prod\n", policy_path);
+		r = kwt_daemon_start_as(&d2, &t2, runs[i], 65534, 65534, "kwt-clients", extra);
+		setenv("SOFTHSM2_CONF", tok.conf, 1);   /* back to the suite's token */
+		CU_ASSERT_EQUAL(r, 0);
+		if (r != 0)
+			goto next;
+		/* It runs as nobody. */
+		snprintf(status, sizeof(status), "/proc/%ld/status", (long)d2.pid);
+		{
+			FILE *f = fopen(status, "r");
+			len = f != NULL ? fread(out, 1, sizeof(out) - 1, f) : 0;
+			out[len] = '\0';
+			if (f != NULL)
+				fclose(f);
+			CU_ASSERT_PTR_NOT_NULL(strstr(out, "\nUid:\t65534\t65534\t65534\t65534\n"));
+		}
+		CU_ASSERT_EQUAL(kwt_http(d2.sock, "PUT", "/v1/vaults/prod/secrets/db/billing/connection",
+		    "{\"value\":\"postgres://billing\"}", NULL), 201);
+		/* whoami: the executable, or none */
+		CU_ASSERT_EQUAL(as_user_at(d2.sock, "kwt-billing", billing_exe, "GET", "/v1/whoami", NULL,
+		    out, sizeof(out)), 200);
+		j = json_loads(out, 0, NULL);
+		CU_ASSERT_PTR_NOT_NULL(j);
+		if (i == 0) {
+			CU_ASSERT(json_is_null(json_object_get(j, "exe")));
+		} else {
+			CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "exe")) ?: "",
+			    billing_exe);
+		}
+		json_decref(j);
+		/* the rule by executable: never, or as for a root daemon */
+		CU_ASSERT_EQUAL(as_user_at(d2.sock, "kwt-billing", billing_exe, "GET", p, NULL, out,
+		    sizeof(out)), i == 0 ? 403 : 200);
+		CU_ASSERT((strstr(out, "postgres://billing") != NULL) == (i == 1));
+		/* what the log says at load */
+		text = kwt_read_file(d2.log, &len);
+		CU_ASSERT_PTR_NOT_NULL(text);
+		if (text != NULL && i == 0) {
+			CU_ASSERT_PTR_NOT_NULL(strstr(text, "policy: 1 rule names callers by executable "
+			    "(the first: rule 'billing-reads-db' at line "));
+			CU_ASSERT_PTR_NOT_NULL(strstr(text, "but keywardend (uid 65534) lacks "
+			    "CAP_SYS_PTRACE"));
+		} else if (text != NULL) {
+			CU_ASSERT_PTR_NULL(strstr(text, "CAP_SYS_PTRACE"));
+		}
+		free(text);
+next:
+		kwt_daemon_free(&d2);
+		kwt_token_free(&t2);
+	}
+}
+
 static void
 test_check_policy_cli(void)
 {
@@ -710,6 +787,7 @@ main(void)
 		{ "a caller in 71 groups: all of them count", test_many_groups },
 		{ "user and group entries over 4 KiB", test_big_name_entries },
 		{ "keywardend --check-policy", test_check_policy_cli },
+		{ "rules by executable in a daemon that is not root", test_exe_rules_need_ptrace },
 		{ NULL, NULL }
 	};
 

@@ -555,6 +555,25 @@ kwt_daemon_spawn(struct kwt_daemon *d, const char *arg)
 			_exit(127);
 		dup2(logfd, 2);
 		dup2(logfd, 1);
+		if (d->runas[0] != '\0') {
+			/* setpriv, its options, the daemon and its own */
+			char opts[sizeof(d->runas)], *argv[24], *sp = NULL, *o;
+			int i = 0;
+
+			snprintf(opts, sizeof(opts), "%s", d->runas);
+			argv[i++] = "setpriv";
+			for (o = strtok_r(opts, " ", &sp); o != NULL && i < 18;
+			    o = strtok_r(NULL, " ", &sp))
+				argv[i++] = o;
+			argv[i++] = d->exe;
+			argv[i++] = "--config";
+			argv[i++] = d->conf;
+			argv[i++] = (char *)arg;
+			argv[i] = NULL;
+			execvp("setpriv", argv);
+			fprintf(stderr, "exec setpriv: %s\n", strerror(errno));
+			_exit(127);
+		}
 		execl(d->exe, d->exe, "--config", d->conf, arg, (char *)NULL);
 		fprintf(stderr, "exec %s: %s\n", d->exe, strerror(errno));
 		_exit(127);
@@ -650,8 +669,47 @@ kwt_daemon_start_preloaded(struct kwt_daemon *d, const struct kwt_token *t, cons
 	return r;
 }
 
+static int daemon_conf(struct kwt_daemon *d, const struct kwt_token *t,
+    const char *socket_group, const char *limits, const char *audit, const char *extra);
+
 static int
 daemon_start(struct kwt_daemon *d, const struct kwt_token *t,
+    const char *socket_group, const char *limits, const char *audit, const char *extra)
+{
+	if (daemon_conf(d, t, socket_group, limits, audit, extra) != 0)
+		return -1;
+	return kwt_daemon_spawn(d, NULL);
+}
+
+static uid_t chown_uid;
+static gid_t chown_gid;
+
+static int
+chown_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st; (void)flag; (void)ftw;
+	return lchown(path, chown_uid, chown_gid);
+}
+
+int
+kwt_daemon_start_as(struct kwt_daemon *d, const struct kwt_token *t, const char *runas,
+    uid_t uid, gid_t gid, const char *socket_group, const char *extra)
+{
+	if (daemon_conf(d, t, socket_group, NULL, NULL, extra) != 0)
+		return -1;
+	chown_uid = uid;
+	chown_gid = gid;
+	if (nftw(d->dir, chown_one, 16, FTW_PHYS) != 0 || nftw(t->dir, chown_one, 16, FTW_PHYS) != 0) {
+		fprintf(stderr, "cannot give %s and %s to uid %u: %s\n", d->dir, t->dir,
+		    (unsigned)uid, strerror(errno));
+		return -1;
+	}
+	snprintf(d->runas, sizeof(d->runas), "%s", runas);
+	return kwt_daemon_spawn(d, NULL);
+}
+
+static int
+daemon_conf(struct kwt_daemon *d, const struct kwt_token *t,
     const char *socket_group, const char *limits, const char *audit, const char *extra)
 {
 	const char *top = kwt_require("KW_TOP_BUILDDIR");
@@ -686,9 +744,7 @@ daemon_start(struct kwt_daemon *d, const struct kwt_token *t,
 	    extra ? extra :
 	    "vaults:\n  - name: prod\n    purge_protection: true\n    retention_days: 1\n"
 	    "  - name: dev\n    retention_days: 0\n");
-	if (kwt_write_file(d->conf, conf, 0600) != 0)
-		return -1;
-	return kwt_daemon_spawn(d, NULL);
+	return kwt_write_file(d->conf, conf, 0600) != 0 ? -1 : 0;
 }
 
 int

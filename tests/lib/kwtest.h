@@ -86,6 +86,7 @@ struct kwt_daemon {
 	char audit[320];
 	char log[320];
 	char exe[512];          /* keywardend */
+	char runas[256];        /* setpriv options to run it with, or "" */
 	pid_t pid;
 };
 
@@ -102,6 +103,12 @@ int kwt_daemon_start(struct kwt_daemon *d, const struct kwt_token *t, const char
  * connect. */
 int kwt_daemon_start_group(struct kwt_daemon *d, const struct kwt_token *t,
     const char *socket_group, const char *extra);
+/* kwt_daemon_start_group with keywardend run through setpriv(1) with the
+ * options runas (separated by spaces: "--reuid=65534 --regid=65534
+ * --groups=..." and perhaps capabilities), and the directory and token t
+ * given to uid:gid first.  Run as root only. */
+int kwt_daemon_start_as(struct kwt_daemon *d, const struct kwt_token *t, const char *runas,
+    uid_t uid, gid_t gid, const char *socket_group, const char *extra);
 /* The same, with more settings under limits: (YAML lines indented by two
  * spaces, each ending in a newline). */
 int kwt_daemon_start_limits(struct kwt_daemon *d, const struct kwt_token *t,
