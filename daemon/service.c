@@ -103,6 +103,8 @@ h_metrics(struct kwd_req *r)
 	G("connection_output_backlog_bytes",
 	    "Bytes of replies queued for clients that have not read them.",
 	    atomic_load(&m->conn_out_backlog));
+	C("identity_timeouts_total", "New callers' requests refused after waiting "
+	    "limits.request_timeout_ms for a free identity worker.", m->identity_timeouts);
 	C("request_duration_microseconds_sum", "Sum of request latencies.", m->latency_us_sum);
 	G("uptime_seconds", "Seconds since start.", (kwd_now_us() - r->d->started_us) / 1000000);
 	if (r->d->audit != NULL) {

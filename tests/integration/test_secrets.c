@@ -1340,6 +1340,91 @@ test_stop_leaves_hung_check(void)
 	kwt_rmtree(dir);
 }
 
+/* The reply on fd (one read: the replies here are small), into out; its
+ * length, or what read returned. */
+static ssize_t
+read_reply(int fd, char *out, size_t outsz)
+{
+	ssize_t n = read(fd, out, outsz - 1);
+
+	out[n > 0 ? n : 0] = '\0';
+	return n;
+}
+
+/* While every identity worker waits (four callers' checks hang: the stat
+ * of their executable, on a file server that stopped answering), a new
+ * caller's first request waits for one at most limits.request_timeout_ms
+ * (300 ms here, the hangs last seconds), then gets 503 saying why, and
+ * its refusal is audited; a known caller is served all along, and the new
+ * caller is served once a worker is free.  It used to wait with no
+ * deadline of its own, for as long as the slowest server. */
+static void
+test_identity_wait_deadline(void)
+{
+	const char *who = "GET /v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n";
+	const char *get = "GET /v1/vaults/identwait/secrets/none HTTP/1.1\r\nHost: x\r\n\r\n";
+	const char *msg = "caller identity check timed out";
+	char lib[600], dir[256], trig[300], self[4096], out[16384];
+	struct timeval tv = { 4, 0 }, quick = { 1, 500000 };
+	struct kwt_daemon d2;
+	int slow[4], known, late, started, i;
+
+	self_exe(self, sizeof(self));
+	CU_ASSERT_FATAL(kwt_shim_lib("libkwslowstat.so", lib, sizeof(lib)) == 0);
+	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-identwait") == 0);
+	snprintf(trig, sizeof(trig), "%s/hang", dir);
+	{
+		const char *env[] = { "KW_SLOWSTAT_PATH", self, "KW_SLOWSTAT_FILE", trig,
+		    "KW_HANG_COUNT", "4", NULL };
+		started = kwt_daemon_start_preloaded(&d2, &tok, lib, env,
+		    "  event_loops: 1\n  request_timeout_ms: 300\n", "vaults:\n  - name: identwait\n");
+	}
+	CU_ASSERT_EQUAL_FATAL(started, 0);
+
+	/* A known caller: its first request checked its executable. */
+	known = send_on_new(d2.sock, &quick, who);
+	CU_ASSERT_FATAL(read_reply(known, out, sizeof(out)) > 0 &&
+	    strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+
+	/* Four new callers, whose checks hang: every identity worker waits. */
+	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
+	for (i = 0; i < 4; i++)
+		slow[i] = send_on_new(d2.sock, &tv, who);
+	CU_ASSERT_FATAL(hang_entered(trig, 4));
+
+	/* One more waits for a worker; the known caller is served meanwhile. */
+	late = send_on_new(d2.sock, &tv, get);
+	CU_ASSERT(send(known, who, strlen(who), MSG_NOSIGNAL) == (ssize_t)strlen(who));
+	if (read_reply(known, out, sizeof(out)) <= 0)
+		fprintf(stderr, "\n  no reply to a known caller while every identity worker waits\n");
+	CU_ASSERT(strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+	close(known);
+	/* At its deadline the one waiting gets 503, and why ... */
+	if (read_reply(late, out, sizeof(out)) <= 0)
+		fprintf(stderr, "\n  no reply to a new caller while every identity worker waits\n");
+	CU_ASSERT(strncmp(out, "HTTP/1.1 503 ", 13) == 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, msg));
+	/* ... audited (durable before the reply), and logged. */
+	CU_ASSERT(kwt_tree_contains(d2.audit, msg, strlen(msg)));
+	CU_ASSERT(kwt_file_contains(d2.log, msg, strlen(msg)));
+
+	/* The file server answers again: the four are answered, and the one
+	 * refused is served when it asks again. */
+	unlink(trig);
+	for (i = 0; i < 4; i++) {
+		CU_ASSERT(read_reply(slow[i], out, sizeof(out)) > 0 &&
+		    strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+		close(slow[i]);
+	}
+	CU_ASSERT(send(late, get, strlen(get), MSG_NOSIGNAL) == (ssize_t)strlen(get));
+	CU_ASSERT(read_reply(late, out, sizeof(out)) > 0 && strncmp(out, "HTTP/1.1 404 ", 13) == 0);
+	close(late);
+	CU_ASSERT_EQUAL(metric(d2.sock, "keywarden_identity_timeouts_total"), 1);
+	CU_ASSERT_EQUAL(waitpid(d2.pid, NULL, WNOHANG), 0);   /* still running */
+	kwt_daemon_free(&d2);
+	kwt_rmtree(dir);
+}
+
 /* A caller whose user name is slow to look up (NSS asking a directory
  * server that stopped answering: libkwslowpw.so makes the daemon's
  * getpwuid_r of the test's uid hang) holds up nobody else.  With one event
@@ -2093,6 +2178,8 @@ main(void)
 		{ "a hung identity check ties up no worker of known callers",
 		    test_slow_check_spares_workers },
 		{ "a stop leaves a hung identity check behind", test_stop_leaves_hung_check },
+		{ "a new caller waits for a busy identity pool until its deadline, then 503",
+		    test_identity_wait_deadline },
 		{ "a caller whose user name is slow to look up holds up nobody else", test_slow_name_lookup },
 		{ "the input buffer shrinks back after a large request", test_input_buffer_shrinks },
 		{ "32 clients x 1000 mixed operations", test_concurrent_mixed },
