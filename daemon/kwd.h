@@ -249,11 +249,10 @@ void kwd_reply_kwerr(struct kwd_req *r, int err, const char *what);
 
 /* --- queues --- */
 enum { KWD_POOL_FAST = 0, KWD_POOL_WRITE = 1, KWD_POOL_IDENTITY = 2, KWD_POOLS = 3 };
-/* Threads of KWD_POOL_IDENTITY: as many callers' checks may wait at once
- * before the next new caller's first request waits for one of them. */
-#define KWD_IDENTITY_WORKERS 4
-/* Start nfast and nwrite workers, and KWD_IDENTITY_WORKERS. */
-int kwd_workers_start(struct kwd *d, unsigned nfast, unsigned nwrite);
+/* Start nfast read, nwrite write and nident identity workers
+ * (limits.identity_workers: as many callers' checks may wait at once
+ * before the next new caller's first request waits for one of them). */
+int kwd_workers_start(struct kwd *d, unsigned nfast, unsigned nwrite, unsigned nident);
 void kwd_workers_stop(struct kwd *d);
 void kwd_submit(struct kwd_req *r);            /* loop -> worker */
 void kwd_complete(struct kwd_req *r);          /* any thread -> loop (reply) */

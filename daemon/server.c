@@ -513,7 +513,7 @@ pool_start(struct kwd *d, struct kwd_pool *p, unsigned n, void *(*fn)(void *), c
 }
 
 int
-kwd_workers_start(struct kwd *d, unsigned nfast, unsigned nwrite)
+kwd_workers_start(struct kwd *d, unsigned nfast, unsigned nwrite, unsigned nident)
 {
 	int e;
 
@@ -521,8 +521,7 @@ kwd_workers_start(struct kwd *d, unsigned nfast, unsigned nwrite)
 		return e;
 	if ((e = pool_start(d, &d->pool[KWD_POOL_WRITE], nwrite, worker_main, "kw-writer")) != 0)
 		return e;
-	return pool_start(d, &d->pool[KWD_POOL_IDENTITY], KWD_IDENTITY_WORKERS, identity_worker_main,
-	    "kw-ident");
+	return pool_start(d, &d->pool[KWD_POOL_IDENTITY], nident, identity_worker_main, "kw-ident");
 }
 
 /* Join p's threads; with a deadline, those still running at it are left
@@ -622,10 +621,10 @@ identity_wait_expired(evutil_socket_t fd, short what, void *arg)
 		return;   /* a worker is completing it */
 	atomic_fetch_sub(&r->loop->ident_waiting, 1);
 	atomic_fetch_add(&d->m.identity_timeouts, 1);
-	log_warn("request %llu: caller identity check timed out: uid %u, pid %d waited %u ms for "
-	    "one of the %u identity workers, all busy checking other callers (limits.request_timeout_ms)",
-	    (unsigned long long)r->id, (unsigned)r->who.uid, (int)r->who.pid,
-	    d->cfg->request_timeout_ms, p->n);
+	log_warn("request %llu: caller identity check timed out: uid %u, pid %d waited %u ms "
+	    "(limits.request_timeout_ms) for a free identity worker (limits.identity_workers: %u, "
+	    "all checking other callers)", (unsigned long long)r->id, (unsigned)r->who.uid,
+	    (int)r->who.pid, d->cfg->request_timeout_ms, d->cfg->identity_workers);
 	kwd_reply_error(r, 503, "unavailable", "caller identity check timed out: the daemon is "
 	    "still checking other new callers (their executables or names wait for a file or "
 	    "directory server); try again later");

@@ -1425,6 +1425,94 @@ test_identity_wait_deadline(void)
 	kwt_rmtree(dir);
 }
 
+static int daemon_cmd(char *out, size_t outlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* limits.identity_workers sizes the identity pool.  With one identity
+ * worker, one new caller whose check hangs (the stat of its executable)
+ * makes the next new caller wait, until its deadline (503), while a known
+ * caller is served; with the four of the default, the next would have
+ * been served at once.  keywardend --check-config takes the setting in its
+ * bounds and refuses it outside them, naming the key and the range. */
+static void
+test_identity_workers_setting(void)
+{
+	const char *who = "GET /v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n";
+	const char *get = "GET /v1/vaults/identone/secrets/none HTTP/1.1\r\nHost: x\r\n\r\n";
+	const char *msg = "caller identity check timed out";
+	char lib[600], dir[256], trig[300], self[4096], out[16384], conf[300], want[400];
+	char *text, *lim;
+	struct timeval tv = { 4, 0 }, quick = { 1, 500000 };
+	struct kwt_daemon d2;
+	int slow, known, late, started;
+	size_t len;
+
+	self_exe(self, sizeof(self));
+	CU_ASSERT_FATAL(kwt_shim_lib("libkwslowstat.so", lib, sizeof(lib)) == 0);
+	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-identone") == 0);
+	snprintf(trig, sizeof(trig), "%s/hang", dir);
+	{
+		const char *env[] = { "KW_SLOWSTAT_PATH", self, "KW_SLOWSTAT_FILE", trig, NULL };
+		started = kwt_daemon_start_preloaded(&d2, &tok, lib, env,
+		    "  event_loops: 1\n  identity_workers: 1\n  request_timeout_ms: 300\n",
+		    "vaults:\n  - name: identone\n");
+	}
+	CU_ASSERT_EQUAL_FATAL(started, 0);
+	CU_ASSERT(kwt_file_contains(d2.log, "1 identity workers", strlen("1 identity workers")));
+
+	/* A known caller; then a new one whose check hangs. */
+	known = send_on_new(d2.sock, &quick, who);
+	CU_ASSERT_FATAL(read_reply(known, out, sizeof(out)) > 0 &&
+	    strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
+	slow = send_on_new(d2.sock, &tv, who);
+	CU_ASSERT_FATAL(hang_entered(trig, 1));
+
+	/* The next new caller waits for the only worker; the known one is
+	 * served meanwhile. */
+	late = send_on_new(d2.sock, &tv, get);
+	CU_ASSERT(send(known, who, strlen(who), MSG_NOSIGNAL) == (ssize_t)strlen(who));
+	CU_ASSERT(read_reply(known, out, sizeof(out)) > 0 &&
+	    strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+	close(known);
+	if (read_reply(late, out, sizeof(out)) > 0 && strncmp(out, "HTTP/1.1 503 ", 13) != 0)
+		fprintf(stderr, "\n  a second new caller was not kept waiting: %.40s\n", out);
+	CU_ASSERT(strncmp(out, "HTTP/1.1 503 ", 13) == 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, msg));
+	CU_ASSERT(kwt_file_contains(d2.log, "limits.identity_workers: 1,",
+	    strlen("limits.identity_workers: 1,")));
+
+	/* The check returns: both are served. */
+	unlink(trig);
+	CU_ASSERT(read_reply(slow, out, sizeof(out)) > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+	close(slow);
+	CU_ASSERT(send(late, get, strlen(get), MSG_NOSIGNAL) == (ssize_t)strlen(get));
+	CU_ASSERT(read_reply(late, out, sizeof(out)) > 0 && strncmp(out, "HTTP/1.1 404 ", 13) == 0);
+	close(late);
+	CU_ASSERT_EQUAL(waitpid(d2.pid, NULL, WNOHANG), 0);   /* still running */
+
+	/* --check-config, on this daemon's configuration with the setting
+	 * changed. */
+	snprintf(conf, sizeof(conf), "%s/check.yaml", dir);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text = kwt_read_file(d2.conf, &len));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(lim = strstr(text, "identity_workers: 1\n"));
+	lim[strlen("identity_workers: ")] = '0';
+	CU_ASSERT_EQUAL_FATAL(kwt_write_file(conf, text, 0600), 0);
+	CU_ASSERT_EQUAL(daemon_cmd(out, sizeof(out), "--check-config '%s'", conf), 1);
+	snprintf(want, sizeof(want), "%s:", conf);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "limits.identity_workers: \"0\" is not a whole number "
+	    "from 1 to 256"));
+	lim[strlen("identity_workers: ")] = '8';
+	CU_ASSERT_EQUAL_FATAL(kwt_write_file(conf, text, 0600), 0);
+	CU_ASSERT_EQUAL(daemon_cmd(out, sizeof(out), "--check-config '%s'", conf), 0);
+	snprintf(want, sizeof(want), "%s: ok\n", conf);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+	free(text);
+	kwt_daemon_free(&d2);
+	kwt_rmtree(dir);
+}
+
 /* A caller whose user name is slow to look up (NSS asking a directory
  * server that stopped answering: libkwslowpw.so makes the daemon's
  * getpwuid_r of the test's uid hang) holds up nobody else.  With one event
@@ -2180,6 +2268,8 @@ main(void)
 		{ "a stop leaves a hung identity check behind", test_stop_leaves_hung_check },
 		{ "a new caller waits for a busy identity pool until its deadline, then 503",
 		    test_identity_wait_deadline },
+		{ "limits.identity_workers: checked, and the size of the identity pool",
+		    test_identity_workers_setting },
 		{ "a caller whose user name is slow to look up holds up nobody else", test_slow_name_lookup },
 		{ "the input buffer shrinks back after a large request", test_input_buffer_shrinks },
 		{ "32 clients x 1000 mixed operations", test_concurrent_mixed },
