@@ -354,7 +354,7 @@ request_decide(struct kwd_req *r)
 		if (!dec.allow) {
 			atomic_fetch_add(&d->m.denied, 1);
 			kwd_reply_error(r, 403, "forbidden", "%s may not %s in vault '%s': %s",
-			    r->who.user[0] ? r->who.user : "this caller",
+			    identity_user(&r->who) != NULL ? identity_user(&r->who) : "this caller",
 			    kwd_action_name(r->action), r->vault[0] ? r->vault : "*", dec.reason);
 			return 0;
 		}
