@@ -155,27 +155,34 @@ identity_shared_named(const struct peer_shared *old, const char *user, const cha
 }
 
 void
-identity_names_resolve(struct peer_identity *id)
+identity_names_resolve(struct peer_identity *id, int *user_err, int *group_err)
 {
 	struct peer_shared *s;
 	struct passwd pw;
 	struct group gr;
 	char *buf = NULL, *user = NULL;
 	size_t len = 0;
+	int ue, ge;
 
 	/* The user's name out of buf, which the group's lookup reuses. */
-	if (kwnss_pw_uid(id->uid, &pw, &buf, &len) == 0)
-		user = strdup(pw.pw_name);
-	if (kwnss_gr_gid(id->gid, &gr, &buf, &len) != 0)
+	if ((ue = kwnss_pw_uid(id->uid, &pw, &buf, &len)) == 0 &&
+	    (user = strdup(pw.pw_name)) == NULL)
+		ue = -ENOMEM;
+	if ((ge = kwnss_gr_gid(id->gid, &gr, &buf, &len)) != 0)
 		gr.gr_name = NULL;
 	/* Out of memory for them: both unknown, as a failed lookup. */
 	if ((s = identity_shared_named(id->shared, user, gr.gr_name)) != NULL) {
 		identity_clear(id);
 		id->shared = s;
+	} else {
+		ue = ue == 0 ? -ENOMEM : ue;
+		ge = ge == 0 ? -ENOMEM : ge;
 	}
 	free(user);
 	free(buf);
 	id->names_resolved = 1;
+	*user_err = ue;
+	*group_err = ge;
 }
 
 int

@@ -127,10 +127,13 @@ void identity_clear(struct peer_identity *id);
 
 /* Look up the names of id's uid and gid, whatever the size of their
  * entries (up to KWNSS_BUF_MAX, kw_nss.h), and keep them whole, with id's
- * groups, in a new id->shared: unknown (NULL) for one that cannot be found
- * (no such entry, or the lookup failed), and both when memory ran out;
- * names_resolved becomes 1.  Blocks for as long as NSS does. */
-void identity_names_resolve(struct peer_identity *id);
+ * groups, in a new id->shared: unknown (NULL) for one that cannot be had;
+ * names_resolved becomes 1.  *user_err and *group_err say why one is
+ * unknown: 0 (it is known), -ENOENT (there is no such entry), or what the
+ * lookup failed with (kw_nss.h: -ERANGE, -ENOMEM, or the name service's
+ * -errno), -ENOMEM also when memory ran out to keep it.  Logs nothing.
+ * Blocks for as long as NSS does. */
+void identity_names_resolve(struct peer_identity *id, int *user_err, int *group_err);
 
 /* to, the same peer as from, takes from's names (and so its groups, which
  * are to's): a reference of its own to from's, and names_resolved.  Any

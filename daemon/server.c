@@ -388,6 +388,56 @@ request_decide(struct kwd_req *r)
 static pthread_rwlock_t identity_gone_lock = PTHREAD_RWLOCK_INITIALIZER;
 static int identity_gone;
 
+/* Name service failures (not "no such name": the lookup could not be
+ * answered) are logged once per uid or gid a minute: a directory server
+ * that is down then costs a line per caller a minute, not one per
+ * connection.  The table is small and direct-mapped: a uid or gid whose
+ * slot another took is logged again sooner, never less often. */
+#define NSS_WARN_SLOTS 256
+#define NSS_WARN_EVERY_S 60
+
+static pthread_mutex_t nss_warned_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct nss_warned {
+	int used, is_group;
+	unsigned id;
+	time_t at;                     /* CLOCK_MONOTONIC seconds of its last line */
+	unsigned quiet;                /* failures since then, not logged */
+} nss_warned[NSS_WARN_SLOTS];
+
+/* The lookup of r's caller's uid (or gid) id failed with err (kw_nss.h):
+ * say so, unless it was said for id less than a minute ago. */
+static void
+identity_nss_warn(const struct kwd_req *r, int is_group, unsigned id, int err)
+{
+	struct nss_warned *w = &nss_warned[(id * 2u + (unsigned)is_group) % NSS_WARN_SLOTS];
+	const char *kind = is_group ? "gid" : "uid";
+	struct timespec now;
+	char more[80] = "";
+	int said;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(&nss_warned_lock);
+	said = w->used && w->is_group == is_group && w->id == id;
+	if (said && now.tv_sec - w->at < NSS_WARN_EVERY_S) {
+		w->quiet++;
+		pthread_mutex_unlock(&nss_warned_lock);
+		return;
+	}
+	if (said && w->quiet > 0)
+		snprintf(more, sizeof(more), " (after %u more such failures, not logged)", w->quiet);
+	w->used = 1;
+	w->is_group = is_group;
+	w->id = id;
+	w->at = now.tv_sec;
+	w->quiet = 0;
+	pthread_mutex_unlock(&nss_warned_lock);
+	log_warn("request %llu: the name service could not look up %s %u: %s%s; the caller's %s "
+	    "name is reported as unknown (null); the next failure for this %s is logged after %d s",
+	    (unsigned long long)r->id, kind, id,
+	    err == -ERANGE ? "its entry is larger than the 1 MiB read of one" : strerror(-err), more,
+	    is_group ? "group" : "user", kind, NSS_WARN_EVERY_S);
+}
+
 /* On an identity worker: check r's executable and look its names up
  * (either may wait), then decide, and hand r to the pool that runs its
  * handler, or finish it with its denial.  -1 when the daemon stopped
@@ -399,8 +449,15 @@ identity_complete(struct kwd_req *r)
 		identity_exe_check(&r->exe_claim, &r->who);
 		identity_exe_claim_clear(&r->exe_claim);
 	}
-	if (!r->who.names_resolved)
-		identity_names_resolve(&r->who);
+	if (!r->who.names_resolved) {
+		int ue, ge;
+
+		identity_names_resolve(&r->who, &ue, &ge);
+		if (ue != 0 && ue != -ENOENT)
+			identity_nss_warn(r, 0, (unsigned)r->who.uid, ue);
+		if (ge != 0 && ge != -ENOENT)
+			identity_nss_warn(r, 1, (unsigned)r->who.gid, ge);
+	}
 	pthread_rwlock_rdlock(&identity_gone_lock);
 	if (identity_gone) {
 		pthread_rwlock_unlock(&identity_gone_lock);

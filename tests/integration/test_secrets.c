@@ -1589,6 +1589,80 @@ test_slow_name_lookup(void)
 	kwt_rmtree(dir);
 }
 
+/* How many times the bytes needle occur in the file at path (0 when it
+ * cannot be read). */
+static int
+file_count(const char *path, const char *needle)
+{
+	size_t len;
+	char *text = kwt_read_file(path, &len);
+	int n = 0;
+
+	for (const char *p = text; p != NULL && (p = strstr(p, needle)) != NULL; p += strlen(needle))
+		n++;
+	free(text);
+	return n;
+}
+
+/* A name lookup that fails (the directory server cannot be reached:
+ * libkwslowpw.so makes the daemon's getpwuid_r of the test's uid fail with
+ * EIO) is logged, at warning level, naming the uid and the error, once for
+ * two callers of that uid; the caller's user is null.  A group that does
+ * not exist (its getgrgid_r finds nothing) is not a failure: its name is
+ * null too, and nothing is logged.  A failed lookup used to show only as
+ * the null. */
+static void
+test_name_lookup_failure_logged(void)
+{
+	const char *rq = "GET /v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n";
+	char lib[600], uid[32], gid[32], want[200], out[16384];
+	struct timeval tv = { 4, 0 };
+	struct kwt_daemon d2;
+	json_t *j;
+	int fd, started, i;
+
+	snprintf(uid, sizeof(uid), "%u", (unsigned)getuid());
+	snprintf(gid, sizeof(gid), "%u", (unsigned)getgid());
+	CU_ASSERT_FATAL(kwt_shim_lib("libkwslowpw.so", lib, sizeof(lib)) == 0);
+	{
+		const char *env[] = { "KW_NSS_FAIL_UID", uid, "KW_NSS_NOENT_GID", gid, NULL };
+		started = kwt_daemon_start_preloaded(&d2, &tok, lib, env, NULL,
+		    "vaults:\n  - name: nssfail\n");
+	}
+	CU_ASSERT_EQUAL_FATAL(started, 0);
+
+	/* Two callers (two connections, each looked up): no names. */
+	for (i = 0; i < 2; i++) {
+		const char *body;
+
+		fd = send_on_new(d2.sock, &tv, rq);
+		CU_ASSERT(read_reply(fd, out, sizeof(out)) > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+		close(fd);
+		body = strstr(out, "\r\n\r\n");
+		j = body != NULL ? json_loads(body + 4, 0, NULL) : NULL;
+		CU_ASSERT(json_is_null(json_object_get(j, "user")));
+		CU_ASSERT(json_is_null(json_object_get(j, "group")));
+		json_decref(j);
+	}
+	/* One warning for the uid, naming it and the error; none for the gid. */
+	snprintf(want, sizeof(want), "the name service could not look up uid %s: Input/output error", uid);
+	CU_ASSERT_EQUAL(file_count(d2.log, want), 1);
+	{
+		size_t len;
+		char *text = kwt_read_file(d2.log, &len), *at = text ? strstr(text, want) : NULL;
+		char *bol = at;
+
+		while (bol != NULL && bol > text && bol[-1] != '\n')
+			bol--;
+		CU_ASSERT(bol != NULL && strstr(bol, " keywardend warning: request ") != NULL &&
+		    strstr(bol, " keywardend warning: request ") < at);
+		free(text);
+	}
+	CU_ASSERT_EQUAL(file_count(d2.log, "could not look up gid"), 0);
+	CU_ASSERT_EQUAL(waitpid(d2.pid, NULL, WNOHANG), 0);   /* still running */
+	kwt_daemon_free(&d2);
+}
+
 struct mix_arg {
 	int id;
 	int errors;
@@ -2271,6 +2345,7 @@ main(void)
 		{ "limits.identity_workers: checked, and the size of the identity pool",
 		    test_identity_workers_setting },
 		{ "a caller whose user name is slow to look up holds up nobody else", test_slow_name_lookup },
+		{ "a name lookup that fails is logged, once per uid", test_name_lookup_failure_logged },
 		{ "the input buffer shrinks back after a large request", test_input_buffer_shrinks },
 		{ "32 clients x 1000 mixed operations", test_concurrent_mixed },
 		{ "curl --unix-socket", test_curl_cli },

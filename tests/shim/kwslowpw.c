@@ -1,7 +1,7 @@
 /*
  * kwslowpw.c - preloaded into keywardend by a test (LD_PRELOAD): the name
  * service (NSS) as a directory server (LDAP, sssd) can make it: slow, with
- * big entries, or with long names.
+ * big entries, with long names, or failing.
  *
  * Slow: a lookup of the user whose uid KW_SLOWPW_UID names hangs, as with
  * a directory server that stopped answering, while the file named by
@@ -26,6 +26,11 @@
  * (sssd's user@domain), and longer than useradd makes.  Each answers
  * ERANGE to a buffer too small for its entry.
  *
+ * Failing: getpwuid_r of the uid KW_NSS_FAIL_UID names, and getgrgid_r of
+ * the gid KW_NSS_FAIL_GID names, fail with EIO, as when the directory
+ * server cannot be reached; getgrgid_r of the gid KW_NSS_NOENT_GID names
+ * finds no entry ("no such group", which is not a failure).
+ *
  * Every other call goes to the next one (libc's, or the sanitizer's, which
  * then needs verify_asan_link_order=0).
  */
@@ -47,6 +52,9 @@ static int armed, armed_name, taken;
 static const char *fake_user, *fake_group;   /* NULL: no such entry faked */
 static uid_t fake_uid;
 static gid_t fake_gid;
+static int fail_uid_on, fail_gid_on, noent_gid_on;
+static uid_t fail_uid;
+static gid_t fail_gid, noent_gid;
 
 __attribute__((constructor)) static void
 kwslowpw_init(void)
@@ -69,6 +77,12 @@ kwslowpw_init(void)
 	if ((u = getenv("KW_NSS_NAME_GID")) != NULL)
 		fake_gid = (gid_t)strtoul(u, NULL, 10);
 	fake_group = u != NULL ? getenv("KW_NSS_GROUP_NAME") : NULL;
+	if ((fail_uid_on = (u = getenv("KW_NSS_FAIL_UID")) != NULL))
+		fail_uid = (uid_t)strtoul(u, NULL, 10);
+	if ((fail_gid_on = (u = getenv("KW_NSS_FAIL_GID")) != NULL))
+		fail_gid = (gid_t)strtoul(u, NULL, 10);
+	if ((noent_gid_on = (u = getenv("KW_NSS_NOENT_GID")) != NULL))
+		noent_gid = (gid_t)strtoul(u, NULL, 10);
 }
 
 /* The faked user's entry, in buf. */
@@ -134,6 +148,10 @@ getpwuid_r(uid_t uid, struct passwd *pw, char *buf, size_t len, struct passwd **
 	}
 	if (fake_user != NULL && uid == fake_uid)
 		return fake_pw(pw, buf, len, res);
+	if (fail_uid_on && uid == fail_uid) {
+		*res = NULL;
+		return EIO;
+	}
 	return next(uid, pw, buf, len, res);
 }
 
@@ -166,6 +184,10 @@ getgrgid_r(gid_t gid, struct group *gr, char *buf, size_t len, struct group **re
 	}
 	if (fake_group != NULL && gid == fake_gid)
 		return fake_gr(gr, buf, len, res);
+	if ((fail_gid_on && gid == fail_gid) || (noent_gid_on && gid == noent_gid)) {
+		*res = NULL;
+		return fail_gid_on && gid == fail_gid ? EIO : 0;
+	}
 	return next(gid, gr, buf, len, res);
 }
 
