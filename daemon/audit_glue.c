@@ -172,9 +172,9 @@ glue_event(struct kwd_req *r, const char *phase, size_t *len, int *err)
 	jw_int(&jw, "request_id", (int64_t)r->id);
 	jw_begin_obj(&jw, "caller");
 	jw_int(&jw, "uid", (int64_t)w->uid);
-	jw_str(&jw, "user", nonempty(w->user));
+	jw_str(&jw, "user", identity_user(w));
 	jw_int(&jw, "gid", (int64_t)w->gid);
-	jw_str(&jw, "group", nonempty(w->group));
+	jw_str(&jw, "group", identity_group(w));
 	jw_int(&jw, "pid", (int64_t)w->pid);
 	jw_str(&jw, "exe", nonempty(w->exe));
 	jw_str(&jw, "unit", nonempty(w->unit));

@@ -102,12 +102,12 @@ authz_identity(const struct peer_identity *w, struct policy_identity *id)
 	id->uid = w->uid;
 	id->gid = w->gid;
 	id->pid = w->pid;
-	if (w->groups != NULL) {
+	if (w->shared != NULL && w->shared->groups_known) {
 		/* borrowed from w, which holds a reference to them;
 		 * sorted as policy_decide wants when they were read */
 		id->known |= POLICY_ID_GROUPS;
-		id->ngroups = w->groups->n;
-		id->groups = w->groups->v;
+		id->ngroups = w->shared->ngroups;
+		id->groups = w->shared->groups;
 	}
 	if (w->exe[0] != '\0') {
 		id->known |= POLICY_ID_EXE;

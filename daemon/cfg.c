@@ -670,6 +670,14 @@ k_lim_write_workers(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char
 }
 
 static void
+k_lim_identity_workers(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *yp)
+{
+	unsigned long long n;
+	if (cfg_uint(x, v, yp, 1, 256, &n) == 0)
+		x->c->identity_workers = (unsigned)n;
+}
+
+static void
 k_lim_loops(struct cfg_ctx *x, const char *k, yaml_node_t *v, const char *yp)
 {
 	unsigned long long n;
@@ -715,6 +723,7 @@ k_lim_request_timeout(struct cfg_ctx *x, const char *k, yaml_node_t *v, const ch
 
 static const struct cfg_key limit_keys[] = {
 	{ "workers", k_lim_workers }, { "write_workers", k_lim_write_workers },
+	{ "identity_workers", k_lim_identity_workers },
 	{ "event_loops", k_lim_loops }, { "max_body", k_lim_body },
 	{ "max_value", k_lim_value }, { "max_connections", k_lim_conns },
 	{ "client_timeout", k_lim_header_timeout }, { "request_timeout_ms", k_lim_request_timeout },
@@ -837,6 +846,7 @@ config_load_as(const char *path, uid_t daemon_uid, struct config **out, struct c
 	c->audit_stream_max_lag = 200000;
 	c->workers = 0;              /* the CPU count, after parsing */
 	c->write_workers = 16;
+	c->identity_workers = 4;
 	c->max_body = 1ULL << 20;
 	c->max_value = 256ULL << 10;
 	c->max_connections = 1024;

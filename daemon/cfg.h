@@ -59,6 +59,7 @@ struct config {
 
 	unsigned workers;            /* reads and key operations; 0 in the file: the CPU count */
 	unsigned write_workers;      /* writes, which wait for disks */
+	unsigned identity_workers;   /* new callers' identity checks, which wait for servers */
 	unsigned event_loops;        /* HTTP event loops; 0 in the file: the CPU count, at most 8 */
 	uint64_t max_body;           /* bytes of a request body */
 	uint64_t max_value;          /* bytes of a secret value */

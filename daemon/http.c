@@ -633,9 +633,7 @@ http_conn_identity_checked(struct kwd_conn *c, const struct peer_identity *who)
 {
 	snprintf(c->who.exe, sizeof(c->who.exe), "%s", who->exe);
 	identity_exe_claim_clear(&c->exe_claim);
-	snprintf(c->who.user, sizeof(c->who.user), "%s", who->user);
-	snprintf(c->who.group, sizeof(c->who.group), "%s", who->group);
-	c->who.names_resolved = who->names_resolved;
+	identity_names_copy(&c->who, who);
 }
 
 void

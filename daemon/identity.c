@@ -60,18 +60,32 @@ void
 identity_copy(struct peer_identity *to, const struct peer_identity *from)
 {
 	*to = *from;
-	if (to->groups != NULL)
-		atomic_fetch_add_explicit(&to->groups->refs, 1, memory_order_relaxed);
+	if (to->shared != NULL)
+		atomic_fetch_add_explicit(&to->shared->refs, 1, memory_order_relaxed);
 }
 
 void
 identity_clear(struct peer_identity *id)
 {
-	if (id == NULL || id->groups == NULL)
+	if (id == NULL || id->shared == NULL)
 		return;
-	if (atomic_fetch_sub_explicit(&id->groups->refs, 1, memory_order_acq_rel) == 1)
-		free(id->groups);
-	id->groups = NULL;
+	if (atomic_fetch_sub_explicit(&id->shared->refs, 1, memory_order_acq_rel) == 1)
+		free(id->shared);
+	id->shared = NULL;
+}
+
+void
+identity_names_copy(struct peer_identity *to, const struct peer_identity *from)
+{
+	struct peer_shared *s = from->shared;
+
+	if (s != to->shared) {
+		if (s != NULL)
+			atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+		identity_clear(to);
+		to->shared = s;
+	}
+	to->names_resolved = from->names_resolved;
 }
 
 /* The supplementary groups of fd's peer, sorted as the policy wants them
@@ -80,12 +94,12 @@ identity_clear(struct peer_identity *id)
  * glen).  It reports the credentials of connect time, which do not change,
  * so one retry at that size is enough; a second is allowed, no more, and
  * never more room than NGROUPS_MAX groups. */
-static struct peer_groups *
+static struct peer_shared *
 identity_groups(int fd)
 {
 	gid_t first[64];
 	socklen_t glen = sizeof(first);
-	struct peer_groups *g = NULL;
+	struct peer_shared *g = NULL;
 	int e = 0;
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, first, &glen) != 0)
@@ -95,7 +109,7 @@ identity_groups(int fd)
 		if (glen <= sizeof(first) || glen > NGROUPS_MAX * sizeof(gid_t) ||
 		    (g = malloc(sizeof(*g) + glen)) == NULL)
 			return NULL;
-		e = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g->v, &glen) != 0 ? errno : 0;
+		e = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g->groups, &glen) != 0 ? errno : 0;
 	}
 	if (e != 0) {
 		free(g);
@@ -104,33 +118,71 @@ identity_groups(int fd)
 	if (g == NULL) {
 		if ((g = malloc(sizeof(*g) + glen)) == NULL)
 			return NULL;
-		memcpy(g->v, first, glen);
+		memcpy(g->groups, first, glen);
 	}
 	atomic_init(&g->refs, 1);
-	g->n = glen / sizeof(gid_t);
+	g->user = g->group = NULL;
+	g->groups_known = 1;
+	g->ngroups = glen / sizeof(gid_t);
 	/* Once per connection, so that each decision finds a group by binary
 	 * search.  The kernel keeps a process's groups sorted already, but
 	 * does not promise it. */
-	policy_groups_sort(g->v, g->n);
+	policy_groups_sort(g->groups, g->ngroups);
 	return g;
 }
 
-void
-identity_names_resolve(struct peer_identity *id)
+/* A copy of old's groups (none known if old is NULL) with the names user
+ * and group (either may be NULL), or NULL when memory runs out. */
+static struct peer_shared *
+identity_shared_named(const struct peer_shared *old, const char *user, const char *group)
 {
+	size_t ng = old != NULL ? old->ngroups : 0;
+	size_t ul = user != NULL ? strlen(user) + 1 : 0, gl = group != NULL ? strlen(group) + 1 : 0;
+	struct peer_shared *s = malloc(sizeof(*s) + ng * sizeof(gid_t) + ul + gl);
+	char *p;
+
+	if (s == NULL)
+		return NULL;
+	atomic_init(&s->refs, 1);
+	s->groups_known = old != NULL && old->groups_known;
+	s->ngroups = ng;
+	if (ng > 0)
+		memcpy(s->groups, old->groups, ng * sizeof(gid_t));
+	p = (char *)(s->groups + ng);
+	s->user = user != NULL ? memcpy(p, user, ul) : NULL;
+	s->group = group != NULL ? memcpy(p + ul, group, gl) : NULL;
+	return s;
+}
+
+void
+identity_names_resolve(struct peer_identity *id, int *user_err, int *group_err)
+{
+	struct peer_shared *s;
 	struct passwd pw;
 	struct group gr;
-	char *buf = NULL;
+	char *buf = NULL, *user = NULL;
 	size_t len = 0;
+	int ue, ge;
 
-	id->user[0] = '\0';
-	id->group[0] = '\0';
-	if (kwnss_pw_uid(id->uid, &pw, &buf, &len) == 0)
-		snprintf(id->user, sizeof(id->user), "%s", pw.pw_name);
-	if (kwnss_gr_gid(id->gid, &gr, &buf, &len) == 0)
-		snprintf(id->group, sizeof(id->group), "%s", gr.gr_name);
+	/* The user's name out of buf, which the group's lookup reuses. */
+	if ((ue = kwnss_pw_uid(id->uid, &pw, &buf, &len)) == 0 &&
+	    (user = strdup(pw.pw_name)) == NULL)
+		ue = -ENOMEM;
+	if ((ge = kwnss_gr_gid(id->gid, &gr, &buf, &len)) != 0)
+		gr.gr_name = NULL;
+	/* Out of memory for them: both unknown, as a failed lookup. */
+	if ((s = identity_shared_named(id->shared, user, gr.gr_name)) != NULL) {
+		identity_clear(id);
+		id->shared = s;
+	} else {
+		ue = ue == 0 ? -ENOMEM : ue;
+		ge = ge == 0 ? -ENOMEM : ge;
+	}
+	free(user);
 	free(buf);
 	id->names_resolved = 1;
+	*user_err = ue;
+	*group_err = ge;
 }
 
 int
@@ -151,7 +203,7 @@ identity_from_socket(int fd, uint64_t seen_ticks, struct peer_identity *out,
 	id.pid = cred.pid;
 	id.uid = cred.uid;
 	id.gid = cred.gid;
-	id.groups = identity_groups(fd);
+	id.shared = identity_groups(fd);
 	/* The names are looked up on a worker (identity_names_resolve). */
 
 	/* The /proc facts, only for a process that existed when we first saw

@@ -21,6 +21,10 @@
  *     names, authorize, store + token + crypto --> audit --> loop: reply
  *     (the connection keeps what the worker learnt for its next requests)
  *
+ * The identity workers are a pool of their own (KWD_POOL_IDENTITY); a
+ * request that waits longer than limits.request_timeout_ms for one of them
+ * is taken back by its loop and refused (503, audited).
+ *
  * No reply leaves before its audit event is durable (fail closed).
  */
 #ifndef KW_KWD_H
@@ -117,6 +121,12 @@ struct kwd_req {
 	 * connection to keep. */
 	struct peer_exe_claim exe_claim;
 	int identity_checked;
+	/* While its caller's identity is to be completed: the deadline of its
+	 * wait for an identity worker (limits.request_timeout_ms; the loop's
+	 * timer, made, fired and freed on the loop), and whether it is still
+	 * in that pool's queue (under the pool's lock). */
+	struct event *ident_timer;
+	int ident_queued;
 
 	struct kwd_req *next;          /* queue links */
 };
@@ -128,6 +138,7 @@ struct kwd_metrics {
 	atomic_uint_fast64_t token_errors, store_errors, audit_errors;
 	atomic_uint_fast64_t connections_open, connections_total, connections_refused;
 	atomic_uint_fast64_t connections_timed_out;
+	atomic_uint_fast64_t identity_timeouts;   /* first requests that waited too long for an identity worker */
 	/* gauges (daemon/http.c): bytes of the connections' input buffers,
 	 * and of replies waiting for clients that do not read them */
 	atomic_uint_fast64_t conn_in_bytes, conn_out_backlog;
@@ -238,11 +249,10 @@ void kwd_reply_kwerr(struct kwd_req *r, int err, const char *what);
 
 /* --- queues --- */
 enum { KWD_POOL_FAST = 0, KWD_POOL_WRITE = 1, KWD_POOL_IDENTITY = 2, KWD_POOLS = 3 };
-/* Threads of KWD_POOL_IDENTITY: as many callers' checks may wait at once
- * before the next new caller's first request waits for one of them. */
-#define KWD_IDENTITY_WORKERS 4
-/* Start nfast and nwrite workers, and KWD_IDENTITY_WORKERS. */
-int kwd_workers_start(struct kwd *d, unsigned nfast, unsigned nwrite);
+/* Start nfast read, nwrite write and nident identity workers
+ * (limits.identity_workers: as many callers' checks may wait at once
+ * before the next new caller's first request waits for one of them). */
+int kwd_workers_start(struct kwd *d, unsigned nfast, unsigned nwrite, unsigned nident);
 void kwd_workers_stop(struct kwd *d);
 void kwd_submit(struct kwd_req *r);            /* loop -> worker */
 void kwd_complete(struct kwd_req *r);          /* any thread -> loop (reply) */

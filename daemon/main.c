@@ -170,6 +170,7 @@ reload_config(struct kwd *d)
 	    strcmp(nc->token, oc->token) != 0 || strcmp(nc->state_dir, oc->state_dir) != 0 ||
 	    strcmp(nc->store_url, oc->store_url) != 0 || strcmp(nc->audit_dir, oc->audit_dir) != 0 ||
 	    nc->workers != oc->workers || nc->write_workers != oc->write_workers ||
+	    nc->identity_workers != oc->identity_workers ||
 	    nc->event_loops != oc->event_loops ||
 	    (nc->policy_file == NULL) != (oc->policy_file == NULL) ||
 	    (nc->policy_file && strcmp(nc->policy_file, oc->policy_file) != 0))
@@ -450,7 +451,7 @@ run(struct config *cfg)
 		log_err("audit stream: %s", kw_errdetail(e));
 		goto out;
 	}
-	if ((e = kwd_workers_start(&d, cfg->workers, cfg->write_workers)) != 0) {
+	if ((e = kwd_workers_start(&d, cfg->workers, cfg->write_workers, cfg->identity_workers)) != 0) {
 		log_err("workers: %s", kw_strerror(e));
 		goto out;
 	}
@@ -476,8 +477,9 @@ run(struct config *cfg)
 	/* the policy in force from the start: reloads name it as previous */
 	audit_glue_admin(&d, "start", json_pack("{s:s,s:i,s:s?}", "version", PACKAGE_VERSION,
 	    "pid", (int)getpid(), "policy_hash", d.policy != NULL ? d.policy_hash : NULL));
-	log_notice("keywardend %s ready on %s (%u event loops, %u workers, %u write workers, %zu vault%s)",
-	    PACKAGE_VERSION, cfg->socket_path, cfg->event_loops, cfg->workers, cfg->write_workers, cfg->nvaults,
+	log_notice("keywardend %s ready on %s (%u event loops, %u workers, %u write workers, "
+	    "%u identity workers, %zu vault%s)", PACKAGE_VERSION, cfg->socket_path, cfg->event_loops,
+	    cfg->workers, cfg->write_workers, cfg->identity_workers, cfg->nvaults,
 	    cfg->nvaults == 1 ? "" : "s");
 	if ((e = server_run_loops(&d)) != 0) {
 		log_err("event loops: %s", kw_errdetail(e));

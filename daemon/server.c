@@ -175,6 +175,8 @@ kwd_req_free(struct kwd_req *r)
 	if (r->reply != NULL)
 		evbuffer_free(r->reply);
 	kw_secret_clear(&r->reply_secret);
+	if (r->ident_timer != NULL)
+		event_free(r->ident_timer);   /* on its loop, as all of r's ends */
 	identity_exe_claim_clear(&r->exe_claim);
 	identity_clear(&r->who);
 	json_decref(r->query);
@@ -352,7 +354,7 @@ request_decide(struct kwd_req *r)
 		if (!dec.allow) {
 			atomic_fetch_add(&d->m.denied, 1);
 			kwd_reply_error(r, 403, "forbidden", "%s may not %s in vault '%s': %s",
-			    r->who.user[0] ? r->who.user : "this caller",
+			    identity_user(&r->who) != NULL ? identity_user(&r->who) : "this caller",
 			    kwd_action_name(r->action), r->vault[0] ? r->vault : "*", dec.reason);
 			return 0;
 		}
@@ -386,6 +388,56 @@ request_decide(struct kwd_req *r)
 static pthread_rwlock_t identity_gone_lock = PTHREAD_RWLOCK_INITIALIZER;
 static int identity_gone;
 
+/* Name service failures (not "no such name": the lookup could not be
+ * answered) are logged once per uid or gid a minute: a directory server
+ * that is down then costs a line per caller a minute, not one per
+ * connection.  The table is small and direct-mapped: a uid or gid whose
+ * slot another took is logged again sooner, never less often. */
+#define NSS_WARN_SLOTS 256
+#define NSS_WARN_EVERY_S 60
+
+static pthread_mutex_t nss_warned_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct nss_warned {
+	int used, is_group;
+	unsigned id;
+	time_t at;                     /* CLOCK_MONOTONIC seconds of its last line */
+	unsigned quiet;                /* failures since then, not logged */
+} nss_warned[NSS_WARN_SLOTS];
+
+/* The lookup of r's caller's uid (or gid) id failed with err (kw_nss.h):
+ * say so, unless it was said for id less than a minute ago. */
+static void
+identity_nss_warn(const struct kwd_req *r, int is_group, unsigned id, int err)
+{
+	struct nss_warned *w = &nss_warned[(id * 2u + (unsigned)is_group) % NSS_WARN_SLOTS];
+	const char *kind = is_group ? "gid" : "uid";
+	struct timespec now;
+	char more[80] = "";
+	int said;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(&nss_warned_lock);
+	said = w->used && w->is_group == is_group && w->id == id;
+	if (said && now.tv_sec - w->at < NSS_WARN_EVERY_S) {
+		w->quiet++;
+		pthread_mutex_unlock(&nss_warned_lock);
+		return;
+	}
+	if (said && w->quiet > 0)
+		snprintf(more, sizeof(more), " (after %u more such failures, not logged)", w->quiet);
+	w->used = 1;
+	w->is_group = is_group;
+	w->id = id;
+	w->at = now.tv_sec;
+	w->quiet = 0;
+	pthread_mutex_unlock(&nss_warned_lock);
+	log_warn("request %llu: the name service could not look up %s %u: %s%s; the caller's %s "
+	    "name is reported as unknown (null); the next failure for this %s is logged after %d s",
+	    (unsigned long long)r->id, kind, id,
+	    err == -ERANGE ? "its entry is larger than the 1 MiB read of one" : strerror(-err), more,
+	    is_group ? "group" : "user", kind, NSS_WARN_EVERY_S);
+}
+
 /* On an identity worker: check r's executable and look its names up
  * (either may wait), then decide, and hand r to the pool that runs its
  * handler, or finish it with its denial.  -1 when the daemon stopped
@@ -397,8 +449,15 @@ identity_complete(struct kwd_req *r)
 		identity_exe_check(&r->exe_claim, &r->who);
 		identity_exe_claim_clear(&r->exe_claim);
 	}
-	if (!r->who.names_resolved)
-		identity_names_resolve(&r->who);
+	if (!r->who.names_resolved) {
+		int ue, ge;
+
+		identity_names_resolve(&r->who, &ue, &ge);
+		if (ue != 0 && ue != -ENOENT)
+			identity_nss_warn(r, 0, (unsigned)r->who.uid, ue);
+		if (ge != 0 && ge != -ENOENT)
+			identity_nss_warn(r, 1, (unsigned)r->who.gid, ge);
+	}
 	pthread_rwlock_rdlock(&identity_gone_lock);
 	if (identity_gone) {
 		pthread_rwlock_unlock(&identity_gone_lock);
@@ -419,6 +478,36 @@ identity_complete(struct kwd_req *r)
 	return 0;
 }
 
+/* An identity worker: one request at a time, taken out of the queue
+ * before its deadline (identity_wait_expired) takes it. */
+static void *
+identity_worker_main(void *arg)
+{
+	struct kwd_pool *p = arg;
+	struct kwd_req *r;
+
+	for (;;) {
+		pthread_mutex_lock(&p->lock);
+		while (p->head == NULL && !p->stop)
+			pthread_cond_wait(&p->cond, &p->lock);
+		if ((r = p->head) == NULL) {
+			pthread_mutex_unlock(&p->lock);
+			return NULL;
+		}
+		if ((p->head = r->next) == NULL)
+			p->tail = NULL;
+		r->next = NULL;
+		r->ident_queued = 0;
+		pthread_mutex_unlock(&p->lock);
+		kw_errclear();
+		if (identity_complete(r) != 0)
+			return NULL;
+	}
+}
+
+/* A worker of the read or the write pool: one request, or a run of
+ * secret reads; never one whose caller is still to be completed (the
+ * identity pool's). */
 static void *
 worker_main(void *arg)
 {
@@ -446,9 +535,8 @@ worker_main(void *arg)
 			*gtail = r;
 			gtail = &r->next;
 			n++;
-		} while (r->action == KWD_A_SECRET_GET && !request_identity_pending(r) &&
-		    p->head != NULL && p->head->action == KWD_A_SECRET_GET &&
-		    !request_identity_pending(p->head) && n < READ_GROUP_MAX);
+		} while (r->action == KWD_A_SECRET_GET && p->head != NULL &&
+		    p->head->action == KWD_A_SECRET_GET && n < READ_GROUP_MAX);
 		if (p->head == NULL)
 			p->tail = NULL;
 		pthread_mutex_unlock(&p->lock);
@@ -457,13 +545,6 @@ worker_main(void *arg)
 		for (r = group; r != NULL; r = group) {
 			group = r->next;
 			kw_errclear();
-			if (request_identity_pending(r)) {
-				/* Only the identity pool gets these, one at a
-				 * time (never in a group of reads). */
-				if (identity_complete(r) != 0)
-					return NULL;
-				continue;
-			}
 			r->handler(r);
 			kwd_finish(r);
 		}
@@ -473,13 +554,13 @@ worker_main(void *arg)
 }
 
 static int
-pool_start(struct kwd *d, struct kwd_pool *p, unsigned n, const char *name)
+pool_start(struct kwd *d, struct kwd_pool *p, unsigned n, void *(*fn)(void *), const char *name)
 {
 	p->d = d;
 	if ((p->threads = calloc(n, sizeof(*p->threads))) == NULL)
 		return -ENOMEM;
 	for (p->n = 0; p->n < n; p->n++) {
-		int e = pthread_create(&p->threads[p->n], NULL, worker_main, p);
+		int e = pthread_create(&p->threads[p->n], NULL, fn, p);
 
 		if (e != 0)
 			return -e;
@@ -489,15 +570,15 @@ pool_start(struct kwd *d, struct kwd_pool *p, unsigned n, const char *name)
 }
 
 int
-kwd_workers_start(struct kwd *d, unsigned nfast, unsigned nwrite)
+kwd_workers_start(struct kwd *d, unsigned nfast, unsigned nwrite, unsigned nident)
 {
 	int e;
 
-	if ((e = pool_start(d, &d->pool[KWD_POOL_FAST], nfast, "kw-worker")) != 0)
+	if ((e = pool_start(d, &d->pool[KWD_POOL_FAST], nfast, worker_main, "kw-worker")) != 0)
 		return e;
-	if ((e = pool_start(d, &d->pool[KWD_POOL_WRITE], nwrite, "kw-writer")) != 0)
+	if ((e = pool_start(d, &d->pool[KWD_POOL_WRITE], nwrite, worker_main, "kw-writer")) != 0)
 		return e;
-	return pool_start(d, &d->pool[KWD_POOL_IDENTITY], KWD_IDENTITY_WORKERS, "kw-ident");
+	return pool_start(d, &d->pool[KWD_POOL_IDENTITY], nident, identity_worker_main, "kw-ident");
 }
 
 /* Join p's threads; with a deadline, those still running at it are left
@@ -566,16 +647,82 @@ pool_of(enum kwd_action a)
 	}
 }
 
+/* On r's loop: r waited for an identity worker until its deadline.  If
+ * none took it yet (they all wait for a server), it leaves the queue and
+ * is refused, 503: the caller may try again.  Nothing was looked up of it,
+ * so its audit event names only the ids the kernel gave. */
+static void
+identity_wait_expired(evutil_socket_t fd, short what, void *arg)
+{
+	struct kwd_req *r = arg, **pp;
+	struct kwd *d = r->d;
+	struct kwd_pool *p = &d->pool[KWD_POOL_IDENTITY];
+	int expired = 0;
+
+	(void)fd; (void)what;
+	pthread_mutex_lock(&p->lock);
+	if (r->ident_queued) {
+		struct kwd_req *prev = NULL;
+
+		for (pp = &p->head; *pp != r; pp = &(*pp)->next)
+			prev = *pp;
+		*pp = r->next;
+		if (p->tail == r)
+			p->tail = prev;
+		r->next = NULL;
+		r->ident_queued = 0;
+		expired = 1;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (!expired)
+		return;   /* a worker is completing it */
+	atomic_fetch_sub(&r->loop->ident_waiting, 1);
+	atomic_fetch_add(&d->m.identity_timeouts, 1);
+	log_warn("request %llu: caller identity check timed out: uid %u, pid %d waited %u ms "
+	    "(limits.request_timeout_ms) for a free identity worker (limits.identity_workers: %u, "
+	    "all checking other callers)", (unsigned long long)r->id, (unsigned)r->who.uid,
+	    (int)r->who.pid, d->cfg->request_timeout_ms, d->cfg->identity_workers);
+	kwd_reply_error(r, 503, "unavailable", "caller identity check timed out: the daemon is "
+	    "still checking other new callers (their executables or names wait for a file or "
+	    "directory server); try again later");
+	kwd_finish(r);
+}
+
+/* On r's loop: r's caller is to be completed by an identity worker; it
+ * waits for one at most limits.request_timeout_ms. */
+static void
+identity_submit(struct kwd_req *r)
+{
+	struct kwd *d = r->d;
+	struct kwd_pool *p = &d->pool[KWD_POOL_IDENTITY];
+	unsigned ms = d->cfg->request_timeout_ms;
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+
+	if ((r->ident_timer = evtimer_new(r->loop->base, identity_wait_expired, r)) == NULL ||
+	    evtimer_add(r->ident_timer, &tv) != 0) {
+		kwd_reply_error(r, 503, "unavailable", "out of memory");
+		kwd_complete(r);
+		return;
+	}
+	atomic_fetch_add(&r->loop->ident_waiting, 1);
+	pthread_mutex_lock(&p->lock);
+	r->next = NULL;
+	r->ident_queued = 1;
+	req_append(&p->head, &p->tail, r, r);
+	pthread_cond_signal(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
 void
 kwd_submit(struct kwd_req *r)
 {
 	struct kwd_pool *p;
 
 	if (request_identity_pending(r)) {
-		p = &r->d->pool[KWD_POOL_IDENTITY];
-		atomic_fetch_add(&r->loop->ident_waiting, 1);
-	} else
-		p = &r->d->pool[pool_of(r->action)];
+		identity_submit(r);   /* only ever from r's loop */
+		return;
+	}
+	p = &r->d->pool[pool_of(r->action)];
 
 	pthread_mutex_lock(&p->lock);
 	r->next = NULL;

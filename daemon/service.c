@@ -49,11 +49,11 @@ h_whoami(struct kwd_req *r)
 	char *buf = NULL;
 	size_t len = 0;
 
-	if (w->groups != NULL) {
+	if (w->shared != NULL && w->shared->groups_known) {
 		groups = json_array();
-		for (size_t i = 0; i < w->groups->n; i++) {
+		for (size_t i = 0; i < w->shared->ngroups; i++) {
 			struct group gr;
-			gid_t g = w->groups->v[i];
+			gid_t g = w->shared->groups[i];
 			if (kwnss_gr_gid(g, &gr, &buf, &len) == 0)
 				json_array_append_new(groups, json_string(gr.gr_name));
 			else
@@ -62,8 +62,8 @@ h_whoami(struct kwd_req *r)
 		free(buf);
 	}
 	kwd_reply_json(r, 200, json_pack("{s:i,s:o,s:i,s:o,s:o,s:i,s:o,s:o}",
-	    "uid", (int)w->uid, "user", w->user[0] ? json_string(w->user) : json_null(),
-	    "gid", (int)w->gid, "group", w->group[0] ? json_string(w->group) : json_null(),
+	    "uid", (int)w->uid, "user", identity_user(w) ? json_string(identity_user(w)) : json_null(),
+	    "gid", (int)w->gid, "group", identity_group(w) ? json_string(identity_group(w)) : json_null(),
 	    "groups", groups, "pid", (int)w->pid,
 	    "exe", w->exe[0] ? json_string(w->exe) : json_null(),
 	    "unit", w->unit[0] ? json_string(w->unit) : json_null()));
@@ -103,6 +103,8 @@ h_metrics(struct kwd_req *r)
 	G("connection_output_backlog_bytes",
 	    "Bytes of replies queued for clients that have not read them.",
 	    atomic_load(&m->conn_out_backlog));
+	C("identity_timeouts_total", "New callers' requests refused after waiting "
+	    "limits.request_timeout_ms for a free identity worker.", m->identity_timeouts);
 	C("request_duration_microseconds_sum", "Sum of request latencies.", m->latency_us_sum);
 	G("uptime_seconds", "Seconds since start.", (kwd_now_us() - r->d->started_us) / 1000000);
 	if (r->d->audit != NULL) {

@@ -96,6 +96,7 @@ check_config(const struct config *c, const char *path)
 	}
 	kwf_check(c->workers >= 1 && c->workers <= 256);
 	kwf_check(c->write_workers >= 1 && c->write_workers <= 256);
+	kwf_check(c->identity_workers >= 1 && c->identity_workers <= 256);
 	kwf_check(c->event_loops >= 1 && c->event_loops <= 64);
 	kwf_check(c->max_body >= 1024 && c->max_body <= (64ULL << 20));
 	kwf_check(c->max_value >= 1 && c->max_value <= (16ULL << 20));

@@ -756,6 +756,88 @@ next:
 	}
 }
 
+/* A user and a group whose names are longer than 63 bytes, as a directory
+ * server may have them (sssd's user@domain; useradd makes at most 32):
+ * libkwslowpw.so gives this test's uid and gid such names, and their
+ * lookups by name these ids.  whoami, the audit events and a denial's
+ * message carry them whole, and a policy that names them lets the caller
+ * do what it allows (it decides by the ids it resolved the names to at
+ * load, so that part never depended on the length).  The names were cut to
+ * 63 bytes: whoami, the audit and the denial named another user. */
+static void
+test_long_names(void)
+{
+	struct kwt_daemon d2;
+	char lib[600], pol[320], extra[700], uid[32], gid[32], user[200], group[200];
+	char text[1400], want[400], *resp = NULL;
+	json_t *j, *g;
+	long st;
+	size_t i;
+	int started, found = 0;
+
+	snprintf(user, sizeof(user), "kwt-%0120d@ad.corp.example.com", 0);
+	snprintf(group, sizeof(group), "kwt-group-%0100d@ad.corp.example.com", 0);
+	memset(user + 4, 'u', 120);
+	memset(group + 10, 'g', 100);
+	snprintf(uid, sizeof(uid), "%u", (unsigned)getuid());
+	snprintf(gid, sizeof(gid), "%u", (unsigned)getgid());
+	CU_ASSERT_FATAL(kwt_shim_lib("libkwslowpw.so", lib, sizeof(lib)) == 0);
+	snprintf(pol, sizeof(pol), "%s/longnames.yaml", bindir);
+	snprintf(text, sizeof(text), "version: 1\nrules:\n"
+	    "  - name: long-user-manages-api\n    who: { user: \"%s\" }\n    allow: secrets-officer\n"
+	    "    vault: longname\n    names: \"api/**\"\n"
+	    "  - name: long-group-reads-db\n    who: { group: \"%s\" }\n    allow: secret.get\n"
+	    "    vault: longname\n    names: db/x\n", user, group);
+	CU_ASSERT_FATAL(kwt_write_file(pol, text, 0644) == 0);
+	snprintf(extra, sizeof(extra), "policy: %s\nvaults:\n  - name: longname\n", pol);
+	{
+		const char *env[] = { "KW_NSS_NAME_UID", uid, "KW_NSS_USER_NAME", user,
+		    "KW_NSS_NAME_GID", gid, "KW_NSS_GROUP_NAME", group, NULL };
+		started = kwt_daemon_start_preloaded(&d2, &tok, lib, env, NULL, extra);
+	}
+	CU_ASSERT_EQUAL_FATAL(started, 0);
+
+	/* The policy's rules for the long names let this caller in ... */
+	CU_ASSERT_EQUAL(kwt_http(d2.sock, "PUT", "/v1/vaults/longname/secrets/api/key",
+	    "{\"value\":\"long-names\"}", NULL), 201);
+	CU_ASSERT_EQUAL(kwt_http(d2.sock, "GET", "/v1/vaults/longname/secrets/api/key", NULL, NULL), 200);
+	CU_ASSERT_EQUAL(kwt_http(d2.sock, "GET", "/v1/vaults/longname/secrets/db/x", NULL, NULL), 404);
+	/* ... and a denial names the user whole. */
+	j = kwt_http_json(d2.sock, "GET", "/v1/vaults/longname/secrets/other/x", NULL, &st);
+	CU_ASSERT_EQUAL(st, 403);
+	snprintf(want, sizeof(want), "%s may not secret.get in vault 'longname'", user);
+	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(json_object_get(j, "error"),
+	    "message")) ?: "", want));
+	json_decref(j);
+
+	/* whoami names the user, its group and that group among its
+	 * supplementary groups (if it is one of them), whole. */
+	CU_ASSERT_EQUAL(kwt_http(d2.sock, "GET", "/v1/whoami", NULL, &resp), 200);
+	j = json_loads(resp ?: "", 0, NULL);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "user")) ?: "", user);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "group")) ?: "", group);
+	json_array_foreach(json_object_get(j, "groups"), i, g)
+		found += strcmp(json_string_value(g) ?: "", group) == 0;
+	{
+		gid_t own[256];
+		int n = getgroups(256, own), in = 0;
+
+		for (int k = 0; k < n; k++)
+			in |= own[k] == getgid();
+		CU_ASSERT_EQUAL(found, in);
+	}
+	json_decref(j);
+	free(resp);
+
+	/* The audit events name them whole. */
+	snprintf(want, sizeof(want), "\"user\":\"%s\"", user);
+	CU_ASSERT(kwt_tree_contains(d2.audit, want, strlen(want)));
+	snprintf(want, sizeof(want), "\"group\":\"%s\"", group);
+	CU_ASSERT(kwt_tree_contains(d2.audit, want, strlen(want)));
+	kwt_daemon_free(&d2);
+	unlink(pol);
+}
+
 static void
 test_check_policy_cli(void)
 {
@@ -786,6 +868,7 @@ main(void)
 		{ "a broken reload keeps the old policy", test_broken_reload_keeps_old },
 		{ "a caller in 71 groups: all of them count", test_many_groups },
 		{ "user and group entries over 4 KiB", test_big_name_entries },
+		{ "user and group names over 63 bytes, whole", test_long_names },
 		{ "keywardend --check-policy", test_check_policy_cli },
 		{ "rules by executable in a daemon that is not root", test_exe_rules_need_ptrace },
 		{ NULL, NULL }

@@ -1340,6 +1340,179 @@ test_stop_leaves_hung_check(void)
 	kwt_rmtree(dir);
 }
 
+/* The reply on fd (one read: the replies here are small), into out; its
+ * length, or what read returned. */
+static ssize_t
+read_reply(int fd, char *out, size_t outsz)
+{
+	ssize_t n = read(fd, out, outsz - 1);
+
+	out[n > 0 ? n : 0] = '\0';
+	return n;
+}
+
+/* While every identity worker waits (four callers' checks hang: the stat
+ * of their executable, on a file server that stopped answering), a new
+ * caller's first request waits for one at most limits.request_timeout_ms
+ * (300 ms here, the hangs last seconds), then gets 503 saying why, and
+ * its refusal is audited; a known caller is served all along, and the new
+ * caller is served once a worker is free.  It used to wait with no
+ * deadline of its own, for as long as the slowest server. */
+static void
+test_identity_wait_deadline(void)
+{
+	const char *who = "GET /v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n";
+	const char *get = "GET /v1/vaults/identwait/secrets/none HTTP/1.1\r\nHost: x\r\n\r\n";
+	const char *msg = "caller identity check timed out";
+	char lib[600], dir[256], trig[300], self[4096], out[16384];
+	struct timeval tv = { 4, 0 }, quick = { 1, 500000 };
+	struct kwt_daemon d2;
+	int slow[4], known, late, started, i;
+
+	self_exe(self, sizeof(self));
+	CU_ASSERT_FATAL(kwt_shim_lib("libkwslowstat.so", lib, sizeof(lib)) == 0);
+	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-identwait") == 0);
+	snprintf(trig, sizeof(trig), "%s/hang", dir);
+	{
+		const char *env[] = { "KW_SLOWSTAT_PATH", self, "KW_SLOWSTAT_FILE", trig,
+		    "KW_HANG_COUNT", "4", NULL };
+		started = kwt_daemon_start_preloaded(&d2, &tok, lib, env,
+		    "  event_loops: 1\n  request_timeout_ms: 300\n", "vaults:\n  - name: identwait\n");
+	}
+	CU_ASSERT_EQUAL_FATAL(started, 0);
+
+	/* A known caller: its first request checked its executable. */
+	known = send_on_new(d2.sock, &quick, who);
+	CU_ASSERT_FATAL(read_reply(known, out, sizeof(out)) > 0 &&
+	    strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+
+	/* Four new callers, whose checks hang: every identity worker waits. */
+	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
+	for (i = 0; i < 4; i++)
+		slow[i] = send_on_new(d2.sock, &tv, who);
+	CU_ASSERT_FATAL(hang_entered(trig, 4));
+
+	/* One more waits for a worker; the known caller is served meanwhile. */
+	late = send_on_new(d2.sock, &tv, get);
+	CU_ASSERT(send(known, who, strlen(who), MSG_NOSIGNAL) == (ssize_t)strlen(who));
+	if (read_reply(known, out, sizeof(out)) <= 0)
+		fprintf(stderr, "\n  no reply to a known caller while every identity worker waits\n");
+	CU_ASSERT(strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+	close(known);
+	/* At its deadline the one waiting gets 503, and why ... */
+	if (read_reply(late, out, sizeof(out)) <= 0)
+		fprintf(stderr, "\n  no reply to a new caller while every identity worker waits\n");
+	CU_ASSERT(strncmp(out, "HTTP/1.1 503 ", 13) == 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, msg));
+	/* ... audited (durable before the reply), and logged. */
+	CU_ASSERT(kwt_tree_contains(d2.audit, msg, strlen(msg)));
+	CU_ASSERT(kwt_file_contains(d2.log, msg, strlen(msg)));
+
+	/* The file server answers again: the four are answered, and the one
+	 * refused is served when it asks again. */
+	unlink(trig);
+	for (i = 0; i < 4; i++) {
+		CU_ASSERT(read_reply(slow[i], out, sizeof(out)) > 0 &&
+		    strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+		close(slow[i]);
+	}
+	CU_ASSERT(send(late, get, strlen(get), MSG_NOSIGNAL) == (ssize_t)strlen(get));
+	CU_ASSERT(read_reply(late, out, sizeof(out)) > 0 && strncmp(out, "HTTP/1.1 404 ", 13) == 0);
+	close(late);
+	CU_ASSERT_EQUAL(metric(d2.sock, "keywarden_identity_timeouts_total"), 1);
+	CU_ASSERT_EQUAL(waitpid(d2.pid, NULL, WNOHANG), 0);   /* still running */
+	kwt_daemon_free(&d2);
+	kwt_rmtree(dir);
+}
+
+static int daemon_cmd(char *out, size_t outlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* limits.identity_workers sizes the identity pool.  With one identity
+ * worker, one new caller whose check hangs (the stat of its executable)
+ * makes the next new caller wait, until its deadline (503), while a known
+ * caller is served; with the four of the default, the next would have
+ * been served at once.  keywardend --check-config takes the setting in its
+ * bounds and refuses it outside them, naming the key and the range. */
+static void
+test_identity_workers_setting(void)
+{
+	const char *who = "GET /v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n";
+	const char *get = "GET /v1/vaults/identone/secrets/none HTTP/1.1\r\nHost: x\r\n\r\n";
+	const char *msg = "caller identity check timed out";
+	char lib[600], dir[256], trig[300], self[4096], out[16384], conf[300], want[400];
+	char *text, *lim;
+	struct timeval tv = { 4, 0 }, quick = { 1, 500000 };
+	struct kwt_daemon d2;
+	int slow, known, late, started;
+	size_t len;
+
+	self_exe(self, sizeof(self));
+	CU_ASSERT_FATAL(kwt_shim_lib("libkwslowstat.so", lib, sizeof(lib)) == 0);
+	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-identone") == 0);
+	snprintf(trig, sizeof(trig), "%s/hang", dir);
+	{
+		const char *env[] = { "KW_SLOWSTAT_PATH", self, "KW_SLOWSTAT_FILE", trig, NULL };
+		started = kwt_daemon_start_preloaded(&d2, &tok, lib, env,
+		    "  event_loops: 1\n  identity_workers: 1\n  request_timeout_ms: 300\n",
+		    "vaults:\n  - name: identone\n");
+	}
+	CU_ASSERT_EQUAL_FATAL(started, 0);
+	CU_ASSERT(kwt_file_contains(d2.log, "1 identity workers", strlen("1 identity workers")));
+
+	/* A known caller; then a new one whose check hangs. */
+	known = send_on_new(d2.sock, &quick, who);
+	CU_ASSERT_FATAL(read_reply(known, out, sizeof(out)) > 0 &&
+	    strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
+	slow = send_on_new(d2.sock, &tv, who);
+	CU_ASSERT_FATAL(hang_entered(trig, 1));
+
+	/* The next new caller waits for the only worker; the known one is
+	 * served meanwhile. */
+	late = send_on_new(d2.sock, &tv, get);
+	CU_ASSERT(send(known, who, strlen(who), MSG_NOSIGNAL) == (ssize_t)strlen(who));
+	CU_ASSERT(read_reply(known, out, sizeof(out)) > 0 &&
+	    strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+	close(known);
+	if (read_reply(late, out, sizeof(out)) > 0 && strncmp(out, "HTTP/1.1 503 ", 13) != 0)
+		fprintf(stderr, "\n  a second new caller was not kept waiting: %.40s\n", out);
+	CU_ASSERT(strncmp(out, "HTTP/1.1 503 ", 13) == 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, msg));
+	CU_ASSERT(kwt_file_contains(d2.log, "limits.identity_workers: 1,",
+	    strlen("limits.identity_workers: 1,")));
+
+	/* The check returns: both are served. */
+	unlink(trig);
+	CU_ASSERT(read_reply(slow, out, sizeof(out)) > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+	close(slow);
+	CU_ASSERT(send(late, get, strlen(get), MSG_NOSIGNAL) == (ssize_t)strlen(get));
+	CU_ASSERT(read_reply(late, out, sizeof(out)) > 0 && strncmp(out, "HTTP/1.1 404 ", 13) == 0);
+	close(late);
+	CU_ASSERT_EQUAL(waitpid(d2.pid, NULL, WNOHANG), 0);   /* still running */
+
+	/* --check-config, on this daemon's configuration with the setting
+	 * changed. */
+	snprintf(conf, sizeof(conf), "%s/check.yaml", dir);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(text = kwt_read_file(d2.conf, &len));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(lim = strstr(text, "identity_workers: 1\n"));
+	lim[strlen("identity_workers: ")] = '0';
+	CU_ASSERT_EQUAL_FATAL(kwt_write_file(conf, text, 0600), 0);
+	CU_ASSERT_EQUAL(daemon_cmd(out, sizeof(out), "--check-config '%s'", conf), 1);
+	snprintf(want, sizeof(want), "%s:", conf);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "limits.identity_workers: \"0\" is not a whole number "
+	    "from 1 to 256"));
+	lim[strlen("identity_workers: ")] = '8';
+	CU_ASSERT_EQUAL_FATAL(kwt_write_file(conf, text, 0600), 0);
+	CU_ASSERT_EQUAL(daemon_cmd(out, sizeof(out), "--check-config '%s'", conf), 0);
+	snprintf(want, sizeof(want), "%s: ok\n", conf);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+	free(text);
+	kwt_daemon_free(&d2);
+	kwt_rmtree(dir);
+}
+
 /* A caller whose user name is slow to look up (NSS asking a directory
  * server that stopped answering: libkwslowpw.so makes the daemon's
  * getpwuid_r of the test's uid hang) holds up nobody else.  With one event
@@ -1414,6 +1587,80 @@ test_slow_name_lookup(void)
 	CU_ASSERT_EQUAL(waitpid(d2.pid, NULL, WNOHANG), 0);   /* still running */
 	kwt_daemon_free(&d2);
 	kwt_rmtree(dir);
+}
+
+/* How many times the bytes needle occur in the file at path (0 when it
+ * cannot be read). */
+static int
+file_count(const char *path, const char *needle)
+{
+	size_t len;
+	char *text = kwt_read_file(path, &len);
+	int n = 0;
+
+	for (const char *p = text; p != NULL && (p = strstr(p, needle)) != NULL; p += strlen(needle))
+		n++;
+	free(text);
+	return n;
+}
+
+/* A name lookup that fails (the directory server cannot be reached:
+ * libkwslowpw.so makes the daemon's getpwuid_r of the test's uid fail with
+ * EIO) is logged, at warning level, naming the uid and the error, once for
+ * two callers of that uid; the caller's user is null.  A group that does
+ * not exist (its getgrgid_r finds nothing) is not a failure: its name is
+ * null too, and nothing is logged.  A failed lookup used to show only as
+ * the null. */
+static void
+test_name_lookup_failure_logged(void)
+{
+	const char *rq = "GET /v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n";
+	char lib[600], uid[32], gid[32], want[200], out[16384];
+	struct timeval tv = { 4, 0 };
+	struct kwt_daemon d2;
+	json_t *j;
+	int fd, started, i;
+
+	snprintf(uid, sizeof(uid), "%u", (unsigned)getuid());
+	snprintf(gid, sizeof(gid), "%u", (unsigned)getgid());
+	CU_ASSERT_FATAL(kwt_shim_lib("libkwslowpw.so", lib, sizeof(lib)) == 0);
+	{
+		const char *env[] = { "KW_NSS_FAIL_UID", uid, "KW_NSS_NOENT_GID", gid, NULL };
+		started = kwt_daemon_start_preloaded(&d2, &tok, lib, env, NULL,
+		    "vaults:\n  - name: nssfail\n");
+	}
+	CU_ASSERT_EQUAL_FATAL(started, 0);
+
+	/* Two callers (two connections, each looked up): no names. */
+	for (i = 0; i < 2; i++) {
+		const char *body;
+
+		fd = send_on_new(d2.sock, &tv, rq);
+		CU_ASSERT(read_reply(fd, out, sizeof(out)) > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+		close(fd);
+		body = strstr(out, "\r\n\r\n");
+		j = body != NULL ? json_loads(body + 4, 0, NULL) : NULL;
+		CU_ASSERT(json_is_null(json_object_get(j, "user")));
+		CU_ASSERT(json_is_null(json_object_get(j, "group")));
+		json_decref(j);
+	}
+	/* One warning for the uid, naming it and the error; none for the gid. */
+	snprintf(want, sizeof(want), "the name service could not look up uid %s: Input/output error", uid);
+	CU_ASSERT_EQUAL(file_count(d2.log, want), 1);
+	{
+		size_t len;
+		char *text = kwt_read_file(d2.log, &len), *at = text ? strstr(text, want) : NULL;
+		char *bol = at;
+
+		while (bol != NULL && bol > text && bol[-1] != '\n')
+			bol--;
+		CU_ASSERT(bol != NULL && strstr(bol, " keywardend warning: request ") != NULL &&
+		    strstr(bol, " keywardend warning: request ") < at);
+		free(text);
+	}
+	CU_ASSERT_EQUAL(file_count(d2.log, "could not look up gid"), 0);
+	CU_ASSERT_EQUAL(waitpid(d2.pid, NULL, WNOHANG), 0);   /* still running */
+	kwt_daemon_free(&d2);
 }
 
 struct mix_arg {
@@ -2125,7 +2372,12 @@ main(void)
 		{ "a hung identity check ties up no worker of known callers",
 		    test_slow_check_spares_workers },
 		{ "a stop leaves a hung identity check behind", test_stop_leaves_hung_check },
+		{ "a new caller waits for a busy identity pool until its deadline, then 503",
+		    test_identity_wait_deadline },
+		{ "limits.identity_workers: checked, and the size of the identity pool",
+		    test_identity_workers_setting },
 		{ "a caller whose user name is slow to look up holds up nobody else", test_slow_name_lookup },
+		{ "a name lookup that fails is logged, once per uid", test_name_lookup_failure_logged },
 		{ "the input buffer shrinks back after a large request", test_input_buffer_shrinks },
 		{ "32 clients x 1000 mixed operations", test_concurrent_mixed },
 		{ "curl --unix-socket", test_curl_cli },

@@ -1,7 +1,7 @@
 /*
  * kwslowpw.c - preloaded into keywardend by a test (LD_PRELOAD): the name
- * service (NSS) as a directory server (LDAP, sssd) can make it, slow or
- * with big entries.
+ * service (NSS) as a directory server (LDAP, sssd) can make it: slow, with
+ * big entries, with long names, or failing.
  *
  * Slow: a lookup of the user whose uid KW_SLOWPW_UID names hangs, as with
  * a directory server that stopped answering, while the file named by
@@ -17,6 +17,19 @@
  * buffer is smaller than that, whatever the entry, as they do for a group
  * whose member list (or an LDAP entry) does not fit; with a buffer that
  * large they look the entry up.
+ *
+ * Named: with KW_NSS_NAME_UID and KW_NSS_USER_NAME set, getpwuid_r of that
+ * uid answers an entry of that name (primary group KW_NSS_NAME_GID, or 0),
+ * and getpwnam_r of that name the same entry; with KW_NSS_NAME_GID and
+ * KW_NSS_GROUP_NAME, getgrgid_r and getgrnam_r the same for a group (with
+ * no members): names of any length, as a directory server may have them
+ * (sssd's user@domain), and longer than useradd makes.  Each answers
+ * ERANGE to a buffer too small for its entry.
+ *
+ * Failing: getpwuid_r of the uid KW_NSS_FAIL_UID names, and getgrgid_r of
+ * the gid KW_NSS_FAIL_GID names, fail with EIO, as when the directory
+ * server cannot be reached; getgrgid_r of the gid KW_NSS_NOENT_GID names
+ * finds no entry ("no such group", which is not a failure).
  *
  * Every other call goes to the next one (libc's, or the sanitizer's, which
  * then needs verify_asan_link_order=0).
@@ -36,6 +49,12 @@ static const char *trigger, *slow_name;
 static uid_t slow_uid;
 static size_t min_buf;
 static int armed, armed_name, taken;
+static const char *fake_user, *fake_group;   /* NULL: no such entry faked */
+static uid_t fake_uid;
+static gid_t fake_gid;
+static int fail_uid_on, fail_gid_on, noent_gid_on;
+static uid_t fail_uid;
+static gid_t fail_gid, noent_gid;
 
 __attribute__((constructor)) static void
 kwslowpw_init(void)
@@ -51,6 +70,61 @@ kwslowpw_init(void)
 	armed_name = slow_name != NULL && trigger != NULL;
 	if (m != NULL)
 		min_buf = (size_t)strtoul(m, NULL, 10);
+	if ((u = getenv("KW_NSS_NAME_UID")) != NULL && (fake_user = getenv("KW_NSS_USER_NAME")) != NULL)
+		fake_uid = (uid_t)strtoul(u, NULL, 10);
+	else
+		fake_user = NULL;
+	if ((u = getenv("KW_NSS_NAME_GID")) != NULL)
+		fake_gid = (gid_t)strtoul(u, NULL, 10);
+	fake_group = u != NULL ? getenv("KW_NSS_GROUP_NAME") : NULL;
+	if ((fail_uid_on = (u = getenv("KW_NSS_FAIL_UID")) != NULL))
+		fail_uid = (uid_t)strtoul(u, NULL, 10);
+	if ((fail_gid_on = (u = getenv("KW_NSS_FAIL_GID")) != NULL))
+		fail_gid = (gid_t)strtoul(u, NULL, 10);
+	if ((noent_gid_on = (u = getenv("KW_NSS_NOENT_GID")) != NULL))
+		noent_gid = (gid_t)strtoul(u, NULL, 10);
+}
+
+/* The faked user's entry, in buf. */
+static int
+fake_pw(struct passwd *pw, char *buf, size_t len, struct passwd **res)
+{
+	size_t n = strlen(fake_user) + 1;
+
+	*res = NULL;
+	if (len < n + 1)
+		return ERANGE;
+	memcpy(buf, fake_user, n);
+	buf[n] = '\0';
+	pw->pw_name = buf;
+	pw->pw_passwd = pw->pw_gecos = pw->pw_dir = pw->pw_shell = buf + n;
+	pw->pw_uid = fake_uid;
+	pw->pw_gid = fake_gid;
+	*res = pw;
+	return 0;
+}
+
+/* The faked group's entry, in buf: its name, then its (empty) member
+ * list. */
+static int
+fake_gr(struct group *gr, char *buf, size_t len, struct group **res)
+{
+	size_t n = strlen(fake_group) + 1;
+	size_t at = (n + 1 + sizeof(char *) - 1) / sizeof(char *) * sizeof(char *);
+	char *none = NULL;
+
+	*res = NULL;
+	if (len < at + sizeof(none))
+		return ERANGE;
+	memcpy(buf, fake_group, n);
+	buf[n] = '\0';
+	memcpy(buf + at, &none, sizeof(none));
+	gr->gr_name = buf;
+	gr->gr_passwd = buf + n;
+	gr->gr_gid = fake_gid;
+	gr->gr_mem = (char **)(void *)(buf + at);
+	*res = gr;
+	return 0;
 }
 
 /* Hang if the user is the slow one (see kwhang.h). */
@@ -72,6 +146,12 @@ getpwuid_r(uid_t uid, struct passwd *pw, char *buf, size_t len, struct passwd **
 		*res = NULL;
 		return ERANGE;
 	}
+	if (fake_user != NULL && uid == fake_uid)
+		return fake_pw(pw, buf, len, res);
+	if (fail_uid_on && uid == fail_uid) {
+		*res = NULL;
+		return EIO;
+	}
 	return next(uid, pw, buf, len, res);
 }
 
@@ -87,6 +167,8 @@ getpwnam_r(const char *name, struct passwd *pw, char *buf, size_t len, struct pa
 		*res = NULL;
 		return ERANGE;
 	}
+	if (fake_user != NULL && strcmp(name, fake_user) == 0)
+		return fake_pw(pw, buf, len, res);
 	return next(name, pw, buf, len, res);
 }
 
@@ -99,6 +181,12 @@ getgrgid_r(gid_t gid, struct group *gr, char *buf, size_t len, struct group **re
 	if (len < min_buf) {           /* as for an entry len bytes cannot hold */
 		*res = NULL;
 		return ERANGE;
+	}
+	if (fake_group != NULL && gid == fake_gid)
+		return fake_gr(gr, buf, len, res);
+	if ((fail_gid_on && gid == fail_gid) || (noent_gid_on && gid == noent_gid)) {
+		*res = NULL;
+		return fail_gid_on && gid == fail_gid ? EIO : 0;
 	}
 	return next(gid, gr, buf, len, res);
 }
@@ -114,5 +202,7 @@ getgrnam_r(const char *name, struct group *gr, char *buf, size_t len, struct gro
 		*res = NULL;
 		return ERANGE;
 	}
+	if (fake_group != NULL && strcmp(name, fake_group) == 0)
+		return fake_gr(gr, buf, len, res);
 	return next(name, gr, buf, len, res);
 }

@@ -88,6 +88,29 @@ test_good(void)
 	CU_ASSERT_EQUAL(load(GOOD "limits:\n  event_loops: 0\n", &c, &e), 1);
 	CU_ASSERT(has_error(&e, "limits.event_loops"));
 	config_errors_free(&e);
+	/* limits.identity_workers: 1..256, default 4 */
+	CU_ASSERT_EQUAL(load(GOOD, &c, &e), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_EQUAL(c->identity_workers, 4);
+	config_free(c);
+	CU_ASSERT_EQUAL(load(GOOD "limits:\n  identity_workers: 1\n", &c, &e), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_EQUAL(c->identity_workers, 1);
+	config_free(c);
+	CU_ASSERT_EQUAL(load(GOOD "limits:\n  identity_workers: 256\n", &c, &e), 0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_EQUAL(c->identity_workers, 256);
+	config_free(c);
+	CU_ASSERT_EQUAL(load(GOOD "limits:\n  identity_workers: 0\n", &c, &e), 1);
+	CU_ASSERT(has_error(&e, "c.yaml:14:21: limits.identity_workers: \"0\" is not a whole number "
+	    "from 1 to 256"));
+	config_errors_free(&e);
+	CU_ASSERT_EQUAL(load(GOOD "limits:\n  identity_workers: 257\n", &c, &e), 1);
+	CU_ASSERT(has_error(&e, "limits.identity_workers: \"257\" is not a whole number from 1 to 256"));
+	config_errors_free(&e);
+	CU_ASSERT_EQUAL(load(GOOD "limits:\n  identity_workers: many\n", &c, &e), 1);
+	CU_ASSERT(has_error(&e, "limits.identity_workers: expected a whole number from 1 to 256"));
+	config_errors_free(&e);
 	/* audit.preallocate: a boolean, off on request */
 	CU_ASSERT_EQUAL(load(GOOD "audit:\n  preallocate: false\n", &c, &e), 0);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
