@@ -236,6 +236,19 @@ void kwd_reply_error(struct kwd_req *r, int status, const char *code,
 /* Map a kw_error code from a lower layer to a reply; logs it. */
 void kwd_reply_kwerr(struct kwd_req *r, int err, const char *what);
 
+/* --- a request arrives (daemon/server.c) ---
+ * What the loop makes of a request before anything is decided: the
+ * target's path and query (r->query, an object of strings), the body as a
+ * JSON object (r->body), and the route (kwd_route: r->action, r->handler,
+ * r->vault, r->name, r->version).  No token, store, policy or I/O: the
+ * fuzzing harness tests/fuzz/fuzz_request.c calls it with no daemon
+ * running.  0: routed, where r->status is set if the router replied itself
+ * (a bad route, which is then decided and audited like any request); -1:
+ * refused before routing (a body that is not a JSON object, out of
+ * memory): r holds its reply, and is completed without an audit event. */
+int kwd_request_parse(struct kwd_req *r, const char *target, size_t target_len,
+    const char *body, size_t blen);
+
 /* --- queues --- */
 enum { KWD_POOL_FAST = 0, KWD_POOL_WRITE = 1, KWD_POOL_IDENTITY = 2, KWD_POOLS = 3 };
 /* Threads of KWD_POOL_IDENTITY: as many callers' checks may wait at once

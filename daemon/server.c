@@ -633,14 +633,59 @@ parse_query(struct kwd_req *r, const char *q, size_t n)
 	}
 }
 
+int
+kwd_request_parse(struct kwd_req *r, const char *target, size_t target_len, const char *body,
+    size_t blen)
+{
+	char *path;
+	size_t qat;
+
+	/* The path is the target up to '?' or '#'; percent escapes stay for
+	 * the router, which decodes each part. */
+	for (qat = 0; qat < target_len && target[qat] != '?' && target[qat] != '#'; qat++)
+		;
+	if ((path = strndup(target, qat)) == NULL) {
+		kwd_reply_error(r, 503, "unavailable", "out of memory");
+		return -1;
+	}
+	if (qat < target_len && target[qat] == '?') {
+		size_t qend = qat + 1;
+		while (qend < target_len && target[qend] != '#')
+			qend++;
+		parse_query(r, target + qat + 1, qend - qat - 1);
+	} else {
+		parse_query(r, NULL, 0);
+	}
+
+	if (blen > 0) {
+		json_error_t je;
+		r->body = json_loadb(body, blen, JSON_REJECT_DUPLICATES, &je);
+		if (r->body == NULL || !json_is_object(r->body)) {
+			/* jansson ends some messages with "near '<text>'", a
+			 * piece of the body that may be a secret value. */
+			char *near = strstr(je.text, " near '");
+			if (near != NULL)
+				*near = '\0';
+			kwd_reply_error(r, 400, "invalid_json",
+			    "the body is not a JSON object (line %d, column %d: %s)",
+			    je.line, je.column, r->body ? "expected an object" : je.text);
+			explicit_bzero(&je, sizeof(je));
+			free(path);
+			return -1;
+		}
+	}
+
+	kwd_route(r, path);   /* replies itself on a bad route */
+	free(path);
+	return 0;
+}
+
 void
 server_request(struct kwd_conn *c, const struct kwh_head *h, const char *body, size_t blen)
 {
 	struct kwd_loop *l = http_conn_loop(c);
 	struct kwd *d = l->d;
 	struct kwd_req *r;
-	char *path;
-	size_t qat;
 
 	atomic_fetch_add(&d->m.requests, 1);
 	if ((r = calloc(1, sizeof(*r))) == NULL) {
@@ -674,45 +719,10 @@ server_request(struct kwd_conn *c, const struct kwh_head *h, const char *body, s
 		kwd_complete(r);
 		return;
 	}
-	/* The path is the target up to '?' or '#'; percent escapes stay for
-	 * the router, which decodes each part. */
-	for (qat = 0; qat < h->target_len && h->target[qat] != '?' && h->target[qat] != '#'; qat++)
-		;
-	if ((path = strndup(h->target, qat)) == NULL) {
-		kwd_reply_error(r, 503, "unavailable", "out of memory");
+	if (kwd_request_parse(r, h->target, h->target_len, body, blen) != 0) {
 		kwd_complete(r);
 		return;
 	}
-	if (qat < h->target_len && h->target[qat] == '?') {
-		size_t qend = qat + 1;
-		while (qend < h->target_len && h->target[qend] != '#')
-			qend++;
-		parse_query(r, h->target + qat + 1, qend - qat - 1);
-	} else {
-		parse_query(r, NULL, 0);
-	}
-
-	if (blen > 0) {
-		json_error_t je;
-		r->body = json_loadb(body, blen, JSON_REJECT_DUPLICATES, &je);
-		if (r->body == NULL || !json_is_object(r->body)) {
-			/* jansson ends some messages with "near '<text>'", a
-			 * piece of the body that may be a secret value. */
-			char *near = strstr(je.text, " near '");
-			if (near != NULL)
-				*near = '\0';
-			kwd_reply_error(r, 400, "invalid_json",
-			    "the body is not a JSON object (line %d, column %d: %s)",
-			    je.line, je.column, r->body ? "expected an object" : je.text);
-			explicit_bzero(&je, sizeof(je));
-			free(path);
-			kwd_complete(r);
-			return;
-		}
-	}
-
-	kwd_route(r, path);   /* replies itself on a bad route */
-	free(path);
 	if (request_identity_pending(r)) {
 		/* The caller's executable is still to be checked, by a stat
 		 * that may wait for a file server, or its names looked up,
