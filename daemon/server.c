@@ -633,6 +633,48 @@ parse_query(struct kwd_req *r, const char *q, size_t n)
 	}
 }
 
+/* What is wrong with a body jansson did not take, in words of our own:
+ * jansson's text can quote the body (its "near '...'", a byte's value, a
+ * \u escape), which may be a secret's value, and the message goes to the
+ * audit log as well as to the client. */
+static const char *
+json_error_words(const json_error_t *je)
+{
+	switch (json_error_code(je)) {
+	case json_error_out_of_memory:
+		return "out of memory";
+	case json_error_stack_overflow:
+		return "it nests too deeply";
+	case json_error_invalid_utf8:
+		return "it is not valid UTF-8";
+	case json_error_premature_end_of_input:
+		return "it ends too soon";
+	case json_error_end_of_input_expected:
+		return "something follows the value";
+	case json_error_null_character:
+	case json_error_null_byte_in_key:
+		return "a string holds a NUL character";
+	case json_error_duplicate_key:
+		return "an object has a key twice";
+	case json_error_numeric_overflow:
+		return "a number is out of range";
+	default:
+		return "it is not valid JSON";
+	}
+}
+
+static const char *
+json_type_words(const json_t *j)
+{
+	switch (json_typeof(j)) {
+	case JSON_ARRAY: return "array";
+	case JSON_STRING: return "string";
+	case JSON_INTEGER: case JSON_REAL: return "number";
+	case JSON_TRUE: case JSON_FALSE: return "boolean";
+	default: return "null";
+	}
+}
+
 int
 kwd_request_parse(struct kwd_req *r, const char *target, size_t target_len, const char *body,
     size_t blen)
@@ -661,14 +703,13 @@ kwd_request_parse(struct kwd_req *r, const char *target, size_t target_len, cons
 		json_error_t je;
 		r->body = json_loadb(body, blen, JSON_REJECT_DUPLICATES, &je);
 		if (r->body == NULL || !json_is_object(r->body)) {
-			/* jansson ends some messages with "near '<text>'", a
-			 * piece of the body that may be a secret value. */
-			char *near = strstr(je.text, " near '");
-			if (near != NULL)
-				*near = '\0';
-			kwd_reply_error(r, 400, "invalid_json",
-			    "the body is not a JSON object (line %d, column %d: %s)",
-			    je.line, je.column, r->body ? "expected an object" : je.text);
+			if (r->body == NULL)
+				kwd_reply_error(r, 400, "invalid_json",
+				    "the body is not a JSON object (line %d, column %d: %s)",
+				    je.line, je.column, json_error_words(&je));
+			else
+				kwd_reply_error(r, 400, "invalid_json",
+				    "the body is a JSON %s, not an object", json_type_words(r->body));
 			explicit_bzero(&je, sizeof(je));
 			free(path);
 			return -1;

@@ -326,21 +326,26 @@ check_error(const struct kwd_req *r, const char *codes)
 	json_decref(j);
 }
 
-/* The message of a body that is not a JSON object says where, and holds
- * nothing of the body: not jansson's "near '...'", nor a byte's value
- * (0x..), nor an escape (\u...). */
+/* The message of a body that is not a JSON object says where, or what
+ * JSON it is, and holds nothing of the body: not jansson's "near '...'",
+ * nor a byte's value (0x..), nor an escape (\u...), nor anything quoted. */
 static void
 check_invalid_json(const struct kwd_req *r)
 {
-	int line, col;
-	char rest[512];
+	int line, col, n = 0;
+	char type[16];
 
 	kwf_check(r->status == 400 && strcmp(r->err_code, "invalid_json") == 0);
-	kwf_check(sscanf(r->err_msg, "the body is not a JSON object (line %d, column %d: %511[^\n]",
-	    &line, &col, rest) == 3);
+	if (sscanf(r->err_msg, "the body is not a JSON object (line %d, column %d: %n", &line, &col,
+	    &n) == 2 && n > 0)
+		kwf_check(line >= 1 && col >= 0 && r->err_msg[strlen(r->err_msg) - 1] == ')');
+	else
+		kwf_check(sscanf(r->err_msg, "the body is a JSON %15[a-z], not an object%n", type, &n) == 1 &&
+		    r->err_msg[n] == '\0');
 	kwf_check(strstr(r->err_msg, " near '") == NULL);
 	kwf_check(strstr(r->err_msg, "0x") == NULL);
 	kwf_check(strstr(r->err_msg, "\\u") == NULL);
+	kwf_check(strchr(r->err_msg, '\'') == NULL && strchr(r->err_msg, '"') == NULL);
 }
 
 /* ---- the handlers' parsers ----------------------------------------------------------- */
