@@ -118,7 +118,7 @@ name_char_ok(int c)
 static const char *
 name_check(const char *name, size_t len)
 {
-	size_t seg = 0;
+	size_t seg = 0, lastlen;
 	const char *s = name, *last = name, *prev = NULL;
 
 	if (len == 0)
@@ -141,10 +141,19 @@ name_check(const char *name, size_t len)
 		if (!name_char_ok((unsigned char)name[i]))
 			return "a name may hold only A-Z a-z 0-9 . _ - and / between segments";
 	}
-	if (strcmp(last, "versions") == 0)
+	/* name[0..len) only: the caller's string may go on past the name
+	 * (split_name checks "a/versions" of "a/versions/versions"). */
+	lastlen = (size_t)(name + len - last);
+	if (lastlen == 8 && memcmp(last, "versions", 8) == 0)
 		return "a name may not end in the segment 'versions' (it addresses versions)";
-	if (seg >= 2 && strncmp(prev, "versions/", 9) == 0 && strspn(last, "0123456789") == strlen(last))
-		return "a name may not end in 'versions/<number>' (it addresses a version)";
+	if (seg >= 2 && last - prev == 9 && memcmp(prev, "versions/", 9) == 0) {
+		size_t i = 0;
+
+		while (i < lastlen && last[i] >= '0' && last[i] <= '9')
+			i++;
+		if (i == lastlen)
+			return "a name may not end in 'versions/<number>' (it addresses a version)";
+	}
 	return NULL;
 }
 

@@ -287,6 +287,12 @@ test_bad_input(void)
 		{ "PUT", "/v1/vaults/dev/secrets/a%00b", "{\"value\":\"x\"}", 400, "invalid_name" },
 		{ "PUT", "/v1/vaults/dev/secrets/a/", "{\"value\":\"x\"}", 400, "invalid_name" },
 		{ "PUT", "/v1/vaults/dev/secrets/x/versions", "{\"value\":\"x\"}", 405, "method_not_allowed" },
+		/* A name that addresses versions, before /versions[/N]: the
+		 * name's check looked past its end (tests/fuzz/fuzz_request.c). */
+		{ "GET", "/v1/vaults/dev/secrets/a/versions/versions", NULL, 400, "invalid_name" },
+		{ "PATCH", "/v1/vaults/dev/secrets/a/versions/versions/2", "{\"enabled\":false}", 400, "invalid_name" },
+		{ "GET", "/v1/vaults/dev/secrets/a/versions/7/versions", NULL, 400, "invalid_name" },
+		{ "GET", "/v1/vaults/dev/secrets/a/versions/7/versions/1", NULL, 400, "invalid_name" },
 		{ "PUT", "/v1/vaults/dev/secrets/a?cas=x", "{\"value\":\"x\"}", 400, "invalid_parameter" },
 		{ "GET", "/v1/vaults/dev/secrets/never", NULL, 404, "secret_not_found" },
 		{ "GET", "/v1/nothing", NULL, 404, "not_found" },
