@@ -30,6 +30,7 @@
 #include "daemon/audit_glue.h"
 #include "daemon/http.h"
 #include "daemon/http_parse.h"
+#include "daemon/jw.h"
 #include "daemon/kwd.h"
 #include "daemon/log.h"
 #include "daemon/server.h"
@@ -70,6 +71,10 @@ kwd_reply_error(struct kwd_req *r, int status, const char *code, const char *fmt
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* A message may quote what the client sent (a field's name, cut to
+	 * 64 bytes): no control character for a terminal, and valid UTF-8,
+	 * or jansson refuses the whole reply. */
+	jw_printable(msg);
 	kw_secret_clear(&r->reply_secret);
 	kwd_reply_json(r, status, json_pack("{s:{s:s,s:s}}", "error", "code", code,
 	    "message", msg));

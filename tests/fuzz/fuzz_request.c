@@ -281,12 +281,13 @@ check_routed(const struct kwd_req *r, const char *path, const char *body_name)
 
 /* ---- replies ------------------------------------------------------------------------- */
 
-/* No C0 control or DEL: a message is logged and audited as it is. */
+/* No C0 control, DEL or C1 control (U+0080 to U+009F): a message goes
+ * to a terminal and into the audit log.  (Valid UTF-8: jansson read it.) */
 static void
 check_text(const char *s)
 {
 	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
-		kwf_check(*p >= 0x20 && *p != 0x7f);
+		kwf_check(*p >= 0x20 && *p != 0x7f && !(p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f));
 }
 
 /* r holds an error reply: status, the JSON {"error":{"code","message"}}

@@ -339,6 +339,30 @@ test_bad_input(void)
 			free(resp);
 		}
 		{
+			/* A message that quotes a field's name is printable
+			 * UTF-8: no control character, and no character cut by
+			 * its "%.64s" (jansson then refused the whole reply,
+			 * which went out empty). */
+			static const struct { const char *method, *path, *body; } quoting[] = {
+				{ "PUT", "/v1/vaults/dev/secrets/a",
+				  "{\"value\":\"x\",\"col\\nour\\u001b[2J\\u009b\":1}" },
+				{ "PUT", "/v1/vaults/dev/secrets/a", "{\"value\":\"x\",\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+				  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\\u00e9\":1}" },
+			};
+			for (size_t i = 0; i < sizeof(quoting) / sizeof(quoting[0]); i++) {
+				long st;
+				json_t *j = req(quoting[i].method, quoting[i].path, quoting[i].body, &st);
+				const char *m = json_string_value(json_object_get(json_object_get(j, "error"),
+				    "message"));
+
+				CU_ASSERT_EQUAL(st, 400);
+				CU_ASSERT_PTR_NOT_NULL(m);
+				for (const unsigned char *p = (const unsigned char *)(m ?: ""); *p != '\0'; p++)
+					CU_ASSERT(*p >= 0x20 && *p != 0x7f && !(p[0] == 0xc2 && p[1] <= 0x9f));
+				json_decref(j);
+			}
+		}
+		{
 			/* JSON, but not an object: said so, with no line -1. */
 			char *resp = NULL;
 			long st = kwt_http(dmn.sock, "PUT", "/v1/vaults/dev/secrets/a", "[1,2]", &resp);
