@@ -62,8 +62,13 @@ void kw_client_set_timeout(kw_client *c, long seconds);
 
 /* About the last failed call on c: a sentence ("" after a success), the
  * daemon's error code ("secret_not_found"; "" when the failure was not an
- * HTTP error) and the HTTP status (0 when there was no reply).  The strings
- * are owned by c and valid until the next call on it. */
+ * HTTP error or the reply named no code) and the HTTP status (0 when there
+ * was no reply).  A code is "" or 1 to KW_CODE_MAX characters of
+ * [a-z0-9_.-]: one that is not (whatever answers on the socket may send
+ * anything) reads as KW_CODE_INVALID.  The strings are owned by c and valid
+ * until the next call on it. */
+#define KW_CODE_MAX 32
+#define KW_CODE_INVALID "invalid_code"
 const char *kw_client_last_error(const kw_client *c);
 const char *kw_client_last_code(const kw_client *c);
 long kw_client_last_status(const kw_client *c);

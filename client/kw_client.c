@@ -34,7 +34,7 @@ struct kw_client {
 	char *socket;
 	long timeout;
 	long status;
-	char code[64];
+	char code[KW_CODE_MAX + 1];
 	char msg[KW_MSG_MAX];
 	char curlerr[CURL_ERROR_SIZE];
 };
@@ -425,6 +425,33 @@ exchange(kw_client *c, const char *method, const char *path,
 	return r;
 }
 
+/* Keep the daemon's error code on c as kw_client_last_code promises: a
+ * word of [a-z0-9_.-], 1 to KW_CODE_MAX bytes, as it is; no code (NULL or
+ * ""): ""; anything else: KW_CODE_INVALID.  It may come from whatever
+ * answers on the socket, and a caller may print it, log it or use it as a
+ * key. */
+static void
+code_set(kw_client *c, const char *code)
+{
+	size_t n = 0;
+
+	if (code == NULL) {
+		c->code[0] = '\0';
+		return;
+	}
+	for (; code[n] != '\0' && n <= KW_CODE_MAX; n++) {
+		char ch = code[n];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+		    ch == '.' || ch == '-'))
+			break;
+	}
+	if (code[n] != '\0' || n > KW_CODE_MAX)
+		snprintf(c->code, sizeof(c->code), "%s", KW_CODE_INVALID);
+	else
+		memcpy(c->code, code, n + 1);
+}
+
 /* Turn an error reply into a code, with the daemon's message kept on c. */
 static int
 http_error(kw_client *c, const char *method, const char *path, long status,
@@ -434,8 +461,10 @@ http_error(kw_client *c, const char *method, const char *path, long status,
 	json_t *e = json_object_get(j, "error");
 	const char *code = json_string_value(json_object_get(e, "code"));
 	const char *msg = json_string_value(json_object_get(e, "message"));
-	int r = kw_error_from_http(status, code);
+	int r;
 
+	code_set(c, code);
+	r = kw_error_from_http(status, c->code);
 	if (r == 0)
 		r = KW_E_PROTOCOL;
 	if (msg != NULL)
@@ -443,7 +472,6 @@ http_error(kw_client *c, const char *method, const char *path, long status,
 	else
 		err_set(c, r, "keywardend answered %s %s with HTTP status %ld "
 		    "and no error message", method, path, status);
-	snprintf(c->code, sizeof(c->code), "%s", code ? code : "");
 	c->status = status;
 	json_decref(j);
 	return r;

@@ -612,10 +612,9 @@ kw_file_encrypt(kw_client *c, const char *vault, const json_t *context, FILE *in
 	return r;
 }
 
-/* Read the header from in, check it against the caller's context (NULL:
- * take the header's), and build the context its key was wrapped with. */
-static int
-header_open(const json_t *context, FILE *in, struct kwf_header *h, json_t **wctx)
+/* See kw_file.h. */
+int
+kwf_header_open(const json_t *context, FILE *in, struct kwf_header *h, json_t **wctx)
 {
 	char *want = NULL, *have = NULL;
 	int r;
@@ -654,7 +653,7 @@ kw_file_decrypt(kw_client *c, const json_t *context, FILE *in, FILE *out)
 	json_t *wctx = NULL;
 	int r;
 
-	if ((r = header_open(context, in, &h, &wctx)) != 0)
+	if ((r = kwf_header_open(context, in, &h, &wctx)) != 0)
 		goto out;
 	if ((r = kw_unwrap(c, h.vault, h.wrapped, h.wrapped_len, wctx, &dk, NULL)) != 0)
 		goto out;
@@ -678,7 +677,7 @@ kw_file_rewrap(kw_client *c, const json_t *context, FILE *in, FILE *out,
 	uint64_t v0 = 0, v1 = 0;
 	int r;
 
-	if ((r = header_open(context, in, &h, &wctx)) != 0)
+	if ((r = kwf_header_open(context, in, &h, &wctx)) != 0)
 		goto out;
 	if ((r = kw_unwrap(c, h.vault, h.wrapped, h.wrapped_len, wctx, &dk, &v0)) != 0 ||
 	    (r = kw_rewrap(c, h.vault, h.wrapped, h.wrapped_len, wctx, &nw, &nwlen, &v1)) != 0)

@@ -51,6 +51,16 @@ int kwf_header_read(FILE *in, struct kwf_header *h);
 
 void kwf_header_free(struct kwf_header *h);
 
+/* What kw_file_decrypt and kw_file_rewrap read before they ask the daemon
+ * anything: the header from in (kwf_header_read), checked against the
+ * caller's context (NULL: take the header's; another: KW_E_AUTH) and for
+ * the reserved key KWF_CONTEXT_KEY (KW_E_FORMAT), and the context its data
+ * key was wrapped with, the header's plus KWF_CONTEXT_KEY, into *wctx (the
+ * caller's to json_decref).  h holds the header once it was read, even when
+ * a later check fails: the caller frees it with kwf_header_free in any case;
+ * *wctx is set only on success.  0, KW_E_FORMAT, KW_E_AUTH, -EIO, -ENOMEM. */
+int kwf_header_open(const json_t *context, FILE *in, struct kwf_header *h, json_t **wctx);
+
 /* The canonical form of a context (keys sorted, compact; "{}" for NULL),
  * malloc'd, or NULL. */
 char *kwf_context_canonical(const json_t *context);

@@ -118,7 +118,7 @@ name_char_ok(int c)
 static const char *
 name_check(const char *name, size_t len)
 {
-	size_t seg = 0;
+	size_t seg = 0, lastlen;
 	const char *s = name, *last = name, *prev = NULL;
 
 	if (len == 0)
@@ -141,10 +141,19 @@ name_check(const char *name, size_t len)
 		if (!name_char_ok((unsigned char)name[i]))
 			return "a name may hold only A-Z a-z 0-9 . _ - and / between segments";
 	}
-	if (strcmp(last, "versions") == 0)
+	/* name[0..len) only: the caller's string may go on past the name
+	 * (split_name checks "a/versions" of "a/versions/versions"). */
+	lastlen = (size_t)(name + len - last);
+	if (lastlen == 8 && memcmp(last, "versions", 8) == 0)
 		return "a name may not end in the segment 'versions' (it addresses versions)";
-	if (seg >= 2 && strncmp(prev, "versions/", 9) == 0 && strspn(last, "0123456789") == strlen(last))
-		return "a name may not end in 'versions/<number>' (it addresses a version)";
+	if (seg >= 2 && last - prev == 9 && memcmp(prev, "versions/", 9) == 0) {
+		size_t i = 0;
+
+		while (i < lastlen && last[i] >= '0' && last[i] <= '9')
+			i++;
+		if (i == lastlen)
+			return "a name may not end in 'versions/<number>' (it addresses a version)";
+	}
 	return NULL;
 }
 
@@ -1023,6 +1032,28 @@ wipe:
 	return e;
 }
 
+int
+kwd_secret_put_parse(struct kwd_req *r, kw_secret *val, uint64_t *cas, int *has_cas,
+    struct store_meta *m, unsigned *mask)
+{
+	if (r->body == NULL) {
+		kwd_reply_error(r, 400, "invalid_json", "the request needs a JSON body with \"value\"");
+		return -1;
+	}
+	if (take_value(r, val) != 0)
+		return -1;
+	if (query_u64(r, "cas", cas, has_cas) != 0)
+		goto fail;
+	m->enabled = 1;
+	snprintf(m->tags, sizeof(m->tags), "{}");
+	if (parse_attrs(r, m, mask) != 0)
+		goto fail;
+	return 0;
+fail:
+	kw_secret_clear(val);
+	return -1;
+}
+
 void
 h_secret_put(struct kwd_req *r)
 {
@@ -1038,17 +1069,7 @@ h_secret_put(struct kwd_req *r)
 	int64_t now = (int64_t)kwd_now_us();
 
 	memset(&rec, 0, sizeof(rec));
-	if (r->body == NULL) {
-		kwd_reply_error(r, 400, "invalid_json", "the request needs a JSON body with \"value\"");
-		goto out;
-	}
-	if (take_value(r, &val) != 0)
-		goto out;
-	if (query_u64(r, "cas", &cas, &has_cas) != 0)
-		goto out;
-	rec.meta.enabled = 1;
-	snprintf(rec.meta.tags, sizeof(rec.meta.tags), "{}");
-	if (parse_attrs(r, &rec.meta, &mask) != 0)
+	if (kwd_secret_put_parse(r, &val, &cas, &has_cas, &rec.meta, &mask) != 0)
 		goto out;
 	snprintf(rec.meta.name, sizeof(rec.meta.name), "%s", r->name);
 	rec.meta.created = rec.meta.updated = now;
@@ -1194,14 +1215,10 @@ h_secret_versions(struct kwd_req *r)
 	kwd_reply_json(r, 200, json_pack("{s:o}", "versions", arr));
 }
 
-void
-h_secret_patch(struct kwd_req *r)
+int
+kwd_secret_patch_parse(struct kwd_req *r, struct store_meta *attrs, unsigned *mask)
 {
-	struct store_meta attrs, out;
-	unsigned mask;
-	int e;
-
-	memset(&attrs, 0, sizeof(attrs));
+	memset(attrs, 0, sizeof(*attrs));
 	if (r->body == NULL || json_object_get(r->body, "value") != NULL ||
 	    json_object_get(r->body, "encoding") != NULL) {
 		json_t *v = r->body ? json_object_get(r->body, "value") : NULL;
@@ -1210,14 +1227,26 @@ h_secret_patch(struct kwd_req *r)
 		kwd_reply_error(r, 400, "invalid_value", r->body == NULL ?
 		    "the request needs a JSON body with attributes to change" :
 		    "PATCH changes attributes only; write a new value with PUT");
-		return;
+		return -1;
 	}
-	if (parse_attrs(r, &attrs, &mask) != 0)
-		return;
-	if (mask == 0) {
+	if (parse_attrs(r, attrs, mask) != 0)
+		return -1;
+	if (*mask == 0) {
 		kwd_reply_error(r, 400, "invalid_value", "nothing to change");
-		return;
+		return -1;
 	}
+	return 0;
+}
+
+void
+h_secret_patch(struct kwd_req *r)
+{
+	struct store_meta attrs, out;
+	unsigned mask;
+	int e;
+
+	if (kwd_secret_patch_parse(r, &attrs, &mask) != 0)
+		return;
 	if (kwd_intent_or_refuse(r, "changed") != 0)
 		return;
 	e = store_secret_update(r->d->store, r->vault, r->name, r->has_version ? r->version : 0,

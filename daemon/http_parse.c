@@ -273,9 +273,17 @@ kwh_chunked_step(struct kwh_chunked *c, char *buf, size_t len, size_t *in, size_
 		case CH_SIZE: {
 			int v = hexval(ch);
 			if (v >= 0) {
-				if (c->left > (UINT64_MAX >> 4) || ++c->digits > 16) {
+				/* 1*HEXDIG (RFC 9112): leading zeros are part of a
+				 * size, within the bound of a line; only a value
+				 * past 64 bits is too large. */
+				if (c->left > (UINT64_MAX >> 4)) {
 					*why = "a chunk size is too large";
 					r = -413;
+					goto out;
+				}
+				if (++c->digits > CH_LINE_MAX) {
+					*why = "a chunk size line is too long";
+					r = -400;
 					goto out;
 				}
 				c->left = c->left << 4 | (uint64_t)v;

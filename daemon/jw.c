@@ -233,3 +233,30 @@ jw_free(struct jw *w)
 	w->b = NULL;
 	w->n = w->cap = 0;
 }
+
+void
+jw_printable(char *s)
+{
+	unsigned char *r = (unsigned char *)s, *w = r;
+	size_t n = strlen(s), i = 0, k;
+
+	while (i < n) {
+		if (r[i] < 0x20 || r[i] == 0x7f) {
+			*w++ = '?';
+			i++;
+		} else if (r[i] < 0x80) {
+			*w++ = r[i++];
+		} else if ((k = utf8_seq(r + i, n - i)) == 0) {
+			*w++ = '?';
+			i++;
+		} else if (k == 2 && r[i] == 0xc2 && r[i + 1] <= 0x9f) {
+			*w++ = '?';             /* C1 */
+			i += 2;
+		} else {
+			memmove(w, r + i, k);
+			w += k;
+			i += k;
+		}
+	}
+	*w = '\0';
+}

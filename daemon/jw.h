@@ -35,4 +35,11 @@ void jw_end_obj(struct jw *w);                      /* } */
 char *jw_finish(struct jw *w, size_t *len);
 void jw_free(struct jw *w);
 
+/* Make the NUL-terminated text s printable, in place: each C0 control,
+ * DEL and C1 control (U+0080 to U+009F), and each byte that is not part
+ * of valid UTF-8 (a sequence cut by a "%.64s" or a full buffer), becomes
+ * one '?'.  For a message that quotes what a client sent, on its way to
+ * the client, a terminal and the audit log.  s never grows. */
+void jw_printable(char *s);
+
 #endif

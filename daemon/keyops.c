@@ -314,107 +314,180 @@ unwrap_checked(struct kwd_req *r, const uint8_t *blob, size_t bloblen, const cha
 	return 0;
 }
 
+/* ---- what a key operation reads of its request ------------------------------------ */
+
+void
+kwd_keyop_clear(struct kwd_keyop *k)
+{
+	free(k->blob);
+	kw_secfree(k->pt);
+	free(k->aad);
+	memset(k, 0, sizeof(*k));
+}
+
+int
+kwd_keyop_parse(struct kwd_req *r, struct kwd_keyop *k)
+{
+	struct kwd_keyop n;
+	const char *what;
+	size_t vf;
+
+	memset(&n, 0, sizeof(n));
+	memset(k, 0, sizeof(*k));
+	switch (r->action) {
+	case KWD_A_KEY_DATAKEY: {
+		json_t *jb = r->body ? json_object_get(r->body, "bytes") : NULL;
+		json_t *jp = r->body ? json_object_get(r->body, "plaintext") : NULL;
+
+		n.bytes = 32;
+		n.want_plaintext = 1;
+		if (jb != NULL) {
+			if (!json_is_integer(jb) || json_integer_value(jb) < 16 || json_integer_value(jb) > P11_DEK_MAX) {
+				kwd_reply_error(r, 400, "invalid_parameter", "bytes must be a whole number from 16 to %d", P11_DEK_MAX);
+				goto fail;
+			}
+			n.bytes = (size_t)json_integer_value(jb);
+		}
+		if (jp != NULL) {
+			if (!json_is_boolean(jp)) {
+				kwd_reply_error(r, 400, "invalid_parameter", "plaintext must be true or false");
+				goto fail;
+			}
+			n.want_plaintext = json_is_true(jp);
+		}
+		if (context_aad(r, "keywarden/v1:datakey\n", &n.aad, &n.aad_len) != 0)
+			goto fail;
+		break;
+	}
+	case KWD_A_KEY_UNWRAP:
+	case KWD_A_KEY_WRAP:
+		what = r->action == KWD_A_KEY_UNWRAP ? "unwrap" : "rewrap";
+		if (body_b64(r, "wrapped", 0, KWK_MAX, &n.blob, &n.blob_len) != 0 ||
+		    kwk_open(r, n.blob, n.blob_len, &n.tblob, &n.tblob_len, what) != 0 ||
+		    context_aad(r, "keywarden/v1:datakey\n", &n.aad, &n.aad_len) != 0)
+			goto fail;
+		break;
+	case KWD_A_KEY_ENCRYPT:
+		if (body_b64(r, "plaintext", 1, ENCRYPT_MAX, &n.pt, &n.pt_len) != 0 ||
+		    context_aad(r, "keywarden/v1:encrypt\n", &n.aad, &n.aad_len) != 0)
+			goto fail;
+		break;
+	case KWD_A_KEY_DECRYPT:
+		if (body_b64(r, "ciphertext", 0, KWE_HDR_FIXED + VAULT_FIELD_MAX + 2 + P11_WRAPPED_MAX + SEAL_NONCE_LEN +
+		    ENCRYPT_MAX + SEAL_TAG_LEN,
+		    &n.blob, &n.blob_len) != 0 ||
+		    context_aad(r, "keywarden/v1:encrypt\n", &n.aad, &n.aad_len) != 0)
+			goto fail;
+		if (n.blob_len < KWE_HDR_FIXED || memcmp(n.blob, KWE_MAGIC, 4) != 0 || n.blob[4] != KWE_FORMAT ||
+		    n.blob[5] != KWE_ALG_AES256GCM) {
+			kwd_reply_error(r, 400, "invalid_ciphertext", "decrypt: not a keywarden ciphertext of a known format");
+			goto fail;
+		}
+		if (vault_field_check(r, n.blob + KWE_HDR_FIXED, n.blob_len - KWE_HDR_FIXED, &vf, "decrypt") != 0)
+			goto fail;
+		vf += KWE_HDR_FIXED;
+		if (n.blob_len < vf + 2) {
+			kwd_reply_error(r, 400, "invalid_ciphertext", "decrypt: the ciphertext is truncated");
+			goto fail;
+		}
+		n.tblob = n.blob + vf + 2;
+		n.tblob_len = (size_t)n.blob[vf] << 8 | n.blob[vf + 1];
+		n.head_len = vf + 2 + n.tblob_len;
+		if (n.tblob_len == 0 || n.tblob_len > P11_WRAPPED_MAX ||
+		    n.blob_len < n.head_len + SEAL_NONCE_LEN + SEAL_TAG_LEN) {
+			kwd_reply_error(r, 400, "invalid_ciphertext", "decrypt: the ciphertext is truncated");
+			goto fail;
+		}
+		break;
+	default:
+		kwd_reply_error(r, 500, "internal", "%s is not a key operation", kwd_action_name(r->action));
+		goto fail;
+	}
+	*k = n;
+	return 0;
+fail:
+	kwd_keyop_clear(&n);
+	return -1;
+}
+
 /* ---- handlers ----------------------------------------------------------------------- */
 
 void
 h_key_datakey(struct kwd_req *r)
 {
-	json_t *jb = r->body ? json_object_get(r->body, "bytes") : NULL;
-	json_t *jp = r->body ? json_object_get(r->body, "plaintext") : NULL;
+	struct kwd_keyop k;
 	uint8_t *dek = NULL, wrapped[P11_WRAPPED_MAX];
-	size_t wl = 0, bytes = 32, aadlen = 0;
-	char *aad = NULL;
+	size_t wl = 0;
 	uint32_t kv;
 	json_t *o;
-	int e, want_pt = 1;
+	int e;
 
-	if (jb != NULL) {
-		if (!json_is_integer(jb) || json_integer_value(jb) < 16 || json_integer_value(jb) > P11_DEK_MAX) {
-			kwd_reply_error(r, 400, "invalid_parameter", "bytes must be a whole number from 16 to %d", P11_DEK_MAX);
-			return;
-		}
-		bytes = (size_t)json_integer_value(jb);
-	}
-	if (jp != NULL) {
-		if (!json_is_boolean(jp)) {
-			kwd_reply_error(r, 400, "invalid_parameter", "plaintext must be true or false");
-			return;
-		}
-		want_pt = json_is_true(jp);
-	}
-	if (context_aad(r, "keywarden/v1:datakey\n", &aad, &aadlen) != 0)
+	if (kwd_keyop_parse(r, &k) != 0)
 		return;
 	if ((dek = kw_secalloc(P11_DEK_MAX)) == NULL) {
 		kwd_reply_error(r, 503, "unavailable", "out of secure memory");
 		goto out;
 	}
 	if ((e = kwd_keys_current(r->d, r->vault, &kv)) != 0 ||
-	    (e = p11_random(r->d->p11, dek, bytes)) != 0 ||
-	    (e = p11_wrap(r->d->p11, r->vault, kv, dek, bytes, aad, aadlen, wrapped, &wl)) != 0) {
+	    (e = p11_random(r->d->p11, dek, k.bytes)) != 0 ||
+	    (e = p11_wrap(r->d->p11, r->vault, kv, dek, k.bytes, k.aad, k.aad_len, wrapped, &wl)) != 0) {
 		kwd_reply_kwerr(r, e, "datakey");
 		goto out;
 	}
 	r->key_version = kv;
-	r->extra = json_pack("{s:i,s:b}", "bytes", (int)bytes, "with_plaintext", want_pt);
+	r->extra = json_pack("{s:i,s:b}", "bytes", (int)k.bytes, "with_plaintext", k.want_plaintext);
 	o = json_pack("{s:o,s:i}", "wrapped", kwk_json(r->vault, wrapped, wl), "key_version", (int)kv);
-	if (want_pt)
-		kwd_reply_json_secret(r, 200, o, "plaintext", dek, bytes);
+	if (k.want_plaintext)
+		kwd_reply_json_secret(r, 200, o, "plaintext", dek, k.bytes);
 	else
 		kwd_reply_json(r, 200, o);
 out:
 	kw_secfree(dek);
-	free(aad);
+	kwd_keyop_clear(&k);
 }
 
 void
 h_key_unwrap(struct kwd_req *r)
 {
-	uint8_t *blob = NULL, *dek = NULL;
-	const uint8_t *tb;
-	size_t bl = 0, dl = 0, aadlen = 0, tl;
-	char *aad = NULL;
+	struct kwd_keyop k;
+	uint8_t *dek = NULL;
+	size_t dl = 0;
 
-	if (body_b64(r, "wrapped", 0, KWK_MAX, &blob, &bl) != 0 ||
-	    kwk_open(r, blob, bl, &tb, &tl, "unwrap") != 0 ||
-	    context_aad(r, "keywarden/v1:datakey\n", &aad, &aadlen) != 0)
-		goto out;
+	if (kwd_keyop_parse(r, &k) != 0)
+		return;
 	if ((dek = kw_secalloc(P11_DEK_MAX)) == NULL) {
 		kwd_reply_error(r, 503, "unavailable", "out of secure memory");
 		goto out;
 	}
-	if (unwrap_checked(r, tb, tl, aad, aadlen, dek, &dl, "unwrap") != 0)
+	if (unwrap_checked(r, k.tblob, k.tblob_len, k.aad, k.aad_len, dek, &dl, "unwrap") != 0)
 		goto out;
 	kwd_reply_json_secret(r, 200, json_pack("{s:i}", "key_version", (int)r->key_version),
 	    "plaintext", dek, dl);
 out:
 	kw_secfree(dek);
-	free(blob);
-	free(aad);
+	kwd_keyop_clear(&k);
 }
 
 void
 h_key_rewrap(struct kwd_req *r)
 {
-	uint8_t *blob = NULL, *dek = NULL, wrapped[P11_WRAPPED_MAX];
-	const uint8_t *tb;
-	size_t bl = 0, dl = 0, wl = 0, aadlen = 0, tl;
-	char *aad = NULL;
+	struct kwd_keyop k;
+	uint8_t *dek = NULL, wrapped[P11_WRAPPED_MAX];
+	size_t dl = 0, wl = 0;
 	uint32_t kv, prev;
 	int e;
 
-	if (body_b64(r, "wrapped", 0, KWK_MAX, &blob, &bl) != 0 ||
-	    kwk_open(r, blob, bl, &tb, &tl, "rewrap") != 0 ||
-	    context_aad(r, "keywarden/v1:datakey\n", &aad, &aadlen) != 0)
-		goto out;
+	if (kwd_keyop_parse(r, &k) != 0)
+		return;
 	if ((dek = kw_secalloc(P11_DEK_MAX)) == NULL) {
 		kwd_reply_error(r, 503, "unavailable", "out of secure memory");
 		goto out;
 	}
-	if (unwrap_checked(r, tb, tl, aad, aadlen, dek, &dl, "rewrap") != 0)
+	if (unwrap_checked(r, k.tblob, k.tblob_len, k.aad, k.aad_len, dek, &dl, "rewrap") != 0)
 		goto out;
 	prev = r->key_version;
 	if ((e = kwd_keys_current(r->d, r->vault, &kv)) != 0 ||
-	    (e = p11_wrap(r->d->p11, r->vault, kv, dek, dl, aad, aadlen, wrapped, &wl)) != 0) {
+	    (e = p11_wrap(r->d->p11, r->vault, kv, dek, dl, k.aad, k.aad_len, wrapped, &wl)) != 0) {
 		kwd_reply_kwerr(r, e, "rewrap");
 		goto out;
 	}
@@ -424,24 +497,22 @@ h_key_rewrap(struct kwd_req *r)
 	    "key_version", (int)kv, "previous_key_version", (int)prev));
 out:
 	kw_secfree(dek);
-	free(blob);
-	free(aad);
+	kwd_keyop_clear(&k);
 }
 
 void
 h_key_encrypt(struct kwd_req *r)
 {
-	uint8_t *pt = NULL, *dek = NULL, *blob = NULL, *payload_aad = NULL;
-	size_t ptl = 0, aadlen = 0, wl = 0, hl, bl, vf;
-	char *aad = NULL;
+	struct kwd_keyop k;
+	uint8_t *dek = NULL, *blob = NULL, *payload_aad = NULL;
+	size_t wl = 0, hl, bl, vf;
 	uint32_t kv;
 	int e;
 
-	if (body_b64(r, "plaintext", 1, ENCRYPT_MAX, &pt, &ptl) != 0 ||
-	    context_aad(r, "keywarden/v1:encrypt\n", &aad, &aadlen) != 0)
-		goto out;
+	if (kwd_keyop_parse(r, &k) != 0)
+		return;
 	if ((dek = kw_secalloc(SEAL_KEY_LEN)) == NULL ||
-	    (blob = malloc(KWE_HDR_FIXED + VAULT_FIELD_MAX + 2 + P11_WRAPPED_MAX + SEAL_NONCE_LEN + ptl +
+	    (blob = malloc(KWE_HDR_FIXED + VAULT_FIELD_MAX + 2 + P11_WRAPPED_MAX + SEAL_NONCE_LEN + k.pt_len +
 	    SEAL_TAG_LEN)) == NULL) {
 		kwd_reply_error(r, 503, "unavailable", "out of memory");
 		goto out;
@@ -452,7 +523,7 @@ h_key_encrypt(struct kwd_req *r)
 	vf = KWE_HDR_FIXED + vault_field_put(blob + KWE_HDR_FIXED, r->vault);
 	if ((e = kwd_keys_current(r->d, r->vault, &kv)) != 0 ||
 	    (e = p11_random(r->d->p11, dek, SEAL_KEY_LEN)) != 0 ||
-	    (e = p11_wrap(r->d->p11, r->vault, kv, dek, SEAL_KEY_LEN, aad, aadlen,
+	    (e = p11_wrap(r->d->p11, r->vault, kv, dek, SEAL_KEY_LEN, k.aad, k.aad_len,
 	    blob + vf + 2, &wl)) != 0) {
 		kwd_reply_kwerr(r, e, "encrypt");
 		goto out;
@@ -461,74 +532,54 @@ h_key_encrypt(struct kwd_req *r)
 	blob[vf + 1] = (uint8_t)wl;
 	hl = vf + 2 + wl;
 	/* payload AAD: the header, then the context (after the prefix) */
-	if ((payload_aad = malloc(hl + aadlen)) == NULL) {
+	if ((payload_aad = malloc(hl + k.aad_len)) == NULL) {
 		kwd_reply_error(r, 503, "unavailable", "out of memory");
 		goto out;
 	}
 	memcpy(payload_aad, blob, hl);
-	memcpy(payload_aad + hl, aad, aadlen);
-	if ((e = seal_encrypt(dek, payload_aad, hl + aadlen, pt, ptl, blob + hl, blob + hl + SEAL_NONCE_LEN)) != 0) {
+	memcpy(payload_aad + hl, k.aad, k.aad_len);
+	if ((e = seal_encrypt(dek, payload_aad, hl + k.aad_len, k.pt, k.pt_len, blob + hl,
+	    blob + hl + SEAL_NONCE_LEN)) != 0) {
 		kwd_reply_kwerr(r, e, "encrypt");
 		goto out;
 	}
-	bl = hl + SEAL_NONCE_LEN + ptl + SEAL_TAG_LEN;
+	bl = hl + SEAL_NONCE_LEN + k.pt_len + SEAL_TAG_LEN;
 	r->key_version = kv;
-	r->extra = json_pack("{s:i}", "bytes", (int)ptl);
+	r->extra = json_pack("{s:i}", "bytes", (int)k.pt_len);
 	kwd_reply_json(r, 200, json_pack("{s:o,s:i}", "ciphertext", kwd_b64_json(blob, bl, 0), "key_version", (int)kv));
 out:
-	kw_secfree(pt);
 	kw_secfree(dek);
 	free(blob);
 	free(payload_aad);
-	free(aad);
+	kwd_keyop_clear(&k);
 }
 
 void
 h_key_decrypt(struct kwd_req *r)
 {
-	uint8_t *blob = NULL, *dek = NULL, *pt = NULL, *payload_aad = NULL;
-	size_t bl = 0, aadlen = 0, wl, hl, dl = 0, ctl, vf;
-	char *aad = NULL;
+	struct kwd_keyop k;
+	uint8_t *dek = NULL, *pt = NULL, *payload_aad = NULL;
+	size_t dl = 0, ctl, hl;
 	int e;
 
-	if (body_b64(r, "ciphertext", 0, KWE_HDR_FIXED + VAULT_FIELD_MAX + 2 + P11_WRAPPED_MAX + SEAL_NONCE_LEN +
-	    ENCRYPT_MAX + SEAL_TAG_LEN,
-	    &blob, &bl) != 0 ||
-	    context_aad(r, "keywarden/v1:encrypt\n", &aad, &aadlen) != 0)
-		goto out;
-	if (bl < KWE_HDR_FIXED || memcmp(blob, KWE_MAGIC, 4) != 0 || blob[4] != KWE_FORMAT ||
-	    blob[5] != KWE_ALG_AES256GCM) {
-		kwd_reply_error(r, 400, "invalid_ciphertext", "decrypt: not a keywarden ciphertext of a known format");
-		goto out;
-	}
-	if (vault_field_check(r, blob + KWE_HDR_FIXED, bl - KWE_HDR_FIXED, &vf, "decrypt") != 0)
-		goto out;
-	vf += KWE_HDR_FIXED;
-	if (bl < vf + 2) {
-		kwd_reply_error(r, 400, "invalid_ciphertext", "decrypt: the ciphertext is truncated");
-		goto out;
-	}
-	wl = (size_t)blob[vf] << 8 | blob[vf + 1];
-	hl = vf + 2 + wl;
-	if (wl == 0 || wl > P11_WRAPPED_MAX || bl < hl + SEAL_NONCE_LEN + SEAL_TAG_LEN) {
-		kwd_reply_error(r, 400, "invalid_ciphertext", "decrypt: the ciphertext is truncated");
-		goto out;
-	}
-	ctl = bl - hl - SEAL_NONCE_LEN;
+	if (kwd_keyop_parse(r, &k) != 0)
+		return;
+	hl = k.head_len;
+	ctl = k.blob_len - hl - SEAL_NONCE_LEN;
 	if ((dek = kw_secalloc(P11_DEK_MAX)) == NULL || (pt = kw_secalloc(ctl)) == NULL ||
-	    (payload_aad = malloc(hl + aadlen)) == NULL) {
+	    (payload_aad = malloc(hl + k.aad_len)) == NULL) {
 		kwd_reply_error(r, 503, "unavailable", "out of memory");
 		goto out;
 	}
-	if (unwrap_checked(r, blob + vf + 2, wl, aad, aadlen, dek, &dl, "decrypt") != 0)
+	if (unwrap_checked(r, k.tblob, k.tblob_len, k.aad, k.aad_len, dek, &dl, "decrypt") != 0)
 		goto out;
 	if (dl != SEAL_KEY_LEN) {
 		kwd_reply_error(r, 400, "invalid_ciphertext", "decrypt: the blob does not open under this vault and context");
 		goto out;
 	}
-	memcpy(payload_aad, blob, hl);
-	memcpy(payload_aad + hl, aad, aadlen);
-	e = seal_decrypt(dek, payload_aad, hl + aadlen, blob + hl, blob + hl + SEAL_NONCE_LEN, ctl, pt);
+	memcpy(payload_aad, k.blob, hl);
+	memcpy(payload_aad + hl, k.aad, k.aad_len);
+	e = seal_decrypt(dek, payload_aad, hl + k.aad_len, k.blob + hl, k.blob + hl + SEAL_NONCE_LEN, ctl, pt);
 	if (e != 0) {
 		kwd_reply_error(r, 400, "invalid_ciphertext", "decrypt: the blob does not open under this vault and context");
 		goto out;
@@ -539,7 +590,6 @@ h_key_decrypt(struct kwd_req *r)
 out:
 	kw_secfree(pt);
 	kw_secfree(dek);
-	free(blob);
 	free(payload_aad);
-	free(aad);
+	kwd_keyop_clear(&k);
 }

@@ -247,6 +247,19 @@ void kwd_reply_error(struct kwd_req *r, int status, const char *code,
 /* Map a kw_error code from a lower layer to a reply; logs it. */
 void kwd_reply_kwerr(struct kwd_req *r, int err, const char *what);
 
+/* --- a request arrives (daemon/server.c) ---
+ * What the loop makes of a request before anything is decided: the
+ * target's path and query (r->query, an object of strings), the body as a
+ * JSON object (r->body), and the route (kwd_route: r->action, r->handler,
+ * r->vault, r->name, r->version).  No token, store, policy or I/O: the
+ * fuzzing harness tests/fuzz/fuzz_request.c calls it with no daemon
+ * running.  0: routed, where r->status is set if the router replied itself
+ * (a bad route, which is then decided and audited like any request); -1:
+ * refused before routing (a body that is not a JSON object, out of
+ * memory): r holds its reply, and is completed without an audit event. */
+int kwd_request_parse(struct kwd_req *r, const char *target, size_t target_len,
+    const char *body, size_t blen);
+
 /* --- queues --- */
 enum { KWD_POOL_FAST = 0, KWD_POOL_WRITE = 1, KWD_POOL_IDENTITY = 2, KWD_POOLS = 3 };
 /* Start nfast read, nwrite write and nident identity workers
@@ -267,6 +280,18 @@ void kwd_finish(struct kwd_req *r);            /* after handler: audit, then com
 int kwd_intent_or_refuse(struct kwd_req *r, const char *done);
 void kwd_route(struct kwd_req *r, const char *path);   /* sets action, handler, or replies */
 void h_secret_get(struct kwd_req *r);
+/* What PUT and PATCH of a secret read of the request before any token or
+ * store work (also for tests/fuzz/fuzz_request.c): 0 with the outputs
+ * set, or -1 with r's reply set (400, 413, 503) and nothing to free.  PUT:
+ * the value, decoded into locked memory (the body's copy of it is wiped,
+ * whatever the outcome), the cas query parameter, and the attributes into
+ * m (enabled and "{}" tags by default) with a bit of *mask for each one
+ * given; PATCH: the attributes, of which there must be one, and never a
+ * value (a value sent is wiped). */
+struct store_meta;
+int kwd_secret_put_parse(struct kwd_req *r, kw_secret *val, uint64_t *cas, int *has_cas,
+    struct store_meta *m, unsigned *mask);
+int kwd_secret_patch_parse(struct kwd_req *r, struct store_meta *attrs, unsigned *mask);
 void h_secret_put(struct kwd_req *r);
 void h_secret_list(struct kwd_req *r);
 void h_secret_versions(struct kwd_req *r);
@@ -327,6 +352,28 @@ void h_mkey_retire(struct kwd_req *r);
 void h_mkey_destroy(struct kwd_req *r);
 
 /* --- data keys and encryption (daemon/keyops.c) --- */
+/* What a key operation (r->action: KWD_A_KEY_DATAKEY, _UNWRAP, _WRAP for
+ * rewrap, _ENCRYPT, _DECRYPT) reads of its request before the token (also
+ * for tests/fuzz/fuzz_request.c).  kwd_keyop_parse: 0 with *k set (free it
+ * with kwd_keyop_clear), or -1 with r's reply set (400, 413, 500, 503) and
+ * *k empty. */
+struct kwd_keyop {
+	size_t bytes;                  /* datakey: the data key's length */
+	int want_plaintext;            /* datakey: reply with it too */
+	uint8_t *blob;                 /* unwrap, rewrap: the KWK1; decrypt: the KWE1 */
+	size_t blob_len;
+	const uint8_t *tblob;          /* the token's blob in it */
+	size_t tblob_len;
+	size_t head_len;               /* decrypt: the KWE1 header, up to its nonce */
+	uint8_t *pt;                   /* encrypt: the plaintext, locked (its base64 in
+	                                  the body is wiped, whatever the outcome) */
+	size_t pt_len;
+	char *aad;                     /* the operation's prefix, then the canonical
+	                                  context */
+	size_t aad_len;
+};
+int kwd_keyop_parse(struct kwd_req *r, struct kwd_keyop *k);
+void kwd_keyop_clear(struct kwd_keyop *k);
 void h_key_datakey(struct kwd_req *r);
 void h_key_unwrap(struct kwd_req *r);
 void h_key_rewrap(struct kwd_req *r);

@@ -30,6 +30,7 @@
 #include "daemon/audit_glue.h"
 #include "daemon/http.h"
 #include "daemon/http_parse.h"
+#include "daemon/jw.h"
 #include "daemon/kwd.h"
 #include "daemon/log.h"
 #include "daemon/server.h"
@@ -70,6 +71,10 @@ kwd_reply_error(struct kwd_req *r, int status, const char *code, const char *fmt
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* A message may quote what the client sent (a field's name, cut to
+	 * 64 bytes): no control character for a terminal, and valid UTF-8,
+	 * or jansson refuses the whole reply. */
+	jw_printable(msg);
 	kw_secret_clear(&r->reply_secret);
 	kwd_reply_json(r, status, json_pack("{s:{s:s,s:s}}", "error", "code", code,
 	    "message", msg));
@@ -780,14 +785,100 @@ parse_query(struct kwd_req *r, const char *q, size_t n)
 	}
 }
 
+/* What is wrong with a body jansson did not take, in words of our own:
+ * jansson's text can quote the body (its "near '...'", a byte's value, a
+ * \u escape), which may be a secret's value, and the message goes to the
+ * audit log as well as to the client. */
+static const char *
+json_error_words(const json_error_t *je)
+{
+	switch (json_error_code(je)) {
+	case json_error_out_of_memory:
+		return "out of memory";
+	case json_error_stack_overflow:
+		return "it nests too deeply";
+	case json_error_invalid_utf8:
+		return "it is not valid UTF-8";
+	case json_error_premature_end_of_input:
+		return "it ends too soon";
+	case json_error_end_of_input_expected:
+		return "something follows the value";
+	case json_error_null_character:
+	case json_error_null_byte_in_key:
+		return "a string holds a NUL character";
+	case json_error_duplicate_key:
+		return "an object has a key twice";
+	case json_error_numeric_overflow:
+		return "a number is out of range";
+	default:
+		return "it is not valid JSON";
+	}
+}
+
+static const char *
+json_type_words(const json_t *j)
+{
+	switch (json_typeof(j)) {
+	case JSON_ARRAY: return "array";
+	case JSON_STRING: return "string";
+	case JSON_INTEGER: case JSON_REAL: return "number";
+	case JSON_TRUE: case JSON_FALSE: return "boolean";
+	default: return "null";
+	}
+}
+
+int
+kwd_request_parse(struct kwd_req *r, const char *target, size_t target_len, const char *body,
+    size_t blen)
+{
+	char *path;
+	size_t qat;
+
+	/* The path is the target up to '?' or '#'; percent escapes stay for
+	 * the router, which decodes each part. */
+	for (qat = 0; qat < target_len && target[qat] != '?' && target[qat] != '#'; qat++)
+		;
+	if ((path = strndup(target, qat)) == NULL) {
+		kwd_reply_error(r, 503, "unavailable", "out of memory");
+		return -1;
+	}
+	if (qat < target_len && target[qat] == '?') {
+		size_t qend = qat + 1;
+		while (qend < target_len && target[qend] != '#')
+			qend++;
+		parse_query(r, target + qat + 1, qend - qat - 1);
+	} else {
+		parse_query(r, NULL, 0);
+	}
+
+	if (blen > 0) {
+		json_error_t je;
+		r->body = json_loadb(body, blen, JSON_REJECT_DUPLICATES, &je);
+		if (r->body == NULL || !json_is_object(r->body)) {
+			if (r->body == NULL)
+				kwd_reply_error(r, 400, "invalid_json",
+				    "the body is not a JSON object (line %d, column %d: %s)",
+				    je.line, je.column, json_error_words(&je));
+			else
+				kwd_reply_error(r, 400, "invalid_json",
+				    "the body is a JSON %s, not an object", json_type_words(r->body));
+			explicit_bzero(&je, sizeof(je));
+			free(path);
+			return -1;
+		}
+	}
+
+	kwd_route(r, path);   /* replies itself on a bad route */
+	free(path);
+	return 0;
+}
+
 void
 server_request(struct kwd_conn *c, const struct kwh_head *h, const char *body, size_t blen)
 {
 	struct kwd_loop *l = http_conn_loop(c);
 	struct kwd *d = l->d;
 	struct kwd_req *r;
-	char *path;
-	size_t qat;
 
 	atomic_fetch_add(&d->m.requests, 1);
 	if ((r = calloc(1, sizeof(*r))) == NULL) {
@@ -821,45 +912,10 @@ server_request(struct kwd_conn *c, const struct kwh_head *h, const char *body, s
 		kwd_complete(r);
 		return;
 	}
-	/* The path is the target up to '?' or '#'; percent escapes stay for
-	 * the router, which decodes each part. */
-	for (qat = 0; qat < h->target_len && h->target[qat] != '?' && h->target[qat] != '#'; qat++)
-		;
-	if ((path = strndup(h->target, qat)) == NULL) {
-		kwd_reply_error(r, 503, "unavailable", "out of memory");
+	if (kwd_request_parse(r, h->target, h->target_len, body, blen) != 0) {
 		kwd_complete(r);
 		return;
 	}
-	if (qat < h->target_len && h->target[qat] == '?') {
-		size_t qend = qat + 1;
-		while (qend < h->target_len && h->target[qend] != '#')
-			qend++;
-		parse_query(r, h->target + qat + 1, qend - qat - 1);
-	} else {
-		parse_query(r, NULL, 0);
-	}
-
-	if (blen > 0) {
-		json_error_t je;
-		r->body = json_loadb(body, blen, JSON_REJECT_DUPLICATES, &je);
-		if (r->body == NULL || !json_is_object(r->body)) {
-			/* jansson ends some messages with "near '<text>'", a
-			 * piece of the body that may be a secret value. */
-			char *near = strstr(je.text, " near '");
-			if (near != NULL)
-				*near = '\0';
-			kwd_reply_error(r, 400, "invalid_json",
-			    "the body is not a JSON object (line %d, column %d: %s)",
-			    je.line, je.column, r->body ? "expected an object" : je.text);
-			explicit_bzero(&je, sizeof(je));
-			free(path);
-			kwd_complete(r);
-			return;
-		}
-	}
-
-	kwd_route(r, path);   /* replies itself on a bad route */
-	free(path);
 	if (request_identity_pending(r)) {
 		/* The caller's executable is still to be checked, by a stat
 		 * that may wait for a file server, or its names looked up,

@@ -149,7 +149,8 @@ client_new(void)
 /* A call's result: 0 and no message, or a negative code with one
  * sentence, also in kw_errdetail(), and printable: no control character,
  * C0, DEL, or C1 (U+0080 to U+009F, which UTF-8 terminals also obey: CSI
- * is U+009B). */
+ * is U+009B).  The daemon's code is "" or a word of [a-z0-9_.-]
+ * (kw_client_last_code). */
 static void
 check_result(kw_client *c, int r)
 {
@@ -167,7 +168,14 @@ check_result(kw_client *c, int r)
 		kwf_check(*p >= 0x20 && *p != 0x7f);
 		kwf_check(!(p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f));
 	}
-	kwf_check(strlen(kw_client_last_code(c)) < 64);
+	{
+		/* The code: "", or 1 to KW_CODE_MAX of [a-z0-9_.-]. */
+		const char *code = kw_client_last_code(c);
+		size_t n = strlen(code);
+
+		kwf_check(n <= KW_CODE_MAX);
+		kwf_check(strspn(code, "abcdefghijklmnopqrstuvwxyz0123456789_.-") == n);
+	}
 }
 
 static void

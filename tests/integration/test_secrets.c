@@ -287,6 +287,12 @@ test_bad_input(void)
 		{ "PUT", "/v1/vaults/dev/secrets/a%00b", "{\"value\":\"x\"}", 400, "invalid_name" },
 		{ "PUT", "/v1/vaults/dev/secrets/a/", "{\"value\":\"x\"}", 400, "invalid_name" },
 		{ "PUT", "/v1/vaults/dev/secrets/x/versions", "{\"value\":\"x\"}", 405, "method_not_allowed" },
+		/* A name that addresses versions, before /versions[/N]: the
+		 * name's check looked past its end (tests/fuzz/fuzz_request.c). */
+		{ "GET", "/v1/vaults/dev/secrets/a/versions/versions", NULL, 400, "invalid_name" },
+		{ "PATCH", "/v1/vaults/dev/secrets/a/versions/versions/2", "{\"enabled\":false}", 400, "invalid_name" },
+		{ "GET", "/v1/vaults/dev/secrets/a/versions/7/versions", NULL, 400, "invalid_name" },
+		{ "GET", "/v1/vaults/dev/secrets/a/versions/7/versions/1", NULL, 400, "invalid_name" },
 		{ "PUT", "/v1/vaults/dev/secrets/a?cas=x", "{\"value\":\"x\"}", 400, "invalid_parameter" },
 		{ "GET", "/v1/vaults/dev/secrets/never", NULL, 404, "secret_not_found" },
 		{ "GET", "/v1/nothing", NULL, 404, "not_found" },
@@ -310,18 +316,60 @@ test_bad_input(void)
 		/* A body that does not parse: the error names where, never
 		 * what (jansson quotes the text near the error, which can be a
 		 * piece of the secret). */
-		static const char *const leaky[] = {
-			"{\"value\":\"s3cr3t-pass\nword\"}",
-			"{\"value\":\"s3cr3t-pass",
-			"{\"value\":s3cr3t}",
+		static const struct { const char *body, *piece; } leaky[] = {
+			{ "{\"value\":\"s3cr3t-pass\nword\"}", "s3cr3t" },
+			{ "{\"value\":\"s3cr3t-pass", "s3cr3t" },
+			{ "{\"value\":s3cr3t}", "s3cr3t" },
+			/* Nor a byte of it, nor an escape: jansson's own
+			 * messages quote both (tests/fuzz/fuzz_request.c). */
+			{ "{\"value\":\"p\xe4ssword\"}", "e4" },
+			{ "{\"value\":\"pa\x01ssword\"}", "0x1" },
+			{ "{\"value\":\"pass\\ud834word\"}", "834" },
+			{ "{\"value\":\"pass\\udc00\\ud834word\"}", "C00" },
 		};
 		for (size_t i = 0; i < sizeof(leaky) / sizeof(leaky[0]); i++) {
 			char *resp = NULL;
-			long st = kwt_http(dmn.sock, "PUT", "/v1/vaults/dev/secrets/a", leaky[i], &resp);
+			long st = kwt_http(dmn.sock, "PUT", "/v1/vaults/dev/secrets/a", leaky[i].body, &resp);
 			CU_ASSERT_EQUAL(st, 400);
 			CU_ASSERT_PTR_NOT_NULL(strstr(resp ?: "", "invalid_json"));
 			CU_ASSERT_PTR_NOT_NULL(strstr(resp ?: "", "line 1"));
-			CU_ASSERT_PTR_NULL(strstr(resp ?: "", "s3cr3t"));
+			if (strcasestr(resp ?: "", leaky[i].piece) != NULL)
+				fprintf(stderr, "\n  body %zu: %s\n", i, resp);
+			CU_ASSERT_PTR_NULL(strcasestr(resp ?: "", leaky[i].piece));
+			free(resp);
+		}
+		{
+			/* A message that quotes a field's name is printable
+			 * UTF-8: no control character, and no character cut by
+			 * its "%.64s" (jansson then refused the whole reply,
+			 * which went out empty). */
+			static const struct { const char *method, *path, *body; } quoting[] = {
+				{ "PUT", "/v1/vaults/dev/secrets/a",
+				  "{\"value\":\"x\",\"col\\nour\\u001b[2J\\u009b\":1}" },
+				{ "PUT", "/v1/vaults/dev/secrets/a", "{\"value\":\"x\",\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+				  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\\u00e9\":1}" },
+			};
+			for (size_t i = 0; i < sizeof(quoting) / sizeof(quoting[0]); i++) {
+				long st;
+				json_t *j = req(quoting[i].method, quoting[i].path, quoting[i].body, &st);
+				const char *m = json_string_value(json_object_get(json_object_get(j, "error"),
+				    "message"));
+
+				CU_ASSERT_EQUAL(st, 400);
+				CU_ASSERT_PTR_NOT_NULL(m);
+				for (const unsigned char *p = (const unsigned char *)(m ?: ""); *p != '\0'; p++)
+					CU_ASSERT(*p >= 0x20 && *p != 0x7f && !(p[0] == 0xc2 && p[1] <= 0x9f));
+				json_decref(j);
+			}
+		}
+		{
+			/* JSON, but not an object: said so, with no line -1. */
+			char *resp = NULL;
+			long st = kwt_http(dmn.sock, "PUT", "/v1/vaults/dev/secrets/a", "[1,2]", &resp);
+
+			CU_ASSERT_EQUAL(st, 400);
+			CU_ASSERT_PTR_NOT_NULL(strstr(resp ?: "", "a JSON array, not an object"));
+			CU_ASSERT_PTR_NULL(strstr(resp ?: "", "-1"));
 			free(resp);
 		}
 	}

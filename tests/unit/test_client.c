@@ -415,6 +415,65 @@ test_error_reply(void)
 	free(r200);
 }
 
+/* kw_client_last_code keeps a code of [a-z0-9_.-], 1 to KW_CODE_MAX
+ * characters, as the daemon sent it; "" for none; KW_CODE_INVALID for
+ * anything else, which whatever answers on the socket may send. */
+static void
+test_error_code(void)
+{
+	static const struct { const char *json, *want; } cs[] = {
+		{ "\"key_retired\"", "key_retired" },
+		{ "\"a.b-c_9\"", "a.b-c_9" },
+		{ "\"abcdefghijklmnopqrstuvwxyz012345\"", "abcdefghijklmnopqrstuvwxyz012345" },  /* 32 */
+		{ "\"abcdefghijklmnopqrstuvwxyz0123456\"", KW_CODE_INVALID },                    /* 33 */
+		{ "\"\"", "" },
+		{ "null", "" },
+		{ "7", "" },
+		{ "\"Not_Found\"", KW_CODE_INVALID },
+		{ "\"not found\"", KW_CODE_INVALID },
+		{ "\"\\u001b[2Jgone\"", KW_CODE_INVALID },
+		{ "\"x\\n\"", KW_CODE_INVALID },
+		{ "\"caf\\u00e9\"", KW_CODE_INVALID },
+		{ "\"a/b\"", KW_CODE_INVALID },
+		{ "\"a%s%n\"", KW_CODE_INVALID },
+	};
+	kw_client *c = client();
+	json_t *j = NULL;
+
+	for (size_t i = 0; i < sizeof(cs) / sizeof(cs[0]); i++) {
+		char *body, *r;
+
+		CU_ASSERT_FATAL(asprintf(&body, "{\"error\":{\"code\":%s,\"message\":\"m\"}}",
+		    cs[i].json) > 0);
+		r = reply_json("403 Forbidden", body);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+		fake_expect(r, NULL);
+		CU_ASSERT_NOT_EQUAL(kw_vault_list(c, &j), 0);
+		if (strcmp(kw_client_last_code(c), cs[i].want) != 0)
+			fprintf(stderr, "\n  code %s: got \"%s\", want \"%s\"\n", cs[i].json,
+			    kw_client_last_code(c), cs[i].want);
+		CU_ASSERT_STRING_EQUAL(kw_client_last_code(c), cs[i].want);
+		CU_ASSERT_EQUAL(kw_client_last_status(c), 403);
+		CU_ASSERT_STRING_EQUAL(kw_client_last_error(c), "m");
+		free(r);
+		free(body);
+	}
+	/* key_retired still maps to its own error; a code that only looks
+	 * like it does not. */
+	{
+		char *r = reply_json("403 Forbidden", "{\"error\":{\"code\":\"key_retired\",\"message\":\"m\"}}");
+		char *r2 = reply_json("403 Forbidden", "{\"error\":{\"code\":\"key_retired\\u0007\",\"message\":\"m\"}}");
+
+		fake_expect(r, r2, NULL);
+		CU_ASSERT_EQUAL(kw_vault_list(c, &j), KW_E_RETIRED);
+		CU_ASSERT_EQUAL(kw_vault_list(c, &j), KW_E_DENIED);
+		CU_ASSERT_STRING_EQUAL(kw_client_last_code(c), KW_CODE_INVALID);
+		free(r);
+		free(r2);
+	}
+	kw_client_free(c);
+}
+
 static void
 test_set_body(void)
 {
@@ -757,6 +816,7 @@ main(void)
 		{ "get: value and metadata, escapes, versions", test_get_value },
 		{ "chunked replies and keep-alive", test_chunked_and_keepalive },
 		{ "error replies keep the daemon's message", test_error_reply },
+		{ "error codes: only a safe code is kept", test_error_code },
 		{ "set: the body on the wire", test_set_body },
 		{ "no daemon: unavailable, with the socket path", test_unavailable },
 		{ "health: degraded report", test_health_degraded },

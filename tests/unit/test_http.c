@@ -909,7 +909,7 @@ test_chunked_ext_trailers(void)
 static void
 test_chunked_limits(void)
 {
-	static char s[4096];
+	static char s[8192];
 	char *b;
 	size_t in, out, n;
 	const char *why;
@@ -944,13 +944,42 @@ test_chunked_limits(void)
 	CU_ASSERT_EQUAL(out, 6);
 	free(b);
 
-	/* 17 hex digits, even when the value is small, even with no limit. */
+	/* 17 significant hex digits, even with no limit. */
 	CU_ASSERT_EQUAL(dechunk_status("10000000000000000\r\n", UINT64_MAX), -413);
-	CU_ASSERT_EQUAL(dechunk_status("00000000000000001\r\n", UINT64_MAX), -413);
+	CU_ASSERT_EQUAL(dechunk_status("000010000000000000000\r\n", UINT64_MAX), -413);
 	CU_ASSERT_EQUAL(dechunk_status("fffffffffffffffffffffffffff", UINT64_MAX), -413);
 	/* 16 hex digits are read. */
 	CU_ASSERT_EQUAL(dechunk_status("FFFFFFFFFFFFFFFF\r\n", UINT64_MAX), 0);
 	CU_ASSERT_EQUAL(dechunk_status("FFFFFFFFFFFFFFFF\r\n", 1024), -413);
+	/* Leading zeros are part of a size (RFC 9112: 1*HEXDIG), however
+	 * many, up to the bound of a line (4096 digits). */
+	CU_ASSERT_EQUAL(dechunk_status("00000000000000001\r\n", UINT64_MAX), 0);
+	CU_ASSERT_EQUAL(dechunk_status("0000000000000000FFFFFFFFFFFFFFFF\r\n", UINT64_MAX), 0);
+	CU_ASSERT_EQUAL(dechunk_status("0000000000000000FFFFFFFFFFFFFFFF\r\n", 1024), -413);
+	CU_ASSERT_EQUAL(dechunk_status("00000000000000000000000000000000001\r\n", 1), 0);
+	{
+		static const char tail[] = "5\r\nhello\r\n00000000000000000000\r\n\r\n";
+
+		memset(s, '0', 4095);
+		memcpy(s + 4095, tail, sizeof(tail));
+		n = strlen(s);
+		CU_ASSERT_EQUAL(dechunk(s, n, 1024, &b, &in, &out, &why), 1);
+		CU_ASSERT_EQUAL(in, n);
+		CU_ASSERT(out == 5 && memcmp(b, "hello", 5) == 0);
+		free(b);
+		CU_ASSERT_EQUAL(dechunk_bytewise(s, n, 1024, "hello", 5, &in), 1);
+		CU_ASSERT_EQUAL(in, n);
+		/* One zero more is a line too long. */
+		memset(s, '0', 4096);
+		memcpy(s + 4096, tail, sizeof(tail));
+		CU_ASSERT_EQUAL(dechunk_status(s, UINT64_MAX), -400);
+		memset(s, '0', 4096);
+		s[4096] = '\0';
+		CU_ASSERT_EQUAL(dechunk_status(s, UINT64_MAX), 0);
+		s[4096] = '0';
+		s[4097] = '\0';
+		CU_ASSERT_EQUAL(dechunk_status(s, UINT64_MAX), -400);
+	}
 
 	/* The total must not wrap around 2^64 and slip under max_body. */
 	CU_ASSERT_EQUAL(dechunk_status("1\r\na\r\nFFFFFFFFFFFFFFFF\r\n", 1024), -413);
@@ -1283,7 +1312,7 @@ main(void)
 		{ "a body decoded in place in one call", test_chunked_whole },
 		{ "a body fed byte by byte, and split in two", test_chunked_bytewise },
 		{ "extensions, trailers, hex in any case", test_chunked_ext_trailers },
-		{ "max_body: per chunk, in total, 17 digits, wrap-around",
+		{ "max_body: per chunk, in total, 17 digits, leading zeros, wrap-around",
 		    test_chunked_limits },
 		{ "bad framing", test_chunked_bad_framing },
 		{ "bytes after the body are left alone", test_chunked_leftover },

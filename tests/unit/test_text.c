@@ -119,6 +119,37 @@ test_jw_invalid_utf8(void)
 }
 
 static void
+test_jw_printable(void)
+{
+	/* Controls (C0, DEL, C1) and bytes outside valid UTF-8 become one
+	 * '?' each; everything else stays, and jansson takes the result. */
+	const struct { const char *in, *want; } cases[] = {
+		{ "", "" },
+		{ "plain text: 'quoted' \"too\"", "plain text: 'quoted' \"too\"" },
+		{ "a\nb\tc\rd\x01" "e\x1b[2Jf\x7f", "a?b?c?d?e?[2Jf?" },
+		{ "\xc2\x9b" "31m \xc2\x80 \xc2\x9f \xc2\xa0", "?31m ? ? \xc2\xa0" },
+		{ "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91" },
+		{ "cut \xc3", "cut ?" },                        /* a "%.64s" in the middle */
+		{ "cut \xe2\x82", "cut ??" },
+		{ "\xff\xfe", "??" },
+		{ "\xc0\xaf", "??" },                             /* overlong */
+		{ "\xed\xa0\x80", "???" },                         /* surrogate */
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char buf[128];
+		json_t *j;
+
+		snprintf(buf, sizeof(buf), "%s", cases[i].in);
+		jw_printable(buf);
+		CU_ASSERT_STRING_EQUAL(buf, cases[i].want);
+		j = json_string(buf);
+		CU_ASSERT_PTR_NOT_NULL(j);
+		json_decref(j);
+	}
+}
+
+static void
 libc_time(char *buf, size_t len, int64_t us)
 {
 	time_t s = (time_t)(us / 1000000);
@@ -197,6 +228,7 @@ main(void)
 	static const struct kwt_case cases[] = {
 		{ "jw: every kind of member, read back by jansson", test_jw_roundtrip },
 		{ "jw: bytes that are not UTF-8", test_jw_invalid_utf8 },
+		{ "jw_printable: controls and broken UTF-8", test_jw_printable },
 		{ "kwd_time_str against gmtime_r, and back", test_time_str },
 		{ "seal_aad against snprintf", test_seal_aad },
 		{ NULL, NULL }
