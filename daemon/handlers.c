@@ -1636,6 +1636,15 @@ h_vault_restore(struct kwd_req *r)
 			kwd_reply_error(r, 400, "invalid_value", "record %zu: a bad or missing name or body", i);
 			goto out;
 		}
+		if (!json_is_integer(json_object_get(o, "version")) ||
+		    json_integer_value(json_object_get(o, "version")) < 1 ||
+		    !json_is_integer(json_object_get(o, "key_version")) ||
+		    json_integer_value(json_object_get(o, "key_version")) < 1 ||
+		    json_integer_value(json_object_get(o, "key_version")) > (json_int_t)UINT32_MAX) {
+			kwd_reply_error(r, 400, "invalid_value", "record %zu: version and key_version "
+			    "must be whole numbers from 1 (key_version up to %u)", i, UINT32_MAX);
+			goto out;
+		}
 		snprintf(x->meta.name, sizeof(x->meta.name), "%s", name);
 		x->meta.version = (uint64_t)json_integer_value(json_object_get(o, "version"));
 		x->meta.key_version = (uint32_t)json_integer_value(json_object_get(o, "key_version"));

@@ -1910,6 +1910,30 @@ test_backup_restore(void)
 	j = req("POST", "/v1/vaults/prod/restore", doc, &st);
 	CU_ASSERT_EQUAL(st, 409);
 	json_decref(j);
+	/* A record's version or key version out of range is refused, not
+	 * stored as a huge or a truncated number. */
+	{
+		static const struct { const char *field; json_int_t v; } bad[] = {
+			{ "version", -1 }, { "version", 0 }, { "key_version", 0 },
+			{ "key_version", (json_int_t)UINT32_MAX + 2 },
+		};
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			json_t *b = json_loads(doc, 0, NULL);
+			char *text, *resp = NULL;
+
+			CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+			json_object_set_new(json_array_get(json_object_get(b, "records"), 0), bad[i].field,
+			    json_integer(bad[i].v));
+			text = json_dumps(b, JSON_COMPACT);
+			st = kwt_http(dmn.sock, "POST", "/v1/vaults/prod/restore", text, &resp);
+			CU_ASSERT_EQUAL(st, 400);
+			CU_ASSERT_PTR_NOT_NULL(strstr(resp ?: "", "record 0: version and key_version must "
+			    "be whole numbers from 1"));
+			free(resp);
+			free(text);
+			json_decref(b);
+		}
+	}
 	/* Purge-free path: restore into a fresh daemon on the same token, as
 	 * after the loss of the store.  The token says another store owns
 	 * the vaults' keys: the start is refused until the operator says
