@@ -127,6 +127,69 @@ on_stop(evutil_socket_t sig, short what, void *arg)
 	server_stop_accepting(d);
 }
 
+/* Whether two optional strings are the same. */
+static int
+str_same(const char *a, const char *b)
+{
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Name every key a reload found changed that takes a restart: the running
+ * value stays until then. */
+static void
+restart_keys_warn(const struct config *nc, const struct config *oc)
+{
+	char keys[1024] = "";
+	size_t n = 0;
+
+#define CHANGED(key, differ) do {                                               \
+	if (differ) {                                                           \
+		size_t at_ = strlen(keys);                                      \
+		snprintf(keys + at_, sizeof(keys) - at_, "%s%s", n++ ? ", " : "", key); \
+	}                                                                       \
+} while (0)
+#define STR(key, f) CHANGED(key, !str_same(nc->f, oc->f))
+#define NUM(key, f) CHANGED(key, nc->f != oc->f)
+	STR("socket.path", socket_path);
+	NUM("socket.mode", socket_mode);
+	STR("socket.group", socket_group);
+	STR("token.module", token_module);
+	STR("token.token", token);
+	STR("token.pin_file", pin_file);
+	NUM("token.sessions", token_sessions);
+	STR("token.wrap", wrap);
+	NUM("token.session_copies", session_copies);
+	STR("state_dir", state_dir);
+	STR("store", store_url);
+	STR("audit.dir", audit_dir);
+	NUM("audit.segment_size", audit_segment_bytes);
+	NUM("audit.segment_age", audit_segment_seconds);
+	NUM("audit.timeout_ms", audit_timeout_ms);
+	NUM("audit.group_commit_us", audit_group_commit_us);
+	NUM("audit.syslog", audit_syslog);
+	NUM("audit.preallocate", audit_preallocate);
+	NUM("audit.anchor_interval", audit_anchor_seconds);
+	NUM("audit.stream_max_lag", audit_stream_max_lag);
+	STR("policy", policy_file);
+	NUM("limits.workers", workers);
+	NUM("limits.write_workers", write_workers);
+	NUM("limits.identity_workers", identity_workers);
+	NUM("limits.event_loops", event_loops);
+	NUM("limits.max_body", max_body);
+	NUM("limits.max_value", max_value);
+	NUM("limits.max_connections", max_connections);
+	NUM("limits.client_timeout", header_timeout_s);
+	NUM("limits.request_timeout_ms", request_timeout_ms);
+	NUM("log.syslog", log_syslog);
+#undef NUM
+#undef STR
+#undef CHANGED
+	if (n > 0)
+		log_warn("reload: %s changed: %s a restart, and until then the running value%s "
+		    "stay%s", keys, n == 1 ? "that takes" : "those take", n == 1 ? "" : "s",
+		    n == 1 ? "s" : "");
+}
+
 /* SIGHUP: the parts of the configuration that can change while requests
  * run (log level, each vault's retention and purge protection) take
  * effect; a change to anything else is reported as needing a restart.  A
@@ -166,15 +229,7 @@ reload_config(struct kwd *d)
 	for (size_t i = 0; i < oc->nvaults; i++)
 		if (config_vault_find(nc, oc->vaults[i].name) == NULL)
 			log_warn("reload: vault '%s' was removed: it stays served until a restart", oc->vaults[i].name);
-	if (strcmp(nc->socket_path, oc->socket_path) != 0 || strcmp(nc->token_module, oc->token_module) != 0 ||
-	    strcmp(nc->token, oc->token) != 0 || strcmp(nc->state_dir, oc->state_dir) != 0 ||
-	    strcmp(nc->store_url, oc->store_url) != 0 || strcmp(nc->audit_dir, oc->audit_dir) != 0 ||
-	    nc->workers != oc->workers || nc->write_workers != oc->write_workers ||
-	    nc->identity_workers != oc->identity_workers ||
-	    nc->event_loops != oc->event_loops ||
-	    (nc->policy_file == NULL) != (oc->policy_file == NULL) ||
-	    (nc->policy_file && strcmp(nc->policy_file, oc->policy_file) != 0))
-		log_warn("reload: the socket, token, store, audit, workers, event loops or policy path changed: that takes a restart");
+	restart_keys_warn(nc, oc);
 	log_notice("reload: configuration %s applied", oc->path);
 	config_free(nc);
 }

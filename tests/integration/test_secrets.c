@@ -2078,6 +2078,22 @@ test_sighup_reloads_config(void)
 		usleep(100 * 1000);
 	CU_ASSERT(kwt_tree_contains(dmn.log, "reload: configuration", 21));
 	CU_ASSERT(kwt_tree_contains(dmn.log, "bogus", 5));
+	CU_ASSERT(!kwt_tree_contains(dmn.log, "takes a restart", 15));
+	/* A key that takes a restart is named, and keeps its running value. */
+	snprintf(cmd, sizeof(cmd), "sed 's/purge_protection: true/purge_protection: false/; "
+	    "s/client_timeout: 2s/client_timeout: 3s/' %s.good > %s", dmn.conf, dmn.conf);
+	CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+	kill(dmn.pid, SIGHUP);
+	{
+		const char *m = "reload: limits.client_timeout changed: that takes a restart, and until "
+		    "then the running value stays";
+		for (int i = 0; i < 50 && !kwt_tree_contains(dmn.log, m, strlen(m)); i++)
+			usleep(100 * 1000);
+		CU_ASSERT(kwt_tree_contains(dmn.log, m, strlen(m)));
+	}
+	snprintf(cmd, sizeof(cmd), "sed 's/purge_protection: true/purge_protection: false/' %s.good > %s",
+	    dmn.conf, dmn.conf);
+	CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
 }
 
 /* A second daemon started on the same configuration gives up with a clear
