@@ -12,6 +12,7 @@
 #include "pkcs11/p11.h"
 #include "daemon/audit.h"
 #include "daemon/audit_glue.h"
+#include "daemon/jw.h"
 #include "daemon/kwd.h"
 #include "daemon/store.h"
 
@@ -41,6 +42,26 @@ h_health(struct kwd_req *r)
 	    "uptime_s", (json_int_t)((kwd_now_us() - r->d->started_us) / 1000000)));
 }
 
+/* A name (from NSS, or a path) as a JSON string, or null.  A directory
+ * server may hold names, and a file system paths, that are not UTF-8,
+ * which jansson refuses (the reply would come out empty): such bytes
+ * become '?', as in error messages. */
+static json_t *
+name_json(const char *name)
+{
+	json_t *j;
+	char *copy;
+
+	if (name == NULL)
+		return json_null();
+	if ((j = json_string(name)) != NULL || (copy = strdup(name)) == NULL)
+		return j;
+	jw_printable(copy);
+	j = json_string(copy);
+	free(copy);
+	return j;
+}
+
 void
 h_whoami(struct kwd_req *r)
 {
@@ -55,18 +76,18 @@ h_whoami(struct kwd_req *r)
 			struct group gr;
 			gid_t g = w->shared->groups[i];
 			if (kwnss_gr_gid(g, &gr, &buf, &len) == 0)
-				json_array_append_new(groups, json_string(gr.gr_name));
+				json_array_append_new(groups, name_json(gr.gr_name));
 			else
 				json_array_append_new(groups, json_integer(g));
 		}
 		free(buf);
 	}
 	kwd_reply_json(r, 200, json_pack("{s:i,s:o,s:i,s:o,s:o,s:i,s:o,s:o}",
-	    "uid", (int)w->uid, "user", identity_user(w) ? json_string(identity_user(w)) : json_null(),
-	    "gid", (int)w->gid, "group", identity_group(w) ? json_string(identity_group(w)) : json_null(),
+	    "uid", (int)w->uid, "user", name_json(identity_user(w)),
+	    "gid", (int)w->gid, "group", name_json(identity_group(w)),
 	    "groups", groups, "pid", (int)w->pid,
-	    "exe", w->exe[0] ? json_string(w->exe) : json_null(),
-	    "unit", w->unit[0] ? json_string(w->unit) : json_null()));
+	    "exe", name_json(w->exe[0] ? w->exe : NULL),
+	    "unit", name_json(w->unit[0] ? w->unit : NULL)));
 }
 
 void

@@ -838,6 +838,45 @@ test_long_names(void)
 	unlink(pol);
 }
 
+/* Names that are not UTF-8 (a directory server's Latin-1, a cut byte):
+ * whoami answers with them, such bytes shown as '?', and the audit events
+ * name the caller as well.  jansson refused such a name, and whoami's
+ * reply came out empty. */
+static void
+test_names_not_utf8(void)
+{
+	struct kwt_daemon d2;
+	char lib[600], uid[32], gid[32], *resp = NULL;
+	const char *user = "kwt-caf\xe9-\xff", *group = "kwt-grp-\xc3";
+	json_t *j;
+	long st;
+	int started;
+
+	snprintf(uid, sizeof(uid), "%u", (unsigned)getuid());
+	snprintf(gid, sizeof(gid), "%u", (unsigned)getgid());
+	CU_ASSERT_FATAL(kwt_shim_lib("libkwslowpw.so", lib, sizeof(lib)) == 0);
+	{
+		const char *env[] = { "KW_NSS_NAME_UID", uid, "KW_NSS_USER_NAME", user,
+		    "KW_NSS_NAME_GID", gid, "KW_NSS_GROUP_NAME", group, NULL };
+		started = kwt_daemon_start_preloaded(&d2, &tok, lib, env, NULL,
+		    "vaults:\n  - name: latin\n");
+	}
+	CU_ASSERT_EQUAL_FATAL(started, 0);
+	st = kwt_http(d2.sock, "GET", "/v1/whoami", NULL, &resp);
+	CU_ASSERT_EQUAL(st, 200);
+	j = json_loads(resp ?: "", 0, NULL);
+	CU_ASSERT_PTR_NOT_NULL(j);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "user")) ?: "", "kwt-caf?-?");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "group")) ?: "", "kwt-grp-?");
+	json_decref(j);
+	free(resp);
+	CU_ASSERT_EQUAL(kwt_http(d2.sock, "PUT", "/v1/vaults/latin/secrets/x", "{\"value\":\"v\"}",
+	    NULL), 201);
+	CU_ASSERT(kwt_tree_contains(d2.audit, "\"user\":\"kwt-caf\\ufffd-\\ufffd\"",
+	    strlen("\"user\":\"kwt-caf\\ufffd-\\ufffd\"")));
+	kwt_daemon_free(&d2);
+}
+
 static void
 test_check_policy_cli(void)
 {
@@ -869,6 +908,7 @@ main(void)
 		{ "a caller in 71 groups: all of them count", test_many_groups },
 		{ "user and group entries over 4 KiB", test_big_name_entries },
 		{ "user and group names over 63 bytes, whole", test_long_names },
+		{ "user and group names that are not UTF-8", test_names_not_utf8 },
 		{ "keywardend --check-policy", test_check_policy_cli },
 		{ "rules by executable in a daemon that is not root", test_exe_rules_need_ptrace },
 		{ NULL, NULL }
