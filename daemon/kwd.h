@@ -97,6 +97,9 @@ struct kwd_req {
 	uint64_t stream_since;
 	json_t *query;                 /* query parameters, object of strings */
 	json_t *body;                  /* parsed JSON body or NULL */
+	json_t *whoami_groups;         /* whoami: the caller's groups by name, looked up
+	                                * on an identity worker (NSS may wait for a
+	                                * directory server); NULL until then */
 	kwd_handler_fn handler;        /* runs on a worker */
 	char decided_by[256];          /* policy rule sentence */
 	char policy_hash[72];          /* of the policy that decided; "" for none */
@@ -305,6 +308,10 @@ void h_vault_backup(struct kwd_req *r);
 void h_vault_restore(struct kwd_req *r);
 void h_health(struct kwd_req *r);
 void h_whoami(struct kwd_req *r);
+/* The names of who's supplementary groups (a gid where a name is not
+ * found), json null when they are unknown: NSS lookups, for an identity
+ * worker. */
+json_t *kwd_whoami_groups(const struct peer_identity *who);
 void h_metrics(struct kwd_req *r);
 void h_audit_stream(struct kwd_req *r);
 void h_audit_verify(struct kwd_req *r);

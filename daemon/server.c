@@ -183,6 +183,7 @@ kwd_req_free(struct kwd_req *r)
 	if (r->ident_timer != NULL)
 		event_free(r->ident_timer);   /* on its loop, as all of r's ends */
 	identity_exe_claim_clear(&r->exe_claim);
+	json_decref(r->whoami_groups);
 	identity_clear(&r->who);
 	json_decref(r->query);
 	json_decref(r->body);
@@ -333,11 +334,14 @@ kwd_finish(struct kwd_req *r)
  * executable checked (a stat) or its names looked up (NSS), either of
  * which may wait for a server.  Until then nothing may be decided or
  * reported of the caller: not even a denial, whose message and audit
- * event name the user. */
+ * event name the user.  A whoami also has its groups' names looked up
+ * there, however well its caller is known: they are not kept, and a
+ * lookup that hangs on a read worker would hold up every read. */
 static int
 request_identity_pending(const struct kwd_req *r)
 {
-	return r->exe_claim.path != NULL || !r->who.names_resolved;
+	return r->exe_claim.path != NULL || !r->who.names_resolved ||
+	    (r->handler == h_whoami && r->whoami_groups == NULL);
 }
 
 /* After routing: authorize r (on its loop, or on the worker that completed
@@ -463,6 +467,9 @@ identity_complete(struct kwd_req *r)
 		if (ge != 0 && ge != -ENOENT)
 			identity_nss_warn(r, 1, (unsigned)r->who.gid, ge);
 	}
+	if (r->handler == h_whoami && r->whoami_groups == NULL &&
+	    (r->whoami_groups = kwd_whoami_groups(&r->who)) == NULL)
+		r->whoami_groups = json_null();   /* out of memory: shown as unknown */
 	pthread_rwlock_rdlock(&identity_gone_lock);
 	if (identity_gone) {
 		pthread_rwlock_unlock(&identity_gone_lock);

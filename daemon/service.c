@@ -62,26 +62,36 @@ name_json(const char *name)
 	return j;
 }
 
+json_t *
+kwd_whoami_groups(const struct peer_identity *w)
+{
+	json_t *groups;
+	char *buf = NULL;
+	size_t len = 0;
+
+	if (w->shared == NULL || !w->shared->groups_known || (groups = json_array()) == NULL)
+		return json_null();
+	for (size_t i = 0; i < w->shared->ngroups; i++) {
+		struct group gr;
+		gid_t g = w->shared->groups[i];
+		if (kwnss_gr_gid(g, &gr, &buf, &len) == 0)
+			json_array_append_new(groups, name_json(gr.gr_name));
+		else
+			json_array_append_new(groups, json_integer(g));
+	}
+	free(buf);
+	return groups;
+}
+
+/* Its groups' names were looked up on an identity worker (see
+ * request_identity_pending): nothing here waits for a server. */
 void
 h_whoami(struct kwd_req *r)
 {
 	const struct peer_identity *w = &r->who;
-	json_t *groups = json_null();
-	char *buf = NULL;
-	size_t len = 0;
+	json_t *groups = r->whoami_groups != NULL ? json_incref(r->whoami_groups) :
+	    kwd_whoami_groups(w);
 
-	if (w->shared != NULL && w->shared->groups_known) {
-		groups = json_array();
-		for (size_t i = 0; i < w->shared->ngroups; i++) {
-			struct group gr;
-			gid_t g = w->shared->groups[i];
-			if (kwnss_gr_gid(g, &gr, &buf, &len) == 0)
-				json_array_append_new(groups, name_json(gr.gr_name));
-			else
-				json_array_append_new(groups, json_integer(g));
-		}
-		free(buf);
-	}
 	kwd_reply_json(r, 200, json_pack("{s:i,s:o,s:i,s:o,s:o,s:i,s:o,s:o}",
 	    "uid", (int)w->uid, "user", name_json(identity_user(w)),
 	    "gid", (int)w->gid, "group", name_json(identity_group(w)),

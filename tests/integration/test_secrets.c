@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -1321,14 +1322,16 @@ test_slow_check_spares_workers(void)
 	}
 	CU_ASSERT_FATAL(hang_entered(trig, 2));
 
-	/* The known caller is served meanwhile, twice. */
+	/* The known caller's reads are served meanwhile, twice. */
 	for (i = 0; i < 2; i++) {
-		CU_ASSERT(write(known, rq, strlen(rq)) == (ssize_t)strlen(rq));
+		const char *get = "GET /v1/vaults/slowpool/secrets/none HTTP/1.1\r\nHost: x\r\n\r\n";
+
+		CU_ASSERT(write(known, get, strlen(get)) == (ssize_t)strlen(get));
 		n = read(known, out, sizeof(out) - 1);
 		out[n > 0 ? n : 0] = '\0';
 		if (n <= 0)
 			fprintf(stderr, "\n  no reply to a known caller while a new one's check hangs\n");
-		CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+		CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 404 ", 13) == 0);
 	}
 	close(known);
 
@@ -1338,6 +1341,86 @@ test_slow_check_spares_workers(void)
 		n = read(slow[i], out, sizeof(out) - 1);
 		out[n > 0 ? n : 0] = '\0';
 		CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+		close(slow[i]);
+	}
+	CU_ASSERT_EQUAL(waitpid(d2.pid, NULL, WNOHANG), 0);   /* still running */
+	kwt_daemon_free(&d2);
+	kwt_rmtree(dir);
+}
+
+/* A whoami looks up the names of its caller's groups, which may wait for
+ * a directory server, however well the caller is known: it does so on an
+ * identity worker.  With two read workers, two known callers' whoamis
+ * hang on a group's lookup (libkwslowpw.so, gid 4242 given to this
+ * process's connections), and a known caller's read is still served.
+ * whoami ran on the read workers, and two such lookups stopped every
+ * read of the daemon. */
+static void
+test_whoami_spares_workers(void)
+{
+	const char *who = "GET /v1/whoami HTTP/1.1\r\nHost: x\r\n\r\n";
+	const char *health = "GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n";
+	const char *get = "GET /v1/vaults/slowgr/secrets/s HTTP/1.1\r\nHost: x\r\n\r\n";
+	char lib[600], dir[256], trig[300], out[16384];
+	struct timeval tv = { 4, 0 }, quick = { 1, 500000 };
+	struct kwt_daemon d2;
+	gid_t old[256], more[257];
+	int nold, slow[2], known, started, i;
+	ssize_t n;
+
+	CU_ASSERT_FATAL(kwt_shim_lib("libkwslowpw.so", lib, sizeof(lib)) == 0);
+	CU_ASSERT_FATAL(kwt_tmpdir(dir, sizeof(dir), "kw-slowgr") == 0);
+	snprintf(trig, sizeof(trig), "%s/hang", dir);
+	{
+		const char *env[] = { "KW_SLOWPW_GID", "4242", "KW_SLOWPW_FILE", trig,
+		    "KW_HANG_COUNT", "2", NULL };
+		started = kwt_daemon_start_preloaded(&d2, &tok, lib, env, "  event_loops: 1\n",
+		    "vaults:\n  - name: slowgr\n");
+	}
+	CU_ASSERT_EQUAL_FATAL(started, 0);
+	CU_ASSERT_EQUAL_FATAL(kwt_http(d2.sock, "PUT", "/v1/vaults/slowgr/secrets/s",
+	    "{\"value\":\"v\"}", NULL), 201);
+
+	/* Connections made in group 4242 too (the kernel takes the groups
+	 * at connect), each known to the daemon after a first request. */
+	CU_ASSERT_FATAL((nold = getgroups(256, old)) >= 0);
+	memcpy(more, old, (size_t)nold * sizeof(gid_t));
+	more[nold] = 4242;
+	CU_ASSERT_FATAL(setgroups((size_t)nold + 1, more) == 0);
+	known = send_on_new(d2.sock, &quick, get);
+	for (i = 0; i < 2; i++)
+		slow[i] = send_on_new(d2.sock, &tv, health);
+	CU_ASSERT_FATAL(setgroups((size_t)nold, old) == 0);
+	n = read(known, out, sizeof(out) - 1);
+	CU_ASSERT_FATAL(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+	for (i = 0; i < 2; i++) {
+		n = read(slow[i], out, sizeof(out) - 1);
+		CU_ASSERT_FATAL(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+	}
+
+	/* Two whoamis, whose lookup of group 4242 hangs. */
+	CU_ASSERT_FATAL(kwt_write_file(trig, "", 0600) == 0);
+	for (i = 0; i < 2; i++)
+		CU_ASSERT(write(slow[i], who, strlen(who)) == (ssize_t)strlen(who));
+	CU_ASSERT_FATAL(hang_entered(trig, 2));
+
+	/* The known caller's read is served meanwhile. */
+	CU_ASSERT(write(known, get, strlen(get)) == (ssize_t)strlen(get));
+	n = read(known, out, sizeof(out) - 1);
+	out[n > 0 ? n : 0] = '\0';
+	if (n <= 0)
+		fprintf(stderr, "\n  no read served while two whoamis wait for a group's name\n");
+	CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+	close(known);
+
+	/* The directory server answers again: the whoamis are answered, with
+	 * the group (which has no name here) among the caller's groups. */
+	unlink(trig);
+	for (i = 0; i < 2; i++) {
+		n = read(slow[i], out, sizeof(out) - 1);
+		out[n > 0 ? n : 0] = '\0';
+		CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "4242"));
 		close(slow[i]);
 	}
 	CU_ASSERT_EQUAL(waitpid(d2.pid, NULL, WNOHANG), 0);   /* still running */
@@ -1442,10 +1525,10 @@ test_identity_wait_deadline(void)
 
 	/* One more waits for a worker; the known caller is served meanwhile. */
 	late = send_on_new(d2.sock, &tv, get);
-	CU_ASSERT(send(known, who, strlen(who), MSG_NOSIGNAL) == (ssize_t)strlen(who));
+	CU_ASSERT(send(known, get, strlen(get), MSG_NOSIGNAL) == (ssize_t)strlen(get));
 	if (read_reply(known, out, sizeof(out)) <= 0)
 		fprintf(stderr, "\n  no reply to a known caller while every identity worker waits\n");
-	CU_ASSERT(strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+	CU_ASSERT(strncmp(out, "HTTP/1.1 404 ", 13) == 0);
 	close(known);
 	/* At its deadline the one waiting gets 503, and why ... */
 	if (read_reply(late, out, sizeof(out)) <= 0)
@@ -1519,9 +1602,9 @@ test_identity_workers_setting(void)
 	/* The next new caller waits for the only worker; the known one is
 	 * served meanwhile. */
 	late = send_on_new(d2.sock, &tv, get);
-	CU_ASSERT(send(known, who, strlen(who), MSG_NOSIGNAL) == (ssize_t)strlen(who));
+	CU_ASSERT(send(known, get, strlen(get), MSG_NOSIGNAL) == (ssize_t)strlen(get));
 	CU_ASSERT(read_reply(known, out, sizeof(out)) > 0 &&
-	    strncmp(out, "HTTP/1.1 200 ", 13) == 0);
+	    strncmp(out, "HTTP/1.1 404 ", 13) == 0);
 	close(known);
 	if (read_reply(late, out, sizeof(out)) > 0 && strncmp(out, "HTTP/1.1 503 ", 13) != 0)
 		fprintf(stderr, "\n  a second new caller was not kept waiting: %.40s\n", out);
@@ -2459,6 +2542,7 @@ main(void)
 		{ "a caller whose executable is slow to check holds up nobody else", test_slow_exe_check },
 		{ "a hung identity check ties up no worker of known callers",
 		    test_slow_check_spares_workers },
+		{ "a whoami waiting for a group's name holds up no read", test_whoami_spares_workers },
 		{ "a stop leaves a hung identity check behind", test_stop_leaves_hung_check },
 		{ "a new caller waits for a busy identity pool until its deadline, then 503",
 		    test_identity_wait_deadline },

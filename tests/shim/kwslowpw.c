@@ -10,7 +10,8 @@
  * KW_SLOWPW_FILE.entered as it starts, so that the test knows the daemon
  * is stuck in it.  getpwuid_r is wrapped, and so is getpwnam_r for
  * the user KW_SLOWPW_NAME names (a policy's principals are looked up by
- * name when it is loaded).
+ * name when it is loaded), and getgrgid_r for the group KW_SLOWPW_GID
+ * names.
  *
  * Big: with KW_NSS_MIN_BUF set to a number of bytes, getpwuid_r,
  * getpwnam_r, getgrgid_r and getgrnam_r answer ERANGE to a caller whose
@@ -47,6 +48,8 @@
 
 static const char *trigger, *slow_name;
 static uid_t slow_uid;
+static gid_t slow_gid;
+static int armed_gid;
 static size_t min_buf;
 static int armed, armed_name, taken;
 static const char *fake_user, *fake_group;   /* NULL: no such entry faked */
@@ -68,6 +71,10 @@ kwslowpw_init(void)
 		armed = 1;
 	}
 	armed_name = slow_name != NULL && trigger != NULL;
+	if ((u = getenv("KW_SLOWPW_GID")) != NULL && trigger != NULL) {
+		slow_gid = (gid_t)strtoul(u, NULL, 10);
+		armed_gid = 1;
+	}
 	if (m != NULL)
 		min_buf = (size_t)strtoul(m, NULL, 10);
 	if ((u = getenv("KW_NSS_NAME_UID")) != NULL && (fake_user = getenv("KW_NSS_USER_NAME")) != NULL)
@@ -178,6 +185,7 @@ getgrgid_r(gid_t gid, struct group *gr, char *buf, size_t len, struct group **re
 	int (*next)(gid_t, struct group *, char *, size_t, struct group **) =
 	    (int (*)(gid_t, struct group *, char *, size_t, struct group **))kwnext("getgrgid_r");
 
+	maybe_hang(armed_gid && gid == slow_gid);
 	if (len < min_buf) {           /* as for an entry len bytes cannot hold */
 		*res = NULL;
 		return ERANGE;
