@@ -1425,6 +1425,23 @@ b64_take(json_t *o, const char *key, uint8_t *out, size_t max, size_t *len)
 	return 0;
 }
 
+/* A restored record's time key into *us: absent or null is 0 (never set);
+ * NULL, or key when its value is not an RFC 3339 time. */
+static const char *
+restore_time(const json_t *o, const char *key, int64_t *us)
+{
+	const json_t *v = json_object_get(o, key);
+
+	*us = 0;
+	if (v == NULL || json_is_null(v))
+		return NULL;
+	if (!json_is_string(v) || kwd_time_parse(json_string_value(v), us) != 0) {
+		*us = 0;
+		return key;
+	}
+	return NULL;
+}
+
 /* What a backup document is built of, while the store's scan runs. */
 struct backup_doc {
 	json_t *records;
@@ -1659,12 +1676,14 @@ h_vault_restore(struct kwd_req *r)
 		json_decref(attrs);
 		if (e != 0)
 			goto out;
-		kwd_time_parse(json_string_value(json_object_get(o, "created")) ?: "", &x->meta.created);
-		kwd_time_parse(json_string_value(json_object_get(o, "updated")) ?: "", &x->meta.updated);
-		if (json_is_string(json_object_get(o, "deleted"))) {
-			kwd_time_parse(json_string_value(json_object_get(o, "deleted")), &x->meta.deleted);
-			kwd_time_parse(json_string_value(json_object_get(o, "scheduled_purge")) ?: "",
-			    &x->meta.scheduled_purge);
+		if ((why = restore_time(o, "created", &x->meta.created)) != NULL ||
+		    (why = restore_time(o, "updated", &x->meta.updated)) != NULL ||
+		    (why = restore_time(o, "deleted", &x->meta.deleted)) != NULL ||
+		    (x->meta.deleted != 0 &&
+		    (why = restore_time(o, "scheduled_purge", &x->meta.scheduled_purge)) != NULL)) {
+			kwd_reply_error(r, 400, "invalid_value", "record %zu: %s is not an RFC 3339 time",
+			    i, why);
+			goto out;
 		}
 		bl = strlen(body) / 4 * 3 + 3;
 		if ((x->body = malloc(bl)) == NULL ||

@@ -2016,6 +2016,27 @@ test_backup_restore(void)
 			free(text);
 			json_decref(b);
 		}
+		/* So is a time that is not one. */
+		static const struct { const char *field; const char *json; } badt[] = {
+			{ "created", "\"yesterday\"" }, { "updated", "5" },
+			{ "deleted", "\"2026-13-01T00:00:00Z\"" },
+		};
+		for (size_t i = 0; i < sizeof(badt) / sizeof(badt[0]); i++) {
+			json_t *b = json_loads(doc, 0, NULL);
+			char *text, *resp = NULL, want[100];
+
+			CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+			json_object_set_new(json_array_get(json_object_get(b, "records"), 0), badt[i].field,
+			    json_loads(badt[i].json, JSON_DECODE_ANY, NULL));
+			text = json_dumps(b, JSON_COMPACT);
+			st = kwt_http(dmn.sock, "POST", "/v1/vaults/prod/restore", text, &resp);
+			CU_ASSERT_EQUAL(st, 400);
+			snprintf(want, sizeof(want), "record 0: %s is not an RFC 3339 time", badt[i].field);
+			CU_ASSERT_PTR_NOT_NULL(strstr(resp ?: "", want));
+			free(resp);
+			free(text);
+			json_decref(b);
+		}
 	}
 	/* Purge-free path: restore into a fresh daemon on the same token, as
 	 * after the loss of the store.  The token says another store owns
