@@ -1610,18 +1610,19 @@ restore_marks(struct kwd_req *r, struct store_skey_mark **out, size_t *nout)
 	return 0;
 }
 
-void
-h_vault_restore(struct kwd_req *r)
+int
+kwd_restore_parse(struct kwd_req *r, struct store_record **out, size_t *nout)
 {
 	json_t *recs = r->body ? json_object_get(r->body, "records") : NULL;
-	struct store_record *rv = NULL;
-	struct store_skey_mark *marks = NULL;
-	size_t n, i, nmarks = 0;
+	struct store_record *rv;
+	size_t n, i;
 	int e;
 
+	*out = NULL;
+	*nout = 0;
 	if (!json_is_array(recs) || json_integer_value(json_object_get(r->body, "format")) != 1) {
 		kwd_reply_error(r, 400, "invalid_value", "the body is not a keywarden backup of format 1");
-		return;
+		return -1;
 	}
 	/* The token binds each wrapped key to its vault: records restored into
 	 * another vault could never be opened, and would hold its key
@@ -1631,12 +1632,12 @@ h_vault_restore(struct kwd_req *r)
 		kwd_reply_error(r, 400, "invalid_value", "this is a backup of vault '%.64s': its records "
 		    "open only in that vault, not in '%s'", json_string_value(json_object_get(r->body,
 		    "vault")), r->vault);
-		return;
+		return -1;
 	}
 	n = json_array_size(recs);
 	if ((rv = calloc(n ? n : 1, sizeof(*rv))) == NULL) {
 		kwd_reply_error(r, 503, "unavailable", "out of memory");
-		return;
+		return -1;
 	}
 	for (i = 0; i < n; i++) {
 		json_t *o = json_array_get(recs, i);
@@ -1651,7 +1652,7 @@ h_vault_restore(struct kwd_req *r)
 
 		if (name == NULL || (why = name_check(name, strlen(name))) != NULL || body == NULL) {
 			kwd_reply_error(r, 400, "invalid_value", "record %zu: a bad or missing name or body", i);
-			goto out;
+			goto bad;
 		}
 		if (!json_is_integer(json_object_get(o, "version")) ||
 		    json_integer_value(json_object_get(o, "version")) < 1 ||
@@ -1660,7 +1661,7 @@ h_vault_restore(struct kwd_req *r)
 		    json_integer_value(json_object_get(o, "key_version")) > (json_int_t)UINT32_MAX) {
 			kwd_reply_error(r, 400, "invalid_value", "record %zu: version and key_version "
 			    "must be whole numbers from 1 (key_version up to %u)", i, UINT32_MAX);
-			goto out;
+			goto bad;
 		}
 		snprintf(x->meta.name, sizeof(x->meta.name), "%s", name);
 		x->meta.version = (uint64_t)json_integer_value(json_object_get(o, "version"));
@@ -1675,7 +1676,7 @@ h_vault_restore(struct kwd_req *r)
 		r->body = saved;
 		json_decref(attrs);
 		if (e != 0)
-			goto out;
+			goto bad;
 		if ((why = restore_time(o, "created", &x->meta.created)) != NULL ||
 		    (why = restore_time(o, "updated", &x->meta.updated)) != NULL ||
 		    (why = restore_time(o, "deleted", &x->meta.deleted)) != NULL ||
@@ -1683,17 +1684,42 @@ h_vault_restore(struct kwd_req *r)
 		    (why = restore_time(o, "scheduled_purge", &x->meta.scheduled_purge)) != NULL)) {
 			kwd_reply_error(r, 400, "invalid_value", "record %zu: %s is not an RFC 3339 time",
 			    i, why);
-			goto out;
+			goto bad;
 		}
 		bl = strlen(body) / 4 * 3 + 3;
 		if ((x->body = malloc(bl)) == NULL ||
 		    b64_take(o, "body", x->body, bl, &x->body_len) != 0 ||
 		    b64_take(o, "wrapped_key", x->wrapped, sizeof(x->wrapped), &x->wrapped_len) != 0 ||
 		    b64_take(o, "nonce", x->nonce, sizeof(x->nonce), &nl) != 0 || nl != sizeof(x->nonce) ||
-		    x->meta.version == 0 || x->meta.key_version == 0 || x->body_len < SEAL_TAG_LEN) {
+		    x->body_len < SEAL_TAG_LEN) {
 			kwd_reply_error(r, 400, "invalid_value", "record %zu ('%s'): malformed", i, name);
-			goto out;
+			goto bad;
 		}
+	}
+	*out = rv;
+	*nout = n;
+	return 0;
+bad:
+	for (i = 0; i < n; i++)
+		store_record_clear(&rv[i]);
+	free(rv);
+	return -1;
+}
+
+void
+h_vault_restore(struct kwd_req *r)
+{
+	struct store_record *rv = NULL;
+	struct store_skey_mark *marks = NULL;
+	size_t n = 0, i, nmarks = 0;
+	int e;
+
+	if (kwd_restore_parse(r, &rv, &n) != 0)
+		return;
+	for (i = 0; i < n; i++) {
+		struct store_record *x = &rv[i];
+		const char *name = x->meta.name;
+
 		/* The store's key_version is what retirement and rotation go
 		 * by; it must be the version the wrapped key names, or a
 		 * record could pass for one under a live version.  A record

@@ -295,6 +295,12 @@ struct store_meta;
 int kwd_secret_put_parse(struct kwd_req *r, kw_secret *val, uint64_t *cas, int *has_cas,
     struct store_meta *m, unsigned *mask);
 int kwd_secret_patch_parse(struct kwd_req *r, struct store_meta *attrs, unsigned *mask);
+/* What a restore reads of its body before the token and the store (also
+ * for tests/fuzz/fuzz_request.c): 0 with *out holding *n records (clear
+ * each with store_record_clear, then free *out), or -1 with r's reply set
+ * (400, 503) and nothing to free. */
+struct store_record;
+int kwd_restore_parse(struct kwd_req *r, struct store_record **out, size_t *n);
 void h_secret_put(struct kwd_req *r);
 void h_secret_list(struct kwd_req *r);
 void h_secret_versions(struct kwd_req *r);

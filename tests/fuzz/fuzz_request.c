@@ -43,6 +43,7 @@
 #include "pkcs11/p11.h"
 #include "daemon/http_parse.h"
 #include "daemon/kwd.h"
+#include "daemon/seal.h"
 #include "daemon/store.h"
 #include "tests/fuzz/fuzz.h"
 
@@ -510,6 +511,41 @@ check_patch(struct kwd_req *r, json_t *body)
 	check_attrs(body, &m, mask);
 }
 
+/* A restore: its records, or a 400 (503 out of memory).  Each record
+ * has a name the API allows, versions in range, a nonce of its size, a
+ * body that holds at least a tag, and its times as given (or 0). */
+static void
+check_restore(struct kwd_req *r, json_t *body)
+{
+	struct store_record *rv = NULL;
+	size_t n = 0;
+	int e = kwd_restore_parse(r, &rv, &n);
+
+	if (e != 0) {
+		kwf_check(rv == NULL && n == 0);
+		check_error(r, " invalid_value unavailable ");
+		kwf_check(r->status == 400 || r->status == 503);
+		return;
+	}
+	kwf_check(r->status == 0);
+	kwf_check(n == json_array_size(field(body, "records")));
+	for (size_t i = 0; i < n; i++) {
+		const struct store_record *x = &rv[i];
+		json_t *o = json_array_get(field(body, "records"), i);
+
+		kwf_check(secret_name_ok(x->meta.name));
+		kwf_check(strcmp(x->meta.name, json_string_value(json_object_get(o, "name")) ?: "") == 0);
+		kwf_check(x->meta.version >= 1 && x->meta.key_version >= 1);
+		kwf_check((json_int_t)x->meta.version == json_integer_value(json_object_get(o, "version")));
+		kwf_check(x->body != NULL && x->body_len >= SEAL_TAG_LEN);
+		kwf_check(x->wrapped_len <= sizeof(x->wrapped));
+		kwf_check(x->meta.deleted != 0 || x->meta.scheduled_purge == 0);
+	}
+	for (size_t i = 0; i < n; i++)
+		store_record_clear(&rv[i]);
+	free(rv);
+}
+
 /* The AAD of a key operation: prefix, then the context as canonical
  * JSON (keys sorted, compact, ASCII), or nothing for none or {}. */
 static void
@@ -664,6 +700,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_put(r, mine);
 	else if (r->handler == h_secret_patch)
 		check_patch(r, mine);
+	else if (r->handler == h_vault_restore)
+		check_restore(r, mine);
 	else if (r->action == KWD_A_KEY_DATAKEY || r->action == KWD_A_KEY_UNWRAP ||
 	    r->action == KWD_A_KEY_WRAP || r->action == KWD_A_KEY_ENCRYPT ||
 	    r->action == KWD_A_KEY_DECRYPT)
