@@ -467,9 +467,8 @@ identity_complete(struct kwd_req *r)
 		if (ge != 0 && ge != -ENOENT)
 			identity_nss_warn(r, 1, (unsigned)r->who.gid, ge);
 	}
-	if (r->handler == h_whoami && r->whoami_groups == NULL &&
-	    (r->whoami_groups = kwd_whoami_groups(&r->who)) == NULL)
-		r->whoami_groups = json_null();   /* out of memory: shown as unknown */
+	if (r->handler == h_whoami && r->whoami_groups == NULL)
+		r->whoami_groups = kwd_whoami_groups(&r->who);   /* never NULL */
 	pthread_rwlock_rdlock(&identity_gone_lock);
 	if (identity_gone) {
 		pthread_rwlock_unlock(&identity_gone_lock);
