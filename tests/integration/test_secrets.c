@@ -33,6 +33,17 @@
 static struct kwt_token tok;
 static struct kwt_daemon dmn;
 
+/* The reply on fd (one read: the replies here are small), into out; its
+ * length, or what read returned. */
+static ssize_t
+read_reply(int fd, char *out, size_t outsz)
+{
+	ssize_t n = read(fd, out, outsz - 1);
+
+	out[n > 0 ? n : 0] = '\0';
+	return n;
+}
+
 static json_t *
 req(const char *method, const char *path, const char *body, long *status)
 {
@@ -1129,8 +1140,7 @@ test_request_oom_client_gone(void)
 	CU_ASSERT_FATAL((fd = kwt_connect(d2.sock)) >= 0);
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	CU_ASSERT(write(fd, rq, strlen(rq)) == (ssize_t)strlen(rq));
-	n = read(fd, out, sizeof(out) - 1);
-	out[n > 0 ? n : 0] = '\0';
+	n = read_reply(fd, out, sizeof(out));
 	CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 503 ", 13) == 0 &&
 	    strstr(out, "out of memory") != NULL);
 	close(fd);
@@ -1249,8 +1259,7 @@ test_slow_exe_check(void)
 
 	/* Another is served meanwhile, its executable checked. */
 	other = send_on_new(d2.sock, &quick, rq);
-	n = read(other, out, sizeof(out) - 1);
-	out[n > 0 ? n : 0] = '\0';
+	n = read_reply(other, out, sizeof(out));
 	if (n <= 0)
 		fprintf(stderr, "\n  no reply while another client's executable is checked\n");
 	CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
@@ -1261,15 +1270,13 @@ test_slow_exe_check(void)
 	/* The file server answers again: the first is answered, and its
 	 * executable is known. */
 	unlink(trig);
-	n = read(slow, out, sizeof(out) - 1);
-	out[n > 0 ? n : 0] = '\0';
+	n = read_reply(slow, out, sizeof(out));
 	CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
 	reply_exe(out, exe, sizeof(exe));
 	CU_ASSERT_STRING_EQUAL(exe, self);
 	/* ... and stays known on the connection, checked once. */
 	CU_ASSERT(write(slow, rq, strlen(rq)) == (ssize_t)strlen(rq));
-	n = read(slow, out, sizeof(out) - 1);
-	out[n > 0 ? n : 0] = '\0';
+	n = read_reply(slow, out, sizeof(out));
 	CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
 	reply_exe(out, exe, sizeof(exe));
 	CU_ASSERT_STRING_EQUAL(exe, self);
@@ -1311,8 +1318,7 @@ test_slow_check_spares_workers(void)
 
 	/* A known caller: its first request checked its executable. */
 	known = send_on_new(d2.sock, &quick, rq);
-	n = read(known, out, sizeof(out) - 1);
-	out[n > 0 ? n : 0] = '\0';
+	n = read_reply(known, out, sizeof(out));
 	CU_ASSERT_FATAL(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
 
 	/* Two new callers, whose checks hang. */
@@ -1327,8 +1333,7 @@ test_slow_check_spares_workers(void)
 		const char *get = "GET /v1/vaults/slowpool/secrets/none HTTP/1.1\r\nHost: x\r\n\r\n";
 
 		CU_ASSERT(write(known, get, strlen(get)) == (ssize_t)strlen(get));
-		n = read(known, out, sizeof(out) - 1);
-		out[n > 0 ? n : 0] = '\0';
+		n = read_reply(known, out, sizeof(out));
 		if (n <= 0)
 			fprintf(stderr, "\n  no reply to a known caller while a new one's check hangs\n");
 		CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 404 ", 13) == 0);
@@ -1338,8 +1343,7 @@ test_slow_check_spares_workers(void)
 	/* The file server answers again: the new callers are answered. */
 	unlink(trig);
 	for (i = 0; i < 2; i++) {
-		n = read(slow[i], out, sizeof(out) - 1);
-		out[n > 0 ? n : 0] = '\0';
+		n = read_reply(slow[i], out, sizeof(out));
 		CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
 		close(slow[i]);
 	}
@@ -1391,10 +1395,10 @@ test_whoami_spares_workers(void)
 	for (i = 0; i < 2; i++)
 		slow[i] = send_on_new(d2.sock, &tv, health);
 	CU_ASSERT_FATAL(setgroups((size_t)nold, old) == 0);
-	n = read(known, out, sizeof(out) - 1);
+	n = read_reply(known, out, sizeof(out));
 	CU_ASSERT_FATAL(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
 	for (i = 0; i < 2; i++) {
-		n = read(slow[i], out, sizeof(out) - 1);
+		n = read_reply(slow[i], out, sizeof(out));
 		CU_ASSERT_FATAL(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
 	}
 
@@ -1406,8 +1410,7 @@ test_whoami_spares_workers(void)
 
 	/* The known caller's read is served meanwhile. */
 	CU_ASSERT(write(known, get, strlen(get)) == (ssize_t)strlen(get));
-	n = read(known, out, sizeof(out) - 1);
-	out[n > 0 ? n : 0] = '\0';
+	n = read_reply(known, out, sizeof(out));
 	if (n <= 0)
 		fprintf(stderr, "\n  no read served while two whoamis wait for a group's name\n");
 	CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
@@ -1417,8 +1420,7 @@ test_whoami_spares_workers(void)
 	 * the group (which has no name here) among the caller's groups. */
 	unlink(trig);
 	for (i = 0; i < 2; i++) {
-		n = read(slow[i], out, sizeof(out) - 1);
-		out[n > 0 ? n : 0] = '\0';
+		n = read_reply(slow[i], out, sizeof(out));
 		CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, "4242"));
 		close(slow[i]);
@@ -1469,17 +1471,6 @@ test_stop_leaves_hung_check(void)
 	close(slow);
 	kwt_daemon_free(&d2);
 	kwt_rmtree(dir);
-}
-
-/* The reply on fd (one read: the replies here are small), into out; its
- * length, or what read returned. */
-static ssize_t
-read_reply(int fd, char *out, size_t outsz)
-{
-	ssize_t n = read(fd, out, outsz - 1);
-
-	out[n > 0 ? n : 0] = '\0';
-	return n;
 }
 
 /* While every identity worker waits (four callers' checks hang: the stat
@@ -1690,8 +1681,7 @@ test_slow_name_lookup(void)
 	/* Another (the same uid: only the first lookup hangs) is served
 	 * meanwhile, with its name. */
 	other = send_on_new(d2.sock, &quick, rq);
-	n = read(other, out, sizeof(out) - 1);
-	out[n > 0 ? n : 0] = '\0';
+	n = read_reply(other, out, sizeof(out));
 	if (n <= 0)
 		fprintf(stderr, "\n  no reply while another client's user name is looked up\n");
 	CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
@@ -1702,15 +1692,13 @@ test_slow_name_lookup(void)
 	/* The directory server answers again: the first is answered, with
 	 * its name. */
 	unlink(trig);
-	n = read(slow, out, sizeof(out) - 1);
-	out[n > 0 ? n : 0] = '\0';
+	n = read_reply(slow, out, sizeof(out));
 	CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
 	reply_field(out, "user", user, sizeof(user));
 	CU_ASSERT_STRING_EQUAL(user, want);
 	/* ... and keeps it on the connection. */
 	CU_ASSERT(write(slow, rq, strlen(rq)) == (ssize_t)strlen(rq));
-	n = read(slow, out, sizeof(out) - 1);
-	out[n > 0 ? n : 0] = '\0';
+	n = read_reply(slow, out, sizeof(out));
 	CU_ASSERT(n > 0 && strncmp(out, "HTTP/1.1 200 ", 13) == 0);
 	reply_field(out, "user", user, sizeof(user));
 	CU_ASSERT_STRING_EQUAL(user, want);
